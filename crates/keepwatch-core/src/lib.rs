@@ -1,0 +1,90 @@
+//! Keepwatch's vocabulary: the ids, roles, states and policy decisions every other crate speaks.
+//!
+//! Nothing here does IO, so every rule can be tested with plain values.
+
+mod id;
+mod login;
+mod policy;
+mod secret;
+
+pub use id::{ParseSessionIdError, SessionId};
+pub use login::{LoginName, ParseLoginNameError, valid_name};
+pub use policy::{AccessDecision, Denial, RecordingFailure, Role, authorize_connect};
+pub use secret::Secret;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The state of a session as shown to auditors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    /// Running now.
+    Active,
+    /// Ended normally by the person or the target.
+    Closed,
+    /// Ended by an auditor or by the gateway shutting down.
+    Terminated,
+    /// The gateway died while the session ran; sealed on the next start.
+    Interrupted,
+    /// Never reached the target (unreachable, credential refused, host key mismatch).
+    Refused,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 5] = [
+        SessionStatus::Active,
+        SessionStatus::Closed,
+        SessionStatus::Terminated,
+        SessionStatus::Interrupted,
+        SessionStatus::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Closed => "closed",
+            SessionStatus::Terminated => "terminated",
+            SessionStatus::Interrupted => "interrupted",
+            SessionStatus::Refused => "refused",
+        }
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown session status string.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown session status {0:?}")]
+pub struct ParseStatusError(String);
+
+impl FromStr for SessionStatus {
+    type Err = ParseStatusError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ParseStatusError(s.to_owned()))
+    }
+}
+
+/// What an SSH channel was opened for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    Shell,
+    Exec { command: Vec<u8> },
+    Subsystem { name: String },
+}
+
+impl ChannelKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelKind::Shell => "shell",
+            ChannelKind::Exec { .. } => "exec",
+            ChannelKind::Subsystem { .. } => "subsystem",
+        }
+    }
+}
