@@ -1,1 +1,264 @@
-//! placeholder
+//! The recorder: one task per session that owns its recording file.
+//!
+//! Gateways hand events to a [`Recorder`] through a bounded channel (backpressure, never an
+//! unbounded buffer). The task appends them to the session's spool file, flushes a chunk at
+//! least every `flush_interval` (the most a crash can lose), signs a checkpoint at least every
+//! `checkpoint_interval`, and on seal moves the recording into the blob store and appends it to
+//! the ledger. A write that fails is reported on [`Recorder::failure`] so the gateway can end
+//! the session (fail closed) while other sessions go on.
+
+mod integrity;
+mod recover;
+
+pub use integrity::{Problem, check_ledger, check_session};
+pub use recover::recover_interrupted;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
+use keepwatch_store::{BlobStore, Store, now_us};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often the recorder writes and signs.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Chunks reach the file at least this often; a crash loses at most this much.
+    pub flush_interval: Duration,
+    /// A signed checkpoint at least this often while the session produces data.
+    pub checkpoint_interval: Duration,
+    /// Flush early once this many uncompressed bytes are pending.
+    pub flush_bytes: usize,
+    /// Events queued between the gateway and the recorder before the gateway waits.
+    pub queue: usize,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            flush_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(10),
+            flush_bytes: 1 << 20,
+            queue: 256,
+        }
+    }
+}
+
+/// Shared by every recorder of a gateway.
+#[derive(Clone)]
+pub struct RecorderContext {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub signing_key: Arc<SigningKey>,
+    pub config: RecorderConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("cannot create recording {path}: {source}")]
+    Create { path: String, source: std::io::Error },
+    #[error("recording of session {id} failed: {reason}")]
+    Failed { id: SessionId, reason: String },
+    #[error("cannot store session {id}: {source}")]
+    Store { id: SessionId, source: keepwatch_store::StoreError },
+}
+
+enum Command {
+    Event(TimedEvent),
+    Seal { at_us: u64, status: SessionStatus, reason: Option<String>, done: oneshot::Sender<Result<SealInfo, RecorderError>> },
+}
+
+/// The gateway's handle on one session's recording. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    id: SessionId,
+    started: Instant,
+    tx: mpsc::Sender<Command>,
+    failure: watch::Receiver<Option<String>>,
+}
+
+impl Recorder {
+    /// Creates the spool file and writes the first chunk (the session's identity) before
+    /// returning, so a session never starts without a recording.
+    ///
+    /// # Errors
+    /// Fails when the recording file cannot be created or written.
+    pub async fn start(ctx: &RecorderContext, start: SessionStart) -> Result<Recorder, RecorderError> {
+        let id = start.session_id;
+        let path = ctx.blobs.spool_path(id);
+        let create_err = |source| RecorderError::Create { path: path.display().to_string(), source };
+        let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
+        let first = writer.flush(now_us(), true).unwrap_or_default();
+        let file = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> std::io::Result<std::fs::File> {
+                let mut f = std::fs::OpenOptions::new().create_new(true).append(true).open(&path)?;
+                f.write_all(&first)?;
+                f.sync_data()?;
+                Ok(f)
+            }
+        })
+        .await
+        .map_err(|e| create_err(std::io::Error::other(e)))?
+        .map_err(create_err)?;
+        let (tx, rx) = mpsc::channel(ctx.config.queue);
+        let (fail_tx, failure) = watch::channel(None);
+        let task = RecorderTask {
+            ctx: ctx.clone(),
+            id,
+            writer: Some(writer),
+            file: Some(file),
+            fail_tx,
+            last_checkpoint: Instant::now(),
+            unsigned_chunks: false,
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Recorder { id, started: Instant::now(), tx, failure })
+    }
+
+    pub fn session_id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Microseconds since the session started, the clock of every event.
+    pub fn elapsed_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Queues an event, waiting if the recorder is behind (backpressure).
+    ///
+    /// # Errors
+    /// Fails when the recording has failed; the caller decides whether the session goes on.
+    pub async fn record(&self, event: Event) -> Result<(), RecorderError> {
+        let ev = TimedEvent { at_us: self.elapsed_us(), event };
+        if let Some(reason) = self.failure.borrow().clone() {
+            return Err(RecorderError::Failed { id: self.id, reason });
+        }
+        self.tx.send(Command::Event(ev)).await.map_err(|_| self.gone())
+    }
+
+    fn gone(&self) -> RecorderError {
+        let reason = self.failure.borrow().clone().unwrap_or_else(|| "recorder stopped".into());
+        RecorderError::Failed { id: self.id, reason }
+    }
+
+    /// Resolves with the failure reason once the recording can no longer be written.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
+    }
+
+    /// Seals the recording with `status`, moves it into the blob store and ledgers it.
+    ///
+    /// # Errors
+    /// Fails when the seal cannot be written or stored.
+    pub async fn seal(&self, status: SessionStatus, reason: Option<String>) -> Result<SealInfo, RecorderError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Command::Seal { at_us: self.elapsed_us(), status, reason, done }).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+}
+
+struct RecorderTask {
+    ctx: RecorderContext,
+    id: SessionId,
+    writer: Option<RecordingWriter>,
+    file: Option<std::fs::File>,
+    fail_tx: watch::Sender<Option<String>>,
+    last_checkpoint: Instant,
+    unsigned_chunks: bool,
+}
+
+impl RecorderTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(self.ctx.config.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Event(ev)) => {
+                        let Some(w) = self.writer.as_mut() else { continue };
+                        w.push(&ev);
+                        if w.pending_len() >= self.ctx.config.flush_bytes {
+                            self.flush(false, false).await;
+                        }
+                    }
+                    Some(Command::Seal { at_us, status, reason, done }) => {
+                        let _ = done.send(self.seal(at_us, status, reason).await);
+                        return;
+                    }
+                    // Every handle dropped without a seal: leave the spool for recovery.
+                    None => { self.flush(false, true).await; return; }
+                },
+                _ = tick.tick() => {
+                    let checkpoint = self.last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval;
+                    self.flush(checkpoint, true).await;
+                }
+            }
+        }
+    }
+
+    /// Writes what is pending as one chunk; `sync` also makes it durable.
+    async fn flush(&mut self, checkpoint: bool, sync: bool) {
+        let (Some(w), Some(file)) = (self.writer.as_mut(), self.file.as_mut()) else { return };
+        let sign = checkpoint && (self.unsigned_chunks || w.pending_len() > 0);
+        let Some(bytes) = w.flush(now_us(), sign) else { return };
+        self.unsigned_chunks = !sign;
+        if sign {
+            self.last_checkpoint = Instant::now();
+        }
+        let res = tokio::task::block_in_place(|| {
+            file.write_all(&bytes)?;
+            if sync { file.sync_data() } else { Ok(()) }
+        });
+        if let Err(e) = res {
+            self.fail(format!("cannot write {}: {e}", self.ctx.blobs.spool_path(self.id).display()));
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        tracing::error!(session_id = %self.id, %reason, "recording failed");
+        self.writer = None;
+        self.file = None;
+        let _ = self.fail_tx.send(Some(reason));
+    }
+
+    async fn seal(&mut self, at_us: u64, status: SessionStatus, reason: Option<String>) -> Result<SealInfo, RecorderError> {
+        let failed = || RecorderError::Failed {
+            id: self.id,
+            reason: self.fail_tx.borrow().clone().unwrap_or_else(|| "recording already failed".into()),
+        };
+        let (Some(w), Some(mut file)) = (self.writer.take(), self.file.take()) else { return Err(failed()) };
+        let ended = now_us();
+        let (bytes, info) = w.seal(at_us, Seal { status, reason: reason.clone(), ended_at_us: ended }, ended);
+        let path = self.ctx.blobs.spool_path(self.id);
+        tokio::task::block_in_place(|| {
+            file.write_all(&bytes)?;
+            file.sync_data()
+        })
+        .map_err(|e| RecorderError::Failed { id: self.id, reason: format!("cannot write seal to {}: {e}", path.display()) })?;
+        drop(file);
+        finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended).await?;
+        Ok(info)
+    }
+}
+
+/// Moves a sealed spool into the blob store and records the seal in the database and ledger.
+async fn finish(
+    ctx: &RecorderContext,
+    id: SessionId,
+    status: SessionStatus,
+    reason: Option<&str>,
+    info: &SealInfo,
+    ended_at_us: i64,
+) -> Result<(), RecorderError> {
+    let store_err = |source| RecorderError::Store { id, source };
+    ctx.blobs.commit_spool(id).await.map_err(store_err)?;
+    ctx.store
+        .finish_session(id, status, reason, info, ended_at_us, &ctx.signing_key)
+        .await
+        .map_err(store_err)?;
+    Ok(())
+}

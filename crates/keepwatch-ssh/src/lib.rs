@@ -1,1 +1,184 @@
-//! placeholder
+//! The SSH gateway: people connect with a stock OpenSSH client as `USER@TARGET`; the gateway
+//! authenticates them, opens the target with the vaulted credential (host key pinned), relays
+//! every channel both ways and hands every event to the session's recorder.
+//!
+//! One connection is one task; each channel is two pumps (client→target in the channel's
+//! task, target→client in a spawned one). A failure in one connection is logged with its
+//! session id and ends only that connection.
+
+mod auth;
+mod channel;
+mod connection;
+mod menu;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keepwatch_core::SessionId;
+use keepwatch_recorder::RecorderContext;
+use keepwatch_store::{Store, Vault};
+use russh::keys::PrivateKey;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use upstream::host_key_line;
+
+/// Gateway settings from `keepwatch.toml`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Environment variables a client may pass to the target (`LC_*` style prefixes allowed).
+    pub env_allow: Vec<String>,
+    /// How long to wait for a target before calling it unreachable.
+    pub connect_timeout: Duration,
+    /// How long a graceful shutdown waits for sessions to seal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            env_allow: vec!["LANG".into(), "LC_*".into()],
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a connection needs, shared by all of them.
+pub struct GatewayContext {
+    pub store: Store,
+    pub vault: Vault,
+    pub recorder: RecorderContext,
+    pub config: GatewayConfig,
+    pub host_key: PrivateKey,
+    live: LiveSessions,
+}
+
+impl GatewayContext {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        recorder: RecorderContext,
+        config: GatewayConfig,
+        host_key: PrivateKey,
+    ) -> Self {
+        GatewayContext { store, vault, recorder, config, host_key, live: LiveSessions::default() }
+    }
+
+    /// Asks a live session to end with `reason` shown to the person. Returns false if the
+    /// session is not live on this gateway.
+    pub fn terminate(&self, id: SessionId, reason: &str) -> bool {
+        self.live.terminate(id, reason)
+    }
+
+    /// The sessions live on this gateway now.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        self.live.ids()
+    }
+}
+
+/// Termination switches of the sessions running on this gateway. Touched only when a
+/// session starts, ends or is terminated, never on the data path.
+#[derive(Default)]
+struct LiveSessions(Mutex<HashMap<SessionId, watch::Sender<Option<String>>>>);
+
+impl LiveSessions {
+    fn insert(&self, id: SessionId) -> watch::Receiver<Option<String>> {
+        let (tx, rx) = watch::channel(None);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        rx
+    }
+    fn remove(&self, id: SessionId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+    fn terminate(&self, id: SessionId, reason: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&id) {
+            Some(tx) => {
+                tx.send_replace(Some(reason.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+    fn terminate_all(&self, reason: &str) {
+        for tx in self.0.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            tx.send_replace(Some(reason.to_owned()));
+        }
+    }
+    fn ids(&self) -> Vec<SessionId> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+    }
+}
+
+fn preferred() -> russh::Preferred {
+    use russh::cipher;
+    // AES-GCM first: with AES-NI it is the cheapest AEAD, and the relay pays for two sessions.
+    const CIPHERS: &[cipher::Name] = &[
+        cipher::AES_128_GCM,
+        cipher::AES_256_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_CTR,
+        cipher::AES_192_CTR,
+        cipher::AES_128_CTR,
+    ];
+    russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() }
+}
+
+fn server_config(ctx: &GatewayContext) -> russh::server::Config {
+    use russh::MethodKind;
+    russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-Keepwatch".into()),
+        methods: russh::MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![ctx.host_key.clone()],
+        window_size: 8 << 20,
+        maximum_packet_size: 32768,
+        preferred: preferred(),
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Serves SSH on `listener` until `shutdown` is cancelled; then tells every connected person,
+/// seals every recording (status `terminated`) and returns once they are sealed or the grace
+/// period has passed.
+pub async fn serve(ctx: Arc<GatewayContext>, listener: TcpListener, shutdown: CancellationToken) {
+    let config = Arc::new(server_config(&ctx));
+    let tracker = TaskTracker::new();
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        tracker.spawn(connection::run(ctx.clone(), config.clone(), socket, peer));
+    }
+    drop(listener);
+    ctx.live.terminate_all("gateway shutting down");
+    tracker.close();
+    if tokio::time::timeout(ctx.config.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!(remaining = ctx.live.ids().len(), "shutdown grace period passed with sessions unsealed");
+    }
+}
+
+/// The address a client connected from, as recorded.
+fn client_addr(peer: SocketAddr) -> String {
+    peer.to_string()
+}

@@ -1,1 +1,37 @@
-//! placeholder
+//! Keepwatch storage: metadata rows, recording blobs and the credential vault.
+//!
+//! Nothing above this crate knows which backend holds the data: callers use [`Store`] and
+//! [`BlobStore`], whose methods name domain operations, not SQL. The embedded backend is
+//! SQLite plus a local directory; PostgreSQL and S3 slot in behind the same methods.
+
+mod blobs;
+mod credentials;
+mod db;
+mod rows;
+mod vault;
+
+pub use blobs::BlobStore;
+pub use credentials::{hash_password, verify_password};
+pub use db::{SessionFilter, Store, now_us};
+pub use rows::{
+    AuditRow, ChannelRow, LedgerRow, NewAudit, NewTarget, PersonRow, SessionRow, TargetRow,
+    TargetSecret,
+};
+pub use vault::{Vault, VaultError};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("blob store error: {0}")]
+    Blob(#[from] object_store::Error),
+    #[error("{kind} {name:?} already exists")]
+    Exists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("row {what} holds an invalid value: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("io error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! `keepwatch`: the one binary. Parses the command line, owns exit codes, and wires the
+//! library crates together; the logic lives in the crates.
+
+mod admin;
+mod datadir;
+mod output;
+mod playback;
+mod run;
+mod sessions;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keepwatch: a privileged session manager. People reach servers only through it; it injects
+/// the target's credential, records every session tamper-evidently, and lets auditors list,
+/// replay, export and verify what happened.
+#[derive(Parser)]
+#[command(name = "keepwatch", version, propagate_version = true)]
+struct Cli {
+    /// Data directory (config, keys, database, recordings).
+    #[arg(long, global = true, env = "KEEPWATCH_DATA_DIR", default_value = "keepwatch-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory: config, host key, signing key, vault key, database and an
+    /// `admin` person whose password is printed once.
+    Init,
+    /// Start the SSH gateway and the web listener (runs `init` first on a new data directory).
+    Run(run::RunArgs),
+    /// Manage people.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage targets (servers reached through the gateway).
+    #[command(subcommand)]
+    Target(admin::TargetCommand),
+    /// Allow a person to connect to a target.
+    Grant { user: String, target: String },
+    /// Remove a person's access to a target.
+    Revoke { user: String, target: String },
+    /// List sessions, newest first.
+    Sessions(sessions::ListArgs),
+    /// Show one session's metadata and channels.
+    Show(sessions::ShowArgs),
+    /// Play a session in the terminal at its original pace.
+    Replay(playback::ReplayArgs),
+    /// Export a session (asciicast v2 plays in asciinema).
+    Export(playback::ExportArgs),
+    /// Check recordings for tampering; exit 1 if any is not intact. Needs no vault key.
+    Verify(sessions::VerifyArgs),
+    /// List audit events, newest first.
+    Audit(sessions::AuditArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn")),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keepwatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keepwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = datadir::DataDir::new(cli.data_dir);
+    match cli.command {
+        Command::Init => {
+            dir.init().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run::run(&dir, args).await,
+        Command::User(c) => admin::user(&dir, c).await,
+        Command::Target(c) => admin::target(&dir, c).await,
+        Command::Grant { user, target } => admin::grant(&dir, &user, &target, true).await,
+        Command::Revoke { user, target } => admin::grant(&dir, &user, &target, false).await,
+        Command::Sessions(a) => sessions::list(&dir, a).await,
+        Command::Show(a) => sessions::show(&dir, a).await,
+        Command::Replay(a) => playback::replay(&dir, a).await,
+        Command::Export(a) => playback::export(&dir, a).await,
+        Command::Verify(a) => sessions::verify(&dir, a).await,
+        Command::Audit(a) => sessions::audit(&dir, a).await,
+    }
+}

@@ -1,0 +1,144 @@
+//! Tamper checks across the recording, its database row and the ledger.
+//!
+//! A recording verifies on its own (chain, signatures, seal); this module also compares it with
+//! what the database says (who, where, when, how it ended) and walks the ledger of sealed
+//! sessions, so that editing a row or deleting a whole session is caught too. Only the public
+//! signing key is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::VerifyingKey;
+use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_recording::{ledger, verify};
+use keepwatch_store::{BlobStore, SessionRow, Store, StoreError};
+
+/// One thing found wrong, for one session (or the ledger itself when `session` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub session: Option<SessionId>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.session {
+            Some(id) => write!(f, "session {id}: {}", self.what),
+            None => write!(f, "ledger: {}", self.what),
+        }
+    }
+}
+
+fn problem(id: SessionId, what: impl Into<String>) -> Problem {
+    Problem { session: Some(id), what: what.into() }
+}
+
+/// Checks one session's recording against the signing key and its database row.
+///
+/// # Errors
+/// Only store failures other than a missing recording (which is a problem, not an error).
+pub async fn check_session(
+    blobs: &BlobStore,
+    key: &VerifyingKey,
+    id: SessionId,
+    row: Option<&SessionRow>,
+) -> Result<Vec<Problem>, StoreError> {
+    let Some(row) = row else {
+        return Ok(vec![problem(id, "recording present but its database row is missing (deleted?)")]);
+    };
+    let bytes = match blobs.read_recording(id).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Ok(vec![problem(id, "recording missing from the blob store")]),
+        Err(e) => return Err(e),
+    };
+    let v = match verify(&bytes, key) {
+        Ok(v) => v,
+        Err(e) => return Ok(vec![problem(id, format!("recording not intact: {e}"))]),
+    };
+    let mut out = Vec::new();
+    let s = &v.start;
+    let fields: [(&str, String, String); 6] = [
+        ("user", row.person.clone(), s.user.clone()),
+        ("target", row.target.clone(), s.target.clone()),
+        ("target host", row.target_host.clone(), s.target_host.clone()),
+        ("target login", row.target_login.clone(), s.target_login.clone()),
+        ("client address", row.client_addr.clone(), s.client_addr.clone()),
+        ("start time", row.started_at_us.to_string(), s.started_at_us.to_string()),
+    ];
+    if s.session_id != id {
+        out.push(problem(id, format!("recording belongs to session {}", s.session_id)));
+    }
+    for (name, db, rec) in fields {
+        if db != rec {
+            out.push(problem(id, format!("database row edited: {name} is {db:?} but the signed recording says {rec:?}")));
+        }
+    }
+    match (row.status, &v.seal, &v.seal_info) {
+        (SessionStatus::Active, None, _) => {}
+        (SessionStatus::Active, Some(seal), _) => {
+            out.push(problem(id, format!("database says active but the recording is sealed {}", seal.status)));
+        }
+        (status, None, _) => out.push(problem(
+            id,
+            format!("recording truncated: database says {status} but the recording has no seal (last chunk {})", v.chunks.saturating_sub(1)),
+        )),
+        (status, Some(seal), info) => {
+            if seal.status != status {
+                out.push(problem(id, format!("database row edited: status is {status} but the signed seal says {}", seal.status)));
+            }
+            if row.ended_at_us != Some(seal.ended_at_us) {
+                out.push(problem(id, "database row edited: end time differs from the signed seal"));
+            }
+            if row.chain_head != Some(v.chain_head) {
+                out.push(problem(id, "chain head in the database differs from the recording's"));
+            }
+            if let Some(info) = info {
+                if row.seal_seq != Some(info.seq) {
+                    out.push(problem(id, "seal chunk number in the database differs from the recording's"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Walks the ledger: each entry chains to the one before, is signed, and names a session that
+/// still exists with the same chain head. Returns the problems and the ids the ledger holds.
+///
+/// # Errors
+/// Store failures only.
+pub async fn check_ledger(
+    store: &Store,
+    key: &VerifyingKey,
+    rows: &BTreeMap<SessionId, SessionRow>,
+) -> Result<(Vec<Problem>, BTreeSet<SessionId>), StoreError> {
+    let mut out = Vec::new();
+    let mut ids = BTreeSet::new();
+    let mut prev = ledger::GENESIS;
+    for (i, e) in store.ledger().await?.iter().enumerate() {
+        let lp = |what: String| Problem { session: None, what };
+        if e.seq != i as u64 {
+            out.push(lp(format!("entry {i} missing (found entry {})", e.seq)));
+        }
+        if e.prev_hash != prev {
+            out.push(lp(format!("entry {} does not chain to the entry before it", e.seq)));
+        }
+        let hash = ledger::entry_hash(&e.prev_hash, e.seq, &e.session_id, &e.chain_head, e.sealed_at_us);
+        if hash != e.hash {
+            out.push(lp(format!("entry {} hash does not match its contents", e.seq)));
+        }
+        let sig_ok = <[u8; 64]>::try_from(e.signature.as_slice()).is_ok_and(|s| ledger::verify_sig(key, &e.hash, &s));
+        if !sig_ok {
+            out.push(lp(format!("entry {} signature invalid", e.seq)));
+        }
+        prev = e.hash;
+        ids.insert(e.session_id);
+        match rows.get(&e.session_id) {
+            None => out.push(problem(e.session_id, format!("session deleted from the database (ledger entry {})", e.seq))),
+            Some(r) if r.chain_head != Some(e.chain_head) => {
+                out.push(problem(e.session_id, format!("chain head differs from ledger entry {}", e.seq)))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((out, ids))
+}

@@ -1,0 +1,180 @@
+//! Authenticating people: the russh server handler for one connection.
+//!
+//! Every refusal looks the same to the client (no hint whether the person, the credential,
+//! the target or the grant was wrong); the audit event says which.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keepwatch_core::{AccessDecision, Denial, LoginName, authorize_connect};
+use keepwatch_store::{NewAudit, verify_password};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelOpenFailure};
+
+use crate::GatewayContext;
+use crate::connection::Connection;
+
+/// Who logged in, once authentication succeeded.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub person: String,
+    pub target: Option<String>,
+}
+
+pub(crate) struct ConnHandler {
+    pub ctx: Arc<GatewayContext>,
+    pub peer: SocketAddr,
+    pub login: Option<Login>,
+    /// Set when the first channel opens; read by the connection task when the client leaves.
+    pub conn: Arc<tokio::sync::OnceCell<Arc<Connection>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("ssh: {0}")]
+    Ssh(#[from] russh::Error),
+    #[error("store: {0}")]
+    Store(#[from] keepwatch_store::StoreError),
+}
+
+enum Credential<'a> {
+    Key(&'a russh::keys::PublicKey),
+    Password(&'a str),
+}
+
+impl ConnHandler {
+    async fn check(&mut self, user: &str, cred: Credential<'_>) -> Result<Auth, ConnError> {
+        let decision = self.decide(user, &cred).await?;
+        let method = match cred {
+            Credential::Key(_) => "publickey",
+            Credential::Password(_) => "password",
+        };
+        match decision {
+            Ok(login) => {
+                self.ctx
+                    .store
+                    .audit(NewAudit {
+                        actor: login.person.clone(),
+                        action: "login_succeeded",
+                        session_id: None,
+                        client_addr: Some(self.peer.to_string()),
+                        detail: format!("login {user:?} by {method}"),
+                    })
+                    .await?;
+                self.login = Some(login);
+                Ok(Auth::Accept)
+            }
+            Err(denial) => {
+                self.ctx
+                    .store
+                    .audit(NewAudit {
+                        actor: user.to_owned(),
+                        action: "login_refused",
+                        session_id: None,
+                        client_addr: Some(self.peer.to_string()),
+                        detail: format!("login {user:?} by {method}: {}", denial.as_str()),
+                    })
+                    .await?;
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn decide(&self, user: &str, cred: &Credential<'_>) -> Result<Result<Login, Denial>, ConnError> {
+        let Ok(name) = LoginName::parse(user) else { return Ok(Err(Denial::UnknownPerson)) };
+        let Some(person) = self.ctx.store.person(&name.person).await? else {
+            return Ok(Err(Denial::UnknownPerson));
+        };
+        let ok = match cred {
+            Credential::Key(key) => person.ssh_keys.iter().any(|line| {
+                russh::keys::PublicKey::from_openssh(line)
+                    .map(|k| k.key_data() == key.key_data())
+                    .unwrap_or(false)
+            }),
+            Credential::Password(pw) => {
+                person.password_hash.as_deref().is_some_and(|h| verify_password(pw, h))
+            }
+        };
+        if !ok {
+            return Ok(Err(Denial::BadCredential));
+        }
+        if let Some(target) = &name.target {
+            let exists = self.ctx.store.target(target).await?.is_some();
+            let granted = self.ctx.store.is_granted(&person.name, target).await?;
+            if let AccessDecision::Deny(d) = authorize_connect(exists, granted) {
+                return Ok(Err(d));
+            }
+        }
+        Ok(Ok(Login { person: person.name, target: name.target }))
+    }
+}
+
+impl russh::server::Handler for ConnHandler {
+    type Error = ConnError;
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        self.check(user, Credential::Key(key.public_key)).await
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.check(user, Credential::Password(password)).await
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(login) = self.login.clone() else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let handle = session.handle();
+        let conn = self
+            .conn
+            .get_or_init(|| async { Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle)) })
+            .await
+            .clone();
+        reply.accept().await;
+        conn.spawn_channel(channel);
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_forwarding(format!("local port forwarding to {host_to_connect}:{port_to_connect}")).await?;
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+        self.refuse_forwarding(format!("remote port forwarding from {address}:{port}")).await?;
+        Ok(false)
+    }
+}
+
+impl ConnHandler {
+    async fn refuse_forwarding(&self, what: String) -> Result<(), ConnError> {
+        let actor = self.login.as_ref().map_or_else(|| "unknown".to_owned(), |l| l.person.clone());
+        self.ctx
+            .store
+            .audit(NewAudit {
+                actor,
+                action: "forwarding_refused",
+                session_id: None,
+                client_addr: Some(self.peer.to_string()),
+                detail: format!("{what} refused: forwarding is not allowed"),
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,371 @@
+//! One SSH channel: collect the client's requests, reach the target, then relay both ways.
+//!
+//! Bytes the client sends before the target is ready stay queued in russh's bounded channel
+//! buffer (or, for the few bytes typed after a menu choice, in `early`), never interpreted.
+//! Every byte is handed to the recorder before it is forwarded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use keepwatch_core::ChannelKind;
+use keepwatch_recording::{Direction, Event, Pty};
+use keepwatch_store::{ChannelRow, now_us};
+use russh::server::Msg;
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+
+use crate::connection::{ActiveSession, Connection};
+
+/// What the client asked for before the shell/exec/subsystem request.
+#[derive(Default)]
+struct Requests {
+    pty: Option<PtyRequest>,
+    env: Vec<(String, String)>,
+    early: Vec<u8>,
+}
+
+struct PtyRequest {
+    term: String,
+    cols: u32,
+    rows: u32,
+    pix_width: u32,
+    pix_height: u32,
+    modes: Vec<(russh::Pty, u32)>,
+}
+
+/// Most a client may send before its shell starts; beyond it the channel is closed.
+const EARLY_LIMIT: usize = 1 << 20;
+
+pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
+    let id = channel.id();
+    let (mut rx, tx) = channel.split();
+    let tx = Arc::new(tx);
+    let Some((kind, mut req)) = collect_requests(&conn, id, &mut rx).await else {
+        let _ = tx.close().await;
+        return;
+    };
+    let mut replied = false;
+    let target = match (&conn.login.target, &kind, &req.pty) {
+        (Some(t), _, _) => Ok(t.clone()),
+        (None, ChannelKind::Shell, Some(_)) => {
+            let _ = conn.handle.channel_success(id).await;
+            replied = true;
+            match crate::menu::choose(&conn, &mut rx, &tx).await {
+                Some((target, leftover)) => {
+                    req.early.extend_from_slice(&leftover);
+                    Ok(target)
+                }
+                None => {
+                    let _ = tx.eof().await;
+                    let _ = tx.close().await;
+                    return;
+                }
+            }
+        }
+        (None, _, _) => {
+            let granted = conn.ctx.store.granted_targets(&conn.login.person).await.unwrap_or_default();
+            Err(format!(
+                "keepwatch: no target named; connect as {}@TARGET (granted: {})",
+                conn.login.person,
+                if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
+            ))
+        }
+    };
+    let session = match target {
+        Ok(t) => conn.session(&t).await,
+        Err(e) => Err(e),
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err(line) => return refuse(&conn, id, &tx, replied, &line).await,
+    };
+    if let Err(line) = relay(&conn, &session, id, kind, req, rx, tx.clone(), replied).await {
+        let _ = tx.extended_data_bytes(1, Bytes::from(format!("{line}\r\n"))).await;
+        let _ = tx.exit_status(1).await;
+        let _ = tx.eof().await;
+        let _ = tx.close().await;
+    }
+}
+
+/// Tells the person why, ends the channel with exit status 1.
+async fn refuse(conn: &Connection, id: ChannelId, tx: &ChannelWriteHalf<Msg>, replied: bool, line: &str) {
+    if !replied {
+        let _ = conn.handle.channel_success(id).await;
+    }
+    let _ = tx.extended_data_bytes(1, Bytes::from(format!("{line}\r\n"))).await;
+    let _ = tx.exit_status(1).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+fn env_allowed(allow: &[String], name: &str) -> bool {
+    allow.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => p == name,
+    })
+}
+
+async fn collect_requests(
+    conn: &Connection,
+    id: ChannelId,
+    rx: &mut ChannelReadHalf,
+) -> Option<(ChannelKind, Requests)> {
+    let mut req = Requests::default();
+    loop {
+        let msg = tokio::select! {
+            m = rx.wait() => m?,
+            _ = conn.cancel.cancelled() => return None,
+        };
+        match msg {
+            ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
+                req.pty = Some(PtyRequest {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_width,
+                    pix_height,
+                    modes: terminal_modes,
+                });
+                let _ = conn.handle.channel_success(id).await;
+            }
+            ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+                if env_allowed(&conn.ctx.config.env_allow, &variable_name) {
+                    req.env.push((variable_name, variable_value));
+                }
+            }
+            ChannelMsg::WindowChange { col_width, row_height, .. } => {
+                if let Some(p) = req.pty.as_mut() {
+                    p.cols = col_width;
+                    p.rows = row_height;
+                }
+            }
+            ChannelMsg::RequestShell { .. } => return Some((ChannelKind::Shell, req)),
+            ChannelMsg::Exec { command, .. } => return Some((ChannelKind::Exec { command }, req)),
+            ChannelMsg::RequestSubsystem { name, .. } => return Some((ChannelKind::Subsystem { name }, req)),
+            ChannelMsg::Data { data } => {
+                if req.early.len() + data.len() > EARLY_LIMIT {
+                    return None;
+                }
+                req.early.extend_from_slice(&data);
+            }
+            ChannelMsg::RequestX11 { .. } => {
+                let _ = conn.handle.channel_failure(id).await;
+            }
+            ChannelMsg::Close => return None,
+            // Agent forwarding (sent without want-reply by OpenSSH) and the rest are ignored:
+            // nothing is forwarded unless policy allows it, and none of it does yet.
+            _ => {}
+        }
+    }
+}
+
+/// Reads the target's channel until its reply to a request, keeping anything else that
+/// arrives in between for the relay.
+async fn await_reply(rx: &mut ChannelReadHalf, held: &mut Vec<ChannelMsg>) -> bool {
+    loop {
+        match rx.wait().await {
+            Some(ChannelMsg::Success) => return true,
+            Some(ChannelMsg::Failure) | None => return false,
+            Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(other) => held.push(other),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    conn: &Arc<Connection>,
+    s: &Arc<ActiveSession>,
+    id: ChannelId,
+    kind: ChannelKind,
+    req: Requests,
+    client_rx: ChannelReadHalf,
+    client_tx: Arc<ChannelWriteHalf<Msg>>,
+    replied: bool,
+) -> Result<(), String> {
+    let target = &s.target.name;
+    let up = s
+        .upstream
+        .channel_open_session()
+        .await
+        .map_err(|e| format!("keepwatch: target {target} refused a channel: {e}"))?;
+    let (mut up_rx, up_tx) = up.split();
+    let mut held = Vec::new();
+    for (k, v) in &req.env {
+        let _ = up_tx.set_env(false, k.as_str(), v.as_str()).await;
+    }
+    if let Some(p) = &req.pty {
+        let ok = up_tx.request_pty(true, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes).await.is_ok()
+            && await_reply(&mut up_rx, &mut held).await;
+        if !ok {
+            return Err(format!("keepwatch: target {target} refused a terminal"));
+        }
+    }
+    let sent = match &kind {
+        ChannelKind::Shell => up_tx.request_shell(true).await,
+        ChannelKind::Exec { command } => up_tx.exec(true, command.clone()).await,
+        ChannelKind::Subsystem { name } => up_tx.request_subsystem(true, name.as_str()).await,
+    };
+    let accepted = sent.is_ok() && await_reply(&mut up_rx, &mut held).await;
+    let channel = u32::from(id);
+    let pty = req.pty.as_ref().map(|p| Pty { term: p.term.clone(), cols: p.cols, rows: p.rows });
+    let row = ChannelRow {
+        channel,
+        kind: kind.as_str().to_owned(),
+        command: match &kind {
+            ChannelKind::Exec { command } => Some(String::from_utf8_lossy(command).into_owned()),
+            _ => None,
+        },
+        subsystem: match &kind {
+            ChannelKind::Subsystem { name } => Some(name.clone()),
+            _ => None,
+        },
+        pty_term: req.pty.as_ref().map(|p| p.term.clone()),
+        opened_at_us: now_us(),
+        closed_at_us: None,
+        exit_status: None,
+    };
+    if let Err(e) = conn.ctx.store.add_channel(s.id, &row).await {
+        tracing::error!(session_id = %s.id, error = %e, "cannot store channel");
+    }
+    conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty }).await.map_err(|_| recording_failed())?;
+    if !replied {
+        let _ = if accepted { conn.handle.channel_success(id).await } else { conn.handle.channel_failure(id).await };
+    }
+    if !accepted {
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text: format!("target refused the {} request", kind.as_str()) }).await;
+        let _ = conn.record(s, Event::ChannelClose { channel, exit_status: None, exit_signal: None }).await;
+        let _ = client_tx.close().await;
+        return Ok(());
+    }
+    if !req.early.is_empty() {
+        conn.record(s, Event::Input { channel, data: req.early.clone() }).await.map_err(|_| recording_failed())?;
+        let _ = up_tx.data_bytes(Bytes::from(req.early)).await;
+    }
+    conn.spawn(target_to_client(conn.clone(), s.clone(), id, held, up_rx, client_tx.clone()));
+    client_to_target(conn, s, channel, client_rx, up_tx).await;
+    Ok(())
+}
+
+/// Resolves once the session is told to end (the watch guard never lives across an await).
+async fn terminated(rx: &mut tokio::sync::watch::Receiver<Option<String>>) {
+    let _ = rx.wait_for(Option::is_some).await;
+}
+
+fn recording_failed() -> String {
+    "keepwatch: the recording failed, so the session was ended".into()
+}
+
+async fn client_to_target(
+    conn: &Connection,
+    s: &ActiveSession,
+    channel: u32,
+    mut rx: ChannelReadHalf,
+    up: ChannelWriteHalf<client::Msg>,
+) {
+    let mut terminate = s.terminate.clone();
+    loop {
+        let msg = tokio::select! {
+            m = rx.wait() => m,
+            _ = terminated(&mut terminate) => None,
+            _ = conn.cancel.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
+        match msg {
+            ChannelMsg::Data { data } => {
+                if conn.record(s, Event::Input { channel, data: data.to_vec() }).await.is_err() {
+                    break;
+                }
+                if up.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
+                let _ = conn.record(s, Event::Resize { channel, cols: col_width, rows: row_height }).await;
+                let _ = up.window_change(col_width, row_height, pix_width, pix_height).await;
+            }
+            ChannelMsg::Signal { signal } => {
+                let _ = up.signal(signal).await;
+            }
+            ChannelMsg::Eof => {
+                let _ = conn.record(s, Event::Eof { channel, direction: Direction::ToTarget }).await;
+                let _ = up.eof().await;
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    let _ = up.close().await;
+}
+
+use russh::client;
+
+async fn target_to_client(
+    conn: Arc<Connection>,
+    s: Arc<ActiveSession>,
+    id: ChannelId,
+    held: Vec<ChannelMsg>,
+    mut up: ChannelReadHalf,
+    tx: Arc<ChannelWriteHalf<Msg>>,
+) {
+    let channel = u32::from(id);
+    let mut terminate = s.terminate.clone();
+    let mut exit_status = None;
+    let mut exit_signal = None;
+    let mut held = held.into_iter();
+    loop {
+        let msg = match held.next() {
+            Some(m) => Some(m),
+            None => tokio::select! {
+                m = up.wait() => m,
+                _ = terminated(&mut terminate) => {
+                    let text = s.terminate.borrow().clone().unwrap_or_default();
+                    let _ = conn.record(&s, Event::Notice { channel: Some(channel), text: text.clone() }).await;
+                    let _ = tx.extended_data_bytes(1, Bytes::from(format!("\r\n{text}\r\n"))).await;
+                    let _ = tx.eof().await;
+                    let _ = tx.close().await;
+                    let _ = conn.handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
+                    break;
+                }
+                _ = conn.cancel.cancelled() => None,
+            },
+        };
+        let Some(msg) = msg else { break };
+        match msg {
+            ChannelMsg::Data { data } => {
+                if conn.record(&s, Event::Output { channel, data: data.to_vec() }).await.is_err() {
+                    continue; // the termination branch ends the channel with the message
+                }
+                if tx.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                if conn.record(&s, Event::ExtOutput { channel, data: data.to_vec() }).await.is_err() {
+                    continue;
+                }
+                if tx.extended_data_bytes(ext, data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::Eof => {
+                let _ = conn.record(&s, Event::Eof { channel, direction: Direction::ToClient }).await;
+                let _ = tx.eof().await;
+            }
+            ChannelMsg::ExitStatus { exit_status: st } => {
+                exit_status = Some(st);
+                let _ = tx.exit_status(st).await;
+            }
+            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                exit_signal = Some(format!("{signal_name:?}"));
+                let _ = conn.handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    let _ = conn.record(&s, Event::ChannelClose { channel, exit_status, exit_signal }).await;
+    let _ = tx.close().await;
+    if let Err(e) = conn.ctx.store.close_channel(s.id, channel, exit_status).await {
+        tracing::warn!(session_id = %s.id, error = %e, "cannot store channel close");
+    }
+}

@@ -1,0 +1,248 @@
+//! One person's SSH connection: its session (target, recording, upstream) and its channels.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use keepwatch_core::{RecordingFailure, SessionId, SessionStatus};
+use keepwatch_recorder::Recorder;
+use keepwatch_recording::{Event, SessionStart};
+use keepwatch_store::{NewAudit, SessionRow, TargetRow, now_us};
+use russh::client;
+use russh::server::{Handle, Msg};
+use russh::Channel;
+use tokio::net::TcpStream;
+use tokio::sync::{OnceCell, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::auth::{ConnHandler, Login};
+use crate::upstream::{self, UpstreamError, UpstreamHandler};
+use crate::GatewayContext;
+
+/// A session that reached its target: what every channel of the connection relays through.
+pub(crate) struct ActiveSession {
+    pub id: SessionId,
+    pub target: TargetRow,
+    pub recorder: Recorder,
+    pub upstream: client::Handle<UpstreamHandler>,
+    /// Set (to the text shown to the person) when the session must end now.
+    pub terminate: watch::Receiver<Option<String>>,
+    /// With `on_recording_failure = "continue"`, set once the recording has failed.
+    unrecorded: AtomicBool,
+}
+
+pub(crate) struct Connection {
+    pub ctx: Arc<GatewayContext>,
+    pub login: Login,
+    pub peer: SocketAddr,
+    pub handle: Handle,
+    session: OnceCell<Result<Arc<ActiveSession>, String>>,
+    tasks: TaskTracker,
+    pub cancel: CancellationToken,
+}
+
+/// Serves one TCP connection to the end, then seals its session.
+pub(crate) async fn run(
+    ctx: Arc<GatewayContext>,
+    config: Arc<russh::server::Config>,
+    socket: TcpStream,
+    peer: SocketAddr,
+) {
+    let cell = Arc::new(OnceCell::new());
+    let handler = ConnHandler { ctx, peer, login: None, conn: cell.clone() };
+    let result = match russh::server::run_stream(config, socket, handler).await {
+        Ok(running) => running.await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+    if let Some(conn) = cell.get() {
+        conn.finish().await;
+    }
+}
+
+impl Connection {
+    pub fn new(ctx: Arc<GatewayContext>, login: Login, peer: SocketAddr, handle: Handle) -> Self {
+        Connection {
+            ctx,
+            login,
+            peer,
+            handle,
+            session: OnceCell::new(),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    pub fn spawn_channel(self: &Arc<Self>, channel: Channel<Msg>) {
+        let conn = self.clone();
+        let span = tracing::info_span!("channel", person = %self.login.person, peer = %self.peer);
+        self.tasks.spawn(crate::channel::run(conn, channel).instrument(span));
+    }
+
+    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
+        self.tasks.spawn(f);
+    }
+
+    /// The session of this connection, started on first use with `target`. Later channels
+    /// share it whatever they ask. The error is the line to show the person.
+    pub async fn session(&self, target: &str) -> Result<Arc<ActiveSession>, String> {
+        self.session.get_or_init(|| self.start_session(target)).await.clone()
+    }
+
+    async fn audit(&self, action: &'static str, session_id: Option<SessionId>, detail: String) {
+        let a = NewAudit {
+            actor: self.login.person.clone(),
+            action,
+            session_id,
+            client_addr: Some(self.peer.to_string()),
+            detail,
+        };
+        if let Err(e) = self.ctx.store.audit(a).await {
+            tracing::error!(error = %e, action, "cannot write audit event");
+        }
+    }
+
+    async fn start_session(&self, target_name: &str) -> Result<Arc<ActiveSession>, String> {
+        let ctx = &self.ctx;
+        let refused = |e: String| format!("keepwatch: {e}");
+        let target = match ctx.store.target(target_name).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(refused(format!("target {target_name} not found"))),
+            Err(e) => {
+                tracing::error!(error = %e, "store failed");
+                return Err(refused("internal error; session refused".into()));
+            }
+        };
+        let row = SessionRow {
+            id: SessionId::new(),
+            person: self.login.person.clone(),
+            target: target.name.clone(),
+            target_host: format!("{}:{}", target.host, target.port),
+            target_login: target.login.clone(),
+            client_addr: crate::client_addr(self.peer),
+            status: SessionStatus::Active,
+            reason: None,
+            started_at_us: now_us(),
+            ended_at_us: None,
+            chain_head: None,
+            seal_seq: None,
+            seal_signature: None,
+        };
+        let id = row.id;
+        let start = SessionStart {
+            session_id: id,
+            user: row.person.clone(),
+            target: row.target.clone(),
+            target_host: row.target_host.clone(),
+            target_login: row.target_login.clone(),
+            client_addr: row.client_addr.clone(),
+            started_at_us: row.started_at_us,
+        };
+        // Fail closed: no recording, no session. The row goes in first so a crash between
+        // the two leaves an `active` row that recovery finds.
+        if let Err(e) = ctx.store.insert_session(&row).await {
+            tracing::error!(session_id = %id, error = %e, "cannot store session");
+            self.audit("session_refused", None, format!("target {}: cannot store session: {e}", target.name)).await;
+            return Err(refused("cannot start the recording; session refused".into()));
+        }
+        let recorder = match Recorder::start(&ctx.recorder, start).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(session_id = %id, error = %e, "cannot start recording");
+                let _ = ctx.store.delete_unrecorded_session(id).await;
+                self.audit("session_refused", None, format!("target {}: {e}", target.name)).await;
+                return Err(refused("cannot start the recording; session refused".into()));
+            }
+        };
+        let terminate = ctx.live.insert(id);
+        self.audit("session_started", Some(id), format!("target {}", target.name)).await;
+
+        let secret = match ctx.vault.open(&target.name, target.secret.ciphertext()) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(UpstreamError::BadSecret { target: target.name.clone(), reason: e.to_string() }),
+        };
+        let connected = match secret {
+            Ok(secret) => upstream::connect(&target, secret, ctx.config.connect_timeout).await,
+            Err(e) => Err(e),
+        };
+        let up = match connected {
+            Ok(up) => up,
+            Err(e) => {
+                let reason = e.to_string();
+                let action = match e {
+                    UpstreamError::HostKeyMismatch { .. } => "host_key_mismatch",
+                    _ => "session_refused",
+                };
+                self.audit(action, Some(id), reason.clone()).await;
+                let _ = recorder.record(Event::Notice { channel: None, text: reason.clone() }).await;
+                if let Err(e) = recorder.seal(SessionStatus::Refused, Some(reason.clone())).await {
+                    tracing::error!(session_id = %id, error = %e, "cannot seal refused session");
+                }
+                ctx.live.remove(id);
+                return Err(refused(reason));
+            }
+        };
+        if let Some(line) = up.first_seen_key {
+            match ctx.store.pin_host_key(&target.name, &line).await {
+                Ok(true) => self.audit("host_key_pinned", Some(id), format!("target {}: {line}", target.name)).await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot pin host key"),
+            }
+        }
+        tracing::info!(session_id = %id, target = %target.name, "session started");
+        Ok(Arc::new(ActiveSession {
+            id,
+            target,
+            recorder,
+            upstream: up.handle,
+            terminate,
+            unrecorded: AtomicBool::new(false),
+        }))
+    }
+
+    /// Hands an event to the recorder, applying the target's recording-failure policy.
+    /// An error means the session must end (the termination has been requested already).
+    pub async fn record(&self, s: &ActiveSession, event: Event) -> Result<(), ()> {
+        if s.unrecorded.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Err(e) = s.recorder.record(event).await else { return Ok(()) };
+        match s.target.on_recording_failure {
+            RecordingFailure::Continue => {
+                if !s.unrecorded.swap(true, Ordering::Relaxed) {
+                    self.audit("recording_failed", Some(s.id), format!("{e}; session continues unrecorded (on_recording_failure = continue)")).await;
+                }
+                Ok(())
+            }
+            RecordingFailure::Close => {
+                self.audit("recording_failed", Some(s.id), format!("{e}; session ended")).await;
+                self.ctx.terminate(s.id, "keepwatch: the recording failed, so the session was ended");
+                Err(())
+            }
+        }
+    }
+
+    /// After the client has gone: stop the channels, seal the recording, leave the target.
+    async fn finish(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let Some(Ok(s)) = self.session.get() else { return };
+        let terminated = s.terminate.borrow().clone();
+        let (status, reason) = match terminated {
+            Some(text) => (SessionStatus::Terminated, Some(text)),
+            None => (SessionStatus::Closed, None),
+        };
+        match s.recorder.seal(status, reason.clone()).await {
+            Ok(_) => tracing::info!(session_id = %s.id, %status, "session sealed"),
+            Err(e) => tracing::error!(session_id = %s.id, error = %e, "cannot seal recording; it will be sealed as interrupted on the next start"),
+        }
+        self.audit("session_ended", Some(s.id), format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default())).await;
+        let _ = s.upstream.disconnect(russh::Disconnect::ByApplication, "", "").await;
+        self.ctx.live.remove(s.id);
+    }
+}

@@ -1,0 +1,167 @@
+//! The gateway's side of the target: a russh client with the vaulted credential and the
+//! target's host key pinned (or pinned on first use).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keepwatch_core::Secret;
+use keepwatch_store::{TargetRow, TargetSecret};
+use russh::client;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+
+/// Why the target could not be reached; the message is shown to the person.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("target {target} unreachable: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("target {target} host key mismatch: expected {expected}, got {got}")]
+    HostKeyMismatch { target: String, expected: String, got: String },
+    #[error("target {target} refused the vaulted credential for {login}")]
+    CredentialRefused { target: String, login: String },
+    #[error("target {target} credential unusable: {reason}")]
+    BadSecret { target: String, reason: String },
+}
+
+/// `ssh-ed25519 AAAA…` for a key, without comment.
+pub fn host_key_line(key: &PublicKey) -> String {
+    let mut k = key.clone();
+    k.set_comment("");
+    k.to_openssh().unwrap_or_default().trim().to_owned()
+}
+
+/// The outcome of the host key check, kept for the caller to explain a refusal or pin a key.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeenKey {
+    pub line: Option<String>,
+    pub mismatch: Option<String>,
+}
+
+pub(crate) struct UpstreamHandler {
+    pinned: Option<PublicKey>,
+    seen: Arc<Mutex<SeenKey>>,
+}
+
+impl client::Handler for UpstreamHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key else {
+            return Ok(false);
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.line = Some(host_key_line(key));
+        match &self.pinned {
+            Some(p) if p.key_data() == key.key_data() => Ok(true),
+            Some(p) => {
+                seen.mismatch = Some(p.fingerprint(HashAlg::Sha256).to_string());
+                Ok(false)
+            }
+            // Trust on first use: the caller pins `seen.line` once the login succeeds.
+            None => Ok(true),
+        }
+    }
+}
+
+pub(crate) struct Upstream {
+    pub handle: client::Handle<UpstreamHandler>,
+    /// Set when trust-on-first-use saw a key that should now be pinned.
+    pub first_seen_key: Option<String>,
+}
+
+fn client_config() -> client::Config {
+    client::Config {
+        window_size: 8 << 20,
+        maximum_packet_size: 32768,
+        preferred: crate::preferred(),
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Connects and authenticates to `target` with its decrypted `secret`.
+pub(crate) async fn connect(
+    target: &TargetRow,
+    secret: Secret<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let name = target.name.clone();
+    let unreachable = |reason: String| UpstreamError::Unreachable { target: name.clone(), reason };
+    let pinned = match &target.host_key {
+        Some(line) => Some(PublicKey::from_openssh(line).map_err(|e| UpstreamError::BadSecret {
+            target: name.clone(),
+            reason: format!("pinned host key does not parse: {e}"),
+        })?),
+        None if target.trust_on_first_use => None,
+        None => {
+            return Err(UpstreamError::BadSecret {
+                target: name.clone(),
+                reason: "no host key pinned and trust-on-first-use is off".into(),
+            });
+        }
+    };
+    let seen = Arc::new(Mutex::new(SeenKey::default()));
+    let handler = UpstreamHandler { pinned: pinned.clone(), seen: seen.clone() };
+    let addr = (target.host.as_str(), target.port);
+    let connecting = client::connect(Arc::new(client_config()), addr, handler);
+    let mut handle = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => return Err(unreachable(format!("no answer within {}s", timeout.as_secs()))),
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(expected) = seen.mismatch {
+                let got = seen
+                    .line
+                    .and_then(|l| PublicKey::from_openssh(&l).ok())
+                    .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+                    .unwrap_or_default();
+                return Err(UpstreamError::HostKeyMismatch { target: name, expected, got });
+            }
+            return Err(unreachable(describe(&e)));
+        }
+    };
+    let login = target.login.clone();
+    let auth = match &target.secret {
+        TargetSecret::Password(_) => {
+            let pw = String::from_utf8(secret.expose().clone()).map_err(|_| UpstreamError::BadSecret {
+                target: name.clone(),
+                reason: "vaulted password is not UTF-8".into(),
+            })?;
+            handle.authenticate_password(&login, pw).await
+        }
+        TargetSecret::PrivateKey(_) => {
+            let text = String::from_utf8_lossy(secret.expose()).into_owned();
+            let key = PrivateKey::from_openssh(text.trim()).map_err(|e| UpstreamError::BadSecret {
+                target: name.clone(),
+                reason: format!("vaulted key does not parse: {e}"),
+            })?;
+            let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+            handle.authenticate_publickey(&login, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await
+        }
+    };
+    match auth {
+        Ok(r) if r.success() => {}
+        Ok(_) => return Err(UpstreamError::CredentialRefused { target: name, login }),
+        Err(e) => return Err(unreachable(describe(&e))),
+    }
+    let first_seen_key =
+        if pinned.is_none() { seen.lock().unwrap_or_else(|e| e.into_inner()).line.clone() } else { None };
+    Ok(Upstream { handle, first_seen_key })
+}
+
+/// A short reason for a connection error, such as `connection refused`.
+fn describe(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            _ => io.to_string().to_lowercase(),
+        },
+        other => other.to_string().to_lowercase(),
+    }
+}

@@ -1,0 +1,75 @@
+-- Keepwatch metadata schema (SQLite). Applied at every open; every statement is idempotent.
+CREATE TABLE IF NOT EXISTS people (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    created_at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS person_keys (
+    person TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
+    public_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS targets (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    login TEXT NOT NULL,
+    secret_kind TEXT NOT NULL,
+    secret BLOB NOT NULL,
+    host_key TEXT,
+    trust_on_first_use INTEGER NOT NULL,
+    on_recording_failure TEXT NOT NULL DEFAULT 'close',
+    created_at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    person TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
+    target TEXT NOT NULL REFERENCES targets(name) ON DELETE CASCADE,
+    PRIMARY KEY (person, target)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_host TEXT NOT NULL,
+    target_login TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    started_at_us INTEGER NOT NULL,
+    ended_at_us INTEGER,
+    chain_head BLOB,
+    seal_seq INTEGER,
+    seal_signature BLOB
+);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at_us);
+CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status);
+CREATE TABLE IF NOT EXISTS channels (
+    session_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    command TEXT,
+    subsystem TEXT,
+    pty_term TEXT,
+    opened_at_us INTEGER NOT NULL,
+    closed_at_us INTEGER,
+    exit_status INTEGER,
+    PRIMARY KEY (session_id, channel)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    chain_head BLOB NOT NULL,
+    sealed_at_us INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_us INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    session_id TEXT,
+    client_addr TEXT,
+    detail TEXT NOT NULL
+);

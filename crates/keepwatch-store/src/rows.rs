@@ -1,0 +1,122 @@
+//! Row shapes: what the store reads and writes, converted explicitly from domain values.
+
+use keepwatch_core::{RecordingFailure, Role, SessionId, SessionStatus};
+
+#[derive(Debug, Clone)]
+pub struct PersonRow {
+    pub name: String,
+    pub role: Role,
+    pub password_hash: Option<String>,
+    pub ssh_keys: Vec<String>,
+    pub created_at_us: i64,
+}
+
+/// The target's credential, as the vault holds it (ciphertext only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSecret {
+    Password(Vec<u8>),
+    PrivateKey(Vec<u8>),
+}
+
+impl TargetSecret {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetSecret::Password(_) => "password",
+            TargetSecret::PrivateKey(_) => "key",
+        }
+    }
+    pub fn ciphertext(&self) -> &[u8] {
+        match self {
+            TargetSecret::Password(c) | TargetSecret::PrivateKey(c) => c,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub secret: TargetSecret,
+    /// `None` with `trust_on_first_use` pins the first key seen.
+    pub host_key: Option<String>,
+    pub trust_on_first_use: bool,
+    pub on_recording_failure: RecordingFailure,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetRow {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub secret: TargetSecret,
+    pub host_key: Option<String>,
+    pub trust_on_first_use: bool,
+    pub on_recording_failure: RecordingFailure,
+    pub created_at_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub person: String,
+    pub target: String,
+    pub target_host: String,
+    pub target_login: String,
+    pub client_addr: String,
+    pub status: SessionStatus,
+    pub reason: Option<String>,
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
+    /// Chain head and signature of the seal, once sealed.
+    pub chain_head: Option<[u8; 32]>,
+    pub seal_seq: Option<u64>,
+    pub seal_signature: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    pub channel: u32,
+    /// `shell`, `exec` or `subsystem`.
+    pub kind: String,
+    pub command: Option<String>,
+    pub subsystem: Option<String>,
+    pub pty_term: Option<String>,
+    pub opened_at_us: i64,
+    pub closed_at_us: Option<i64>,
+    pub exit_status: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub seq: u64,
+    pub session_id: SessionId,
+    pub chain_head: [u8; 32],
+    pub sealed_at_us: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    pub signature: Vec<u8>,
+}
+
+/// An audit fact about to be written.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: &'static str,
+    pub session_id: Option<SessionId>,
+    pub client_addr: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at_us: i64,
+    pub actor: String,
+    pub action: String,
+    pub session_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub detail: String,
+}

@@ -1,0 +1,232 @@
+//! Managing people, targets and grants.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use keepwatch_core::{RecordingFailure, Role, valid_name};
+use keepwatch_store::{NewAudit, NewTarget, TargetSecret, hash_password};
+use serde_json::json;
+
+use crate::datadir::DataDir;
+use crate::output::{local_actor, print_json, rfc3339, table};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a person.
+    Add(UserAdd),
+    /// List people.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct UserAdd {
+    name: String,
+    /// user (connects to granted targets), auditor (searches, replays, terminates) or admin.
+    #[arg(long)]
+    role: Role,
+    /// An OpenSSH public key file the person logs in with (repeatable).
+    #[arg(long = "ssh-key", value_name = "PUBKEY_FILE")]
+    ssh_keys: Vec<PathBuf>,
+    /// Read a password from standard input (hashed with argon2id).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TargetCommand {
+    /// Add a target; its secret is encrypted with the vault key and never shown again.
+    Add(TargetAdd),
+    /// List targets (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("secret").required(true).args(["password_stdin", "key"])))]
+#[command(group(clap::ArgGroup::new("hostkey").required(true).args(["host_key", "trust_on_first_use"])))]
+pub struct TargetAdd {
+    name: String,
+    #[arg(long)]
+    host: String,
+    #[arg(long, default_value_t = 22)]
+    port: u16,
+    /// The account on the target that sessions log in as.
+    #[arg(long)]
+    login: String,
+    /// Read the target password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// An unencrypted OpenSSH private key file for the target login.
+    #[arg(long, value_name = "PRIVATE_KEY_FILE")]
+    key: Option<PathBuf>,
+    /// The target's host key, e.g. 'ssh-ed25519 AAAA...' (from ssh-keyscan).
+    #[arg(long, value_name = "KEY")]
+    host_key: Option<String>,
+    /// Pin the first host key the target presents.
+    #[arg(long)]
+    trust_on_first_use: bool,
+    /// What happens when the recording cannot be written: close (default) or continue.
+    #[arg(long, default_value = "close")]
+    on_recording_failure: RecordingFailure,
+}
+
+fn read_stdin_secret(what: &str) -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).with_context(|| format!("cannot read the {what} from standard input"))?;
+    let s = s.strip_suffix('\n').unwrap_or(&s);
+    let s = s.strip_suffix('\r').unwrap_or(s).to_owned();
+    if s.is_empty() {
+        bail!("the {what} on standard input is empty");
+    }
+    Ok(s)
+}
+
+fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
+    if !valid_name(name) {
+        bail!("{kind} name {name:?} is invalid: use 1-64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    match cmd {
+        UserCommand::Add(a) => {
+            check_name("user", &a.name)?;
+            let mut keys = Vec::new();
+            for path in &a.ssh_keys {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let key = russh::keys::PublicKey::from_openssh(text.trim())
+                    .with_context(|| format!("{} is not an OpenSSH public key", path.display()))?;
+                keys.push(key.to_openssh().context("cannot encode key")?);
+            }
+            let hash = if a.password_stdin {
+                Some(hash_password(&read_stdin_secret("password")?).map_err(|e| anyhow::anyhow!(e))?)
+            } else {
+                None
+            };
+            if keys.is_empty() && hash.is_none() {
+                bail!("user {} needs a way to log in: pass --ssh-key FILE and/or --password-stdin", a.name);
+            }
+            store.add_person(&a.name, a.role, hash.as_deref(), &keys).await?;
+            audit(&store, "user_added", format!("user {} role {}", a.name, a.role)).await?;
+            println!("added user {} ({})", a.name, a.role);
+        }
+        UserCommand::List { json } => {
+            let people = store.people().await?;
+            if json {
+                print_json(&json!(people.iter().map(|p| json!({
+                    "name": p.name, "role": p.role.as_str(), "ssh_keys": p.ssh_keys.len(),
+                    "password": p.password_hash.is_some(), "created_at": rfc3339(p.created_at_us),
+                })).collect::<Vec<_>>()));
+            } else {
+                let rows: Vec<Vec<String>> = people
+                    .iter()
+                    .map(|p| vec![p.name.clone(), p.role.to_string(), p.ssh_keys.len().to_string(), if p.password_hash.is_some() { "yes" } else { "no" }.into()])
+                    .collect();
+                table(&["NAME", "ROLE", "SSH KEYS", "PASSWORD"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    match cmd {
+        TargetCommand::Add(a) => {
+            check_name("target", &a.name)?;
+            let vault = dir.vault()?;
+            let secret = if a.password_stdin {
+                let pw = read_stdin_secret("password")?;
+                TargetSecret::Password(vault.seal(&a.name, pw.as_bytes())?)
+            } else {
+                let path = a.key.as_ref().context("pass --password-stdin or --key")?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let key = russh::keys::PrivateKey::from_openssh(text.trim())
+                    .with_context(|| format!("{} is not an OpenSSH private key", path.display()))?;
+                if key.is_encrypted() {
+                    bail!("{} is encrypted; give an unencrypted key (the vault encrypts it at rest)", path.display());
+                }
+                TargetSecret::PrivateKey(vault.seal(&a.name, text.trim().as_bytes())?)
+            };
+            let host_key = match &a.host_key {
+                Some(line) => {
+                    let key = russh::keys::PublicKey::from_openssh(line.trim())
+                        .with_context(|| format!("--host-key {line:?} is not an OpenSSH public key"))?;
+                    Some(keepwatch_ssh::host_key_line(&key))
+                }
+                None => None,
+            };
+            store
+                .add_target(&NewTarget {
+                    name: a.name.clone(),
+                    host: a.host.clone(),
+                    port: a.port,
+                    login: a.login.clone(),
+                    secret,
+                    host_key,
+                    trust_on_first_use: a.trust_on_first_use,
+                    on_recording_failure: a.on_recording_failure,
+                })
+                .await?;
+            audit(&store, "target_added", format!("target {} {}@{}:{}", a.name, a.login, a.host, a.port)).await?;
+            println!("added target {} ({}@{}:{})", a.name, a.login, a.host, a.port);
+        }
+        TargetCommand::List { json } => {
+            let targets = store.targets().await?;
+            if json {
+                print_json(&json!(targets.iter().map(|t| json!({
+                    "name": t.name, "host": t.host, "port": t.port, "login": t.login,
+                    "secret_kind": t.secret.kind(), "host_key": t.host_key,
+                    "trust_on_first_use": t.trust_on_first_use,
+                    "on_recording_failure": t.on_recording_failure.as_str(),
+                    "created_at": rfc3339(t.created_at_us),
+                })).collect::<Vec<_>>()));
+            } else {
+                let rows: Vec<Vec<String>> = targets
+                    .iter()
+                    .map(|t| {
+                        let pin = match (&t.host_key, t.trust_on_first_use) {
+                            (Some(_), _) => "pinned",
+                            (None, true) => "first use",
+                            (None, false) => "none",
+                        };
+                        vec![t.name.clone(), format!("{}@{}:{}", t.login, t.host, t.port), t.secret.kind().into(), pin.into()]
+                    })
+                    .collect();
+                table(&["NAME", "ADDRESS", "SECRET", "HOST KEY"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn grant(dir: &DataDir, user: &str, target: &str, allow: bool) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    if allow {
+        store.grant(user, target).await?;
+        audit(&store, "grant_added", format!("{user} -> {target}")).await?;
+        println!("granted {target} to {user}");
+    } else {
+        let removed = store.revoke(user, target).await?;
+        audit(&store, "grant_removed", format!("{user} -> {target}")).await?;
+        println!("{}", if removed { format!("revoked {target} from {user}") } else { format!("{user} had no grant on {target}") });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(store: &keepwatch_store::Store, action: &'static str, detail: String) -> anyhow::Result<()> {
+    store
+        .audit(NewAudit { actor: local_actor(), action, session_id: None, client_addr: None, detail })
+        .await?;
+    Ok(())
+}

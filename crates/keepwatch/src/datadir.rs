@@ -1,0 +1,280 @@
+//! The data directory: its layout, `keepwatch.toml`, key files and `init`.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use keepwatch_core::Role;
+use keepwatch_recorder::{RecorderConfig, RecorderContext};
+use keepwatch_ssh::GatewayConfig;
+use keepwatch_store::{BlobStore, Store, Vault, hash_password};
+use serde::Deserialize;
+
+const CONFIG: &str = "keepwatch.toml";
+const HOST_KEY: &str = "ssh_host_ed25519_key";
+const SIGNING_KEY: &str = "signing.key";
+const SIGNING_PUB: &str = "signing.pub";
+const VAULT_KEY: &str = "vault.key";
+const DB: &str = "keepwatch.db";
+
+const DEFAULT_CONFIG: &str = r#"# Keepwatch configuration. Every setting is shown with its default.
+
+# Where people connect with ssh/sftp/scp (USER@TARGET as the login name).
+ssh_listen = "127.0.0.1:2222"
+# The web listener (health endpoint; the console comes later).
+web_listen = "127.0.0.1:8080"
+
+[recording]
+# Chunks reach disk at least this often: a crash loses at most this much of a session.
+flush_interval_ms = 1000
+# A signed checkpoint at least this often while a session produces data.
+checkpoint_interval_s = 10
+
+[gateway]
+# Environment variables a client may pass to the target; a trailing * matches a prefix.
+env_allow = ["LANG", "LC_*"]
+# Seconds to wait for a target before calling it unreachable.
+connect_timeout_s = 10
+# Seconds a shutdown waits for sessions to seal.
+shutdown_grace_s = 10
+"#;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub ssh_listen: String,
+    pub web_listen: String,
+    pub recording: RecordingSection,
+    pub gateway: GatewaySection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSection {
+    pub flush_interval_ms: u64,
+    pub checkpoint_interval_s: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    pub env_allow: Vec<String>,
+    pub connect_timeout_s: u64,
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            ssh_listen: "127.0.0.1:2222".into(),
+            web_listen: "127.0.0.1:8080".into(),
+            recording: RecordingSection::default(),
+            gateway: GatewaySection::default(),
+        }
+    }
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        RecordingSection { flush_interval_ms: 1000, checkpoint_interval_s: 10 }
+    }
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        let d = GatewayConfig::default();
+        GatewaySection {
+            env_allow: d.env_allow,
+            connect_timeout_s: d.connect_timeout.as_secs(),
+            shutdown_grace_s: d.shutdown_grace.as_secs(),
+        }
+    }
+}
+
+impl FileConfig {
+    pub fn recorder(&self) -> RecorderConfig {
+        RecorderConfig {
+            flush_interval: Duration::from_millis(self.recording.flush_interval_ms.max(10)),
+            checkpoint_interval: Duration::from_secs(self.recording.checkpoint_interval_s.max(1)),
+            ..Default::default()
+        }
+    }
+    pub fn gateway(&self) -> GatewayConfig {
+        GatewayConfig {
+            env_allow: self.gateway.env_allow.clone(),
+            connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
+            shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
+        }
+    }
+}
+
+pub struct DataDir {
+    root: PathBuf,
+}
+
+fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn random_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut raw = [0u8; 20];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+    Ok(raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
+impl DataDir {
+    pub fn new(root: PathBuf) -> Self {
+        DataDir { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.path(CONFIG).exists()
+    }
+
+    fn require_initialised(&self) -> anyhow::Result<()> {
+        if !self.is_initialised() {
+            bail!(
+                "{} is not a keepwatch data directory (run `keepwatch --data-dir {} init` first, or set KEEPWATCH_DATA_DIR)",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates the directory with fresh keys and an `admin` person.
+    pub async fn init(&self) -> anyhow::Result<()> {
+        if self.is_initialised() {
+            bail!("{} is already initialised; refusing to touch it", self.root.display());
+        }
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", self.root.display()))?;
+        let mut host_seed = [0u8; 32];
+        getrandom::fill(&mut host_seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+        let host_key = russh::keys::PrivateKey::from(
+            russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&host_seed),
+        );
+        let host_key_text = host_key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .context("cannot encode the SSH host key")?;
+        write_secret_file(&self.path(HOST_KEY), host_key_text.as_bytes())?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+        let signing = SigningKey::from_bytes(&seed);
+        write_secret_file(&self.path(SIGNING_KEY), hex(&seed).as_bytes())?;
+        std::fs::write(self.path(SIGNING_PUB), format!("{}\n", hex(signing.verifying_key().as_bytes())))
+            .context("cannot write signing.pub")?;
+        let vault_key = Vault::generate_key()?;
+        write_secret_file(&self.path(VAULT_KEY), hex(&vault_key).as_bytes())?;
+        let store = Store::open_sqlite(&self.path(DB)).await.context("cannot create the database")?;
+        let password = random_password()?;
+        let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+        store.add_person("admin", Role::Admin, Some(&hash), &[]).await?;
+        store.close().await;
+        // The config goes last: its presence is what marks the directory as initialised.
+        std::fs::write(self.path(CONFIG), DEFAULT_CONFIG).context("cannot write keepwatch.toml")?;
+        println!("Initialised {}", self.root.display());
+        println!("admin password (shown once): {password}");
+        println!();
+        println!("Next steps:");
+        println!("  keepwatch user add alice --role user --ssh-key ~/.ssh/id_ed25519.pub");
+        println!("  keepwatch target add web01 --host 10.0.0.5 --login root --password-stdin --trust-on-first-use");
+        println!("  keepwatch grant alice web01");
+        println!("  keepwatch run");
+        println!("  ssh -p 2222 alice@web01@127.0.0.1");
+        Ok(())
+    }
+
+    pub fn config(&self) -> anyhow::Result<FileConfig> {
+        self.require_initialised()?;
+        let text = std::fs::read_to_string(self.path(CONFIG)).context("cannot read keepwatch.toml")?;
+        toml::from_str(&text).with_context(|| format!("{} is not valid", self.path(CONFIG).display()))
+    }
+
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        self.require_initialised()?;
+        Store::open_sqlite(&self.path(DB))
+            .await
+            .with_context(|| format!("cannot open {}", self.path(DB).display()))
+    }
+
+    pub fn blobs(&self) -> anyhow::Result<BlobStore> {
+        BlobStore::local(&self.root).context("cannot open the recording store")
+    }
+
+    pub fn vault(&self) -> anyhow::Result<Vault> {
+        let key = unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")?;
+        Ok(Vault::new(&key)?)
+    }
+
+    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        let seed: [u8; 32] = unhex(&read(&self.path(SIGNING_KEY))?)
+            .and_then(|v| v.try_into().ok())
+            .context("signing.key is not 32 hex-encoded bytes")?;
+        Ok(SigningKey::from_bytes(&seed))
+    }
+
+    /// The public half only: all `verify` needs.
+    pub fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
+        let raw: [u8; 32] = unhex(&read(&self.path(SIGNING_PUB))?)
+            .and_then(|v| v.try_into().ok())
+            .context("signing.pub is not 32 hex-encoded bytes")?;
+        VerifyingKey::from_bytes(&raw).context("signing.pub is not an ed25519 public key")
+    }
+
+    pub fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {
+        let text = String::from_utf8(read(&self.path(HOST_KEY))?).context("host key is not text")?;
+        russh::keys::PrivateKey::from_openssh(&text).context("cannot parse the SSH host key")
+    }
+
+    pub fn recorder_context(&self, store: &Store, cfg: &FileConfig) -> anyhow::Result<RecorderContext> {
+        Ok(RecorderContext {
+            store: store.clone(),
+            blobs: self.blobs()?,
+            signing_key: Arc::new(self.signing_key()?),
+            config: cfg.recorder(),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(text).ok()?.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    hex(bytes)
+}

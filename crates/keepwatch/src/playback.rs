@@ -1,0 +1,204 @@
+//! Replay in the terminal and export to asciicast v2.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use keepwatch_core::SessionId;
+use keepwatch_recording::{Event, TimedEvent, read_events};
+use serde_json::json;
+
+use crate::datadir::DataDir;
+use crate::sessions::audit_view;
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    id: SessionId,
+    /// Playback speed factor (2 = twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Cap every pause at this many seconds.
+    #[arg(long, value_name = "SECS")]
+    idle_limit: Option<f64>,
+    /// Which channel to play (default: the first terminal channel).
+    #[arg(long)]
+    channel: Option<u32>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// asciicast v2 (asciinema play, asciinema-player).
+    Asciicast,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    id: SessionId,
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Include what the person typed as "i" events.
+    #[arg(long)]
+    input: bool,
+    /// Which channel to export (default: the first terminal channel).
+    #[arg(long)]
+    channel: Option<u32>,
+}
+
+async fn load(dir: &DataDir, id: SessionId, action: &'static str) -> anyhow::Result<Vec<TimedEvent>> {
+    let store = dir.store().await?;
+    if store.session(id).await?.is_none() {
+        bail!("session {id} not found (see `keepwatch sessions`)");
+    }
+    let bytes = dir.blobs()?.read_recording(id).await.with_context(|| format!("cannot read the recording of session {id}"))?;
+    audit_view(&store, action, id, String::new()).await?;
+    read_events(&bytes).with_context(|| format!("recording of session {id} is damaged (run `keepwatch verify {id}`)"))
+}
+
+/// The channel to play: the one asked for, else the first with a terminal, else the first.
+fn pick_channel(events: &[TimedEvent], asked: Option<u32>) -> Option<(u32, u32, u32, Option<String>)> {
+    let opens = events.iter().filter_map(|e| match &e.event {
+        Event::ChannelOpen { channel, pty, .. } => Some((*channel, pty.clone())),
+        _ => None,
+    });
+    let opens: Vec<_> = opens.collect();
+    let chosen = match asked {
+        Some(c) => opens.iter().find(|(ch, _)| *ch == c),
+        None => opens.iter().find(|(_, p)| p.is_some()).or(opens.first()),
+    }?;
+    let (cols, rows, term) = chosen.1.as_ref().map_or((80, 24, None), |p| (p.cols, p.rows, Some(p.term.clone())));
+    Some((chosen.0, cols, rows, term))
+}
+
+/// Decodes output as UTF-8 across event boundaries, so a character split between two
+/// events is emitted whole (asciicast events are JSON strings).
+#[derive(Default)]
+struct Utf8Stream {
+    carry: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, data: &[u8]) -> String {
+        self.carry.extend_from_slice(data);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.carry) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.carry.clear();
+                    return out;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    out.push_str(std::str::from_utf8(&self.carry[..valid]).unwrap_or_default());
+                    match e.error_len() {
+                        // An incomplete sequence at the end: keep it for the next event.
+                        None => {
+                            self.carry.drain(..valid);
+                            return out;
+                        }
+                        Some(n) => {
+                            out.push('\u{fffd}');
+                            self.carry.drain(..valid + n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renders events of one channel as asciicast v2.
+pub fn asciicast(events: &[TimedEvent], started_at_us: i64, channel: Option<u32>, with_input: bool) -> String {
+    let (ch, cols, rows, term) = pick_channel(events, channel).unwrap_or((0, 80, 24, None));
+    let mut header = json!({"version": 2, "width": cols, "height": rows, "timestamp": started_at_us / 1_000_000});
+    if let Some(t) = term {
+        header["env"] = json!({"TERM": t});
+    }
+    let mut out = header.to_string();
+    out.push('\n');
+    let mut utf8 = Utf8Stream::default();
+    let mut input = Utf8Stream::default();
+    for e in events {
+        let t = e.at_us as f64 / 1e6;
+        let line = match &e.event {
+            Event::Output { channel, data } | Event::ExtOutput { channel, data } if *channel == ch => {
+                let s = utf8.push(data);
+                if s.is_empty() { continue } else { json!([t, "o", s]) }
+            }
+            Event::Input { channel, data } if with_input && *channel == ch => {
+                let s = input.push(data);
+                if s.is_empty() { continue } else { json!([t, "i", s]) }
+            }
+            Event::Resize { channel, cols, rows } if *channel == ch => json!([t, "r", format!("{cols}x{rows}")]),
+            _ => continue,
+        };
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let started = store.session(a.id).await?.map(|s| s.started_at_us).unwrap_or_default();
+    let events = load(dir, a.id, "recording_exported").await?;
+    let text = match a.format {
+        Format::Asciicast => asciicast(&events, started, a.channel, a.input),
+    };
+    match &a.output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes()).context("cannot write to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if !(a.speed > 0.0 && a.speed.is_finite()) {
+        bail!("--speed must be a positive number");
+    }
+    let events = load(dir, a.id, "recording_replayed").await?;
+    let Some((ch, ..)) = pick_channel(&events, a.channel) else {
+        bail!("session {} has no channel to replay", a.id);
+    };
+    let mut out = std::io::stdout().lock();
+    let mut last = 0u64;
+    for e in &events {
+        let data = match &e.event {
+            Event::Output { channel, data } | Event::ExtOutput { channel, data } if *channel == ch => data,
+            _ => continue,
+        };
+        let mut pause = e.at_us.saturating_sub(last) as f64 / 1e6 / a.speed;
+        if let Some(limit) = a.idle_limit {
+            pause = pause.min(limit);
+        }
+        last = e.at_us;
+        if pause > 0.0 {
+            out.flush().ok();
+            tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        }
+        out.write_all(data).context("cannot write to standard output")?;
+    }
+    out.flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_events_is_joined() {
+        let mut s = Utf8Stream::default();
+        let bytes = "héllo €".as_bytes();
+        let (a, b) = bytes.split_at(2); // splits 'é'
+        assert_eq!(s.push(a), "h");
+        assert_eq!(s.push(b), "éllo €");
+        assert_eq!(s.push(b"\xff ok"), "\u{fffd} ok");
+    }
+}

@@ -1,0 +1,81 @@
+//! `keepwatch run`: the gateway and the web listener, with recovery first and a graceful stop.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use keepwatch_ssh::GatewayContext;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::DataDir;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// SSH listen address (default from keepwatch.toml: 127.0.0.1:2222).
+    #[arg(long, value_name = "ADDR")]
+    ssh_listen: Option<String>,
+    /// Web listen address (default from keepwatch.toml: 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    web_listen: Option<String>,
+}
+
+pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if !dir.is_initialised() {
+        dir.init().await?;
+    }
+    let cfg = dir.config()?;
+    let store = dir.store().await?;
+    let recorder = dir.recorder_context(&store, &cfg)?;
+    let recovered = keepwatch_recorder::recover_interrupted(&recorder)
+        .await
+        .context("cannot seal sessions interrupted by the last stop")?;
+    if !recovered.is_empty() {
+        eprintln!("keepwatch: sealed {} interrupted session(s) left by the last stop", recovered.len());
+    }
+    let ctx = Arc::new(GatewayContext::new(
+        store.clone(),
+        dir.vault()?,
+        recorder,
+        cfg.gateway(),
+        dir.host_key()?,
+    ));
+    let ssh_addr = args.ssh_listen.unwrap_or(cfg.ssh_listen.clone());
+    let web_addr = args.web_listen.unwrap_or(cfg.web_listen.clone());
+    let ssh = TcpListener::bind(&ssh_addr).await.with_context(|| format!("cannot listen for SSH on {ssh_addr}"))?;
+    let web = TcpListener::bind(&web_addr).await.with_context(|| format!("cannot listen for HTTP on {web_addr}"))?;
+    eprintln!("keepwatch: SSH gateway listening on {}", ssh.local_addr()?);
+    eprintln!("keepwatch: web listening on {}", web.local_addr()?);
+    eprintln!("keepwatch: data directory {}", dir.root().display());
+
+    let shutdown = CancellationToken::new();
+    let web_task = tokio::spawn(serve_web(web, shutdown.clone()));
+    let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
+    wait_for_signal().await?;
+    eprintln!("keepwatch: shutting down; sealing {} live session(s)", ctx.live_sessions().len());
+    shutdown.cancel();
+    let _ = gateway.await;
+    let _ = web_task.await;
+    store.close().await;
+    eprintln!("keepwatch: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn serve_web(listener: TcpListener, shutdown: CancellationToken) {
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "web listener failed");
+    }
+}

@@ -1,0 +1,237 @@
+//! Listing, showing and verifying sessions, and listing audit events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use keepwatch_core::SessionId;
+use keepwatch_recorder::{Problem, check_ledger, check_session};
+use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store};
+use serde_json::{Value, json};
+
+use crate::datadir::{DataDir, to_hex};
+use crate::output::{local_actor, print_json, rfc3339, table};
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only sessions running now.
+    #[arg(long)]
+    active: bool,
+    /// Only this person's sessions.
+    #[arg(long, value_name = "U")]
+    user: Option<String>,
+    /// Only sessions to this target.
+    #[arg(long, value_name = "T")]
+    target: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    id: SessionId,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Sessions to check.
+    ids: Vec<SessionId>,
+    /// Check every recording, the database rows and the ledger.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Only this action (e.g. login_refused, session_started, recording_viewed).
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn channel_json(c: &ChannelRow) -> Value {
+    let mut v = json!({
+        "channel": c.channel, "kind": c.kind, "opened_at": rfc3339(c.opened_at_us),
+        "closed_at": c.closed_at_us.map(rfc3339), "exit_status": c.exit_status,
+    });
+    if let Some(cmd) = &c.command {
+        v["command"] = json!(cmd);
+    }
+    if let Some(s) = &c.subsystem {
+        v["subsystem"] = json!(s);
+    }
+    if let Some(t) = &c.pty_term {
+        v["pty"] = json!(t);
+    }
+    v
+}
+
+fn session_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
+    json!({
+        "id": s.id.to_string(), "user": s.person, "target": s.target, "target_host": s.target_host,
+        "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
+        "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
+        "chain_head": s.chain_head.map(|h| to_hex(&h)),
+        "channels": channels.iter().map(channel_json).collect::<Vec<_>>(),
+    })
+}
+
+fn duration(s: &SessionRow) -> String {
+    let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
+    let secs = (end - s.started_at_us).max(0) / 1_000_000;
+    format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+pub async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let filter = SessionFilter { active_only: a.active, person: a.user, target: a.target };
+    let sessions = store.sessions(&filter).await?;
+    if a.json {
+        let mut out = Vec::with_capacity(sessions.len());
+        for s in &sessions {
+            out.push(session_json(s, &store.channels(s.id).await?));
+        }
+        print_json(&Value::Array(out));
+    } else {
+        let mut rows = Vec::new();
+        for s in &sessions {
+            let kinds: Vec<String> = store.channels(s.id).await?.iter().map(|c| match &c.command {
+                Some(cmd) => format!("exec {cmd:?}"),
+                None => c.subsystem.clone().map_or(c.kind.clone(), |n| format!("subsystem {n}")),
+            }).collect();
+            rows.push(vec![
+                s.id.to_string(), s.person.clone(), s.target.clone(), s.client_addr.clone(), s.status.to_string(),
+                rfc3339(s.started_at_us), duration(s), kinds.join(", "),
+            ]);
+        }
+        table(&["ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn session_or_fail(store: &Store, id: SessionId) -> anyhow::Result<SessionRow> {
+    store.session(id).await?.with_context(|| format!("session {id} not found (see `keepwatch sessions`)"))
+}
+
+pub async fn audit_view(store: &Store, action: &'static str, id: SessionId, detail: String) -> anyhow::Result<()> {
+    store
+        .audit(NewAudit { actor: local_actor(), action, session_id: Some(id), client_addr: None, detail })
+        .await
+        .context("cannot write the audit event; refusing to show the recording unaudited")
+}
+
+pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let s = session_or_fail(&store, a.id).await?;
+    let channels = store.channels(s.id).await?;
+    audit_view(&store, "session_viewed", s.id, "show".into()).await?;
+    if a.json {
+        print_json(&session_json(&s, &channels));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("session   {}", s.id);
+    println!("user      {}", s.person);
+    println!("target    {} ({}@{})", s.target, s.target_login, s.target_host);
+    println!("client    {}", s.client_addr);
+    println!("status    {}{}", s.status, s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+    println!("started   {}", rfc3339(s.started_at_us));
+    println!("ended     {}", s.ended_at_us.map(rfc3339).unwrap_or_else(|| "-".into()));
+    println!("duration  {}", duration(&s));
+    if let Some(h) = s.chain_head {
+        println!("chain     {}", to_hex(&h));
+    }
+    println!("channels");
+    for c in &channels {
+        let what = match (&c.command, &c.subsystem) {
+            (Some(cmd), _) => format!("exec {cmd:?}"),
+            (_, Some(n)) => format!("subsystem {n}"),
+            _ => c.kind.clone(),
+        };
+        let pty = c.pty_term.as_ref().map(|t| format!(" pty {t}")).unwrap_or_default();
+        let exit = c.exit_status.map(|e| format!(" exit {e}")).unwrap_or_default();
+        println!("  #{} {what}{pty}{exit}", c.channel);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if a.ids.is_empty() && !a.all {
+        anyhow::bail!("name sessions to verify, or pass --all");
+    }
+    let store = dir.store().await?;
+    let blobs = dir.blobs()?;
+    let key = dir.verifying_key()?;
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut checked = 0usize;
+    if a.all {
+        let rows: BTreeMap<SessionId, SessionRow> =
+            store.sessions(&SessionFilter::default()).await?.into_iter().map(|r| (r.id, r)).collect();
+        let (ledger_problems, ledgered) = check_ledger(&store, &key, &rows).await?;
+        problems.extend(ledger_problems);
+        let mut ids: BTreeSet<SessionId> = rows.keys().copied().collect();
+        ids.extend(blobs.sealed_recordings().await?);
+        for id in ids {
+            let row = rows.get(&id);
+            if row.is_none() && ledgered.contains(&id) {
+                continue; // already reported by the ledger walk
+            }
+            if let Some(r) = row {
+                if r.chain_head.is_some() && !ledgered.contains(&id) {
+                    problems.push(Problem { session: Some(id), what: "sealed session missing from the ledger".into() });
+                }
+            }
+            problems.extend(check_session(&blobs, &key, id, row).await?);
+            checked += 1;
+        }
+    } else {
+        for id in &a.ids {
+            let row = store.session(*id).await?;
+            if row.is_none() && !blobs.sealed_recordings().await?.contains(id) {
+                anyhow::bail!("session {id} not found (see `keepwatch sessions`)");
+            }
+            problems.extend(check_session(&blobs, &key, *id, row.as_ref()).await?);
+            checked += 1;
+        }
+    }
+    let _ = store
+        .audit(NewAudit {
+            actor: local_actor(),
+            action: "recordings_verified",
+            session_id: if a.ids.len() == 1 { Some(a.ids[0]) } else { None },
+            client_addr: None,
+            detail: format!("{checked} checked, {} problem(s)", problems.len()),
+        })
+        .await;
+    if problems.is_empty() {
+        println!("{checked} recording(s) intact");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        eprintln!("keepwatch: {} problem(s) found in {checked} recording(s)", problems.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let events = store.audit_events(a.action.as_deref()).await?;
+    if a.json {
+        print_json(&json!(events.iter().map(|e| json!({
+            "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
+            "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
+        })).collect::<Vec<_>>()));
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| vec![rfc3339(e.at_us), e.actor.clone(), e.action.clone(), e.session_id.clone().unwrap_or_default(), e.detail.clone()])
+            .collect();
+        table(&["AT", "ACTOR", "ACTION", "SESSION", "DETAIL"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
