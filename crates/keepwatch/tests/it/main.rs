@@ -1,0 +1,10 @@
+//! Integration tests: the real `keepwatch` binary driven by real OpenSSH (`sshd` as the
+//! target, `ssh` as the person). Needs root (sshd with password logins), openssh-server and
+//! the local user `kwtest`; `scripts/test.sh` sets all of that up.
+
+mod support;
+
+mod durability;
+mod refusals;
+mod sessions;
+mod tamper;

@@ -1,0 +1,142 @@
+//! Recorded sessions through the gateway: shell, exec, menu, listings and export.
+
+use crate::support::*;
+
+#[test]
+fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+
+    let mut s = Interactive::start(gw.ssh("alice@web01"));
+    // Typed before the shell is up: the gateway must hold these bytes, not drop them.
+    s.send("echo kw-$((6*7))\n");
+    s.wait_output("kw-42");
+    s.send("printf 'caf\\303\\251 \\342\\202\\254\\n'\n");
+    s.wait_output("café €");
+    s.send("exit\n");
+    let (status, stdout, _) = s.finish();
+    assert!(status.success(), "ssh exit status {status:?}");
+
+    let sessions = gw.sessions();
+    assert_eq!(sessions.len(), 1);
+    let sess = &sessions[0];
+    assert_eq!(sess["user"], "alice");
+    assert_eq!(sess["target"], "web01");
+    assert_eq!(sess["status"], "closed");
+    assert!(sess["ended_at"].is_string());
+    assert!(sess["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(sess["channels"][0]["kind"], "shell");
+    assert!(sess["channels"][0]["pty"].is_string(), "a shell with a terminal records its TERM");
+
+    let id = sess["id"].as_str().unwrap();
+    let exported = gw.exported_output(id);
+    assert_eq!(exported, String::from_utf8(stdout).unwrap(), "export differs from what ssh printed");
+    assert!(exported.contains("kw-42"));
+
+    let verify = gw.kw(&["verify", id]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    // Viewing a recording is itself audited.
+    let audit = gw.kw_ok(&["audit", "--json"]);
+    assert!(audit.contains("recording_exported"), "{audit}");
+}
+
+#[test]
+fn exec_exit_codes_pass_through() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+
+    let ok = gw.ssh("alice@web01").arg("echo out; echo err >&2; exit 0").output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&ok.stderr), "err\n");
+    let three = gw.ssh("alice@web01").arg("exit 3").output().unwrap();
+    assert_eq!(three.status.code(), Some(3));
+
+    // stdin is relayed to EOF and the exit follows the last byte.
+    let mut cat = gw.ssh("alice@web01");
+    cat.arg("wc -c").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &vec![b'x'; 3 << 20]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (3 << 20).to_string());
+
+    let sessions = gw.sessions();
+    assert_eq!(sessions.len(), 3);
+    let by_cmd = |cmd: &str| sessions.iter().find(|s| s["channels"][0]["command"] == cmd).unwrap().clone();
+    assert_eq!(by_cmd("exit 3")["channels"][0]["exit_status"], 3);
+    assert_eq!(by_cmd("exit 3")["channels"][0]["kind"], "exec");
+    assert_eq!(by_cmd("echo out; echo err >&2; exit 0")["channels"][0]["exit_status"], 0);
+    let shown = gw.kw_ok(&["show", by_cmd("exit 3")["id"].as_str().unwrap()]);
+    assert!(shown.contains("exec \"exit 3\"") && shown.contains("exit 3"), "{shown}");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+#[test]
+fn login_without_target_gets_a_menu() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.add_target("web02", &sshd);
+    gw.start();
+
+    let mut s = Interactive::start(gw.ssh("alice"));
+    s.wait_output("Choose a target [1-2]");
+    let menu = s.output();
+    assert!(menu.contains("1) web01") && menu.contains("2) web02"), "{menu}");
+    s.send("9\r");
+    s.wait_output("no such target: 9");
+    // The choice and the first command in one write: the rest goes to the shell.
+    s.send("2\recho menu-ok-$((1+2))\n");
+    s.wait_output("menu-ok-3");
+    s.send("exit\n");
+    let (status, _, _) = s.finish();
+    assert!(status.success());
+    let sessions = gw.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["target"], "web02");
+
+    // Exec with no target: one clear line, non-zero exit.
+    let out = gw.ssh("alice").arg("uptime").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keepwatch: no target named; connect as alice@TARGET (granted: web01, web02)"), "{err}");
+}
+
+#[test]
+fn password_login_and_trust_on_first_use() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target_at("tofu", sshd.port, TARGET_PASSWORD, &["--trust-on-first-use"]);
+    gw.kw_ok(&["grant", "alice", "tofu"]);
+    gw.start();
+
+    let askpass = gw.dir.path().join("askpass.sh");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{ALICE_PASSWORD}'\n")).unwrap();
+    std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // ssh keeps the first value given for an option, so this one is built without BatchMode.
+    let out = std::process::Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"])
+        .args(["-p", &gw.ssh_port.to_string(), "alice@tofu@127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .arg("echo by-password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by-password\n");
+
+    let targets = gw.json(&["target", "list", "--json"]);
+    assert_eq!(targets[0]["host_key"], sshd.host_key_line, "first key seen is pinned");
+    let audit = gw.kw_ok(&["audit", "--action", "host_key_pinned"]);
+    assert!(audit.contains("tofu"), "{audit}");
+}
