@@ -43,11 +43,16 @@ pub async fn check_session(
     row: Option<&SessionRow>,
 ) -> Result<Vec<Problem>, StoreError> {
     let Some(row) = row else {
-        return Ok(vec![problem(id, "recording present but its database row is missing (deleted?)")]);
+        return Ok(vec![problem(
+            id,
+            "recording present but its database row is missing (deleted?)",
+        )]);
     };
     let bytes = match blobs.read_recording(id).await {
         Ok(b) => b,
-        Err(StoreError::NotFound { .. }) => return Ok(vec![problem(id, "recording missing from the blob store")]),
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(vec![problem(id, "recording missing from the blob store")]);
+        }
         Err(e) => return Err(e),
     };
     let v = match verify(&bytes, key) {
@@ -69,7 +74,12 @@ pub async fn check_session(
     }
     for (name, db, rec) in fields {
         if db != rec {
-            out.push(problem(id, format!("database row edited: {name} is {db:?} but the signed recording says {rec:?}")));
+            out.push(problem(
+                id,
+                format!(
+                    "database row edited: {name} is {db:?} but the signed recording says {rec:?}"
+                ),
+            ));
         }
     }
     match (row.status, &v.seal, &v.seal_info) {
@@ -91,10 +101,8 @@ pub async fn check_session(
             if row.chain_head != Some(v.chain_head) {
                 out.push(problem(id, "chain head in the database differs from the recording's"));
             }
-            if let Some(info) = info {
-                if row.seal_seq != Some(info.seq) {
-                    out.push(problem(id, "seal chunk number in the database differs from the recording's"));
-                }
+            if info.as_ref().is_some_and(|info| row.seal_seq != Some(info.seq)) {
+                out.push(problem(id, "seal chunk number in the database differs from the recording's"));
             }
         }
     }
@@ -122,21 +130,27 @@ pub async fn check_ledger(
         if e.prev_hash != prev {
             out.push(lp(format!("entry {} does not chain to the entry before it", e.seq)));
         }
-        let hash = ledger::entry_hash(&e.prev_hash, e.seq, &e.session_id, &e.chain_head, e.sealed_at_us);
+        let hash =
+            ledger::entry_hash(&e.prev_hash, e.seq, &e.session_id, &e.chain_head, e.sealed_at_us);
         if hash != e.hash {
             out.push(lp(format!("entry {} hash does not match its contents", e.seq)));
         }
-        let sig_ok = <[u8; 64]>::try_from(e.signature.as_slice()).is_ok_and(|s| ledger::verify_sig(key, &e.hash, &s));
+        let sig_ok = <[u8; 64]>::try_from(e.signature.as_slice())
+            .is_ok_and(|s| ledger::verify_sig(key, &e.hash, &s));
         if !sig_ok {
             out.push(lp(format!("entry {} signature invalid", e.seq)));
         }
         prev = e.hash;
         ids.insert(e.session_id);
         match rows.get(&e.session_id) {
-            None => out.push(problem(e.session_id, format!("session deleted from the database (ledger entry {})", e.seq))),
-            Some(r) if r.chain_head != Some(e.chain_head) => {
-                out.push(problem(e.session_id, format!("chain head differs from ledger entry {}", e.seq)))
-            }
+            None => out.push(problem(
+                e.session_id,
+                format!("session deleted from the database (ledger entry {})", e.seq),
+            )),
+            Some(r) if r.chain_head != Some(e.chain_head) => out.push(problem(
+                e.session_id,
+                format!("chain head differs from ledger entry {}", e.seq),
+            )),
             Some(_) => {}
         }
     }

@@ -68,7 +68,12 @@ pub enum RecorderError {
 
 enum Command {
     Event(TimedEvent),
-    Seal { at_us: u64, status: SessionStatus, reason: Option<String>, done: oneshot::Sender<Result<SealInfo, RecorderError>> },
+    Seal {
+        at_us: u64,
+        status: SessionStatus,
+        reason: Option<String>,
+        done: oneshot::Sender<Result<SealInfo, RecorderError>>,
+    },
 }
 
 /// The gateway's handle on one session's recording. Cheap to clone.
@@ -86,16 +91,21 @@ impl Recorder {
     ///
     /// # Errors
     /// Fails when the recording file cannot be created or written.
-    pub async fn start(ctx: &RecorderContext, start: SessionStart) -> Result<Recorder, RecorderError> {
+    pub async fn start(
+        ctx: &RecorderContext,
+        start: SessionStart,
+    ) -> Result<Recorder, RecorderError> {
         let id = start.session_id;
         let path = ctx.blobs.spool_path(id);
-        let create_err = |source| RecorderError::Create { path: path.display().to_string(), source };
+        let create_err =
+            |source| RecorderError::Create { path: path.display().to_string(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
         let first = writer.flush(now_us(), true).unwrap_or_default();
         let file = tokio::task::spawn_blocking({
             let path = path.clone();
             move || -> std::io::Result<std::fs::File> {
-                let mut f = std::fs::OpenOptions::new().create_new(true).append(true).open(&path)?;
+                let mut f =
+                    std::fs::OpenOptions::new().create_new(true).append(true).open(&path)?;
                 f.write_all(&first)?;
                 f.sync_data()?;
                 Ok(f)
@@ -154,9 +164,16 @@ impl Recorder {
     ///
     /// # Errors
     /// Fails when the seal cannot be written or stored.
-    pub async fn seal(&self, status: SessionStatus, reason: Option<String>) -> Result<SealInfo, RecorderError> {
+    pub async fn seal(
+        &self,
+        status: SessionStatus,
+        reason: Option<String>,
+    ) -> Result<SealInfo, RecorderError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Command::Seal { at_us: self.elapsed_us(), status, reason, done }).await.map_err(|_| self.gone())?;
+        self.tx
+            .send(Command::Seal { at_us: self.elapsed_us(), status, reason, done })
+            .await
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
     }
 }
@@ -214,7 +231,10 @@ impl RecorderTask {
             if sync { file.sync_data() } else { Ok(()) }
         });
         if let Err(e) = res {
-            self.fail(format!("cannot write {}: {e}", self.ctx.blobs.spool_path(self.id).display()));
+            self.fail(format!(
+                "cannot write {}: {e}",
+                self.ctx.blobs.spool_path(self.id).display()
+            ));
         }
     }
 
@@ -225,20 +245,35 @@ impl RecorderTask {
         let _ = self.fail_tx.send(Some(reason));
     }
 
-    async fn seal(&mut self, at_us: u64, status: SessionStatus, reason: Option<String>) -> Result<SealInfo, RecorderError> {
+    async fn seal(
+        &mut self,
+        at_us: u64,
+        status: SessionStatus,
+        reason: Option<String>,
+    ) -> Result<SealInfo, RecorderError> {
         let failed = || RecorderError::Failed {
             id: self.id,
-            reason: self.fail_tx.borrow().clone().unwrap_or_else(|| "recording already failed".into()),
+            reason: self
+                .fail_tx
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "recording already failed".into()),
         };
-        let (Some(w), Some(mut file)) = (self.writer.take(), self.file.take()) else { return Err(failed()) };
+        let (Some(w), Some(mut file)) = (self.writer.take(), self.file.take()) else {
+            return Err(failed());
+        };
         let ended = now_us();
-        let (bytes, info) = w.seal(at_us, Seal { status, reason: reason.clone(), ended_at_us: ended }, ended);
+        let (bytes, info) =
+            w.seal(at_us, Seal { status, reason: reason.clone(), ended_at_us: ended }, ended);
         let path = self.ctx.blobs.spool_path(self.id);
         tokio::task::block_in_place(|| {
             file.write_all(&bytes)?;
             file.sync_data()
         })
-        .map_err(|e| RecorderError::Failed { id: self.id, reason: format!("cannot write seal to {}: {e}", path.display()) })?;
+        .map_err(|e| RecorderError::Failed {
+            id: self.id,
+            reason: format!("cannot write seal to {}: {e}", path.display()),
+        })?;
         drop(file);
         finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended).await?;
         Ok(info)

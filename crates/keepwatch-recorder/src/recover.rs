@@ -27,14 +27,23 @@ pub async fn recover_interrupted(ctx: &RecorderContext) -> Result<Vec<SessionId>
         };
         let bytes = std::fs::read(&path).map_err(io_err)?;
         let keep = valid_prefix_len(&bytes);
-        let writer = RecordingWriter::resume(&bytes[..keep], (*ctx.signing_key).clone())
-            .map_err(|e| RecorderError::Failed { id: s.id, reason: format!("cannot resume {}: {e}", path.display()) })?;
+        let writer =
+            RecordingWriter::resume(&bytes[..keep], (*ctx.signing_key).clone()).map_err(|e| {
+                RecorderError::Failed {
+                    id: s.id,
+                    reason: format!("cannot resume {}: {e}", path.display()),
+                }
+            })?;
         let at_us = writer.last_at_us();
         let ended = now_us();
         let reason = "gateway stopped while the session ran".to_owned();
         let (tail, info) = writer.seal(
             at_us,
-            Seal { status: SessionStatus::Interrupted, reason: Some(reason.clone()), ended_at_us: ended },
+            Seal {
+                status: SessionStatus::Interrupted,
+                reason: Some(reason.clone()),
+                ended_at_us: ended,
+            },
             ended,
         );
         let mut out = bytes;

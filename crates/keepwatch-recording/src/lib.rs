@@ -1,1 +1,90 @@
-//! placeholder
+//! The Keepwatch recording format: session events encoded into an append-only stream of
+//! hash-chained, signed chunks, and the reader that checks such a stream.
+//!
+//! Pure: no IO, no clock. [`RecordingWriter`] turns events into bytes for the caller to
+//! append to a file; [`chunks`], [`read_events`], [`verify`] and [`valid_prefix_len`]
+//! read bytes back. `docs/recording-format.md` describes the bytes.
+//!
+//! **Invariant:** reading is total. Any input gives `Ok` or an error, never a panic, and
+//! nothing is allocated beyond the input's size or [`MAX_CHUNK_PAYLOAD`].
+
+mod chunk;
+mod event;
+pub mod ledger;
+mod read;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use chunk::{
+    CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD,
+    FileHeader, chain_seed, chunks, header,
+};
+pub use event::{DecodeError, Direction, Event, Pty, Seal, SessionStart, TimedEvent};
+pub use read::{read_events, valid_prefix_len};
+pub use verify::{Verified, VerifyError, verify};
+pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
+
+use keepwatch_core::SessionId;
+
+/// The format version in the file header. Readers refuse any other value.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// The largest payload a chunk may hold, uncompressed (and stored). Enforced on write
+/// and on read.
+pub const MAX_CHUNK_PAYLOAD: usize = 16 << 20;
+
+/// Why bytes are not a well-formed recording (signatures aside: see [`VerifyError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("recording is empty")]
+    Empty,
+    #[error("not a keepwatch recording (bad magic)")]
+    BadMagic,
+    #[error("file header truncated: {len} of {FILE_HEADER_LEN} bytes")]
+    TruncatedHeader { len: usize },
+    #[error("unsupported recording format version {version} (this reader knows {FORMAT_VERSION})")]
+    UnsupportedVersion { version: u16 },
+    #[error("recording {session_id} has no chunks")]
+    NoChunks { session_id: SessionId },
+    #[error("no chunk magic at byte {offset}")]
+    BadChunkMagic { offset: usize },
+    #[error("chunk header at byte {offset} truncated")]
+    TruncatedChunkHeader { offset: usize },
+    #[error("chunk {seq} at byte {offset} truncated")]
+    TruncatedChunk { seq: u64, offset: usize },
+    #[error("chunk {seq} at byte {offset}: unknown flags {flags:#04x}")]
+    UnknownFlags { seq: u64, offset: usize, flags: u8 },
+    #[error("chunk {seq} at byte {offset}: payload of {len} bytes exceeds {MAX_CHUNK_PAYLOAD}")]
+    PayloadTooLarge { seq: u64, offset: usize, len: u64 },
+    #[error(
+        "chunk {seq} at byte {offset}: stored length {stored} differs from uncompressed length {uncompressed}"
+    )]
+    LengthMismatch { seq: u64, offset: usize, stored: u32, uncompressed: u32 },
+    #[error("chunk {expected} missing (found chunk {found})")]
+    Missing { expected: u64, found: u64 },
+    #[error("chunk {seq} at byte {offset}: hash chain broken")]
+    ChainBroken { seq: u64, offset: usize },
+    #[error("payload of chunk {seq} does not decompress: {reason}")]
+    Decompress { seq: u64, reason: String },
+    #[error("payload of chunk {seq} does not decode: {reason}")]
+    Decode { seq: u64, reason: DecodeError },
+    #[error("chunk 0 does not start with the session start")]
+    NoSessionStart,
+    #[error("chunk {seq}: session start after the first event")]
+    SessionStartMisplaced { seq: u64 },
+    #[error("session start names session {event} but the file header names {header}")]
+    SessionMismatch { header: SessionId, event: SessionId },
+    #[error("chunk {seq}: seal is not the last event")]
+    SealNotLast { seq: u64 },
+    #[error("chunk {seq}: seal flag does not match its events")]
+    SealFlagMismatch { seq: u64 },
+    #[error("chunk {seq}: seal is not signed")]
+    SealNotSigned { seq: u64 },
+    #[error("unexpected bytes after seal at byte {offset}")]
+    TrailingAfterSeal { offset: usize },
+    #[error("recording {session_id} already sealed at chunk {seq}")]
+    AlreadySealed { session_id: SessionId, seq: u64 },
+}

@@ -80,7 +80,11 @@ impl ConnHandler {
         }
     }
 
-    async fn decide(&self, user: &str, cred: &Credential<'_>) -> Result<Result<Login, Denial>, ConnError> {
+    async fn decide(
+        &self,
+        user: &str,
+        cred: &Credential<'_>,
+    ) -> Result<Result<Login, Denial>, ConnError> {
         let Ok(name) = LoginName::parse(user) else { return Ok(Err(Denial::UnknownPerson)) };
         let Some(person) = self.ctx.store.person(&name.person).await? else {
             return Ok(Err(Denial::UnknownPerson));
@@ -112,7 +116,11 @@ impl ConnHandler {
 impl russh::server::Handler for ConnHandler {
     type Error = ConnError;
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         self.check(user, Credential::Key(key.public_key)).await
     }
 
@@ -133,7 +141,9 @@ impl russh::server::Handler for ConnHandler {
         let handle = session.handle();
         let conn = self
             .conn
-            .get_or_init(|| async { Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle)) })
+            .get_or_init(|| async {
+                Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle))
+            })
             .await
             .clone();
         reply.accept().await;
@@ -151,12 +161,20 @@ impl russh::server::Handler for ConnHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_forwarding(format!("local port forwarding to {host_to_connect}:{port_to_connect}")).await?;
+        self.refuse_forwarding(format!(
+            "local port forwarding to {host_to_connect}:{port_to_connect}"
+        ))
+        .await?;
         reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
         Ok(())
     }
 
-    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         self.refuse_forwarding(format!("remote port forwarding from {address}:{port}")).await?;
         Ok(false)
     }

@@ -62,7 +62,8 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
             }
         }
         (None, _, _) => {
-            let granted = conn.ctx.store.granted_targets(&conn.login.person).await.unwrap_or_default();
+            let granted =
+                conn.ctx.store.granted_targets(&conn.login.person).await.unwrap_or_default();
             Err(format!(
                 "keepwatch: no target named; connect as {}@TARGET (granted: {})",
                 conn.login.person,
@@ -87,7 +88,13 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
 }
 
 /// Tells the person why, ends the channel with exit status 1.
-async fn refuse(conn: &Connection, id: ChannelId, tx: &ChannelWriteHalf<Msg>, replied: bool, line: &str) {
+async fn refuse(
+    conn: &Connection,
+    id: ChannelId,
+    tx: &ChannelWriteHalf<Msg>,
+    replied: bool,
+    line: &str,
+) {
     if !replied {
         let _ = conn.handle.channel_success(id).await;
     }
@@ -116,7 +123,15 @@ async fn collect_requests(
             _ = conn.cancel.cancelled() => return None,
         };
         match msg {
-            ChannelMsg::RequestPty { term, col_width, row_height, pix_width, pix_height, terminal_modes, .. } => {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
                 req.pty = Some(PtyRequest {
                     term,
                     cols: col_width,
@@ -127,10 +142,10 @@ async fn collect_requests(
                 });
                 let _ = conn.handle.channel_success(id).await;
             }
-            ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
-                if env_allowed(&conn.ctx.config.env_allow, &variable_name) {
-                    req.env.push((variable_name, variable_value));
-                }
+            ChannelMsg::SetEnv { variable_name, variable_value, .. }
+                if env_allowed(&conn.ctx.config.env_allow, &variable_name) =>
+            {
+                req.env.push((variable_name, variable_value));
             }
             ChannelMsg::WindowChange { col_width, row_height, .. } => {
                 if let Some(p) = req.pty.as_mut() {
@@ -140,7 +155,9 @@ async fn collect_requests(
             }
             ChannelMsg::RequestShell { .. } => return Some((ChannelKind::Shell, req)),
             ChannelMsg::Exec { command, .. } => return Some((ChannelKind::Exec { command }, req)),
-            ChannelMsg::RequestSubsystem { name, .. } => return Some((ChannelKind::Subsystem { name }, req)),
+            ChannelMsg::RequestSubsystem { name, .. } => {
+                return Some((ChannelKind::Subsystem { name }, req));
+            }
             ChannelMsg::Data { data } => {
                 if req.early.len() + data.len() > EARLY_LIMIT {
                     return None;
@@ -194,7 +211,10 @@ async fn relay(
         let _ = up_tx.set_env(false, k.as_str(), v.as_str()).await;
     }
     if let Some(p) = &req.pty {
-        let ok = up_tx.request_pty(true, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes).await.is_ok()
+        let ok = up_tx
+            .request_pty(true, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes)
+            .await
+            .is_ok()
             && await_reply(&mut up_rx, &mut held).await;
         if !ok {
             return Err(format!("keepwatch: target {target} refused a terminal"));
@@ -227,18 +247,36 @@ async fn relay(
     if let Err(e) = conn.ctx.store.add_channel(s.id, &row).await {
         tracing::error!(session_id = %s.id, error = %e, "cannot store channel");
     }
-    conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty }).await.map_err(|_| recording_failed())?;
+    conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty })
+        .await
+        .map_err(|_| recording_failed())?;
     if !replied {
-        let _ = if accepted { conn.handle.channel_success(id).await } else { conn.handle.channel_failure(id).await };
+        let _ = if accepted {
+            conn.handle.channel_success(id).await
+        } else {
+            conn.handle.channel_failure(id).await
+        };
     }
     if !accepted {
-        let _ = conn.record(s, Event::Notice { channel: Some(channel), text: format!("target refused the {} request", kind.as_str()) }).await;
-        let _ = conn.record(s, Event::ChannelClose { channel, exit_status: None, exit_signal: None }).await;
+        let _ = conn
+            .record(
+                s,
+                Event::Notice {
+                    channel: Some(channel),
+                    text: format!("target refused the {} request", kind.as_str()),
+                },
+            )
+            .await;
+        let _ = conn
+            .record(s, Event::ChannelClose { channel, exit_status: None, exit_signal: None })
+            .await;
         let _ = client_tx.close().await;
         return Ok(());
     }
     if !req.early.is_empty() {
-        conn.record(s, Event::Input { channel, data: req.early.clone() }).await.map_err(|_| recording_failed())?;
+        conn.record(s, Event::Input { channel, data: req.early.clone() })
+            .await
+            .map_err(|_| recording_failed())?;
         let _ = up_tx.data_bytes(Bytes::from(req.early)).await;
     }
     conn.spawn(target_to_client(conn.clone(), s.clone(), id, held, up_rx, client_tx.clone()));
@@ -280,14 +318,17 @@ async fn client_to_target(
                 }
             }
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
-                let _ = conn.record(s, Event::Resize { channel, cols: col_width, rows: row_height }).await;
+                let _ = conn
+                    .record(s, Event::Resize { channel, cols: col_width, rows: row_height })
+                    .await;
                 let _ = up.window_change(col_width, row_height, pix_width, pix_height).await;
             }
             ChannelMsg::Signal { signal } => {
                 let _ = up.signal(signal).await;
             }
             ChannelMsg::Eof => {
-                let _ = conn.record(s, Event::Eof { channel, direction: Direction::ToTarget }).await;
+                let _ =
+                    conn.record(s, Event::Eof { channel, direction: Direction::ToTarget }).await;
                 let _ = up.eof().await;
             }
             ChannelMsg::Close => break,
@@ -340,7 +381,8 @@ async fn target_to_client(
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                if conn.record(&s, Event::ExtOutput { channel, data: data.to_vec() }).await.is_err() {
+                if conn.record(&s, Event::ExtOutput { channel, data: data.to_vec() }).await.is_err()
+                {
                     continue;
                 }
                 if tx.extended_data_bytes(ext, data).await.is_err() {
@@ -348,7 +390,8 @@ async fn target_to_client(
                 }
             }
             ChannelMsg::Eof => {
-                let _ = conn.record(&s, Event::Eof { channel, direction: Direction::ToClient }).await;
+                let _ =
+                    conn.record(&s, Event::Eof { channel, direction: Direction::ToClient }).await;
                 let _ = tx.eof().await;
             }
             ChannelMsg::ExitStatus { exit_status: st } => {
@@ -357,7 +400,10 @@ async fn target_to_client(
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 exit_signal = Some(format!("{signal_name:?}"));
-                let _ = conn.handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await;
+                let _ = conn
+                    .handle
+                    .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
             }
             ChannelMsg::Close => break,
             _ => {}

@@ -8,18 +8,18 @@ use keepwatch_core::{RecordingFailure, SessionId, SessionStatus};
 use keepwatch_recorder::Recorder;
 use keepwatch_recording::{Event, SessionStart};
 use keepwatch_store::{NewAudit, SessionRow, TargetRow, now_us};
+use russh::Channel;
 use russh::client;
 use russh::server::{Handle, Msg};
-use russh::Channel;
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::GatewayContext;
 use crate::auth::{ConnHandler, Login};
 use crate::upstream::{self, UpstreamError, UpstreamHandler};
-use crate::GatewayContext;
 
 /// A session that reached its target: what every channel of the connection relays through.
 pub(crate) struct ActiveSession {
@@ -146,7 +146,12 @@ impl Connection {
         // the two leaves an `active` row that recovery finds.
         if let Err(e) = ctx.store.insert_session(&row).await {
             tracing::error!(session_id = %id, error = %e, "cannot store session");
-            self.audit("session_refused", None, format!("target {}: cannot store session: {e}", target.name)).await;
+            self.audit(
+                "session_refused",
+                None,
+                format!("target {}: cannot store session: {e}", target.name),
+            )
+            .await;
             return Err(refused("cannot start the recording; session refused".into()));
         }
         let recorder = match Recorder::start(&ctx.recorder, start).await {
@@ -163,7 +168,9 @@ impl Connection {
 
         let secret = match ctx.vault.open(&target.name, target.secret.ciphertext()) {
             Ok(s) => Ok(s),
-            Err(e) => Err(UpstreamError::BadSecret { target: target.name.clone(), reason: e.to_string() }),
+            Err(e) => {
+                Err(UpstreamError::BadSecret { target: target.name.clone(), reason: e.to_string() })
+            }
         };
         let connected = match secret {
             Ok(secret) => upstream::connect(&target, secret, ctx.config.connect_timeout).await,
@@ -178,7 +185,8 @@ impl Connection {
                     _ => "session_refused",
                 };
                 self.audit(action, Some(id), reason.clone()).await;
-                let _ = recorder.record(Event::Notice { channel: None, text: reason.clone() }).await;
+                let _ =
+                    recorder.record(Event::Notice { channel: None, text: reason.clone() }).await;
                 if let Err(e) = recorder.seal(SessionStatus::Refused, Some(reason.clone())).await {
                     tracing::error!(session_id = %id, error = %e, "cannot seal refused session");
                 }
@@ -188,7 +196,14 @@ impl Connection {
         };
         if let Some(line) = up.first_seen_key {
             match ctx.store.pin_host_key(&target.name, &line).await {
-                Ok(true) => self.audit("host_key_pinned", Some(id), format!("target {}: {line}", target.name)).await,
+                Ok(true) => {
+                    self.audit(
+                        "host_key_pinned",
+                        Some(id),
+                        format!("target {}: {line}", target.name),
+                    )
+                    .await
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot pin host key"),
             }
@@ -214,13 +229,21 @@ impl Connection {
         match s.target.on_recording_failure {
             RecordingFailure::Continue => {
                 if !s.unrecorded.swap(true, Ordering::Relaxed) {
-                    self.audit("recording_failed", Some(s.id), format!("{e}; session continues unrecorded (on_recording_failure = continue)")).await;
+                    self.audit(
+                        "recording_failed",
+                        Some(s.id),
+                        format!(
+                            "{e}; session continues unrecorded (on_recording_failure = continue)"
+                        ),
+                    )
+                    .await;
                 }
                 Ok(())
             }
             RecordingFailure::Close => {
                 self.audit("recording_failed", Some(s.id), format!("{e}; session ended")).await;
-                self.ctx.terminate(s.id, "keepwatch: the recording failed, so the session was ended");
+                self.ctx
+                    .terminate(s.id, "keepwatch: the recording failed, so the session was ended");
                 Err(())
             }
         }
@@ -239,9 +262,16 @@ impl Connection {
         };
         match s.recorder.seal(status, reason.clone()).await {
             Ok(_) => tracing::info!(session_id = %s.id, %status, "session sealed"),
-            Err(e) => tracing::error!(session_id = %s.id, error = %e, "cannot seal recording; it will be sealed as interrupted on the next start"),
+            Err(e) => {
+                tracing::error!(session_id = %s.id, error = %e, "cannot seal recording; it will be sealed as interrupted on the next start")
+            }
         }
-        self.audit("session_ended", Some(s.id), format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default())).await;
+        self.audit(
+            "session_ended",
+            Some(s.id),
+            format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
+        )
+        .await;
         let _ = s.upstream.disconnect(russh::Disconnect::ByApplication, "", "").await;
         self.ctx.live.remove(s.id);
     }

@@ -174,7 +174,10 @@ pub async fn serve(ctx: Arc<GatewayContext>, listener: TcpListener, shutdown: Ca
     ctx.live.terminate_all("gateway shutting down");
     tracker.close();
     if tokio::time::timeout(ctx.config.shutdown_grace, tracker.wait()).await.is_err() {
-        tracing::warn!(remaining = ctx.live.ids().len(), "shutdown grace period passed with sessions unsealed");
+        tracing::warn!(
+            remaining = ctx.live.ids().len(),
+            "shutdown grace period passed with sessions unsealed"
+        );
     }
 }
 

@@ -70,10 +70,9 @@ pub(crate) async fn choose(
                     let _ = say("\n".into()).await;
                     return None;
                 }
-                0x7f | 0x08 => {
-                    if line.pop().is_some() {
-                        let _ = tx.data_bytes(Bytes::from_static(b"\x08 \x08")).await;
-                    }
+                0x7f | 0x08 if !line.is_empty() => {
+                    line.pop();
+                    let _ = tx.data_bytes(Bytes::from_static(b"\x08 \x08")).await;
                 }
                 b if (0x20..0x7f).contains(&b) && line.len() < MAX_LINE => {
                     line.push(b);

@@ -93,10 +93,12 @@ pub(crate) async fn connect(
     let name = target.name.clone();
     let unreachable = |reason: String| UpstreamError::Unreachable { target: name.clone(), reason };
     let pinned = match &target.host_key {
-        Some(line) => Some(PublicKey::from_openssh(line).map_err(|e| UpstreamError::BadSecret {
-            target: name.clone(),
-            reason: format!("pinned host key does not parse: {e}"),
-        })?),
+        Some(line) => {
+            Some(PublicKey::from_openssh(line).map_err(|e| UpstreamError::BadSecret {
+                target: name.clone(),
+                reason: format!("pinned host key does not parse: {e}"),
+            })?)
+        }
         None if target.trust_on_first_use => None,
         None => {
             return Err(UpstreamError::BadSecret {
@@ -128,20 +130,25 @@ pub(crate) async fn connect(
     let login = target.login.clone();
     let auth = match &target.secret {
         TargetSecret::Password(_) => {
-            let pw = String::from_utf8(secret.expose().clone()).map_err(|_| UpstreamError::BadSecret {
-                target: name.clone(),
-                reason: "vaulted password is not UTF-8".into(),
+            let pw = String::from_utf8(secret.expose().clone()).map_err(|_| {
+                UpstreamError::BadSecret {
+                    target: name.clone(),
+                    reason: "vaulted password is not UTF-8".into(),
+                }
             })?;
             handle.authenticate_password(&login, pw).await
         }
         TargetSecret::PrivateKey(_) => {
             let text = String::from_utf8_lossy(secret.expose()).into_owned();
-            let key = PrivateKey::from_openssh(text.trim()).map_err(|e| UpstreamError::BadSecret {
-                target: name.clone(),
-                reason: format!("vaulted key does not parse: {e}"),
-            })?;
+            let key =
+                PrivateKey::from_openssh(text.trim()).map_err(|e| UpstreamError::BadSecret {
+                    target: name.clone(),
+                    reason: format!("vaulted key does not parse: {e}"),
+                })?;
             let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
-            handle.authenticate_publickey(&login, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await
+            handle
+                .authenticate_publickey(&login, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
         }
     };
     match auth {
@@ -149,8 +156,11 @@ pub(crate) async fn connect(
         Ok(_) => return Err(UpstreamError::CredentialRefused { target: name, login }),
         Err(e) => return Err(unreachable(describe(&e))),
     }
-    let first_seen_key =
-        if pinned.is_none() { seen.lock().unwrap_or_else(|e| e.into_inner()).line.clone() } else { None };
+    let first_seen_key = if pinned.is_none() {
+        seen.lock().unwrap_or_else(|e| e.into_inner()).line.clone()
+    } else {
+        None
+    };
     Ok(Upstream { handle, first_seen_key })
 }
 

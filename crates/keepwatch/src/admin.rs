@@ -80,7 +80,9 @@ pub struct TargetAdd {
 
 fn read_stdin_secret(what: &str) -> anyhow::Result<String> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).with_context(|| format!("cannot read the {what} from standard input"))?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
     let s = s.strip_suffix('\n').unwrap_or(&s);
     let s = s.strip_suffix('\r').unwrap_or(s).to_owned();
     if s.is_empty() {
@@ -103,18 +105,25 @@ pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             check_name("user", &a.name)?;
             let mut keys = Vec::new();
             for path in &a.ssh_keys {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 let key = russh::keys::PublicKey::from_openssh(text.trim())
                     .with_context(|| format!("{} is not an OpenSSH public key", path.display()))?;
                 keys.push(key.to_openssh().context("cannot encode key")?);
             }
             let hash = if a.password_stdin {
-                Some(hash_password(&read_stdin_secret("password")?).map_err(|e| anyhow::anyhow!(e))?)
+                Some(
+                    hash_password(&read_stdin_secret("password")?)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                )
             } else {
                 None
             };
             if keys.is_empty() && hash.is_none() {
-                bail!("user {} needs a way to log in: pass --ssh-key FILE and/or --password-stdin", a.name);
+                bail!(
+                    "user {} needs a way to log in: pass --ssh-key FILE and/or --password-stdin",
+                    a.name
+                );
             }
             store.add_person(&a.name, a.role, hash.as_deref(), &keys).await?;
             audit(&store, "user_added", format!("user {} role {}", a.name, a.role)).await?;
@@ -130,7 +139,14 @@ pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let rows: Vec<Vec<String>> = people
                     .iter()
-                    .map(|p| vec![p.name.clone(), p.role.to_string(), p.ssh_keys.len().to_string(), if p.password_hash.is_some() { "yes" } else { "no" }.into()])
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.role.to_string(),
+                            p.ssh_keys.len().to_string(),
+                            if p.password_hash.is_some() { "yes" } else { "no" }.into(),
+                        ]
+                    })
                     .collect();
                 table(&["NAME", "ROLE", "SSH KEYS", "PASSWORD"], &rows);
             }
@@ -150,18 +166,24 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                 TargetSecret::Password(vault.seal(&a.name, pw.as_bytes())?)
             } else {
                 let path = a.key.as_ref().context("pass --password-stdin or --key")?;
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 let key = russh::keys::PrivateKey::from_openssh(text.trim())
                     .with_context(|| format!("{} is not an OpenSSH private key", path.display()))?;
                 if key.is_encrypted() {
-                    bail!("{} is encrypted; give an unencrypted key (the vault encrypts it at rest)", path.display());
+                    bail!(
+                        "{} is encrypted; give an unencrypted key (the vault encrypts it at rest)",
+                        path.display()
+                    );
                 }
                 TargetSecret::PrivateKey(vault.seal(&a.name, text.trim().as_bytes())?)
             };
             let host_key = match &a.host_key {
                 Some(line) => {
-                    let key = russh::keys::PublicKey::from_openssh(line.trim())
-                        .with_context(|| format!("--host-key {line:?} is not an OpenSSH public key"))?;
+                    let key =
+                        russh::keys::PublicKey::from_openssh(line.trim()).with_context(|| {
+                            format!("--host-key {line:?} is not an OpenSSH public key")
+                        })?;
                     Some(keepwatch_ssh::host_key_line(&key))
                 }
                 None => None,
@@ -178,19 +200,29 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                     on_recording_failure: a.on_recording_failure,
                 })
                 .await?;
-            audit(&store, "target_added", format!("target {} {}@{}:{}", a.name, a.login, a.host, a.port)).await?;
+            audit(
+                &store,
+                "target_added",
+                format!("target {} {}@{}:{}", a.name, a.login, a.host, a.port),
+            )
+            .await?;
             println!("added target {} ({}@{}:{})", a.name, a.login, a.host, a.port);
         }
         TargetCommand::List { json } => {
             let targets = store.targets().await?;
             if json {
-                print_json(&json!(targets.iter().map(|t| json!({
-                    "name": t.name, "host": t.host, "port": t.port, "login": t.login,
-                    "secret_kind": t.secret.kind(), "host_key": t.host_key,
-                    "trust_on_first_use": t.trust_on_first_use,
-                    "on_recording_failure": t.on_recording_failure.as_str(),
-                    "created_at": rfc3339(t.created_at_us),
-                })).collect::<Vec<_>>()));
+                print_json(&json!(
+                    targets
+                        .iter()
+                        .map(|t| json!({
+                            "name": t.name, "host": t.host, "port": t.port, "login": t.login,
+                            "secret_kind": t.secret.kind(), "host_key": t.host_key,
+                            "trust_on_first_use": t.trust_on_first_use,
+                            "on_recording_failure": t.on_recording_failure.as_str(),
+                            "created_at": rfc3339(t.created_at_us),
+                        }))
+                        .collect::<Vec<_>>()
+                ));
             } else {
                 let rows: Vec<Vec<String>> = targets
                     .iter()
@@ -200,7 +232,12 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                             (None, true) => "first use",
                             (None, false) => "none",
                         };
-                        vec![t.name.clone(), format!("{}@{}:{}", t.login, t.host, t.port), t.secret.kind().into(), pin.into()]
+                        vec![
+                            t.name.clone(),
+                            format!("{}@{}:{}", t.login, t.host, t.port),
+                            t.secret.kind().into(),
+                            pin.into(),
+                        ]
                     })
                     .collect();
                 table(&["NAME", "ADDRESS", "SECRET", "HOST KEY"], &rows);
@@ -210,7 +247,12 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn grant(dir: &DataDir, user: &str, target: &str, allow: bool) -> anyhow::Result<ExitCode> {
+pub async fn grant(
+    dir: &DataDir,
+    user: &str,
+    target: &str,
+    allow: bool,
+) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     if allow {
         store.grant(user, target).await?;
@@ -219,14 +261,31 @@ pub async fn grant(dir: &DataDir, user: &str, target: &str, allow: bool) -> anyh
     } else {
         let removed = store.revoke(user, target).await?;
         audit(&store, "grant_removed", format!("{user} -> {target}")).await?;
-        println!("{}", if removed { format!("revoked {target} from {user}") } else { format!("{user} had no grant on {target}") });
+        println!(
+            "{}",
+            if removed {
+                format!("revoked {target} from {user}")
+            } else {
+                format!("{user} had no grant on {target}")
+            }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit(store: &keepwatch_store::Store, action: &'static str, detail: String) -> anyhow::Result<()> {
+async fn audit(
+    store: &keepwatch_store::Store,
+    action: &'static str,
+    detail: String,
+) -> anyhow::Result<()> {
     store
-        .audit(NewAudit { actor: local_actor(), action, session_id: None, client_addr: None, detail })
+        .audit(NewAudit {
+            actor: local_actor(),
+            action,
+            session_id: None,
+            client_addr: None,
+            detail,
+        })
         .await?;
     Ok(())
 }

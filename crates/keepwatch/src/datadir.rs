@@ -176,7 +176,8 @@ impl DataDir {
         std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", self.root.display()))?;
         let mut host_seed = [0u8; 32];
-        getrandom::fill(&mut host_seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+        getrandom::fill(&mut host_seed)
+            .map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
         let host_key = russh::keys::PrivateKey::from(
             russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&host_seed),
         );
@@ -188,11 +189,15 @@ impl DataDir {
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
         let signing = SigningKey::from_bytes(&seed);
         write_secret_file(&self.path(SIGNING_KEY), hex(&seed).as_bytes())?;
-        std::fs::write(self.path(SIGNING_PUB), format!("{}\n", hex(signing.verifying_key().as_bytes())))
-            .context("cannot write signing.pub")?;
+        std::fs::write(
+            self.path(SIGNING_PUB),
+            format!("{}\n", hex(signing.verifying_key().as_bytes())),
+        )
+        .context("cannot write signing.pub")?;
         let vault_key = Vault::generate_key()?;
         write_secret_file(&self.path(VAULT_KEY), hex(&vault_key).as_bytes())?;
-        let store = Store::open_sqlite(&self.path(DB)).await.context("cannot create the database")?;
+        let store =
+            Store::open_sqlite(&self.path(DB)).await.context("cannot create the database")?;
         let password = random_password()?;
         let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
         store.add_person("admin", Role::Admin, Some(&hash), &[]).await?;
@@ -204,7 +209,9 @@ impl DataDir {
         println!();
         println!("Next steps:");
         println!("  keepwatch user add alice --role user --ssh-key ~/.ssh/id_ed25519.pub");
-        println!("  keepwatch target add web01 --host 10.0.0.5 --login root --password-stdin --trust-on-first-use");
+        println!(
+            "  keepwatch target add web01 --host 10.0.0.5 --login root --password-stdin --trust-on-first-use"
+        );
         println!("  keepwatch grant alice web01");
         println!("  keepwatch run");
         println!("  ssh -p 2222 alice@web01@127.0.0.1");
@@ -213,8 +220,10 @@ impl DataDir {
 
     pub fn config(&self) -> anyhow::Result<FileConfig> {
         self.require_initialised()?;
-        let text = std::fs::read_to_string(self.path(CONFIG)).context("cannot read keepwatch.toml")?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid", self.path(CONFIG).display()))
+        let text =
+            std::fs::read_to_string(self.path(CONFIG)).context("cannot read keepwatch.toml")?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not valid", self.path(CONFIG).display()))
     }
 
     pub async fn store(&self) -> anyhow::Result<Store> {
@@ -249,11 +258,16 @@ impl DataDir {
     }
 
     pub fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {
-        let text = String::from_utf8(read(&self.path(HOST_KEY))?).context("host key is not text")?;
+        let text =
+            String::from_utf8(read(&self.path(HOST_KEY))?).context("host key is not text")?;
         russh::keys::PrivateKey::from_openssh(&text).context("cannot parse the SSH host key")
     }
 
-    pub fn recorder_context(&self, store: &Store, cfg: &FileConfig) -> anyhow::Result<RecorderContext> {
+    pub fn recorder_context(
+        &self,
+        store: &Store,
+        cfg: &FileConfig,
+    ) -> anyhow::Result<RecorderContext> {
         Ok(RecorderContext {
             store: store.clone(),
             blobs: self.blobs()?,

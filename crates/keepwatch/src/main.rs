@@ -62,8 +62,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn")
+            }),
         )
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

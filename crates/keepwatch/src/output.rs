@@ -38,7 +38,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// The audit actor for CLI actions: `local:<os user>`.
 pub fn local_actor() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     format!("local:{user}")
 }
 

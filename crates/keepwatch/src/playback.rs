@@ -50,18 +50,31 @@ pub struct ExportArgs {
     channel: Option<u32>,
 }
 
-async fn load(dir: &DataDir, id: SessionId, action: &'static str) -> anyhow::Result<Vec<TimedEvent>> {
+async fn load(
+    dir: &DataDir,
+    id: SessionId,
+    action: &'static str,
+) -> anyhow::Result<Vec<TimedEvent>> {
     let store = dir.store().await?;
     if store.session(id).await?.is_none() {
         bail!("session {id} not found (see `keepwatch sessions`)");
     }
-    let bytes = dir.blobs()?.read_recording(id).await.with_context(|| format!("cannot read the recording of session {id}"))?;
+    let bytes = dir
+        .blobs()?
+        .read_recording(id)
+        .await
+        .with_context(|| format!("cannot read the recording of session {id}"))?;
     audit_view(&store, action, id, String::new()).await?;
-    read_events(&bytes).with_context(|| format!("recording of session {id} is damaged (run `keepwatch verify {id}`)"))
+    read_events(&bytes).with_context(|| {
+        format!("recording of session {id} is damaged (run `keepwatch verify {id}`)")
+    })
 }
 
 /// The channel to play: the one asked for, else the first with a terminal, else the first.
-fn pick_channel(events: &[TimedEvent], asked: Option<u32>) -> Option<(u32, u32, u32, Option<String>)> {
+fn pick_channel(
+    events: &[TimedEvent],
+    asked: Option<u32>,
+) -> Option<(u32, u32, u32, Option<String>)> {
     let opens = events.iter().filter_map(|e| match &e.event {
         Event::ChannelOpen { channel, pty, .. } => Some((*channel, pty.clone())),
         _ => None,
@@ -71,7 +84,8 @@ fn pick_channel(events: &[TimedEvent], asked: Option<u32>) -> Option<(u32, u32, 
         Some(c) => opens.iter().find(|(ch, _)| *ch == c),
         None => opens.iter().find(|(_, p)| p.is_some()).or(opens.first()),
     }?;
-    let (cols, rows, term) = chosen.1.as_ref().map_or((80, 24, None), |p| (p.cols, p.rows, Some(p.term.clone())));
+    let (cols, rows, term) =
+        chosen.1.as_ref().map_or((80, 24, None), |p| (p.cols, p.rows, Some(p.term.clone())));
     Some((chosen.0, cols, rows, term))
 }
 
@@ -114,7 +128,12 @@ impl Utf8Stream {
 }
 
 /// Renders events of one channel as asciicast v2.
-pub fn asciicast(events: &[TimedEvent], started_at_us: i64, channel: Option<u32>, with_input: bool) -> String {
+pub fn asciicast(
+    events: &[TimedEvent],
+    started_at_us: i64,
+    channel: Option<u32>,
+    with_input: bool,
+) -> String {
     let (ch, cols, rows, term) = pick_channel(events, channel).unwrap_or((0, 80, 24, None));
     let mut header = json!({"version": 2, "width": cols, "height": rows, "timestamp": started_at_us / 1_000_000});
     if let Some(t) = term {
@@ -127,7 +146,9 @@ pub fn asciicast(events: &[TimedEvent], started_at_us: i64, channel: Option<u32>
     for e in events {
         let t = e.at_us as f64 / 1e6;
         let line = match &e.event {
-            Event::Output { channel, data } | Event::ExtOutput { channel, data } if *channel == ch => {
+            Event::Output { channel, data } | Event::ExtOutput { channel, data }
+                if *channel == ch =>
+            {
                 let s = utf8.push(data);
                 if s.is_empty() { continue } else { json!([t, "o", s]) }
             }
@@ -135,7 +156,9 @@ pub fn asciicast(events: &[TimedEvent], started_at_us: i64, channel: Option<u32>
                 let s = input.push(data);
                 if s.is_empty() { continue } else { json!([t, "i", s]) }
             }
-            Event::Resize { channel, cols, rows } if *channel == ch => json!([t, "r", format!("{cols}x{rows}")]),
+            Event::Resize { channel, cols, rows } if *channel == ch => {
+                json!([t, "r", format!("{cols}x{rows}")])
+            }
             _ => continue,
         };
         out.push_str(&line.to_string());
@@ -152,8 +175,11 @@ pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
         Format::Asciicast => asciicast(&events, started, a.channel, a.input),
     };
     match &a.output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
-        None => std::io::stdout().write_all(text.as_bytes()).context("cannot write to standard output")?,
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("cannot write to standard output")?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,7 +196,11 @@ pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut last = 0u64;
     for e in &events {
         let data = match &e.event {
-            Event::Output { channel, data } | Event::ExtOutput { channel, data } if *channel == ch => data,
+            Event::Output { channel, data } | Event::ExtOutput { channel, data }
+                if *channel == ch =>
+            {
+                data
+            }
             _ => continue,
         };
         let mut pause = e.at_us.saturating_sub(last) as f64 / 1e6 / a.speed;

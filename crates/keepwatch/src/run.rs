@@ -32,7 +32,10 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot seal sessions interrupted by the last stop")?;
     if !recovered.is_empty() {
-        eprintln!("keepwatch: sealed {} interrupted session(s) left by the last stop", recovered.len());
+        eprintln!(
+            "keepwatch: sealed {} interrupted session(s) left by the last stop",
+            recovered.len()
+        );
     }
     let ctx = Arc::new(GatewayContext::new(
         store.clone(),
@@ -43,8 +46,12 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     ));
     let ssh_addr = args.ssh_listen.unwrap_or(cfg.ssh_listen.clone());
     let web_addr = args.web_listen.unwrap_or(cfg.web_listen.clone());
-    let ssh = TcpListener::bind(&ssh_addr).await.with_context(|| format!("cannot listen for SSH on {ssh_addr}"))?;
-    let web = TcpListener::bind(&web_addr).await.with_context(|| format!("cannot listen for HTTP on {web_addr}"))?;
+    let ssh = TcpListener::bind(&ssh_addr)
+        .await
+        .with_context(|| format!("cannot listen for SSH on {ssh_addr}"))?;
+    let web = TcpListener::bind(&web_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {web_addr}"))?;
     eprintln!("keepwatch: SSH gateway listening on {}", ssh.local_addr()?);
     eprintln!("keepwatch: web listening on {}", web.local_addr()?);
     eprintln!("keepwatch: data directory {}", dir.root().display());
@@ -75,7 +82,9 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 async fn serve_web(listener: TcpListener, shutdown: CancellationToken) {
     let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    if let Err(e) =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    {
         tracing::error!(error = %e, "web listener failed");
     }
 }

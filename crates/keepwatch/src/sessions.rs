@@ -99,27 +99,57 @@ pub async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut rows = Vec::new();
         for s in &sessions {
-            let kinds: Vec<String> = store.channels(s.id).await?.iter().map(|c| match &c.command {
-                Some(cmd) => format!("exec {cmd:?}"),
-                None => c.subsystem.clone().map_or(c.kind.clone(), |n| format!("subsystem {n}")),
-            }).collect();
+            let kinds: Vec<String> = store
+                .channels(s.id)
+                .await?
+                .iter()
+                .map(|c| match &c.command {
+                    Some(cmd) => format!("exec {cmd:?}"),
+                    None => {
+                        c.subsystem.clone().map_or(c.kind.clone(), |n| format!("subsystem {n}"))
+                    }
+                })
+                .collect();
             rows.push(vec![
-                s.id.to_string(), s.person.clone(), s.target.clone(), s.client_addr.clone(), s.status.to_string(),
-                rfc3339(s.started_at_us), duration(s), kinds.join(", "),
+                s.id.to_string(),
+                s.person.clone(),
+                s.target.clone(),
+                s.client_addr.clone(),
+                s.status.to_string(),
+                rfc3339(s.started_at_us),
+                duration(s),
+                kinds.join(", "),
             ]);
         }
-        table(&["ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS"], &rows);
+        table(
+            &["ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS"],
+            &rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn session_or_fail(store: &Store, id: SessionId) -> anyhow::Result<SessionRow> {
-    store.session(id).await?.with_context(|| format!("session {id} not found (see `keepwatch sessions`)"))
+    store
+        .session(id)
+        .await?
+        .with_context(|| format!("session {id} not found (see `keepwatch sessions`)"))
 }
 
-pub async fn audit_view(store: &Store, action: &'static str, id: SessionId, detail: String) -> anyhow::Result<()> {
+pub async fn audit_view(
+    store: &Store,
+    action: &'static str,
+    id: SessionId,
+    detail: String,
+) -> anyhow::Result<()> {
     store
-        .audit(NewAudit { actor: local_actor(), action, session_id: Some(id), client_addr: None, detail })
+        .audit(NewAudit {
+            actor: local_actor(),
+            action,
+            session_id: Some(id),
+            client_addr: None,
+            detail,
+        })
         .await
         .context("cannot write the audit event; refusing to show the recording unaudited")
 }
@@ -137,7 +167,11 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     println!("user      {}", s.person);
     println!("target    {} ({}@{})", s.target, s.target_login, s.target_host);
     println!("client    {}", s.client_addr);
-    println!("status    {}{}", s.status, s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+    println!(
+        "status    {}{}",
+        s.status,
+        s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
     println!("started   {}", rfc3339(s.started_at_us));
     println!("ended     {}", s.ended_at_us.map(rfc3339).unwrap_or_else(|| "-".into()));
     println!("duration  {}", duration(&s));
@@ -168,8 +202,12 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
     if a.all {
-        let rows: BTreeMap<SessionId, SessionRow> =
-            store.sessions(&SessionFilter::default()).await?.into_iter().map(|r| (r.id, r)).collect();
+        let rows: BTreeMap<SessionId, SessionRow> = store
+            .sessions(&SessionFilter::default())
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
         let (ledger_problems, ledgered) = check_ledger(&store, &key, &rows).await?;
         problems.extend(ledger_problems);
         let mut ids: BTreeSet<SessionId> = rows.keys().copied().collect();
@@ -179,10 +217,11 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
             if row.is_none() && ledgered.contains(&id) {
                 continue; // already reported by the ledger walk
             }
-            if let Some(r) = row {
-                if r.chain_head.is_some() && !ledgered.contains(&id) {
-                    problems.push(Problem { session: Some(id), what: "sealed session missing from the ledger".into() });
-                }
+            if row.is_some_and(|r| r.chain_head.is_some()) && !ledgered.contains(&id) {
+                problems.push(Problem {
+                    session: Some(id),
+                    what: "sealed session missing from the ledger".into(),
+                });
             }
             problems.extend(check_session(&blobs, &key, id, row).await?);
             checked += 1;
@@ -222,14 +261,27 @@ pub async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let events = store.audit_events(a.action.as_deref()).await?;
     if a.json {
-        print_json(&json!(events.iter().map(|e| json!({
-            "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
-            "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
-        })).collect::<Vec<_>>()));
+        print_json(&json!(
+            events
+                .iter()
+                .map(|e| json!({
+                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
+                    "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
+                }))
+                .collect::<Vec<_>>()
+        ));
     } else {
         let rows: Vec<Vec<String>> = events
             .iter()
-            .map(|e| vec![rfc3339(e.at_us), e.actor.clone(), e.action.clone(), e.session_id.clone().unwrap_or_default(), e.detail.clone()])
+            .map(|e| {
+                vec![
+                    rfc3339(e.at_us),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.session_id.clone().unwrap_or_default(),
+                    e.detail.clone(),
+                ]
+            })
             .collect();
         table(&["AT", "ACTOR", "ACTION", "SESSION", "DETAIL"], &rows);
     }

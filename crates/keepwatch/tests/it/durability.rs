@@ -58,6 +58,9 @@ fn kill_9_then_restart_seals_the_session_as_interrupted() {
     assert!(sess["ended_at"].is_string());
     let v = gw.kw(&["verify", "--all"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
-    assert!(gw.exported_output(&id).contains("before-crash-9"), "flushed output survives the crash");
+    assert!(
+        gw.exported_output(&id).contains("before-crash-9"),
+        "flushed output survives the crash"
+    );
     assert_eq!(gw.stop().code(), Some(0));
 }

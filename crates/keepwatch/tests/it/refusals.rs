@@ -4,7 +4,11 @@ use crate::support::*;
 
 fn denied(out: &std::process::Output) {
     assert_eq!(out.status.code(), Some(255), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -19,10 +23,23 @@ fn wrong_key_unknown_user_unknown_or_ungranted_target_are_refused_alike() {
     denied(&gw.ssh("alice@nope").arg("true").output().unwrap());
     denied(&gw.ssh("bob@web01").arg("true").output().unwrap());
     let other = gw.dir.path().join("other_key");
-    std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap();
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
     // A key alice does not own (and only that key: IdentitiesOnly).
     let out = std::process::Command::new("ssh")
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
         .arg("-i")
         .arg(&other)
         .args(["-p", &gw.ssh_port.to_string(), "alice@web01@127.0.0.1", "true"])
@@ -32,9 +49,16 @@ fn wrong_key_unknown_user_unknown_or_ungranted_target_are_refused_alike() {
 
     assert!(gw.sessions().is_empty(), "no session is created for a refused login");
     let audit = gw.json(&["audit", "--action", "login_refused", "--json"]);
-    let details: Vec<String> = audit.as_array().unwrap().iter().map(|e| e["detail"].as_str().unwrap().to_owned()).collect();
+    let details: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap().to_owned())
+        .collect();
     let all = details.join("\n");
-    for reason in ["target not granted", "unknown target", "unknown person", "wrong password or key"] {
+    for reason in
+        ["target not granted", "unknown target", "unknown person", "wrong password or key"]
+    {
         assert!(all.contains(reason), "no audit event says {reason:?}:\n{all}");
     }
 }
@@ -54,7 +78,10 @@ fn unreachable_target_is_refused_with_one_clear_line() {
     let s = &gw.sessions()[0];
     assert_eq!(s["status"], "refused");
     assert_eq!(s["reason"], "target down01 unreachable: connection refused");
-    assert!(gw.kw(&["verify", "--all"]).status.success(), "a refused session still has a sealed, verifiable recording");
+    assert!(
+        gw.kw(&["verify", "--all"]).status.success(),
+        "a refused session still has a sealed, verifiable recording"
+    );
 }
 
 #[test]
@@ -81,12 +108,17 @@ fn refused_credential_and_host_key_mismatch() {
     assert!(err.starts_with("keepwatch: target mitm host key mismatch: expected SHA256:"), "{err}");
     let audit = gw.kw_ok(&["audit", "--action", "host_key_mismatch"]);
     assert!(audit.contains("mitm"), "{audit}");
-    let statuses: Vec<String> = gw.sessions().iter().map(|s| s["status"].as_str().unwrap().to_owned()).collect();
+    let statuses: Vec<String> =
+        gw.sessions().iter().map(|s| s["status"].as_str().unwrap().to_owned()).collect();
     assert_eq!(statuses, ["refused", "refused"]);
     // The vaulted password never appears in clear anywhere under the data directory.
     for entry in walk(&gw.data()) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!bytes.windows(16).any(|w| w == b"not-the-password"), "secret in clear in {}", entry.display());
+        assert!(
+            !bytes.windows(16).any(|w| w == b"not-the-password"),
+            "secret in clear in {}",
+            entry.display()
+        );
     }
 }
 
@@ -113,7 +145,10 @@ fn a_recording_that_cannot_start_refuses_the_session() {
     let out = gw.ssh("alice@web01").arg("echo should-not-run").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("should-not-run"));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "keepwatch: cannot start the recording; session refused");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "keepwatch: cannot start the recording; session refused"
+    );
     assert!(gw.sessions().is_empty(), "no session row without a recording");
     let audit = gw.kw_ok(&["audit", "--action", "session_refused"]);
     assert!(audit.contains("cannot create recording"), "{audit}");

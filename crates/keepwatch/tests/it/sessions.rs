@@ -32,7 +32,11 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
 
     let id = sess["id"].as_str().unwrap();
     let exported = gw.exported_output(id);
-    assert_eq!(exported, String::from_utf8(stdout).unwrap(), "export differs from what ssh printed");
+    assert_eq!(
+        exported,
+        String::from_utf8(stdout).unwrap(),
+        "export differs from what ssh printed"
+    );
     assert!(exported.contains("kw-42"));
 
     let verify = gw.kw(&["verify", id]);
@@ -69,7 +73,8 @@ fn exec_exit_codes_pass_through() {
 
     let sessions = gw.sessions();
     assert_eq!(sessions.len(), 3);
-    let by_cmd = |cmd: &str| sessions.iter().find(|s| s["channels"][0]["command"] == cmd).unwrap().clone();
+    let by_cmd =
+        |cmd: &str| sessions.iter().find(|s| s["channels"][0]["command"] == cmd).unwrap().clone();
     assert_eq!(by_cmd("exit 3")["channels"][0]["exit_status"], 3);
     assert_eq!(by_cmd("exit 3")["channels"][0]["kind"], "exec");
     assert_eq!(by_cmd("echo out; echo err >&2; exit 0")["channels"][0]["exit_status"], 0);
@@ -106,7 +111,10 @@ fn login_without_target_gets_a_menu() {
     let out = gw.ssh("alice").arg("uptime").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("keepwatch: no target named; connect as alice@TARGET (granted: web01, web02)"), "{err}");
+    assert!(
+        err.contains("keepwatch: no target named; connect as alice@TARGET (granted: web01, web02)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,10 +127,18 @@ fn password_login_and_trust_on_first_use() {
 
     let askpass = gw.dir.path().join("askpass.sh");
     std::fs::write(&askpass, format!("#!/bin/sh\necho '{ALICE_PASSWORD}'\n")).unwrap();
-    std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     // ssh keeps the first value given for an option, so this one is built without BatchMode.
     let out = std::process::Command::new("ssh")
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"])
         .args(["-p", &gw.ssh_port.to_string(), "alice@tofu@127.0.0.1"])
         .stdin(std::process::Stdio::null())

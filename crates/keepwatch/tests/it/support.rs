@@ -76,7 +76,9 @@ impl Sshd {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start sshd");
-        wait_for("sshd to listen", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).ok());
+        wait_for("sshd to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         Sshd { child, port, host_key_line, _dir: dir }
     }
 }
@@ -109,7 +111,16 @@ impl Gateway {
         g.kw_ok(&["init"]);
         let pubkey = g.key.with_extension("pub");
         g.kw_stdin_ok(
-            &["user", "add", "alice", "--role", "user", "--ssh-key", pubkey.to_str().unwrap(), "--password-stdin"],
+            &[
+                "user",
+                "add",
+                "alice",
+                "--role",
+                "user",
+                "--ssh-key",
+                pubkey.to_str().unwrap(),
+                "--password-stdin",
+            ],
             ALICE_PASSWORD,
         );
         g
@@ -140,13 +151,21 @@ impl Gateway {
 
     pub fn kw_ok(&self, args: &[&str]) -> String {
         let out = self.kw(args);
-        assert!(out.status.success(), "keepwatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keepwatch {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     pub fn kw_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.kw_stdin(args, stdin);
-        assert!(out.status.success(), "keepwatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keepwatch {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -163,7 +182,18 @@ impl Gateway {
 
     pub fn add_target_at(&self, name: &str, port: u16, password: &str, extra: &[&str]) {
         let port = port.to_string();
-        let mut args = vec!["target", "add", name, "--host", "127.0.0.1", "--port", &port, "--login", TARGET_USER, "--password-stdin"];
+        let mut args = vec![
+            "target",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--login",
+            TARGET_USER,
+            "--password-stdin",
+        ];
         args.extend_from_slice(extra);
         self.kw_stdin_ok(&args, password);
     }
@@ -226,13 +256,20 @@ impl Gateway {
     /// `ssh` to the gateway as `login`, with alice's key, non-interactive.
     pub fn ssh(&self, login: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes"])
-            .arg("-i")
-            .arg(&self.key)
-            .args(["-p", &self.ssh_port.to_string()])
-            .arg(format!("{login}@127.0.0.1"))
-            .stdin(Stdio::null());
+        c.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes"])
+        .arg("-i")
+        .arg(&self.key)
+        .args(["-p", &self.ssh_port.to_string()])
+        .arg(format!("{login}@127.0.0.1"))
+        .stdin(Stdio::null());
         c
     }
 
@@ -317,10 +354,13 @@ impl Interactive {
 
     /// Waits for ssh to exit; returns its status, stdout bytes and stderr.
     pub fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
-        let st = wait_for("ssh to exit", Duration::from_secs(30), || self.child.try_wait().unwrap());
+        let st =
+            wait_for("ssh to exit", Duration::from_secs(30), || self.child.try_wait().unwrap());
         drop(self.stdin.take());
         // The reader threads end at EOF, right after the process exits.
-        wait_for("ssh output to drain", Duration::from_secs(5), || Arc::strong_count(&self.out).eq(&1).then_some(()));
+        wait_for("ssh output to drain", Duration::from_secs(5), || {
+            Arc::strong_count(&self.out).eq(&1).then_some(())
+        });
         let out = self.out.lock().unwrap().clone();
         (st, out, self.stderr())
     }

@@ -21,7 +21,8 @@ fn sql(gw: &Gateway, statement: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+        let mut conn =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut conn).await.unwrap();
     });
 }
@@ -43,7 +44,8 @@ fn verify_detects_each_kind_of_tampering() {
     assert!(v.status.success(), "intact before tampering: {}", String::from_utf8_lossy(&v.stdout));
     assert!(String::from_utf8_lossy(&v.stdout).contains("6 recording(s) intact"));
 
-    let ids: Vec<String> = gw.sessions().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> =
+        gw.sessions().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
     let [flipped, truncated, dropped, unsealed, deleted, edited] = &ids[..] else { panic!() };
 
     // 1. A flipped byte in the middle of the second chunk's payload.
@@ -74,28 +76,49 @@ fn verify_detects_each_kind_of_tampering() {
     std::fs::write(&path, &bytes[..last.start]).unwrap();
 
     // 5. A session deleted from the database (row and recording both).
-    sql(&gw, &format!("DELETE FROM sessions WHERE id = '{deleted}'; DELETE FROM channels WHERE session_id = '{deleted}';"));
+    sql(
+        &gw,
+        &format!(
+            "DELETE FROM sessions WHERE id = '{deleted}'; DELETE FROM channels WHERE session_id = '{deleted}';"
+        ),
+    );
     std::fs::remove_file(recording(&gw, deleted)).unwrap();
 
     // 6. Who/where edited in the database.
-    sql(&gw, &format!("UPDATE sessions SET person = 'mallory', client_addr = '10.9.9.9:1' WHERE id = '{edited}'"));
+    sql(
+        &gw,
+        &format!(
+            "UPDATE sessions SET person = 'mallory', client_addr = '10.9.9.9:1' WHERE id = '{edited}'"
+        ),
+    );
 
     let v = gw.kw(&["verify", "--all"]);
     assert_eq!(v.status.code(), Some(1));
     let report = String::from_utf8_lossy(&v.stdout).into_owned();
     let line = |id: &str| report.lines().filter(|l| l.contains(id)).collect::<Vec<_>>().join("\n");
-    assert!(line(flipped).contains("chunk 1 at byte") && line(flipped).contains("hash chain broken"), "{report}");
+    assert!(
+        line(flipped).contains("chunk 1 at byte") && line(flipped).contains("hash chain broken"),
+        "{report}"
+    );
     assert!(line(truncated).contains("truncated"), "{report}");
     assert!(line(dropped).contains("chunk 2 missing (found chunk 3)"), "{report}");
-    assert!(line(unsealed).contains("recording truncated: database says closed but the recording has no seal"), "{report}");
+    assert!(
+        line(unsealed)
+            .contains("recording truncated: database says closed but the recording has no seal"),
+        "{report}"
+    );
     assert!(line(deleted).contains("session deleted from the database (ledger entry"), "{report}");
-    assert!(line(edited).contains("user is \"mallory\" but the signed recording says \"alice\""), "{report}");
+    assert!(
+        line(edited).contains("user is \"mallory\" but the signed recording says \"alice\""),
+        "{report}"
+    );
     assert!(line(edited).contains("client address"), "{report}");
 
     // Verifying one session by id works the same way, and without the vault key.
     std::fs::remove_file(gw.data().join("vault.key")).unwrap();
     let one = gw.kw(&["verify", flipped]);
     assert_eq!(one.status.code(), Some(1));
-    let fine = ids.iter().find(|i| ![flipped, truncated, dropped, unsealed, deleted, edited].contains(i));
+    let fine =
+        ids.iter().find(|i| ![flipped, truncated, dropped, unsealed, deleted, edited].contains(i));
     assert!(fine.is_none());
 }

@@ -1,0 +1,500 @@
+//! The events a recording holds and their byte encoding inside a chunk payload.
+//!
+//! Every event is `u8 tag ‖ varint at_us ‖ fields`. Integers are LEB128 varints
+//! (signed ones zigzag-encoded), byte strings and strings are a varint length
+//! followed by the bytes, options are a `0`/`1` marker byte. The decoder is total:
+//! every length is checked against the remaining input before anything is
+//! allocated, so a hostile payload costs at most its own size.
+
+use keepwatch_core::{ChannelKind, SessionId, SessionStatus};
+
+/// Who a session was, recorded once as the first event of chunk 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    pub session_id: SessionId,
+    /// The Keepwatch user who opened the session.
+    pub user: String,
+    /// The configured target's name.
+    pub target: String,
+    /// The host the gateway connected to.
+    pub target_host: String,
+    /// The login used on the target.
+    pub target_login: String,
+    /// The person's address as the gateway saw it.
+    pub client_addr: String,
+    /// Wall-clock start, unix microseconds; event times are relative to it.
+    pub started_at_us: i64,
+}
+
+/// The terminal a channel asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pty {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// Which way an end-of-file travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The person closed their side (the target sees EOF).
+    ToTarget,
+    /// The target closed its side (the person sees EOF).
+    ToClient,
+}
+
+/// How and when a session ended; always the last event of a sealed recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    pub status: SessionStatus,
+    pub reason: Option<String>,
+    /// Wall-clock end, unix microseconds.
+    pub ended_at_us: i64,
+}
+
+/// One thing that happened in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Always the first event of chunk 0, and nowhere else.
+    SessionStart(SessionStart),
+    ChannelOpen {
+        channel: u32,
+        kind: ChannelKind,
+        pty: Option<Pty>,
+    },
+    /// Target stdout, as sent to the client.
+    Output {
+        channel: u32,
+        data: Vec<u8>,
+    },
+    /// Target stderr (SSH extended data), as sent to the client.
+    ExtOutput {
+        channel: u32,
+        data: Vec<u8>,
+    },
+    /// Bytes the person sent.
+    Input {
+        channel: u32,
+        data: Vec<u8>,
+    },
+    Resize {
+        channel: u32,
+        cols: u32,
+        rows: u32,
+    },
+    Eof {
+        channel: u32,
+        direction: Direction,
+    },
+    ChannelClose {
+        channel: u32,
+        exit_status: Option<u32>,
+        exit_signal: Option<String>,
+    },
+    /// A message the gateway itself showed the person or noted about the session.
+    Notice {
+        channel: Option<u32>,
+        text: String,
+    },
+    /// Always the last event of the last chunk.
+    Seal(Seal),
+}
+
+/// An event and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedEvent {
+    /// Microseconds since the session started.
+    pub at_us: u64,
+    pub event: Event,
+}
+
+/// Why a chunk payload is not a sequence of events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event cut short at payload byte {at}")]
+    Truncated { at: usize },
+    #[error("varint too long at payload byte {at}")]
+    VarintOverflow { at: usize },
+    #[error("value {value} does not fit in 32 bits at payload byte {at}")]
+    OutOfRange { value: u64, at: usize },
+    #[error("unknown event tag {tag} at payload byte {at}")]
+    UnknownTag { tag: u8, at: usize },
+    #[error("unknown {what} {value} at payload byte {at}")]
+    UnknownCode { what: &'static str, value: u8, at: usize },
+    #[error("{what} is not utf-8 at payload byte {at}")]
+    NotUtf8 { what: &'static str, at: usize },
+}
+
+// Tags are part of the format: never renumber, only add (with a new version).
+const TAG_SESSION_START: u8 = 1;
+const TAG_CHANNEL_OPEN: u8 = 2;
+const TAG_OUTPUT: u8 = 3;
+const TAG_EXT_OUTPUT: u8 = 4;
+const TAG_INPUT: u8 = 5;
+const TAG_RESIZE: u8 = 6;
+const TAG_EOF: u8 = 7;
+const TAG_CHANNEL_CLOSE: u8 = 8;
+const TAG_NOTICE: u8 = 9;
+const TAG_SEAL: u8 = 10;
+
+const KIND_SHELL: u8 = 0;
+const KIND_EXEC: u8 = 1;
+const KIND_SUBSYSTEM: u8 = 2;
+
+fn status_code(status: SessionStatus) -> u8 {
+    match status {
+        SessionStatus::Active => 0,
+        SessionStatus::Closed => 1,
+        SessionStatus::Terminated => 2,
+        SessionStatus::Interrupted => 3,
+        SessionStatus::Refused => 4,
+    }
+}
+
+fn status_from_code(code: u8) -> Option<SessionStatus> {
+    Some(match code {
+        0 => SessionStatus::Active,
+        1 => SessionStatus::Closed,
+        2 => SessionStatus::Terminated,
+        3 => SessionStatus::Interrupted,
+        4 => SessionStatus::Refused,
+        _ => return None,
+    })
+}
+
+/// Appends the encoding of `ev` to `out`, with every byte string cut to `max_field`
+/// bytes (on a char boundary for strings). The writer passes a bound so one event can
+/// never outgrow a chunk; data events are split before they get here.
+pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: usize) {
+    let put_str = |out: &mut Vec<u8>, s: &str| put_bytes(out, floor_char(s, max_field).as_bytes());
+    let put_raw = |out: &mut Vec<u8>, b: &[u8]| put_bytes(out, &b[..b.len().min(max_field)]);
+    let tag = match event {
+        Event::SessionStart(_) => TAG_SESSION_START,
+        Event::ChannelOpen { .. } => TAG_CHANNEL_OPEN,
+        Event::Output { .. } => TAG_OUTPUT,
+        Event::ExtOutput { .. } => TAG_EXT_OUTPUT,
+        Event::Input { .. } => TAG_INPUT,
+        Event::Resize { .. } => TAG_RESIZE,
+        Event::Eof { .. } => TAG_EOF,
+        Event::ChannelClose { .. } => TAG_CHANNEL_CLOSE,
+        Event::Notice { .. } => TAG_NOTICE,
+        Event::Seal(_) => TAG_SEAL,
+    };
+    out.push(tag);
+    put_varint(out, at_us);
+    match event {
+        Event::SessionStart(s) => {
+            out.extend_from_slice(s.session_id.as_bytes());
+            put_str(out, &s.user);
+            put_str(out, &s.target);
+            put_str(out, &s.target_host);
+            put_str(out, &s.target_login);
+            put_str(out, &s.client_addr);
+            put_i64(out, s.started_at_us);
+        }
+        Event::ChannelOpen { channel, kind, pty } => {
+            put_varint(out, u64::from(*channel));
+            match kind {
+                ChannelKind::Shell => out.push(KIND_SHELL),
+                ChannelKind::Exec { command } => {
+                    out.push(KIND_EXEC);
+                    put_raw(out, command);
+                }
+                ChannelKind::Subsystem { name } => {
+                    out.push(KIND_SUBSYSTEM);
+                    put_str(out, name);
+                }
+            }
+            match pty {
+                None => out.push(0),
+                Some(p) => {
+                    out.push(1);
+                    put_str(out, &p.term);
+                    put_varint(out, u64::from(p.cols));
+                    put_varint(out, u64::from(p.rows));
+                }
+            }
+        }
+        Event::Output { channel, data }
+        | Event::ExtOutput { channel, data }
+        | Event::Input { channel, data } => {
+            put_varint(out, u64::from(*channel));
+            put_raw(out, data);
+        }
+        Event::Resize { channel, cols, rows } => {
+            put_varint(out, u64::from(*channel));
+            put_varint(out, u64::from(*cols));
+            put_varint(out, u64::from(*rows));
+        }
+        Event::Eof { channel, direction } => {
+            put_varint(out, u64::from(*channel));
+            out.push(match direction {
+                Direction::ToTarget => 0,
+                Direction::ToClient => 1,
+            });
+        }
+        Event::ChannelClose { channel, exit_status, exit_signal } => {
+            put_varint(out, u64::from(*channel));
+            match exit_status {
+                None => out.push(0),
+                Some(code) => {
+                    out.push(1);
+                    put_varint(out, u64::from(*code));
+                }
+            }
+            match exit_signal {
+                None => out.push(0),
+                Some(sig) => {
+                    out.push(1);
+                    put_str(out, sig);
+                }
+            }
+        }
+        Event::Notice { channel, text } => {
+            match channel {
+                None => out.push(0),
+                Some(ch) => {
+                    out.push(1);
+                    put_varint(out, u64::from(*ch));
+                }
+            }
+            put_str(out, text);
+        }
+        Event::Seal(seal) => {
+            out.push(status_code(seal.status));
+            match &seal.reason {
+                None => out.push(0),
+                Some(r) => {
+                    out.push(1);
+                    put_str(out, r);
+                }
+            }
+            put_i64(out, seal.ended_at_us);
+        }
+    }
+}
+
+/// The parts of a data event (output, stderr, input), so the writer can split one
+/// large event into several without copying its data.
+pub(crate) fn as_data(event: &Event) -> Option<(u8, u32, &[u8])> {
+    match event {
+        Event::Output { channel, data } => Some((TAG_OUTPUT, *channel, data)),
+        Event::ExtOutput { channel, data } => Some((TAG_EXT_OUTPUT, *channel, data)),
+        Event::Input { channel, data } => Some((TAG_INPUT, *channel, data)),
+        _ => None,
+    }
+}
+
+/// Appends a data event given by [`as_data`]'s parts.
+pub(crate) fn encode_data(out: &mut Vec<u8>, tag: u8, at_us: u64, channel: u32, data: &[u8]) {
+    out.push(tag);
+    put_varint(out, at_us);
+    put_varint(out, u64::from(channel));
+    put_bytes(out, data);
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn floor_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_i64(out: &mut Vec<u8>, v: i64) {
+    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// Decodes a whole payload into events, appending them to `out`.
+pub(crate) fn decode_all(payload: &[u8], out: &mut Vec<TimedEvent>) -> Result<(), DecodeError> {
+    let mut r = Decoder { buf: payload, pos: 0 };
+    while r.pos < payload.len() {
+        out.push(r.event()?);
+    }
+    Ok(())
+}
+
+struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Decoder<'_> {
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated { at: self.pos })?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            // The tenth byte may only carry the top bit of a u64.
+            if i == 9 && b > 1 {
+                return Err(DecodeError::VarintOverflow { at: start });
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::VarintOverflow { at: start })
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let at = self.pos;
+        let value = self.varint()?;
+        u32::try_from(value).map_err(|_| DecodeError::OutOfRange { value, at })
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        let z = self.varint()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let bytes = self
+            .buf
+            .get(self.pos..)
+            .and_then(|rest| rest.get(..N))
+            .ok_or(DecodeError::Truncated { at: self.pos })?;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        self.pos += N;
+        Ok(out)
+    }
+
+    /// A length-prefixed byte string, borrowed; the length is checked against what is
+    /// left before anything is copied.
+    fn bytes(&mut self) -> Result<&[u8], DecodeError> {
+        let at = self.pos;
+        let len = self.varint()?;
+        let rest = &self.buf[self.pos..];
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or(DecodeError::Truncated { at })?;
+        self.pos += len;
+        Ok(&rest[..len])
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map(str::to_owned).map_err(|_| DecodeError::NotUtf8 { what, at })
+    }
+
+    fn code(&mut self, what: &'static str, max: u8) -> Result<u8, DecodeError> {
+        let at = self.pos;
+        let value = self.u8()?;
+        if value > max {
+            return Err(DecodeError::UnknownCode { what, value, at });
+        }
+        Ok(value)
+    }
+
+    fn present(&mut self) -> Result<bool, DecodeError> {
+        Ok(self.code("option marker", 1)? == 1)
+    }
+
+    fn event(&mut self) -> Result<TimedEvent, DecodeError> {
+        let tag_at = self.pos;
+        let tag = self.u8()?;
+        if !(TAG_SESSION_START..=TAG_SEAL).contains(&tag) {
+            return Err(DecodeError::UnknownTag { tag, at: tag_at });
+        }
+        let at_us = self.varint()?;
+        let event = match tag {
+            TAG_SESSION_START => Event::SessionStart(SessionStart {
+                session_id: SessionId::from_bytes(self.fixed()?),
+                user: self.string("user")?,
+                target: self.string("target")?,
+                target_host: self.string("target host")?,
+                target_login: self.string("target login")?,
+                client_addr: self.string("client address")?,
+                started_at_us: self.i64()?,
+            }),
+            TAG_CHANNEL_OPEN => {
+                let channel = self.u32()?;
+                let kind = match self.code("channel kind", KIND_SUBSYSTEM)? {
+                    KIND_SHELL => ChannelKind::Shell,
+                    KIND_EXEC => ChannelKind::Exec { command: self.bytes()?.to_vec() },
+                    _ => ChannelKind::Subsystem { name: self.string("subsystem name")? },
+                };
+                let pty = if self.present()? {
+                    Some(Pty {
+                        term: self.string("terminal type")?,
+                        cols: self.u32()?,
+                        rows: self.u32()?,
+                    })
+                } else {
+                    None
+                };
+                Event::ChannelOpen { channel, kind, pty }
+            }
+            TAG_OUTPUT | TAG_EXT_OUTPUT | TAG_INPUT => {
+                let channel = self.u32()?;
+                let data = self.bytes()?.to_vec();
+                match tag {
+                    TAG_OUTPUT => Event::Output { channel, data },
+                    TAG_EXT_OUTPUT => Event::ExtOutput { channel, data },
+                    _ => Event::Input { channel, data },
+                }
+            }
+            TAG_RESIZE => {
+                Event::Resize { channel: self.u32()?, cols: self.u32()?, rows: self.u32()? }
+            }
+            TAG_EOF => Event::Eof {
+                channel: self.u32()?,
+                direction: match self.code("direction", 1)? {
+                    0 => Direction::ToTarget,
+                    _ => Direction::ToClient,
+                },
+            },
+            TAG_CHANNEL_CLOSE => Event::ChannelClose {
+                channel: self.u32()?,
+                exit_status: if self.present()? { Some(self.u32()?) } else { None },
+                exit_signal: if self.present()? { Some(self.string("exit signal")?) } else { None },
+            },
+            TAG_NOTICE => Event::Notice {
+                channel: if self.present()? { Some(self.u32()?) } else { None },
+                text: self.string("notice text")?,
+            },
+            // The range check above leaves only TAG_SEAL.
+            _ => {
+                let at = self.pos;
+                let code = self.u8()?;
+                let status = status_from_code(code).ok_or(DecodeError::UnknownCode {
+                    what: "session status",
+                    value: code,
+                    at,
+                })?;
+                Event::Seal(Seal {
+                    status,
+                    reason: if self.present()? { Some(self.string("seal reason")?) } else { None },
+                    ended_at_us: self.i64()?,
+                })
+            }
+        };
+        Ok(TimedEvent { at_us, event })
+    }
+}

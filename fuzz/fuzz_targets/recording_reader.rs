@@ -1,0 +1,100 @@
+//! Fuzzes the recording reader: arbitrary bytes must give `Ok` or an error from every
+//! entry point, never a panic, and the entry points must agree with one another.
+//!
+//! Random bytes almost never carry a valid hash chain, so each input is also read a
+//! second time with its chain recomputed (as a forger would), which lets the fuzzer
+//! reach payload decoding and the session-start and seal rules through the full walk.
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use keepwatch_recording::{
+    CHUNK_HEADER_LEN, Chunk, ReadError, RecordingWriter, Seal, chunks, read_events,
+    valid_prefix_len, verify,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// The key `make_seeds` signs with, so seeds pass signature checks.
+const KEY: [u8; 32] = [7; 32];
+
+fn keys() -> &'static (SigningKey, VerifyingKey) {
+    static KEYS: OnceLock<(SigningKey, VerifyingKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let sk = SigningKey::from_bytes(&KEY);
+        let vk = sk.verifying_key();
+        (sk, vk)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    let mut fixed = data.to_vec();
+    rechain(&mut fixed);
+    if fixed != data {
+        check(&fixed);
+    }
+});
+
+fn check(data: &[u8]) {
+    let (sk, vk) = keys();
+    for chunk in chunks(data) {
+        let Ok(chunk) = chunk else { break };
+        let _ = chunk.events();
+        let _ = chunk.computed_hash();
+    }
+    let events = read_events(data);
+    let prefix = valid_prefix_len(data);
+    let verified = verify(data, vk);
+    assert!(prefix <= data.len());
+    // The entry points share one walk: they must agree.
+    if events.is_ok() {
+        assert_eq!(prefix, data.len(), "read_events accepted what valid_prefix_len cut");
+    }
+    if verified.is_ok() {
+        assert!(events.is_ok(), "verify accepted what read_events refused");
+    }
+    if prefix == 0 {
+        return;
+    }
+    // Whatever valid_prefix_len keeps can be resumed and sealed into a readable recording.
+    match RecordingWriter::resume(&data[..prefix], sk.clone()) {
+        Err(ReadError::AlreadySealed { .. }) => {}
+        Err(e) => panic!("valid prefix of {prefix} bytes does not resume: {e}"),
+        Ok(w) => {
+            let at = w.last_at_us();
+            let seal = Seal {
+                status: keepwatch_core::SessionStatus::Interrupted,
+                reason: None,
+                ended_at_us: 0,
+            };
+            let (tail, info) = w.seal(at, seal, 0);
+            let mut sealed = data[..prefix].to_vec();
+            sealed.extend(tail);
+            let events = read_events(&sealed).expect("resumed and sealed recording reads");
+            assert!(matches!(
+                events.last().map(|e| &e.event),
+                Some(keepwatch_recording::Event::Seal(_))
+            ));
+            assert_eq!(valid_prefix_len(&sealed), sealed.len());
+            let _ = info;
+        }
+    }
+}
+
+/// Recomputes every chunk hash in place over whatever chunks frame correctly.
+fn rechain(bytes: &mut [u8]) {
+    let mut fixes: Vec<(usize, [u8; 32])> = Vec::new();
+    let mut prev = None;
+    for chunk in chunks(bytes) {
+        let Ok(chunk) = chunk else { break };
+        let chunk = Chunk { prev_hash: prev.unwrap_or(chunk.prev_hash), ..chunk };
+        let hash = chunk.computed_hash();
+        prev = Some(hash);
+        fixes.push((chunk.offset + CHUNK_HEADER_LEN + chunk.payload.len(), hash));
+    }
+    for (at, hash) in fixes {
+        bytes[at..at + 32].copy_from_slice(&hash);
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole suite: formatting, lints, unit tests and the
+# integration tests that drive the real binary with real OpenSSH (sshd as the target, ssh as
+# the person). Needs root (or sudo) on Debian/Ubuntu: it installs openssh-server and creates
+# the local login `kwtest` that the test sshd lets the gateway into.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "scripts/test.sh: needs root or sudo (it installs openssh-server and adds the user kwtest)" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+if ! id kwtest >/dev/null 2>&1; then
+  echo "scripts/test.sh: adding the local user kwtest (the tests' target login)"
+  $SUDO useradd -m -s /bin/bash kwtest
+  echo 'kwtest:kwtest-pass-1' | $SUDO chpasswd
+fi
+$SUDO mkdir -p /run/sshd
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
