@@ -320,10 +320,7 @@ fn forged_chain_without_signatures() {
     bytes[p] ^= 0x20;
     rechain(&mut bytes);
     let events = read_events(&bytes).unwrap();
-    expect![[r#"
-         3100000 input ch0 "eXit\r"
-    "#]]
-    .assert_eq(&render_events(&events[4..5]));
+    expect![[r#"3100000 input ch0 "eXit\r""#]].assert_eq(render_events(&events[4..5]).trim());
     expect!["error: chunk 3 signature invalid"]
         .assert_eq(&render_verify(&verify(&bytes, &key().verifying_key())));
 }
