@@ -175,9 +175,16 @@ async fn collect_requests(
     }
 }
 
+/// How long the target may take to answer a channel request.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads the target's channel until its reply to a request, keeping anything else that
-/// arrives in between for the relay.
+/// arrives in between for the relay. A target that does not answer in time refuses.
 async fn await_reply(rx: &mut ChannelReadHalf, held: &mut Vec<ChannelMsg>) -> bool {
+    tokio::time::timeout(REPLY_TIMEOUT, reply(rx, held)).await.unwrap_or(false)
+}
+
+async fn reply(rx: &mut ChannelReadHalf, held: &mut Vec<ChannelMsg>) -> bool {
     loop {
         match rx.wait().await {
             Some(ChannelMsg::Success) => return true,
@@ -200,10 +207,9 @@ async fn relay(
     replied: bool,
 ) -> Result<(), String> {
     let target = &s.target.name;
-    let up = s
-        .upstream
-        .channel_open_session()
+    let up = tokio::time::timeout(REPLY_TIMEOUT, s.upstream.channel_open_session())
         .await
+        .map_err(|_| format!("keepwatch: target {target} did not open a channel"))?
         .map_err(|e| format!("keepwatch: target {target} refused a channel: {e}"))?;
     let (mut up_rx, up_tx) = up.split();
     let mut held = Vec::new();

@@ -84,11 +84,26 @@ fn client_config() -> client::Config {
     }
 }
 
-/// Connects and authenticates to `target` with its decrypted `secret`.
+/// Connects and authenticates to `target` with its decrypted `secret`. The whole of it
+/// (TCP, key exchange, authentication) must finish within `timeout`: a target that accepts
+/// the connection and then hangs is as unreachable as one that does not answer.
 pub(crate) async fn connect(
     target: &TargetRow,
     secret: Secret<Vec<u8>>,
     timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    match tokio::time::timeout(timeout, connect_within(target, secret)).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Unreachable {
+            target: target.name.clone(),
+            reason: format!("no answer within {}s", timeout.as_secs()),
+        }),
+    }
+}
+
+async fn connect_within(
+    target: &TargetRow,
+    secret: Secret<Vec<u8>>,
 ) -> Result<Upstream, UpstreamError> {
     let name = target.name.clone();
     let unreachable = |reason: String| UpstreamError::Unreachable { target: name.clone(), reason };
@@ -110,11 +125,9 @@ pub(crate) async fn connect(
     let seen = Arc::new(Mutex::new(SeenKey::default()));
     let handler = UpstreamHandler { pinned: pinned.clone(), seen: seen.clone() };
     let addr = (target.host.as_str(), target.port);
-    let connecting = client::connect(Arc::new(client_config()), addr, handler);
-    let mut handle = match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => return Err(unreachable(format!("no answer within {}s", timeout.as_secs()))),
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
+    let mut handle = match client::connect(Arc::new(client_config()), addr, handler).await {
+        Ok(h) => h,
+        Err(e) => {
             let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if let Some(expected) = seen.mismatch {
                 let got = seen

@@ -11,8 +11,8 @@ use keepwatch_recording::ledger;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::rows::*;
 use crate::StoreError;
+use crate::rows::*;
 
 const SCHEMA: &str = include_str!("db/schema.sql");
 
@@ -80,20 +80,22 @@ impl Store {
         ssh_keys: &[String],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO people (name, role, password_hash, created_at_us) VALUES (?, ?, ?, ?)")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(password_hash)
-            .bind(now_us())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::Exists { kind: "person", name: name.to_owned() }
-                } else {
-                    e.into()
-                }
-            })?;
+        sqlx::query(
+            "INSERT INTO people (name, role, password_hash, created_at_us) VALUES (?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now_us())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Exists { kind: "person", name: name.to_owned() }
+            } else {
+                e.into()
+            }
+        })?;
         for key in ssh_keys {
             sqlx::query("INSERT INTO person_keys (person, public_key) VALUES (?, ?)")
                 .bind(name)
@@ -108,37 +110,43 @@ impl Store {
     /// # Errors
     /// Database failures only; an unknown name is `Ok(None)`.
     pub async fn person(&self, name: &str) -> Result<Option<PersonRow>, StoreError> {
-        let row = sqlx::query("SELECT name, role, password_hash, created_at_us FROM people WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT name, role, password_hash, created_at_us FROM people WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
-        let keys: Vec<String> = sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let keys: Vec<String> =
+            sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
         Ok(Some(person_row(&row, keys)?))
     }
 
     /// # Errors
     /// Database failures only.
     pub async fn people(&self) -> Result<Vec<PersonRow>, StoreError> {
-        let rows = sqlx::query("SELECT name, role, password_hash, created_at_us FROM people ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, role, password_hash, created_at_us FROM people ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.get("name");
-            let keys = sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
-                .bind(&name)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let keys =
+                sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
+                    .bind(&name)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
             out.push(person_row(row, keys)?);
         }
         Ok(out)
@@ -233,7 +241,11 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn require_person_and_target(&self, person: &str, target: &str) -> Result<(), StoreError> {
+    async fn require_person_and_target(
+        &self,
+        person: &str,
+        target: &str,
+    ) -> Result<(), StoreError> {
         if self.person(person).await?.is_none() {
             return Err(StoreError::NotFound { kind: "person", name: person.to_owned() });
         }
@@ -431,10 +443,12 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn channels(&self, session: SessionId) -> Result<Vec<ChannelRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM channels WHERE session_id = ? ORDER BY opened_at_us, channel")
-            .bind(session.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM channels WHERE session_id = ? ORDER BY opened_at_us, channel",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| ChannelRow {
@@ -499,11 +513,13 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn audit_events(&self, action: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit_events WHERE (? IS NULL OR action = ?) ORDER BY id DESC")
-            .bind(action)
-            .bind(action)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE (? IS NULL OR action = ?) ORDER BY id DESC",
+        )
+        .bind(action)
+        .bind(action)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| AuditRow {
@@ -524,7 +540,10 @@ impl Store {
     }
 }
 
-fn person_row(row: &sqlx::sqlite::SqliteRow, ssh_keys: Vec<String>) -> Result<PersonRow, StoreError> {
+fn person_row(
+    row: &sqlx::sqlite::SqliteRow,
+    ssh_keys: Vec<String>,
+) -> Result<PersonRow, StoreError> {
     let role: String = row.get("role");
     Ok(PersonRow {
         name: row.get("name"),

@@ -73,7 +73,10 @@ impl Vault {
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(&XNonce::try_from(nonce).map_err(|_| err())?, Payload { msg: ct, aad: target.as_bytes() })
+            .decrypt(
+                &XNonce::try_from(nonce).map_err(|_| err())?,
+                Payload { msg: ct, aad: target.as_bytes() },
+            )
             .map(Secret::new)
             .map_err(|_| err())
     }

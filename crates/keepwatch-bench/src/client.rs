@@ -1,0 +1,125 @@
+//! Connecting a russh client to an endpoint: direct TCP, or through a jump host's
+//! `direct-tcpip` channel as OpenSSH's ProxyJump does. Host keys are not checked: every
+//! endpoint is a loopback server the benchmark started itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use russh::client;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+
+/// `USER@HOST:PORT`; the user may itself hold an `@` (`alice@web01` on the gateway).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    /// Reach this endpoint through a `direct-tcpip` channel of the jump host.
+    pub jump: Option<Box<Endpoint>>,
+}
+
+impl Endpoint {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (user, hostport) =
+            s.rsplit_once('@').ok_or_else(|| format!("{s:?}: expected USER@HOST:PORT"))?;
+        let (host, port) =
+            hostport.rsplit_once(':').ok_or_else(|| format!("{s:?}: expected USER@HOST:PORT"))?;
+        let port = port.parse().map_err(|_| format!("{s:?}: port {port:?} is not a number"))?;
+        Ok(Endpoint { user: user.to_owned(), host: host.to_owned(), port, jump: None })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)?;
+        if let Some(j) = &self.jump {
+            write!(f, " via {j}")?;
+        }
+        Ok(())
+    }
+}
+
+pub struct AnyHostKey;
+
+impl client::Handler for AnyHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A logged-in connection; holds the jump connection (if any) alive with it.
+pub struct Connected {
+    pub handle: client::Handle<AnyHostKey>,
+    _jump: Option<client::Handle<AnyHostKey>>,
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        inactivity_timeout: None,
+        // Keystrokes must leave at once, as OpenSSH's client does for interactive sessions.
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+async fn login(
+    handle: &mut client::Handle<AnyHostKey>,
+    ep: &Endpoint,
+    key: &Arc<PrivateKey>,
+) -> anyhow::Result<()> {
+    let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+    let auth = handle
+        .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+        .await
+        .with_context(|| format!("authenticating to {ep}"))?;
+    if !auth.success() {
+        bail!("{ep} refused the key for {}", ep.user);
+    }
+    Ok(())
+}
+
+/// Connects and logs in to `ep` with `key`, within `timeout`.
+pub async fn connect(
+    ep: &Endpoint,
+    key: &Arc<PrivateKey>,
+    timeout: Duration,
+) -> anyhow::Result<Connected> {
+    tokio::time::timeout(timeout, connect_inner(ep, key))
+        .await
+        .with_context(|| format!("connecting to {ep}: no session within {}s", timeout.as_secs()))?
+}
+
+async fn connect_inner(ep: &Endpoint, key: &Arc<PrivateKey>) -> anyhow::Result<Connected> {
+    match &ep.jump {
+        None => {
+            let mut handle = client::connect(config(), (ep.host.as_str(), ep.port), AnyHostKey)
+                .await
+                .with_context(|| format!("connecting to {ep}"))?;
+            login(&mut handle, ep, key).await?;
+            Ok(Connected { handle, _jump: None })
+        }
+        Some(jump) => {
+            let mut jh = client::connect(config(), (jump.host.as_str(), jump.port), AnyHostKey)
+                .await
+                .with_context(|| format!("connecting to jump host {jump}"))?;
+            login(&mut jh, jump, key).await?;
+            let tunnel = jh
+                .channel_open_direct_tcpip(ep.host.clone(), u32::from(ep.port), "127.0.0.1", 0)
+                .await
+                .with_context(|| {
+                    format!("opening a tunnel from {jump} to {}:{}", ep.host, ep.port)
+                })?;
+            let mut handle = client::connect_stream(config(), tunnel.into_stream(), AnyHostKey)
+                .await
+                .with_context(|| format!("connecting to {ep}"))?;
+            login(&mut handle, ep, key).await?;
+            Ok(Connected { handle, _jump: Some(jh) })
+        }
+    }
+}
