@@ -290,10 +290,12 @@ async fn finish(
     ended_at_us: i64,
 ) -> Result<(), RecorderError> {
     let store_err = |source| RecorderError::Store { id, source };
-    ctx.blobs.commit_spool(id).await.map_err(store_err)?;
+    // The row first: until the move, readers find the sealed recording in the spool, so a
+    // crash between the two leaves a consistent (if unmoved) session.
     ctx.store
         .finish_session(id, status, reason, info, ended_at_us, &ctx.signing_key)
         .await
         .map_err(store_err)?;
+    ctx.blobs.commit_spool(id).await.map_err(store_err)?;
     Ok(())
 }

@@ -19,8 +19,7 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     let (status, stdout, _) = s.finish();
     assert!(status.success(), "ssh exit status {status:?}");
 
-    let sessions = gw.sessions();
-    assert_eq!(sessions.len(), 1);
+    let sessions = gw.sealed_sessions(1);
     let sess = &sessions[0];
     assert_eq!(sess["user"], "alice");
     assert_eq!(sess["target"], "web01");
@@ -71,8 +70,7 @@ fn exec_exit_codes_pass_through() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (3 << 20).to_string());
 
-    let sessions = gw.sessions();
-    assert_eq!(sessions.len(), 3);
+    let sessions = gw.sealed_sessions(3);
     let by_cmd =
         |cmd: &str| sessions.iter().find(|s| s["channels"][0]["command"] == cmd).unwrap().clone();
     assert_eq!(by_cmd("exit 3")["channels"][0]["exit_status"], 3);
@@ -103,8 +101,7 @@ fn login_without_target_gets_a_menu() {
     s.send("exit\n");
     let (status, _, _) = s.finish();
     assert!(status.success());
-    let sessions = gw.sessions();
-    assert_eq!(sessions.len(), 1);
+    let sessions = gw.sealed_sessions(1);
     assert_eq!(sessions[0]["target"], "web02");
 
     // Exec with no target: one clear line, non-zero exit.

@@ -277,6 +277,15 @@ impl Gateway {
         self.json(&["sessions", "--json"]).as_array().unwrap().clone()
     }
 
+    /// The sessions once `n` exist and none is active any more: the gateway seals a session
+    /// right after the client leaves, which can be a moment after `ssh` has exited.
+    pub fn sealed_sessions(&self, n: usize) -> Vec<serde_json::Value> {
+        wait_for(&format!("{n} sealed session(s)"), Duration::from_secs(20), || {
+            let s = self.sessions();
+            (s.len() == n && s.iter().all(|s| s["status"] != "active")).then_some(s)
+        })
+    }
+
     /// The concatenated output ("o") events of an asciicast export.
     pub fn exported_output(&self, id: &str) -> String {
         let cast = self.kw_ok(&["export", id, "--format", "asciicast"]);
