@@ -64,3 +64,74 @@ fn kill_9_then_restart_seals_the_session_as_interrupted() {
     );
     assert_eq!(gw.stop().code(), Some(0));
 }
+
+/// A small tmpfs mounted over a directory for the life of the value, to fill a disk.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot mount a tmpfs at {} (the test needs root with mount rights)",
+            at.display()
+        );
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_session_fail_closed_unless_the_target_says_continue() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("closed01", &sshd);
+    gw.add_target_at(
+        "open01",
+        sshd.port,
+        TARGET_PASSWORD,
+        &["--host-key", &sshd.host_key_line, "--on-recording-failure", "continue"],
+    );
+    gw.kw_ok(&["grant", "alice", "open01"]);
+    let spool = gw.data().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let _disk = SmallDisk::mount(&spool, "1m");
+    gw.start();
+
+    // ~15 MB of random text: its recording cannot fit in 1 MiB.
+    let noisy = "head -c 11000000 /dev/urandom | base64 -w 100";
+    let out = gw.ssh("alice@closed01").arg(noisy).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keepwatch: the recording failed, so the session was ended"), "{err}");
+    assert!(
+        out.stdout.len() < 14_000_000,
+        "the session was cut short ({} bytes)",
+        out.stdout.len()
+    );
+    let audit = gw.kw_ok(&["audit", "--action", "recording_failed"]);
+    assert!(audit.contains("session ended"), "{audit}");
+
+    // The gateway still serves: free the disk and start another session.
+    for f in std::fs::read_dir(&spool).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let ok = gw.ssh("alice@closed01").arg("echo still-serving").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "still-serving\n");
+
+    // A target that allows it keeps going unrecorded, and that is audited.
+    let out = gw.ssh("alice@open01").arg(noisy).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.len() > 14_000_000);
+    let audit = gw.kw_ok(&["audit", "--action", "recording_failed"]);
+    assert!(audit.contains("continues unrecorded"), "{audit}");
+}

@@ -153,3 +153,45 @@ fn password_login_and_trust_on_first_use() {
     let audit = gw.kw_ok(&["audit", "--action", "host_key_pinned"]);
     assert!(audit.contains("tofu"), "{audit}");
 }
+
+#[test]
+fn binary_data_passes_through_unchanged_both_ways() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+
+    // Every byte value, in a pseudo-random order, 2 MiB.
+    let mut x: u32 = 0x2545_f491;
+    let input: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut child = gw
+        .ssh("alice@web01")
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = {
+        let input = input.clone();
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).unwrap())
+    };
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout == input,
+        "bytes changed in transit ({} of {} came back)",
+        out.stdout.len(),
+        input.len()
+    );
+    gw.sealed_sessions(1);
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
