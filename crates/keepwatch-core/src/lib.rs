@@ -2,11 +2,13 @@
 //!
 //! Nothing here does IO, so every rule can be tested with plain values.
 
+mod audit;
 mod id;
 mod login;
 mod policy;
 mod secret;
 
+pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use policy::{AccessDecision, Denial, RecordingFailure, Role, authorize_connect};

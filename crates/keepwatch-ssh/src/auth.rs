@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keepwatch_core::{AccessDecision, Denial, LoginName, authorize_connect};
+use keepwatch_core::{AccessDecision, AuditAction, Denial, LoginName, authorize_connect};
 use keepwatch_store::{NewAudit, verify_password};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure};
@@ -55,7 +55,7 @@ impl ConnHandler {
                     .store
                     .audit(NewAudit {
                         actor: login.person.clone(),
-                        action: "login_succeeded",
+                        action: AuditAction::LoginSucceeded,
                         session_id: None,
                         client_addr: Some(self.peer.to_string()),
                         detail: format!("login {user:?} by {method}"),
@@ -69,7 +69,7 @@ impl ConnHandler {
                     .store
                     .audit(NewAudit {
                         actor: user.to_owned(),
-                        action: "login_refused",
+                        action: AuditAction::LoginRefused,
                         session_id: None,
                         client_addr: Some(self.peer.to_string()),
                         detail: format!("login {user:?} by {method}: {}", denial.as_str()),
@@ -187,7 +187,7 @@ impl ConnHandler {
             .store
             .audit(NewAudit {
                 actor,
-                action: "forwarding_refused",
+                action: AuditAction::ForwardingRefused,
                 session_id: None,
                 client_addr: Some(self.peer.to_string()),
                 detail: format!("{what} refused: forwarding is not allowed"),

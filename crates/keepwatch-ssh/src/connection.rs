@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keepwatch_core::{RecordingFailure, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, RecordingFailure, SessionId, SessionStatus};
 use keepwatch_recorder::Recorder;
 use keepwatch_recording::{Event, SessionStart};
 use keepwatch_store::{NewAudit, SessionRow, TargetRow, now_us};
@@ -93,7 +93,7 @@ impl Connection {
         self.session.get_or_init(|| self.start_session(target)).await.clone()
     }
 
-    async fn audit(&self, action: &'static str, session_id: Option<SessionId>, detail: String) {
+    async fn audit(&self, action: AuditAction, session_id: Option<SessionId>, detail: String) {
         let a = NewAudit {
             actor: self.login.person.clone(),
             action,
@@ -102,7 +102,7 @@ impl Connection {
             detail,
         };
         if let Err(e) = self.ctx.store.audit(a).await {
-            tracing::error!(error = %e, action, "cannot write audit event");
+            tracing::error!(error = %e, %action, "cannot write audit event");
         }
     }
 
@@ -147,7 +147,7 @@ impl Connection {
         if let Err(e) = ctx.store.insert_session(&row).await {
             tracing::error!(session_id = %id, error = %e, "cannot store session");
             self.audit(
-                "session_refused",
+                AuditAction::SessionRefused,
                 None,
                 format!("target {}: cannot store session: {e}", target.name),
             )
@@ -159,12 +159,17 @@ impl Connection {
             Err(e) => {
                 tracing::error!(session_id = %id, error = %e, "cannot start recording");
                 let _ = ctx.store.delete_unrecorded_session(id).await;
-                self.audit("session_refused", None, format!("target {}: {e}", target.name)).await;
+                self.audit(
+                    AuditAction::SessionRefused,
+                    None,
+                    format!("target {}: {e}", target.name),
+                )
+                .await;
                 return Err(refused("cannot start the recording; session refused".into()));
             }
         };
         let terminate = ctx.live.insert(id);
-        self.audit("session_started", Some(id), format!("target {}", target.name)).await;
+        self.audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
 
         let secret = match ctx.vault.open(&target.name, target.secret.ciphertext()) {
             Ok(s) => Ok(s),
@@ -181,8 +186,8 @@ impl Connection {
             Err(e) => {
                 let reason = e.to_string();
                 let action = match e {
-                    UpstreamError::HostKeyMismatch { .. } => "host_key_mismatch",
-                    _ => "session_refused",
+                    UpstreamError::HostKeyMismatch { .. } => AuditAction::HostKeyMismatch,
+                    _ => AuditAction::SessionRefused,
                 };
                 self.audit(action, Some(id), reason.clone()).await;
                 let _ =
@@ -198,7 +203,7 @@ impl Connection {
             match ctx.store.pin_host_key(&target.name, &line).await {
                 Ok(true) => {
                     self.audit(
-                        "host_key_pinned",
+                        AuditAction::HostKeyPinned,
                         Some(id),
                         format!("target {}: {line}", target.name),
                     )
@@ -230,7 +235,7 @@ impl Connection {
             RecordingFailure::Continue => {
                 if !s.unrecorded.swap(true, Ordering::Relaxed) {
                     self.audit(
-                        "recording_failed",
+                        AuditAction::RecordingFailed,
                         Some(s.id),
                         format!(
                             "{e}; session continues unrecorded (on_recording_failure = continue)"
@@ -241,7 +246,8 @@ impl Connection {
                 Ok(())
             }
             RecordingFailure::Close => {
-                self.audit("recording_failed", Some(s.id), format!("{e}; session ended")).await;
+                self.audit(AuditAction::RecordingFailed, Some(s.id), format!("{e}; session ended"))
+                    .await;
                 self.ctx
                     .terminate(s.id, "keepwatch: the recording failed, so the session was ended");
                 Err(())
@@ -267,7 +273,7 @@ impl Connection {
             }
         }
         self.audit(
-            "session_ended",
+            AuditAction::SessionEnded,
             Some(s.id),
             format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
         )

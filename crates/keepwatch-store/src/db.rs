@@ -493,13 +493,13 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn audit(&self, a: NewAudit) -> Result<(), StoreError> {
-        tracing::info!(actor = %a.actor, action = a.action, session_id = ?a.session_id.map(|s| s.to_string()), client = ?a.client_addr, detail = %a.detail, "audit");
+        tracing::info!(actor = %a.actor, action = a.action.as_str(), session_id = ?a.session_id.map(|s| s.to_string()), client = ?a.client_addr, detail = %a.detail, "audit");
         sqlx::query(
             "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(now_us())
         .bind(&a.actor)
-        .bind(a.action)
+        .bind(a.action.as_str())
         .bind(a.session_id.map(|s| s.to_string()))
         .bind(&a.client_addr)
         .bind(&a.detail)

@@ -1,6 +1,6 @@
 //! Row shapes: what the store reads and writes, converted explicitly from domain values.
 
-use keepwatch_core::{RecordingFailure, Role, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, RecordingFailure, Role, SessionId, SessionStatus};
 
 #[derive(Debug, Clone)]
 pub struct PersonRow {
@@ -104,7 +104,7 @@ pub struct LedgerRow {
 #[derive(Debug, Clone)]
 pub struct NewAudit {
     pub actor: String,
-    pub action: &'static str,
+    pub action: AuditAction,
     pub session_id: Option<SessionId>,
     pub client_addr: Option<String>,
     pub detail: String,

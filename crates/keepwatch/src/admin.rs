@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use keepwatch_core::{RecordingFailure, Role, valid_name};
+use keepwatch_core::{AuditAction, RecordingFailure, Role, valid_name};
 use keepwatch_store::{NewAudit, NewTarget, TargetSecret, hash_password};
 use serde_json::json;
 
@@ -126,7 +126,8 @@ pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             store.add_person(&a.name, a.role, hash.as_deref(), &keys).await?;
-            audit(&store, "user_added", format!("user {} role {}", a.name, a.role)).await?;
+            audit(&store, AuditAction::UserAdded, format!("user {} role {}", a.name, a.role))
+                .await?;
             println!("added user {} ({})", a.name, a.role);
         }
         UserCommand::List { json } => {
@@ -202,7 +203,7 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                 .await?;
             audit(
                 &store,
-                "target_added",
+                AuditAction::TargetAdded,
                 format!("target {} {}@{}:{}", a.name, a.login, a.host, a.port),
             )
             .await?;
@@ -256,11 +257,11 @@ pub async fn grant(
     let store = dir.store().await?;
     if allow {
         store.grant(user, target).await?;
-        audit(&store, "grant_added", format!("{user} -> {target}")).await?;
+        audit(&store, AuditAction::GrantAdded, format!("{user} -> {target}")).await?;
         println!("granted {target} to {user}");
     } else {
         let removed = store.revoke(user, target).await?;
-        audit(&store, "grant_removed", format!("{user} -> {target}")).await?;
+        audit(&store, AuditAction::GrantRemoved, format!("{user} -> {target}")).await?;
         println!(
             "{}",
             if removed {
@@ -275,7 +276,7 @@ pub async fn grant(
 
 async fn audit(
     store: &keepwatch_store::Store,
-    action: &'static str,
+    action: AuditAction,
     detail: String,
 ) -> anyhow::Result<()> {
     store

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use keepwatch_core::SessionId;
+use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_recording::{Event, TimedEvent, read_events};
 use serde_json::json;
 
@@ -53,7 +53,7 @@ pub struct ExportArgs {
 async fn load(
     dir: &DataDir,
     id: SessionId,
-    action: &'static str,
+    action: AuditAction,
 ) -> anyhow::Result<Vec<TimedEvent>> {
     let store = dir.store().await?;
     if store.session(id).await?.is_none() {
@@ -170,7 +170,7 @@ pub fn asciicast(
 pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let started = store.session(a.id).await?.map(|s| s.started_at_us).unwrap_or_default();
-    let events = load(dir, a.id, "recording_exported").await?;
+    let events = load(dir, a.id, AuditAction::RecordingExported).await?;
     let text = match a.format {
         Format::Asciicast => asciicast(&events, started, a.channel, a.input),
     };
@@ -188,7 +188,7 @@ pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !(a.speed > 0.0 && a.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }
-    let events = load(dir, a.id, "recording_replayed").await?;
+    let events = load(dir, a.id, AuditAction::RecordingReplayed).await?;
     let Some((ch, ..)) = pick_channel(&events, a.channel) else {
         bail!("session {} has no channel to replay", a.id);
     };

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use keepwatch_core::SessionId;
+use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_recorder::{Problem, check_ledger, check_session};
 use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store};
 use serde_json::{Value, json};
@@ -138,7 +138,7 @@ async fn session_or_fail(store: &Store, id: SessionId) -> anyhow::Result<Session
 
 pub async fn audit_view(
     store: &Store,
-    action: &'static str,
+    action: AuditAction,
     id: SessionId,
     detail: String,
 ) -> anyhow::Result<()> {
@@ -158,7 +158,7 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let s = session_or_fail(&store, a.id).await?;
     let channels = store.channels(s.id).await?;
-    audit_view(&store, "session_viewed", s.id, "show".into()).await?;
+    audit_view(&store, AuditAction::SessionViewed, s.id, "show".into()).await?;
     if a.json {
         print_json(&session_json(&s, &channels));
         return Ok(ExitCode::SUCCESS);
@@ -239,7 +239,7 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let _ = store
         .audit(NewAudit {
             actor: local_actor(),
-            action: "recordings_verified",
+            action: AuditAction::RecordingsVerified,
             session_id: if a.ids.len() == 1 { Some(a.ids[0]) } else { None },
             client_addr: None,
             detail: format!("{checked} checked, {} problem(s)", problems.len()),
