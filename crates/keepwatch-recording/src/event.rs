@@ -98,6 +98,45 @@ pub enum Event {
     },
     /// Always the last event of the last chunk.
     Seal(Seal),
+    /// A port-forwarding tunnel opened through the target (`ssh -L`).
+    TunnelOpen {
+        channel: u32,
+        host: String,
+        port: u32,
+        originator: String,
+    },
+    /// A tunnel closed, with the bytes it carried each way.
+    TunnelClose {
+        channel: u32,
+        bytes_to_target: u64,
+        bytes_to_client: u64,
+    },
+    /// A file operation seen in an SFTP or SCP stream (`open`, `remove`, ...), and the
+    /// target's answer (`ok`, `status 2: No such file`, `denied: ...`).
+    FileOperation {
+        channel: u32,
+        op: String,
+        path: String,
+        target_path: Option<String>,
+        result: String,
+    },
+    /// A file that moved: how many bytes, its size and SHA-256 when it moved whole, and the
+    /// byte ranges covered when it did not.
+    FileTransfer(FileTransfer),
+}
+
+/// What [`Event::FileTransfer`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTransfer {
+    pub channel: u32,
+    pub path: String,
+    /// `true` for a file written on the target, `false` for one read from it.
+    pub upload: bool,
+    pub bytes: u64,
+    pub size: Option<u64>,
+    pub sha256: Option<[u8; 32]>,
+    pub ranges: Vec<(u64, u64)>,
+    pub complete: bool,
 }
 
 /// An event and when it happened.
@@ -136,6 +175,12 @@ const TAG_EOF: u8 = 7;
 const TAG_CHANNEL_CLOSE: u8 = 8;
 const TAG_NOTICE: u8 = 9;
 const TAG_SEAL: u8 = 10;
+const TAG_TUNNEL_OPEN: u8 = 11;
+const TAG_TUNNEL_CLOSE: u8 = 12;
+const TAG_FILE_OPERATION: u8 = 13;
+const TAG_FILE_TRANSFER: u8 = 14;
+/// A transfer records at most this many ranges; more are merged into the last one.
+const MAX_RANGES: usize = 1024;
 
 const KIND_SHELL: u8 = 0;
 const KIND_EXEC: u8 = 1;
@@ -179,6 +224,10 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
         Event::ChannelClose { .. } => TAG_CHANNEL_CLOSE,
         Event::Notice { .. } => TAG_NOTICE,
         Event::Seal(_) => TAG_SEAL,
+        Event::TunnelOpen { .. } => TAG_TUNNEL_OPEN,
+        Event::TunnelClose { .. } => TAG_TUNNEL_CLOSE,
+        Event::FileOperation { .. } => TAG_FILE_OPERATION,
+        Event::FileTransfer(_) => TAG_FILE_TRANSFER,
     };
     out.push(tag);
     put_varint(out, at_us);
@@ -270,6 +319,57 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
                 }
             }
             put_i64(out, seal.ended_at_us);
+        }
+        Event::TunnelOpen { channel, host, port, originator } => {
+            put_varint(out, u64::from(*channel));
+            put_str(out, host);
+            put_varint(out, u64::from(*port));
+            put_str(out, originator);
+        }
+        Event::TunnelClose { channel, bytes_to_target, bytes_to_client } => {
+            put_varint(out, u64::from(*channel));
+            put_varint(out, *bytes_to_target);
+            put_varint(out, *bytes_to_client);
+        }
+        Event::FileOperation { channel, op, path, target_path, result } => {
+            put_varint(out, u64::from(*channel));
+            put_str(out, op);
+            put_str(out, path);
+            match target_path {
+                None => out.push(0),
+                Some(t) => {
+                    out.push(1);
+                    put_str(out, t);
+                }
+            }
+            put_str(out, result);
+        }
+        Event::FileTransfer(t) => {
+            put_varint(out, u64::from(t.channel));
+            put_str(out, &t.path);
+            out.push(u8::from(t.upload));
+            put_varint(out, t.bytes);
+            match t.size {
+                None => out.push(0),
+                Some(size) => {
+                    out.push(1);
+                    put_varint(out, size);
+                }
+            }
+            match &t.sha256 {
+                None => out.push(0),
+                Some(h) => {
+                    out.push(1);
+                    out.extend_from_slice(h);
+                }
+            }
+            let ranges = &t.ranges[..t.ranges.len().min(MAX_RANGES)];
+            put_varint(out, ranges.len() as u64);
+            for (start, end) in ranges {
+                put_varint(out, *start);
+                put_varint(out, *end);
+            }
+            out.push(u8::from(t.complete));
         }
     }
 }
@@ -419,7 +519,7 @@ impl Decoder<'_> {
     fn event(&mut self) -> Result<TimedEvent, DecodeError> {
         let tag_at = self.pos;
         let tag = self.u8()?;
-        if !(TAG_SESSION_START..=TAG_SEAL).contains(&tag) {
+        if !(TAG_SESSION_START..=TAG_FILE_TRANSFER).contains(&tag) {
             return Err(DecodeError::UnknownTag { tag, at: tag_at });
         }
         let at_us = self.varint()?;
@@ -479,6 +579,58 @@ impl Decoder<'_> {
                 channel: if self.present()? { Some(self.u32()?) } else { None },
                 text: self.string("notice text")?,
             },
+            TAG_TUNNEL_OPEN => Event::TunnelOpen {
+                channel: self.u32()?,
+                host: self.string("tunnel host")?,
+                port: self.u32()?,
+                originator: self.string("tunnel originator")?,
+            },
+            TAG_TUNNEL_CLOSE => Event::TunnelClose {
+                channel: self.u32()?,
+                bytes_to_target: self.varint()?,
+                bytes_to_client: self.varint()?,
+            },
+            TAG_FILE_OPERATION => Event::FileOperation {
+                channel: self.u32()?,
+                op: self.string("file operation")?,
+                path: self.string("file path")?,
+                target_path: if self.present()? {
+                    Some(self.string("file target path")?)
+                } else {
+                    None
+                },
+                result: self.string("file operation result")?,
+            },
+            TAG_FILE_TRANSFER => {
+                let channel = self.u32()?;
+                let path = self.string("file path")?;
+                let upload = self.code("transfer direction", 1)? == 1;
+                let bytes = self.varint()?;
+                let size = if self.present()? { Some(self.varint()?) } else { None };
+                let sha256 = if self.present()? { Some(self.fixed()?) } else { None };
+                let at = self.pos;
+                let n = self.varint()?;
+                // Each range takes at least two bytes: a count beyond that is corrupt, and
+                // checking first keeps a hostile count from allocating.
+                if n > MAX_RANGES as u64 || n * 2 > (self.buf.len() - self.pos) as u64 {
+                    return Err(DecodeError::OutOfRange { value: n, at });
+                }
+                let mut ranges = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    ranges.push((self.varint()?, self.varint()?));
+                }
+                let complete = self.code("transfer completeness", 1)? == 1;
+                Event::FileTransfer(FileTransfer {
+                    channel,
+                    path,
+                    upload,
+                    bytes,
+                    size,
+                    sha256,
+                    ranges,
+                    complete,
+                })
+            }
             // The range check above leaves only TAG_SEAL.
             _ => {
                 let at = self.pos;

@@ -22,7 +22,7 @@ pub use chunk::{
     CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD,
     FileHeader, chain_seed, chunks, header,
 };
-pub use event::{DecodeError, Direction, Event, Pty, Seal, SessionStart, TimedEvent};
+pub use event::{DecodeError, Direction, Event, FileTransfer, Pty, Seal, SessionStart, TimedEvent};
 pub use read::{read_events, valid_prefix_len};
 pub use verify::{Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};

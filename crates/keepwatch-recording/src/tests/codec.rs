@@ -4,7 +4,7 @@ use expect_test::{Expect, expect};
 
 use super::*;
 use crate::event::{decode_all, encode};
-use crate::{ledger, read_events, verify};
+use crate::{FileTransfer, ledger, read_events, verify};
 
 #[test]
 fn every_event_kind_round_trips() {
@@ -217,4 +217,74 @@ fn ledger_chain() {
     assert!(ledger::verify_sig(&key().verifying_key(), &e2, &sig));
     assert!(!ledger::verify_sig(&other_key().verifying_key(), &e2, &sig));
     assert!(!ledger::verify_sig(&key().verifying_key(), &e1, &sig));
+}
+
+#[test]
+fn tunnel_and_file_events_round_trip() {
+    let events = vec![
+        ev(
+            10,
+            Event::TunnelOpen {
+                channel: 3,
+                host: "db.internal".into(),
+                port: 5432,
+                originator: "127.0.0.1:40000".into(),
+            },
+        ),
+        ev(20, Event::TunnelClose { channel: 3, bytes_to_target: 123, bytes_to_client: u64::MAX }),
+        ev(
+            30,
+            Event::FileOperation {
+                channel: 4,
+                op: "rename".into(),
+                path: "/a".into(),
+                target_path: Some("/b".into()),
+                result: "ok".into(),
+            },
+        ),
+        ev(
+            40,
+            Event::FileOperation {
+                channel: 4,
+                op: "open".into(),
+                path: "/etc/shadow".into(),
+                target_path: None,
+                result: "denied: downloads are not allowed".into(),
+            },
+        ),
+        ev(
+            50,
+            Event::FileTransfer(FileTransfer {
+                channel: 4,
+                path: "/tmp/f".into(),
+                upload: true,
+                bytes: 1 << 40,
+                size: Some(1 << 40),
+                sha256: Some([7; 32]),
+                ranges: vec![(0, 10), (20, 30)],
+                complete: false,
+            }),
+        ),
+        ev(
+            60,
+            Event::FileTransfer(FileTransfer {
+                channel: 4,
+                path: "x".into(),
+                upload: false,
+                bytes: 0,
+                size: None,
+                sha256: None,
+                ranges: vec![],
+                complete: true,
+            }),
+        ),
+    ];
+    let mut w = RecordingWriter::new(start(), key());
+    for e in &events {
+        w.push(e);
+    }
+    let (bytes, _) = w.seal(70, closed(), T0 + 1);
+    let read = read_events(&bytes).unwrap();
+    assert_eq!(&read[1..read.len() - 1], &events[..]);
+    assert!(verify(&bytes, &key().verifying_key()).is_ok());
 }
