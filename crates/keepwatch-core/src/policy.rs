@@ -139,3 +139,68 @@ mod tests {
         assert!("root".parse::<Role>().is_err());
     }
 }
+
+/// What a grant allows beyond logging in: file transfers and port forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantPolicy {
+    /// Files may be written on the target (SFTP/SCP uploads, and changes such as rename).
+    pub upload: bool,
+    /// Files may be read from the target.
+    pub download: bool,
+    /// Largest file that may move, in bytes.
+    pub max_file_size: Option<u64>,
+    /// `HOST:PORT` patterns (`*` matches any run of characters) that `ssh -L` may reach.
+    pub forward_to: Vec<String>,
+}
+
+impl Default for GrantPolicy {
+    fn default() -> Self {
+        GrantPolicy { upload: true, download: true, max_file_size: None, forward_to: Vec::new() }
+    }
+}
+
+impl GrantPolicy {
+    /// Whether local forwarding to `host:port` is allowed.
+    pub fn forward_allowed(&self, host: &str, port: u32) -> bool {
+        let dest = format!("{host}:{port}");
+        self.forward_to.iter().any(|p| glob_match(p.as_bytes(), dest.as_bytes()))
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself (ASCII case-insensitive,
+/// since host names are).
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
+        Some((c, rest)) => {
+            text.first().is_some_and(|t| t.eq_ignore_ascii_case(c)) && glob_match(rest, &text[1..])
+        }
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::GrantPolicy;
+
+    fn check(patterns: &[&str], host: &str, port: u32, expected: bool) {
+        let g = GrantPolicy {
+            forward_to: patterns.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(g.forward_allowed(host, port), expected, "{patterns:?} vs {host}:{port}");
+    }
+
+    #[test]
+    fn forward_patterns() {
+        check(&[], "db", 5432, false);
+        check(&["db:5432"], "db", 5432, true);
+        check(&["db:5432"], "db", 5433, false);
+        check(&["db:5432"], "DB", 5432, true);
+        check(&["*.internal:443"], "api.internal", 443, true);
+        check(&["*.internal:443"], "api.internal.evil:443", 443, false);
+        check(&["10.0.0.*:*"], "10.0.0.7", 22, true);
+        check(&["localhost:*"], "localhost", 8080, true);
+        check(&["localhost:80"], "localhost", 8080, false);
+    }
+}

@@ -138,14 +138,7 @@ impl russh::server::Handler for ConnHandler {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
-        let handle = session.handle();
-        let conn = self
-            .conn
-            .get_or_init(|| async {
-                Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle))
-            })
-            .await
-            .clone();
+        let conn = self.connection(login, session).await;
         reply.accept().await;
         conn.spawn_channel(channel);
         Ok(())
@@ -153,19 +146,44 @@ impl russh::server::Handler for ConnHandler {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host_to_connect: &str,
         port_to_connect: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_forwarding(format!(
-            "local port forwarding to {host_to_connect}:{port_to_connect}"
-        ))
-        .await?;
+        let Some(login) = self.login.clone() else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let policy = match &login.target {
+            Some(t) => self.ctx.store.grant_policy(&login.person, t).await?,
+            None => None,
+        };
+        let dest = format!("{host_to_connect}:{port_to_connect}");
+        if policy.is_some_and(|p| p.forward_allowed(host_to_connect, port_to_connect)) {
+            let conn = self.connection(login, session).await;
+            reply.accept().await;
+            let originator = format!("{originator_address}:{originator_port}");
+            conn.spawn_tunnel(channel, host_to_connect.to_owned(), port_to_connect, originator);
+            return Ok(());
+        }
+        self.refuse_forwarding(format!("local port forwarding to {dest}")).await?;
         reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        // `ssh -J` (stdio forwarding, which OpenSSH opens from 127.0.0.1:65535) would carry an
+        // end-to-end encrypted session the gateway cannot record: say how to connect instead.
+        if port_to_connect == 22 || originator_port == 65535 {
+            let how = match &login.target {
+                Some(t) => format!("ssh -p PORT {}@{t}@GATEWAY", login.person),
+                None => format!("ssh -p PORT {}@TARGET@GATEWAY", login.person),
+            };
+            let text = format!(
+                "keepwatch: jumping through the gateway to {dest} is refused because the session could not be recorded; connect with {how}"
+            );
+            session.disconnect(russh::Disconnect::ByApplication, &text, "en")?;
+        }
         Ok(())
     }
 
@@ -181,6 +199,17 @@ impl russh::server::Handler for ConnHandler {
 }
 
 impl ConnHandler {
+    /// The connection's shared state, created on its first channel.
+    async fn connection(&self, login: Login, session: &mut Session) -> Arc<Connection> {
+        let handle = session.handle();
+        self.conn
+            .get_or_init(|| async {
+                Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle))
+            })
+            .await
+            .clone()
+    }
+
     async fn refuse_forwarding(&self, what: String) -> Result<(), ConnError> {
         let actor = self.login.as_ref().map_or_else(|| "unknown".to_owned(), |l| l.person.clone());
         self.ctx

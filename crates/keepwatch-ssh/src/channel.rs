@@ -246,6 +246,7 @@ async fn relay(
             _ => None,
         },
         pty_term: req.pty.as_ref().map(|p| p.term.clone()),
+        destination: None,
         opened_at_us: now_us(),
         closed_at_us: None,
         exit_status: None,

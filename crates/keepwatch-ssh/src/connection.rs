@@ -83,6 +83,19 @@ impl Connection {
         self.tasks.spawn(crate::channel::run(conn, channel).instrument(span));
     }
 
+    pub fn spawn_tunnel(
+        self: &Arc<Self>,
+        channel: Channel<Msg>,
+        host: String,
+        port: u32,
+        originator: String,
+    ) {
+        let conn = self.clone();
+        let span = tracing::info_span!("tunnel", person = %self.login.person, peer = %self.peer, %host, port);
+        self.tasks
+            .spawn(crate::tunnel::run(conn, channel, host, port, originator).instrument(span));
+    }
+
     pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
         self.tasks.spawn(f);
     }

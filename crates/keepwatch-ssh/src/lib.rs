@@ -10,6 +10,7 @@ mod auth;
 mod channel;
 mod connection;
 mod menu;
+mod tunnel;
 mod upstream;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use upstream::host_key_line;
+pub use upstream::{UnknownAlgorithm, check_algorithms, host_key_line};
 
 /// Gateway settings from `keepwatch.toml`.
 #[derive(Debug, Clone)]

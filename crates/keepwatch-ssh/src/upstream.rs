@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keepwatch_core::Secret;
-use keepwatch_store::{TargetRow, TargetSecret};
+use keepwatch_store::{Algorithms, TargetRow, TargetSecret};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
@@ -71,11 +71,104 @@ pub(crate) struct Upstream {
     pub first_seen_key: Option<String>,
 }
 
-fn client_config() -> client::Config {
+/// An algorithm name the gateway cannot speak.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} algorithm {name:?} (known: {known})")]
+pub struct UnknownAlgorithm {
+    kind: &'static str,
+    name: String,
+    known: String,
+}
+
+fn names<N: Copy>(
+    kind: &'static str,
+    wanted: &[String],
+    all: &[&N],
+    parse: impl Fn(&str) -> Option<N>,
+    show: impl Fn(&N) -> String,
+) -> Result<Vec<N>, UnknownAlgorithm> {
+    wanted
+        .iter()
+        .map(|w| {
+            parse(w).ok_or_else(|| UnknownAlgorithm {
+                kind,
+                name: w.clone(),
+                known: all.iter().map(|n| show(n)).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// The algorithms to offer a target: the gateway's modern defaults, with each list the
+/// target names replacing the default one (for devices that only speak older algorithms).
+///
+/// # Errors
+/// Names russh does not implement are refused, naming the ones it does.
+pub fn preferred_for(a: &Algorithms) -> Result<russh::Preferred, UnknownAlgorithm> {
+    use russh::{cipher, kex, mac};
+    use std::borrow::Cow;
+    let mut p = crate::preferred();
+    if !a.kex.is_empty() {
+        let mut k = names(
+            "key exchange",
+            &a.kex,
+            kex::ALL_KEX_ALGORITHMS,
+            |s| kex::Name::try_from(s).ok(),
+            |n| n.as_ref().to_owned(),
+        )?;
+        // Keep the protocol extensions (ext-info, strict kex) that are not algorithms.
+        k.extend([kex::EXTENSION_SUPPORT_AS_CLIENT, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT]);
+        p.kex = Cow::Owned(k);
+    }
+    if !a.ciphers.is_empty() {
+        p.cipher = Cow::Owned(names(
+            "cipher",
+            &a.ciphers,
+            cipher::ALL_CIPHERS,
+            |s| cipher::Name::try_from(s).ok(),
+            |n| n.as_ref().to_owned(),
+        )?);
+    }
+    if !a.macs.is_empty() {
+        p.mac = Cow::Owned(names(
+            "MAC",
+            &a.macs,
+            mac::ALL_MAC_ALGORITHMS,
+            |s| mac::Name::try_from(s).ok(),
+            |n| n.as_ref().to_owned(),
+        )?);
+    }
+    if !a.host_key.is_empty() {
+        let keys = a
+            .host_key
+            .iter()
+            .map(|h| {
+                russh::keys::Algorithm::new(h).map_err(|_| UnknownAlgorithm {
+                    kind: "host key",
+                    name: h.clone(),
+                    known: "ssh-ed25519, ecdsa-sha2-nistp256, rsa-sha2-512, rsa-sha2-256, ssh-rsa"
+                        .into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        p.key = Cow::Owned(keys);
+    }
+    Ok(p)
+}
+
+/// Checks that every algorithm a target names is one the gateway speaks.
+///
+/// # Errors
+/// The first unknown name, with the known ones.
+pub fn check_algorithms(a: &Algorithms) -> Result<(), UnknownAlgorithm> {
+    preferred_for(a).map(|_| ())
+}
+
+fn client_config(preferred: russh::Preferred) -> client::Config {
     client::Config {
         window_size: 8 << 20,
         maximum_packet_size: 32768,
-        preferred: crate::preferred(),
+        preferred,
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
@@ -125,7 +218,10 @@ async fn connect_within(
     let seen = Arc::new(Mutex::new(SeenKey::default()));
     let handler = UpstreamHandler { pinned: pinned.clone(), seen: seen.clone() };
     let addr = (target.host.as_str(), target.port);
-    let mut handle = match client::connect(Arc::new(client_config()), addr, handler).await {
+    let preferred = preferred_for(&target.algorithms)
+        .map_err(|e| UpstreamError::BadSecret { target: name.clone(), reason: e.to_string() })?;
+    let mut handle = match client::connect(Arc::new(client_config(preferred)), addr, handler).await
+    {
         Ok(h) => h,
         Err(e) => {
             let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -6,7 +6,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use keepwatch_core::{RecordingFailure, Role, SessionId, SessionStatus};
+use keepwatch_core::{GrantPolicy, RecordingFailure, Role, SessionId, SessionStatus};
 use keepwatch_recording::ledger;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -159,7 +159,8 @@ impl Store {
     pub async fn add_target(&self, t: &NewTarget) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
-             trust_on_first_use, on_recording_failure, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
+             created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.name)
         .bind(&t.host)
@@ -170,6 +171,10 @@ impl Store {
         .bind(&t.host_key)
         .bind(t.trust_on_first_use)
         .bind(t.on_recording_failure.as_str())
+        .bind(join_list(&t.algorithms.kex))
+        .bind(join_list(&t.algorithms.host_key))
+        .bind(join_list(&t.algorithms.ciphers))
+        .bind(join_list(&t.algorithms.macs))
         .bind(now_us())
         .execute(&self.pool)
         .await
@@ -215,16 +220,58 @@ impl Store {
 
     // ---- grants ----
 
+    /// Grants `target` to `person` with `policy`, replacing the policy of an existing grant.
+    ///
     /// # Errors
     /// `NotFound` when the person or target does not exist.
-    pub async fn grant(&self, person: &str, target: &str) -> Result<(), StoreError> {
+    pub async fn grant(
+        &self,
+        person: &str,
+        target: &str,
+        policy: &GrantPolicy,
+    ) -> Result<(), StoreError> {
         self.require_person_and_target(person, target).await?;
-        sqlx::query("INSERT OR IGNORE INTO grants (person, target) VALUES (?, ?)")
+        sqlx::query(
+            "INSERT INTO grants (person, target, upload, download, max_file_size, forward_to) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET upload = excluded.upload, \
+             download = excluded.download, max_file_size = excluded.max_file_size, forward_to = excluded.forward_to",
+        )
+        .bind(person)
+        .bind(target)
+        .bind(policy.upload)
+        .bind(policy.download)
+        .bind(policy.max_file_size.map(|v| v as i64))
+        .bind(policy.forward_to.join("\n"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The policy of `person`'s grant on `target`, or `None` without a grant.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn grant_policy(
+        &self,
+        person: &str,
+        target: &str,
+    ) -> Result<Option<GrantPolicy>, StoreError> {
+        let row = sqlx::query("SELECT * FROM grants WHERE person = ? AND target = ?")
             .bind(person)
             .bind(target)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(())
+        Ok(row.map(|r| GrantPolicy {
+            upload: r.get("upload"),
+            download: r.get("download"),
+            max_file_size: r.get::<Option<i64>, _>("max_file_size").map(|v| v as u64),
+            forward_to: r
+                .get::<String, _>("forward_to")
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }))
     }
 
     /// Returns whether a grant was removed.
@@ -404,7 +451,7 @@ impl Store {
     pub async fn add_channel(&self, session: SessionId, c: &ChannelRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR REPLACE INTO channels (session_id, channel, kind, command, subsystem, pty_term, \
-             opened_at_us, closed_at_us, exit_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             destination, opened_at_us, closed_at_us, exit_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(session.to_string())
         .bind(i64::from(c.channel))
@@ -412,6 +459,7 @@ impl Store {
         .bind(&c.command)
         .bind(&c.subsystem)
         .bind(&c.pty_term)
+        .bind(&c.destination)
         .bind(c.opened_at_us)
         .bind(c.closed_at_us)
         .bind(c.exit_status.map(i64::from))
@@ -457,6 +505,7 @@ impl Store {
                 command: r.get("command"),
                 subsystem: r.get("subsystem"),
                 pty_term: r.get("pty_term"),
+                destination: r.get("destination"),
                 opened_at_us: r.get("opened_at_us"),
                 closed_at_us: r.get("closed_at_us"),
                 exit_status: r.get::<Option<i64>, _>("exit_status").map(|v| v as u32),
@@ -540,6 +589,15 @@ impl Store {
     }
 }
 
+fn join_list(v: &[String]) -> Option<String> {
+    (!v.is_empty()).then(|| v.join(","))
+}
+
+fn split_list(v: Option<String>) -> Vec<String> {
+    v.map(|s| s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 fn person_row(
     row: &sqlx::sqlite::SqliteRow,
     ssh_keys: Vec<String>,
@@ -573,6 +631,12 @@ fn target_row(row: &sqlx::sqlite::SqliteRow) -> Result<TargetRow, StoreError> {
         trust_on_first_use: row.get("trust_on_first_use"),
         on_recording_failure: RecordingFailure::from_str(&orf)
             .map_err(|e| corrupt("targets.on_recording_failure", e))?,
+        algorithms: Algorithms {
+            kex: split_list(row.get("kex_algorithms")),
+            host_key: split_list(row.get("host_key_algorithms")),
+            ciphers: split_list(row.get("ciphers")),
+            macs: split_list(row.get("macs")),
+        },
         created_at_us: row.get("created_at_us"),
     })
 }

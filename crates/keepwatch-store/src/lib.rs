@@ -14,8 +14,8 @@ pub use blobs::BlobStore;
 pub use credentials::{hash_password, verify_password};
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
-    AuditRow, ChannelRow, LedgerRow, NewAudit, NewTarget, PersonRow, SessionRow, TargetRow,
-    TargetSecret,
+    Algorithms, AuditRow, ChannelRow, LedgerRow, NewAudit, NewTarget, PersonRow, SessionRow,
+    TargetRow, TargetSecret,
 };
 pub use vault::{Vault, VaultError};
 

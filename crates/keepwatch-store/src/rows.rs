@@ -43,6 +43,17 @@ pub struct NewTarget {
     pub host_key: Option<String>,
     pub trust_on_first_use: bool,
     pub on_recording_failure: RecordingFailure,
+    pub algorithms: Algorithms,
+}
+
+/// SSH algorithm names to offer a target, in preference order; empty = the gateway's
+/// modern defaults. For switches and old servers that speak only older algorithms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Algorithms {
+    pub kex: Vec<String>,
+    pub host_key: Vec<String>,
+    pub ciphers: Vec<String>,
+    pub macs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +66,7 @@ pub struct TargetRow {
     pub host_key: Option<String>,
     pub trust_on_first_use: bool,
     pub on_recording_failure: RecordingFailure,
+    pub algorithms: Algorithms,
     pub created_at_us: i64,
 }
 
@@ -79,11 +91,12 @@ pub struct SessionRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRow {
     pub channel: u32,
-    /// `shell`, `exec` or `subsystem`.
+    /// `shell`, `exec`, `subsystem` or `tunnel`.
     pub kind: String,
     pub command: Option<String>,
     pub subsystem: Option<String>,
     pub pty_term: Option<String>,
+    pub destination: Option<String>,
     pub opened_at_us: i64,
     pub closed_at_us: Option<i64>,
     pub exit_status: Option<u32>,

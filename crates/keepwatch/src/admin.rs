@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use keepwatch_core::{AuditAction, RecordingFailure, Role, valid_name};
+use keepwatch_core::{AuditAction, GrantPolicy, RecordingFailure, Role, valid_name};
 use keepwatch_store::{NewAudit, NewTarget, TargetSecret, hash_password};
 use serde_json::json;
 
@@ -41,7 +41,7 @@ pub struct UserAdd {
 #[derive(Subcommand)]
 pub enum TargetCommand {
     /// Add a target; its secret is encrypted with the vault key and never shown again.
-    Add(TargetAdd),
+    Add(Box<TargetAdd>),
     /// List targets (never their secrets).
     List {
         #[arg(long)]
@@ -76,6 +76,50 @@ pub struct TargetAdd {
     /// What happens when the recording cannot be written: close (default) or continue.
     #[arg(long, default_value = "close")]
     on_recording_failure: RecordingFailure,
+    /// Key exchange algorithms to offer, comma-separated (for older devices), e.g.
+    /// diffie-hellman-group14-sha1.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    kex: Vec<String>,
+    /// Host key algorithms to accept, comma-separated, e.g. ssh-rsa.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    host_key_algorithms: Vec<String>,
+    /// Ciphers to offer, comma-separated, e.g. aes128-ctr.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    ciphers: Vec<String>,
+    /// MACs to offer, comma-separated, e.g. hmac-sha1.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    macs: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct GrantArgs {
+    user: String,
+    target: String,
+    /// Forbid writing files on the target (SFTP/SCP uploads, rename, remove, mkdir).
+    #[arg(long)]
+    no_upload: bool,
+    /// Forbid reading files from the target.
+    #[arg(long)]
+    no_download: bool,
+    /// Largest file that may move, e.g. 100M (suffixes K, M, G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_file_size: Option<u64>,
+    /// Allow `ssh -L` to this HOST:PORT through the target (`*` wildcards; repeatable).
+    #[arg(long = "allow-forward", value_name = "HOST:PORT")]
+    allow_forward: Vec<String>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 500K, 100M, 2G)"))
 }
 
 fn read_stdin_secret(what: &str) -> anyhow::Result<String> {
@@ -179,6 +223,13 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                 }
                 TargetSecret::PrivateKey(vault.seal(&a.name, text.trim().as_bytes())?)
             };
+            let algorithms = keepwatch_store::Algorithms {
+                kex: a.kex.clone(),
+                host_key: a.host_key_algorithms.clone(),
+                ciphers: a.ciphers.clone(),
+                macs: a.macs.clone(),
+            };
+            keepwatch_ssh::check_algorithms(&algorithms)?;
             let host_key = match &a.host_key {
                 Some(line) => {
                     let key =
@@ -199,6 +250,7 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
                     host_key,
                     trust_on_first_use: a.trust_on_first_use,
                     on_recording_failure: a.on_recording_failure,
+                    algorithms,
                 })
                 .await?;
             audit(
@@ -248,28 +300,34 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn grant(
-    dir: &DataDir,
-    user: &str,
-    target: &str,
-    allow: bool,
-) -> anyhow::Result<ExitCode> {
+pub async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
-    if allow {
-        store.grant(user, target).await?;
-        audit(&store, AuditAction::GrantAdded, format!("{user} -> {target}")).await?;
-        println!("granted {target} to {user}");
+    for p in &a.allow_forward {
+        if !p.contains(':') {
+            bail!("--allow-forward {p:?} needs HOST:PORT (use * for any port)");
+        }
+    }
+    let policy = GrantPolicy {
+        upload: !a.no_upload,
+        download: !a.no_download,
+        max_file_size: a.max_file_size,
+        forward_to: a.allow_forward.clone(),
+    };
+    store.grant(&a.user, &a.target, &policy).await?;
+    audit(&store, AuditAction::GrantAdded, format!("{} -> {}: {policy:?}", a.user, a.target))
+        .await?;
+    println!("granted {} to {}", a.target, a.user);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn revoke(dir: &DataDir, user: &str, target: &str) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let removed = store.revoke(user, target).await?;
+    audit(&store, AuditAction::GrantRemoved, format!("{user} -> {target}")).await?;
+    if removed {
+        println!("revoked {target} from {user}");
     } else {
-        let removed = store.revoke(user, target).await?;
-        audit(&store, AuditAction::GrantRemoved, format!("{user} -> {target}")).await?;
-        println!(
-            "{}",
-            if removed {
-                format!("revoked {target} from {user}")
-            } else {
-                format!("{user} had no grant on {target}")
-            }
-        );
+        println!("{user} had no grant on {target}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,8 +39,8 @@ enum Command {
     /// Manage targets (servers reached through the gateway).
     #[command(subcommand)]
     Target(admin::TargetCommand),
-    /// Allow a person to connect to a target.
-    Grant { user: String, target: String },
+    /// Allow a person to connect to a target (again: replaces the grant's policy).
+    Grant(admin::GrantArgs),
     /// Remove a person's access to a target.
     Revoke { user: String, target: String },
     /// List sessions, newest first.
@@ -93,8 +93,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&dir, args).await,
         Command::User(c) => admin::user(&dir, c).await,
         Command::Target(c) => admin::target(&dir, c).await,
-        Command::Grant { user, target } => admin::grant(&dir, &user, &target, true).await,
-        Command::Revoke { user, target } => admin::grant(&dir, &user, &target, false).await,
+        Command::Grant(a) => admin::grant(&dir, a).await,
+        Command::Revoke { user, target } => admin::revoke(&dir, &user, &target).await,
         Command::Sessions(a) => sessions::list(&dir, a).await,
         Command::Show(a) => sessions::show(&dir, a).await,
         Command::Replay(a) => playback::replay(&dir, a).await,

@@ -67,7 +67,20 @@ fn channel_json(c: &ChannelRow) -> Value {
     if let Some(t) = &c.pty_term {
         v["pty"] = json!(t);
     }
+    if let Some(d) = &c.destination {
+        v["destination"] = json!(d);
+    }
     v
+}
+
+/// `shell`, `exec "uptime"`, `subsystem sftp` or `tunnel db:5432`.
+fn channel_label(c: &ChannelRow) -> String {
+    match (&c.command, &c.subsystem, &c.destination) {
+        (Some(cmd), _, _) => format!("exec {cmd:?}"),
+        (_, Some(n), _) => format!("subsystem {n}"),
+        (_, _, Some(d)) => format!("tunnel {d}"),
+        _ => c.kind.clone(),
+    }
 }
 
 fn session_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
@@ -99,17 +112,8 @@ pub async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut rows = Vec::new();
         for s in &sessions {
-            let kinds: Vec<String> = store
-                .channels(s.id)
-                .await?
-                .iter()
-                .map(|c| match &c.command {
-                    Some(cmd) => format!("exec {cmd:?}"),
-                    None => {
-                        c.subsystem.clone().map_or(c.kind.clone(), |n| format!("subsystem {n}"))
-                    }
-                })
-                .collect();
+            let kinds: Vec<String> =
+                store.channels(s.id).await?.iter().map(channel_label).collect();
             rows.push(vec![
                 s.id.to_string(),
                 s.person.clone(),
@@ -180,11 +184,7 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     }
     println!("channels");
     for c in &channels {
-        let what = match (&c.command, &c.subsystem) {
-            (Some(cmd), _) => format!("exec {cmd:?}"),
-            (_, Some(n)) => format!("subsystem {n}"),
-            _ => c.kind.clone(),
-        };
+        let what = channel_label(c);
         let pty = c.pty_term.as_ref().map(|t| format!(" pty {t}")).unwrap_or_default();
         let exit = c.exit_status.map(|e| format!(" exit {e}")).unwrap_or_default();
         println!("  #{} {what}{pty}{exit}", c.channel);

@@ -19,11 +19,21 @@ CREATE TABLE IF NOT EXISTS targets (
     host_key TEXT,
     trust_on_first_use INTEGER NOT NULL,
     on_recording_failure TEXT NOT NULL DEFAULT 'close',
+    -- Comma-separated SSH algorithm names for reaching older devices; NULL = modern defaults.
+    kex_algorithms TEXT,
+    host_key_algorithms TEXT,
+    ciphers TEXT,
+    macs TEXT,
     created_at_us INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS grants (
     person TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
     target TEXT NOT NULL REFERENCES targets(name) ON DELETE CASCADE,
+    upload INTEGER NOT NULL DEFAULT 1,
+    download INTEGER NOT NULL DEFAULT 1,
+    max_file_size INTEGER,
+    -- Newline-separated HOST:PORT patterns that ssh -L may reach.
+    forward_to TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (person, target)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -50,6 +60,8 @@ CREATE TABLE IF NOT EXISTS channels (
     command TEXT,
     subsystem TEXT,
     pty_term TEXT,
+    -- HOST:PORT of a port-forwarding tunnel.
+    destination TEXT,
     opened_at_us INTEGER NOT NULL,
     closed_at_us INTEGER,
     exit_status INTEGER,

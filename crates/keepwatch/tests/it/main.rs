@@ -5,6 +5,7 @@
 mod support;
 
 mod durability;
+mod forwarding;
 mod refusals;
 mod sessions;
 mod tamper;

@@ -28,8 +28,12 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 fn keygen(path: &Path) {
+    keygen_type(path, "ed25519");
+}
+
+fn keygen_type(path: &Path, kind: &str) {
     let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-f"])
         .arg(path)
         .status()
         .expect("ssh-keygen missing; install openssh-client");
@@ -46,6 +50,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("ed25519", "")
+    }
+
+    /// An sshd with a host key of `key_type` and extra `sshd_config` lines.
+    pub fn start_with(key_type: &str, extra_config: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(sshd.exists(), "/usr/sbin/sshd not found: {SETUP_HINT}");
         let id = Command::new("id").arg(TARGET_USER).output().unwrap();
@@ -53,7 +62,7 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let hk = dir.path().join("host_key");
-        keygen(&hk);
+        keygen_type(&hk, key_type);
         let host_key_line = std::fs::read_to_string(hk.with_extension("pub")).unwrap();
         let host_key_line = host_key_line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         let port = free_port();
@@ -63,7 +72,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\nStrictModes no\n\
-                 MaxStartups 100\nMaxSessions 50\n",
+                 MaxStartups 100\nMaxSessions 50\n{extra_config}",
                 hk.display(),
                 dir.path().display()
             ),

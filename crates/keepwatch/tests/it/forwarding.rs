@@ -1,0 +1,178 @@
+//! Port forwarding under grant policy, `ssh -J` refusal, and targets that only speak older
+//! SSH algorithms.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// A TCP server on a free port that echoes back what it reads, one connection at a time.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = c.read(&mut buf) {
+                if n == 0 || c.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+/// `ssh -N -L local:127.0.0.1:remote` in the background.
+fn forward(gw: &Gateway, local: u16, remote: u16) -> std::process::Child {
+    gw.ssh("alice@web01")
+        .args(["-N", "-L", &format!("{local}:127.0.0.1:{remote}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn local_forwarding_follows_the_grant_and_is_recorded() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    let allowed = echo_server();
+    let refused = echo_server();
+    gw.kw_ok(&["grant", "alice", "web01", "--allow-forward", &format!("127.0.0.1:{allowed}")]);
+    gw.start();
+
+    let local = free_port();
+    let mut ssh = forward(&gw, local, allowed);
+    let mut conn = wait_for("the forward to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", local)).ok()
+    });
+    conn.write_all(b"ping through the tunnel").unwrap();
+    let mut got = [0u8; 23];
+    conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping through the tunnel");
+    drop(conn);
+
+    let local2 = free_port();
+    let mut ssh2 = forward(&gw, local2, refused);
+    let mut c2 = wait_for("the second forward to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", local2)).ok()
+    });
+    let _ = c2.write_all(b"hello");
+    let mut buf = [0u8; 8];
+    assert_eq!(c2.read(&mut buf).unwrap_or(0), 0, "a refused destination gets no bytes back");
+    for child in [&mut ssh, &mut ssh2] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    // The refused forward never opened a channel, so it never started a session.
+    let sessions = gw.sealed_sessions(1);
+    let tunnel = sessions
+        .iter()
+        .flat_map(|s| s["channels"].as_array().unwrap().clone())
+        .find(|c| c["kind"] == "tunnel");
+    let tunnel = tunnel.expect("the allowed tunnel is listed with its session");
+    assert_eq!(tunnel["destination"], format!("127.0.0.1:{allowed}"));
+    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    assert!(audit.contains(&format!("127.0.0.1:{refused}")), "{audit}");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+#[test]
+fn jumping_through_the_gateway_is_refused_with_how_to_connect() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let inner = gw.ssh("alice@web01");
+    let proxy: Vec<String> = inner
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| !a.ends_with("@127.0.0.1"))
+        .collect();
+    let proxy_command = format!("ssh {} -W %h:%p alice@web01@127.0.0.1", proxy.join(" "));
+    let out = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg("-o")
+        .arg(format!("ProxyCommand={proxy_command}"))
+        .args(["-p", &sshd.port.to_string(), &format!("{TARGET_USER}@127.0.0.1"), "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused because the session could not be recorded; connect with ssh -p PORT alice@web01@GATEWAY"), "{err}");
+}
+
+#[test]
+fn a_device_with_only_old_algorithms_is_reached_with_per_target_settings() {
+    let old = "KexAlgorithms diffie-hellman-group14-sha1\nHostKeyAlgorithms ssh-rsa\nCiphers aes128-ctr\nMACs hmac-sha1\n";
+    let sshd = Sshd::start_with("rsa", old);
+    let mut gw = Gateway::new();
+    gw.add_target("modern", &sshd);
+    gw.add_target_at(
+        "legacy",
+        sshd.port,
+        TARGET_PASSWORD,
+        &[
+            "--host-key",
+            &sshd.host_key_line,
+            "--kex",
+            "diffie-hellman-group14-sha1",
+            "--host-key-algorithms",
+            "ssh-rsa",
+            "--ciphers",
+            "aes128-ctr",
+            "--macs",
+            "hmac-sha1",
+        ],
+    );
+    gw.kw_ok(&["grant", "alice", "legacy"]);
+    gw.start();
+
+    let out = gw.ssh("alice@legacy").arg("echo old-device-ok").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "old-device-ok\n");
+    let out = gw.ssh("alice@modern").arg("true").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "modern defaults cannot reach it");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keepwatch: target modern unreachable"));
+
+    // The client side of the gateway keeps modern algorithms whatever a target needs.
+    let out = gw
+        .ssh("alice@legacy")
+        .args(["-o", "KexAlgorithms=diffie-hellman-group14-sha1"])
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+
+    let bad = gw.kw_stdin(
+        &[
+            "target",
+            "add",
+            "x",
+            "--host",
+            "h",
+            "--login",
+            "l",
+            "--password-stdin",
+            "--trust-on-first-use",
+            "--ciphers",
+            "rot13",
+        ],
+        "pw",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown cipher algorithm \"rot13\""));
+}
