@@ -163,18 +163,24 @@ impl GrantPolicy {
     /// Whether local forwarding to `host:port` is allowed.
     pub fn forward_allowed(&self, host: &str, port: u32) -> bool {
         let dest = format!("{host}:{port}");
-        self.forward_to.iter().any(|p| glob_match(p.as_bytes(), dest.as_bytes()))
+        self.forward_to.iter().any(|p| glob_match(p, &dest))
     }
 }
 
 /// `*` matches any run of bytes; everything else matches itself (ASCII case-insensitive,
 /// since host names are).
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    glob_bytes(pattern.as_bytes(), text.as_bytes())
+}
+
+fn glob_bytes(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
+        // Collapse runs of `*` so hostile patterns cannot make this exponential.
+        Some((b'*', rest)) if rest.first() == Some(&b'*') => glob_bytes(rest, text),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_bytes(rest, &text[i..])),
         Some((c, rest)) => {
-            text.first().is_some_and(|t| t.eq_ignore_ascii_case(c)) && glob_match(rest, &text[1..])
+            text.first().is_some_and(|t| t.eq_ignore_ascii_case(c)) && glob_bytes(rest, &text[1..])
         }
     }
 }

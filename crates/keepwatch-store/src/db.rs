@@ -513,6 +513,81 @@ impl Store {
             .collect())
     }
 
+    // ---- transfers ----
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn add_transfer(&self, t: &TransferRow) -> Result<(), StoreError> {
+        let ranges: Vec<String> = t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        sqlx::query(
+            "INSERT INTO transfers (session_id, channel, at_us, protocol, path, direction, bytes, size, sha256, \
+             complete, ranges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.session_id.to_string())
+        .bind(i64::from(t.channel))
+        .bind(t.at_us)
+        .bind(&t.protocol)
+        .bind(&t.path)
+        .bind(if t.upload { "upload" } else { "download" })
+        .bind(t.bytes as i64)
+        .bind(t.size.map(|s| s as i64))
+        .bind(&t.sha256)
+        .bind(t.complete)
+        .bind(ranges.join(","))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Transfers matching `f`, newest first.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn transfers(&self, f: &TransferFilter) -> Result<Vec<TransferRow>, StoreError> {
+        let session = f.session.map(|s| s.to_string());
+        let rows = sqlx::query(
+            "SELECT t.* FROM transfers t JOIN sessions s ON s.id = t.session_id \
+             WHERE (? IS NULL OR s.person = ?) AND (? IS NULL OR s.target = ?) AND (? IS NULL OR t.session_id = ?) \
+             AND (? IS NULL OR t.sha256 = lower(?)) ORDER BY t.at_us DESC, t.id DESC",
+        )
+        .bind(&f.person)
+        .bind(&f.person)
+        .bind(&f.target)
+        .bind(&f.target)
+        .bind(&session)
+        .bind(&session)
+        .bind(&f.sha256)
+        .bind(&f.sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sid: String = r.get("session_id");
+                let direction: String = r.get("direction");
+                let ranges: String = r.get("ranges");
+                Ok(TransferRow {
+                    session_id: sid.parse().map_err(|e| corrupt("transfers.session_id", e))?,
+                    channel: r.get::<i64, _>("channel") as u32,
+                    at_us: r.get("at_us"),
+                    protocol: r.get("protocol"),
+                    path: r.get("path"),
+                    upload: direction == "upload",
+                    bytes: r.get::<i64, _>("bytes") as u64,
+                    size: r.get::<Option<i64>, _>("size").map(|v| v as u64),
+                    sha256: r.get("sha256"),
+                    complete: r.get("complete"),
+                    ranges: ranges
+                        .split(',')
+                        .filter_map(|p| {
+                            let (a, b) = p.split_once('-')?;
+                            Some((a.parse().ok()?, b.parse().ok()?))
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     // ---- ledger ----
 
     /// # Errors

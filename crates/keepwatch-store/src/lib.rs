@@ -15,7 +15,7 @@ pub use credentials::{hash_password, verify_password};
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
     Algorithms, AuditRow, ChannelRow, LedgerRow, NewAudit, NewTarget, PersonRow, SessionRow,
-    TargetRow, TargetSecret,
+    TargetRow, TargetSecret, TransferFilter, TransferRow,
 };
 pub use vault::{Vault, VaultError};
 

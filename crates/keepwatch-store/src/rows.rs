@@ -102,6 +102,33 @@ pub struct ChannelRow {
     pub exit_status: Option<u32>,
 }
 
+/// A file that moved in a session (SFTP or SCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    pub session_id: SessionId,
+    pub channel: u32,
+    pub at_us: i64,
+    /// `sftp` or `scp`.
+    pub protocol: String,
+    pub path: String,
+    pub upload: bool,
+    pub bytes: u64,
+    pub size: Option<u64>,
+    /// Lowercase hex, when the whole file moved.
+    pub sha256: Option<String>,
+    pub complete: bool,
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Which transfers to list.
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    pub person: Option<String>,
+    pub target: Option<String>,
+    pub session: Option<SessionId>,
+    pub sha256: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRow {
     pub seq: u64,

@@ -7,6 +7,7 @@ mod output;
 mod playback;
 mod run;
 mod sessions;
+mod transfers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     Verify(sessions::VerifyArgs),
     /// List audit events, newest first.
     Audit(sessions::AuditArgs),
+    /// List file transfers (SFTP, SCP) across sessions, with their SHA-256.
+    Transfers(transfers::TransfersArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,5 +104,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => playback::export(&dir, a).await,
         Command::Verify(a) => sessions::verify(&dir, a).await,
         Command::Audit(a) => sessions::audit(&dir, a).await,
+        Command::Transfers(a) => transfers::list(&dir, a).await,
     }
 }

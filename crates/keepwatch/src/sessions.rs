@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_recorder::{Problem, check_ledger, check_session};
-use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store};
+use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter};
+
+use crate::transfers::{transfer_cells, transfer_json};
 use serde_json::{Value, json};
 
 use crate::datadir::{DataDir, to_hex};
@@ -83,7 +85,17 @@ fn channel_label(c: &ChannelRow) -> String {
     }
 }
 
-fn session_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
+/// A session's row with its channels and transfers, as `sessions --json` and `show --json`
+/// print it.
+async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
+    let channels = store.channels(s.id).await?;
+    let transfers = store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    let mut v = session_row_json(s, &channels);
+    v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
+    Ok(v)
+}
+
+fn session_row_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
     json!({
         "id": s.id.to_string(), "user": s.person, "target": s.target, "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
@@ -106,7 +118,7 @@ pub async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let mut out = Vec::with_capacity(sessions.len());
         for s in &sessions {
-            out.push(session_json(s, &store.channels(s.id).await?));
+            out.push(session_json(&store, s).await?);
         }
         print_json(&Value::Array(out));
     } else {
@@ -164,7 +176,7 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let channels = store.channels(s.id).await?;
     audit_view(&store, AuditAction::SessionViewed, s.id, "show".into()).await?;
     if a.json {
-        print_json(&session_json(&s, &channels));
+        print_json(&session_json(&store, &s).await?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("session   {}", s.id);
@@ -188,6 +200,12 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
         let pty = c.pty_term.as_ref().map(|t| format!(" pty {t}")).unwrap_or_default();
         let exit = c.exit_status.map(|e| format!(" exit {e}")).unwrap_or_default();
         println!("  #{} {what}{pty}{exit}", c.channel);
+    }
+    let transfers = store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    if !transfers.is_empty() {
+        println!("transfers");
+        let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
+        table(&["AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,6 +67,25 @@ CREATE TABLE IF NOT EXISTS channels (
     exit_status INTEGER,
     PRIMARY KEY (session_id, channel)
 );
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    at_us INTEGER NOT NULL,
+    -- sftp or scp
+    protocol TEXT NOT NULL,
+    path TEXT NOT NULL,
+    -- upload (written on the target) or download (read from it)
+    direction TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    size INTEGER,
+    sha256 TEXT,
+    complete INTEGER NOT NULL,
+    -- start-end,start-end of the byte ranges moved
+    ranges TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_session ON transfers (session_id);
+CREATE INDEX IF NOT EXISTS transfers_sha256 ON transfers (sha256);
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL,
