@@ -1,0 +1,96 @@
+//! File transfers on relayed SSH channels, seen from the middle: SFTP subsystem channels and
+//! legacy `scp -t`/`scp -f` exec channels, framed, checked against a [`TransferPolicy`] and
+//! turned into audit events, with the size and SHA-256 of every file moved in full.
+//!
+//! Sans-IO: the gateway feeds the bytes each side sent ([`SftpTracker::from_client`],
+//! [`SftpTracker::from_server`], and the same on [`ScpTracker`]) and writes what comes back in
+//! [`Output`]: `forward` to the other side, `reply` back to the side that sent the bytes,
+//! `events` to the audit trail, and `close_channel` when the channel must end. No IO, no
+//! clock, no threads; every buffer is bounded, so a hostile peer costs at most a few MiB.
+//!
+//! **Invariant:** when the policy allows everything, a tracker is transparent: the bytes it
+//! forwards in each direction are exactly the bytes it was fed, whatever they are.
+//!
+//! **Invariant:** a denied request never reaches the target. When the tracker can no longer
+//! tell what a byte stream means (a protocol error) and the policy restricts anything, it
+//! stops forwarding and asks for the channel to be closed instead of letting bytes through
+//! unchecked.
+
+mod event;
+mod ranges;
+mod scp;
+mod sftp;
+mod track;
+
+pub use event::{Op, OpResult, SftpEvent, Transfer, TransferDirection};
+pub use scp::{ScpMode, ScpTracker};
+pub use sftp::SftpTracker;
+
+/// What a person may move through a channel. Decided per target by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferPolicy {
+    /// Files may be written on the target, and the target's files changed (remove, rename,
+    /// mkdir, setstat and the like).
+    pub upload: bool,
+    /// Files may be read from the target.
+    pub download: bool,
+    /// No byte past this offset of a file may be written or read.
+    pub max_file_size: Option<u64>,
+}
+
+impl Default for TransferPolicy {
+    fn default() -> Self {
+        TransferPolicy { upload: true, download: true, max_file_size: None }
+    }
+}
+
+impl TransferPolicy {
+    /// Whether there is nothing to enforce, only to record.
+    pub fn allows_everything(&self) -> bool {
+        self.upload && self.download && self.max_file_size.is_none()
+    }
+}
+
+const NO_UPLOADS: &str = "uploads are not allowed on this target";
+const NO_DOWNLOADS: &str = "downloads are not allowed on this target";
+const NO_CHANGES: &str = "changing files is not allowed on this target";
+
+fn too_big(max: u64) -> String {
+    format!("files over {max} bytes are not allowed on this target")
+}
+
+/// Which way bytes were going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// What to do after feeding a tracker some bytes. The caller clears it (or calls
+/// [`Output::clear`]) between calls; trackers only append.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Bytes to write to the other side of the channel: to the target after
+    /// `from_client`, to the client after `from_server`.
+    pub forward: Vec<u8>,
+    /// Bytes to write back to the side that sent the bytes just fed: to the client after
+    /// `from_client` (a refusal standing in for the target's answer), to the target after
+    /// `from_server` (legacy SCP only: a refusal standing in for the client's answer).
+    pub reply: Vec<u8>,
+    /// Audit events, in the order they happened.
+    pub events: Vec<SftpEvent>,
+    /// The channel must end: write `forward` and `reply` first, then send EOF and close it
+    /// on both sides. Set when a command is refused outright, or when a protocol error leaves
+    /// a restrictive policy unenforceable. Later calls forward nothing.
+    pub close_channel: bool,
+}
+
+impl Output {
+    /// Empties the output for the next call, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.forward.clear();
+        self.reply.clear();
+        self.events.clear();
+        self.close_channel = false;
+    }
+}
