@@ -1,0 +1,392 @@
+//! The command extractor: a state machine over output, input and resizes that finds prompts and reads command lines off the screen.
+
+use std::collections::VecDeque;
+
+use crate::input::{Key, KeyDecoder};
+use crate::prompt::{PromptKind, classify};
+use crate::screen::{self, Accepted, LineStart, Screen, Watch};
+use crate::{Command, Confidence, ExtractorConfig};
+
+/// Primary prompts remembered to recognise the next one as soon as it is drawn.
+const KNOWN_PROMPTS: usize = 16;
+/// Longest prompt text remembered (a prompt is a line or two).
+const MAX_PROMPT_TEXT: usize = 4096;
+
+/// Extracts the commands typed into one interactive pty channel.
+///
+/// Sans-IO: it is fed bytes and times and never reads a clock or a socket.
+/// Memory is bounded by the configured screen size and caps.
+pub struct CommandExtractor {
+    cfg: ExtractorConfig,
+    screen: Screen,
+    keys: KeyDecoder,
+    /// The prompt the person is typing at, when there is one.
+    prompt: Option<PromptState>,
+    /// The command accepted and now running (or collecting continuation lines).
+    current: Option<Running>,
+    /// Enter was pressed at this time. The line is read just before the shell
+    /// moves the cursor off it, so redraws on accept (Ctrl-R) are seen.
+    accepting: Option<u64>,
+    known_prompts: VecDeque<String>,
+    last_output_at: u64,
+    ready: VecDeque<Command>,
+    dropped: u64,
+}
+
+#[derive(Debug)]
+struct PromptState {
+    kind: PromptKind,
+    start: LineStart,
+    /// Printable keys typed at this prompt.
+    typed: usize,
+    /// Of those, the ones typed in earlier `input` calls (an echo had time to arrive).
+    typed_earlier: usize,
+    /// Output arrived since typing began (the keys were echoed, or something was).
+    output_since: bool,
+}
+
+#[derive(Debug)]
+struct Running {
+    text: String,
+    prompt: String,
+    started_at_us: u64,
+    confidence: Confidence,
+    full_screen: bool,
+}
+
+impl CommandExtractor {
+    pub fn new(cfg: ExtractorConfig) -> Self {
+        let (cols, rows) = clamp(&cfg, cfg.cols, cfg.rows);
+        Self {
+            screen: Screen::new(cols, rows),
+            cfg,
+            keys: KeyDecoder::default(),
+            prompt: None,
+            current: None,
+            accepting: None,
+            known_prompts: VecDeque::new(),
+            last_output_at: 0,
+            ready: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Bytes the target sent (what the person's terminal rendered).
+    pub fn output(&mut self, at_us: u64, data: &[u8]) {
+        self.last_output_at = at_us;
+        if let Some(p) = &mut self.prompt {
+            p.output_since |= !data.is_empty();
+        }
+        let may_skip = self.current.is_some() && self.prompt.is_none() && self.accepting.is_none();
+        self.screen.feed_bulk(data, may_skip);
+        if let Some(accepted) = self.screen.hooks.accepted.take() {
+            self.accepted(accepted);
+        }
+        self.note_full_screen();
+        self.after_output(at_us);
+    }
+
+    /// Bytes the person typed.
+    pub fn input(&mut self, at_us: u64, data: &[u8]) {
+        if let Some(p) = &mut self.prompt {
+            p.typed_earlier = p.typed;
+        }
+        let mut first = true;
+        for &byte in data {
+            let Some(key) = self.keys.push(byte) else {
+                continue;
+            };
+            if self.screen.is_alternate() {
+                // Keys for vim, less or top are not commands.
+                continue;
+            }
+            if first {
+                first = false;
+                if self.accepting.is_some() {
+                    // Typed ahead before the shell finished the line: read it now.
+                    self.force_accept();
+                }
+                self.find_prompt();
+            }
+            self.key(at_us, key);
+        }
+    }
+
+    /// The person's terminal changed size. Sizes are clamped to the configured maximum.
+    pub fn resize(&mut self, _at_us: u64, cols: u16, rows: u16) {
+        let (cols, rows) = clamp(&self.cfg, cols, rows);
+        self.screen.resize(cols, rows);
+        if let Some(accepted) = self.screen.hooks.accepted.take() {
+            self.accepted(accepted);
+        }
+    }
+
+    /// Commands completed since the last call (a command completes when the
+    /// next prompt appears or the channel ends).
+    pub fn drain(&mut self) -> Vec<Command> {
+        self.ready.drain(..).collect()
+    }
+
+    /// The channel closed: completes the running command and returns what is left.
+    pub fn finish(&mut self) -> Vec<Command> {
+        if self.accepting.is_some() {
+            self.force_accept();
+        }
+        self.complete(None);
+        self.prompt = None;
+        self.drain()
+    }
+
+    /// The current screen (alternate screen when active) as text, for snapshots.
+    pub fn screen_text(&self) -> String {
+        self.screen.text()
+    }
+
+    /// Commands dropped because [`ExtractorConfig::max_pending_commands`] were
+    /// waiting to be drained.
+    pub fn dropped_commands(&self) -> u64 {
+        self.dropped
+    }
+
+    /// A running command that takes over the screen: the alternate screen, or
+    /// (top) erasing the whole primary screen with application cursor keys on.
+    fn note_full_screen(&mut self) {
+        let hooks = &self.screen.hooks;
+        if (hooks.saw_alt || hooks.saw_app_clear)
+            && let Some(c) = &mut self.current
+        {
+            c.full_screen = true;
+        }
+    }
+
+    /// After output: a known prompt (or an OSC 133 B mark) ends the running
+    /// command right away, without waiting for the person's next key.
+    fn after_output(&mut self, at_us: u64) {
+        let osc = self.screen.hooks.osc_input_start.take();
+        let term = self.screen.term();
+        if let Some(p) = &mut self.prompt
+            && let Some(pos) = p.start.anchor.as_ref().and_then(|a| screen::resolve(term, a))
+        {
+            let (row, _) = screen::cursor(term);
+            p.start.extent = p.start.extent.max(row.saturating_sub(pos.0));
+        }
+        if self.prompt.is_some() || self.accepting.is_some() || self.screen.is_alternate() {
+            return;
+        }
+        if let Some(text) = osc {
+            if screen::prefix_at_cursor(term) == text {
+                self.complete(Some(at_us));
+                self.enter_prompt(PromptKind::Primary);
+            }
+            return;
+        }
+        if self.current.is_none() {
+            return;
+        }
+        let text = screen::prefix_at_cursor(term);
+        if self.known_prompts.iter().any(|k| *k == text) {
+            self.complete(Some(at_us));
+            self.enter_prompt(PromptKind::Primary);
+        }
+    }
+
+    /// The person starts typing: is the cursor at a shell prompt?
+    fn find_prompt(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            if p.typed == 0 {
+                // A right prompt may have been drawn after the prompt was recognised.
+                p.start.right = screen::right_of_cursor(self.screen.term());
+            }
+            return;
+        }
+        if self.screen.is_alternate() {
+            return;
+        }
+        let text = screen::prefix_at_cursor(self.screen.term());
+        let mut kind = classify(&text, self.known_prompts.iter().map(String::as_str));
+        if kind == PromptKind::Continuation && !self.continuation_possible() {
+            // `mysql> ` after a banner is a program's prompt, not the shell's PS2.
+            kind = PromptKind::NotPrompt;
+        }
+        match kind {
+            PromptKind::Primary => {
+                self.complete(Some(self.last_output_at));
+                self.enter_prompt(PromptKind::Primary);
+            }
+            PromptKind::Continuation => self.enter_prompt(PromptKind::Continuation),
+            PromptKind::NotPrompt => {}
+        }
+    }
+
+    /// A continuation prompt comes right after the accepted line, with no output between.
+    fn continuation_possible(&self) -> bool {
+        if self.current.is_none() {
+            return false;
+        }
+        let capture = &self.screen.hooks.capture;
+        let (row, _) = screen::cursor(self.screen.term());
+        capture.is_empty() && usize::try_from(capture.out_row).is_ok_and(|r| r == row)
+    }
+
+    fn enter_prompt(&mut self, kind: PromptKind) {
+        let term = self.screen.term();
+        let mut text = screen::prefix_at_cursor(term);
+        truncate_chars(&mut text, MAX_PROMPT_TEXT);
+        let right = screen::right_of_cursor(term);
+        if kind == PromptKind::Primary && !self.known_prompts.contains(&text) {
+            if self.known_prompts.len() == KNOWN_PROMPTS {
+                self.known_prompts.pop_front();
+            }
+            self.known_prompts.push_back(text.clone());
+        }
+        let anchor = self.screen.anchor_at_cursor();
+        self.prompt = Some(PromptState {
+            kind,
+            start: LineStart { text, right, anchor, extent: 0 },
+            typed: 0,
+            typed_earlier: 0,
+            output_since: false,
+        });
+    }
+
+    fn key(&mut self, at_us: u64, key: Key) {
+        let Some(p) = &mut self.prompt else {
+            // Input to a running program (cat, a password prompt): not a command.
+            return;
+        };
+        match key {
+            Key::Printable => p.typed += 1,
+            Key::Edit => {}
+            Key::Interrupt => {
+                if p.kind == PromptKind::Continuation {
+                    // Ctrl-C at `> ` abandons the whole multi-line command.
+                    self.current = None;
+                    self.screen.hooks.capture.active = false;
+                }
+                self.prompt = None;
+            }
+            Key::Enter if p.typed_earlier > 0 && !p.output_since => {
+                // Keys typed earlier were never echoed: the screen cannot tell.
+                let (row, _) = screen::cursor(self.screen.term());
+                self.accepting = Some(at_us);
+                self.accepted(Accepted {
+                    text: String::new(),
+                    confidence: Confidence::Unknown,
+                    end_row: row,
+                });
+                self.start_capture(row + 1);
+            }
+            Key::Enter => {
+                self.accepting = Some(at_us);
+                self.screen.hooks.watch = Some(Watch {
+                    start: p.start.clone(),
+                    cap: self.cfg.max_command_text,
+                    output_limit: self.cfg.max_output_text,
+                });
+            }
+        }
+    }
+
+    fn start_capture(&mut self, out_row: usize) {
+        let hooks = &mut self.screen.hooks;
+        hooks.capture.start(out_row, self.cfg.max_output_text);
+        (hooks.saw_alt, hooks.saw_app_clear) = (false, false);
+    }
+
+    /// Reads the line now, as the screen stands (the shell has not moved off it yet).
+    fn force_accept(&mut self) {
+        let Some(watch) = self.screen.hooks.watch.take() else {
+            return;
+        };
+        let accepted = screen::read_line(self.screen.term(), &watch.start, watch.cap);
+        self.start_capture(accepted.end_row + 1);
+        self.accepted(accepted);
+    }
+
+    /// The accepted line starts (or continues) a command.
+    fn accepted(&mut self, line: Accepted) {
+        self.screen.hooks.watch = None;
+        let Some(at_us) = self.accepting.take() else {
+            return;
+        };
+        let Some(p) = self.prompt.take() else { return };
+        let confidence = line.confidence;
+        if line.text.is_empty()
+            && confidence != Confidence::Unknown
+            && p.kind == PromptKind::Primary
+        {
+            // Enter on an empty (or emptied) line runs nothing.
+            return;
+        }
+        let cap = self.cfg.max_command_text;
+        match (&mut self.current, p.kind) {
+            (Some(c), PromptKind::Continuation) => {
+                // An empty line inside a here-doc or loop is part of the command.
+                if c.text.len() + 1 + line.text.len() <= cap {
+                    c.text.push('\n');
+                    c.text.push_str(&line.text);
+                }
+                c.confidence = c.confidence.max(confidence);
+            }
+            _ => {
+                self.complete(Some(at_us));
+                let mut text = line.text;
+                truncate_chars(&mut text, cap);
+                self.current = Some(Running {
+                    text,
+                    prompt: p.start.text,
+                    started_at_us: at_us,
+                    confidence,
+                    full_screen: false,
+                });
+            }
+        }
+    }
+
+    /// Ends the running command: its output is what lies between its line and
+    /// the cursor's (the new prompt's) line.
+    fn complete(&mut self, ended_at_us: Option<u64>) {
+        let Some(c) = self.current.take() else {
+            return;
+        };
+        let term = self.screen.term();
+        let (row, _) = screen::cursor(term);
+        let prompt_row = screen::logical_start(term, row);
+        let (output, output_truncated) = if ended_at_us.is_some() {
+            self.screen.finish_capture(prompt_row)
+        } else {
+            self.screen.finish_capture(usize::MAX)
+        };
+        if self.ready.len() >= self.cfg.max_pending_commands.max(1) {
+            self.ready.pop_front();
+            self.dropped += 1;
+        }
+        self.ready.push_back(Command {
+            text: c.text,
+            prompt: c.prompt,
+            started_at_us: c.started_at_us,
+            ended_at_us,
+            output,
+            output_truncated,
+            confidence: c.confidence,
+            full_screen: c.full_screen,
+        });
+    }
+}
+
+fn clamp(cfg: &ExtractorConfig, cols: u16, rows: u16) -> (usize, usize) {
+    (
+        usize::from(cols.clamp(1, cfg.max_cols.max(1))),
+        usize::from(rows.clamp(1, cfg.max_rows.max(1))),
+    )
+}
+
+fn truncate_chars(s: &mut String, max_bytes: usize) {
+    if s.len() > max_bytes {
+        let mut end = max_bytes;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
