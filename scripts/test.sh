@@ -14,7 +14,8 @@ fi
 
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null && command -v sftp >/dev/null || missing+=(openssh-client)
+command -v rsync >/dev/null || missing+=(rsync)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}"
   $SUDO apt-get update -q

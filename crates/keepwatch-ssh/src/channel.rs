@@ -14,6 +14,9 @@ use russh::server::Msg;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use crate::connection::{ActiveSession, Connection};
+use crate::transfer::{FileChannel, record_events};
+use keepwatch_sftp::Output;
+use russh::client;
 
 /// What the client asked for before the shell/exec/subsystem request.
 #[derive(Default)]
@@ -280,14 +283,20 @@ async fn relay(
         let _ = client_tx.close().await;
         return Ok(());
     }
-    if !req.early.is_empty() {
-        conn.record(s, Event::Input { channel, data: req.early.clone() })
-            .await
-            .map_err(|_| recording_failed())?;
-        let _ = up_tx.data_bytes(Bytes::from(req.early)).await;
+    let relay = Arc::new(Relay {
+        conn: conn.clone(),
+        s: s.clone(),
+        id,
+        channel,
+        client: client_tx,
+        target: Arc::new(up_tx),
+        files: FileChannel::for_channel(&kind, &s.grant),
+    });
+    if !req.early.is_empty() && !relay.client_data(Bytes::from(req.early)).await {
+        return Err(recording_failed());
     }
-    conn.spawn(target_to_client(conn.clone(), s.clone(), id, held, up_rx, client_tx.clone()));
-    client_to_target(conn, s, channel, client_rx, up_tx).await;
+    conn.spawn(relay.clone().target_to_client(held, up_rx));
+    relay.client_to_target(client_rx).await;
     Ok(())
 }
 
@@ -300,125 +309,188 @@ fn recording_failed() -> String {
     "keepwatch: the recording failed, so the session was ended".into()
 }
 
-async fn client_to_target(
-    conn: &Connection,
-    s: &ActiveSession,
-    channel: u32,
-    mut rx: ChannelReadHalf,
-    up: ChannelWriteHalf<client::Msg>,
-) {
-    let mut terminate = s.terminate.clone();
-    loop {
-        let msg = tokio::select! {
-            m = rx.wait() => m,
-            _ = terminated(&mut terminate) => None,
-            _ = conn.cancel.cancelled() => None,
-        };
-        let Some(msg) = msg else { break };
-        match msg {
-            ChannelMsg::Data { data } => {
-                if conn.record(s, Event::Input { channel, data: data.to_vec() }).await.is_err() {
-                    break;
-                }
-                if up.data_bytes(data).await.is_err() {
-                    break;
-                }
-            }
-            ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
-                let _ = conn
-                    .record(s, Event::Resize { channel, cols: col_width, rows: row_height })
-                    .await;
-                let _ = up.window_change(col_width, row_height, pix_width, pix_height).await;
-            }
-            ChannelMsg::Signal { signal } => {
-                let _ = up.signal(signal).await;
-            }
-            ChannelMsg::Eof => {
-                let _ =
-                    conn.record(s, Event::Eof { channel, direction: Direction::ToTarget }).await;
-                let _ = up.eof().await;
-            }
-            ChannelMsg::Close => break,
-            _ => {}
-        }
-    }
-    let _ = up.close().await;
-}
-
-use russh::client;
-
-async fn target_to_client(
+/// One relayed channel: what both pumps share.
+struct Relay {
     conn: Arc<Connection>,
     s: Arc<ActiveSession>,
     id: ChannelId,
-    held: Vec<ChannelMsg>,
-    mut up: ChannelReadHalf,
-    tx: Arc<ChannelWriteHalf<Msg>>,
-) {
-    let channel = u32::from(id);
-    let mut terminate = s.terminate.clone();
-    let mut exit_status = None;
-    let mut exit_signal = None;
-    let mut held = held.into_iter();
-    loop {
-        let msg = match held.next() {
-            Some(m) => Some(m),
-            None => tokio::select! {
-                m = up.wait() => m,
-                _ = terminated(&mut terminate) => {
-                    let text = s.terminate.borrow().clone().unwrap_or_default();
-                    let _ = conn.record(&s, Event::Notice { channel: Some(channel), text: text.clone() }).await;
-                    let _ = tx.extended_data_bytes(1, Bytes::from(format!("\r\n{text}\r\n"))).await;
-                    let _ = tx.eof().await;
-                    let _ = tx.close().await;
-                    let _ = conn.handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
-                    break;
-                }
-                _ = conn.cancel.cancelled() => None,
-            },
-        };
-        let Some(msg) = msg else { break };
-        match msg {
-            ChannelMsg::Data { data } => {
-                if conn.record(&s, Event::Output { channel, data: data.to_vec() }).await.is_err() {
-                    continue; // the termination branch ends the channel with the message
-                }
-                if tx.data_bytes(data).await.is_err() {
-                    break;
-                }
-            }
-            ChannelMsg::ExtendedData { data, ext } => {
-                if conn.record(&s, Event::ExtOutput { channel, data: data.to_vec() }).await.is_err()
-                {
-                    continue;
-                }
-                if tx.extended_data_bytes(ext, data).await.is_err() {
-                    break;
-                }
-            }
-            ChannelMsg::Eof => {
-                let _ =
-                    conn.record(&s, Event::Eof { channel, direction: Direction::ToClient }).await;
-                let _ = tx.eof().await;
-            }
-            ChannelMsg::ExitStatus { exit_status: st } => {
-                exit_status = Some(st);
-                let _ = tx.exit_status(st).await;
-            }
-            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
-                exit_signal = Some(format!("{signal_name:?}"));
-                let _ = conn
-                    .handle
-                    .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
-                    .await;
-            }
-            ChannelMsg::Close => break,
-            _ => {}
-        }
+    channel: u32,
+    client: Arc<ChannelWriteHalf<Msg>>,
+    target: Arc<ChannelWriteHalf<client::Msg>>,
+    /// Set on SFTP and legacy SCP channels: parsed, policed, recorded as file events.
+    files: Option<FileChannel>,
+}
+
+impl Relay {
+    async fn record(&self, event: Event) -> bool {
+        self.conn.record(&self.s, event).await.is_ok()
     }
-    let _ = conn.record(&s, Event::ChannelClose { channel, exit_status, exit_signal }).await;
-    let _ = tx.close().await;
-    if let Err(e) = conn.ctx.store.close_channel(s.id, channel, exit_status).await {
-        tracing::warn!(session_id = %s.id, error = %e, "cannot store channel close");
+
+    /// Bytes from the person: recorded, then forwarded (or, on a file channel, parsed and
+    /// forwarded or refused). Returns false when the channel must stop.
+    async fn client_data(&self, data: Bytes) -> bool {
+        let Some(files) = &self.files else {
+            return self.record(Event::Input { channel: self.channel, data: data.to_vec() }).await
+                && self.target.data_bytes(data).await.is_ok();
+        };
+        let out = files.from_client(&data);
+        self.file_output(out, &self.client, &self.target).await
+    }
+
+    /// Applies a file tracker's output: events recorded, `reply` back to the sender,
+    /// `forward` on to the other side.
+    async fn file_output<A, B>(
+        &self,
+        out: Output,
+        back: &ChannelWriteHalf<A>,
+        on: &ChannelWriteHalf<B>,
+    ) -> bool
+    where
+        A: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+        B: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    {
+        let protocol = self.files.as_ref().map_or("", |f| f.protocol);
+        if record_events(&self.conn, &self.s, self.channel, protocol, out.events).await.is_err() {
+            return false;
+        }
+        if !out.reply.is_empty() && back.data_bytes(Bytes::from(out.reply)).await.is_err() {
+            return false;
+        }
+        if !out.forward.is_empty() && on.data_bytes(Bytes::from(out.forward)).await.is_err() {
+            return false;
+        }
+        if out.close_channel {
+            let _ = self.client.eof().await;
+            let _ = self.client.close().await;
+            let _ = self.target.close().await;
+            return false;
+        }
+        true
+    }
+
+    async fn client_to_target(&self, mut rx: ChannelReadHalf) {
+        let (channel, up) = (self.channel, &self.target);
+        let mut terminate = self.s.terminate.clone();
+        loop {
+            let msg = tokio::select! {
+                m = rx.wait() => m,
+                _ = terminated(&mut terminate) => None,
+                _ = self.conn.cancel.cancelled() => None,
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if !self.client_data(data).await {
+                        break;
+                    }
+                }
+                ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
+                    let _ = self
+                        .record(Event::Resize { channel, cols: col_width, rows: row_height })
+                        .await;
+                    let _ = up.window_change(col_width, row_height, pix_width, pix_height).await;
+                }
+                ChannelMsg::Signal { signal } => {
+                    let _ = up.signal(signal).await;
+                }
+                ChannelMsg::Eof => {
+                    let _ =
+                        self.record(Event::Eof { channel, direction: Direction::ToTarget }).await;
+                    let _ = up.eof().await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let _ = up.close().await;
+    }
+
+    async fn target_to_client(self: Arc<Self>, held: Vec<ChannelMsg>, mut up: ChannelReadHalf) {
+        let (channel, tx) = (self.channel, &self.client);
+        let mut terminate = self.s.terminate.clone();
+        let mut exit_status = None;
+        let mut exit_signal = None;
+        let mut held = held.into_iter();
+        loop {
+            let msg = match held.next() {
+                Some(m) => Some(m),
+                None => tokio::select! {
+                    m = up.wait() => m,
+                    _ = terminated(&mut terminate) => {
+                        let text = self.s.terminate.borrow().clone().unwrap_or_default();
+                        let _ = self.record(Event::Notice { channel: Some(channel), text: text.clone() }).await;
+                        let _ = tx.extended_data_bytes(1, Bytes::from(format!("\r\n{text}\r\n"))).await;
+                        let _ = tx.eof().await;
+                        let _ = tx.close().await;
+                        let _ = self.conn.handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
+                        break;
+                    }
+                    _ = self.conn.cancel.cancelled() => None,
+                },
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                ChannelMsg::Data { data } => {
+                    let ok = match &self.files {
+                        None => {
+                            // On a failed recording the termination branch ends the channel.
+                            if !self.record(Event::Output { channel, data: data.to_vec() }).await {
+                                continue;
+                            }
+                            tx.data_bytes(data).await.is_ok()
+                        }
+                        Some(files) => {
+                            let out = files.from_server(&data);
+                            self.file_output(out, &self.target, tx).await
+                        }
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    if !self.record(Event::ExtOutput { channel, data: data.to_vec() }).await {
+                        continue;
+                    }
+                    if tx.extended_data_bytes(ext, data).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof => {
+                    let _ =
+                        self.record(Event::Eof { channel, direction: Direction::ToClient }).await;
+                    let _ = tx.eof().await;
+                }
+                ChannelMsg::ExitStatus { exit_status: st } => {
+                    exit_status = Some(st);
+                    let _ = tx.exit_status(st).await;
+                }
+                ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                    exit_signal = Some(format!("{signal_name:?}"));
+                    let _ = self
+                        .conn
+                        .handle
+                        .exit_signal_request(
+                            self.id,
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if let Some(files) = &self.files {
+            let out = files.finish();
+            let _ = record_events(&self.conn, &self.s, channel, files.protocol, out.events).await;
+        }
+        let _ = self.record(Event::ChannelClose { channel, exit_status, exit_signal }).await;
+        let _ = tx.close().await;
+        if let Err(e) = self.conn.ctx.store.close_channel(self.s.id, channel, exit_status).await {
+            tracing::warn!(session_id = %self.s.id, error = %e, "cannot store channel close");
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keepwatch_core::{AuditAction, RecordingFailure, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, GrantPolicy, RecordingFailure, SessionId, SessionStatus};
 use keepwatch_recorder::Recorder;
 use keepwatch_recording::{Event, SessionStart};
 use keepwatch_store::{NewAudit, SessionRow, TargetRow, now_us};
@@ -29,6 +29,8 @@ pub(crate) struct ActiveSession {
     pub upstream: client::Handle<UpstreamHandler>,
     /// Set (to the text shown to the person) when the session must end now.
     pub terminate: watch::Receiver<Option<String>>,
+    /// What the person's grant allows on this target (file transfers, forwarding).
+    pub grant: GrantPolicy,
     /// With `on_recording_failure = "continue"`, set once the recording has failed.
     unrecorded: AtomicBool,
 }
@@ -226,6 +228,13 @@ impl Connection {
                 Err(e) => tracing::warn!(error = %e, "cannot pin host key"),
             }
         }
+        let grant = match ctx.store.grant_policy(&self.login.person, &target.name).await {
+            Ok(g) => g.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e, "cannot read the grant; allowing no file transfers");
+                GrantPolicy { upload: false, download: false, ..Default::default() }
+            }
+        };
         tracing::info!(session_id = %id, target = %target.name, "session started");
         Ok(Arc::new(ActiveSession {
             id,
@@ -233,6 +242,7 @@ impl Connection {
             recorder,
             upstream: up.handle,
             terminate,
+            grant,
             unrecorded: AtomicBool::new(false),
         }))
     }

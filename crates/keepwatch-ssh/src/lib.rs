@@ -10,6 +10,7 @@ mod auth;
 mod channel;
 mod connection;
 mod menu;
+mod transfer;
 mod tunnel;
 mod upstream;
 

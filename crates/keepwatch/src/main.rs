@@ -62,12 +62,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The gateway logs what it does; one-shot commands speak only through their output.
+    let default_filter = match cli.command {
+        Command::Run(_) => "info,russh=warn,sqlx=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,russh=warn,sqlx=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

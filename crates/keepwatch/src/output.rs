@@ -40,8 +40,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 pub fn local_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(os_user_name)
+        .unwrap_or_else(|| "unknown".into());
     format!("local:{user}")
+}
+
+/// The name of the process's user from /etc/passwd (USER is unset under cron, CI and sudo -E).
+fn os_user_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_owned())
+    })
 }
 
 pub fn print_json(v: &serde_json::Value) {

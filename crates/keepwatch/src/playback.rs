@@ -70,6 +70,84 @@ async fn load(
     })
 }
 
+/// The events of a recording (sealed or live), without an audit event of their own: the
+/// caller audits the view it is part of.
+pub async fn events(dir: &DataDir, id: SessionId) -> anyhow::Result<Vec<TimedEvent>> {
+    let bytes = dir
+        .blobs()?
+        .read_recording(id)
+        .await
+        .with_context(|| format!("cannot read the recording of session {id}"))?;
+    read_events(&bytes).with_context(|| {
+        format!("recording of session {id} is damaged (run `keepwatch verify {id}`)")
+    })
+}
+
+/// One line for an event; data events show their size, not their bytes.
+pub fn describe(e: &Event) -> String {
+    match e {
+        Event::SessionStart(s) => {
+            format!("session start {}@{} from {}", s.user, s.target, s.client_addr)
+        }
+        Event::ChannelOpen { channel, kind, pty } => {
+            let what = match kind {
+                keepwatch_core::ChannelKind::Shell => "shell".to_owned(),
+                keepwatch_core::ChannelKind::Exec { command } => {
+                    format!("exec {:?}", String::from_utf8_lossy(command))
+                }
+                keepwatch_core::ChannelKind::Subsystem { name } => format!("subsystem {name}"),
+            };
+            let pty = pty
+                .as_ref()
+                .map(|p| format!(" pty {} {}x{}", p.term, p.cols, p.rows))
+                .unwrap_or_default();
+            format!("#{channel} open {what}{pty}")
+        }
+        Event::Output { channel, data } => format!("#{channel} output {} bytes", data.len()),
+        Event::ExtOutput { channel, data } => format!("#{channel} stderr {} bytes", data.len()),
+        Event::Input { channel, data } => format!("#{channel} input {} bytes", data.len()),
+        Event::Resize { channel, cols, rows } => format!("#{channel} resize {cols}x{rows}"),
+        Event::Eof { channel, direction } => format!("#{channel} eof {direction:?}"),
+        Event::ChannelClose { channel, exit_status, exit_signal } => {
+            format!("#{channel} close exit {exit_status:?} signal {exit_signal:?}")
+        }
+        Event::Notice { channel, text } => {
+            format!("{} notice {text}", channel.map(|c| format!("#{c}")).unwrap_or_default())
+        }
+        Event::Seal(s) => format!(
+            "seal {}{}",
+            s.status,
+            s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        Event::TunnelOpen { channel, host, port, originator } => {
+            format!("#{channel} tunnel to {host}:{port} from {originator}")
+        }
+        Event::TunnelClose { channel, bytes_to_target, bytes_to_client } => {
+            format!(
+                "#{channel} tunnel closed ({bytes_to_target} bytes out, {bytes_to_client} back)"
+            )
+        }
+        Event::FileOperation { channel, op, path, target_path, result } => {
+            let to = target_path.as_ref().map(|t| format!(" -> {t:?}")).unwrap_or_default();
+            format!("#{channel} {op} {path:?}{to}: {result}")
+        }
+        Event::FileTransfer(t) => {
+            let hash = t.sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            format!(
+                "#{} {} {:?} {} bytes size {:?} sha256 {} ranges {:?}{}",
+                t.channel,
+                if t.upload { "upload" } else { "download" },
+                t.path,
+                t.bytes,
+                t.size,
+                hash.unwrap_or_else(|| "-".into()),
+                t.ranges,
+                if t.complete { "" } else { " (partial)" }
+            )
+        }
+    }
+}
+
 /// The channel to play: the one asked for, else the first with a terminal, else the first.
 fn pick_channel(
     events: &[TimedEvent],

@@ -35,6 +35,9 @@ pub struct ShowArgs {
     id: SessionId,
     #[arg(long)]
     json: bool,
+    /// Also list every event of the recording (one line each; data as byte counts).
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Args)]
@@ -89,7 +92,8 @@ fn channel_label(c: &ChannelRow) -> String {
 /// print it.
 async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
     let channels = store.channels(s.id).await?;
-    let transfers = store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    let transfers =
+        store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
     let mut v = session_row_json(s, &channels);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
     Ok(v)
@@ -201,11 +205,18 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
         let exit = c.exit_status.map(|e| format!(" exit {e}")).unwrap_or_default();
         println!("  #{} {what}{pty}{exit}", c.channel);
     }
-    let transfers = store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    let transfers =
+        store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
     if !transfers.is_empty() {
         println!("transfers");
         let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
         table(&["AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256"], &rows);
+    }
+    if a.events {
+        println!("events");
+        for e in crate::playback::events(dir, s.id).await? {
+            println!("  {:>12.6}s {}", e.at_us as f64 / 1e6, crate::playback::describe(&e.event));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

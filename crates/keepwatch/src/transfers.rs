@@ -46,7 +46,10 @@ pub fn transfer_cells(t: &TransferRow) -> Vec<String> {
         t.bytes.to_string(),
         match (&t.sha256, t.complete) {
             (Some(h), true) => h.clone(),
-            _ => format!("partial {}", t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(",")),
+            _ => format!(
+                "partial {}",
+                t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(",")
+            ),
         },
     ]
 }

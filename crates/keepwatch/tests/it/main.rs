@@ -9,3 +9,4 @@ mod forwarding;
 mod refusals;
 mod sessions;
 mod tamper;
+mod transfers;

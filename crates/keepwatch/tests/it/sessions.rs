@@ -41,8 +41,19 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     let verify = gw.kw(&["verify", id]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     // Viewing a recording is itself audited.
-    let audit = gw.kw_ok(&["audit", "--json"]);
-    assert!(audit.contains("recording_exported"), "{audit}");
+    let audit = gw.json(&["audit", "--json"]);
+    let exported = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "recording_exported")
+        .expect("export audited");
+    assert_eq!(exported["session"], id);
+    let actor = exported["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with("local:") && actor != "local:unknown",
+        "the CLI names the OS user: {actor}"
+    );
 }
 
 #[test]

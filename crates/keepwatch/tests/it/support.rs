@@ -72,7 +72,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\nStrictModes no\n\
-                 MaxStartups 100\nMaxSessions 50\n{extra_config}",
+                 MaxStartups 100\nMaxSessions 50\nSubsystem sftp internal-sftp\n{extra_config}",
                 hk.display(),
                 dir.path().display()
             ),

@@ -1,0 +1,273 @@
+//! File transfers through the gateway with real `sftp`, `scp`, `scp -O` and `rsync`: each file
+//! recorded with its size and SHA-256, policy enforced per grant.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use keepwatch_recording::Event;
+
+use crate::support::*;
+
+/// A directory on the target (this machine) that the target login owns.
+fn target_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("kw-target-").tempdir().unwrap();
+    let st =
+        Command::new("chown").args([TARGET_USER, d.path().to_str().unwrap()]).status().unwrap();
+    assert!(st.success());
+    d
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+/// A file of `len` pseudo-random bytes.
+fn random_file(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn client_opts(gw: &Gateway) -> Vec<String> {
+    [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([gw.key.display().to_string()])
+    .collect()
+}
+
+fn sftp_batch(gw: &Gateway, login: &str, batch: &str) -> Output {
+    let mut c = Command::new("sftp");
+    c.args(client_opts(gw))
+        .args(["-P", &gw.ssh_port.to_string(), "-b", "-"])
+        .arg(format!("{login}@127.0.0.1"));
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), batch.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn transfers(gw: &Gateway) -> Vec<serde_json::Value> {
+    gw.json(&["transfers", "--json"]).as_array().unwrap().clone()
+}
+
+fn find<'a>(ts: &'a [serde_json::Value], direction: &str, path: &str) -> &'a serde_json::Value {
+    ts.iter()
+        .find(|t| t["direction"] == direction && t["path"].as_str().unwrap().ends_with(path))
+        .unwrap_or_else(|| panic!("no {direction} of {path} in {ts:#?}"))
+}
+
+/// Every event of a session's recording.
+fn events(gw: &Gateway, id: &str) -> Vec<Event> {
+    let bytes = std::fs::read(gw.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
+    keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
+}
+
+#[test]
+fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let remote = target_dir();
+    let local = tempfile::tempdir().unwrap();
+    let up = random_file(local.path(), "up.bin", 3_000_000);
+    let r = remote.path().display();
+    let batch = format!(
+        "put {up} {r}/up.bin\nget {r}/up.bin {l}/down.bin\nrename {r}/up.bin {r}/moved.bin\nmkdir {r}/sub\nput {up} {r}/sub/gone.bin\nrm {r}/sub/gone.bin\n",
+        up = up.display(),
+        l = local.path().display()
+    );
+    let out = sftp_batch(&gw, "alice@web01", &batch);
+    assert!(out.status.success(), "sftp failed: {}", String::from_utf8_lossy(&out.stderr));
+    let want = sha256(&up);
+    assert_eq!(sha256(&remote.path().join("moved.bin")), want);
+    assert_eq!(sha256(&local.path().join("down.bin")), want);
+
+    // A partial download resumed with reget: recorded as partial, with its range.
+    let half = 1_000_000;
+    let part = local.path().join("part.bin");
+    std::fs::write(&part, &std::fs::read(&up).unwrap()[..half]).unwrap();
+    let out = sftp_batch(&gw, "alice@web01", &format!("reget {r}/moved.bin {}\n", part.display()));
+    assert!(out.status.success(), "reget failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&part), want);
+
+    gw.sealed_sessions(2);
+    let ts = transfers(&gw);
+    let upload = find(&ts, "upload", "/up.bin");
+    assert_eq!(upload["sha256"], want);
+    assert_eq!(upload["bytes"], 3_000_000);
+    assert_eq!(upload["complete"], true);
+    assert_eq!(upload["protocol"], "sftp");
+    let download = find(&ts, "download", "/up.bin");
+    assert_eq!(download["sha256"], want);
+    assert_eq!(download["size"], 3_000_000);
+    let resumed = find(&ts, "download", "/moved.bin");
+    assert_eq!(resumed["complete"], false);
+    assert!(resumed["sha256"].is_null());
+    assert_eq!(resumed["ranges"], serde_json::json!([[half, 3_000_000]]));
+
+    // "Who ever moved a file with this hash?"
+    let by_hash = gw.json(&["transfers", "--sha256", &want.to_uppercase(), "--json"]);
+    assert!(by_hash.as_array().unwrap().len() >= 3, "{by_hash:#}");
+    let by_path = gw.json(&["transfers", "--path", "*/sub/*", "--json"]);
+    assert_eq!(by_path.as_array().unwrap().len(), 1, "{by_path:#}");
+
+    let id =
+        ts.iter().find(|t| t["path"].as_str().unwrap().ends_with("/up.bin")).unwrap()["session"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let ops: Vec<String> = events(&gw, &id)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FileOperation { op, path, result, .. } => {
+                Some(format!("{op} {} {result}", path.rsplit('/').next().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect();
+    // OpenSSH renames with the posix-rename@openssh.com extension.
+    assert!(ops.iter().any(|o| o == "extended \"posix-rename@openssh.com\" up.bin ok"), "{ops:?}");
+    for want in ["mkdir sub ok", "remove gone.bin ok"] {
+        assert!(ops.iter().any(|o| o == want), "no {want:?} in {ops:?}");
+    }
+    let shown = gw.kw_ok(&["show", &id]);
+    assert!(shown.contains("transfers") && shown.contains(&want), "{shown}");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+#[test]
+fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let remote = target_dir();
+    let local = tempfile::tempdir().unwrap();
+    let a = random_file(local.path(), "a.bin", 700_000);
+    let port = gw.ssh_port.to_string();
+    let dest = |name: &str| format!("alice@web01@127.0.0.1:{}/{name}", remote.path().display());
+    let scp = |legacy: bool, from: &str, to: &str| {
+        let mut c = Command::new("scp");
+        c.args(client_opts(&gw)).args(["-P", &port]);
+        if legacy {
+            c.arg("-O");
+        }
+        let out = c.args([from, to]).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "scp {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    scp(false, a.to_str().unwrap(), &dest("modern.bin"));
+    scp(true, a.to_str().unwrap(), &dest("legacy.bin"));
+    let back = local.path().join("back.bin");
+    scp(true, &dest("legacy.bin"), back.to_str().unwrap());
+    let want = sha256(&a);
+    for p in [remote.path().join("modern.bin"), remote.path().join("legacy.bin"), back.clone()] {
+        assert_eq!(sha256(&p), want, "{}", p.display());
+    }
+
+    let rsh = format!("ssh {} -p {port}", client_opts(&gw).join(" "));
+    let out = Command::new("rsync")
+        .args(["-a", "-e", &rsh, a.to_str().unwrap(), &dest("rsynced.bin")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rsync: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&remote.path().join("rsynced.bin")), want);
+
+    gw.sealed_sessions(4);
+    let ts = transfers(&gw);
+    assert_eq!(find(&ts, "upload", "/modern.bin")["sha256"], want);
+    assert_eq!(find(&ts, "upload", "/modern.bin")["protocol"], "sftp");
+    assert_eq!(find(&ts, "upload", "legacy.bin")["sha256"], want);
+    assert_eq!(find(&ts, "upload", "legacy.bin")["protocol"], "scp");
+    assert_eq!(find(&ts, "download", "legacy.bin")["sha256"], want);
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+#[test]
+fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.kw_ok(&["grant", "alice", "web01", "--no-upload", "--max-file-size", "100K"]);
+    gw.start();
+    let remote = target_dir();
+    let local = tempfile::tempdir().unwrap();
+    let small = random_file(remote.path(), "small.bin", 50_000);
+    let big = random_file(remote.path(), "big.bin", 300_000);
+    for f in [&small, &big] {
+        Command::new("chown").args([TARGET_USER, f.to_str().unwrap()]).status().unwrap();
+    }
+    let up = random_file(local.path(), "up.bin", 10_000);
+    let r = remote.path().display();
+
+    let out = sftp_batch(&gw, "alice@web01", &format!("put {} {r}/up.bin\n", up.display()));
+    assert!(!out.status.success(), "the upload must fail on the client");
+    assert!(!remote.path().join("up.bin").exists(), "a denied upload never reaches the target");
+    let out = sftp_batch(
+        &gw,
+        "alice@web01",
+        &format!("get {r}/small.bin {}/small.bin\n", local.path().display()),
+    );
+    assert!(
+        out.status.success(),
+        "a small download is allowed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sftp_batch(
+        &gw,
+        "alice@web01",
+        &format!("get {r}/big.bin {}/big.bin\n", local.path().display()),
+    );
+    assert!(!out.status.success(), "a download over --max-file-size fails");
+
+    let legacy = Command::new("scp")
+        .args(client_opts(&gw))
+        .args(["-O", "-P", &gw.ssh_port.to_string(), up.to_str().unwrap()])
+        .arg(format!("alice@web01@127.0.0.1:{r}/legacy.bin"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!legacy.status.success(), "legacy scp upload is refused too");
+    assert!(!remote.path().join("legacy.bin").exists());
+
+    let sessions = gw.sealed_sessions(4);
+    let denied: Vec<String> = sessions
+        .iter()
+        .flat_map(|s| events(&gw, s["id"].as_str().unwrap()))
+        .filter_map(|e| match e {
+            Event::FileOperation { op, path, result, .. } if result.starts_with("denied") => {
+                Some(format!("{op} {path}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(denied.iter().any(|d| d.contains("up.bin")), "{denied:?}");
+    assert!(denied.iter().any(|d| d.contains("big.bin")), "{denied:?}");
+    let ts = transfers(&gw);
+    assert_eq!(find(&ts, "download", "/small.bin")["sha256"], sha256(&small));
+}
