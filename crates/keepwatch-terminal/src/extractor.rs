@@ -11,6 +11,8 @@ use crate::{Command, Confidence, ExtractorConfig};
 const KNOWN_PROMPTS: usize = 16;
 /// Longest prompt text remembered (a prompt is a line or two).
 const MAX_PROMPT_TEXT: usize = 4096;
+/// Typed bytes kept to tell an echo from a program's output.
+const MAX_TYPED: usize = 1024;
 
 /// Extracts the commands typed into one interactive pty channel.
 ///
@@ -41,6 +43,12 @@ struct PromptState {
     typed: usize,
     /// Of those, the ones typed in earlier `input` calls (an echo had time to arrive).
     typed_earlier: usize,
+    /// The bytes of those keys, when no other key was used (capped).
+    typed_bytes: Vec<u8>,
+    /// Keys other than printable ones were used: `typed_bytes` is not the line.
+    edited: bool,
+    /// Enter came after keys that drew no output at all: maybe not echoed.
+    suspect_unechoed: bool,
     /// Output arrived since typing began (the keys were echoed, or something was).
     output_since: bool,
 }
@@ -108,7 +116,7 @@ impl CommandExtractor {
                 }
                 self.find_prompt();
             }
-            self.key(at_us, key);
+            self.key(at_us, key, byte);
         }
     }
 
@@ -245,18 +253,30 @@ impl CommandExtractor {
             start: LineStart { text, right, anchor, extent: 0 },
             typed: 0,
             typed_earlier: 0,
+            typed_bytes: Vec::new(),
+            edited: false,
+            suspect_unechoed: false,
             output_since: false,
         });
     }
 
-    fn key(&mut self, at_us: u64, key: Key) {
+    fn key(&mut self, at_us: u64, key: Key, byte: u8) {
         let Some(p) = &mut self.prompt else {
             // Input to a running program (cat, a password prompt): not a command.
             return;
         };
         match key {
-            Key::Printable => p.typed += 1,
-            Key::Edit => {}
+            Key::Printable | Key::More => {
+                if key == Key::Printable {
+                    p.typed += 1;
+                }
+                if p.typed_bytes.len() < MAX_TYPED {
+                    p.typed_bytes.push(byte);
+                } else {
+                    p.edited = true;
+                }
+            }
+            Key::PastedNewline | Key::Edit => p.edited = true,
             Key::Interrupt => {
                 if p.kind == PromptKind::Continuation {
                     // Ctrl-C at `> ` abandons the whole multi-line command.
@@ -265,18 +285,10 @@ impl CommandExtractor {
                 }
                 self.prompt = None;
             }
-            Key::Enter if p.typed_earlier > 0 && !p.output_since => {
-                // Keys typed earlier were never echoed: the screen cannot tell.
-                let (row, _) = screen::cursor(self.screen.term());
-                self.accepting = Some(at_us);
-                self.accepted(Accepted {
-                    text: String::new(),
-                    confidence: Confidence::Unknown,
-                    end_row: row,
-                });
-                self.start_capture(row + 1);
-            }
             Key::Enter => {
+                // Keys typed in earlier calls drew no output at all: they may
+                // not have been echoed; the line read at accept tells.
+                p.suspect_unechoed = p.typed_earlier > 0 && !p.output_since;
                 self.accepting = Some(at_us);
                 self.screen.hooks.watch = Some(Watch {
                     start: p.start.clone(),
@@ -310,6 +322,17 @@ impl CommandExtractor {
             return;
         };
         let Some(p) = self.prompt.take() else { return };
+        let mut line = line;
+        if p.suspect_unechoed {
+            // Nothing was echoed while typing. If the screen now shows other
+            // than what was typed (or nothing), it is the command's output or
+            // an untouched prompt: the command line itself is unknown.
+            let typed = String::from_utf8_lossy(&p.typed_bytes);
+            if line.text.is_empty() || (!p.edited && line.text.trim_end() != typed.trim_end()) {
+                line.text.clear();
+                line.confidence = Confidence::Unknown;
+            }
+        }
         let confidence = line.confidence;
         if line.text.is_empty()
             && confidence != Confidence::Unknown
@@ -365,7 +388,9 @@ impl CommandExtractor {
             text: c.text,
             prompt: c.prompt,
             started_at_us: c.started_at_us,
-            ended_at_us,
+            // A prompt seen only when typing resumed is dated by the last
+            // output, which never precedes the command's own Enter.
+            ended_at_us: ended_at_us.map(|e| e.max(c.started_at_us)),
             output,
             output_truncated,
             confidence: c.confidence,

@@ -7,8 +7,12 @@ pub(crate) enum Key {
     Enter,
     /// Ctrl-C.
     Interrupt,
-    /// A character that the line editor would insert (pasted newlines too).
+    /// A character that the line editor would insert.
     Printable,
+    /// A newline inside a bracketed paste (inserted, not Enter).
+    PastedNewline,
+    /// A UTF-8 continuation byte of the printable character before it.
+    More,
     /// Anything else: arrows, Ctrl-A/E/W/U/K/R, Tab, Backspace, Alt-x.
     Edit,
 }
@@ -46,12 +50,12 @@ impl KeyDecoder {
                     self.state = State::Esc;
                     None
                 }
-                b'\r' | b'\n' if self.in_paste => Some(Key::Printable),
+                b'\r' | b'\n' if self.in_paste => Some(Key::PastedNewline),
                 b'\r' | b'\n' => Some(Key::Enter),
                 0x03 => Some(Key::Interrupt),
                 0x00..=0x1f | 0x7f => Some(Key::Edit),
                 // UTF-8 continuation bytes are part of the character already counted.
-                0x80..=0xbf => None,
+                0x80..=0xbf => Some(Key::More),
                 _ => Some(Key::Printable),
             },
             State::Esc => {
@@ -109,7 +113,8 @@ mod tests {
 
     fn check(input: &[u8], expect: Expect) {
         let mut decoder = KeyDecoder::default();
-        let keys: Vec<_> = input.iter().filter_map(|&b| decoder.push(b)).collect();
+        let keys: Vec<_> =
+            input.iter().filter_map(|&b| decoder.push(b)).filter(|k| *k != Key::More).collect();
         expect.assert_eq(&format!("{keys:?}"));
     }
 
@@ -120,7 +125,7 @@ mod tests {
             b"a\x1b[Db\x1bOA\x7f\x01\x03",
             expect!["[Printable, Edit, Printable, Edit, Edit, Edit, Interrupt]"],
         );
-        check(b"\x1b[200~a\rb\x1b[201~\r", expect!["[Printable, Printable, Printable, Enter]"]);
+        check(b"\x1b[200~a\rb\x1b[201~\r", expect!["[Printable, PastedNewline, Printable, Enter]"]);
         check("é".as_bytes(), expect!["[Printable]"]);
         check(b"\x1b[12345678901234~x", expect!["[Edit, Printable]"]);
     }

@@ -9,6 +9,9 @@ use avt::observer::{Observation, Observer};
 use avt::parser::{EdScope, Function, Osc, ShellIntegration};
 use avt::{Line, Operation, ScreenKind, Terminal};
 
+/// Rows a prompt may span (soft-wrapped); longer logical lines are not prompts.
+const MAX_PROMPT_ROWS: usize = 8;
+
 /// A cell position: `(row, col)` in the visible screen.
 pub(crate) type Pos = (usize, usize);
 
@@ -438,7 +441,12 @@ pub(crate) fn text_from(term: &Terminal, from: Pos, to_row: usize, cap: usize) -
 pub(crate) fn prefix_at_cursor(term: &Terminal) -> String {
     let (row, col) = cursor(term);
     let mut out = String::new();
-    for r in logical_start(term, row)..=row {
+    let start = logical_start(term, row);
+    if row - start > MAX_PROMPT_ROWS {
+        // No prompt is this long: a wrapped wall of output.
+        return out;
+    }
+    for r in start..=row {
         let Some(l) = line(term, r) else { break };
         let cells = l.cells();
         let end = if r == row { col.min(cells.len()) } else { cells.len() };
