@@ -11,7 +11,9 @@ mod secret;
 pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
-pub use policy::{AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match};
+pub use policy::{
+    AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
+};
 pub use secret::Secret;
 
 use std::fmt;
