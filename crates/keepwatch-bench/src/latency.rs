@@ -136,13 +136,16 @@ async fn open_raw_cat(
     ch.exec(true, REMOTE).await?;
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
-    let mut replies = 0;
-    while replies < 2 || !contains(&seen, b"KW_READY") {
-        let msg = tokio::time::timeout_at(deadline.into(), ch.wait())
-            .await
-            .context("no ready marker in time")?;
+    // The marker alone proves the pty and the command are up: the replies are not counted,
+    // because the gateway answers only one of two pipelined want-reply requests.
+    while !contains(&seen, b"KW_READY") {
+        let msg = tokio::time::timeout_at(deadline.into(), ch.wait()).await.map_err(|_| {
+            anyhow::anyhow!(
+                "no ready marker in time (output so far {:?})",
+                String::from_utf8_lossy(&seen)
+            )
+        })?;
         match msg {
-            Some(ChannelMsg::Success) => replies += 1,
             Some(ChannelMsg::Failure) => bail!("the server refused the pty or the command"),
             Some(ChannelMsg::Data { data }) => seen.extend_from_slice(&data),
             Some(ChannelMsg::ExtendedData { data, .. }) => seen.extend_from_slice(&data),
