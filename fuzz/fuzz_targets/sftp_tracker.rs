@@ -13,8 +13,8 @@
 use keepwatch_sftp::{Output, ScpTracker, SftpEvent, SftpTracker, TransferPolicy};
 use libfuzzer_sys::fuzz_target;
 
-/// SFTP: two partial packets, 32 MiB of out-of-order data, 16 MiB of held paths.
-const SFTP_BOUND: usize = 2 * (256 * 1024 + 1024 + 4) + (32 << 20) + (16 << 20);
+/// SFTP: two partial packets, 16 MiB of out-of-order data, 4 MiB of held paths.
+const SFTP_BOUND: usize = 2 * (256 * 1024 + 1024 + 4) + (16 << 20) + (4 << 20);
 /// SCP: one line and the open directory names.
 const SCP_BOUND: usize = 4096 + (1 << 20);
 

@@ -289,10 +289,11 @@ impl ScpTracker {
                 Ok(rest)
             }
             State::Sink(_) | State::DataEnd(_) | State::Record => {
-                // A single `\0`, or a line.
+                // A single `\0`, or a line. On an error nothing of this call's bytes may be
+                // in `out` or `line`: the caller passes them on (or drops them) whole.
                 if self.line.is_empty() && data[0] == 0 && !matches!(self.state, State::Record) {
-                    out.forward.push(0);
                     self.answered(None, out)?;
+                    out.forward.push(0);
                     return Ok(&data[1..]);
                 }
                 let (part, rest, complete) = match data.iter().position(|&b| b == b'\n') {
@@ -302,18 +303,24 @@ impl ScpTracker {
                 if self.line.len() + part.len() > MAX_LINE {
                     return Err(ParseError::LineTooLong);
                 }
+                let held = self.line.len();
                 self.line.extend_from_slice(part);
                 if complete {
                     let line = std::mem::take(&mut self.line);
                     let result = if matches!(self.state, State::Record) {
                         self.record(&line, out)
                     } else {
-                        out.forward.extend_from_slice(&line);
                         self.answered(Some(&line), out)
+                            .map(|()| out.forward.extend_from_slice(&line))
                     };
                     self.line = line;
-                    self.line.clear();
-                    result?;
+                    match result {
+                        Ok(()) => self.line.clear(),
+                        Err(e) => {
+                            self.line.truncate(held);
+                            return Err(e);
+                        }
+                    }
                 }
                 Ok(rest)
             }

@@ -28,7 +28,7 @@ const MAX_OUTSTANDING: usize = 16 * 1024;
 /// Open handles, at most.
 const MAX_OPEN: usize = 4096;
 /// Path bytes held for outstanding requests and open handles together, at most.
-const MAX_HELD_PATH_BYTES: usize = 16 << 20;
+const MAX_HELD_PATH_BYTES: usize = 4 << 20;
 
 /// Why a byte stream stopped being SFTP as far as the tracker can tell.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,7 @@ impl SftpTracker {
 
     /// Bytes held inside the tracker right now (partial packets, out-of-order file data,
     /// paths of open handles and outstanding requests): a gauge for memory use, bounded by
-    /// about 50 MiB whatever the peers send.
+    /// about 21 MiB whatever the peers send.
     pub fn buffered(&self) -> usize {
         self.client.head.len() + self.server.head.len() + self.budget.used + self.held_path_bytes
     }

@@ -10,7 +10,7 @@ use crate::ranges::Ranges;
 /// Bytes past the hash position one file may buffer while waiting for the gap to fill.
 pub(crate) const AHEAD_WINDOW: u64 = 8 << 20;
 /// Bytes all files of one channel may buffer together.
-pub(crate) const AHEAD_BUDGET: usize = 32 << 20;
+pub(crate) const AHEAD_BUDGET: usize = 16 << 20;
 /// Separate buffered pieces one file may hold (pieces that touch are joined).
 const AHEAD_PIECES: usize = 1024;
 

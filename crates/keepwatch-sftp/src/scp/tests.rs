@@ -505,6 +505,18 @@ fn protocol_errors() {
           close channel
     "#]],
     );
+    // Found by fuzzing: a bad record that arrived in pieces passes on whole.
+    check(
+        "scp -t /srv",
+        open,
+        &[s(b"\0"), c(b"X bad\n"), c(b"after")],
+        expect![[r#"
+        s \0
+        c X bad\n
+          = protocol error from client: unexpected scp record "X bad\n"
+        c after
+    "#]],
+    );
     // Found by fuzzing: the client's partial line, held when the target spoke out of turn,
     // must go to the target (with the client's next bytes), not to the client.
     let steps = [c(b"\0"), s(b"C0644 1 a\n"), c(b"\x08"), s(b"C0644 2 b\n"), c(b"x\n")];

@@ -50,6 +50,8 @@ pub(super) struct OpenFile {
     pub(super) writes_in_flight: u32,
     /// A WRITE was sent or denied.
     pub(super) wrote: bool,
+    /// Bytes of WRITE data forwarded, answered or not.
+    pub(super) sent: u64,
     /// A write failed or was denied, or the target wrote to the file on its own
     /// (`copy-data`): the bytes that passed are not the file.
     pub(super) write_spoiled: bool,
@@ -103,6 +105,7 @@ impl SftpTracker {
                 eof_at: None,
                 writes_in_flight: 0,
                 wrote: false,
+                sent: 0,
                 write_spoiled: false,
                 read_denied: false,
                 write_denied: false,

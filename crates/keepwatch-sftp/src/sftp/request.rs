@@ -249,13 +249,18 @@ impl SftpTracker {
             return Err(ParseError::Truncated { ty: wire::FXP_WRITE });
         };
         let file = self.handles.get(handle).copied();
+        let len64 = u64::from(len);
+        // With APPEND the target ignores the offset and writes at the end: count what this
+        // handle sent so far instead, so repeated writes at 0 cannot grow past the limit.
+        let appended = file
+            .and_then(|file| self.files.get(&file))
+            .filter(|f| f.pflags.is_some_and(|p| p & wire::FXF_APPEND != 0))
+            .map_or(0, |f| f.sent);
+        let end = offset.checked_add(len64).zip(appended.checked_add(len64)).map(|(a, b)| a.max(b));
         let denial = if !self.policy.upload {
             Some(NO_UPLOADS.to_string())
         } else {
-            self.policy
-                .max_file_size
-                .filter(|&max| offset.checked_add(u64::from(len)).is_none_or(|end| end > max))
-                .map(too_big)
+            self.policy.max_file_size.filter(|&max| end.is_none_or(|end| end > max)).map(too_big)
         };
         let mut body =
             Body { data_left: len, trailer_left: trailer as u32, forward: true, feed: None };
@@ -270,6 +275,7 @@ impl SftpTracker {
                 if let Some(f) = file.and_then(|file| self.files.get_mut(&file)) {
                     f.writes_in_flight += 1;
                     f.wrote = true;
+                    f.sent = f.sent.saturating_add(len64);
                 }
                 body.feed = file.map(|file| Feed { file, side: Side::Write, offset });
             }

@@ -145,7 +145,7 @@ fn describe_one(p: &[u8]) -> String {
     let Ok(id) = r.u32() else { return s };
     let _ = write!(s, "#{id}");
     let text = |b: &[u8]| match b.len() {
-        0..=40 => format!("{:?}", String::from_utf8_lossy(b)),
+        0..=100 => format!("{:?}", String::from_utf8_lossy(b)),
         n => format!("{:?}...({n} bytes)", String::from_utf8_lossy(&b[..16])),
     };
     let _ = match ty {

@@ -363,69 +363,69 @@ fn uploads_denied() {
         deny_uploads(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/new" 0x1a
-          forward: nothing
-          reply: STATUS#1 3 "keepwatch: uploa"...(49 bytes)
-          = open "/srv/new" flags=WRITE|CREAT|TRUNC: denied: uploads are not allowed on this target
-        c OPEN#2 "/srv/x" 0x8
-          forward: nothing
-          reply: STATUS#2 3 "keepwatch: uploa"...(49 bytes)
-          = open "/srv/x" flags=CREAT: denied: uploads are not allowed on this target
-        c REMOVE#3 "/srv/x"
-          forward: nothing
-          reply: STATUS#3 3 "keepwatch: chang"...(55 bytes)
-          = remove "/srv/x": denied: changing files is not allowed on this target
-        c RENAME#4 "/srv/x"
-          forward: nothing
-          reply: STATUS#4 3 "keepwatch: chang"...(55 bytes)
-          = rename "/srv/x" -> "/srv/y": denied: changing files is not allowed on this target
-        c MKDIR#5 "/srv/dir"
-          forward: nothing
-          reply: STATUS#5 3 "keepwatch: chang"...(55 bytes)
-          = mkdir "/srv/dir": denied: changing files is not allowed on this target
-        c RMDIR#6 "/srv/dir"
-          forward: nothing
-          reply: STATUS#6 3 "keepwatch: chang"...(55 bytes)
-          = rmdir "/srv/dir": denied: changing files is not allowed on this target
-        c SETSTAT#7 "/srv/x"
-          forward: nothing
-          reply: STATUS#7 3 "keepwatch: chang"...(55 bytes)
-          = setstat "/srv/x": denied: changing files is not allowed on this target
-        c SYMLINK#8 "/etc/passwd"
-          forward: nothing
-          reply: STATUS#8 3 "keepwatch: chang"...(55 bytes)
-          = symlink "/srv/link" -> "/etc/passwd": denied: changing files is not allowed on this target
-        c EXTENDED#9 "posix-rename@openssh.com"
-          forward: nothing
-          reply: STATUS#9 3 "keepwatch: chang"...(55 bytes)
-          = extended "posix-rename@openssh.com" "/srv/x" -> "/srv/z": denied: changing files is not allowed on this target
-        c EXTENDED#10 "vendor-thing@example.com"
-          forward: nothing
-          reply: STATUS#10 3 "keepwatch: chang"...(55 bytes)
-          = extended "vendor-thing@example.com" "": denied: changing files is not allowed on this target
-        c REALPATH#11 "."
-        s NAME#11
-          = realpath ".": ok
-        c EXTENDED#12 "statvfs@openssh.com"
-        s EXTENDED_REPLY#12
-          = extended "statvfs@openssh.com" "/": ok
-        c OPEN#13 "/srv/readme" 0x1
-        s HANDLE#13 "\0\0\0\u{1}"
-          = open "/srv/readme" flags=READ: ok
-        c WRITE#14 @0 +6
-          forward: nothing
-          reply: STATUS#14 3 "keepwatch: uploa"...(49 bytes)
-          = write "/srv/readme": denied: uploads are not allowed on this target
-        c FSETSTAT#15
-          forward: nothing
-          reply: STATUS#15 3 "keepwatch: chang"...(55 bytes)
-          = fsetstat "/srv/readme": denied: changing files is not allowed on this target
-        c CLOSE#16
-        s STATUS#16 0 ""
-          = download "/srv/readme" bytes=0 ranges=[] incomplete
-    "#]],
+            c INIT v3
+            s VERSION v3
+            c OPEN#1 "/srv/new" 0x1a
+              forward: nothing
+              reply: STATUS#1 3 "keepwatch: uploads are not allowed on this target"
+              = open "/srv/new" flags=WRITE|CREAT|TRUNC: denied: uploads are not allowed on this target
+            c OPEN#2 "/srv/x" 0x8
+              forward: nothing
+              reply: STATUS#2 3 "keepwatch: uploads are not allowed on this target"
+              = open "/srv/x" flags=CREAT: denied: uploads are not allowed on this target
+            c REMOVE#3 "/srv/x"
+              forward: nothing
+              reply: STATUS#3 3 "keepwatch: changing files is not allowed on this target"
+              = remove "/srv/x": denied: changing files is not allowed on this target
+            c RENAME#4 "/srv/x"
+              forward: nothing
+              reply: STATUS#4 3 "keepwatch: changing files is not allowed on this target"
+              = rename "/srv/x" -> "/srv/y": denied: changing files is not allowed on this target
+            c MKDIR#5 "/srv/dir"
+              forward: nothing
+              reply: STATUS#5 3 "keepwatch: changing files is not allowed on this target"
+              = mkdir "/srv/dir": denied: changing files is not allowed on this target
+            c RMDIR#6 "/srv/dir"
+              forward: nothing
+              reply: STATUS#6 3 "keepwatch: changing files is not allowed on this target"
+              = rmdir "/srv/dir": denied: changing files is not allowed on this target
+            c SETSTAT#7 "/srv/x"
+              forward: nothing
+              reply: STATUS#7 3 "keepwatch: changing files is not allowed on this target"
+              = setstat "/srv/x": denied: changing files is not allowed on this target
+            c SYMLINK#8 "/etc/passwd"
+              forward: nothing
+              reply: STATUS#8 3 "keepwatch: changing files is not allowed on this target"
+              = symlink "/srv/link" -> "/etc/passwd": denied: changing files is not allowed on this target
+            c EXTENDED#9 "posix-rename@openssh.com"
+              forward: nothing
+              reply: STATUS#9 3 "keepwatch: changing files is not allowed on this target"
+              = extended "posix-rename@openssh.com" "/srv/x" -> "/srv/z": denied: changing files is not allowed on this target
+            c EXTENDED#10 "vendor-thing@example.com"
+              forward: nothing
+              reply: STATUS#10 3 "keepwatch: changing files is not allowed on this target"
+              = extended "vendor-thing@example.com" "": denied: changing files is not allowed on this target
+            c REALPATH#11 "."
+            s NAME#11
+              = realpath ".": ok
+            c EXTENDED#12 "statvfs@openssh.com"
+            s EXTENDED_REPLY#12
+              = extended "statvfs@openssh.com" "/": ok
+            c OPEN#13 "/srv/readme" 0x1
+            s HANDLE#13 "\0\0\0\u{1}"
+              = open "/srv/readme" flags=READ: ok
+            c WRITE#14 @0 +6
+              forward: nothing
+              reply: STATUS#14 3 "keepwatch: uploads are not allowed on this target"
+              = write "/srv/readme": denied: uploads are not allowed on this target
+            c FSETSTAT#15
+              forward: nothing
+              reply: STATUS#15 3 "keepwatch: changing files is not allowed on this target"
+              = fsetstat "/srv/readme": denied: changing files is not allowed on this target
+            c CLOSE#16
+            s STATUS#16 0 ""
+              = download "/srv/readme" bytes=0 ranges=[] incomplete
+        "#]],
     );
 }
 
@@ -449,33 +449,33 @@ fn downloads_denied() {
         deny_downloads(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/secret" 0x1
-          forward: nothing
-          reply: STATUS#1 3 "keepwatch: downl"...(51 bytes)
-          = open "/srv/secret" flags=READ: denied: downloads are not allowed on this target
-        c OPEN#2 "/srv/nowrite" 0x0
-          forward: nothing
-          reply: STATUS#2 3 "keepwatch: downl"...(51 bytes)
-          = open "/srv/nowrite" flags=0x0: denied: downloads are not allowed on this target
-        c OPEN#3 "/srv/upload" 0x1a
-        s HANDLE#3 "\0\0\0\u{1}"
-          = open "/srv/upload" flags=WRITE|CREAT|TRUNC: ok
-        c READ#4 @0 +10
-          forward: nothing
-          reply: STATUS#4 3 "keepwatch: downl"...(51 bytes)
-          = read "/srv/upload": denied: downloads are not allowed on this target
-        c WRITE#5 @0 +5
-        s STATUS#5 0 ""
-        c CLOSE#6
-        s STATUS#6 0 ""
-          = upload "/srv/upload" bytes=5 size=5 sha256=2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 ranges=[0..5] complete
-        c OPEN#7 "/srv/both" 0x3
-          forward: nothing
-          reply: STATUS#7 3 "keepwatch: downl"...(51 bytes)
-          = open "/srv/both" flags=READ|WRITE: denied: downloads are not allowed on this target
-    "#]],
+            c INIT v3
+            s VERSION v3
+            c OPEN#1 "/srv/secret" 0x1
+              forward: nothing
+              reply: STATUS#1 3 "keepwatch: downloads are not allowed on this target"
+              = open "/srv/secret" flags=READ: denied: downloads are not allowed on this target
+            c OPEN#2 "/srv/nowrite" 0x0
+              forward: nothing
+              reply: STATUS#2 3 "keepwatch: downloads are not allowed on this target"
+              = open "/srv/nowrite" flags=0x0: denied: downloads are not allowed on this target
+            c OPEN#3 "/srv/upload" 0x1a
+            s HANDLE#3 "\0\0\0\u{1}"
+              = open "/srv/upload" flags=WRITE|CREAT|TRUNC: ok
+            c READ#4 @0 +10
+              forward: nothing
+              reply: STATUS#4 3 "keepwatch: downloads are not allowed on this target"
+              = read "/srv/upload": denied: downloads are not allowed on this target
+            c WRITE#5 @0 +5
+            s STATUS#5 0 ""
+            c CLOSE#6
+            s STATUS#6 0 ""
+              = upload "/srv/upload" bytes=5 size=5 sha256=2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 ranges=[0..5] complete
+            c OPEN#7 "/srv/both" 0x3
+              forward: nothing
+              reply: STATUS#7 3 "keepwatch: downloads are not allowed on this target"
+              = open "/srv/both" flags=READ|WRITE: denied: downloads are not allowed on this target
+        "#]],
     );
 }
 
@@ -508,30 +508,30 @@ fn over_the_size_limit() {
         max_size(50),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/big-up" 0x1a
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/big-up" flags=WRITE|CREAT|TRUNC: ok
-        c WRITE#2 @0 +40, WRITE#3 @40 +40, WRITE#4 @80 +20
-          forward: WRITE#2 @0 +40
-          reply: STATUS#3 3 "keepwatch: files"...(61 bytes), STATUS#4 3 "keepwatch: files"...(61 bytes)
-          = write "/srv/big-up": denied: files over 50 bytes are not allowed on this target
-        s STATUS#2 0 ""
-        c CLOSE#5
-        s STATUS#5 0 ""
-          = upload "/srv/big-up" bytes=40 ranges=[0..40] incomplete
-        c OPEN#6 "/srv/big-down" 0x1
-        s HANDLE#6 "h2"
-          = open "/srv/big-down" flags=READ: ok
-        c READ#7 @0 +40, READ#8 @40 +40, READ#9 @80 +40
-        s DATA#7 +40, DATA#8 +40, DATA#9 +20
-          forward: DATA#7 +40, STATUS#8 3 "keepwatch: files"...(61 bytes), STATUS#9 3 "keepwatch: files"...(61 bytes)
-          = read "/srv/big-down": denied: files over 50 bytes are not allowed on this target
-        c CLOSE#10
-        s STATUS#10 0 ""
-          = download "/srv/big-down" bytes=40 ranges=[0..40] incomplete
-    "#]],
+            c INIT v3
+            s VERSION v3
+            c OPEN#1 "/srv/big-up" 0x1a
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/big-up" flags=WRITE|CREAT|TRUNC: ok
+            c WRITE#2 @0 +40, WRITE#3 @40 +40, WRITE#4 @80 +20
+              forward: WRITE#2 @0 +40
+              reply: STATUS#3 3 "keepwatch: files over 50 bytes are not allowed on this target", STATUS#4 3 "keepwatch: files over 50 bytes are not allowed on this target"
+              = write "/srv/big-up": denied: files over 50 bytes are not allowed on this target
+            s STATUS#2 0 ""
+            c CLOSE#5
+            s STATUS#5 0 ""
+              = upload "/srv/big-up" bytes=40 ranges=[0..40] incomplete
+            c OPEN#6 "/srv/big-down" 0x1
+            s HANDLE#6 "h2"
+              = open "/srv/big-down" flags=READ: ok
+            c READ#7 @0 +40, READ#8 @40 +40, READ#9 @80 +40
+            s DATA#7 +40, DATA#8 +40, DATA#9 +20
+              forward: DATA#7 +40, STATUS#8 3 "keepwatch: files over 50 bytes are not allowed on this target", STATUS#9 3 "keepwatch: files over 50 bytes are not allowed on this target"
+              = read "/srv/big-down": denied: files over 50 bytes are not allowed on this target
+            c CLOSE#10
+            s STATUS#10 0 ""
+              = download "/srv/big-down" bytes=40 ranges=[0..40] incomplete
+        "#]],
     );
 }
 
@@ -880,12 +880,12 @@ fn unknown_requests() {
         deny_uploads(),
         &[C(odd), C(packet(98, &[]))],
         expect![[r#"
-        c unknown#5
-          forward: nothing
-          reply: STATUS#5 3 "keepwatch: chang"...(55 bytes)
-          = unknown request type 99 "": denied: changing files is not allowed on this target
-        c unknown
-    "#]],
+            c unknown#5
+              forward: nothing
+              reply: STATUS#5 3 "keepwatch: changing files is not allowed on this target"
+              = unknown request type 99 "": denied: changing files is not allowed on this target
+            c unknown
+        "#]],
     );
 }
 
@@ -927,6 +927,71 @@ fn copy_data_extension() {
         s STATUS#5 0 "", STATUS#6 0 ""
           = download "/srv/src" bytes=0 ranges=[] incomplete
           = upload "/srv/dst" bytes=10 ranges=[10..20] incomplete
+    "#]],
+    );
+}
+
+/// Data that runs more than 8 MiB ahead of a missing first answer: hashing gives up for
+/// that file (its buffer is freed), yet the transfer is still whole and complete.
+#[test]
+fn gap_past_the_window_gives_up_hashing() {
+    let chunk = vec![7u8; 32 * 1024];
+    let n = 300u32; // 9.4 MiB
+    let mut t = crate::SftpTracker::new(TransferPolicy::default());
+    let mut out = crate::Output::default();
+    t.from_client(&open(1, "/srv/big", READ), &mut out);
+    t.from_server(&handle(1, H), &mut out);
+    let reads: Vec<u8> =
+        (0..=n).flat_map(|i| read(10 + i, H, u64::from(i) * 32768, 32768)).collect();
+    t.from_client(&reads, &mut out);
+    let mut peak = 0;
+    for i in 1..n {
+        t.from_server(&data(10 + i, &chunk), &mut out);
+        peak = peak.max(t.buffered());
+    }
+    t.from_server(&status(10 + n, EOF, ""), &mut out);
+    t.from_server(&data(10, &chunk), &mut out);
+    t.from_client(&close(2, H), &mut out);
+    t.from_server(&status(2, OK, ""), &mut out);
+    assert!(peak <= 8 << 20, "buffered {peak} bytes");
+    assert_eq!(t.buffered(), 0);
+    let last = out.events.last().map(ToString::to_string).unwrap_or_default();
+    assert_eq!(
+        last,
+        "download \"/srv/big\" bytes=9830400 size=9830400 ranges=[0..9830400] complete"
+    );
+}
+
+/// With APPEND the target ignores WRITE offsets: writes at offset 0 still count toward the
+/// limit by what the handle sent.
+#[test]
+fn append_writes_count_toward_the_limit() {
+    let mut steps = hello();
+    steps.extend([
+        C(open(1, "/srv/log", WRITE | CREAT | APPEND)),
+        S(handle(1, H)),
+        C([write(2, H, 0, &[b'a'; 30]), write(3, H, 0, &[b'b'; 30])].concat()),
+        S(status(2, OK, "")),
+        C(close(4, H)),
+        S(status(4, OK, "")),
+    ]);
+    check(
+        max_size(50),
+        &steps,
+        expect![[r#"
+        c INIT v3
+        s VERSION v3
+        c OPEN#1 "/srv/log" 0xe
+        s HANDLE#1 "\0\0\0\u{1}"
+          = open "/srv/log" flags=WRITE|APPEND|CREAT: ok
+        c WRITE#2 @0 +30, WRITE#3 @0 +30
+          forward: WRITE#2 @0 +30
+          reply: STATUS#3 3 "keepwatch: files over 50 bytes are not allowed on this target"
+          = write "/srv/log": denied: files over 50 bytes are not allowed on this target
+        s STATUS#2 0 ""
+        c CLOSE#4
+        s STATUS#4 0 ""
+          = upload "/srv/log" bytes=30 ranges=[0..30] incomplete
     "#]],
     );
 }
