@@ -73,6 +73,7 @@ stop_pid() { # pid [grace seconds]: TERM, wait, then KILL
 cleanup() {
     local rc=$? i
     trap - EXIT INT TERM
+    set +e # clean up as much as possible, whatever fails
     if [[ -n $WATCHDOG_PID ]]; then
         local sleeper
         sleeper=$(pgrep -P "$WATCHDOG_PID" || true)
