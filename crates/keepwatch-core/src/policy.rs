@@ -151,11 +151,19 @@ pub struct GrantPolicy {
     pub max_file_size: Option<u64>,
     /// `HOST:PORT` patterns (`*` matches any run of characters) that `ssh -L` may reach.
     pub forward_to: Vec<String>,
+    /// `ssh -R` may open listening ports on the target.
+    pub remote_forward: bool,
 }
 
 impl Default for GrantPolicy {
     fn default() -> Self {
-        GrantPolicy { upload: true, download: true, max_file_size: None, forward_to: Vec::new() }
+        GrantPolicy {
+            upload: true,
+            download: true,
+            max_file_size: None,
+            forward_to: Vec::new(),
+            remote_forward: false,
+        }
     }
 }
 

@@ -191,10 +191,38 @@ impl russh::server::Handler for ConnHandler {
         &mut self,
         address: &str,
         port: &mut u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        self.refuse_forwarding(format!("remote port forwarding from {address}:{port}")).await?;
-        Ok(false)
+        let what = format!("remote port forwarding from {address}:{port}");
+        let Some(login) = self.login.clone() else { return Ok(false) };
+        let Some(target) = login.target.clone() else {
+            self.refuse_forwarding(what).await?;
+            return Ok(false);
+        };
+        let allowed = self
+            .ctx
+            .store
+            .grant_policy(&login.person, &target)
+            .await?
+            .is_some_and(|g| g.remote_forward);
+        if !allowed {
+            self.refuse_forwarding(what).await?;
+            return Ok(false);
+        }
+        let conn = self.connection(login, session).await;
+        let Ok(s) = conn.session(&target).await else { return Ok(false) };
+        let (ok, text) = match s.upstream.tcpip_forward(address, *port).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                conn.serve_remote_forwards(&s);
+                (true, format!("target listens on {address}:{} for ssh -R", *port))
+            }
+            Err(e) => (false, format!("target refused to listen on {address}:{port}: {e}")),
+        };
+        let _ = conn.record(&s, keepwatch_recording::Event::Notice { channel: None, text }).await;
+        Ok(ok)
     }
 }
 

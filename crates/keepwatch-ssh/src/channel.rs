@@ -229,6 +229,20 @@ async fn relay(
             return Err(format!("keepwatch: target {target} refused a terminal"));
         }
     }
+    let files = FileChannel::for_channel(&kind, &s.grant);
+    if let Some(out) = files.as_ref().and_then(FileChannel::refuse_at_start) {
+        let channel = u32::from(id);
+        let _ = record_events(conn, s, channel, "scp", out.events).await;
+        if !replied {
+            let _ = conn.handle.channel_success(id).await;
+        }
+        let _ = client_tx.data_bytes(Bytes::from(out.reply)).await;
+        let _ = client_tx.exit_status(1).await;
+        let _ = client_tx.eof().await;
+        let _ = client_tx.close().await;
+        let _ = up_tx.close().await;
+        return Ok(());
+    }
     let sent = match &kind {
         ChannelKind::Shell => up_tx.request_shell(true).await,
         ChannelKind::Exec { command } => up_tx.exec(true, command.clone()).await,
@@ -290,7 +304,7 @@ async fn relay(
         channel,
         client: client_tx,
         target: Arc::new(up_tx),
-        files: FileChannel::for_channel(&kind, &s.grant),
+        files,
     });
     if !req.early.is_empty() && !relay.client_data(Bytes::from(req.early)).await {
         return Err(recording_failed());
@@ -333,7 +347,7 @@ impl Relay {
             return self.record(Event::Input { channel: self.channel, data: data.to_vec() }).await
                 && self.target.data_bytes(data).await.is_ok();
         };
-        let out = files.from_client(&data);
+        let out = files.client_bytes(&data);
         self.file_output(out, &self.client, &self.target).await
     }
 
@@ -378,28 +392,30 @@ impl Relay {
                 _ = self.conn.cancel.cancelled() => None,
             };
             let Some(msg) = msg else { break };
-            match msg {
-                ChannelMsg::Data { data } => {
-                    if !self.client_data(data).await {
-                        break;
-                    }
-                }
+            let go_on = match msg {
+                ChannelMsg::Data { data } => self.client_data(data).await,
                 ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                     let _ = self
                         .record(Event::Resize { channel, cols: col_width, rows: row_height })
                         .await;
                     let _ = up.window_change(col_width, row_height, pix_width, pix_height).await;
+                    true
                 }
                 ChannelMsg::Signal { signal } => {
                     let _ = up.signal(signal).await;
+                    true
                 }
                 ChannelMsg::Eof => {
                     let _ =
                         self.record(Event::Eof { channel, direction: Direction::ToTarget }).await;
                     let _ = up.eof().await;
+                    true
                 }
-                ChannelMsg::Close => break,
-                _ => {}
+                ChannelMsg::Close => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
             }
         }
         let _ = up.close().await;
@@ -440,7 +456,7 @@ impl Relay {
                             tx.data_bytes(data).await.is_ok()
                         }
                         Some(files) => {
-                            let out = files.from_server(&data);
+                            let out = files.server_bytes(&data);
                             self.file_output(out, &self.target, tx).await
                         }
                     };

@@ -31,6 +31,8 @@ pub(crate) struct ActiveSession {
     pub terminate: watch::Receiver<Option<String>>,
     /// What the person's grant allows on this target (file transfers, forwarding).
     pub grant: GrantPolicy,
+    /// Connections the target accepts for `ssh -R`; taken by the first allowed forward.
+    forwarded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::upstream::Forwarded>>>,
     /// With `on_recording_failure = "continue"`, set once the recording has failed.
     unrecorded: AtomicBool,
 }
@@ -94,8 +96,17 @@ impl Connection {
     ) {
         let conn = self.clone();
         let span = tracing::info_span!("tunnel", person = %self.login.person, peer = %self.peer, %host, port);
-        self.tasks
-            .spawn(crate::tunnel::run(conn, channel, host, port, originator).instrument(span));
+        self.tasks.spawn(
+            crate::tunnel::run_local(conn, channel, host, port, originator).instrument(span),
+        );
+    }
+
+    /// Starts serving the target's `ssh -R` connections (once per session).
+    pub fn serve_remote_forwards(self: &Arc<Self>, s: &Arc<ActiveSession>) {
+        let rx = s.forwarded.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rx) = rx {
+            self.tasks.spawn(crate::tunnel::run_remote(self.clone(), s.clone(), rx));
+        }
     }
 
     pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
@@ -243,6 +254,7 @@ impl Connection {
             upstream: up.handle,
             terminate,
             grant,
+            forwarded: std::sync::Mutex::new(Some(up.forwarded)),
             unrecorded: AtomicBool::new(false),
         }))
     }

@@ -52,14 +52,26 @@ impl FileChannel {
         out
     }
 
-    pub fn from_client(&self, data: &[u8]) -> Output {
+    /// For legacy SCP, whether policy refuses the whole command before it runs: then the
+    /// returned output holds the refusal for the client and the exec must not reach the target.
+    pub fn refuse_at_start(&self) -> Option<Output> {
+        let mut refused = false;
+        let out = self.with(|t, out| {
+            if let Tracker::Scp(s) = t {
+                refused = s.start(out);
+            }
+        });
+        refused.then_some(out)
+    }
+
+    pub fn client_bytes(&self, data: &[u8]) -> Output {
         self.with(|t, out| match t {
             Tracker::Sftp(s) => s.from_client(data, out),
             Tracker::Scp(s) => s.from_client(data, out),
         })
     }
 
-    pub fn from_server(&self, data: &[u8]) -> Output {
+    pub fn server_bytes(&self, data: &[u8]) -> Output {
         self.with(|t, out| match t {
             Tracker::Sftp(s) => s.from_server(data, out),
             Tracker::Scp(s) => s.from_server(data, out),

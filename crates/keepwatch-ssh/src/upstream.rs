@@ -39,6 +39,14 @@ pub(crate) struct SeenKey {
 pub(crate) struct UpstreamHandler {
     pinned: Option<PublicKey>,
     seen: Arc<Mutex<SeenKey>>,
+    forwarded: tokio::sync::mpsc::Sender<Forwarded>,
+}
+
+/// A connection the target accepted on a port `ssh -R` asked it to listen on.
+pub(crate) struct Forwarded {
+    pub channel: russh::Channel<client::Msg>,
+    pub connected: (String, u32),
+    pub originator: (String, u32),
 }
 
 impl client::Handler for UpstreamHandler {
@@ -63,10 +71,38 @@ impl client::Handler for UpstreamHandler {
             None => Ok(true),
         }
     }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // Only a session whose grant allowed `ssh -R` ever asked the target to listen, and it
+        // drains this queue; a full or closed queue refuses rather than buffers.
+        match self.forwarded.try_reserve() {
+            Ok(slot) => {
+                reply.accept().await;
+                slot.send(Forwarded {
+                    channel,
+                    connected: (connected_address.to_owned(), connected_port),
+                    originator: (originator_address.to_owned(), originator_port),
+                });
+            }
+            Err(_) => reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await,
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Upstream {
     pub handle: client::Handle<UpstreamHandler>,
+    /// Connections to ports the target listens on for `ssh -R`.
+    pub forwarded: tokio::sync::mpsc::Receiver<Forwarded>,
     /// Set when trust-on-first-use saw a key that should now be pinned.
     pub first_seen_key: Option<String>,
 }
@@ -216,7 +252,9 @@ async fn connect_within(
         }
     };
     let seen = Arc::new(Mutex::new(SeenKey::default()));
-    let handler = UpstreamHandler { pinned: pinned.clone(), seen: seen.clone() };
+    let (forwarded_tx, forwarded) = tokio::sync::mpsc::channel(16);
+    let handler =
+        UpstreamHandler { pinned: pinned.clone(), seen: seen.clone(), forwarded: forwarded_tx };
     let addr = (target.host.as_str(), target.port);
     let preferred = preferred_for(&target.algorithms)
         .map_err(|e| UpstreamError::BadSecret { target: name.clone(), reason: e.to_string() })?;
@@ -270,7 +308,7 @@ async fn connect_within(
     } else {
         None
     };
-    Ok(Upstream { handle, first_seen_key })
+    Ok(Upstream { handle, forwarded, first_seen_key })
 }
 
 /// A short reason for a connection error, such as `connection refused`.

@@ -232,9 +232,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.require_person_and_target(person, target).await?;
         sqlx::query(
-            "INSERT INTO grants (person, target, upload, download, max_file_size, forward_to) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET upload = excluded.upload, \
-             download = excluded.download, max_file_size = excluded.max_file_size, forward_to = excluded.forward_to",
+            "INSERT INTO grants (person, target, upload, download, max_file_size, forward_to, remote_forward) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET upload = excluded.upload, \
+             download = excluded.download, max_file_size = excluded.max_file_size, \
+             forward_to = excluded.forward_to, remote_forward = excluded.remote_forward",
         )
         .bind(person)
         .bind(target)
@@ -242,6 +243,7 @@ impl Store {
         .bind(policy.download)
         .bind(policy.max_file_size.map(|v| v as i64))
         .bind(policy.forward_to.join("\n"))
+        .bind(policy.remote_forward)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -271,6 +273,7 @@ impl Store {
                 .filter(|l| !l.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            remote_forward: r.get("remote_forward"),
         }))
     }
 

@@ -107,6 +107,9 @@ pub struct GrantArgs {
     /// Allow `ssh -L` to this HOST:PORT through the target (`*` wildcards; repeatable).
     #[arg(long = "allow-forward", value_name = "HOST:PORT")]
     allow_forward: Vec<String>,
+    /// Allow `ssh -R` to open listening ports on the target.
+    #[arg(long)]
+    allow_remote_forward: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -312,6 +315,7 @@ pub async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
         download: !a.no_download,
         max_file_size: a.max_file_size,
         forward_to: a.allow_forward.clone(),
+        remote_forward: a.allow_remote_forward,
     };
     store.grant(&a.user, &a.target, &policy).await?;
     audit(&store, AuditAction::GrantAdded, format!("{} -> {}: {policy:?}", a.user, a.target))

@@ -58,6 +58,8 @@ pub(super) struct OpenFile {
     /// A denial was already reported for this file (pipelined requests would repeat it).
     pub(super) read_denied: bool,
     pub(super) write_denied: bool,
+    /// An FSETSTAT set the file's size to this after it was opened.
+    pub(super) truncated_to: Option<u64>,
 }
 
 impl SftpTracker {
@@ -109,6 +111,7 @@ impl SftpTracker {
                 write_spoiled: false,
                 read_denied: false,
                 write_denied: false,
+                truncated_to: None,
             },
         );
         Ok(())
@@ -153,11 +156,15 @@ fn download_transfer(f: &OpenFile, ending: Ending) -> Transfer {
 /// together they cover a gapless prefix from offset 0, and the close succeeded. Without
 /// TRUNC or EXCL the file may have had bytes past the last write (`reput` appends), so the
 /// bytes written are not the file.
+/// An FSETSTAT that sets the size to exactly the written prefix (OpenSSH's in-place upload,
+/// which `scp` uses) makes the file those bytes too.
 fn upload_transfer(f: &OpenFile, ending: Ending) -> Transfer {
     let fresh = f.pflags.is_some_and(|p| p & (FXF_TRUNC | FXF_EXCL) != 0);
     let end = match (ending, f.write.ranges.prefix_end()) {
         (Ending::Closed { ok: true }, Some(end))
-            if fresh && !f.write_spoiled && f.writes_in_flight == 0 =>
+            if (fresh || f.truncated_to == Some(end))
+                && !f.write_spoiled
+                && f.writes_in_flight == 0 =>
         {
             Some(end)
         }

@@ -42,6 +42,9 @@ pub(super) enum Pending {
         op: Op,
         file: Option<FileId>,
         other: Option<FileId>,
+        /// The size an FSETSTAT sets (OpenSSH's in-place uploads, as `scp` makes them,
+        /// truncate to the bytes written this way instead of opening with TRUNC).
+        set_size: Option<u64>,
     },
     OnPath {
         op: Op,
@@ -131,7 +134,10 @@ impl SftpTracker {
                     FXP_FSETSTAT => (Op::Fsetstat, changes),
                     _ => (Op::Readdir, Verdict::Allow),
                 };
-                (Pending::OnHandle { op, file, other: None }, verdict)
+                // Lenient: the size is only a hint for completeness, never a reason to stop.
+                let set_size =
+                    if ty == FXP_FSETSTAT { r.attrs_size().ok().flatten() } else { None };
+                (Pending::OnHandle { op, file, other: None, set_size }, verdict)
             }
             FXP_RENAME | FXP_SYMLINK => {
                 let first = path_text(r.string().map_err(t)?);
@@ -203,7 +209,7 @@ impl SftpTracker {
             }
             b"fstatvfs@openssh.com" | b"fsync@openssh.com" => {
                 let file = r.string().ok().and_then(|h| self.handles.get(h).copied());
-                (Pending::OnHandle { op, file, other: None }, Verdict::Allow)
+                (Pending::OnHandle { op, file, other: None, set_size: None }, Verdict::Allow)
             }
             b"copy-data" => self.copy_data(op, r, changes),
             _ => (Pending::OnPath { op, path: String::new(), target: None }, changes),
@@ -233,7 +239,7 @@ impl SftpTracker {
             f.wrote = true;
             f.write_spoiled = true;
         }
-        (Pending::OnHandle { op, file: from, other: to }, verdict)
+        (Pending::OnHandle { op, file: from, other: to, set_size: None }, verdict)
     }
 
     /// The header of a WRITE: decide, then let its data stream through (or drop it).
@@ -292,7 +298,7 @@ impl SftpTracker {
             Pending::Open { path, pflags } => (Op::Open, path, None, Some(pflags)),
             Pending::Opendir { path } => (Op::Opendir, path, None, None),
             Pending::OnPath { op, path, target } => (op, path, target, None),
-            Pending::OnHandle { op, file, other } => {
+            Pending::OnHandle { op, file, other, .. } => {
                 let target = other.map(|other| self.path_of(Some(other)));
                 (op, self.path_of(file), target, None)
             }

@@ -198,11 +198,18 @@ impl SftpTracker {
                     Self::event(out, Op::Write, self.path_of(file), result);
                 }
             }
-            Pending::OnHandle { op, file, other } => {
+            Pending::OnHandle { op, file, other, set_size } => {
                 if let (Op::Fstat, Reply::Attrs { size: Some(size) }) = (&op, &reply)
                     && let Some(f) = file.and_then(|file| self.files.get_mut(&file))
                 {
                     f.size = Some(*size);
+                }
+                if op == Op::Fsetstat
+                    && result == OpResult::Ok
+                    && let (Some(size), Some(f)) =
+                        (set_size, file.and_then(|file| self.files.get_mut(&file)))
+                {
+                    f.truncated_to = Some(size);
                 }
                 if op == Op::Readdir && reply.is_ok_or_eof() {
                     return Ok(());
@@ -254,7 +261,7 @@ impl SftpTracker {
                     result,
                 });
             }
-            Pending::OnHandle { op, file, other } if op != Op::Readdir => {
+            Pending::OnHandle { op, file, other, .. } if op != Op::Readdir => {
                 let target_path = other.map(|other| self.path_of(Some(other)));
                 let path = self.path_of(file);
                 out.events.push(SftpEvent::Operation {

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS grants (
     max_file_size INTEGER,
     -- Newline-separated HOST:PORT patterns that ssh -L may reach.
     forward_to TEXT NOT NULL DEFAULT '',
+    remote_forward INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (person, target)
 );
 CREATE TABLE IF NOT EXISTS sessions (

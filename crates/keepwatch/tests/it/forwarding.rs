@@ -176,3 +176,58 @@ fn a_device_with_only_old_algorithms_is_reached_with_per_target_settings() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown cipher algorithm \"rot13\""));
 }
+
+#[test]
+fn remote_forwarding_needs_the_grant_and_is_recorded() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let echo = echo_server();
+
+    // Without the grant: refused, the client says so.
+    let rport = free_port();
+    let out = gw
+        .ssh("alice@web01")
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", &format!("{rport}:127.0.0.1:{echo}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("remote port forwarding failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    gw.kw_ok(&["grant", "alice", "web01", "--allow-remote-forward"]);
+    let mut ssh = gw
+        .ssh("alice@web01")
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", &format!("{rport}:127.0.0.1:{echo}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The target (sshd) listens on rport and tunnels back through the gateway to the echo server.
+    let mut c = wait_for("the target to listen for -R", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", rport)).ok()
+    });
+    c.write_all(b"back through -R").unwrap();
+    let mut got = [0u8; 15];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"back through -R");
+    drop(c);
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+
+    // The refused -R never started a session; the allowed one did.
+    let sessions = gw.sealed_sessions(1);
+    let tunnel = sessions
+        .iter()
+        .flat_map(|s| s["channels"].as_array().unwrap().clone())
+        .find(|c| c["kind"] == "remote-tunnel");
+    // OpenSSH names the default bind address "localhost".
+    let tunnel = tunnel.expect("the -R connection is listed");
+    assert_eq!(tunnel["destination"], format!("localhost:{rport}"));
+    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    assert!(audit.contains(&format!("remote port forwarding from localhost:{rport}")), "{audit}");
+}
