@@ -38,6 +38,11 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     );
     assert!(exported.contains("kw-42"));
 
+    // Replay plays the same bytes (fast: --speed and --idle-limit).
+    let replay = gw.kw(&["replay", id, "--speed", "50", "--idle-limit", "0.1"]);
+    assert!(replay.status.success());
+    assert_eq!(String::from_utf8_lossy(&replay.stdout), exported);
+
     let verify = gw.kw(&["verify", id]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     // Viewing a recording is itself audited.
@@ -205,4 +210,17 @@ fn binary_data_passes_through_unchanged_both_ways() {
     );
     gw.sealed_sessions(1);
     assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+#[test]
+fn the_web_listener_answers_its_health_check() {
+    use std::io::{Read, Write};
+    let mut gw = Gateway::new();
+    gw.start();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
 }

@@ -104,6 +104,7 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub ssh_port: u16,
+    pub web_port: u16,
     pub key: PathBuf,
     pub log: Arc<Mutex<String>>,
 }
@@ -116,7 +117,8 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("alice_key");
         keygen(&key);
-        let g = Gateway { dir, child: None, ssh_port: 0, key, log: Default::default() };
+        let g =
+            Gateway { dir, child: None, ssh_port: 0, web_port: 0, key, log: Default::default() };
         g.kw_ok(&["init"]);
         let pubkey = g.key.with_extension("pub");
         g.kw_stdin_ok(
@@ -237,11 +239,15 @@ impl Gateway {
             }
         });
         self.child = Some(child);
-        self.ssh_port = wait_for("the gateway to listen", Duration::from_secs(30), || {
-            let log = self.log.lock().unwrap();
-            let line = log.lines().find(|l| l.contains("SSH gateway listening on"))?;
-            line.rsplit(':').next()?.trim().parse().ok()
-        });
+        let port_of = |what: &str| {
+            wait_for(&format!("the gateway's {what}"), Duration::from_secs(30), || {
+                let log = self.log.lock().unwrap();
+                let line = log.lines().find(|l| l.contains(what))?;
+                line.rsplit(':').next()?.trim().parse().ok()
+            })
+        };
+        self.ssh_port = port_of("SSH gateway listening on");
+        self.web_port = port_of("web listening on");
     }
 
     fn pid(&self) -> u32 {
