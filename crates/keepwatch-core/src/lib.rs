@@ -6,6 +6,7 @@ mod audit;
 mod id;
 mod login;
 mod policy;
+mod redact;
 mod secret;
 
 pub use audit::AuditAction;
@@ -14,6 +15,7 @@ pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use policy::{
     AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
 };
+pub use redact::{DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector};
 pub use secret::Secret;
 
 use std::fmt;

@@ -15,6 +15,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use crate::connection::{ActiveSession, Connection};
 use crate::transfer::{FileChannel, record_events};
+use keepwatch_core::{InputPiece, SecretInputDetector};
 use keepwatch_sftp::Output;
 use russh::client;
 
@@ -305,6 +306,8 @@ async fn relay(
         client: client_tx,
         target: Arc::new(up_tx),
         files,
+        // Terminal channels are where people answer password prompts.
+        secrets: req.pty.is_some().then(|| std::sync::Mutex::new(SecretInputDetector::default())),
     });
     if !req.early.is_empty() && !relay.client_data(Bytes::from(req.early)).await {
         return Err(recording_failed());
@@ -333,6 +336,9 @@ struct Relay {
     target: Arc<ChannelWriteHalf<client::Msg>>,
     /// Set on SFTP and legacy SCP channels: parsed, policed, recorded as file events.
     files: Option<FileChannel>,
+    /// Set on terminal channels: input typed at a password prompt is recorded as a marker.
+    /// The lock is held for one synchronous call at a time, never across an await.
+    secrets: Option<std::sync::Mutex<SecretInputDetector>>,
 }
 
 impl Relay {
@@ -340,12 +346,35 @@ impl Relay {
         self.conn.record(&self.s, event).await.is_ok()
     }
 
+    async fn record_input(&self, piece: InputPiece) -> bool {
+        let data = match piece {
+            InputPiece::Clear(data) => data,
+            InputPiece::Redacted(n) => InputPiece::marker(n),
+        };
+        self.record(Event::Input { channel: self.channel, data }).await
+    }
+
+    /// Output on a terminal channel may show a password prompt.
+    fn watch_output(&self, data: &[u8]) {
+        if let Some(d) = &self.secrets {
+            d.lock().unwrap_or_else(|e| e.into_inner()).output(data);
+        }
+    }
+
     /// Bytes from the person: recorded, then forwarded (or, on a file channel, parsed and
     /// forwarded or refused). Returns false when the channel must stop.
     async fn client_data(&self, data: Bytes) -> bool {
         let Some(files) = &self.files else {
-            return self.record(Event::Input { channel: self.channel, data: data.to_vec() }).await
-                && self.target.data_bytes(data).await.is_ok();
+            let pieces = match &self.secrets {
+                Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).input(&data),
+                None => vec![InputPiece::Clear(data.to_vec())],
+            };
+            for piece in pieces {
+                if !self.record_input(piece).await {
+                    return false;
+                }
+            }
+            return self.target.data_bytes(data).await.is_ok();
         };
         let out = files.client_bytes(&data);
         self.file_output(out, &self.client, &self.target).await
@@ -449,6 +478,7 @@ impl Relay {
                 ChannelMsg::Data { data } => {
                     let ok = match &self.files {
                         None => {
+                            self.watch_output(&data);
                             // On a failed recording the termination branch ends the channel.
                             if !self.record(Event::Output { channel, data: data.to_vec() }).await {
                                 continue;
@@ -465,6 +495,7 @@ impl Relay {
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
+                    self.watch_output(&data);
                     if !self.record(Event::ExtOutput { channel, data: data.to_vec() }).await {
                         continue;
                     }
@@ -502,6 +533,13 @@ impl Relay {
         if let Some(files) = &self.files {
             let out = files.finish();
             let _ = record_events(&self.conn, &self.s, channel, files.protocol, out.events).await;
+        }
+        let unfinished = self
+            .secrets
+            .as_ref()
+            .and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).finish());
+        if let Some(piece) = unfinished {
+            let _ = self.record_input(piece).await;
         }
         let _ = self.record(Event::ChannelClose { channel, exit_status, exit_signal }).await;
         let _ = tx.close().await;

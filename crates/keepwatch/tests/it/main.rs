@@ -7,6 +7,7 @@ mod support;
 mod durability;
 mod forwarding;
 mod refusals;
+mod secrets;
 mod sessions;
 mod tamper;
 mod transfers;

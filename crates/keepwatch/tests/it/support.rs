@@ -371,9 +371,16 @@ impl Interactive {
     }
 
     pub fn wait_output(&self, needle: &str) {
-        wait_for(&format!("{needle:?} in the session output"), Duration::from_secs(20), || {
-            self.output().contains(needle).then_some(())
-        });
+        self.wait_output_times(needle, 1);
+    }
+
+    /// Waits until `needle` has appeared `n` times in the output.
+    pub fn wait_output_times(&self, needle: &str, n: usize) {
+        wait_for(
+            &format!("{needle:?} {n} time(s) in the session output"),
+            Duration::from_secs(20),
+            || (self.output().matches(needle).count() >= n).then_some(()),
+        );
     }
 
     /// Waits for ssh to exit; returns its status, stdout bytes and stderr.
