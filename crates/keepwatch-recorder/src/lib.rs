@@ -124,6 +124,7 @@ impl Recorder {
             fail_tx,
             last_checkpoint: Instant::now(),
             unsigned_chunks: false,
+            out: Vec::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(Recorder { id, started: Instant::now(), tx, failure })
@@ -186,6 +187,8 @@ struct RecorderTask {
     fail_tx: watch::Sender<Option<String>>,
     last_checkpoint: Instant,
     unsigned_chunks: bool,
+    /// Chunk bytes on their way to the file, reused between flushes.
+    out: Vec<u8>,
 }
 
 impl RecorderTask {
@@ -211,23 +214,36 @@ impl RecorderTask {
                 },
                 _ = tick.tick() => {
                     let checkpoint = self.last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval;
-                    self.flush(checkpoint, true).await;
+                    if !self.flush(checkpoint, true).await {
+                        // A quiet tick: give back what an idle session does not need.
+                        if let Some(w) = self.writer.as_mut() {
+                            w.release_buffers();
+                        }
+                        self.out = Vec::new();
+                    }
                 }
             }
         }
     }
 
-    /// Writes what is pending as one chunk; `sync` also makes it durable.
-    async fn flush(&mut self, checkpoint: bool, sync: bool) {
-        let (Some(w), Some(file)) = (self.writer.as_mut(), self.file.as_mut()) else { return };
+    /// Writes what is pending as one chunk; `sync` also makes it durable. Returns whether
+    /// anything was written.
+    async fn flush(&mut self, checkpoint: bool, sync: bool) -> bool {
+        let (Some(w), Some(file)) = (self.writer.as_mut(), self.file.as_mut()) else {
+            return false;
+        };
         let sign = checkpoint && (self.unsigned_chunks || w.pending_len() > 0);
-        let Some(bytes) = w.flush(now_us(), sign) else { return };
+        self.out.clear();
+        if !w.flush_into(&mut self.out, now_us(), sign) {
+            return false;
+        }
         self.unsigned_chunks = !sign;
         if sign {
             self.last_checkpoint = Instant::now();
         }
+        let bytes = &self.out;
         let res = tokio::task::block_in_place(|| {
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             if sync { file.sync_data() } else { Ok(()) }
         });
         if let Err(e) = res {
@@ -236,6 +252,7 @@ impl RecorderTask {
                 self.ctx.blobs.spool_path(self.id).display()
             ));
         }
+        true
     }
 
     fn fail(&mut self, reason: String) {

@@ -35,6 +35,11 @@ const MIN_COMPRESS: usize = 64;
 /// Past a flush, buffers larger than this are given back rather than kept per session.
 const KEEP_CAPACITY: usize = 4 << 20;
 
+/// After a chunk that zstd could not shrink, this many chunks are stored raw untried.
+const SKIP_AFTER_INCOMPRESSIBLE: u32 = 8;
+/// The smallest chunk whose failure to compress makes the writer skip the next ones.
+const SKIP_MIN_PAYLOAD: usize = 64 << 10;
+
 /// What the seal chunk committed to: stored in the database and appended to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealInfo {
@@ -62,8 +67,12 @@ pub struct RecordingWriter {
     cuts: Vec<usize>,
     /// Compression output, reused.
     scratch: Vec<u8>,
-    /// `None` if zstd could not allocate a context: chunks are then stored raw.
+    /// Created on first use and dropped by [`RecordingWriter::release_buffers`]; `None`
+    /// also when zstd could not allocate a context (chunks are then stored raw).
     compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Chunks still to store raw without trying zstd, after one that did not compress:
+    /// a stream of random bytes (an encrypted file, a compressed archive) stays cheap.
+    skip_compress: u32,
     header_written: bool,
     next_seq: u64,
     chain_head: [u8; 32],
@@ -98,7 +107,8 @@ impl RecordingWriter {
             pending: Vec::new(),
             cuts: Vec::new(),
             scratch: Vec::new(),
-            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
+            compressor: None,
+            skip_compress: 0,
             header_written: false,
             next_seq: 0,
             chain_head: chain_seed(&session_id),
@@ -170,6 +180,17 @@ impl RecordingWriter {
         let seg_start = self.cuts.last().copied().unwrap_or(0);
         if self.pending.len() - seg_start > MAX_CHUNK_PAYLOAD && start > seg_start {
             self.cuts.push(start);
+        }
+    }
+
+    /// Frees the buffers and the zstd context of a writer with nothing pending, so an idle
+    /// session costs little memory; they come back on the next flush that needs them.
+    pub fn release_buffers(&mut self) {
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+            self.scratch = Vec::new();
+            self.cuts = Vec::new();
+            self.compressor = None;
         }
     }
 
@@ -250,7 +271,21 @@ impl RecordingWriter {
             let payload = &self.pending[start..end];
             start = end;
             let mut flags = flags;
-            let stored = match compress(self.compressor.as_mut(), payload, &mut self.scratch) {
+            let tried = self.skip_compress == 0 && payload.len() >= MIN_COMPRESS;
+            self.skip_compress = self.skip_compress.saturating_sub(1);
+            if tried && self.compressor.is_none() {
+                self.compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+            }
+            let compressed = if tried {
+                compress(self.compressor.as_mut(), payload, &mut self.scratch)
+            } else {
+                None
+            };
+            // Only bulk data decides: a small chunk that does not shrink says little.
+            if tried && compressed.is_none() && payload.len() >= SKIP_MIN_PAYLOAD {
+                self.skip_compress = SKIP_AFTER_INCOMPRESSIBLE;
+            }
+            let stored = match compressed {
                 Some(c) => {
                     flags |= FLAG_ZSTD;
                     c

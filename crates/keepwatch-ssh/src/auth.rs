@@ -144,6 +144,38 @@ impl russh::server::Handler for ConnHandler {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The channel task keeps the terminal for the target; accepting here, in order,
+        // keeps the replies to pipelined requests (pty-req then shell) in step.
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_forwarding("X11 forwarding".into()).await?;
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
     async fn channel_open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,

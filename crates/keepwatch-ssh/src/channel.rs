@@ -43,7 +43,7 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
     let id = channel.id();
     let (mut rx, tx) = channel.split();
     let tx = Arc::new(tx);
-    let Some((kind, mut req)) = collect_requests(&conn, id, &mut rx).await else {
+    let Some((kind, mut req)) = collect_requests(&conn, &mut rx).await else {
         let _ = tx.close().await;
         return;
     };
@@ -117,7 +117,6 @@ fn env_allowed(allow: &[String], name: &str) -> bool {
 
 async fn collect_requests(
     conn: &Connection,
-    id: ChannelId,
     rx: &mut ChannelReadHalf,
 ) -> Option<(ChannelKind, Requests)> {
     let mut req = Requests::default();
@@ -144,7 +143,9 @@ async fn collect_requests(
                     pix_height,
                     modes: terminal_modes,
                 });
-                let _ = conn.handle.channel_success(id).await;
+                // Answered in `ConnHandler::pty_request` as it arrives: russh keeps one
+                // want-reply flag per channel, so a late answer here could take the place
+                // of the shell or exec request's.
             }
             ChannelMsg::SetEnv { variable_name, variable_value, .. }
                 if env_allowed(&conn.ctx.config.env_allow, &variable_name) =>
@@ -167,9 +168,6 @@ async fn collect_requests(
                     return None;
                 }
                 req.early.extend_from_slice(&data);
-            }
-            ChannelMsg::RequestX11 { .. } => {
-                let _ = conn.handle.channel_failure(id).await;
             }
             ChannelMsg::Close => return None,
             // Agent forwarding (sent without want-reply by OpenSSH) and the rest are ignored:
