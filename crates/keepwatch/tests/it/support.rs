@@ -268,23 +268,30 @@ impl Gateway {
         child.wait().unwrap();
     }
 
+    /// The OpenSSH client options every test client uses: alice's key only, no prompts,
+    /// no known-hosts file.
+    pub fn client_opts(&self) -> Vec<String> {
+        let opts = [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "LogLevel=ERROR",
+            "BatchMode=yes",
+            "ConnectTimeout=10",
+            "IdentitiesOnly=yes",
+        ];
+        let mut v: Vec<String> =
+            opts.iter().flat_map(|o| ["-o".to_owned(), o.to_string()]).collect();
+        v.extend(["-i".to_owned(), self.key.display().to_string()]);
+        v
+    }
+
     /// `ssh` to the gateway as `login`, with alice's key, non-interactive.
     pub fn ssh(&self, login: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes"])
-        .arg("-i")
-        .arg(&self.key)
-        .args(["-p", &self.ssh_port.to_string()])
-        .arg(format!("{login}@127.0.0.1"))
-        .stdin(Stdio::null());
+        c.args(self.client_opts())
+            .args(["-p", &self.ssh_port.to_string()])
+            .arg(format!("{login}@127.0.0.1"))
+            .stdin(Stdio::null());
         c
     }
 

@@ -38,29 +38,9 @@ fn random_file(dir: &Path, name: &str, len: usize) -> PathBuf {
     p
 }
 
-fn client_opts(gw: &Gateway) -> Vec<String> {
-    [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([gw.key.display().to_string()])
-    .collect()
-}
-
 fn sftp_batch(gw: &Gateway, login: &str, batch: &str) -> Output {
     let mut c = Command::new("sftp");
-    c.args(client_opts(gw))
+    c.args(gw.client_opts())
         .args(["-P", &gw.ssh_port.to_string(), "-b", "-"])
         .arg(format!("{login}@127.0.0.1"));
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -173,7 +153,7 @@ fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
     let dest = |name: &str| format!("alice@web01@127.0.0.1:{}/{name}", remote.path().display());
     let scp = |legacy: bool, from: &str, to: &str| {
         let mut c = Command::new("scp");
-        c.args(client_opts(&gw)).args(["-P", &port]);
+        c.args(gw.client_opts()).args(["-P", &port]);
         if legacy {
             c.arg("-O");
         }
@@ -189,7 +169,7 @@ fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
         assert_eq!(sha256(&p), want, "{}", p.display());
     }
 
-    let rsh = format!("ssh {} -p {port}", client_opts(&gw).join(" "));
+    let rsh = format!("ssh {} -p {port}", gw.client_opts().join(" "));
     let out = Command::new("rsync")
         .args(["-a", "-e", &rsh, a.to_str().unwrap(), &dest("rsynced.bin")])
         .stdin(Stdio::null())
@@ -246,7 +226,7 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
     assert!(!out.status.success(), "a download over --max-file-size fails");
 
     let legacy = Command::new("scp")
-        .args(client_opts(&gw))
+        .args(gw.client_opts())
         .args(["-O", "-P", &gw.ssh_port.to_string(), up.to_str().unwrap()])
         .arg(format!("alice@web01@127.0.0.1:{r}/legacy.bin"))
         .stdin(Stdio::null())
