@@ -1,0 +1,268 @@
+//! Who may go where: people, targets and grants.
+
+use keepwatch_core::{GrantPolicy, Role};
+use sqlx::Row;
+
+use super::*;
+
+impl Store {
+    // ---- people ----
+
+    /// # Errors
+    /// `Exists` if the name is taken.
+    pub async fn add_person(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: Option<&str>,
+        ssh_keys: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO people (name, role, password_hash, created_at_us) VALUES (?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now_us())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Exists { kind: "person", name: name.to_owned() }
+            } else {
+                e.into()
+            }
+        })?;
+        for key in ssh_keys {
+            sqlx::query("INSERT INTO person_keys (person, public_key) VALUES (?, ?)")
+                .bind(name)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only; an unknown name is `Ok(None)`.
+    pub async fn person(&self, name: &str) -> Result<Option<PersonRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, role, password_hash, created_at_us FROM people WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let keys: Vec<String> =
+            sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        Ok(Some(person_row(&row, keys)?))
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn people(&self) -> Result<Vec<PersonRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, role, password_hash, created_at_us FROM people ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row.get("name");
+            let keys =
+                sqlx::query("SELECT public_key FROM person_keys WHERE person = ? ORDER BY rowid")
+                    .bind(&name)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+            out.push(person_row(row, keys)?);
+        }
+        Ok(out)
+    }
+
+    // ---- targets ----
+
+    /// # Errors
+    /// `Exists` if the name is taken.
+    pub async fn add_target(&self, t: &NewTarget) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
+             trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
+             created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.name)
+        .bind(&t.host)
+        .bind(i64::from(t.port))
+        .bind(&t.login)
+        .bind(t.secret.kind())
+        .bind(t.secret.ciphertext())
+        .bind(&t.host_key)
+        .bind(t.trust_on_first_use)
+        .bind(t.on_recording_failure.as_str())
+        .bind(join_list(&t.algorithms.kex))
+        .bind(join_list(&t.algorithms.host_key))
+        .bind(join_list(&t.algorithms.ciphers))
+        .bind(join_list(&t.algorithms.macs))
+        .bind(now_us())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Exists { kind: "target", name: t.name.clone() }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only; an unknown name is `Ok(None)`.
+    pub async fn target(&self, name: &str) -> Result<Option<TargetRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM targets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(target_row).transpose()
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn targets(&self) -> Result<Vec<TargetRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM targets ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(target_row).collect()
+    }
+
+    /// Pins the host key of a trust-on-first-use target, only if none is pinned yet.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn pin_host_key(&self, target: &str, key: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE targets SET host_key = ? WHERE name = ? AND host_key IS NULL")
+            .bind(key)
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- grants ----
+
+    /// Grants `target` to `person` with `policy`, replacing the policy of an existing grant.
+    ///
+    /// # Errors
+    /// `NotFound` when the person or target does not exist.
+    pub async fn grant(
+        &self,
+        person: &str,
+        target: &str,
+        policy: &GrantPolicy,
+    ) -> Result<(), StoreError> {
+        self.require_person_and_target(person, target).await?;
+        sqlx::query(
+            "INSERT INTO grants (person, target, upload, download, max_file_size, forward_to, remote_forward) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET upload = excluded.upload, \
+             download = excluded.download, max_file_size = excluded.max_file_size, \
+             forward_to = excluded.forward_to, remote_forward = excluded.remote_forward",
+        )
+        .bind(person)
+        .bind(target)
+        .bind(policy.upload)
+        .bind(policy.download)
+        .bind(policy.max_file_size.map(|v| v as i64))
+        .bind(policy.forward_to.join("\n"))
+        .bind(policy.remote_forward)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The policy of `person`'s grant on `target`, or `None` without a grant.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn grant_policy(
+        &self,
+        person: &str,
+        target: &str,
+    ) -> Result<Option<GrantPolicy>, StoreError> {
+        let row = sqlx::query("SELECT * FROM grants WHERE person = ? AND target = ?")
+            .bind(person)
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| GrantPolicy {
+            upload: r.get("upload"),
+            download: r.get("download"),
+            max_file_size: r.get::<Option<i64>, _>("max_file_size").map(|v| v as u64),
+            forward_to: r
+                .get::<String, _>("forward_to")
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            remote_forward: r.get("remote_forward"),
+        }))
+    }
+
+    /// Returns whether a grant was removed.
+    ///
+    /// # Errors
+    /// `NotFound` when the person or target does not exist.
+    pub async fn revoke(&self, person: &str, target: &str) -> Result<bool, StoreError> {
+        self.require_person_and_target(person, target).await?;
+        let r = sqlx::query("DELETE FROM grants WHERE person = ? AND target = ?")
+            .bind(person)
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn require_person_and_target(
+        &self,
+        person: &str,
+        target: &str,
+    ) -> Result<(), StoreError> {
+        if self.person(person).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "person", name: person.to_owned() });
+        }
+        if self.target(target).await?.is_none() {
+            return Err(StoreError::NotFound { kind: "target", name: target.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn is_granted(&self, person: &str, target: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM grants WHERE person = ? AND target = ?")
+            .bind(person)
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The names of the targets granted to `person`, sorted.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn granted_targets(&self, person: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT target FROM grants WHERE person = ? ORDER BY target")
+            .bind(person)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

@@ -1,0 +1,342 @@
+//! What happened: sessions, channels, transfers, the ledger of sealed sessions and audit events.
+
+use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_recording::ledger;
+use sqlx::Row;
+
+use super::*;
+
+impl Store {
+    // ---- sessions ----
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, status, \
+             reason, started_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(&s.person)
+        .bind(&s.target)
+        .bind(&s.target_host)
+        .bind(&s.target_login)
+        .bind(&s.client_addr)
+        .bind(s.status.as_str())
+        .bind(&s.reason)
+        .bind(s.started_at_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a session row whose recording could not be started (so no session exists
+    /// without a recording; the refusal is kept as an audit event instead).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn delete_unrecorded_session(&self, id: SessionId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id = ? AND chain_head IS NULL")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the seal of a session and appends it to the ledger, in one transaction.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn finish_session(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<&str>,
+        seal: &keepwatch_recording::SealInfo,
+        ended_at_us: i64,
+        ledger_key: &ed25519_dalek::SigningKey,
+    ) -> Result<(), StoreError> {
+        let _guard = self.ledger_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE sessions SET status = ?, reason = ?, ended_at_us = ?, chain_head = ?, seal_seq = ?, \
+             seal_signature = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(ended_at_us)
+        .bind(seal.chain_head.as_slice())
+        .bind(seal.seq as i64)
+        .bind(seal.signature.as_slice())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let last = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (seq, prev) = match last {
+            Some(r) => (r.get::<i64, _>(0) as u64 + 1, hash32("ledger.hash", r.get(1))?),
+            None => (0, ledger::GENESIS),
+        };
+        let hash = ledger::entry_hash(&prev, seq, &id, &seal.chain_head, seal.sealed_at_us);
+        let sig = ledger::sign(ledger_key, &hash);
+        sqlx::query(
+            "INSERT INTO ledger (seq, session_id, chain_head, sealed_at_us, prev_hash, hash, signature) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq as i64)
+        .bind(id.to_string())
+        .bind(seal.chain_head.as_slice())
+        .bind(seal.sealed_at_us)
+        .bind(prev.as_slice())
+        .bind(hash.as_slice())
+        .bind(sig.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn session(&self, id: SessionId) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_row).transpose()
+    }
+
+    /// Sessions matching `f`, newest first.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE (? = 0 OR status = 'active') AND (? IS NULL OR person = ?) \
+             AND (? IS NULL OR target = ?) ORDER BY started_at_us DESC, id DESC",
+        )
+        .bind(f.active_only)
+        .bind(&f.person)
+        .bind(&f.person)
+        .bind(&f.target)
+        .bind(&f.target)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    // ---- channels ----
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn add_channel(&self, session: SessionId, c: &ChannelRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO channels (session_id, channel, kind, command, subsystem, pty_term, \
+             destination, opened_at_us, closed_at_us, exit_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.to_string())
+        .bind(i64::from(c.channel))
+        .bind(&c.kind)
+        .bind(&c.command)
+        .bind(&c.subsystem)
+        .bind(&c.pty_term)
+        .bind(&c.destination)
+        .bind(c.opened_at_us)
+        .bind(c.closed_at_us)
+        .bind(c.exit_status.map(i64::from))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn close_channel(
+        &self,
+        session: SessionId,
+        channel: u32,
+        exit_status: Option<u32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE channels SET closed_at_us = ?, exit_status = ? WHERE session_id = ? AND channel = ?",
+        )
+        .bind(now_us())
+        .bind(exit_status.map(i64::from))
+        .bind(session.to_string())
+        .bind(i64::from(channel))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn channels(&self, session: SessionId) -> Result<Vec<ChannelRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM channels WHERE session_id = ? ORDER BY opened_at_us, channel",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ChannelRow {
+                channel: r.get::<i64, _>("channel") as u32,
+                kind: r.get("kind"),
+                command: r.get("command"),
+                subsystem: r.get("subsystem"),
+                pty_term: r.get("pty_term"),
+                destination: r.get("destination"),
+                opened_at_us: r.get("opened_at_us"),
+                closed_at_us: r.get("closed_at_us"),
+                exit_status: r.get::<Option<i64>, _>("exit_status").map(|v| v as u32),
+            })
+            .collect())
+    }
+
+    // ---- transfers ----
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn add_transfer(&self, t: &TransferRow) -> Result<(), StoreError> {
+        let ranges: Vec<String> = t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        sqlx::query(
+            "INSERT INTO transfers (session_id, channel, at_us, protocol, path, direction, bytes, size, sha256, \
+             complete, ranges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.session_id.to_string())
+        .bind(i64::from(t.channel))
+        .bind(t.at_us)
+        .bind(&t.protocol)
+        .bind(&t.path)
+        .bind(if t.upload { "upload" } else { "download" })
+        .bind(t.bytes as i64)
+        .bind(t.size.map(|s| s as i64))
+        .bind(&t.sha256)
+        .bind(t.complete)
+        .bind(ranges.join(","))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Transfers matching `f`, newest first.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn transfers(&self, f: &TransferFilter) -> Result<Vec<TransferRow>, StoreError> {
+        let session = f.session.map(|s| s.to_string());
+        let rows = sqlx::query(
+            "SELECT t.* FROM transfers t JOIN sessions s ON s.id = t.session_id \
+             WHERE (? IS NULL OR s.person = ?) AND (? IS NULL OR s.target = ?) AND (? IS NULL OR t.session_id = ?) \
+             AND (? IS NULL OR t.sha256 = lower(?)) ORDER BY t.at_us DESC, t.id DESC",
+        )
+        .bind(&f.person)
+        .bind(&f.person)
+        .bind(&f.target)
+        .bind(&f.target)
+        .bind(&session)
+        .bind(&session)
+        .bind(&f.sha256)
+        .bind(&f.sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sid: String = r.get("session_id");
+                let direction: String = r.get("direction");
+                let ranges: String = r.get("ranges");
+                Ok(TransferRow {
+                    session_id: sid.parse().map_err(|e| corrupt("transfers.session_id", e))?,
+                    channel: r.get::<i64, _>("channel") as u32,
+                    at_us: r.get("at_us"),
+                    protocol: r.get("protocol"),
+                    path: r.get("path"),
+                    upload: direction == "upload",
+                    bytes: r.get::<i64, _>("bytes") as u64,
+                    size: r.get::<Option<i64>, _>("size").map(|v| v as u64),
+                    sha256: r.get("sha256"),
+                    complete: r.get("complete"),
+                    ranges: ranges
+                        .split(',')
+                        .filter_map(|p| {
+                            let (a, b) = p.split_once('-')?;
+                            Some((a.parse().ok()?, b.parse().ok()?))
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    // ---- ledger ----
+
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn ledger(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM ledger ORDER BY seq").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let sid: String = r.get("session_id");
+                Ok(LedgerRow {
+                    seq: r.get::<i64, _>("seq") as u64,
+                    session_id: sid.parse().map_err(|e| corrupt("ledger.session_id", e))?,
+                    chain_head: hash32("ledger.chain_head", r.get("chain_head"))?,
+                    sealed_at_us: r.get("sealed_at_us"),
+                    prev_hash: hash32("ledger.prev_hash", r.get("prev_hash"))?,
+                    hash: hash32("ledger.hash", r.get("hash"))?,
+                    signature: r.get("signature"),
+                })
+            })
+            .collect()
+    }
+
+    // ---- audit ----
+
+    /// Writes an audit event. Also logged, so an audit write failure is never silent.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit(&self, a: NewAudit) -> Result<(), StoreError> {
+        tracing::info!(actor = %a.actor, action = a.action.as_str(), session_id = ?a.session_id.map(|s| s.to_string()), client = ?a.client_addr, detail = %a.detail, "audit");
+        sqlx::query(
+            "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now_us())
+        .bind(&a.actor)
+        .bind(a.action.as_str())
+        .bind(a.session_id.map(|s| s.to_string()))
+        .bind(&a.client_addr)
+        .bind(&a.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit events, newest first, optionally for one action.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit_events(&self, action: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE (? IS NULL OR action = ?) ORDER BY id DESC",
+        )
+        .bind(action)
+        .bind(action)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRow {
+                id: r.get("id"),
+                at_us: r.get("at_us"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                session_id: r.get("session_id"),
+                client_addr: r.get("client_addr"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+}
