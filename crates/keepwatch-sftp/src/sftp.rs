@@ -361,6 +361,21 @@ impl SftpTracker {
     fn event(out: &mut Output, op: crate::Op, path: String, result: OpResult) {
         out.events.push(SftpEvent::Operation { op, path, target_path: None, flags: None, result });
     }
+
+    /// The event for a request on a handle, named by the handle's path (and `other`'s as the
+    /// target path).
+    fn handle_event(
+        &self,
+        out: &mut Output,
+        op: crate::Op,
+        file: Option<FileId>,
+        other: Option<FileId>,
+        result: OpResult,
+    ) {
+        let target_path = other.map(|other| self.path_of(Some(other)));
+        let path = self.path_of(file);
+        out.events.push(SftpEvent::Operation { op, path, target_path, flags: None, result });
+    }
 }
 
 /// How many bytes of the packet starting at `p` must be in before it can be handled: the

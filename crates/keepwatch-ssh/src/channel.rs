@@ -84,10 +84,7 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
         Err(line) => return refuse(&conn, id, &tx, replied, &line).await,
     };
     if let Err(line) = relay(&conn, &session, id, kind, req, rx, tx.clone(), replied).await {
-        let _ = tx.extended_data_bytes(1, Bytes::from(format!("{line}\r\n"))).await;
-        let _ = tx.exit_status(1).await;
-        let _ = tx.eof().await;
-        let _ = tx.close().await;
+        end_with_line(&tx, &line).await;
     }
 }
 
@@ -102,6 +99,11 @@ async fn refuse(
     if !replied {
         let _ = conn.handle.channel_success(id).await;
     }
+    end_with_line(tx, line).await;
+}
+
+/// Shows `line` on the person's stderr and ends the channel with exit status 1.
+async fn end_with_line(tx: &ChannelWriteHalf<Msg>, line: &str) {
     let _ = tx.extended_data_bytes(1, Bytes::from(format!("{line}\r\n"))).await;
     let _ = tx.exit_status(1).await;
     let _ = tx.eof().await;

@@ -214,15 +214,7 @@ impl SftpTracker {
                 if op == Op::Readdir && reply.is_ok_or_eof() {
                     return Ok(());
                 }
-                let target_path = other.map(|other| self.path_of(Some(other)));
-                let path = self.path_of(file);
-                out.events.push(SftpEvent::Operation {
-                    op,
-                    path,
-                    target_path,
-                    flags: None,
-                    result,
-                });
+                self.handle_event(out, op, file, other, result);
             }
             Pending::OnPath { op, path, target } => {
                 if let (Op::Stat | Op::Lstat, Reply::Attrs { size: Some(size) }) = (&op, &reply) {
@@ -262,15 +254,7 @@ impl SftpTracker {
                 });
             }
             Pending::OnHandle { op, file, other, .. } if op != Op::Readdir => {
-                let target_path = other.map(|other| self.path_of(Some(other)));
-                let path = self.path_of(file);
-                out.events.push(SftpEvent::Operation {
-                    op,
-                    path,
-                    target_path,
-                    flags: None,
-                    result,
-                });
+                self.handle_event(out, op, file, other, result);
             }
             // Bulk requests and closes: the file's transfer, reported next, tells.
             _ => {}
