@@ -15,7 +15,7 @@ pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use policy::{
     AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
 };
-pub use redact::{DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector};
+pub use redact::{DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, strip_escapes};
 pub use secret::Secret;
 
 use std::fmt;

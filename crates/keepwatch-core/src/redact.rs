@@ -130,7 +130,7 @@ impl SecretInputDetector {
 }
 
 /// Drops ANSI escape sequences (CSI, OSC and two-byte escapes) and decodes lossily.
-fn strip_escapes(bytes: &[u8]) -> String {
+pub fn strip_escapes(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

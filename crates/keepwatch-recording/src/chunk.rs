@@ -334,7 +334,11 @@ fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(a)
 }
 
-fn parse_chunk(bytes: &[u8], offset: usize, prev_hash: [u8; 32]) -> Result<Chunk<'_>, ReadError> {
+pub(crate) fn parse_chunk(
+    bytes: &[u8],
+    offset: usize,
+    prev_hash: [u8; 32],
+) -> Result<Chunk<'_>, ReadError> {
     let rest = &bytes[offset..];
     let magic_len = rest.len().min(CHUNK_MAGIC.len());
     if rest[..magic_len] != CHUNK_MAGIC[..magic_len] {

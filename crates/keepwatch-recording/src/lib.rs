@@ -12,6 +12,7 @@ mod chunk;
 mod event;
 pub mod ledger;
 mod read;
+mod tail;
 mod verify;
 mod writer;
 
@@ -24,6 +25,7 @@ pub use chunk::{
 };
 pub use event::{DecodeError, Direction, Event, FileTransfer, Pty, Seal, SessionStart, TimedEvent};
 pub use read::{read_events, valid_prefix_len};
+pub use tail::RecordingTail;
 pub use verify::{Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 

@@ -143,7 +143,7 @@ fn walk_inner<V: Visitor>(
 
 /// Where the session start and the seal may stand; returns the seal if this chunk ends
 /// with one.
-fn check_events(
+pub(crate) fn check_events(
     session_id: &SessionId,
     chunk: &Chunk<'_>,
     events: &[TimedEvent],

@@ -65,14 +65,47 @@ impl BlobStore {
         Ok(())
     }
 
-    /// The bytes of a recording: the sealed blob, or the spool file of a live session.
+    /// The bytes of a recording: the spool file of a live session, or the sealed blob.
+    /// The spool is looked at first: a recording only moves from the spool to the store, so
+    /// one of the two reads finds it even while it moves.
     ///
     /// # Errors
     /// `NotFound` when neither exists.
     pub async fn read_recording(&self, id: SessionId) -> Result<Bytes, StoreError> {
-        for dir in [RECORDINGS, SPOOL] {
+        for dir in [SPOOL, RECORDINGS] {
             match self.store.get(&Self::key(dir, id)).await {
                 Ok(r) => return Ok(r.bytes().await?),
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::NotFound { kind: "recording", name: id.to_string() })
+    }
+
+    /// Up to `max` bytes of a recording from byte `offset` (empty at its current end), from
+    /// the spool or the store like [`Self::read_recording`]. Followers of a live recording
+    /// call it repeatedly as the file grows.
+    ///
+    /// # Errors
+    /// `NotFound` when neither exists.
+    pub async fn read_recording_range(
+        &self,
+        id: SessionId,
+        offset: u64,
+        max: u64,
+    ) -> Result<Bytes, StoreError> {
+        for dir in [SPOOL, RECORDINGS] {
+            let key = Self::key(dir, id);
+            let size = match self.store.head(&key).await {
+                Ok(meta) => meta.size,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if offset >= size {
+                return Ok(Bytes::new());
+            }
+            match self.store.get_range(&key, offset..size.min(offset.saturating_add(max))).await {
+                Ok(b) => return Ok(b),
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

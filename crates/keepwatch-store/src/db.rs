@@ -16,6 +16,7 @@ use crate::rows::*;
 
 mod access;
 mod records;
+mod search;
 
 const SCHEMA: &str = include_str!("db/schema.sql");
 

@@ -160,3 +160,60 @@ pub struct AuditRow {
     pub client_addr: Option<String>,
     pub detail: String,
 }
+
+/// One thing a person ran (or a snapshot of what a full-screen program showed), as the
+/// indexer extracted it from a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRow {
+    /// 1-based, per session.
+    pub seq: u32,
+    pub channel: u32,
+    /// `shell`, `exec`, `stdin`, `file` or `screen`.
+    pub kind: String,
+    /// Wall clock of the start, unix microseconds.
+    pub at_us: i64,
+    /// Offsets in the recording (microseconds since the session started).
+    pub start_offset_us: u64,
+    pub end_offset_us: Option<u64>,
+    pub command: String,
+    pub prompt: String,
+    pub output: String,
+    /// `exact`, `inferred` or `unknown`.
+    pub confidence: String,
+    pub output_truncated: bool,
+    pub full_screen: bool,
+}
+
+/// What `search` looks for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Matched as a substring of the command or its output, case-insensitively.
+    pub text: String,
+    pub person: Option<String>,
+    pub target: Option<String>,
+    pub session: Option<SessionId>,
+    /// Wall-clock bounds on the command's start, unix microseconds.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// Match command lines only, not output or screen snapshots.
+    pub commands_only: bool,
+    pub limit: u32,
+}
+
+/// One search result: where it is, and a snippet around the match (marked `«...»`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    pub session_id: SessionId,
+    pub person: String,
+    pub target: String,
+    pub command: CommandRow,
+    pub snippet: String,
+}
+
+/// How far the indexer got with a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexState {
+    pub complete: bool,
+    pub commands: u32,
+    pub error: Option<String>,
+}

@@ -150,6 +150,11 @@ impl CommandExtractor {
         self.screen.text()
     }
 
+    /// A full-screen program (vim, less, top) has the alternate screen now.
+    pub fn full_screen_active(&self) -> bool {
+        self.screen.is_alternate()
+    }
+
     /// Commands dropped because [`ExtractorConfig::max_pending_commands`] were
     /// waiting to be drained.
     pub fn dropped_commands(&self) -> u64 {
@@ -399,10 +404,13 @@ impl CommandExtractor {
     }
 }
 
+/// A size within the configured maximum; 0 (what a client without a terminal sends, e.g.
+/// `ssh -tt` from a pipe) means unknown and is taken as 80x24.
 fn clamp(cfg: &ExtractorConfig, cols: u16, rows: u16) -> (usize, usize) {
+    let or = |v: u16, unknown: u16| if v == 0 { unknown } else { v };
     (
-        usize::from(cols.clamp(1, cfg.max_cols.max(1))),
-        usize::from(rows.clamp(1, cfg.max_rows.max(1))),
+        usize::from(or(cols, 80).min(cfg.max_cols.max(1))),
+        usize::from(or(rows, 24).min(cfg.max_rows.max(1))),
     )
 }
 

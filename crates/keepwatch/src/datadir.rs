@@ -41,6 +41,13 @@ env_allow = ["LANG", "LC_*"]
 connect_timeout_s = 10
 # Seconds a shutdown waits for sessions to seal.
 shutdown_grace_s = 10
+
+[index]
+# Extract commands and output from the recordings into the search index (off the data
+# path: live recordings are read back from disk, a slow index never slows a session).
+enabled = true
+# How often live recordings are read into the index.
+interval_ms = 1000
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +57,7 @@ pub struct FileConfig {
     pub web_listen: String,
     pub recording: RecordingSection,
     pub gateway: GatewaySection,
+    pub index: IndexSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +65,21 @@ pub struct FileConfig {
 pub struct RecordingSection {
     pub flush_interval_ms: u64,
     pub checkpoint_interval_s: u64,
+}
+
+/// The search index, kept current from the recordings while `run` runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSection {
+    pub enabled: bool,
+    /// How often live recordings are read into the index.
+    pub interval_ms: u64,
+}
+
+impl Default for IndexSection {
+    fn default() -> Self {
+        IndexSection { enabled: true, interval_ms: 1000 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +97,7 @@ impl Default for FileConfig {
             web_listen: "127.0.0.1:8080".into(),
             recording: RecordingSection::default(),
             gateway: GatewaySection::default(),
+            index: IndexSection::default(),
         }
     }
 }

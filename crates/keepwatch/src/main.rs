@@ -6,6 +6,7 @@ mod datadir;
 mod output;
 mod playback;
 mod run;
+mod search;
 mod sessions;
 mod transfers;
 
@@ -58,6 +59,10 @@ enum Command {
     Audit(sessions::AuditArgs),
     /// List file transfers (SFTP, SCP) across sessions, with their SHA-256.
     Transfers(transfers::TransfersArgs),
+    /// Find commands and output across every session (closed and live); audited.
+    Search(search::SearchArgs),
+    /// Index sessions again from their recordings (what `run` does for missed sessions).
+    Reindex(search::ReindexArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,5 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => sessions::verify(&dir, a).await,
         Command::Audit(a) => sessions::audit(&dir, a).await,
         Command::Transfers(a) => transfers::list(&dir, a).await,
+        Command::Search(a) => search::search(&dir, a).await,
+        Command::Reindex(a) => search::reindex(&dir, a).await,
     }
 }

@@ -62,3 +62,29 @@ fn os_user_name() -> Option<String> {
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
+
+/// A point in time for `--since`/`--until`: RFC 3339 (`2026-11-25T10:00:00Z`), a date
+/// (`2026-11-25`, midnight UTC), or an age (`90s`, `30m`, `2h`, `7d`: that long ago).
+pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1000) as i64);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &date_format) {
+        return Ok(d.midnight().assume_utc().unix_timestamp() * 1_000_000);
+    }
+    let unit = |suffix: char, secs: i64| {
+        s.strip_suffix(suffix).and_then(|n| n.parse::<i64>().ok()).map(|n| n * secs)
+    };
+    let ago = unit('s', 1)
+        .or_else(|| unit('m', 60))
+        .or_else(|| unit('h', 3600))
+        .or_else(|| unit('d', 86400));
+    match ago {
+        Some(secs) if secs >= 0 => Ok(keepwatch_store::now_us() - secs * 1_000_000),
+        _ => anyhow::bail!(
+            "{s:?} is not a time: use RFC 3339 (2026-11-25T10:00:00Z), a date (2026-11-25) or an age (30m, 2h, 7d)"
+        ),
+    }
+}

@@ -23,9 +23,17 @@ pub struct ReplayArgs {
     /// Cap every pause at this many seconds.
     #[arg(long, value_name = "SECS")]
     idle_limit: Option<f64>,
-    /// Which channel to play (default: the first terminal channel).
+    /// Which channel to play (default: the first terminal channel, or the channel of
+    /// `--at-command`).
     #[arg(long)]
     channel: Option<u32>,
+    /// Start at this offset (`+1:02.500` as `search` and `show` print it, `H:MM:SS`, or
+    /// seconds): what came before is drawn at once, so the screen is as it was then.
+    #[arg(long, value_name = "OFFSET", conflicts_with = "at_command")]
+    at: Option<String>,
+    /// Start at command N of `keepwatch show ID` (the `#N` of a search hit).
+    #[arg(long, value_name = "N")]
+    at_command: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,16 +270,37 @@ pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `--at`/`--at-command` start (microseconds), and the channel of the command.
+async fn replay_start(dir: &DataDir, a: &ReplayArgs) -> anyhow::Result<(u64, Option<u32>)> {
+    if let Some(at) = &a.at {
+        return Ok((crate::search::parse_offset(at)?, None));
+    }
+    let Some(n) = a.at_command else {
+        return Ok((0, None));
+    };
+    let commands = dir.store().await?.commands(a.id).await?;
+    match commands.iter().find(|c| c.seq == n) {
+        Some(c) => Ok((c.start_offset_us, Some(c.channel))),
+        None => bail!(
+            "session {} has no command {n} (it has {}; `keepwatch show {}` lists them)",
+            a.id,
+            commands.len(),
+            a.id
+        ),
+    }
+}
+
 pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !(a.speed > 0.0 && a.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }
+    let (start_us, command_channel) = replay_start(dir, &a).await?;
     let events = load(dir, a.id, AuditAction::RecordingReplayed).await?;
-    let Some((ch, ..)) = pick_channel(&events, a.channel) else {
+    let Some((ch, ..)) = pick_channel(&events, a.channel.or(command_channel)) else {
         bail!("session {} has no channel to replay", a.id);
     };
     let mut out = std::io::stdout().lock();
-    let mut last = 0u64;
+    let mut last = start_us;
     for e in &events {
         let data = match &e.event {
             Event::Output { channel, data } | Event::ExtOutput { channel, data }
@@ -281,7 +310,7 @@ pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             _ => continue,
         };
-        let mut pause = e.at_us.saturating_sub(last) as f64 / 1e6 / a.speed;
+        let mut pause = e.at_us.saturating_sub(last.max(start_us)) as f64 / 1e6 / a.speed;
         if let Some(limit) = a.idle_limit {
             pause = pause.min(limit);
         }

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -28,6 +29,7 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = dir.config()?;
     let store = dir.store().await?;
     let recorder = dir.recorder_context(&store, &cfg)?;
+    let blobs = recorder.blobs.clone();
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
         .context("cannot seal sessions interrupted by the last stop")?;
@@ -59,11 +61,19 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let web_task = tokio::spawn(serve_web(web, shutdown.clone()));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
+    let indexer = cfg.index.enabled.then(|| {
+        let every = Duration::from_millis(cfg.index.interval_ms.max(50));
+        let indexer = keepwatch_index::Indexer::new(store.clone(), blobs);
+        tokio::spawn(indexer.run(every, shutdown.clone()))
+    });
     wait_for_signal().await?;
     eprintln!("keepwatch: shutting down; sealing {} live session(s)", ctx.live_sessions().len());
     shutdown.cancel();
     let _ = gateway.await;
     let _ = web_task.await;
+    if let Some(indexer) = indexer {
+        let _ = indexer.await;
+    }
     store.close().await;
     eprintln!("keepwatch: stopped");
     Ok(ExitCode::SUCCESS)

@@ -94,8 +94,10 @@ async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
     let channels = store.channels(s.id).await?;
     let transfers =
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    let commands = store.commands(s.id).await?;
     let mut v = session_row_json(s, &channels);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
+    v["commands"] = Value::Array(commands.iter().map(crate::search::command_json).collect());
     Ok(v)
 }
 
@@ -211,6 +213,11 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("transfers");
         let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
         table(&["AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256"], &rows);
+    }
+    let commands = store.commands(s.id).await?;
+    if !commands.is_empty() {
+        println!("commands");
+        crate::search::print_commands(&commands);
     }
     if a.events {
         println!("events");

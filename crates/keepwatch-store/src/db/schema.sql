@@ -105,3 +105,41 @@ CREATE TABLE IF NOT EXISTS audit_events (
     client_addr TEXT,
     detail TEXT NOT NULL
 );
+-- What people ran and saw, extracted from the recordings by the indexer (keepwatch-index).
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    -- 1-based, in the order the indexer completed them; `replay --at-command N`.
+    seq INTEGER NOT NULL,
+    channel INTEGER NOT NULL,
+    -- shell (typed at a prompt), exec (ssh host CMD), stdin (a shell without a terminal),
+    -- file (an SFTP/SCP operation), screen (a snapshot of a full-screen program)
+    kind TEXT NOT NULL,
+    -- Wall clock of the start, unix microseconds (for --since/--until).
+    at_us INTEGER NOT NULL,
+    -- Offsets in the recording: microseconds since the session started.
+    start_offset_us INTEGER NOT NULL,
+    end_offset_us INTEGER,
+    command TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    output TEXT NOT NULL,
+    -- exact, inferred or unknown (typed but not echoed: the text is empty, not guessed)
+    confidence TEXT NOT NULL,
+    output_truncated INTEGER NOT NULL,
+    full_screen INTEGER NOT NULL,
+    UNIQUE (session_id, seq)
+);
+-- Substring search (paths, flags) over commands and output; rows are added and removed
+-- together with `commands` by the store (external content, no triggers).
+CREATE VIRTUAL TABLE IF NOT EXISTS commands_fts USING fts5 (
+    command, output, content = 'commands', content_rowid = 'id', tokenize = 'trigram'
+);
+-- How far the indexer got with each session.
+CREATE TABLE IF NOT EXISTS index_state (
+    session_id TEXT PRIMARY KEY,
+    -- Every event of the sealed recording is indexed.
+    complete INTEGER NOT NULL,
+    commands INTEGER NOT NULL,
+    error TEXT,
+    updated_at_us INTEGER NOT NULL
+);

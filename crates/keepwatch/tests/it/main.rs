@@ -7,6 +7,7 @@ mod support;
 mod durability;
 mod forwarding;
 mod refusals;
+mod search;
 mod secrets;
 mod sessions;
 mod tamper;

@@ -1,0 +1,218 @@
+//! The indexer: what people ran and saw, extracted from recordings into the search index.
+//!
+//! It reads recordings, never the data path: live sessions are followed by reading their
+//! spool files as the recorder appends them ([`RecordingTail`]), so a slow index never
+//! slows a session. [`Indexer::tick`] (every second under `run`) brings every live session
+//! up to date, finishes the sessions that were sealed since, and catches up on ended
+//! sessions that were never fully indexed (after a crash or a restart), which is also what
+//! `keepwatch reindex` does on demand ([`reindex`]).
+//!
+//! **Invariant:** the index only ever holds what the recording holds: input typed at
+//! password prompts is already a redaction marker there, and masked output a mask.
+
+mod session;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use keepwatch_core::SessionId;
+use keepwatch_recording::{ReadError, RecordingTail};
+use keepwatch_store::{BlobStore, SessionFilter, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+pub use session::SessionIndexer;
+
+/// Bytes of a recording read and processed at once.
+const PIECE: u64 = 4 << 20;
+/// Ended sessions caught up per tick, so live sessions stay current.
+const CATCH_UP_PER_TICK: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("recording of session {id} cannot be read: {source}")]
+    Recording { id: SessionId, source: ReadError },
+    #[error("indexing task failed: {0}")]
+    Task(String),
+}
+
+/// One recording being followed: where reading stopped, and the extraction state.
+struct Follow {
+    tail: RecordingTail,
+    session: SessionIndexer,
+}
+
+impl Follow {
+    fn new() -> Self {
+        Follow { tail: RecordingTail::new(), session: SessionIndexer::new() }
+    }
+
+    /// Reads what is new in the recording (to its current end) into the index; returns
+    /// whether the seal was reached.
+    async fn advance(
+        &mut self,
+        store: &Store,
+        blobs: &BlobStore,
+        id: SessionId,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<bool, IndexError> {
+        loop {
+            let piece = blobs.read_recording_range(id, self.tail.read_offset(), PIECE).await?;
+            if piece.is_empty() {
+                return Ok(self.tail.is_sealed());
+            }
+            progress(piece.len() as u64);
+            let mut tail = std::mem::take(&mut self.tail);
+            let mut session = std::mem::take(&mut self.session);
+            // Terminal emulation is CPU work: keep it off the async workers.
+            let (tail, session, result) = tokio::task::spawn_blocking(move || {
+                let mut events = Vec::new();
+                let r = tail.push(&piece, &mut events);
+                for ev in &events {
+                    session.event(ev);
+                }
+                (tail, session, r)
+            })
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?;
+            self.tail = tail;
+            self.session = session;
+            result.map_err(|source| IndexError::Recording { id, source })?;
+            let sealed = self.tail.is_sealed();
+            let rows = self.session.drain_rows();
+            store.add_commands(id, &rows, sealed).await?;
+            if sealed {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Keeps the search index current with the recordings; see the crate docs.
+pub struct Indexer {
+    store: Store,
+    blobs: BlobStore,
+    live: HashMap<SessionId, Follow>,
+}
+
+impl Indexer {
+    pub fn new(store: Store, blobs: BlobStore) -> Self {
+        Indexer { store, blobs, live: HashMap::new() }
+    }
+
+    /// Ticks every `every` until `shutdown`; errors are logged and the next tick retries.
+    pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!("indexer: {e}");
+            }
+        }
+    }
+
+    /// One round: live sessions brought up to date, sealed ones finished, missed ones
+    /// caught up.
+    ///
+    /// # Errors
+    /// The database cannot be read; a recording that cannot be indexed is noted on its
+    /// session instead.
+    pub async fn tick(&mut self) -> Result<(), IndexError> {
+        let filter = SessionFilter { active_only: true, ..Default::default() };
+        let active: Vec<SessionId> =
+            self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
+        for &id in &active {
+            let mut follow = match self.live.remove(&id) {
+                Some(f) => f,
+                None => {
+                    // Whatever an earlier run indexed of it was lost with its state.
+                    self.store.clear_index(id).await?;
+                    Follow::new()
+                }
+            };
+            match follow.advance(&self.store, &self.blobs, id, &mut |_| {}).await {
+                Ok(_) => {
+                    self.live.insert(id, follow);
+                }
+                Err(e) => self.failed(id, e).await?,
+            }
+        }
+        let ended: Vec<SessionId> =
+            self.live.keys().filter(|id| !active.contains(id)).copied().collect();
+        for id in ended {
+            let Some(mut follow) = self.live.remove(&id) else { continue };
+            match follow.advance(&self.store, &self.blobs, id, &mut |_| {}).await {
+                Ok(true) => {}
+                Ok(false) => self.finish_unsealed(id, follow).await?,
+                Err(e) => self.failed(id, e).await?,
+            }
+        }
+        for id in self.store.sessions_to_index(CATCH_UP_PER_TICK).await? {
+            if self.live.contains_key(&id) {
+                continue; // still being sealed: followed above
+            }
+            if let Err(e) = reindex(&self.store, &self.blobs, id, &mut |_| {}).await {
+                self.failed(id, e).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A session ended without a readable seal yet (it is being sealed right now, or its
+    /// recording was cut short): come back next tick unless the store says it is over.
+    async fn finish_unsealed(
+        &mut self,
+        id: SessionId,
+        mut follow: Follow,
+    ) -> Result<(), IndexError> {
+        let ended = self.store.session(id).await?.is_none_or(|s| s.chain_head.is_some());
+        if ended && !self.blobs.has_spool(id) {
+            let at = follow.session.last_at_us();
+            follow.session.finish(at);
+            let rows = follow.session.drain_rows();
+            self.store.add_commands(id, &rows, true).await?;
+        } else {
+            self.live.insert(id, follow);
+        }
+        Ok(())
+    }
+
+    async fn failed(&self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
+        match e {
+            IndexError::Store(StoreError::Db(_)) | IndexError::Task(_) => Err(e),
+            other => {
+                tracing::warn!("not indexing session {id}: {other}");
+                self.store.set_index_error(id, &other.to_string()).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Indexes one session from the start of its recording, replacing what was indexed
+/// before; `progress` is called with each number of bytes read. Returns the number of rows.
+///
+/// # Errors
+/// The recording cannot be read or does not parse, or the database fails.
+pub async fn reindex(
+    store: &Store,
+    blobs: &BlobStore,
+    id: SessionId,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u32, IndexError> {
+    store.clear_index(id).await?;
+    let mut follow = Follow::new();
+    if !follow.advance(store, blobs, id, progress).await? {
+        // Active, or cut short by a crash not yet recovered: index what is there.
+        let at = follow.session.last_at_us();
+        follow.session.finish(at);
+        let rows = follow.session.drain_rows();
+        store.add_commands(id, &rows, false).await?;
+    }
+    Ok(follow.session.commands())
+}

@@ -1,0 +1,98 @@
+//! Reading a recording while it is still being written, a piece at a time.
+//!
+//! The indexer follows a live session's spool file: it reads whatever was appended since
+//! last time and hands it to [`RecordingTail::push`], which returns the events of every
+//! chunk that is now whole. A chunk cut by the end of the bytes read so far is kept until
+//! the rest arrives, so memory is bounded by one chunk ([`crate::MAX_CHUNK_PAYLOAD`]).
+//! The same walk checks apply as in [`crate::read_events`]: file header, seq order, hash
+//! chain, payload decoding, session start first, seal last. Signatures are not checked.
+
+use crate::ReadError;
+use crate::chunk::{FILE_HEADER_LEN, PayloadBuf, chain_seed, header, parse_chunk};
+use crate::event::TimedEvent;
+use crate::read::check_events;
+use keepwatch_core::SessionId;
+
+/// An incremental reader of one recording; see the module docs.
+#[derive(Default)]
+pub struct RecordingTail {
+    /// Bytes read but not yet consumed: at most the file header or one partial chunk.
+    pending: Vec<u8>,
+    /// Bytes consumed (file header and whole chunks).
+    consumed: u64,
+    session: Option<(SessionId, [u8; 32])>,
+    expected_seq: u64,
+    sealed: bool,
+    buf: PayloadBuf,
+}
+
+impl RecordingTail {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many bytes of the file have been pushed so far: where the next read starts.
+    pub fn read_offset(&self) -> u64 {
+        self.consumed + self.pending.len() as u64
+    }
+
+    /// The seal was read: nothing more can follow.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Appends the next bytes of the file and adds the events of every chunk they
+    /// complete to `out`.
+    ///
+    /// # Errors
+    /// The bytes are not a well-formed recording (then this reader is done with it).
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<TimedEvent>) -> Result<(), ReadError> {
+        if self.sealed && !bytes.is_empty() {
+            return Err(ReadError::TrailingAfterSeal { offset: self.consumed as usize });
+        }
+        self.pending.extend_from_slice(bytes);
+        let (session_id, mut prev_hash) = match self.session {
+            Some(s) => s,
+            None if self.pending.len() < FILE_HEADER_LEN => return Ok(()),
+            None => {
+                let h = header(&self.pending)?;
+                self.pending.drain(..FILE_HEADER_LEN);
+                self.consumed = FILE_HEADER_LEN as u64;
+                *self.session.insert((h.session_id, chain_seed(&h.session_id)))
+            }
+        };
+        let mut pos = 0;
+        let mut events = Vec::new();
+        while pos < self.pending.len() && !self.sealed {
+            let chunk = match parse_chunk(&self.pending, pos, prev_hash) {
+                Ok(c) => c,
+                Err(ReadError::TruncatedChunkHeader { .. } | ReadError::TruncatedChunk { .. }) => {
+                    break;
+                }
+                // Offsets in framing errors count from the first unconsumed byte.
+                Err(e) => return Err(e),
+            };
+            let offset = self.consumed as usize + pos;
+            if chunk.seq != self.expected_seq {
+                return Err(ReadError::Missing { expected: self.expected_seq, found: chunk.seq });
+            }
+            if chunk.computed_hash() != chunk.hash {
+                return Err(ReadError::ChainBroken { seq: chunk.seq, offset });
+            }
+            events.clear();
+            chunk.decode_into(&mut self.buf, &mut events)?;
+            self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
+            out.append(&mut events);
+            prev_hash = chunk.hash;
+            self.expected_seq += 1;
+            pos += chunk.encoded_len();
+        }
+        self.pending.drain(..pos);
+        self.consumed += pos as u64;
+        self.session = Some((session_id, prev_hash));
+        if self.sealed && !self.pending.is_empty() {
+            return Err(ReadError::TrailingAfterSeal { offset: self.consumed as usize });
+        }
+        Ok(())
+    }
+}

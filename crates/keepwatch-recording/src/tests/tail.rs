@@ -1,0 +1,43 @@
+//! The tail reader sees the same events as `read_events`, however the bytes arrive.
+
+use super::sample;
+use crate::{ReadError, RecordingTail, read_events};
+
+#[test]
+fn any_split_reads_the_same_events_as_the_whole_file() {
+    let bytes = sample();
+    let whole = read_events(&bytes).unwrap();
+    for piece in [1, 7, 29, 100, bytes.len()] {
+        let mut tail = RecordingTail::new();
+        let mut events = Vec::new();
+        for part in bytes.chunks(piece) {
+            tail.push(part, &mut events).unwrap();
+        }
+        assert_eq!(events, whole, "pieces of {piece} bytes");
+        assert!(tail.is_sealed());
+        assert_eq!(tail.read_offset(), bytes.len() as u64);
+    }
+}
+
+#[test]
+fn a_torn_tail_waits_and_garbage_is_an_error() {
+    let bytes = sample();
+    let mut tail = RecordingTail::new();
+    let mut events = Vec::new();
+    tail.push(&bytes[..bytes.len() - 3], &mut events).unwrap();
+    assert!(!tail.is_sealed(), "the seal chunk is not whole yet");
+    let before = events.len();
+    tail.push(&bytes[bytes.len() - 3..], &mut events).unwrap();
+    assert_eq!(events.len(), before + 1, "the seal arrives with its last bytes");
+
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x55;
+    let r = RecordingTail::new().push(&flipped, &mut Vec::new());
+    assert!(r.is_err(), "a flipped byte is reported");
+
+    let r = RecordingTail::new().push(b"this is not a keepwatch recording at all", &mut Vec::new());
+    assert_eq!(r, Err(ReadError::BadMagic));
+    let r = tail.push(b"x", &mut Vec::new());
+    assert!(matches!(r, Err(ReadError::TrailingAfterSeal { .. })));
+}

@@ -1,0 +1,271 @@
+//! What people ran: the command rows the indexer writes, and the full-text search over them.
+//!
+//! Search is a substring match (SQLite FTS5 with the trigram tokenizer, so `/etc/sudoers`
+//! and `-rf` match inside words), newest first. Queries shorter than three characters
+//! cannot use the trigram index and fall back to a scan.
+
+use keepwatch_core::SessionId;
+use sqlx::Row;
+
+use super::*;
+
+/// Characters shown on each side of a match in a snippet.
+const SNIPPET_CONTEXT: usize = 60;
+
+impl Store {
+    /// Adds command rows of a session (with their search entries) and records how far the
+    /// indexer got, in one transaction.
+    ///
+    /// # Errors
+    /// Database failures, including a `seq` written twice.
+    pub async fn add_commands(
+        &self,
+        session: SessionId,
+        rows: &[CommandRow],
+        complete: bool,
+    ) -> Result<(), StoreError> {
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await?;
+        for c in rows {
+            let rowid: i64 = sqlx::query(
+                "INSERT INTO commands (session_id, seq, channel, kind, at_us, start_offset_us, \
+                 end_offset_us, command, prompt, output, confidence, output_truncated, full_screen) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&id)
+            .bind(c.seq)
+            .bind(c.channel)
+            .bind(&c.kind)
+            .bind(c.at_us)
+            .bind(c.start_offset_us as i64)
+            .bind(c.end_offset_us.map(|v| v as i64))
+            .bind(&c.command)
+            .bind(&c.prompt)
+            .bind(&c.output)
+            .bind(&c.confidence)
+            .bind(c.output_truncated)
+            .bind(c.full_screen)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            sqlx::query("INSERT INTO commands_fts (rowid, command, output) VALUES (?, ?, ?)")
+                .bind(rowid)
+                .bind(&c.command)
+                .bind(&c.output)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
+             VALUES (?, ?, ?, NULL, ?) ON CONFLICT (session_id) DO UPDATE SET \
+             complete = excluded.complete, commands = commands + excluded.commands, error = NULL, \
+             updated_at_us = excluded.updated_at_us",
+        )
+        .bind(&id)
+        .bind(complete)
+        .bind(rows.len() as i64)
+        .bind(now_us())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets what was indexed for a session (before indexing it again from the start).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn clear_index(&self, session: SessionId) -> Result<(), StoreError> {
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO commands_fts (commands_fts, rowid, command, output) \
+             SELECT 'delete', id, command, output FROM commands WHERE session_id = ?",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM commands WHERE session_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM index_state WHERE session_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notes that a session's recording could not be indexed, and why; it is not retried
+    /// until `reindex` asks for it.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn set_index_error(&self, session: SessionId, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
+             VALUES (?, 0, 0, ?, ?) ON CONFLICT (session_id) DO UPDATE SET error = excluded.error, \
+             updated_at_us = excluded.updated_at_us",
+        )
+        .bind(session.to_string())
+        .bind(error)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures only.
+    pub async fn index_state(&self, session: SessionId) -> Result<Option<IndexState>, StoreError> {
+        let row =
+            sqlx::query("SELECT complete, commands, error FROM index_state WHERE session_id = ?")
+                .bind(session.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| IndexState {
+            complete: r.get("complete"),
+            commands: r.get::<i64, _>("commands") as u32,
+            error: r.get("error"),
+        }))
+    }
+
+    /// Ended sessions whose index is missing or incomplete (and did not fail), oldest first.
+    ///
+    /// # Errors
+    /// Database failures, or an id that does not parse.
+    pub async fn sessions_to_index(&self, limit: u32) -> Result<Vec<SessionId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
+             WHERE s.status != 'active' AND s.chain_head IS NOT NULL \
+             AND (i.session_id IS NULL OR (i.complete = 0 AND i.error IS NULL)) \
+             ORDER BY s.started_at_us LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| session_id(r.get("id"))).collect()
+    }
+
+    /// A session's commands in order.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM commands WHERE session_id = ? ORDER BY seq")
+            .bind(session.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(command_row).collect())
+    }
+
+    /// Commands (and their output) containing `q.text`, newest first.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let filters = "(?2 IS NULL OR s.person = ?2) AND (?3 IS NULL OR s.target = ?3) \
+             AND (?4 IS NULL OR c.session_id = ?4) AND (?5 IS NULL OR c.at_us >= ?5) \
+             AND (?6 IS NULL OR c.at_us <= ?6) AND (?7 = 0 OR c.kind IN ('shell', 'exec', 'stdin'))";
+        let sql = if q.text.chars().count() >= 3 {
+            format!(
+                "SELECT c.*, s.person, s.target FROM commands_fts f \
+                 JOIN commands c ON c.id = f.rowid JOIN sessions s ON s.id = c.session_id \
+                 WHERE commands_fts MATCH ?1 AND {filters} ORDER BY f.rowid DESC LIMIT ?8"
+            )
+        } else {
+            format!(
+                "SELECT c.*, s.person, s.target FROM commands c JOIN sessions s ON s.id = c.session_id \
+                 WHERE (instr(lower(c.command), lower(?1)) > 0 \
+                 OR (?7 = 0 AND instr(lower(c.output), lower(?1)) > 0)) AND {filters} \
+                 ORDER BY c.id DESC LIMIT ?8"
+            )
+        };
+        let pattern = if q.text.chars().count() >= 3 {
+            let phrase = format!("\"{}\"", q.text.replace('"', "\"\""));
+            if q.commands_only { format!("command : {phrase}") } else { phrase }
+        } else {
+            q.text.clone()
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .bind(q.commands_only)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let command = command_row(r);
+                let snippet = snippet(&command, &q.text, q.commands_only);
+                Ok(SearchHit {
+                    session_id: session_id(r.get("session_id"))?,
+                    person: r.get("person"),
+                    target: r.get("target"),
+                    command,
+                    snippet,
+                })
+            })
+            .collect()
+    }
+}
+
+fn session_id(s: String) -> Result<SessionId, StoreError> {
+    s.parse().map_err(|e| corrupt("commands.session_id", e))
+}
+
+fn command_row(r: &sqlx::sqlite::SqliteRow) -> CommandRow {
+    CommandRow {
+        seq: r.get::<i64, _>("seq") as u32,
+        channel: r.get::<i64, _>("channel") as u32,
+        kind: r.get("kind"),
+        at_us: r.get("at_us"),
+        start_offset_us: r.get::<i64, _>("start_offset_us") as u64,
+        end_offset_us: r.get::<Option<i64>, _>("end_offset_us").map(|v| v as u64),
+        command: r.get("command"),
+        prompt: r.get("prompt"),
+        output: r.get("output"),
+        confidence: r.get("confidence"),
+        output_truncated: r.get("output_truncated"),
+        full_screen: r.get("full_screen"),
+    }
+}
+
+/// The text around the first match (command line first, then output), marked `«...»`.
+/// Matching here is ASCII case-insensitive; when the index matched by other case rules,
+/// the snippet is the start of the text.
+fn snippet(c: &CommandRow, needle: &str, commands_only: bool) -> String {
+    let sources: &[&str] = if commands_only { &[&c.command] } else { &[&c.command, &c.output] };
+    let lower_needle = needle.to_ascii_lowercase();
+    for text in sources {
+        if let Some(at) = text.to_ascii_lowercase().find(&lower_needle) {
+            let end = at + needle.len();
+            let from = floor_char(text, at.saturating_sub(SNIPPET_CONTEXT));
+            let to = floor_char(text, (end + SNIPPET_CONTEXT).min(text.len()));
+            let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+            return format!(
+                "{}{}«{}»{}{}",
+                if from > 0 { "…" } else { "" },
+                one_line(&text[from..at]),
+                one_line(&text[at..end]),
+                one_line(&text[end..to]),
+                if to < text.len() { "…" } else { "" },
+            );
+        }
+    }
+    let first = sources[0];
+    first[..floor_char(first, 2 * SNIPPET_CONTEXT)].replace(['\r', '\n'], " ")
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

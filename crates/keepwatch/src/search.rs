@@ -1,0 +1,220 @@
+//! `keepwatch search` and `keepwatch reindex`: what people ran and saw, across sessions.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use keepwatch_core::{AuditAction, SessionId};
+use keepwatch_store::{CommandRow, NewAudit, SearchQuery, SessionFilter, Store};
+use serde_json::{Value, json};
+
+use crate::datadir::DataDir;
+use crate::output::{local_actor, parse_time, print_json, rfc3339, table};
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Text to find in commands and their output: a case-insensitive substring, so paths
+    /// and flags match inside words (`/etc/sudoers`, `-rf`).
+    query: String,
+    /// Only this person's sessions.
+    #[arg(long, value_name = "U")]
+    user: Option<String>,
+    /// Only sessions to this target.
+    #[arg(long, value_name = "T")]
+    target: Option<String>,
+    /// Only commands started at or after TIME (RFC 3339, a date, or an age like 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only commands started at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Match command lines only, not output or screen snapshots.
+    #[arg(long)]
+    commands_only: bool,
+    /// At most this many hits, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ReindexArgs {
+    /// Sessions to index again from their recordings.
+    ids: Vec<SessionId>,
+    /// Every session.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Microseconds as `+M:SS.mmm`, the offset `replay --at` takes.
+pub fn offset(us: u64) -> String {
+    let ms = us / 1000;
+    format!("+{}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000)
+}
+
+pub fn command_json(c: &CommandRow) -> Value {
+    json!({
+        "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
+        "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
+        "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
+        "output_truncated": c.output_truncated,
+    })
+}
+
+/// One line per command for `show`: number, offset, kind and text.
+pub fn command_cells(c: &CommandRow) -> Vec<String> {
+    let text = match (c.kind.as_str(), c.confidence.as_str()) {
+        ("screen", _) => format!("[screen] {}", first_line(&c.output)),
+        (_, "unknown") => "[not echoed: text unknown]".into(),
+        _ => c.command.replace('\n', " ⏎ "),
+    };
+    vec![c.seq.to_string(), offset(c.start_offset_us), c.kind.clone(), text]
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+}
+
+pub async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitCode> {
+    if a.query.is_empty() {
+        bail!("the search text is empty");
+    }
+    let store = dir.store().await?;
+    let q = SearchQuery {
+        text: a.query.clone(),
+        person: a.user,
+        target: a.target,
+        session: None,
+        since_us: a.since.as_deref().map(parse_time).transpose().context("--since")?,
+        until_us: a.until.as_deref().map(parse_time).transpose().context("--until")?,
+        commands_only: a.commands_only,
+        limit: a.limit.max(1),
+    };
+    store
+        .audit(NewAudit {
+            actor: local_actor(),
+            action: AuditAction::Searched,
+            session_id: None,
+            client_addr: None,
+            detail: json!({ "query": a.query, "commands_only": a.commands_only }).to_string(),
+        })
+        .await
+        .context("cannot write the audit event; refusing to search unaudited")?;
+    let hits = store.search(&q).await?;
+    if a.json {
+        print_json(&Value::Array(
+            hits.iter()
+                .map(|h| {
+                    let mut v = command_json(&h.command);
+                    v["session"] = json!(h.session_id.to_string());
+                    v["user"] = json!(h.person);
+                    v["target"] = json!(h.target);
+                    v["snippet"] = json!(h.snippet);
+                    v
+                })
+                .collect(),
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if hits.is_empty() {
+        eprintln!("keepwatch: no match for {:?}", a.query);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = hits
+        .iter()
+        .map(|h| {
+            vec![
+                h.session_id.to_string(),
+                h.person.clone(),
+                h.target.clone(),
+                rfc3339(h.command.at_us),
+                format!("{} #{}", offset(h.command.start_offset_us), h.command.seq),
+                h.snippet.clone(),
+            ]
+        })
+        .collect();
+    table(&["SESSION", "USER", "TARGET", "AT", "OFFSET", "MATCH"], &rows);
+    eprintln!("replay a hit: keepwatch replay SESSION --at-command N");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<ExitCode> {
+    if a.ids.is_empty() != a.all {
+        bail!("name sessions to reindex, or pass --all (not both)");
+    }
+    let store = dir.store().await?;
+    let blobs = dir.blobs()?;
+    let ids = if a.all { all_sessions(&store).await? } else { a.ids };
+    let bar = indicatif::ProgressBar::new(ids.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reindexing [{bar:30}] {pos}/{len} sessions, {msg} read, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let (mut commands, mut bytes, mut failed) = (0u64, 0u64, 0usize);
+    for id in &ids {
+        let mut seen = |n: u64| {
+            bytes += n;
+            bar.set_message(indicatif::HumanBytes(bytes).to_string());
+        };
+        match keepwatch_index::reindex(&store, &blobs, *id, &mut seen).await {
+            Ok(n) => commands += u64::from(n),
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("keepwatch: session {id}: {e}"));
+                store.set_index_error(*id, &e.to_string()).await?;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    store
+        .audit(NewAudit {
+            actor: local_actor(),
+            action: AuditAction::Reindexed,
+            session_id: (ids.len() == 1).then(|| ids[0]),
+            client_addr: None,
+            detail: format!("{} session(s), {commands} command(s)", ids.len()),
+        })
+        .await?;
+    eprintln!(
+        "keepwatch: reindexed {} session(s): {commands} command(s), {} read{}",
+        ids.len() - failed,
+        indicatif::HumanBytes(bytes),
+        if failed > 0 { format!(", {failed} failed") } else { String::new() }
+    );
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn all_sessions(store: &Store) -> anyhow::Result<Vec<SessionId>> {
+    let mut ids: Vec<SessionId> =
+        store.sessions(&SessionFilter::default()).await?.iter().map(|s| s.id).collect();
+    ids.reverse();
+    Ok(ids)
+}
+
+/// Lists what `show` prints under "commands".
+pub fn print_commands(commands: &[CommandRow]) {
+    let rows: Vec<Vec<String>> = commands.iter().map(command_cells).collect();
+    table(&["#", "OFFSET", "KIND", "COMMAND"], &rows);
+}
+
+/// An offset into a recording as `offset` prints it (`+1:02.500`), or `H:MM:SS`, `M:SS`,
+/// or seconds (`62.5`, `62.5s`); in microseconds.
+pub fn parse_offset(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().trim_start_matches('+').trim_end_matches('s');
+    let mut secs = 0f64;
+    for part in t.split(':') {
+        let v: f64 =
+            part.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).with_context(|| {
+                format!(
+                    "{s:?} is not an offset: use +M:SS.mmm (as search prints), H:MM:SS or seconds"
+                )
+            })?;
+        secs = secs * 60.0 + v;
+    }
+    Ok((secs * 1e6) as u64)
+}
