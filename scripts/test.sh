@@ -16,6 +16,9 @@ missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null && command -v sftp >/dev/null || missing+=(openssh-client)
 command -v rsync >/dev/null || missing+=(rsync)
+# Password prompts the secrets test types at (sudo, mysql -p).
+command -v sudo >/dev/null || missing+=(sudo)
+command -v mysql >/dev/null || missing+=(mariadb-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}"
   $SUDO apt-get update -q

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use keepwatch_recording::{
-    CHUNK_HEADER_LEN, Chunk, ReadError, RecordingWriter, Seal, chunks, read_events,
+    CHUNK_HEADER_LEN, Chunk, ReadError, RecordingTail, RecordingWriter, Seal, chunks, read_events,
     valid_prefix_len, verify,
 };
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +54,14 @@ fn check(data: &[u8]) {
     }
     if verified.is_ok() {
         assert!(events.is_ok(), "verify accepted what read_events refused");
+    }
+    // The incremental reader, fed in pieces, sees what read_events sees of the valid prefix.
+    let piece = 1 + data.first().map_or(0, |b| usize::from(*b) * 7);
+    let mut tail = RecordingTail::new();
+    let mut tailed = Vec::new();
+    let tail_ok = data[..prefix].chunks(piece).all(|p| tail.push(p, &mut tailed).is_ok());
+    if let (true, Ok(whole)) = (tail_ok, read_events(&data[..prefix])) {
+        assert_eq!(tailed, whole, "the tail reader and read_events disagree");
     }
     if prefix == 0 {
         return;

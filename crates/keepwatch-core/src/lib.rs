@@ -5,6 +5,7 @@
 mod audit;
 mod id;
 mod login;
+mod mask;
 mod policy;
 mod redact;
 mod secret;
@@ -12,10 +13,13 @@ mod secret;
 pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
+pub use mask::{ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, OutputMask, mask_marker};
 pub use policy::{
     AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
 };
-pub use redact::{DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, strip_escapes};
+pub use redact::{
+    DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, default_secret_prompts, strip_escapes,
+};
 pub use secret::Secret;
 
 use std::fmt;

@@ -3,9 +3,13 @@
 //!
 //! The detector watches the output of a terminal channel for a prompt (the screen line the
 //! cursor sits on ends with `:` and names a password, passphrase or similar, in several
-//! languages), then treats what the person types up to Enter as a secret. It cannot see a
-//! prompt that does not say so (a bare `stty -echo; read x`), a secret pasted without a
-//! prompt, or a prompt drawn by a full-screen program; see `docs/secrets.md`.
+//! languages), then treats what the person types up to Enter as a secret. It also arms when
+//! typed keys are not echoed (the target turned echo off without a recognisable prompt,
+//! `stty -echo; read x`): the keys typed before the missing echo could be seen are recorded,
+//! the rest of the line is not. It cannot see a secret pasted without a prompt or a prompt
+//! drawn by a full-screen program; see `docs/secrets.md`.
+
+use std::sync::Arc;
 
 /// What one piece of input becomes in the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,26 +58,41 @@ const TAIL: usize = 256;
 /// Per terminal channel. Feed it every output chunk and every input chunk, in order.
 #[derive(Debug, Clone)]
 pub struct SecretInputDetector {
-    words: Vec<String>,
+    words: Arc<[String]>,
     /// The current output line (since the last newline), at most `TAIL` bytes.
     tail: Vec<u8>,
     armed: bool,
     pending: usize,
+    /// Printable keys were typed and no output has come back since.
+    awaiting_echo: bool,
 }
 
 impl Default for SecretInputDetector {
     fn default() -> Self {
-        Self::new(DEFAULT_SECRET_PROMPTS.iter().map(|s| s.to_string()).collect())
+        Self::new(default_secret_prompts())
     }
 }
 
+/// [`DEFAULT_SECRET_PROMPTS`] in the form [`SecretInputDetector::new`] takes.
+pub fn default_secret_prompts() -> Arc<[String]> {
+    DEFAULT_SECRET_PROMPTS.iter().map(|s| s.to_string()).collect()
+}
+
 impl SecretInputDetector {
-    pub fn new(words: Vec<String>) -> Self {
-        SecretInputDetector { words, tail: Vec::new(), armed: false, pending: 0 }
+    /// `words` are matched lowercase against the prompt line; share one list across channels.
+    pub fn new(words: Arc<[String]>) -> Self {
+        SecretInputDetector {
+            words,
+            tail: Vec::new(),
+            armed: false,
+            pending: 0,
+            awaiting_echo: false,
+        }
     }
 
     /// Bytes the target sent to the terminal.
     pub fn output(&mut self, data: &[u8]) {
+        self.awaiting_echo &= data.is_empty();
         match data.iter().rposition(|&b| b == b'\n' || b == b'\r') {
             Some(i) => {
                 self.tail.clear();
@@ -102,7 +121,14 @@ impl SecretInputDetector {
     /// Bytes the person typed; returns what to record for them (the bytes themselves are
     /// forwarded unchanged by the caller).
     pub fn input(&mut self, data: &[u8]) -> Vec<InputPiece> {
+        if !self.armed && self.awaiting_echo {
+            // Keys typed earlier drew no output at all: the target is not echoing.
+            self.armed = true;
+        }
         if !self.armed {
+            let enter = data.iter().rposition(|&b| b == b'\r' || b == b'\n');
+            let after_enter = enter.map_or(data, |i| &data[i + 1..]);
+            self.awaiting_echo = after_enter.iter().any(|b| b.is_ascii_graphic() || *b >= 0x80);
             return vec![InputPiece::Clear(data.to_vec())];
         }
         let mut out = Vec::new();
@@ -112,6 +138,7 @@ impl SecretInputDetector {
                 out.push(InputPiece::Redacted(self.pending + i + 1));
                 self.pending = 0;
                 self.armed = false;
+                self.awaiting_echo = false;
                 self.tail.clear();
                 if i + 1 < data.len() {
                     out.extend(self.input(&data[i + 1..]));
@@ -197,6 +224,22 @@ mod tests {
         check(&[("the password is in the vault\r\n$ ", "ls\r")], &[clear("ls\r")]);
         check(&[("password file: /etc/passwd\n$ ", "cat x\r")], &[clear("cat x\r")]);
         check(&[("Password: ", "unfinished")], &[InputPiece::Redacted(10)]);
+    }
+
+    #[test]
+    fn keys_that_draw_no_echo_arm_the_rest_of_the_line() {
+        // `stty -echo; read x` with no prompt: the first key is seen, the rest is not.
+        check(
+            &[("$ ", "ls\r"), ("", "s"), ("", "ecret\r")],
+            &[clear("ls\r"), clear("s"), InputPiece::Redacted(6)],
+        );
+        // Echoed keys never arm, however they are split.
+        check(&[("$ ", "l"), ("l", "s"), ("s", "\r")], &[clear("l"), clear("s"), clear("\r")]);
+        // After the hidden line, the next one is in clear again.
+        check(
+            &[("", "a"), ("", "b\r"), ("", "pwd\r")],
+            &[clear("a"), InputPiece::Redacted(2), clear("pwd\r")],
+        );
     }
 
     #[test]

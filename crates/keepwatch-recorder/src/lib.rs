@@ -13,12 +13,13 @@ mod recover;
 pub use integrity::{Problem, check_ledger, check_session};
 pub use recover::recover_interrupted;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_core::{ChannelMask, OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
 use keepwatch_store::{BlobStore, Store, now_us};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,6 +35,8 @@ pub struct RecorderConfig {
     pub flush_bytes: usize,
     /// Events queued between the gateway and the recorder before the gateway waits.
     pub queue: usize,
+    /// Secrets in output replaced by a marker before they are recorded.
+    pub mask: OutputMask,
 }
 
 impl Default for RecorderConfig {
@@ -43,6 +46,7 @@ impl Default for RecorderConfig {
             checkpoint_interval: Duration::from_secs(10),
             flush_bytes: 1 << 20,
             queue: 256,
+            mask: OutputMask::defaults(),
         }
     }
 }
@@ -125,6 +129,7 @@ impl Recorder {
             last_checkpoint: Instant::now(),
             unsigned_chunks: false,
             out: Vec::new(),
+            masks: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(Recorder { id, started: Instant::now(), tx, failure })
@@ -189,6 +194,8 @@ struct RecorderTask {
     unsigned_chunks: bool,
     /// Chunk bytes on their way to the file, reused between flushes.
     out: Vec<u8>,
+    /// Output masking state per (channel, stderr).
+    masks: HashMap<(u32, bool), ChannelMask>,
 }
 
 impl RecorderTask {
@@ -198,7 +205,8 @@ impl RecorderTask {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Event(ev)) => {
+                    Some(Command::Event(mut ev)) => {
+                        self.mask(&mut ev.event);
                         let Some(w) = self.writer.as_mut() else { continue };
                         w.push(&ev);
                         if w.pending_len() >= self.ctx.config.flush_bytes {
@@ -223,6 +231,24 @@ impl RecorderTask {
                     }
                 }
             }
+        }
+    }
+
+    /// Replaces secrets in output by markers (`RecorderConfig::mask`).
+    fn mask(&mut self, event: &mut Event) {
+        let (channel, stderr, data) = match event {
+            Event::Output { channel, data } => (*channel, false, data),
+            Event::ExtOutput { channel, data } => (*channel, true, data),
+            Event::ChannelClose { channel, .. } => {
+                self.masks.retain(|(c, _), _| c != channel);
+                return;
+            }
+            _ => return,
+        };
+        let mask = &self.ctx.config.mask;
+        let state = self.masks.entry((channel, stderr)).or_insert_with(|| mask.channel());
+        if let std::borrow::Cow::Owned(masked) = state.apply(data) {
+            *data = masked;
         }
     }
 

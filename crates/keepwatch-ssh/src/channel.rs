@@ -307,7 +307,10 @@ async fn relay(
         target: Arc::new(up_tx),
         files,
         // Terminal channels are where people answer password prompts.
-        secrets: req.pty.is_some().then(|| std::sync::Mutex::new(SecretInputDetector::default())),
+        secrets: req.pty.is_some().then(|| {
+            let words = conn.ctx.config.secret_prompts.clone();
+            std::sync::Mutex::new(SecretInputDetector::new(words))
+        }),
     });
     if !req.early.is_empty() && !relay.client_data(Bytes::from(req.early)).await {
         return Err(recording_failed());

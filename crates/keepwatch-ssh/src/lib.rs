@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// How long a graceful shutdown waits for sessions to seal.
     pub shutdown_grace: Duration,
+    /// Words that make an output line a password prompt (see `SecretInputDetector`).
+    pub secret_prompts: std::sync::Arc<[String]>,
 }
 
 impl Default for GatewayConfig {
@@ -47,6 +49,7 @@ impl Default for GatewayConfig {
             env_allow: vec!["LANG".into(), "LC_*".into()],
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            secret_prompts: keepwatch_core::default_secret_prompts(),
         }
     }
 }

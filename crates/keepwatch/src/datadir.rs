@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use keepwatch_core::Role;
+use keepwatch_core::{MaskRule, OutputMask, Role};
 use keepwatch_recorder::{RecorderConfig, RecorderContext};
 use keepwatch_ssh::GatewayConfig;
 use keepwatch_store::{BlobStore, Store, Vault, hash_password};
@@ -33,6 +33,15 @@ web_listen = "127.0.0.1:8080"
 flush_interval_ms = 1000
 # A signed checkpoint at least this often while a session produces data.
 checkpoint_interval_s = 10
+# Output masking: secrets a target prints are recorded (and indexed) as a marker such as
+# "[masked aws-access-key]"; the person still sees them live. Private key blocks:
+mask_private_keys = true
+# AWS keys, password=/token:/api_key= assignments, bearer tokens, GitHub tokens:
+mask_defaults = true
+# More rules; a group named "secret" masks only that part of the match. For example:
+# [[recording.mask]]
+# name = "ticket"
+# pattern = 'TKT-(?P<secret>[0-9]+)'
 
 [gateway]
 # Environment variables a client may pass to the target; a trailing * matches a prefix.
@@ -41,6 +50,10 @@ env_allow = ["LANG", "LC_*"]
 connect_timeout_s = 10
 # Seconds a shutdown waits for sessions to seal.
 shutdown_grace_s = 10
+# Input typed after an output line that ends in ":" and contains one of these words is
+# recorded as "[redacted N bytes]" (docs/secrets.md). Default: password, passphrase, passcode,
+# pin, secret, token and "password" in several languages.
+# secret_prompts = ["password", "passphrase", "pin"]
 
 [index]
 # Extract commands and output from the recordings into the search index (off the data
@@ -65,6 +78,19 @@ pub struct FileConfig {
 pub struct RecordingSection {
     pub flush_interval_ms: u64,
     pub checkpoint_interval_s: u64,
+    /// Mask private key blocks in output.
+    pub mask_private_keys: bool,
+    /// Mask with the built-in rules (`keepwatch_core::DEFAULT_MASK_RULES`).
+    pub mask_defaults: bool,
+    /// More masking rules, tried after the built-in ones.
+    pub mask: Vec<MaskSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSection {
+    pub name: String,
+    pub pattern: String,
 }
 
 /// The search index, kept current from the recordings while `run` runs.
@@ -88,6 +114,8 @@ pub struct GatewaySection {
     pub env_allow: Vec<String>,
     pub connect_timeout_s: u64,
     pub shutdown_grace_s: u64,
+    /// Words that make an output line ending in `:` a password prompt (lowercase).
+    pub secret_prompts: Vec<String>,
 }
 
 impl Default for FileConfig {
@@ -104,7 +132,13 @@ impl Default for FileConfig {
 
 impl Default for RecordingSection {
     fn default() -> Self {
-        RecordingSection { flush_interval_ms: 1000, checkpoint_interval_s: 10 }
+        RecordingSection {
+            flush_interval_ms: 1000,
+            checkpoint_interval_s: 10,
+            mask_private_keys: true,
+            mask_defaults: true,
+            mask: Vec::new(),
+        }
     }
 }
 
@@ -115,23 +149,33 @@ impl Default for GatewaySection {
             env_allow: d.env_allow,
             connect_timeout_s: d.connect_timeout.as_secs(),
             shutdown_grace_s: d.shutdown_grace.as_secs(),
+            secret_prompts: d.secret_prompts.to_vec(),
         }
     }
 }
 
 impl FileConfig {
-    pub fn recorder(&self) -> RecorderConfig {
-        RecorderConfig {
-            flush_interval: Duration::from_millis(self.recording.flush_interval_ms.max(10)),
-            checkpoint_interval: Duration::from_secs(self.recording.checkpoint_interval_s.max(1)),
+    pub fn recorder(&self) -> anyhow::Result<RecorderConfig> {
+        let r = &self.recording;
+        let mut rules = if r.mask_defaults { OutputMask::default_rules() } else { Vec::new() };
+        rules.extend(
+            r.mask.iter().map(|m| MaskRule { name: m.name.clone(), pattern: m.pattern.clone() }),
+        );
+        let mask = OutputMask::new(r.mask_private_keys, &rules)
+            .with_context(|| format!("{CONFIG} [[recording.mask]]"))?;
+        Ok(RecorderConfig {
+            flush_interval: Duration::from_millis(r.flush_interval_ms.max(10)),
+            checkpoint_interval: Duration::from_secs(r.checkpoint_interval_s.max(1)),
+            mask,
             ..Default::default()
-        }
+        })
     }
     pub fn gateway(&self) -> GatewayConfig {
         GatewayConfig {
             env_allow: self.gateway.env_allow.clone(),
             connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
             shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
+            secret_prompts: self.gateway.secret_prompts.iter().map(|w| w.to_lowercase()).collect(),
         }
     }
 }
@@ -296,7 +340,7 @@ impl DataDir {
             store: store.clone(),
             blobs: self.blobs()?,
             signing_key: Arc::new(self.signing_key()?),
-            config: cfg.recorder(),
+            config: cfg.recorder()?,
         })
     }
 }

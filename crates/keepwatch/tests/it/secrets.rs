@@ -1,5 +1,7 @@
 //! Secrets typed at password prompts never reach disk: the recording holds a marker.
 
+use std::time::Duration;
+
 use keepwatch_recording::Event;
 
 use crate::support::*;
@@ -14,13 +16,29 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Ctrl-C, then waits for the shell's next prompt (the tty flushes what was typed before).
+fn interrupt(s: &mut Interactive) {
+    let prompts = s.output().matches("$ ").count();
+    s.send("\x03");
+    s.wait_output_times("$ ", prompts + 1);
+}
+
 #[test]
 fn input_at_password_prompts_is_recorded_as_a_marker() {
     let sshd = Sshd::start();
     let mut gw = Gateway::new();
     gw.add_target("web01", &sshd);
     gw.start();
-    let secrets = ["Tr0ub4dor&3-one", "c0rrect-h0rse-two"];
+    let secrets = [
+        "Tr0ub4dor&3-one",
+        "c0rrect-h0rse-two",
+        "sudo-s3cret-three",
+        "passwd-s3cret-four",
+        "keygen-phrase-five",
+        "keygen-phrase-again",
+        "nested-ssh-s3cret-six",
+        "mysql-s3cret-seven",
+    ];
 
     let mut s = Interactive::start(gw.ssh("alice@web01"));
     s.send("echo ready-$((40+2))\n");
@@ -34,6 +52,41 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
     s.wait_output_times("Password: ", 2);
     s.send(&format!("{}\n", secrets[1]));
     s.wait_output("Authentication failure");
+    // Each prompt is answered with a wrong secret: the tools refuse, the prompt is what counts.
+    s.send("sudo -k true\n");
+    s.wait_output("password for kwtest: ");
+    s.send(&format!("{}\n", secrets[2]));
+    s.wait_output("try again");
+    interrupt(&mut s);
+    s.send("passwd\n");
+    s.wait_output("urrent password: ");
+    s.send(&format!("{}\n", secrets[3]));
+    s.wait_output("passwd: ");
+    s.send("ssh-keygen -q -t ed25519 -f /tmp/kw-secret-test-$$ </dev/tty\n");
+    s.wait_output("Enter passphrase");
+    s.send(&format!("{}\n", secrets[4]));
+    s.wait_output("Enter same passphrase again: ");
+    s.send(&format!("{}\n", secrets[5]));
+    s.wait_output("do not match");
+    interrupt(&mut s);
+    let nested = format!(
+        "ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no -p {} kwtest@127.0.0.1 true\n",
+        sshd.port
+    );
+    s.send(&nested);
+    s.wait_output("kwtest@127.0.0.1's password: ");
+    s.send(&format!("{}\n", secrets[6]));
+    s.wait_output("Permission denied");
+    interrupt(&mut s);
+    s.send("mysql -h 127.0.0.1 -u kw-nobody -p\n");
+    s.wait_output("Enter password: ");
+    s.send(&format!("{}\n", secrets[7]));
+    s.wait_output("ERROR");
+    // Secrets the target prints, built at run time so the typed line does not hold them.
+    s.send("printf '%s%s\\n' AKIA IOSFODNN7EXAMPLE\n");
+    s.wait_output("AKIAIOSFODNN7EXAMPLE");
+    s.send("printf -- '-----BEGIN %s PRIVATE KEY-----\\n%s%s\\n-----END %s PRIVATE KEY-----\\n' OPENSSH S3CR3T KEYMATERIAL OPENSSH\n");
+    s.wait_output("-----END OPENSSH PRIVATE KEY-----");
     s.send("echo after-$((1+1))\nexit\n");
     let (status, stdout, _) = s.finish();
     assert!(
@@ -64,7 +117,10 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
     assert!(typed.contains("[redacted 18 bytes]"), "{typed}");
     assert!(typed.contains("echo after-$((1+1))"), "{typed}");
     let everything = String::from_utf8_lossy(&everything);
-    for secret in secrets {
+    assert!(everything.contains("[masked aws-access-key]"), "{everything}");
+    assert!(everything.contains("[masked private-key]"), "{everything}");
+    let printed = ["AKIAIOSFODNN7EXAMPLE", "S3CR3TKEYMATERIAL"];
+    for secret in secrets.into_iter().chain(printed) {
         assert!(!everything.contains(secret), "{secret} is in the recording");
         for f in files(&gw.data()) {
             let raw = std::fs::read(&f).unwrap();
@@ -76,6 +132,17 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
         }
         assert!(!gw.log.lock().unwrap().contains(secret), "{secret} in the gateway log");
     }
+    // The index holds what the recording holds: the commands, not the secrets.
+    wait_for("the session to be indexed", Duration::from_secs(20), || {
+        let hits = gw.json(&["search", "--json", "echo after-$((1+1))"]);
+        (!hits.as_array().unwrap().is_empty()).then_some(())
+    });
+    for secret in secrets.into_iter().chain(printed) {
+        let hits = gw.json(&["search", "--json", secret]);
+        assert_eq!(hits, serde_json::json!([]), "{secret} is searchable");
+    }
+    let masked = gw.json(&["search", "--json", "[masked private-key]"]);
+    assert_eq!(masked.as_array().unwrap().len(), 1, "the mask itself is found: {masked}");
     let cast = gw.kw_ok(&["export", &id, "--format", "asciicast", "--input"]);
     assert!(cast.contains("[redacted 16 bytes]"), "the export shows where the secret was");
 }
