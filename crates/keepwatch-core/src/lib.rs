@@ -13,7 +13,8 @@ pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use policy::{
-    AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
+    AccessDecision, DEFAULT_CAPTURE_MAX_BYTES, Denial, GrantPolicy, RecordingFailure, Role,
+    authorize_connect, glob_match,
 };
 pub use redact::{DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector};
 pub use secret::Secret;

@@ -14,7 +14,7 @@ use russh::server::Msg;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use crate::connection::{ActiveSession, Connection};
-use crate::transfer::{FileChannel, record_events};
+use crate::transfer::{FileChannel, SpoolPlace, record_events};
 use keepwatch_core::{InputPiece, SecretInputDetector};
 use keepwatch_sftp::Output;
 use russh::client;
@@ -230,10 +230,15 @@ async fn relay(
             return Err(format!("keepwatch: target {target} refused a terminal"));
         }
     }
-    let files = FileChannel::for_channel(&kind, &s.grant);
+    let place = SpoolPlace {
+        blobs: conn.ctx.recorder.blobs.clone(),
+        session: s.id,
+        channel: u32::from(id),
+    };
+    let files = FileChannel::for_channel(&kind, &s.grant, place);
     if let Some(out) = files.as_ref().and_then(FileChannel::refuse_at_start) {
         let channel = u32::from(id);
-        let _ = record_events(conn, s, channel, "scp", out.events).await;
+        let _ = record_events(conn, s, channel, None, out.events).await;
         if !replied {
             let _ = conn.handle.channel_success(id).await;
         }
@@ -392,8 +397,12 @@ impl Relay {
         A: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
         B: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
     {
-        let protocol = self.files.as_ref().map_or("", |f| f.protocol);
-        if record_events(&self.conn, &self.s, self.channel, protocol, out.events).await.is_err() {
+        let files = self.files.as_ref();
+        // Content first: a transfer's event in `out` decides what becomes of its copy.
+        if let Some(f) = files {
+            f.spool_content(&out);
+        }
+        if record_events(&self.conn, &self.s, self.channel, files, out.events).await.is_err() {
             return false;
         }
         if !out.reply.is_empty() && back.data_bytes(Bytes::from(out.reply)).await.is_err() {
@@ -532,7 +541,7 @@ impl Relay {
         }
         if let Some(files) = &self.files {
             let out = files.finish();
-            let _ = record_events(&self.conn, &self.s, channel, files.protocol, out.events).await;
+            let _ = record_events(&self.conn, &self.s, channel, Some(files), out.events).await;
         }
         let unfinished = self
             .secrets

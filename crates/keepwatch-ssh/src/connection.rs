@@ -296,6 +296,9 @@ impl Connection {
         self.tasks.close();
         self.tasks.wait().await;
         let Some(Ok(s)) = self.session.get() else { return };
+        if let Err(e) = self.ctx.recorder.blobs.discard_session_capture_spools(s.id) {
+            tracing::warn!(session_id = %s.id, error = %e, "cannot delete capture spools");
+        }
         let terminated = s.terminate.borrow().clone();
         let (status, reason) = match terminated {
             Some(text) => (SessionStatus::Terminated, Some(text)),

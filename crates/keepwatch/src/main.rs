@@ -56,7 +56,8 @@ enum Command {
     Verify(sessions::VerifyArgs),
     /// List audit events, newest first.
     Audit(sessions::AuditArgs),
-    /// List file transfers (SFTP, SCP) across sessions, with their SHA-256.
+    /// List file transfers (SFTP, SCP) across sessions, with their SHA-256; `transfers get`
+    /// downloads the content a grant kept.
     Transfers(transfers::TransfersArgs),
 }
 
@@ -108,6 +109,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => playback::export(&dir, a).await,
         Command::Verify(a) => sessions::verify(&dir, a).await,
         Command::Audit(a) => sessions::audit(&dir, a).await,
-        Command::Transfers(a) => transfers::list(&dir, a).await,
+        Command::Transfers(a) => transfers::run(&dir, a).await,
     }
 }
