@@ -25,6 +25,8 @@ struct Requests {
     pty: Option<PtyRequest>,
     env: Vec<(String, String)>,
     early: Vec<u8>,
+    /// `ssh -A` asked for the person's agent (served only if the grant allows it).
+    agent: bool,
 }
 
 struct PtyRequest {
@@ -172,8 +174,9 @@ async fn collect_requests(
                 req.early.extend_from_slice(&data);
             }
             ChannelMsg::Close => return None,
-            // Agent forwarding (sent without want-reply by OpenSSH) and the rest are ignored:
-            // nothing is forwarded unless policy allows it, and none of it does yet.
+            // Answered by the connection handler from the grant; `relay` asks the target for
+            // the agent only when the grant allows it too.
+            ChannelMsg::AgentForward { .. } => req.agent = true,
             _ => {}
         }
     }
@@ -229,6 +232,9 @@ async fn relay(
         if !ok {
             return Err(format!("keepwatch: target {target} refused a terminal"));
         }
+    }
+    if req.agent && s.grant.agent_forward {
+        forward_agent(conn, s, &up_tx, &mut up_rx, &mut held, u32::from(id)).await;
     }
     let place = SpoolPlace {
         blobs: conn.ctx.recorder.blobs.clone(),
@@ -320,6 +326,25 @@ async fn relay(
     conn.spawn(relay.clone().target_to_client(held, up_rx));
     relay.client_to_target(client_rx).await;
     Ok(())
+}
+
+/// Asks the target to offer the person's agent on this channel, and relays the agent
+/// connections it then opens; a refusal is noted in the recording, and the channel goes on.
+async fn forward_agent(
+    conn: &Arc<Connection>,
+    s: &Arc<ActiveSession>,
+    up_tx: &ChannelWriteHalf<client::Msg>,
+    up_rx: &mut ChannelReadHalf,
+    held: &mut Vec<ChannelMsg>,
+    channel: u32,
+) {
+    let ok = up_tx.agent_forward(true).await.is_ok() && await_reply(up_rx, held).await;
+    if ok {
+        conn.serve_agent(s);
+    } else {
+        let text = format!("target {} refused agent forwarding", s.target.name);
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text }).await;
+    }
 }
 
 /// Resolves once the session is told to end (the watch guard never lives across an await).

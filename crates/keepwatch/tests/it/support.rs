@@ -308,6 +308,13 @@ impl Gateway {
         })
     }
 
+    /// Every event of a sealed session's recording, decoded from its file.
+    pub fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
+        let path = self.data().join("recordings").join(format!("{id}.kwr"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
+    }
+
     /// The concatenated output ("o") events of an asciicast export.
     pub fn exported_output(&self, id: &str) -> String {
         let cast = self.kw_ok(&["export", id, "--format", "asciicast"]);

@@ -60,10 +60,8 @@ fn find<'a>(ts: &'a [serde_json::Value], direction: &str, path: &str) -> &'a ser
         .unwrap_or_else(|| panic!("no {direction} of {path} in {ts:#?}"))
 }
 
-/// Every event of a session's recording.
 fn events(gw: &Gateway, id: &str) -> Vec<Event> {
-    let bytes = std::fs::read(gw.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
-    keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
+    gw.events(id)
 }
 
 #[test]
