@@ -286,28 +286,22 @@ async fn relay(
     conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty })
         .await
         .map_err(|_| recording_failed())?;
-    if !replied {
-        let _ = if accepted {
-            conn.handle.channel_success(id).await
-        } else {
-            conn.handle.channel_failure(id).await
-        };
-    }
     if !accepted {
-        let _ = conn
-            .record(
-                s,
-                Event::Notice {
-                    channel: Some(channel),
-                    text: format!("target refused the {} request", kind.as_str()),
-                },
-            )
-            .await;
-        let _ = conn
-            .record(s, Event::ChannelClose { channel, exit_status: None, exit_signal: None })
-            .await;
-        let _ = client_tx.close().await;
+        // The gateway answers for itself and ends the channel with one line and exit status 1,
+        // like its other refusals: OpenSSH drops stderr that arrives with a failed request,
+        // so the person would see only "subsystem request failed". The recording keeps the
+        // same words.
+        let text = refused_request(&s.target.name, &kind);
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text: text.clone() }).await;
+        let _ = up_tx.close().await;
+        refuse(conn, id, &client_tx, replied, &text).await;
+        let close = Event::ChannelClose { channel, exit_status: Some(1), exit_signal: None };
+        let _ = conn.record(s, close).await;
+        let _ = conn.ctx.store.close_channel(s.id, channel, Some(1)).await;
         return Ok(());
+    }
+    if !replied {
+        let _ = conn.handle.channel_success(id).await;
     }
     let relay = Arc::new(Relay {
         conn: conn.clone(),
@@ -326,6 +320,17 @@ async fn relay(
     conn.spawn(relay.clone().target_to_client(held, up_rx));
     relay.client_to_target(client_rx).await;
     Ok(())
+}
+
+/// What the person is told when the target refuses a shell, exec or subsystem request. A
+/// device that offers only a shell refuses `sftp` (and so modern `scp`) this way.
+fn refused_request(target: &str, kind: &ChannelKind) -> String {
+    match kind {
+        ChannelKind::Subsystem { name } => format!(
+            "keepwatch: target {target} refused the {name} subsystem (it may offer only a shell; legacy `scp -O` or a shell session may still work)"
+        ),
+        other => format!("keepwatch: target {target} refused the {} request", other.as_str()),
+    }
 }
 
 /// Asks the target to offer the person's agent on this channel, and relays the agent

@@ -418,3 +418,47 @@ fn agent_forwarding_is_refused_by_default_and_works_under_the_grant() {
     assert!(carried, "the agent channel's byte counts are recorded: {events:?}");
     assert!(gw.kw(&["verify", "--all"]).status.success());
 }
+
+/// Issue 5: "devices that offer only a shell (no exec, no sftp) still record cleanly".
+#[test]
+fn a_shell_only_device_records_its_shell_and_refuses_sftp_with_a_clear_line() {
+    let sshd = Sshd::start_shell_only();
+    let mut gw = Gateway::new();
+    gw.add_target("sw01", &sshd);
+    gw.start();
+
+    let mut s = Interactive::start(gw.ssh("alice@sw01"));
+    s.send("echo shell-only-$((40+2))\n");
+    s.wait_output("shell-only-42");
+    s.send("exit\n");
+    let (status, _, _) = s.finish();
+    assert!(status.success(), "ssh exit status {status:?}");
+    let shell = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+
+    let mut sftp = Command::new("sftp")
+        .args(gw.client_opts())
+        .args(["-P", &gw.ssh_port.to_string(), "-b", "-", "alice@sw01@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sftp.stdin.take().unwrap().write_all(b"ls\n").unwrap();
+    let out = sftp.wait_with_output().unwrap();
+    assert!(!out.status.success(), "sftp must fail on a shell-only device");
+    let line = "keepwatch: target sw01 refused the sftp subsystem (it may offer only a shell";
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(line), "{err}");
+
+    let sessions = gw.sealed_sessions(2);
+    let shell_row = sessions.iter().find(|s| s["id"] == shell.as_str()).unwrap();
+    assert_eq!(shell_row["status"], "closed");
+    assert!(gw.exported_output(&shell).contains("shell-only-42"));
+    let refused = sessions.iter().find(|s| s["id"] != shell.as_str()).unwrap();
+    let noted = gw
+        .events(refused["id"].as_str().unwrap())
+        .into_iter()
+        .any(|e| matches!(e, Event::Notice { text, .. } if text.starts_with(line)));
+    assert!(noted, "the refusal is in the recording with the words the person saw");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
