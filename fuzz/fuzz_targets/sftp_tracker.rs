@@ -2,15 +2,21 @@
 //! arbitrary chunking, into `SftpTracker` or `ScpTracker`. They must never panic, must stay
 //! within their memory bounds, must give the same result however a run of same-direction
 //! bytes is chunked, and with nothing to enforce must forward every byte unchanged (but for
-//! a partial packet or line at the end).
+//! a partial packet or line at the end). With content capture on, every piece handed out lies
+//! inside the bytes forwarded, and a capture said to be whole is exactly the file's size.
 //!
 //! Input: byte 0 picks the tracker and policy (bits 0-1: SFTP, SFTP, `scp -t`, `scp -f`;
-//! bit 2: no uploads; bit 3: no downloads; bit 4: a size limit of byte 1 × 64). Then chunks:
-//! a header byte (bit 7: from the server; bits 0-6: length), then that many bytes.
+//! bit 2: no uploads; bit 3: no downloads; bit 4: a size limit of byte 1 × 64; bit 5: content
+//! capture up to byte 1 × 256). Then chunks: a header byte (bit 7: from the server; bits 0-6:
+//! length), then that many bytes.
 
 #![no_main]
 
-use keepwatch_sftp::{Output, ScpTracker, SftpEvent, SftpTracker, TransferPolicy};
+use std::collections::HashMap;
+
+use keepwatch_sftp::{
+    Capture, ContentId, Output, ScpTracker, SftpEvent, SftpTracker, TransferPolicy,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// SFTP: two partial packets, 16 MiB of out-of-order data, 4 MiB of held paths.
@@ -56,16 +62,54 @@ struct Totals {
     close: bool,
 }
 
-fn run(kind: u8, policy: TransferPolicy, chunks: &[(bool, &[u8])]) -> Option<Totals> {
+/// Puts handed-out content together per id and checks it against each transfer's capture.
+#[derive(Default)]
+struct Kept(HashMap<ContentId, u64>);
+
+impl Kept {
+    fn check(&mut self, out: &Output) {
+        for piece in &out.content {
+            assert!(
+                piece.range.end <= out.forward.len(),
+                "content piece outside the forwarded bytes"
+            );
+            *self.0.entry(piece.id).or_default() += piece.range.len() as u64;
+        }
+        for e in &out.events {
+            if let SftpEvent::Transfer(t) = e
+                && let Some(Capture::Whole(id)) = &t.capture
+            {
+                let kept = self.0.remove(id).unwrap_or(0);
+                assert!(t.complete, "a whole capture of an incomplete transfer");
+                assert_eq!(Some(kept), t.size, "a whole capture is not the file's size");
+            }
+        }
+    }
+}
+
+fn run(
+    kind: u8,
+    policy: TransferPolicy,
+    capture: Option<u64>,
+    chunks: &[(bool, &[u8])],
+) -> Option<Totals> {
     let mut tracker = match kind {
         0 | 1 => Tracker::Sftp(SftpTracker::new(policy)),
         2 => Tracker::Scp(ScpTracker::new(b"scp -r -d -t /srv", policy)?),
         _ => Tracker::Scp(ScpTracker::new(b"scp -r -f /srv/a /srv/b", policy)?),
     };
+    if let Some(max) = capture {
+        tracker = match tracker {
+            Tracker::Sftp(t) => Tracker::Sftp(t.with_capture(max)),
+            Tracker::Scp(t) => Tracker::Scp(t.with_capture(max)),
+        };
+    }
+    let mut kept = Kept::default();
     let mut totals = Totals::default();
     let mut out = Output::default();
     for &(from_server, data) in chunks {
         tracker.feed(from_server, data, &mut out);
+        kept.check(&out);
         let (forward, back) = if from_server {
             (&mut totals.to_client, &mut totals.to_server)
         } else {
@@ -79,6 +123,7 @@ fn run(kind: u8, policy: TransferPolicy, chunks: &[(bool, &[u8])]) -> Option<Tot
         tracker.check_bounds();
     }
     tracker.finish(&mut out);
+    kept.check(&out);
     totals.events.append(&mut out.events);
     Some(totals)
 }
@@ -98,7 +143,8 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[len..];
     }
     let kind = mode & 0x03;
-    let Some(split) = run(kind, policy, &chunks) else { return };
+    let capture = (mode & 0x20 != 0).then_some(u64::from(*limit) * 256);
+    let Some(split) = run(kind, policy, capture, &chunks) else { return };
 
     // The same bytes, each same-direction run fed in one piece.
     let mut joined: Vec<(bool, Vec<u8>)> = Vec::new();
@@ -109,7 +155,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let joined: Vec<(bool, &[u8])> = joined.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-    let whole = run(kind, policy, &joined).expect("same command");
+    let whole = run(kind, policy, capture, &joined).expect("same command");
     assert_eq!(split, whole, "chunking changed the result");
 
     if policy.allows_everything() {

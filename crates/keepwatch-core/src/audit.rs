@@ -15,6 +15,8 @@ pub enum AuditAction {
     SessionViewed,
     RecordingReplayed,
     RecordingExported,
+    /// A transfer's kept content was downloaded (`keepwatch transfers get`).
+    CaptureDownloaded,
     RecordingsVerified,
     Searched,
     Reindexed,
@@ -40,6 +42,7 @@ impl AuditAction {
             SessionViewed => "session_viewed",
             RecordingReplayed => "recording_replayed",
             RecordingExported => "recording_exported",
+            CaptureDownloaded => "capture_downloaded",
             RecordingsVerified => "recordings_verified",
             Searched => "searched",
             Reindexed => "reindexed",

@@ -15,7 +15,8 @@ pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use mask::{ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, OutputMask, mask_marker};
 pub use policy::{
-    AccessDecision, Denial, GrantPolicy, RecordingFailure, Role, authorize_connect, glob_match,
+    AccessDecision, DEFAULT_CAPTURE_MAX_BYTES, Denial, GrantPolicy, RecordingFailure, Role,
+    authorize_connect, glob_match,
 };
 pub use redact::{
     DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, default_secret_prompts, strip_escapes,

@@ -153,7 +153,17 @@ pub struct GrantPolicy {
     pub forward_to: Vec<String>,
     /// `ssh -R` may open listening ports on the target.
     pub remote_forward: bool,
+    /// `ssh -A` may make the person's agent usable on the target.
+    pub agent_forward: bool,
+    /// The bytes carried by `ssh -L`/`-R` tunnels go into the recording, not only their counts.
+    pub record_tunnel_bytes: bool,
+    /// Keep a copy of each transferred file's content in the blob store, for files that move
+    /// whole, in order and within this many bytes; `None` keeps no copies.
+    pub capture_content: Option<u64>,
 }
+
+/// The capture cap when a grant keeps file content without naming one.
+pub const DEFAULT_CAPTURE_MAX_BYTES: u64 = 64 << 20;
 
 impl Default for GrantPolicy {
     fn default() -> Self {
@@ -163,6 +173,9 @@ impl Default for GrantPolicy {
             max_file_size: None,
             forward_to: Vec::new(),
             remote_forward: false,
+            agent_forward: false,
+            record_tunnel_bytes: false,
+            capture_content: None,
         }
     }
 }

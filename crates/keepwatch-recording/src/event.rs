@@ -62,7 +62,8 @@ pub enum Event {
         kind: ChannelKind,
         pty: Option<Pty>,
     },
-    /// Target stdout, as sent to the client.
+    /// Target stdout, as sent to the client; on a tunnel channel whose grant records tunnel
+    /// bytes, what the tunnel carried to the person.
     Output {
         channel: u32,
         data: Vec<u8>,
@@ -72,7 +73,7 @@ pub enum Event {
         channel: u32,
         data: Vec<u8>,
     },
-    /// Bytes the person sent.
+    /// Bytes the person sent (on a tunnel channel: what the tunnel carried to the target).
     Input {
         channel: u32,
         data: Vec<u8>,
@@ -98,7 +99,8 @@ pub enum Event {
     },
     /// Always the last event of the last chunk.
     Seal(Seal),
-    /// A port-forwarding tunnel opened through the target (`ssh -L`).
+    /// A port-forwarding tunnel opened through the target (`ssh -L`, `ssh -R`), or an agent
+    /// channel (`ssh -A`: host `agent`, port 0).
     TunnelOpen {
         channel: u32,
         host: String,

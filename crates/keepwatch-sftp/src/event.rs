@@ -3,7 +3,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 
-use crate::Direction;
+use crate::{Capture, Direction};
 
 /// Something that happened on a file-transfer channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub struct Transfer {
     /// The whole file moved, from offset 0 to its end without a gap, and (for an upload) it
     /// was created or truncated first, every write succeeded and the handle closed cleanly.
     pub complete: bool,
+    /// With capture on, whether the content handed out for this file is the whole file.
+    pub capture: Option<Capture>,
 }
 
 impl fmt::Display for SftpEvent {
@@ -189,7 +191,12 @@ impl fmt::Display for Transfer {
             write!(f, "{start}..{end}")?;
         }
         f.write_str("]")?;
-        f.write_str(if self.complete { " complete" } else { " incomplete" })
+        f.write_str(if self.complete { " complete" } else { " incomplete" })?;
+        match &self.capture {
+            None => Ok(()),
+            Some(Capture::Whole(id)) => write!(f, " captured as {id}"),
+            Some(Capture::Skipped { id, reason }) => write!(f, " capture {id} skipped: {reason}"),
+        }
     }
 }
 

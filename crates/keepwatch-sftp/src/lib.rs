@@ -19,6 +19,9 @@
 //!   `out.reply` to the client;
 //! - from the target: `from_server(data, &mut out)`; write `out.forward` to the client and
 //!   `out.reply` to the target (SCP only; always empty for SFTP);
+//! - with capture on, write `out.forward[piece.range]` for each of `out.content` to that
+//!   file's copy, then, for each [`Transfer`] in `out.events`, keep or discard the copy its
+//!   [`Capture`] names;
 //! - record `out.events`; if `out.close_channel`, send EOF and close the channel on both
 //!   sides after writing the bytes;
 //! - when the channel ends (EOF or close from either side), `finish(&mut out)` and record
@@ -36,12 +39,14 @@
 //! stops forwarding and asks for the channel to be closed instead of letting bytes through
 //! unchecked.
 
+mod content;
 mod event;
 mod ranges;
 mod scp;
 mod sftp;
 mod track;
 
+pub use content::{Capture, ContentId, ContentPiece, SkipReason};
 pub use event::{Op, OpResult, SftpEvent, Transfer, TransferDirection};
 pub use scp::{ScpMode, ScpTracker};
 pub use sftp::SftpTracker;
@@ -99,6 +104,10 @@ pub struct Output {
     pub reply: Vec<u8>,
     /// Audit events, in the order they happened.
     pub events: Vec<SftpEvent>,
+    /// File content that passed in this call, as ranges of `forward`, when the tracker was
+    /// built `with_capture` (see [`ContentPiece`]). Every piece of a file comes before the
+    /// event of its [`Transfer`] that says whether to keep them.
+    pub content: Vec<ContentPiece>,
     /// The channel must end: write `forward` and `reply` first, then send EOF and close it
     /// on both sides. Set when a command is refused outright, or when a protocol error leaves
     /// a restrictive policy unenforceable. Later calls forward nothing.
@@ -111,6 +120,7 @@ impl Output {
         self.forward.clear();
         self.reply.clear();
         self.events.clear();
+        self.content.clear();
         self.close_channel = false;
     }
 }

@@ -22,6 +22,7 @@ mod tests;
 
 use sha2::{Digest, Sha256};
 
+use crate::content::{Content, ContentId, SkipReason};
 use crate::event::path_text;
 use crate::{
     Direction, Op, OpResult, Output, SftpEvent, Transfer, TransferDirection, TransferPolicy,
@@ -74,6 +75,8 @@ struct File {
     size: u64,
     moved: u64,
     hasher: Sha256,
+    /// With capture on, the content handed out so far.
+    content: Option<Content>,
 }
 
 /// What the sink is answering.
@@ -134,6 +137,10 @@ pub struct ScpTracker {
     /// Open directory records: the top one's full path, then names below it.
     dirs: Vec<String>,
     dirs_bytes: usize,
+    /// Hand out file content up to this many bytes per file (see [`ScpTracker::with_capture`]).
+    capture: Option<u64>,
+    /// Files given a content id so far.
+    next_content: u64,
 }
 
 impl ScpTracker {
@@ -148,7 +155,16 @@ impl ScpTracker {
             line_from: Side::Client,
             dirs: Vec::new(),
             dirs_bytes: 0,
+            capture: None,
+            next_content: 0,
         })
+    }
+
+    /// Also hands out the content of files as it passes ([`Output::content`]), for files up
+    /// to `max_bytes`; each [`Transfer`] then says whether its content is the whole file.
+    pub fn with_capture(mut self, max_bytes: u64) -> Self {
+        self.capture = Some(max_bytes);
+        self
     }
 
     pub fn mode(&self) -> ScpMode {
@@ -279,8 +295,12 @@ impl ScpTracker {
                     usize::try_from(file.size - file.moved).unwrap_or(usize::MAX).min(data.len());
                 let (chunk, rest) = data.split_at(n);
                 file.hasher.update(chunk);
-                file.moved += n as u64;
                 out.forward.extend_from_slice(chunk);
+                if let Some(content) = &mut file.content {
+                    let end = out.forward.len();
+                    content.pass(file.moved, end - n..end, &mut out.content);
+                }
+                file.moved += n as u64;
                 if file.moved == file.size
                     && let State::Data(file) = std::mem::replace(&mut self.state, State::Done)
                 {
@@ -408,11 +428,13 @@ impl ScpTracker {
                     return Ok(());
                 }
                 out.forward.extend_from_slice(line);
+                let content = self.content_for(size);
                 self.state = State::Sink(Asked::Header(File {
                     path,
                     size,
                     moved: 0,
                     hasher: Sha256::new(),
+                    content,
                 }));
             }
             Some(b'E') if body.len() == 1 => {
@@ -426,6 +448,18 @@ impl ScpTracker {
             _ => return Err(bad()),
         }
         Ok(())
+    }
+
+    /// A content id for the next file, when capture is on; a file the record says is over
+    /// the cap is skipped before its first byte.
+    fn content_for(&mut self, size: u64) -> Option<Content> {
+        let max = self.capture?;
+        let mut content = Content::new(ContentId(self.next_content), max);
+        self.next_content += 1;
+        if size > max {
+            content.skip(SkipReason::OverCap { max });
+        }
+        Some(content)
     }
 
     /// Refuses one file over the size limit, keeping both sides in step (see [`ScpTracker`]).
@@ -482,6 +516,7 @@ impl ScpTracker {
             sha256: complete.then(|| file.hasher.finalize().into()),
             ranges,
             complete,
+            capture: file.content.map(|c| c.outcome(complete.then_some(file.size))),
         }));
     }
 

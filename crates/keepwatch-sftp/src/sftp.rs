@@ -107,6 +107,8 @@ pub struct SftpTracker {
     /// The size the last STAT or LSTAT reported, by path: OpenSSH stats a file before it
     /// opens it for download, so this is the size of a download that does not finish.
     last_stat: Option<(String, u64)>,
+    /// Hand out file content up to this many bytes per file (see [`SftpTracker::with_capture`]).
+    capture: Option<u64>,
 }
 
 impl SftpTracker {
@@ -123,7 +125,16 @@ impl SftpTracker {
             held_path_bytes: 0,
             budget: Budget::default(),
             last_stat: None,
+            capture: None,
         }
+    }
+
+    /// Also hands out the content of files as it passes ([`Output::content`]), for files up
+    /// to `max_bytes`; each [`Transfer`](crate::Transfer) then says whether its content is
+    /// the whole file ([`crate::Capture`]).
+    pub fn with_capture(mut self, max_bytes: u64) -> Self {
+        self.capture = Some(max_bytes);
+        self
     }
 
     /// Feeds bytes the client sent. `out.forward` gets the bytes for the target (allowed
@@ -270,6 +281,11 @@ impl SftpTracker {
                         }
                         // Counted when the target confirms the write.
                         Side::Write => f.write.hash(feed.offset, chunk, &mut self.budget),
+                    }
+                    // A fed body is always forwarded: its bytes are the last `n` of `forward`.
+                    if let Some(content) = f.content(feed.side) {
+                        let end = out.forward.len();
+                        content.pass(feed.offset, end - n..end, &mut out.content);
                     }
                 }
                 feed.offset = feed.offset.saturating_add(n as u64);

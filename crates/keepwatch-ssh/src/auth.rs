@@ -176,6 +176,24 @@ impl russh::server::Handler for ConnHandler {
         Ok(())
     }
 
+    async fn agent_request(
+        &mut self,
+        _channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        // The channel task asks the target for the agent only under the same grant.
+        let allowed = match &self.login {
+            Some(Login { person, target: Some(target) }) => {
+                self.ctx.store.grant_policy(person, target).await?.is_some_and(|g| g.agent_forward)
+            }
+            _ => false,
+        };
+        if !allowed {
+            self.refuse_forwarding("agent forwarding".into()).await?;
+        }
+        Ok(allowed)
+    }
+
     async fn channel_open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,

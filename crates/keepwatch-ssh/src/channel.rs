@@ -14,7 +14,7 @@ use russh::server::Msg;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use crate::connection::{ActiveSession, Connection};
-use crate::transfer::{FileChannel, record_events};
+use crate::transfer::{FileChannel, SpoolPlace, record_events};
 use keepwatch_core::{InputPiece, SecretInputDetector};
 use keepwatch_sftp::Output;
 use russh::client;
@@ -25,6 +25,8 @@ struct Requests {
     pty: Option<PtyRequest>,
     env: Vec<(String, String)>,
     early: Vec<u8>,
+    /// `ssh -A` asked for the person's agent (served only if the grant allows it).
+    agent: bool,
 }
 
 struct PtyRequest {
@@ -172,8 +174,9 @@ async fn collect_requests(
                 req.early.extend_from_slice(&data);
             }
             ChannelMsg::Close => return None,
-            // Agent forwarding (sent without want-reply by OpenSSH) and the rest are ignored:
-            // nothing is forwarded unless policy allows it, and none of it does yet.
+            // Answered by the connection handler from the grant; `relay` asks the target for
+            // the agent only when the grant allows it too.
+            ChannelMsg::AgentForward { .. } => req.agent = true,
             _ => {}
         }
     }
@@ -230,10 +233,18 @@ async fn relay(
             return Err(format!("keepwatch: target {target} refused a terminal"));
         }
     }
-    let files = FileChannel::for_channel(&kind, &s.grant);
+    if req.agent && s.grant.agent_forward {
+        forward_agent(conn, s, &up_tx, &mut up_rx, &mut held, u32::from(id)).await;
+    }
+    let place = SpoolPlace {
+        blobs: conn.ctx.recorder.blobs.clone(),
+        session: s.id,
+        channel: u32::from(id),
+    };
+    let files = FileChannel::for_channel(&kind, &s.grant, place);
     if let Some(out) = files.as_ref().and_then(FileChannel::refuse_at_start) {
         let channel = u32::from(id);
-        let _ = record_events(conn, s, channel, "scp", out.events).await;
+        let _ = record_events(conn, s, channel, None, out.events).await;
         if !replied {
             let _ = conn.handle.channel_success(id).await;
         }
@@ -275,28 +286,22 @@ async fn relay(
     conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty })
         .await
         .map_err(|_| recording_failed())?;
-    if !replied {
-        let _ = if accepted {
-            conn.handle.channel_success(id).await
-        } else {
-            conn.handle.channel_failure(id).await
-        };
-    }
     if !accepted {
-        let _ = conn
-            .record(
-                s,
-                Event::Notice {
-                    channel: Some(channel),
-                    text: format!("target refused the {} request", kind.as_str()),
-                },
-            )
-            .await;
-        let _ = conn
-            .record(s, Event::ChannelClose { channel, exit_status: None, exit_signal: None })
-            .await;
-        let _ = client_tx.close().await;
+        // The gateway answers for itself and ends the channel with one line and exit status 1,
+        // like its other refusals: OpenSSH drops stderr that arrives with a failed request,
+        // so the person would see only "subsystem request failed". The recording keeps the
+        // same words.
+        let text = refused_request(&s.target.name, &kind);
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text: text.clone() }).await;
+        let _ = up_tx.close().await;
+        refuse(conn, id, &client_tx, replied, &text).await;
+        let close = Event::ChannelClose { channel, exit_status: Some(1), exit_signal: None };
+        let _ = conn.record(s, close).await;
+        let _ = conn.ctx.store.close_channel(s.id, channel, Some(1)).await;
         return Ok(());
+    }
+    if !replied {
+        let _ = conn.handle.channel_success(id).await;
     }
     let relay = Arc::new(Relay {
         conn: conn.clone(),
@@ -318,6 +323,36 @@ async fn relay(
     conn.spawn(relay.clone().target_to_client(held, up_rx));
     relay.client_to_target(client_rx).await;
     Ok(())
+}
+
+/// What the person is told when the target refuses a shell, exec or subsystem request. A
+/// device that offers only a shell refuses `sftp` (and so modern `scp`) this way.
+fn refused_request(target: &str, kind: &ChannelKind) -> String {
+    match kind {
+        ChannelKind::Subsystem { name } => format!(
+            "keepwatch: target {target} refused the {name} subsystem (it may offer only a shell; legacy `scp -O` or a shell session may still work)"
+        ),
+        other => format!("keepwatch: target {target} refused the {} request", other.as_str()),
+    }
+}
+
+/// Asks the target to offer the person's agent on this channel, and relays the agent
+/// connections it then opens; a refusal is noted in the recording, and the channel goes on.
+async fn forward_agent(
+    conn: &Arc<Connection>,
+    s: &Arc<ActiveSession>,
+    up_tx: &ChannelWriteHalf<client::Msg>,
+    up_rx: &mut ChannelReadHalf,
+    held: &mut Vec<ChannelMsg>,
+    channel: u32,
+) {
+    let ok = up_tx.agent_forward(true).await.is_ok() && await_reply(up_rx, held).await;
+    if ok {
+        conn.serve_agent(s);
+    } else {
+        let text = format!("target {} refused agent forwarding", s.target.name);
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text }).await;
+    }
 }
 
 /// Resolves once the session is told to end (the watch guard never lives across an await).
@@ -395,8 +430,12 @@ impl Relay {
         A: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
         B: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
     {
-        let protocol = self.files.as_ref().map_or("", |f| f.protocol);
-        if record_events(&self.conn, &self.s, self.channel, protocol, out.events).await.is_err() {
+        let files = self.files.as_ref();
+        // Content first: a transfer's event in `out` decides what becomes of its copy.
+        if let Some(f) = files {
+            f.spool_content(&out);
+        }
+        if record_events(&self.conn, &self.s, self.channel, files, out.events).await.is_err() {
             return false;
         }
         if !out.reply.is_empty() && back.data_bytes(Bytes::from(out.reply)).await.is_err() {
@@ -535,7 +574,7 @@ impl Relay {
         }
         if let Some(files) = &self.files {
             let out = files.finish();
-            let _ = record_events(&self.conn, &self.s, channel, files.protocol, out.events).await;
+            let _ = record_events(&self.conn, &self.s, channel, Some(files), out.events).await;
         }
         let unfinished = self
             .secrets

@@ -33,6 +33,9 @@ pub(crate) struct ActiveSession {
     pub grant: GrantPolicy,
     /// Connections the target accepts for `ssh -R`; taken by the first allowed forward.
     forwarded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::upstream::Forwarded>>>,
+    /// Connections to the agent socket the target offers for `ssh -A`; taken by the first
+    /// channel that forwards the agent, `None` from the start unless the grant allows it.
+    agents: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Channel<client::Msg>>>>,
     /// With `on_recording_failure = "continue"`, set once the recording has failed.
     unrecorded: AtomicBool,
 }
@@ -99,6 +102,15 @@ impl Connection {
         self.tasks.spawn(
             crate::tunnel::run_local(conn, channel, host, port, originator).instrument(span),
         );
+    }
+
+    /// Starts relaying the target's connections to the person's agent (once per session,
+    /// and only when the grant allows `ssh -A`).
+    pub fn serve_agent(self: &Arc<Self>, s: &Arc<ActiveSession>) {
+        let rx = s.agents.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rx) = rx {
+            self.tasks.spawn(crate::tunnel::run_agent(self.clone(), s.clone(), rx));
+        }
     }
 
     /// Starts serving the target's `ssh -R` connections (once per session).
@@ -253,6 +265,7 @@ impl Connection {
             recorder,
             upstream: up.handle,
             terminate,
+            agents: std::sync::Mutex::new(grant.agent_forward.then_some(up.agents)),
             grant,
             forwarded: std::sync::Mutex::new(Some(up.forwarded)),
             unrecorded: AtomicBool::new(false),
@@ -296,6 +309,9 @@ impl Connection {
         self.tasks.close();
         self.tasks.wait().await;
         let Some(Ok(s)) = self.session.get() else { return };
+        if let Err(e) = self.ctx.recorder.blobs.discard_session_capture_spools(s.id) {
+            tracing::warn!(session_id = %s.id, error = %e, "cannot delete capture spools");
+        }
         let terminated = s.terminate.borrow().clone();
         let (status, reason) = match terminated {
             Some(text) => (SessionStatus::Terminated, Some(text)),

@@ -1,15 +1,22 @@
 //! File-transfer channels: the SFTP subsystem and legacy `scp -t`/`scp -f` exec channels are
 //! parsed at the gateway (keepwatch-sftp), so policy applies per request and the recording
 //! holds each operation and each file's size and SHA-256 instead of the raw bytes.
+//!
+//! Under a grant that keeps content, each file's bytes are appended to a spool file as they
+//! pass (straight from the bytes being forwarded) and moved into the blob store when the
+//! transfer proves to be the whole file, or deleted when it does not.
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Mutex;
 
-use keepwatch_core::{ChannelKind, GrantPolicy};
+use keepwatch_core::{ChannelKind, GrantPolicy, SessionId};
 use keepwatch_recording::{Event, FileTransfer};
 use keepwatch_sftp::{
-    Output, ScpTracker, SftpEvent, SftpTracker, TransferDirection, TransferPolicy,
+    Capture, ContentId, Output, ScpTracker, SftpEvent, SftpTracker, Transfer, TransferDirection,
+    TransferPolicy,
 };
-use keepwatch_store::{TransferRow, now_us};
+use keepwatch_store::{BlobStore, ContentCapture, TransferRow, now_us};
 
 use crate::connection::{ActiveSession, Connection};
 
@@ -18,22 +25,50 @@ enum Tracker {
     Scp(ScpTracker),
 }
 
-/// The tracker of one file-transfer channel, shared by its two pumps. The lock is held
-/// only for the synchronous parse of one message, never across an await.
+/// The tracker of one file-transfer channel, shared by its two pumps. The locks are held
+/// only for the synchronous parse of one message or the write of its content, never across
+/// an await.
 pub(crate) struct FileChannel {
     tracker: Mutex<Tracker>,
     pub protocol: &'static str,
+    /// Set when the grant keeps copies of file content.
+    spools: Option<Spools>,
+}
+
+/// Where one channel's file content is spooled.
+pub(crate) struct SpoolPlace {
+    pub blobs: BlobStore,
+    pub session: SessionId,
+    pub channel: u32,
+}
+
+/// Copies of file content being written on one channel, by the tracker's content id.
+struct Spools {
+    place: SpoolPlace,
+    files: Mutex<HashMap<ContentId, Spool>>,
+}
+
+#[derive(Default)]
+struct Spool {
+    file: Option<std::fs::File>,
+    bytes: u64,
+    /// The copy could not be written: why (the transfer goes on, uncaptured).
+    failed: Option<String>,
 }
 
 impl FileChannel {
     /// A tracker when `kind` is a file-transfer channel, else `None` (plain relay).
-    pub fn for_channel(kind: &ChannelKind, grant: &GrantPolicy) -> Option<FileChannel> {
+    pub fn for_channel(
+        kind: &ChannelKind,
+        grant: &GrantPolicy,
+        place: SpoolPlace,
+    ) -> Option<FileChannel> {
         let policy = TransferPolicy {
             upload: grant.upload,
             download: grant.download,
             max_file_size: grant.max_file_size,
         };
-        let (tracker, protocol) = match kind {
+        let (mut tracker, protocol) = match kind {
             ChannelKind::Subsystem { name } if name == "sftp" => {
                 (Tracker::Sftp(SftpTracker::new(policy)), "sftp")
             }
@@ -42,7 +77,75 @@ impl FileChannel {
             }
             _ => return None,
         };
-        Some(FileChannel { tracker: Mutex::new(tracker), protocol })
+        if let Some(max) = grant.capture_content {
+            tracker = match tracker {
+                Tracker::Sftp(t) => Tracker::Sftp(t.with_capture(max)),
+                Tracker::Scp(t) => Tracker::Scp(t.with_capture(max)),
+            };
+        }
+        let spools =
+            grant.capture_content.map(|_| Spools { place, files: Mutex::new(HashMap::new()) });
+        Some(FileChannel { tracker: Mutex::new(tracker), protocol, spools })
+    }
+
+    /// Appends the content that passed in `out` to each file's spool. A failed write gives
+    /// up on that file's copy, never on the transfer.
+    pub fn spool_content(&self, out: &Output) {
+        let Some(spools) = &self.spools else { return };
+        if out.content.is_empty() {
+            return;
+        }
+        let mut files = spools.files.lock().unwrap_or_else(|e| e.into_inner());
+        tokio::task::block_in_place(|| {
+            for piece in &out.content {
+                let spool = files.entry(piece.id).or_default();
+                if spool.failed.is_some() {
+                    continue;
+                }
+                let path = spools.place.path(piece.id);
+                let written = spool.write(&path, &out.forward[piece.range.clone()]);
+                if let Err(e) = written {
+                    spool.file = None;
+                    spool.failed = Some(format!("cannot write {}: {e}", path.display()));
+                }
+            }
+        });
+    }
+
+    /// Keeps the spooled copy of a transfer's content in the blob store as `transfer_id`, or
+    /// deletes it, as its capture says; returns what became of it.
+    async fn keep_or_discard(&self, capture: &Capture, transfer_id: i64) -> Option<ContentCapture> {
+        let spools = self.spools.as_ref()?;
+        let id = capture.id();
+        let spool = spools.files.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let spool = spool.unwrap_or_default();
+        let place = &spools.place;
+        let skipped = match (capture, &spool.failed) {
+            (_, Some(failed)) => Some(failed.clone()),
+            (Capture::Skipped { reason, .. }, None) => Some(reason.to_string()),
+            (Capture::Whole(_), None) => None,
+        };
+        if let Some(reason) = skipped {
+            drop(spool);
+            if let Err(e) = place.blobs.discard_capture_spool(place.session, place.channel, id.0) {
+                tracing::warn!(session_id = %place.session, error = %e, "cannot delete a capture spool");
+            }
+            return Some(ContentCapture::Skipped { reason });
+        }
+        let bytes = spool.bytes;
+        if let Some(file) = spool.file
+            && let Err(e) = tokio::task::block_in_place(|| file.sync_data())
+        {
+            let reason = format!("cannot write {}: {e}", place.path(id).display());
+            let _ = place.blobs.discard_capture_spool(place.session, place.channel, id.0);
+            return Some(ContentCapture::Skipped { reason });
+        }
+        match place.blobs.commit_capture(place.session, place.channel, id.0, transfer_id).await {
+            Ok(()) => Some(ContentCapture::Captured { bytes }),
+            Err(e) => {
+                Some(ContentCapture::Skipped { reason: format!("cannot store the copy: {e}") })
+            }
+        }
     }
 
     fn with(&self, f: impl FnOnce(&mut Tracker, &mut Output)) -> Output {
@@ -86,15 +189,39 @@ impl FileChannel {
     }
 }
 
-/// Records a tracker's events and stores its transfers. Returns `Err` when the recording
-/// failed and the session must end.
+impl SpoolPlace {
+    fn path(&self, id: ContentId) -> std::path::PathBuf {
+        self.blobs.capture_spool_path(self.session, self.channel, id.0)
+    }
+}
+
+impl Spool {
+    fn write(&mut self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            self.file = Some(std::fs::File::create(path)?);
+        }
+        if let Some(f) = &mut self.file {
+            f.write_all(data)?;
+        }
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// Records a tracker's events and stores its transfers (keeping or discarding their content
+/// copies when `files` spools them). Returns `Err` when the recording failed and the session
+/// must end.
 pub(crate) async fn record_events(
     conn: &Connection,
     s: &ActiveSession,
     channel: u32,
-    protocol: &str,
+    files: Option<&FileChannel>,
     events: Vec<SftpEvent>,
 ) -> Result<(), ()> {
+    let protocol = files.map_or("scp", |f| f.protocol);
     for e in events {
         let event = match e {
             SftpEvent::Operation { op, path, target_path, flags: _, result } => {
@@ -109,6 +236,7 @@ pub(crate) async fn record_events(
             SftpEvent::Transfer(t) => {
                 let upload = t.direction == TransferDirection::Upload;
                 let row = TransferRow {
+                    id: 0,
                     session_id: s.id,
                     channel,
                     at_us: now_us(),
@@ -120,20 +248,23 @@ pub(crate) async fn record_events(
                     sha256: t.sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
                     complete: t.complete,
                     ranges: t.ranges.clone(),
+                    capture: None,
                 };
-                if let Err(err) = conn.ctx.store.add_transfer(&row).await {
+                let stored = conn.ctx.store.add_transfer(&row).await;
+                if let Err(err) = &stored {
                     tracing::error!(session_id = %s.id, error = %err, "cannot store transfer");
                 }
-                Event::FileTransfer(FileTransfer {
-                    channel,
-                    path: t.path,
-                    upload,
-                    bytes: t.bytes,
-                    size: t.size,
-                    sha256: t.sha256,
-                    ranges: t.ranges,
-                    complete: t.complete,
-                })
+                let note = match (files, &t.capture, stored) {
+                    (Some(files), Some(capture), Ok(id)) => {
+                        capture_note(conn, s, files, &t, capture, id).await
+                    }
+                    _ => None,
+                };
+                conn.record(s, transfer_event(channel, t)).await?;
+                if let Some(text) = note {
+                    conn.record(s, Event::Notice { channel: Some(channel), text }).await?;
+                }
+                continue;
             }
             SftpEvent::ProtocolError { direction, reason } => Event::Notice {
                 channel: Some(channel),
@@ -143,4 +274,45 @@ pub(crate) async fn record_events(
         conn.record(s, event).await?;
     }
     Ok(())
+}
+
+/// Keeps or discards a transfer's content copy, stores the outcome, and returns the notice
+/// that says so in the recording.
+async fn capture_note(
+    conn: &Connection,
+    s: &ActiveSession,
+    files: &FileChannel,
+    t: &Transfer,
+    capture: &Capture,
+    transfer_id: i64,
+) -> Option<String> {
+    let outcome = files.keep_or_discard(capture, transfer_id).await?;
+    if let Err(e) = conn.ctx.store.record_capture(transfer_id, &outcome).await {
+        tracing::error!(session_id = %s.id, error = %e, "cannot store a capture outcome");
+    }
+    let dir = match t.direction {
+        TransferDirection::Upload => "upload",
+        TransferDirection::Download => "download",
+    };
+    Some(match outcome {
+        ContentCapture::Captured { bytes } => {
+            format!("content of {dir} {:?} kept as transfer {transfer_id} ({bytes} bytes)", t.path)
+        }
+        ContentCapture::Skipped { reason } => {
+            format!("content of {dir} {:?} not kept: {reason}", t.path)
+        }
+    })
+}
+
+fn transfer_event(channel: u32, t: Transfer) -> Event {
+    Event::FileTransfer(FileTransfer {
+        channel,
+        path: t.path,
+        upload: t.direction == TransferDirection::Upload,
+        bytes: t.bytes,
+        size: t.size,
+        sha256: t.sha256,
+        ranges: t.ranges,
+        complete: t.complete,
+    })
 }

@@ -40,6 +40,7 @@ pub(crate) struct UpstreamHandler {
     pinned: Option<PublicKey>,
     seen: Arc<Mutex<SeenKey>>,
     forwarded: tokio::sync::mpsc::Sender<Forwarded>,
+    agents: tokio::sync::mpsc::Sender<russh::Channel<client::Msg>>,
 }
 
 /// A connection the target accepted on a port `ssh -R` asked it to listen on.
@@ -97,12 +98,32 @@ impl client::Handler for UpstreamHandler {
         }
         Ok(())
     }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // The queue is drained only by a session whose grant allows `ssh -A` (and closed for
+        // the others), so a target cannot reach the person's agent unasked.
+        match self.agents.try_reserve() {
+            Ok(slot) => {
+                reply.accept().await;
+                slot.send(channel);
+            }
+            Err(_) => reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await,
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Upstream {
     pub handle: client::Handle<UpstreamHandler>,
     /// Connections to ports the target listens on for `ssh -R`.
     pub forwarded: tokio::sync::mpsc::Receiver<Forwarded>,
+    /// Connections to the agent socket the target offers for `ssh -A`.
+    pub agents: tokio::sync::mpsc::Receiver<russh::Channel<client::Msg>>,
     /// Set when trust-on-first-use saw a key that should now be pinned.
     pub first_seen_key: Option<String>,
 }
@@ -253,8 +274,13 @@ async fn connect_within(
     };
     let seen = Arc::new(Mutex::new(SeenKey::default()));
     let (forwarded_tx, forwarded) = tokio::sync::mpsc::channel(16);
-    let handler =
-        UpstreamHandler { pinned: pinned.clone(), seen: seen.clone(), forwarded: forwarded_tx };
+    let (agents_tx, agents) = tokio::sync::mpsc::channel(16);
+    let handler = UpstreamHandler {
+        pinned: pinned.clone(),
+        seen: seen.clone(),
+        forwarded: forwarded_tx,
+        agents: agents_tx,
+    };
     let addr = (target.host.as_str(), target.port);
     let preferred = preferred_for(&target.algorithms)
         .map_err(|e| UpstreamError::BadSecret { target: name.clone(), reason: e.to_string() })?;
@@ -308,7 +334,7 @@ async fn connect_within(
     } else {
         None
     };
-    Ok(Upstream { handle, forwarded, first_seen_key })
+    Ok(Upstream { handle, forwarded, agents, first_seen_key })
 }
 
 /// A short reason for a connection error, such as `connection refused`.

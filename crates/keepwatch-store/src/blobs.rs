@@ -4,12 +4,17 @@
 //! and a crash must lose at most the last flush). On seal it moves into the object store
 //! under `recordings/<id>.kwr`. With the embedded local-directory backend the spool sits inside
 //! the store's root, so the move is a rename through `object_store`, not a copy.
+//!
+//! Copies of transferred files (for grants that keep content) take the same path: spooled to
+//! `spool/captures/<session>/<channel>-<content>` as they pass, then moved to
+//! `captures/<session>/<transfer id>` once the transfer proves to be the whole file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use keepwatch_core::SessionId;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -18,6 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::StoreError;
 
 const RECORDINGS: &str = "recordings";
+const CAPTURES: &str = "captures";
 const SPOOL: &str = "spool";
 const EXT: &str = "kwr";
 
@@ -111,6 +117,100 @@ impl BlobStore {
             }
         }
         Err(StoreError::NotFound { kind: "recording", name: id.to_string() })
+    }
+
+    fn capture_spool_key(session: SessionId, channel: u32, content: u64) -> ObjectPath {
+        ObjectPath::from(format!("{SPOOL}/{CAPTURES}/{session}/{channel}-{content}"))
+    }
+
+    fn capture_key(session: SessionId, transfer: i64) -> ObjectPath {
+        ObjectPath::from(format!("{CAPTURES}/{session}/{transfer}"))
+    }
+
+    /// Where the content of a file is appended while it passes on `channel`, and the
+    /// directory it is in (which the caller creates).
+    pub fn capture_spool_path(&self, session: SessionId, channel: u32, content: u64) -> PathBuf {
+        self.root
+            .join(SPOOL)
+            .join(CAPTURES)
+            .join(session.to_string())
+            .join(format!("{channel}-{content}"))
+    }
+
+    /// Moves a spooled copy of a transfer's content into the store; a copy that was never
+    /// spooled (an empty file) is stored empty.
+    ///
+    /// # Errors
+    /// Fails if the object store refuses the move or the write.
+    pub async fn commit_capture(
+        &self,
+        session: SessionId,
+        channel: u32,
+        content: u64,
+        transfer: i64,
+    ) -> Result<(), StoreError> {
+        let from = Self::capture_spool_key(session, channel, content);
+        let to = Self::capture_key(session, transfer);
+        match self.store.rename(&from, &to).await {
+            Err(object_store::Error::NotFound { .. }) => {
+                self.store.put(&to, Bytes::new().into()).await?;
+                Ok(())
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Deletes a spooled copy that is not the file; a missing one is fine.
+    ///
+    /// # Errors
+    /// Fails if the file exists and cannot be removed.
+    pub fn discard_capture_spool(
+        &self,
+        session: SessionId,
+        channel: u32,
+        content: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.capture_spool_path(session, channel, content);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::Io { path: path.display().to_string(), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes whatever a session left in its capture spool (copies of files that never
+    /// finished, channels that broke off).
+    ///
+    /// # Errors
+    /// Fails if the directory exists and cannot be removed.
+    pub fn discard_session_capture_spools(&self, session: SessionId) -> Result<(), StoreError> {
+        let dir = self.root.join(SPOOL).join(CAPTURES).join(session.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::Io { path: dir.display().to_string(), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The stored copy of a transfer's content, as a stream of pieces (it may be large).
+    ///
+    /// # Errors
+    /// `NotFound` when no copy was kept for the transfer.
+    pub async fn capture(
+        &self,
+        session: SessionId,
+        transfer: i64,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        match self.store.get(&Self::capture_key(session, transfer)).await {
+            Ok(r) => Ok(r.into_stream().map_err(StoreError::from).boxed()),
+            Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound {
+                kind: "captured content of transfer",
+                name: transfer.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether a live spool file exists for `id`.

@@ -105,6 +105,9 @@ pub struct ChannelRow {
 /// A file that moved in a session (SFTP or SCP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferRow {
+    /// Assigned by the store: [`Store::add_transfer`](crate::Store::add_transfer) ignores it
+    /// and returns the new one.
+    pub id: i64,
     pub session_id: SessionId,
     pub channel: u32,
     pub at_us: i64,
@@ -118,6 +121,17 @@ pub struct TransferRow {
     pub sha256: Option<String>,
     pub complete: bool,
     pub ranges: Vec<(u64, u64)>,
+    /// Whether a copy of the content was kept, when the grant asked for copies.
+    pub capture: Option<ContentCapture>,
+}
+
+/// What became of a transfer's content under a grant that keeps copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentCapture {
+    /// The whole file is in the blob store ([`BlobStore::capture`](crate::BlobStore::capture)).
+    Captured { bytes: u64 },
+    /// No copy was kept, for this reason.
+    Skipped { reason: String },
 }
 
 /// Which transfers to list.

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use keepwatch_core::{AuditAction, GrantPolicy, RecordingFailure, Role, valid_name};
+use keepwatch_core::{
+    AuditAction, DEFAULT_CAPTURE_MAX_BYTES, GrantPolicy, RecordingFailure, Role, valid_name,
+};
 use keepwatch_store::{NewAudit, NewTarget, TargetSecret, hash_password};
 use serde_json::json;
 
@@ -110,9 +112,25 @@ pub struct GrantArgs {
     /// Allow `ssh -R` to open listening ports on the target.
     #[arg(long)]
     allow_remote_forward: bool,
+    /// Allow `ssh -A`: the person's agent becomes usable on the target. Each use is recorded
+    /// as an agent channel with its byte counts (never its bytes: they carry keys).
+    #[arg(long)]
+    allow_agent_forward: bool,
+    /// Record the bytes `ssh -L` and `ssh -R` tunnels carry (as input and output of the
+    /// tunnel's channel), not only their counts.
+    #[arg(long)]
+    record_tunnel_bytes: bool,
+    /// Keep a copy of every file moved by SFTP or SCP, both ways, in the blob store
+    /// (`keepwatch transfers get ID --out FILE`). Only files that move whole and in order
+    /// within --capture-max-bytes are kept; for the others the transfer says why not.
+    #[arg(long)]
+    capture_content: bool,
+    /// Largest file --capture-content keeps, e.g. 500M (default 64M; suffixes K, M, G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "capture_content")]
+    capture_max_bytes: Option<u64>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.char_indices().last() {
         Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
         Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
@@ -316,6 +334,11 @@ pub async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
         max_file_size: a.max_file_size,
         forward_to: a.allow_forward.clone(),
         remote_forward: a.allow_remote_forward,
+        agent_forward: a.allow_agent_forward,
+        record_tunnel_bytes: a.record_tunnel_bytes,
+        capture_content: a
+            .capture_content
+            .then(|| a.capture_max_bytes.unwrap_or(DEFAULT_CAPTURE_MAX_BYTES)),
     };
     store.grant(&a.user, &a.target, &policy).await?;
     audit(&store, AuditAction::GrantAdded, format!("{} -> {}: {policy:?}", a.user, a.target))

@@ -57,7 +57,8 @@ enum Command {
     Verify(sessions::VerifyArgs),
     /// List audit events, newest first.
     Audit(sessions::AuditArgs),
-    /// List file transfers (SFTP, SCP) across sessions, with their SHA-256.
+    /// List file transfers (SFTP, SCP) across sessions, with their SHA-256; `transfers get`
+    /// downloads the content a grant kept.
     Transfers(transfers::TransfersArgs),
     /// Find commands and output across every session (closed and live); audited.
     Search(search::SearchArgs),
@@ -113,7 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => playback::export(&dir, a).await,
         Command::Verify(a) => sessions::verify(&dir, a).await,
         Command::Audit(a) => sessions::audit(&dir, a).await,
-        Command::Transfers(a) => transfers::list(&dir, a).await,
+        Command::Transfers(a) => transfers::run(&dir, a).await,
         Command::Search(a) => search::search(&dir, a).await,
         Command::Reindex(a) => search::reindex(&dir, a).await,
     }

@@ -9,7 +9,7 @@ use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_recorder::{Problem, check_ledger, check_session};
 use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter};
 
-use crate::transfers::{transfer_cells, transfer_json};
+use crate::transfers::{TRANSFER_HEADERS, transfer_cells, transfer_json};
 use serde_json::{Value, json};
 
 use crate::datadir::{DataDir, to_hex};
@@ -212,7 +212,7 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     if !transfers.is_empty() {
         println!("transfers");
         let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
-        table(&["AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256"], &rows);
+        table(&TRANSFER_HEADERS, &rows);
     }
     let commands = store.commands(s.id).await?;
     if !commands.is_empty() {

@@ -1,17 +1,46 @@
-//! `keepwatch transfers`: files moved across sessions, by person, target, path or hash.
+//! `keepwatch transfers`: files moved across sessions, by person, target, path or hash, and
+//! `keepwatch transfers get`: the content a grant kept, exactly as it moved.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
-use keepwatch_core::glob_match;
-use keepwatch_store::{TransferFilter, TransferRow};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures::TryStreamExt;
+use keepwatch_core::{AuditAction, glob_match};
+use keepwatch_store::{ContentCapture, TransferFilter, TransferRow};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, to_hex};
 use crate::output::{print_json, rfc3339, table};
+use crate::sessions::audit_view;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TransfersArgs {
+    #[command(subcommand)]
+    command: Option<TransfersCommand>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Subcommand)]
+enum TransfersCommand {
+    /// Write the content a transfer moved (kept under `grant --capture-content`) to a file,
+    /// after checking it against the SHA-256 in the recording. Audited.
+    Get {
+        /// The transfer's ID (the first column of `keepwatch transfers`).
+        id: i64,
+        /// Where to write the content.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ListArgs {
     /// Only this person's sessions.
     #[arg(long, value_name = "U")]
     user: Option<String>,
@@ -29,16 +58,36 @@ pub struct TransfersArgs {
 }
 
 pub fn transfer_json(t: &TransferRow) -> Value {
+    let content = match &t.capture {
+        None => Value::Null,
+        Some(ContentCapture::Captured { bytes }) => json!({"kept": true, "bytes": bytes}),
+        Some(ContentCapture::Skipped { reason }) => json!({"kept": false, "reason": reason}),
+    };
     json!({
-        "session": t.session_id.to_string(), "channel": t.channel, "at": rfc3339(t.at_us),
+        "id": t.id, "session": t.session_id.to_string(), "channel": t.channel, "at": rfc3339(t.at_us),
         "protocol": t.protocol, "path": t.path, "direction": if t.upload { "upload" } else { "download" },
         "bytes": t.bytes, "size": t.size, "sha256": t.sha256, "complete": t.complete,
         "ranges": t.ranges.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+        "content": content,
     })
+}
+
+/// The table headers that go with [`transfer_cells`].
+pub const TRANSFER_HEADERS: [&str; 8] =
+    ["ID", "AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256", "CONTENT"];
+
+/// `kept`, `not kept: why`, or `-` when the grant keeps no copies.
+fn content_cell(t: &TransferRow) -> String {
+    match &t.capture {
+        None => "-".into(),
+        Some(ContentCapture::Captured { .. }) => "kept".into(),
+        Some(ContentCapture::Skipped { reason }) => format!("not kept: {reason}"),
+    }
 }
 
 pub fn transfer_cells(t: &TransferRow) -> Vec<String> {
     vec![
+        t.id.to_string(),
         rfc3339(t.at_us),
         t.protocol.clone(),
         if t.upload { "upload" } else { "download" }.into(),
@@ -51,10 +100,18 @@ pub fn transfer_cells(t: &TransferRow) -> Vec<String> {
                 t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(",")
             ),
         },
+        content_cell(t),
     ]
 }
 
-pub async fn list(dir: &DataDir, a: TransfersArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(dir: &DataDir, a: TransfersArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        Some(TransfersCommand::Get { id, out }) => get(dir, id, &out).await,
+        None => list(dir, a.list).await,
+    }
+}
+
+async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let filter = TransferFilter {
         person: a.user,
@@ -74,12 +131,61 @@ pub async fn list(dir: &DataDir, a: TransfersArgs) -> anyhow::Result<ExitCode> {
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|t| {
-                let mut c = vec![t.session_id.to_string()];
-                c.extend(transfer_cells(t));
+                let mut c = transfer_cells(t);
+                c.insert(1, t.session_id.to_string());
                 c
             })
             .collect();
-        table(&["SESSION", "AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256"], &cells);
+        let mut headers = TRANSFER_HEADERS.to_vec();
+        headers.insert(1, "SESSION");
+        table(&headers, &cells);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a transfer's kept content to `out`, checked against the recorded SHA-256.
+async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let t = store
+        .transfer(id)
+        .await?
+        .with_context(|| format!("transfer {id} not found (see `keepwatch transfers`)"))?;
+    match &t.capture {
+        Some(ContentCapture::Captured { .. }) => {}
+        Some(ContentCapture::Skipped { reason }) => {
+            bail!("transfer {id}: its content was not kept ({reason})")
+        }
+        None => bail!(
+            "transfer {id}: its content was not kept; grants keep copies of new transfers with \
+             `keepwatch grant USER TARGET --capture-content`"
+        ),
+    }
+    audit_view(
+        &store,
+        AuditAction::CaptureDownloaded,
+        t.session_id,
+        format!("transfer {id} {:?}", t.path),
+    )
+    .await?;
+    let mut pieces = dir.blobs()?.capture(t.session_id, id).await?;
+    let mut file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    while let Some(piece) = pieces.try_next().await? {
+        hasher.update(&piece);
+        file.write_all(&piece).with_context(|| format!("cannot write {}", out.display()))?;
+        written += piece.len() as u64;
+    }
+    file.sync_all().with_context(|| format!("cannot write {}", out.display()))?;
+    let got = to_hex(&hasher.finalize());
+    if t.sha256.as_deref() != Some(got.as_str()) {
+        let _ = std::fs::remove_file(out);
+        bail!(
+            "transfer {id}: the kept content has SHA-256 {got}, the recording says {}; the stored copy was changed, so nothing was written",
+            t.sha256.as_deref().unwrap_or("none")
+        );
+    }
+    println!("wrote {written} bytes to {} (sha256 {got}, as recorded)", out.display());
     Ok(ExitCode::SUCCESS)
 }

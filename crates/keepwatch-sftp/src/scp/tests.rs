@@ -547,3 +547,76 @@ fn protocol_errors() {
     "#]],
     );
 }
+
+/// With capture on, the pieces of each file put together per id, and each transfer's
+/// capture, for every chunking.
+fn captured(command: &str, max: u64, steps: &[Step]) -> Vec<(String, Option<Vec<u8>>)> {
+    use crate::Capture;
+    let mut results = Vec::new();
+    for chunk in [1, 5, usize::MAX] {
+        let mut t = ScpTracker::new(command.as_bytes(), TransferPolicy::default())
+            .expect("an scp command")
+            .with_capture(max);
+        let mut kept: std::collections::HashMap<crate::ContentId, Vec<u8>> = Default::default();
+        let mut got = Vec::new();
+        let mut out = Output::default();
+        for step in steps {
+            let (data, from_client) = match step {
+                C(b) => (b, true),
+                S(b) => (b, false),
+                Finish => unreachable!("scripts here end cleanly"),
+            };
+            for piece in data.chunks(chunk) {
+                out.clear();
+                if from_client {
+                    t.from_client(piece, &mut out);
+                } else {
+                    t.from_server(piece, &mut out);
+                }
+                for p in &out.content {
+                    kept.entry(p.id).or_default().extend_from_slice(&out.forward[p.range.clone()]);
+                }
+                for e in &out.events {
+                    if let SftpEvent::Transfer(tr) = e {
+                        let content = match tr.capture.as_ref().expect("capture is on") {
+                            Capture::Whole(id) => Some(kept.remove(id).unwrap_or_default()),
+                            Capture::Skipped { .. } => None,
+                        };
+                        got.push((tr.path.clone(), content));
+                    }
+                }
+            }
+        }
+        results.push(got);
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "chunking changed the capture");
+    results.remove(0)
+}
+
+#[test]
+fn capture_keeps_each_whole_file_and_skips_files_over_the_cap() {
+    let steps = [
+        s(b"\0"),
+        c(b"C0644 5 a.txt\n"),
+        s(b"\0"),
+        c(b"hello\0"),
+        s(b"\0"),
+        c(b"C0644 0 empty\n"),
+        s(b"\0"),
+        c(b"\0"),
+        s(b"\0"),
+        c(b"C0644 12 big\n"),
+        s(b"\0"),
+        c(b"0123456789ab\0"),
+        s(b"\0"),
+    ];
+    let got = captured("scp -d -t /srv", 10, &steps);
+    assert_eq!(
+        got,
+        vec![
+            ("/srv/a.txt".to_owned(), Some(b"hello".to_vec())),
+            ("/srv/empty".to_owned(), Some(Vec::new())),
+            ("/srv/big".to_owned(), None),
+        ]
+    );
+}

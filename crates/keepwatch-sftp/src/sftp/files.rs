@@ -1,6 +1,7 @@
 //! Open handles and what they amount to when they close: the rules for when a transfer is
 //! complete and its hash stands for the whole file.
 
+use crate::content::{Content, ContentId};
 use crate::track::Track;
 use crate::{Output, SftpEvent, Transfer, TransferDirection};
 
@@ -60,6 +61,18 @@ pub(super) struct OpenFile {
     pub(super) write_denied: bool,
     /// An FSETSTAT set the file's size to this after it was opened.
     pub(super) truncated_to: Option<u64>,
+    /// With capture on, the content read and written through the handle.
+    pub(super) read_content: Option<Content>,
+    pub(super) write_content: Option<Content>,
+}
+
+impl OpenFile {
+    pub(super) fn content(&mut self, side: Side) -> Option<&mut Content> {
+        match side {
+            Side::Read => self.read_content.as_mut(),
+            Side::Write => self.write_content.as_mut(),
+        }
+    }
 }
 
 impl SftpTracker {
@@ -93,6 +106,12 @@ impl SftpTracker {
         };
         let file = self.next_file;
         self.next_file += 1;
+        // Two content ids per file, one per side, so they never repeat on the channel.
+        let content = |side: u64| {
+            let max = self.capture.filter(|_| pflags.is_some())?;
+            Some(Content::new(ContentId(file * 2 + side), max))
+        };
+        let (read_content, write_content) = (content(0), content(1));
         self.held_path_bytes += path.len();
         self.handles.insert(handle.to_vec(), file);
         self.files.insert(
@@ -112,6 +131,8 @@ impl SftpTracker {
                 read_denied: false,
                 write_denied: false,
                 truncated_to: None,
+                read_content,
+                write_content,
             },
         );
         Ok(())
@@ -149,6 +170,7 @@ fn download_transfer(f: &OpenFile, ending: Ending) -> Transfer {
         sha256: end.and_then(|end| f.read.digest(end)),
         ranges: f.read.ranges.to_vec(),
         complete: end.is_some(),
+        capture: f.read_content.as_ref().map(|c| c.outcome(end)),
     }
 }
 
@@ -178,5 +200,6 @@ fn upload_transfer(f: &OpenFile, ending: Ending) -> Transfer {
         sha256: end.and_then(|end| f.write.digest(end)),
         ranges: f.write.ranges.to_vec(),
         complete: end.is_some(),
+        capture: f.write_content.as_ref().map(|c| c.outcome(end)),
     }
 }

@@ -2,6 +2,7 @@
 //! of what was forwarded, answered and recorded out. Every script is also fed one byte at a
 //! time, and with each step split at every byte boundary, and must give the same result.
 
+mod capture;
 mod encode;
 mod scenarios;
 

@@ -169,6 +169,7 @@ impl Store {
         policy: &GrantPolicy,
     ) -> Result<(), StoreError> {
         self.require_person_and_target(person, target).await?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO grants (person, target, upload, download, max_file_size, forward_to, remote_forward) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET upload = excluded.upload, \
@@ -182,8 +183,22 @@ impl Store {
         .bind(policy.max_file_size.map(|v| v as i64))
         .bind(policy.forward_to.join("\n"))
         .bind(policy.remote_forward)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO grant_options (person, target, capture_max_bytes, agent_forward, record_tunnel_bytes) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET \
+             capture_max_bytes = excluded.capture_max_bytes, agent_forward = excluded.agent_forward, \
+             record_tunnel_bytes = excluded.record_tunnel_bytes",
+        )
+        .bind(person)
+        .bind(target)
+        .bind(policy.capture_content.map(|v| v as i64))
+        .bind(policy.agent_forward)
+        .bind(policy.record_tunnel_bytes)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -196,11 +211,16 @@ impl Store {
         person: &str,
         target: &str,
     ) -> Result<Option<GrantPolicy>, StoreError> {
-        let row = sqlx::query("SELECT * FROM grants WHERE person = ? AND target = ?")
-            .bind(person)
-            .bind(target)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT g.*, o.capture_max_bytes, coalesce(o.agent_forward, 0) AS agent_forward, \
+             coalesce(o.record_tunnel_bytes, 0) AS record_tunnel_bytes FROM grants g \
+             LEFT JOIN grant_options o ON o.person = g.person AND o.target = g.target \
+             WHERE g.person = ? AND g.target = ?",
+        )
+        .bind(person)
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| GrantPolicy {
             upload: r.get("upload"),
             download: r.get("download"),
@@ -212,6 +232,9 @@ impl Store {
                 .map(str::to_owned)
                 .collect(),
             remote_forward: r.get("remote_forward"),
+            agent_forward: r.get("agent_forward"),
+            record_tunnel_bytes: r.get("record_tunnel_bytes"),
+            capture_content: r.get::<Option<i64>, _>("capture_max_bytes").map(|v| v as u64),
         }))
     }
 

@@ -6,6 +6,14 @@ use sqlx::Row;
 
 use super::*;
 
+/// A transfer with what became of its content (a macro so queries stay `concat!`ed literals).
+macro_rules! transfer_select {
+    () => {
+        "SELECT t.*, c.status AS capture_status, c.bytes AS capture_bytes, \
+         c.reason AS capture_reason FROM transfers t LEFT JOIN transfer_captures c ON c.transfer_id = t.id"
+    };
+}
+
 impl Store {
     // ---- sessions ----
 
@@ -197,11 +205,13 @@ impl Store {
 
     // ---- transfers ----
 
+    /// Stores a transfer (its `id` and `capture` are ignored) and returns its new id.
+    ///
     /// # Errors
     /// Database failures only.
-    pub async fn add_transfer(&self, t: &TransferRow) -> Result<(), StoreError> {
+    pub async fn add_transfer(&self, t: &TransferRow) -> Result<i64, StoreError> {
         let ranges: Vec<String> = t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO transfers (session_id, channel, at_us, protocol, path, direction, bytes, size, sha256, \
              complete, ranges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -218,7 +228,44 @@ impl Store {
         .bind(ranges.join(","))
         .execute(&self.pool)
         .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Records whether a transfer's content was kept.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn record_capture(
+        &self,
+        transfer_id: i64,
+        capture: &ContentCapture,
+    ) -> Result<(), StoreError> {
+        let (status, bytes, reason) = match capture {
+            ContentCapture::Captured { bytes } => ("captured", Some(*bytes as i64), None),
+            ContentCapture::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
+        };
+        sqlx::query(
+            "INSERT OR REPLACE INTO transfer_captures (transfer_id, status, bytes, reason) VALUES (?, ?, ?, ?)",
+        )
+        .bind(transfer_id)
+        .bind(status)
+        .bind(bytes)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// One transfer by id.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn transfer(&self, id: i64) -> Result<Option<TransferRow>, StoreError> {
+        let row = sqlx::query(concat!(transfer_select!(), " WHERE t.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(transfer_row).transpose()
     }
 
     /// Transfers matching `f`, newest first.
@@ -227,11 +274,12 @@ impl Store {
     /// Database failures, or a row that does not parse.
     pub async fn transfers(&self, f: &TransferFilter) -> Result<Vec<TransferRow>, StoreError> {
         let session = f.session.map(|s| s.to_string());
-        let rows = sqlx::query(
-            "SELECT t.* FROM transfers t JOIN sessions s ON s.id = t.session_id \
+        let rows = sqlx::query(concat!(
+            transfer_select!(),
+            " JOIN sessions s ON s.id = t.session_id \
              WHERE (? IS NULL OR s.person = ?) AND (? IS NULL OR s.target = ?) AND (? IS NULL OR t.session_id = ?) \
-             AND (? IS NULL OR t.sha256 = lower(?)) ORDER BY t.at_us DESC, t.id DESC",
-        )
+             AND (? IS NULL OR t.sha256 = lower(?)) ORDER BY t.at_us DESC, t.id DESC"
+        ))
         .bind(&f.person)
         .bind(&f.person)
         .bind(&f.target)
@@ -242,32 +290,7 @@ impl Store {
         .bind(&f.sha256)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let sid: String = r.get("session_id");
-                let direction: String = r.get("direction");
-                let ranges: String = r.get("ranges");
-                Ok(TransferRow {
-                    session_id: sid.parse().map_err(|e| corrupt("transfers.session_id", e))?,
-                    channel: r.get::<i64, _>("channel") as u32,
-                    at_us: r.get("at_us"),
-                    protocol: r.get("protocol"),
-                    path: r.get("path"),
-                    upload: direction == "upload",
-                    bytes: r.get::<i64, _>("bytes") as u64,
-                    size: r.get::<Option<i64>, _>("size").map(|v| v as u64),
-                    sha256: r.get("sha256"),
-                    complete: r.get("complete"),
-                    ranges: ranges
-                        .split(',')
-                        .filter_map(|p| {
-                            let (a, b) = p.split_once('-')?;
-                            Some((a.parse().ok()?, b.parse().ok()?))
-                        })
-                        .collect(),
-                })
-            })
-            .collect()
+        rows.iter().map(transfer_row).collect()
     }
 
     // ---- ledger ----
@@ -339,4 +362,41 @@ impl Store {
             })
             .collect())
     }
+}
+
+fn transfer_row(r: &sqlx::sqlite::SqliteRow) -> Result<TransferRow, StoreError> {
+    let sid: String = r.get("session_id");
+    let direction: String = r.get("direction");
+    let ranges: String = r.get("ranges");
+    let capture = match r.get::<Option<String>, _>("capture_status").as_deref() {
+        None => None,
+        Some("captured") => Some(ContentCapture::Captured {
+            bytes: r.get::<Option<i64>, _>("capture_bytes").unwrap_or(0) as u64,
+        }),
+        Some("skipped") => Some(ContentCapture::Skipped {
+            reason: r.get::<Option<String>, _>("capture_reason").unwrap_or_default(),
+        }),
+        Some(other) => return Err(corrupt("transfer_captures.status", other)),
+    };
+    Ok(TransferRow {
+        id: r.get("id"),
+        session_id: sid.parse().map_err(|e| corrupt("transfers.session_id", e))?,
+        channel: r.get::<i64, _>("channel") as u32,
+        at_us: r.get("at_us"),
+        protocol: r.get("protocol"),
+        path: r.get("path"),
+        upload: direction == "upload",
+        bytes: r.get::<i64, _>("bytes") as u64,
+        size: r.get::<Option<i64>, _>("size").map(|v| v as u64),
+        sha256: r.get("sha256"),
+        complete: r.get("complete"),
+        ranges: ranges
+            .split(',')
+            .filter_map(|p| {
+                let (a, b) = p.split_once('-')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect(),
+        capture,
+    })
 }

@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS grants (
     remote_forward INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (person, target)
 );
+-- Grant options added after `grants` existed. A table of their own, not new columns, because
+-- the schema is applied with CREATE IF NOT EXISTS at every open and existing databases must
+-- keep working; a grant without a row here has every option off.
+CREATE TABLE IF NOT EXISTS grant_options (
+    person TEXT NOT NULL,
+    target TEXT NOT NULL,
+    -- Largest file whose content is kept in the blob store; NULL keeps no copies.
+    capture_max_bytes INTEGER,
+    agent_forward INTEGER NOT NULL DEFAULT 0,
+    record_tunnel_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (person, target),
+    FOREIGN KEY (person, target) REFERENCES grants (person, target) ON DELETE CASCADE
+);
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     person TEXT NOT NULL,
@@ -87,6 +100,16 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_session ON transfers (session_id);
 CREATE INDEX IF NOT EXISTS transfers_sha256 ON transfers (sha256);
+-- Whether a transfer's content was kept (captures/<session>/<transfer id> in the blob store).
+CREATE TABLE IF NOT EXISTS transfer_captures (
+    transfer_id INTEGER PRIMARY KEY REFERENCES transfers (id),
+    -- captured or skipped
+    status TEXT NOT NULL,
+    -- bytes kept, when captured
+    bytes INTEGER,
+    -- why not, when skipped
+    reason TEXT
+);
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL,

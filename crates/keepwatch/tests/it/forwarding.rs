@@ -6,6 +6,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use keepwatch_recording::Event;
+
 use crate::support::*;
 
 /// A TCP server on a free port that echoes back what it reads, one connection at a time.
@@ -230,4 +232,233 @@ fn remote_forwarding_needs_the_grant_and_is_recorded() {
     assert_eq!(tunnel["destination"], format!("localhost:{rport}"));
     let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
     assert!(audit.contains(&format!("remote port forwarding from localhost:{rport}")), "{audit}");
+}
+
+/// Writes `payload` into a tunnel's local end and reads the echo back.
+fn echo_through(port: u16, payload: &[u8]) {
+    let mut c = wait_for("the tunnel to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    c.write_all(payload).unwrap();
+    let mut got = vec![0u8; payload.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(got, payload);
+}
+
+/// The data of every `Input` and `Output` event of a session's tunnel channels.
+fn tunnel_bytes(gw: &Gateway, id: &str) -> (Vec<u8>, Vec<u8>) {
+    let events = gw.events(id);
+    let tunnels: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TunnelOpen { channel, .. } => Some(*channel),
+            _ => None,
+        })
+        .collect();
+    assert!(!tunnels.is_empty(), "no tunnel in the recording");
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    for e in events {
+        match e {
+            Event::Input { channel, data } if tunnels.contains(&channel) => input.extend(data),
+            Event::Output { channel, data } if tunnels.contains(&channel) => output.extend(data),
+            _ => {}
+        }
+    }
+    (input, output)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Issue 5: "where configured, the bytes themselves" for `-L` and `-R` tunnels.
+#[test]
+fn tunnel_bytes_are_recorded_only_under_a_grant_that_says_so() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    let echo = echo_server();
+    let allow = format!("127.0.0.1:{echo}");
+    gw.kw_ok(&["grant", "alice", "web01", "--allow-forward", &allow, "--allow-remote-forward"]);
+    gw.start();
+    let tunnels = |local: u16, remote: u16| {
+        gw.ssh("alice@web01")
+            .args(["-N", "-o", "ExitOnForwardFailure=yes"])
+            .args(["-L", &format!("{local}:127.0.0.1:{echo}")])
+            .args(["-R", &format!("{remote}:127.0.0.1:{echo}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    let (local, remote) = (free_port(), free_port());
+    let mut ssh = tunnels(local, remote);
+    echo_through(local, b"counted-only-via-L");
+    echo_through(remote, b"counted-only-via-R");
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+    let first = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let (input, output) = tunnel_bytes(&gw, &first);
+    assert!(input.is_empty() && output.is_empty(), "bytes recorded without the grant option");
+    let closes: Vec<(u64, u64)> = gw
+        .events(&first)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::TunnelClose { bytes_to_target, bytes_to_client, .. } => {
+                Some((bytes_to_target, bytes_to_client))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(closes.contains(&(18, 18)), "byte counts of both tunnels: {closes:?}");
+
+    let options = ["--allow-forward", &allow, "--allow-remote-forward", "--record-tunnel-bytes"];
+    gw.kw_ok(&[&["grant", "alice", "web01"][..], &options].concat());
+    let (local, remote) = (free_port(), free_port());
+    let mut ssh = tunnels(local, remote);
+    echo_through(local, b"recorded-via-L");
+    echo_through(remote, b"recorded-via-R");
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+    let sessions = gw.sealed_sessions(2);
+    let second = sessions.iter().find(|s| s["id"] != first.as_str()).unwrap();
+    let (input, output) = tunnel_bytes(&gw, second["id"].as_str().unwrap());
+    for payload in [&b"recorded-via-L"[..], b"recorded-via-R"] {
+        assert!(contains(&input, payload), "{payload:?} not recorded as input");
+        assert!(contains(&output, payload), "{payload:?} not recorded as output");
+    }
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+/// An `ssh-agent` on its own socket, holding alice's key; ended when dropped.
+struct Agent {
+    child: std::process::Child,
+    sock: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(key: &std::path::Path) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent missing; install openssh-client");
+        wait_for("ssh-agent to listen", Duration::from_secs(10), || sock.exists().then_some(()));
+        let st = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "ssh-add failed");
+        Agent { child, sock, _dir: dir }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 5: agent forwarding stays refused unless a grant enables it.
+#[test]
+fn agent_forwarding_is_refused_by_default_and_works_under_the_grant() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let agent = Agent::start(&gw.key);
+    let fingerprint = {
+        let out = Command::new("ssh-keygen").arg("-lf").arg(&gw.key).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let list_keys_on_target = || {
+        gw.ssh("alice@web01")
+            .arg("-A")
+            .env("SSH_AUTH_SOCK", &agent.sock)
+            .arg("ssh-add -l")
+            .output()
+            .unwrap()
+    };
+
+    let out = list_keys_on_target();
+    assert_eq!(out.status.code(), Some(2), "no agent on the target without the grant");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Could not open a connection to your authentication agent"), "{err}");
+    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    assert!(audit.contains("agent forwarding refused"), "{audit}");
+
+    gw.kw_ok(&["grant", "alice", "web01", "--allow-agent-forward"]);
+    let out = list_keys_on_target();
+    assert!(out.status.success(), "ssh-add -l: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&fingerprint), "the key is listed");
+
+    let sessions = gw.sealed_sessions(2);
+    let with_agent = sessions
+        .iter()
+        .find(|s| s["channels"].as_array().unwrap().iter().any(|c| c["kind"] == "agent"))
+        .expect("the agent channel is listed with its session");
+    let events = gw.events(with_agent["id"].as_str().unwrap());
+    let opened =
+        events.iter().any(|e| matches!(e, Event::TunnelOpen { host, .. } if host == "agent"));
+    assert!(opened, "the agent channel's open is recorded");
+    let carried = events.iter().any(|e| {
+        matches!(e, Event::TunnelClose { bytes_to_target, bytes_to_client, .. }
+            if *bytes_to_target > 0 && *bytes_to_client > 0)
+    });
+    assert!(carried, "the agent channel's byte counts are recorded: {events:?}");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+}
+
+/// Issue 5: "devices that offer only a shell (no exec, no sftp) still record cleanly".
+#[test]
+fn a_shell_only_device_records_its_shell_and_refuses_sftp_with_a_clear_line() {
+    let sshd = Sshd::start_shell_only();
+    let mut gw = Gateway::new();
+    gw.add_target("sw01", &sshd);
+    gw.start();
+
+    let mut s = Interactive::start(gw.ssh("alice@sw01"));
+    s.send("echo shell-only-$((40+2))\n");
+    s.wait_output("shell-only-42");
+    s.send("exit\n");
+    let (status, _, _) = s.finish();
+    assert!(status.success(), "ssh exit status {status:?}");
+    let shell = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+
+    let mut sftp = Command::new("sftp")
+        .args(gw.client_opts())
+        .args(["-P", &gw.ssh_port.to_string(), "-b", "-", "alice@sw01@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sftp.stdin.take().unwrap().write_all(b"ls\n").unwrap();
+    let out = sftp.wait_with_output().unwrap();
+    assert!(!out.status.success(), "sftp must fail on a shell-only device");
+    let line = "keepwatch: target sw01 refused the sftp subsystem (it may offer only a shell";
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(line), "{err}");
+
+    let sessions = gw.sealed_sessions(2);
+    let shell_row = sessions.iter().find(|s| s["id"] == shell.as_str()).unwrap();
+    assert_eq!(shell_row["status"], "closed");
+    assert!(gw.exported_output(&shell).contains("shell-only-42"));
+    let refused = sessions.iter().find(|s| s["id"] != shell.as_str()).unwrap();
+    let noted = gw
+        .events(refused["id"].as_str().unwrap())
+        .into_iter()
+        .any(|e| matches!(e, Event::Notice { text, .. } if text.starts_with(line)));
+    assert!(noted, "the refusal is in the recording with the words the person saw");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
 }

@@ -55,6 +55,16 @@ impl Sshd {
 
     /// An sshd with a host key of `key_type` and extra `sshd_config` lines.
     pub fn start_with(key_type: &str, extra_config: &str) -> Sshd {
+        Sshd::start_config(key_type, &format!("Subsystem sftp internal-sftp\n{extra_config}"))
+    }
+
+    /// A device that offers only a shell: no sftp subsystem, and every session runs bash
+    /// whatever it asks for.
+    pub fn start_shell_only() -> Sshd {
+        Sshd::start_config("ed25519", "ForceCommand /bin/bash\n")
+    }
+
+    fn start_config(key_type: &str, extra_config: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(sshd.exists(), "/usr/sbin/sshd not found: {SETUP_HINT}");
         let id = Command::new("id").arg(TARGET_USER).output().unwrap();
@@ -72,7 +82,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\nStrictModes no\n\
-                 MaxStartups 100\nMaxSessions 50\nSubsystem sftp internal-sftp\n{extra_config}",
+                 MaxStartups 100\nMaxSessions 50\n{extra_config}",
                 hk.display(),
                 dir.path().display()
             ),
@@ -306,6 +316,13 @@ impl Gateway {
             let s = self.sessions();
             (s.len() == n && s.iter().all(|s| s["status"] != "active")).then_some(s)
         })
+    }
+
+    /// Every event of a sealed session's recording, decoded from its file.
+    pub fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
+        let path = self.data().join("recordings").join(format!("{id}.kwr"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
     }
 
     /// The concatenated output ("o") events of an asciicast export.

@@ -60,10 +60,8 @@ fn find<'a>(ts: &'a [serde_json::Value], direction: &str, path: &str) -> &'a ser
         .unwrap_or_else(|| panic!("no {direction} of {path} in {ts:#?}"))
 }
 
-/// Every event of a session's recording.
 fn events(gw: &Gateway, id: &str) -> Vec<Event> {
-    let bytes = std::fs::read(gw.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
-    keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
+    gw.events(id)
 }
 
 #[test]
@@ -250,4 +248,112 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
     assert!(denied.iter().any(|d| d.contains("big.bin")), "{denied:?}");
     let ts = transfers(&gw);
     assert_eq!(find(&ts, "download", "/small.bin")["sha256"], sha256(&small));
+}
+
+/// `keepwatch transfers get` for a transfer: the file it wrote, or the error line.
+fn get_content(gw: &Gateway, t: &serde_json::Value, out: &Path) -> Result<Vec<u8>, String> {
+    let id = t["id"].as_i64().unwrap().to_string();
+    let res = gw.kw(&["transfers", "get", &id, "--out", out.to_str().unwrap()]);
+    if res.status.success() {
+        Ok(std::fs::read(out).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&res.stderr).into_owned())
+    }
+}
+
+/// Issue 5: `capture_file_content`, SFTP and legacy SCP, both ways.
+#[test]
+fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipped() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.kw_ok(&["grant", "alice", "web01", "--capture-content", "--capture-max-bytes", "2M"]);
+    gw.start();
+    let remote = target_dir();
+    let local = tempfile::tempdir().unwrap();
+    let up = random_file(local.path(), "up.bin", 1_500_000);
+    let big = random_file(local.path(), "big.bin", 3_000_000);
+    let small = random_file(local.path(), "small.bin", 200_000);
+    let r = remote.path().display();
+    let l = local.path().display();
+    let batch = format!(
+        "put {up} {r}/up.bin\nget {r}/up.bin {l}/down.bin\nput {big} {r}/big.bin\n",
+        up = up.display(),
+        big = big.display()
+    );
+    let out = sftp_batch(&gw, "alice@web01", &batch);
+    assert!(out.status.success(), "sftp failed: {}", String::from_utf8_lossy(&out.stderr));
+    let scp = |from: &str, to: &str| {
+        let out = Command::new("scp")
+            .args(gw.client_opts())
+            .args(["-O", "-P", &gw.ssh_port.to_string(), from, to])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scp -O: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let remote_scp = format!("alice@web01@127.0.0.1:{r}/scp.bin");
+    scp(small.to_str().unwrap(), &remote_scp);
+    let back = local.path().join("back.bin");
+    scp(&remote_scp, back.to_str().unwrap());
+
+    let sessions = gw.sealed_sessions(3);
+    let ts = transfers(&gw);
+    let fetched = local.path().join("fetched.bin");
+    let cases = [
+        (find(&ts, "upload", "/up.bin"), &up, "sftp"),
+        (find(&ts, "download", "/up.bin"), &up, "sftp"),
+        (find(&ts, "upload", "/scp.bin"), &small, "scp"),
+        (find(&ts, "download", "/scp.bin"), &small, "scp"),
+    ];
+    for (t, file, protocol) in cases {
+        assert_eq!(t["protocol"], protocol);
+        assert_eq!(t["content"]["kept"], true, "{t:#}");
+        let got = get_content(&gw, t, &fetched).unwrap_or_else(|e| panic!("get {t:#}: {e}"));
+        assert!(got == std::fs::read(file).unwrap(), "{} differs from what moved", t["path"]);
+        assert_eq!(sha256(&fetched), t["sha256"].as_str().unwrap());
+    }
+
+    // Over the cap: moved and hashed as usual, but not kept, and the reason is shown.
+    let skipped = find(&ts, "upload", "/big.bin");
+    assert_eq!(skipped["sha256"], sha256(&big));
+    assert_eq!(skipped["content"]["kept"], false);
+    let reason = skipped["content"]["reason"].as_str().unwrap();
+    assert!(reason.contains("larger than the 2097152-byte capture cap"), "{reason}");
+    let err = get_content(&gw, skipped, &fetched).unwrap_err();
+    assert!(err.contains("its content was not kept (file larger than"), "{err}");
+    let spool = gw.data().join("spool").join("captures");
+    let left: Vec<_> = std::fs::read_dir(&spool).map(|d| d.collect()).unwrap_or_default();
+    assert!(left.is_empty(), "capture spools left behind: {left:?}");
+    let listed = gw.kw_ok(&["transfers"]);
+    assert!(listed.contains("CONTENT") && listed.contains("kept"), "{listed}");
+
+    // The recording says what was kept, and each download is audited.
+    let notices: Vec<String> = sessions
+        .iter()
+        .flat_map(|s| events(&gw, s["id"].as_str().unwrap()))
+        .filter_map(|e| match e {
+            Event::Notice { text, .. } if text.starts_with("content of") => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 5, "{notices:?}");
+    assert!(notices.iter().any(|n| n.contains("big.bin\" not kept")), "{notices:?}");
+    let audit = gw.json(&["audit", "--action", "capture_downloaded", "--json"]);
+    assert_eq!(audit.as_array().unwrap().len(), 4, "{audit:#}");
+
+    // A changed copy is refused, not handed out.
+    let t = find(&ts, "upload", "/up.bin");
+    let stored = gw
+        .data()
+        .join("captures")
+        .join(t["session"].as_str().unwrap())
+        .join(t["id"].as_i64().unwrap().to_string());
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+    let err = get_content(&gw, t, &fetched).unwrap_err();
+    assert!(err.contains("the stored copy was changed"), "{err}");
+    assert!(!fetched.exists(), "nothing is left behind from a changed copy");
+    assert!(gw.kw(&["verify", "--all"]).status.success());
 }
