@@ -55,8 +55,8 @@ export async function sessionView(main, ctx, id) {
   // Player
   const termBox = h('div.term-box.player-term');
   const playBtn = h('button.primary', { type: 'button', id: 'play', title: 'Play/pause (space)' }, 'Play');
-  const prevBtn = h('button.secondary', { type: 'button', id: 'prev-cmd', title: 'Previous command (p)' }, '⏮ Prev');
-  const nextBtn = h('button.secondary', { type: 'button', id: 'next-cmd', title: 'Next command (n)' }, 'Next ⏭');
+  const prevBtn = h('button.secondary', { type: 'button', id: 'prev-cmd', title: 'Previous command (p)' }, '‹ Prev');
+  const nextBtn = h('button.secondary', { type: 'button', id: 'next-cmd', title: 'Next command (n)' }, 'Next ›');
   const speed = h('select', { id: 'speed', title: 'Speed ([ and ])' }, SPEEDS.map((v) => h('option', { value: v, selected: v === 1 }, `${v}×`)));
   const skipIdle = h('input', { type: 'checkbox', id: 'skip-idle', checked: true });
   const clock = h('span.clock', { id: 'clock' }, '0:00.0');

@@ -51,7 +51,8 @@ export async function sessionsView(main, ctx) {
       q: q.value.trim(), commands_only: commandsOnly.checked ? 'true' : '',
     });
     const hash = `#/sessions${next}`;
-    if (location.hash === hash) location.reload(); else location.hash = hash;
+    if (location.hash === hash) window.dispatchEvent(new HashChangeEvent('hashchange'));
+    else location.hash = hash;
   };
   const form = h('form.filters', { onsubmit: go, id: 'session-filters' },
     h('div.search-row', q, h('label.inline', commandsOnly, ' commands only'),
@@ -100,6 +101,7 @@ export async function sessionsView(main, ctx) {
       text ? h('h2', 'Sessions') : null,
       table(rows, [
         ['Started', (s) => fmtTime(s.started_at)],
+        ['Session', (s) => h('code.id', { title: s.id }, s.id.length > 12 ? `${s.id.slice(0, 12)}…` : s.id)],
         ['Person', (s) => s.user],
         ['Target', (s) => h('span', s.target, s.target_host ? h('span.muted', ` ${s.target_login || ''}@${s.target_host}`) : null)],
         ['Client', (s) => s.client_addr],
