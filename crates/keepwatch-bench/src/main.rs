@@ -5,6 +5,7 @@
 mod client;
 mod idle;
 mod latency;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ enum Command {
     /// Open N interactive pty shells, wait until every one answers, print `ready N ...`, then
     /// hold them idle until standard input closes, SIGTERM/SIGINT, or `--hold-secs` pass.
     Idle(idle::IdleArgs),
+    /// Write a long synthetic recorded session (heavy shell output) into a data directory and
+    /// print its id: the console's seek benchmark replays it (`bench/console.sh`).
+    SynthSession(synth::SynthArgs),
 }
 
 /// How to log in: every endpoint uses the same private key.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Latency(a) => latency::run(a).await,
             Command::Idle(a) => idle::run(a).await,
+            Command::SynthSession(a) => synth::run(a).await,
         }
     });
     match result {
