@@ -164,6 +164,9 @@ async fn login(app: &axum::Router, name: &str) -> (String, String) {
     (cookie, csrf)
 }
 
+/// Method, path, body, the status each of [`ROLES`] gets, and whether it shows alice's data.
+type Row = (&'static str, String, Option<Value>, [u16; 5], bool);
+
 #[tokio::test]
 async fn every_endpoint_for_every_role() {
     let f = fixture().await;
@@ -173,7 +176,7 @@ async fn every_endpoint_for_every_role() {
         auth.push(Some(login(&f.app, name).await));
     }
     // (method, path, body, expected status per role in ROLES order, sees alice's data)
-    let table: Vec<(&str, String, Option<Value>, [u16; 5], bool)> = vec![
+    let table: Vec<Row> = vec![
         ("GET", "/api/v1/openapi.json".into(), None, [200, 200, 200, 200, 200], false),
         ("GET", "/api/v1/me".into(), None, [401, 200, 200, 200, 200], false),
         ("GET", "/api/v1/sessions".into(), None, [401, 200, 200, 200, 200], true),
