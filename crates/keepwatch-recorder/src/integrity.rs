@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::VerifyingKey;
 use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_recording::audit_chain;
 use keepwatch_recording::{ledger, verify};
 use keepwatch_store::{BlobStore, SessionRow, Store, StoreError};
 
@@ -23,7 +24,7 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.session {
             Some(id) => write!(f, "session {id}: {}", self.what),
-            None => write!(f, "ledger: {}", self.what),
+            None => f.write_str(&self.what),
         }
     }
 }
@@ -123,7 +124,7 @@ pub async fn check_ledger(
     let mut ids = BTreeSet::new();
     let mut prev = ledger::GENESIS;
     for (i, e) in store.ledger().await?.iter().enumerate() {
-        let lp = |what: String| Problem { session: None, what };
+        let lp = |what: String| Problem { session: None, what: format!("ledger: {what}") };
         if e.seq != i as u64 {
             out.push(lp(format!("entry {i} missing (found entry {})", e.seq)));
         }
@@ -155,4 +156,47 @@ pub async fn check_ledger(
         }
     }
     Ok((out, ids))
+}
+
+/// Walks the audit trail's hash chain: an event edited, removed (from anywhere but the very
+/// end) or inserted breaks it; an unsigned or wrongly signed entry is reported.
+///
+/// # Errors
+/// Store failures only.
+pub async fn check_audit(store: &Store, key: &VerifyingKey) -> Result<Vec<Problem>, StoreError> {
+    let mut out = Vec::new();
+    let ap = |what: String| Problem { session: None, what: format!("audit: {what}") };
+    let mut prev = audit_chain::genesis();
+    for link in store.audit_chain().await? {
+        let e = &link.event;
+        let Some(stored) = link.hash.as_deref().and_then(|h| <[u8; 32]>::try_from(h).ok()) else {
+            out.push(ap(format!("event {} ({}) is not in the audit chain", e.id, e.action)));
+            continue;
+        };
+        let entry = audit_chain::AuditEntry {
+            id: e.id,
+            at_us: e.at_us,
+            actor: &e.actor,
+            action: &e.action,
+            session_id: e.session_id.as_deref(),
+            client_addr: e.client_addr.as_deref(),
+            detail: &e.detail,
+        };
+        if entry.hash(&prev) != stored {
+            out.push(ap(format!(
+                "event {} ({} by {}) does not follow the one before it: edited, or an event before it was removed",
+                e.id, e.action, e.actor
+            )));
+        }
+        match link.signature.as_deref().and_then(|s| <[u8; 64]>::try_from(s).ok()) {
+            Some(sig) if audit_chain::verify_sig(key, &stored, &sig) => {}
+            Some(_) => out.push(ap(format!("event {}: bad signature", e.id))),
+            None => out.push(ap(format!("event {}: unsigned", e.id))),
+        }
+        prev = stored;
+    }
+    for id in store.orphaned_audit_links().await? {
+        out.push(ap(format!("event {id} was removed")));
+    }
+    Ok(out)
 }

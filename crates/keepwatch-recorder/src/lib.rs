@@ -10,7 +10,7 @@
 mod integrity;
 mod recover;
 
-pub use integrity::{Problem, check_ledger, check_session};
+pub use integrity::{Problem, check_audit, check_ledger, check_session};
 pub use recover::recover_interrupted;
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use ed25519_dalek::SigningKey;
 use keepwatch_core::{ChannelMask, OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
 use keepwatch_store::{BlobStore, Store, now_us};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// How often the recorder writes and signs.
 #[derive(Debug, Clone)]
@@ -78,6 +78,21 @@ enum Command {
         reason: Option<String>,
         done: oneshot::Sender<Result<SealInfo, RecorderError>>,
     },
+    Watch {
+        done: oneshot::Sender<WatchStart>,
+    },
+}
+
+/// Events a live watcher may miss before it is dropped as too slow.
+const WATCH_BACKLOG: usize = 1024;
+
+/// Where a live watcher starts: everything before is in the spool file's first
+/// `recorded_len` bytes, everything after comes on `events`, in order, as recorded (masked
+/// and redacted). `events` reports `Lagged` when the watcher fell behind by more than a
+/// bounded backlog (drop it) and `Closed` when the session was sealed.
+pub struct WatchStart {
+    pub recorded_len: u64,
+    pub events: broadcast::Receiver<Arc<TimedEvent>>,
 }
 
 /// The gateway's handle on one session's recording. Cheap to clone.
@@ -105,6 +120,7 @@ impl Recorder {
             |source| RecorderError::Create { path: path.display().to_string(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
         let first = writer.flush(now_us(), true).unwrap_or_default();
+        let written = first.len() as u64;
         let file = tokio::task::spawn_blocking({
             let path = path.clone();
             move || -> std::io::Result<std::fs::File> {
@@ -130,6 +146,8 @@ impl Recorder {
             unsigned_chunks: false,
             out: Vec::new(),
             masks: HashMap::new(),
+            written,
+            watchers: None,
         };
         tokio::spawn(task.run(rx));
         Ok(Recorder { id, started: Instant::now(), tx, failure })
@@ -166,6 +184,13 @@ impl Recorder {
         self.failure.clone()
     }
 
+    /// Starts watching the live session; `None` once it is sealed or failed.
+    pub async fn watch(&self) -> Option<WatchStart> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Command::Watch { done }).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Seals the recording with `status`, moves it into the blob store and ledgers it.
     ///
     /// # Errors
@@ -196,6 +221,10 @@ struct RecorderTask {
     out: Vec<u8>,
     /// Output masking state per (channel, stderr).
     masks: HashMap<(u32, bool), ChannelMask>,
+    /// Bytes in the spool file.
+    written: u64,
+    /// Live watchers, once one asked.
+    watchers: Option<broadcast::Sender<Arc<TimedEvent>>>,
 }
 
 impl RecorderTask {
@@ -209,9 +238,18 @@ impl RecorderTask {
                         self.mask(&mut ev.event);
                         let Some(w) = self.writer.as_mut() else { continue };
                         w.push(&ev);
+                        if let Some(tx) = self.watchers.as_ref().filter(|tx| tx.receiver_count() > 0) {
+                            let _ = tx.send(Arc::new(ev));
+                        }
                         if w.pending_len() >= self.ctx.config.flush_bytes {
                             self.flush(false, false).await;
                         }
+                    }
+                    Some(Command::Watch { done }) => {
+                        // Everything so far goes to the file, the rest to the watcher.
+                        self.flush(false, false).await;
+                        let tx = self.watchers.get_or_insert_with(|| broadcast::channel(WATCH_BACKLOG).0);
+                        let _ = done.send(WatchStart { recorded_len: self.written, events: tx.subscribe() });
                     }
                     Some(Command::Seal { at_us, status, reason, done }) => {
                         let _ = done.send(self.seal(at_us, status, reason).await);
@@ -272,11 +310,12 @@ impl RecorderTask {
             file.write_all(bytes)?;
             if sync { file.sync_data() } else { Ok(()) }
         });
-        if let Err(e) = res {
-            self.fail(format!(
+        match res {
+            Ok(()) => self.written += bytes.len() as u64,
+            Err(e) => self.fail(format!(
                 "cannot write {}: {e}",
                 self.ctx.blobs.spool_path(self.id).display()
-            ));
+            )),
         }
         true
     }

@@ -501,8 +501,10 @@ impl Relay {
         loop {
             let msg = match held.next() {
                 Some(m) => Some(m),
+                // Termination first: the other pump closes the target channel when it sees
+                // it, and the person must get the reason rather than a bare close.
                 None => tokio::select! {
-                    m = up.wait() => m,
+                    biased;
                     _ = terminated(&mut terminate) => {
                         let text = self.s.terminate.borrow().clone().unwrap_or_default();
                         let _ = self.record(Event::Notice { channel: Some(channel), text: text.clone() }).await;
@@ -512,6 +514,7 @@ impl Relay {
                         let _ = self.conn.handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
                         break;
                     }
+                    m = up.wait() => m,
                     _ = self.conn.cancel.cancelled() => None,
                 },
             };

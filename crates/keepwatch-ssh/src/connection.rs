@@ -206,7 +206,7 @@ impl Connection {
                 return Err(refused("cannot start the recording; session refused".into()));
             }
         };
-        let terminate = ctx.live.insert(id);
+        let terminate = ctx.live.insert(id, recorder.clone());
         self.audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
 
         let secret = match ctx.vault.open(&target.name, target.secret.ciphertext()) {

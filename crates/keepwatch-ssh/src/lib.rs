@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keepwatch_core::SessionId;
-use keepwatch_recorder::RecorderContext;
+use keepwatch_recorder::{Recorder, RecorderContext};
 use keepwatch_store::{Store, Vault};
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
@@ -85,18 +85,30 @@ impl GatewayContext {
     pub fn live_sessions(&self) -> Vec<SessionId> {
         self.live.ids()
     }
+
+    /// Starts watching a live session (see `Recorder::watch`); `None` when it is not live.
+    pub async fn watch(&self, id: SessionId) -> Option<keepwatch_recorder::WatchStart> {
+        let recorder = self.live.recorder(id)?;
+        recorder.watch().await
+    }
 }
 
 /// Termination switches of the sessions running on this gateway. Touched only when a
 /// session starts, ends or is terminated, never on the data path.
 #[derive(Default)]
-struct LiveSessions(Mutex<HashMap<SessionId, watch::Sender<Option<String>>>>);
+struct LiveSessions(Mutex<HashMap<SessionId, Live>>);
+
+/// A live session's termination switch (the reason, once set) and its recorder (for watchers).
+type Live = (watch::Sender<Option<String>>, Recorder);
 
 impl LiveSessions {
-    fn insert(&self, id: SessionId) -> watch::Receiver<Option<String>> {
+    fn insert(&self, id: SessionId, recorder: Recorder) -> watch::Receiver<Option<String>> {
         let (tx, rx) = watch::channel(None);
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (tx, recorder));
         rx
+    }
+    fn recorder(&self, id: SessionId) -> Option<Recorder> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map(|(_, r)| r.clone())
     }
     fn remove(&self, id: SessionId) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
@@ -104,7 +116,7 @@ impl LiveSessions {
     fn terminate(&self, id: SessionId, reason: &str) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&id) {
-            Some(tx) => {
+            Some((tx, _)) => {
                 tx.send_replace(Some(reason.to_owned()));
                 true
             }
@@ -112,7 +124,7 @@ impl LiveSessions {
         }
     }
     fn terminate_all(&self, reason: &str) {
-        for tx in self.0.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for (tx, _) in self.0.lock().unwrap_or_else(|e| e.into_inner()).values() {
             tx.send_replace(Some(reason.to_owned()));
         }
     }

@@ -17,6 +17,7 @@ use crate::rows::*;
 mod access;
 mod records;
 mod search;
+mod tokens;
 
 const SCHEMA: &str = include_str!("db/schema.sql");
 
@@ -33,6 +34,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Serialises ledger appends within this process; the ledger is one chain.
     ledger_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Signs audit chain entries; without it they are chained but unsigned.
+    audit_key: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
 }
 
 pub fn now_us() -> i64 {
@@ -69,7 +72,13 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Store { pool, ledger_lock: Default::default() })
+        Ok(Store { pool, ledger_lock: Default::default(), audit_key: None })
+    }
+
+    /// Signs the audit events this handle writes with `key` (the recordings' signing key).
+    pub fn with_audit_key(mut self, key: std::sync::Arc<ed25519_dalek::SigningKey>) -> Self {
+        self.audit_key = Some(key);
+        self
     }
 
     /// Closes the pool, flushing the WAL.

@@ -14,9 +14,9 @@ pub use blobs::BlobStore;
 pub use credentials::{hash_password, verify_password};
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
-    Algorithms, AuditRow, ChannelRow, CommandRow, ContentCapture, IndexState, LedgerRow, NewAudit,
-    NewTarget, PersonRow, SearchHit, SearchQuery, SessionRow, TargetRow, TargetSecret,
-    TransferFilter, TransferRow,
+    Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
+    IndexState, LedgerRow, NewAudit, NewTarget, PersonRow, SearchHit, SearchQuery, SessionRow,
+    TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
 pub use vault::{Vault, VaultError};
 

@@ -231,3 +231,29 @@ pub struct IndexState {
     pub commands: u32,
     pub error: Option<String>,
 }
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub session: Option<SessionId>,
+    pub limit: Option<u32>,
+}
+
+/// An audit event with its place in the audit chain.
+#[derive(Debug, Clone)]
+pub struct AuditLink {
+    pub event: AuditRow,
+    pub hash: Option<Vec<u8>>,
+    pub signature: Option<Vec<u8>>,
+}
+
+/// An API token as stored (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: Role,
+    pub created_at_us: i64,
+    pub last_used_at_us: Option<i64>,
+}

@@ -294,11 +294,17 @@ impl DataDir {
             .with_context(|| format!("{} is not valid", self.path(CONFIG).display()))
     }
 
+    /// The metadata store; audit events it writes are signed when the signing key is
+    /// readable (it is for the gateway and for root's CLI).
     pub async fn store(&self) -> anyhow::Result<Store> {
         self.require_initialised()?;
-        Store::open_sqlite(&self.path(DB))
+        let store = Store::open_sqlite(&self.path(DB))
             .await
-            .with_context(|| format!("cannot open {}", self.path(DB).display()))
+            .with_context(|| format!("cannot open {}", self.path(DB).display()))?;
+        Ok(match self.signing_key() {
+            Ok(key) => store.with_audit_key(Arc::new(key)),
+            Err(_) => store,
+        })
     }
 
     pub fn blobs(&self) -> anyhow::Result<BlobStore> {

@@ -5,6 +5,7 @@ mod admin;
 mod datadir;
 mod output;
 mod playback;
+mod remote;
 mod run;
 mod search;
 mod sessions;
@@ -64,6 +65,13 @@ enum Command {
     Search(search::SearchArgs),
     /// Index sessions again from their recordings (what `run` does for missed sessions).
     Reindex(search::ReindexArgs),
+    /// Follow a live session in this terminal (through the running gateway); audited.
+    Watch(remote::WatchArgs),
+    /// End a live session: the person sees who ended it and why; audited.
+    Kill(remote::KillArgs),
+    /// Manage API tokens for automation.
+    #[command(subcommand)]
+    Token(remote::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -117,5 +125,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfers(a) => transfers::run(&dir, a).await,
         Command::Search(a) => search::search(&dir, a).await,
         Command::Reindex(a) => search::reindex(&dir, a).await,
+        Command::Watch(a) => remote::watch(&dir, a).await,
+        Command::Kill(a) => remote::kill(&dir, a).await,
+        Command::Token(c) => remote::token(&dir, c).await,
     }
 }

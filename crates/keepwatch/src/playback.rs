@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_recording::{Event, TimedEvent, read_events};
-use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::sessions::audit_view;
+use keepwatch_web::playback::{asciicast, pick_channel};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -156,103 +156,6 @@ pub fn describe(e: &Event) -> String {
     }
 }
 
-/// The channel to play: the one asked for, else the first with a terminal, else the first.
-fn pick_channel(
-    events: &[TimedEvent],
-    asked: Option<u32>,
-) -> Option<(u32, u32, u32, Option<String>)> {
-    let opens = events.iter().filter_map(|e| match &e.event {
-        Event::ChannelOpen { channel, pty, .. } => Some((*channel, pty.clone())),
-        _ => None,
-    });
-    let opens: Vec<_> = opens.collect();
-    let chosen = match asked {
-        Some(c) => opens.iter().find(|(ch, _)| *ch == c),
-        None => opens.iter().find(|(_, p)| p.is_some()).or(opens.first()),
-    }?;
-    let (cols, rows, term) =
-        chosen.1.as_ref().map_or((80, 24, None), |p| (p.cols, p.rows, Some(p.term.clone())));
-    Some((chosen.0, cols, rows, term))
-}
-
-/// Decodes output as UTF-8 across event boundaries, so a character split between two
-/// events is emitted whole (asciicast events are JSON strings).
-#[derive(Default)]
-struct Utf8Stream {
-    carry: Vec<u8>,
-}
-
-impl Utf8Stream {
-    fn push(&mut self, data: &[u8]) -> String {
-        self.carry.extend_from_slice(data);
-        let mut out = String::new();
-        loop {
-            match std::str::from_utf8(&self.carry) {
-                Ok(s) => {
-                    out.push_str(s);
-                    self.carry.clear();
-                    return out;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.carry[..valid]).unwrap_or_default());
-                    match e.error_len() {
-                        // An incomplete sequence at the end: keep it for the next event.
-                        None => {
-                            self.carry.drain(..valid);
-                            return out;
-                        }
-                        Some(n) => {
-                            out.push('\u{fffd}');
-                            self.carry.drain(..valid + n);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Renders events of one channel as asciicast v2.
-pub fn asciicast(
-    events: &[TimedEvent],
-    started_at_us: i64,
-    channel: Option<u32>,
-    with_input: bool,
-) -> String {
-    let (ch, cols, rows, term) = pick_channel(events, channel).unwrap_or((0, 80, 24, None));
-    let mut header = json!({"version": 2, "width": cols, "height": rows, "timestamp": started_at_us / 1_000_000});
-    if let Some(t) = term {
-        header["env"] = json!({"TERM": t});
-    }
-    let mut out = header.to_string();
-    out.push('\n');
-    let mut utf8 = Utf8Stream::default();
-    let mut input = Utf8Stream::default();
-    for e in events {
-        let t = e.at_us as f64 / 1e6;
-        let line = match &e.event {
-            Event::Output { channel, data } | Event::ExtOutput { channel, data }
-                if *channel == ch =>
-            {
-                let s = utf8.push(data);
-                if s.is_empty() { continue } else { json!([t, "o", s]) }
-            }
-            Event::Input { channel, data } if with_input && *channel == ch => {
-                let s = input.push(data);
-                if s.is_empty() { continue } else { json!([t, "i", s]) }
-            }
-            Event::Resize { channel, cols, rows } if *channel == ch => {
-                json!([t, "r", format!("{cols}x{rows}")])
-            }
-            _ => continue,
-        };
-        out.push_str(&line.to_string());
-        out.push('\n');
-    }
-    out
-}
-
 pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let started = store.session(a.id).await?.map(|s| s.started_at_us).unwrap_or_default();
@@ -323,19 +226,4 @@ pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush().ok();
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utf8_split_across_events_is_joined() {
-        let mut s = Utf8Stream::default();
-        let bytes = "héllo €".as_bytes();
-        let (a, b) = bytes.split_at(2); // splits 'é'
-        assert_eq!(s.push(a), "h");
-        assert_eq!(s.push(b), "éllo €");
-        assert_eq!(s.push(b"\xff ok"), "\u{fffd} ok");
-    }
 }

@@ -59,7 +59,17 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("keepwatch: data directory {}", dir.root().display());
 
     let shutdown = CancellationToken::new();
-    let web_task = tokio::spawn(serve_web(web, shutdown.clone()));
+    let web_addr = web.local_addr()?;
+    let web_state = keepwatch_web::WebState::new(
+        store.clone(),
+        blobs.clone(),
+        dir.verifying_key()?,
+        Some(dir.vault()?),
+        Arc::new(Gateway(ctx.clone())),
+        keepwatch_web::WebConfig::default(),
+    );
+    crate::remote::publish(dir, &store, web_addr).await?;
+    let web_task = tokio::spawn(serve_web(web, web_state, shutdown.clone()));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
     let indexer = cfg.index.enabled.then(|| {
         let every = Duration::from_millis(cfg.index.interval_ms.max(50));
@@ -90,8 +100,28 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_web(listener: TcpListener, shutdown: CancellationToken) {
-    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+/// The running gateway as the web side sees it.
+struct Gateway(Arc<GatewayContext>);
+
+impl keepwatch_web::LiveControl for Gateway {
+    fn terminate(&self, id: keepwatch_core::SessionId, message: &str) -> bool {
+        self.0.terminate(id, message)
+    }
+    fn watch(
+        &self,
+        id: keepwatch_core::SessionId,
+    ) -> futures::future::BoxFuture<'_, Option<keepwatch_recorder::WatchStart>> {
+        Box::pin(self.0.watch(id))
+    }
+}
+
+async fn serve_web(
+    listener: TcpListener,
+    state: Arc<keepwatch_web::WebState>,
+    shutdown: CancellationToken,
+) {
+    let app =
+        keepwatch_web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
     {

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use keepwatch_core::{AuditAction, SessionId};
-use keepwatch_recorder::{Problem, check_ledger, check_session};
-use keepwatch_store::{ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter};
+use keepwatch_recorder::{Problem, check_audit, check_ledger, check_session};
+use keepwatch_store::{
+    AuditFilter, ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter,
+};
 
 use crate::transfers::{TRANSFER_HEADERS, transfer_cells, transfer_json};
 use serde_json::{Value, json};
@@ -51,9 +53,18 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct AuditArgs {
-    /// Only this action (e.g. login_refused, session_started, recording_viewed).
+    /// Only this action (e.g. login_refused, session_started, session_watched).
     #[arg(long)]
     action: Option<String>,
+    /// Only this actor (a person, `token:NAME`, or `local:OS_USER` for the CLI).
+    #[arg(long, value_name = "A")]
+    actor: Option<String>,
+    /// Only events about this session.
+    #[arg(long, value_name = "ID")]
+    session: Option<SessionId>,
+    /// At most this many events, newest first.
+    #[arg(long, value_name = "N")]
+    limit: Option<u32>,
     #[arg(long)]
     json: bool,
 }
@@ -246,6 +257,7 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let (ledger_problems, ledgered) = check_ledger(&store, &key, &rows).await?;
         problems.extend(ledger_problems);
+        problems.extend(check_audit(&store, &key).await?);
         let mut ids: BTreeSet<SessionId> = rows.keys().copied().collect();
         ids.extend(blobs.sealed_recordings().await?);
         for id in ids {
@@ -295,7 +307,9 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
-    let events = store.audit_events(a.action.as_deref()).await?;
+    let filter =
+        AuditFilter { action: a.action, actor: a.actor, session: a.session, limit: a.limit };
+    let events = store.audit_events(&filter).await?;
     if a.json {
         print_json(&json!(
             events

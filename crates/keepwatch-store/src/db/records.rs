@@ -1,7 +1,7 @@
 //! What happened: sessions, channels, transfers, the ledger of sealed sessions and audit events.
 
 use keepwatch_core::{SessionId, SessionStatus};
-use keepwatch_recording::ledger;
+use keepwatch_recording::{audit_chain, ledger};
 use sqlx::Row;
 
 use super::*;
@@ -323,44 +323,123 @@ impl Store {
     /// Database failures only.
     pub async fn audit(&self, a: NewAudit) -> Result<(), StoreError> {
         tracing::info!(actor = %a.actor, action = a.action.as_str(), session_id = ?a.session_id.map(|s| s.to_string()), client = ?a.client_addr, detail = %a.detail, "audit");
-        sqlx::query(
-            "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now_us())
-        .bind(&a.actor)
-        .bind(a.action.as_str())
-        .bind(a.session_id.map(|s| s.to_string()))
-        .bind(&a.client_addr)
-        .bind(&a.detail)
-        .execute(&self.pool)
-        .await?;
+        let session = a.session_id.map(|s| s.to_string());
+        let at_us = now_us();
+        // One writer at a time across processes (the CLI audits too): the chain must not fork.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let r: Result<(), sqlx::Error> = async {
+            let id: i64 = sqlx::query(
+                "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(at_us)
+            .bind(&a.actor)
+            .bind(a.action.as_str())
+            .bind(&session)
+            .bind(&a.client_addr)
+            .bind(&a.detail)
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+            let prev: Option<Vec<u8>> =
+                sqlx::query("SELECT hash FROM audit_chain ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|r| r.get(0));
+            let prev = prev
+                .and_then(|p| <[u8; 32]>::try_from(p).ok())
+                .unwrap_or_else(audit_chain::genesis);
+            let entry = audit_chain::AuditEntry {
+                id,
+                at_us,
+                actor: &a.actor,
+                action: a.action.as_str(),
+                session_id: session.as_deref(),
+                client_addr: a.client_addr.as_deref(),
+                detail: &a.detail,
+            };
+            let hash = entry.hash(&prev);
+            let sig = self.audit_key.as_ref().map(|k| audit_chain::sign(k, &hash).to_vec());
+            sqlx::query("INSERT INTO audit_chain (id, hash, signature) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(hash.as_slice())
+                .bind(sig)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        .await;
+        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await?;
+        r?;
         Ok(())
     }
 
-    /// Audit events, newest first, optionally for one action.
+    /// Audit events matching `f`, newest first.
     ///
     /// # Errors
     /// Database failures only.
-    pub async fn audit_events(&self, action: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE (? IS NULL OR action = ?) ORDER BY id DESC",
+            "SELECT * FROM audit_events WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor = ?2) \
+             AND (?3 IS NULL OR session_id = ?3) ORDER BY id DESC LIMIT ?4",
         )
-        .bind(action)
-        .bind(action)
+        .bind(&f.action)
+        .bind(&f.actor)
+        .bind(f.session.map(|s| s.to_string()))
+        .bind(f.limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    /// Every audit event, oldest first, with its chain hash and signature (absent when the
+    /// event has no chain row), for `verify`.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit_chain(&self) -> Result<Vec<AuditLink>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.*, c.hash AS chain_hash, c.signature AS chain_signature FROM audit_events e \
+             LEFT JOIN audit_chain c ON c.id = e.id ORDER BY e.id",
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .iter()
-            .map(|r| AuditRow {
-                id: r.get("id"),
-                at_us: r.get("at_us"),
-                actor: r.get("actor"),
-                action: r.get("action"),
-                session_id: r.get("session_id"),
-                client_addr: r.get("client_addr"),
-                detail: r.get("detail"),
+            .map(|r| AuditLink {
+                event: audit_row(r),
+                hash: r.get("chain_hash"),
+                signature: r.get("chain_signature"),
             })
             .collect())
+    }
+
+    /// Chain rows whose event is gone (an audit event deleted from under its chain row).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn orphaned_audit_links(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id FROM audit_chain c LEFT JOIN audit_events e ON e.id = c.id \
+             WHERE e.id IS NULL ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
+    AuditRow {
+        id: r.get("id"),
+        at_us: r.get("at_us"),
+        actor: r.get("actor"),
+        action: r.get("action"),
+        session_id: r.get("session_id"),
+        client_addr: r.get("client_addr"),
+        detail: r.get("detail"),
     }
 }
 

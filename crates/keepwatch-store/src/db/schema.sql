@@ -166,3 +166,18 @@ CREATE TABLE IF NOT EXISTS index_state (
     error TEXT,
     updated_at_us INTEGER NOT NULL
 );
+-- The audit trail's hash chain (keepwatch_recording::audit_chain), one row per audit event.
+CREATE TABLE IF NOT EXISTS audit_chain (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    -- NULL when the writer had no signing key (then verify reports it unsigned).
+    signature BLOB
+);
+-- API tokens (`keepwatch token create`): only the SHA-256 of the token is kept.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at_us INTEGER NOT NULL,
+    last_used_at_us INTEGER
+);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod console;
 mod durability;
 mod forwarding;
 mod refusals;

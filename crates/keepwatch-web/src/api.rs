@@ -1,0 +1,636 @@
+//! The `/api/v1` handlers (`docs/api.md`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keepwatch_core::{AuditAction, Role, SessionId, SessionStatus};
+use keepwatch_recording::{TimedEvent, read_events, valid_prefix_len};
+use keepwatch_store::{
+    AuditFilter, CommandRow, NewAudit, SearchQuery, SessionFilter, SessionRow, TargetSecret,
+    TransferFilter,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{COOKIE, Caller, cookie_from_headers};
+use crate::{ApiError, WebState, playback};
+
+type St = State<Arc<WebState>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> axum::Router<Arc<WebState>> {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/{id}", get(session))
+        .route("/api/v1/sessions/{id}/replay", get(replay))
+        .route("/api/v1/sessions/{id}/export", get(export))
+        .route("/api/v1/sessions/{id}/terminate", post(terminate))
+        .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/live", get(live))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/people", get(people).post(add_person))
+        .route("/api/v1/targets", get(targets).post(add_target))
+        .route("/api/v1/grants", get(grants).post(add_grant).delete(remove_grant))
+        .route("/api/v1/tokens", post(add_token))
+}
+
+pub fn rfc3339(us: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn parse_time(s: &str) -> Result<i64, ApiError> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1000) as i64)
+        .map_err(|_| ApiError::bad_request(format!("{s:?} is not an RFC 3339 time")))
+}
+
+fn parse_id(id: &str) -> Result<SessionId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found(format!("session {id}")))
+}
+
+/// Records what the caller did; refuses to go on if the trail cannot be written.
+pub async fn audit_as(
+    st: &WebState,
+    caller: &Caller,
+    action: AuditAction,
+    session: Option<SessionId>,
+    detail: String,
+) -> Result<(), ApiError> {
+    st.store
+        .audit(NewAudit {
+            actor: caller.actor.clone(),
+            action,
+            session_id: session,
+            client_addr: caller.client_addr.clone(),
+            detail,
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot write the audit trail, refusing: {e}")))
+}
+
+/// The session if the caller may see it; 404 otherwise (no hint that it exists).
+pub async fn visible_session(
+    st: &WebState,
+    caller: &Caller,
+    id: &str,
+) -> Result<SessionRow, ApiError> {
+    let id = parse_id(id)?;
+    match st.store.session(id).await? {
+        Some(s) if caller.may_see(&s.person) => Ok(s),
+        _ => Err(ApiError::not_found(format!("session {id}"))),
+    }
+}
+
+// ---- login ----
+
+#[derive(Deserialize)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(st): St,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Json(b): Json<LoginBody>,
+) -> Result<Response, ApiError> {
+    let keys = [format!("name:{}", b.name), format!("addr:{}", addr.ip())];
+    if let Some(wait) = st.sessions.locked_for(&keys) {
+        let mut e =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    let person = st.store.person(&b.name).await?;
+    let hash = person.as_ref().and_then(|p| p.password_hash.clone());
+    let password = b.password;
+    let ok = match hash {
+        Some(h) => {
+            tokio::task::spawn_blocking(move || keepwatch_store::verify_password(&password, &h))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    let audit = |action, detail: String| NewAudit {
+        actor: b.name.clone(),
+        action,
+        session_id: None,
+        client_addr: Some(addr.to_string()),
+        detail,
+    };
+    let (Some(person), true) = (person, ok) else {
+        st.sessions.failed(&keys);
+        st.store
+            .audit(audit(AuditAction::LoginRefused, "web login: wrong name or password".into()))
+            .await?;
+        return Err(ApiError::unauthorized("wrong name or password"));
+    };
+    st.sessions.succeeded(&keys);
+    let (cookie, csrf) = st.sessions.create(&person.name, person.role)?;
+    st.store.audit(audit(AuditAction::LoginSucceeded, "web login".into())).await?;
+    let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
+    let body = json!({ "name": person.name, "role": person.role.as_str(), "csrf": csrf });
+    Ok(([(header::SET_COOKIE, set)], Json(body)).into_response())
+}
+
+async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Response {
+    if let Some(c) = cookie_from_headers(&headers) {
+        st.sessions.remove(&c);
+    }
+    let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, clear)], Json(json!({}))).into_response()
+}
+
+async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
+    let csrf = crate::auth::csrf_of(&st, cookie_from_headers(&headers).as_deref());
+    Ok(Json(json!({
+        "name": caller.person.clone().unwrap_or(caller.actor.clone()),
+        "role": caller.role.as_str(),
+        "csrf": csrf,
+    })))
+}
+
+// ---- sessions ----
+
+fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Value {
+    let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
+    json!({
+        "id": s.id.to_string(), "user": s.person, "target": s.target, "target_host": s.target_host,
+        "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
+        "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
+        "duration_us": (end - s.started_at_us).max(0),
+        "channels": channels.iter().map(|c| json!({
+            "channel": c.channel, "kind": c.kind, "command": c.command, "subsystem": c.subsystem,
+            "pty_term": c.pty_term, "destination": c.destination, "opened_at": rfc3339(c.opened_at_us),
+            "closed_at": c.closed_at_us.map(rfc3339), "exit_status": c.exit_status,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn command_json(c: &CommandRow) -> Value {
+    json!({
+        "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
+        "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
+        "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct SessionsQuery {
+    user: Option<String>,
+    target: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>) -> ApiResult {
+    let person = if caller.sees_all() { q.user.clone() } else { caller.person.clone() };
+    if !caller.sees_all() && q.user.as_ref().is_some_and(|u| Some(u) != caller.person.as_ref()) {
+        return Ok(Json(json!([])));
+    }
+    let filter = SessionFilter {
+        active_only: q.status.as_deref() == Some("active"),
+        person,
+        target: q.target.clone(),
+    };
+    let since = q.since.as_deref().map(parse_time).transpose()?;
+    let until = q.until.as_deref().map(parse_time).transpose()?;
+    let status: Option<SessionStatus> = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => {
+            Some(s.parse().map_err(|_| ApiError::bad_request(format!("unknown status {s:?}")))?)
+        }
+    };
+    let mut out = Vec::new();
+    for s in st.store.sessions(&filter).await? {
+        if status.is_some_and(|x| x != s.status)
+            || since.is_some_and(|t| s.started_at_us < t)
+            || until.is_some_and(|t| s.started_at_us > t)
+        {
+            continue;
+        }
+        let channels = st.store.channels(s.id).await?;
+        out.push(session_json(&s, &channels));
+        if out.len() >= q.limit.unwrap_or(200) {
+            break;
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    let s = visible_session(&st, &caller, &id).await?;
+    audit_as(&st, &caller, AuditAction::SessionViewed, Some(s.id), "web".into()).await?;
+    let channels = st.store.channels(s.id).await?;
+    let transfers =
+        st.store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
+    let commands = st.store.commands(s.id).await?;
+    let problems =
+        keepwatch_recorder::check_session(&st.blobs, &st.verifying_key, s.id, Some(&s)).await?;
+    let mut v = session_json(&s, &channels);
+    v["transfers"] = transfers
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id, "channel": t.channel, "at": rfc3339(t.at_us), "protocol": t.protocol,
+                "path": t.path, "direction": if t.upload { "upload" } else { "download" },
+                "bytes": t.bytes, "size": t.size, "sha256": t.sha256, "complete": t.complete,
+            })
+        })
+        .collect();
+    v["commands"] = commands.iter().map(command_json).collect();
+    v["verify"] = json!({
+        "intact": problems.is_empty(),
+        "problems": problems.iter().map(|p| p.what.clone()).collect::<Vec<_>>(),
+    });
+    Ok(Json(v))
+}
+
+/// The recording's events (a live one up to its last whole chunk).
+async fn recording_events(st: &WebState, id: SessionId) -> Result<Vec<TimedEvent>, ApiError> {
+    let bytes = st.blobs.read_recording(id).await?;
+    let bytes = bytes.slice(..valid_prefix_len(&bytes));
+    tokio::task::spawn_blocking(move || read_events(&bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("recording of session {id} is damaged: {e}")))
+}
+
+#[derive(Deserialize)]
+struct ReplayQuery {
+    channel: Option<u32>,
+    from_us: Option<u64>,
+    until_us: Option<u64>,
+}
+
+async fn replay(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ReplayQuery>,
+) -> ApiResult {
+    let s = visible_session(&st, &caller, &id).await?;
+    let from = q.from_us.unwrap_or(0);
+    if from == 0 {
+        audit_as(&st, &caller, AuditAction::RecordingReplayed, Some(s.id), "web".into()).await?;
+    }
+    let events = recording_events(&st, s.id).await?;
+    let w = tokio::task::spawn_blocking(move || {
+        playback::replay_window(&events, q.channel, from, q.until_us)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .ok_or_else(|| ApiError::not_found(format!("a channel to replay in session {}", s.id)))?;
+    Ok(Json(json!({
+        "channel": w.channel, "cols": w.cols, "rows": w.rows, "duration_us": w.duration_us,
+        "keyframe": w.keyframe.map(|(at, screen)| json!({ "at_us": at, "screen": screen })),
+        "events": w.events,
+    })))
+}
+
+async fn export(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor)?;
+    let s = visible_session(&st, &caller, &id).await?;
+    audit_as(&st, &caller, AuditAction::RecordingExported, Some(s.id), "web asciicast".into())
+        .await?;
+    let events = recording_events(&st, s.id).await?;
+    let cast = playback::asciicast(&events, s.started_at_us, None, false);
+    let disposition = format!("attachment; filename=\"{}.cast\"", s.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-asciicast".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        cast,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct TerminateBody {
+    reason: Option<String>,
+}
+
+async fn terminate(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(b): Json<TerminateBody>,
+) -> ApiResult {
+    caller.require(Role::Auditor)?;
+    let s = visible_session(&st, &caller, &id).await?;
+    let reason =
+        b.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "no reason given".into());
+    let reason: String = reason.chars().filter(|c| !c.is_control()).take(500).collect();
+    if s.status != SessionStatus::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("session {} is not live ({})", s.id, s.status),
+        ));
+    }
+    audit_as(&st, &caller, AuditAction::SessionTerminated, Some(s.id), reason.clone()).await?;
+    let message = format!("keepwatch: session terminated by {}: {reason}", caller.actor);
+    if !st.live.terminate(s.id, &message) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("session {} is not live on this gateway", s.id),
+        ));
+    }
+    Ok(Json(json!({ "terminated": s.id.to_string() })))
+}
+
+// ---- search, live, audit ----
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: String,
+    user: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    commands_only: Option<bool>,
+    limit: Option<u32>,
+}
+
+async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) -> ApiResult {
+    if p.q.trim().is_empty() {
+        return Err(ApiError::bad_request("the search text (q) is empty"));
+    }
+    let person = if caller.sees_all() { p.user.clone() } else { caller.person.clone() };
+    if !caller.sees_all() && p.user.as_ref().is_some_and(|u| Some(u) != caller.person.as_ref()) {
+        return Ok(Json(json!([])));
+    }
+    audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
+        .await?;
+    let q = SearchQuery {
+        text: p.q.clone(),
+        person,
+        target: p.target,
+        session: None,
+        since_us: p.since.as_deref().map(parse_time).transpose()?,
+        until_us: p.until.as_deref().map(parse_time).transpose()?,
+        commands_only: p.commands_only.unwrap_or(false),
+        limit: p.limit.unwrap_or(50).clamp(1, 500),
+    };
+    let hits = st.store.search(&q).await?;
+    Ok(Json(
+        hits.iter()
+            .map(|h| {
+                json!({
+                    "session": h.session_id.to_string(), "user": h.person, "target": h.target,
+                    "seq": h.command.seq, "channel": h.command.channel, "kind": h.command.kind,
+                    "at": rfc3339(h.command.at_us), "offset_us": h.command.start_offset_us,
+                    "command": h.command.command, "snippet": h.snippet,
+                })
+            })
+            .collect(),
+    ))
+}
+
+async fn live(State(st): St, caller: Caller) -> ApiResult {
+    caller.require(Role::Auditor)?;
+    let filter = SessionFilter { active_only: true, ..Default::default() };
+    let now = keepwatch_store::now_us();
+    let mut out = Vec::new();
+    for s in st.store.sessions(&filter).await? {
+        let last = st.store.commands(s.id).await?.into_iter().rev().find(|c| c.kind != "screen");
+        out.push(json!({
+            "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
+            "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),
+            "last_command": last.map(|c| c.command),
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    session: Option<String>,
+    action: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(State(st): St, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult {
+    caller.require(Role::Auditor)?;
+    let session = q.session.as_deref().filter(|s| !s.is_empty()).map(parse_id).transpose()?;
+    let filter = AuditFilter {
+        action: q.action.filter(|s| !s.is_empty()),
+        actor: q.actor.filter(|s| !s.is_empty()),
+        session,
+        limit: Some(q.limit.unwrap_or(500).clamp(1, 5000)),
+    };
+    let rows = st.store.audit_events(&filter).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|e| {
+                json!({
+                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
+                    "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
+                })
+            })
+            .collect(),
+    ))
+}
+
+// ---- administration ----
+
+async fn people(State(st): St, caller: Caller) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let rows = st.store.people().await?;
+    Ok(Json(rows
+        .iter()
+        .map(|p| json!({
+            "name": p.name, "role": p.role.as_str(), "has_password": p.password_hash.is_some(),
+            "ssh_keys": p.ssh_keys.len(), "created_at": rfc3339(p.created_at_us),
+        }))
+        .collect()))
+}
+
+#[derive(Deserialize)]
+struct NewPersonBody {
+    name: String,
+    role: String,
+    password: Option<String>,
+    ssh_key: Option<String>,
+}
+
+async fn add_person(State(st): St, caller: Caller, Json(b): Json<NewPersonBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    if !keepwatch_core::valid_name(&b.name) {
+        return Err(ApiError::bad_request(format!(
+            "{:?} is not a valid name (letters, digits, . _ -)",
+            b.name
+        )));
+    }
+    let role: Role =
+        b.role.parse().map_err(|_| ApiError::bad_request("role must be user, auditor or admin"))?;
+    let hash = match b.password.filter(|p| !p.is_empty()) {
+        Some(pw) => Some(
+            tokio::task::spawn_blocking(move || keepwatch_store::hash_password(&pw))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let keys: Vec<String> = b.ssh_key.into_iter().filter(|k| !k.trim().is_empty()).collect();
+    st.store.add_person(&b.name, role, hash.as_deref(), &keys).await?;
+    audit_as(
+        &st,
+        &caller,
+        AuditAction::UserAdded,
+        None,
+        format!("{} as {}", b.name, role.as_str()),
+    )
+    .await?;
+    Ok(Json(json!({ "name": b.name, "role": role.as_str() })))
+}
+
+async fn targets(State(st): St, caller: Caller) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let rows = st.store.targets().await?;
+    Ok(Json(rows
+        .iter()
+        .map(|t| json!({
+            "name": t.name, "host": t.host, "port": t.port, "login": t.login,
+            "secret_kind": t.secret.kind(), "host_key": t.host_key,
+            "trust_on_first_use": t.trust_on_first_use, "created_at": rfc3339(t.created_at_us),
+        }))
+        .collect()))
+}
+
+#[derive(Deserialize)]
+struct NewTargetBody {
+    name: String,
+    host: String,
+    port: Option<u16>,
+    login: String,
+    password: String,
+}
+
+async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    if !keepwatch_core::valid_name(&b.name) {
+        return Err(ApiError::bad_request(format!("{:?} is not a valid target name", b.name)));
+    }
+    let vault = st.vault.as_ref().ok_or_else(|| ApiError::internal("the vault is not open"))?;
+    let sealed = vault
+        .seal(&b.name, b.password.as_bytes())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let port = b.port.unwrap_or(22);
+    st.store
+        .add_target(&keepwatch_store::NewTarget {
+            name: b.name.clone(),
+            host: b.host.clone(),
+            port,
+            login: b.login.clone(),
+            secret: TargetSecret::Password(sealed),
+            host_key: None,
+            trust_on_first_use: true,
+            on_recording_failure: keepwatch_core::RecordingFailure::default(),
+            algorithms: Default::default(),
+        })
+        .await?;
+    let detail = format!(
+        "target {} {}@{}:{} (web; host key pinned on first use)",
+        b.name, b.login, b.host, port
+    );
+    audit_as(&st, &caller, AuditAction::TargetAdded, None, detail).await?;
+    Ok(Json(json!({ "name": b.name })))
+}
+
+async fn grants(State(st): St, caller: Caller) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let mut out = Vec::new();
+    for p in st.store.people().await? {
+        for t in st.store.granted_targets(&p.name).await? {
+            out.push(json!({ "user": p.name, "target": t }));
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+struct GrantBody {
+    user: String,
+    target: String,
+}
+
+async fn add_grant(State(st): St, caller: Caller, Json(b): Json<GrantBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    st.store.grant(&b.user, &b.target, &keepwatch_core::GrantPolicy::default()).await?;
+    audit_as(
+        &st,
+        &caller,
+        AuditAction::GrantAdded,
+        None,
+        format!("{} -> {} (web)", b.user, b.target),
+    )
+    .await?;
+    Ok(Json(json!({ "user": b.user, "target": b.target })))
+}
+
+async fn remove_grant(State(st): St, caller: Caller, Query(b): Query<GrantBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    if !st.store.revoke(&b.user, &b.target).await? {
+        return Err(ApiError::not_found(format!("grant of {} to {}", b.target, b.user)));
+    }
+    audit_as(
+        &st,
+        &caller,
+        AuditAction::GrantRemoved,
+        None,
+        format!("{} -> {} (web)", b.user, b.target),
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    name: String,
+    role: String,
+}
+
+async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let role: Role =
+        b.role.parse().map_err(|_| ApiError::bad_request("role must be user, auditor or admin"))?;
+    if !keepwatch_core::valid_name(&b.name) || b.name == crate::CLI_TOKEN_NAME {
+        return Err(ApiError::bad_request(format!("{:?} is not a valid token name", b.name)));
+    }
+    let token = format!("kw_{}", crate::random_token()?);
+    st.store.add_token(&b.name, role, &crate::sha256_hex(&token)).await?;
+    audit_as(
+        &st,
+        &caller,
+        AuditAction::TokenCreated,
+        None,
+        format!("{} as {}", b.name, role.as_str()),
+    )
+    .await?;
+    Ok(Json(json!({ "name": b.name, "role": role.as_str(), "token": token })))
+}

@@ -1,0 +1,122 @@
+//! Watching a live session over a WebSocket: the current screen first, then output as the
+//! recorder records it. A watcher that falls behind by more than the recorder's bounded
+//! backlog is dropped and told so; it never slows the session.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use keepwatch_core::{AuditAction, Role, SessionId, SessionStatus};
+use keepwatch_recorder::WatchStart;
+use keepwatch_recording::{Event, read_events, valid_prefix_len};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::{audit_as, visible_session};
+use crate::playback::{Utf8Stream, replay_window};
+use crate::{ApiError, WebState};
+
+pub async fn watch(
+    State(st): State<Arc<WebState>>,
+    caller: crate::auth::Caller,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor)?;
+    let s = visible_session(&st, &caller, &id).await?;
+    let not_live = || ApiError::new(StatusCode::CONFLICT, format!("session {} is not live", s.id));
+    if s.status != SessionStatus::Active {
+        return Err(not_live());
+    }
+    audit_as(&st, &caller, AuditAction::SessionWatched, Some(s.id), "web".into()).await?;
+    let start = st.live.watch(s.id).await.ok_or_else(not_live)?;
+    let id = s.id;
+    Ok(ws.on_upgrade(move |socket| async move {
+        if let Err(e) = stream(&st, id, start, socket).await {
+            tracing::debug!(session_id = %id, error = %e, "watcher left");
+        }
+    }))
+}
+
+/// The screen so far, from the spool file's first `len` bytes: `(channel, cols, rows, dump)`.
+async fn current_screen(
+    st: &WebState,
+    id: SessionId,
+    len: u64,
+) -> Option<(Option<u32>, u32, u32, String)> {
+    let bytes = st.blobs.read_recording_range(id, 0, len).await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let bytes = &bytes[..valid_prefix_len(&bytes)];
+        let events = read_events(bytes).ok()?;
+        Some(match replay_window(&events, None, u64::MAX, None) {
+            Some(w) => {
+                (Some(w.channel), w.cols, w.rows, w.keyframe.map(|k| k.1).unwrap_or_default())
+            }
+            None => (None, 80, 24, String::new()),
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn send(socket: &mut WebSocket, v: Value) -> Result<(), axum::Error> {
+    socket.send(Message::Text(v.to_string().into())).await
+}
+
+async fn stream(
+    st: &WebState,
+    id: SessionId,
+    mut start: WatchStart,
+    mut socket: WebSocket,
+) -> Result<(), axum::Error> {
+    let (mut channel, cols, rows, screen) =
+        current_screen(st, id, start.recorded_len).await.unwrap_or((None, 80, 24, String::new()));
+    send(&mut socket, json!({ "type": "screen", "cols": cols, "rows": rows, "data": screen }))
+        .await?;
+    let mut text = Utf8Stream::default();
+    loop {
+        let ev = tokio::select! {
+            ev = start.events.recv() => ev,
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => continue,
+            },
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                let reason =
+                    format!("you fell behind by {n} events and were dropped; reconnect to resume");
+                send(&mut socket, json!({ "type": "end", "reason": reason })).await?;
+                return socket.send(Message::Close(None)).await;
+            }
+            Err(RecvError::Closed) => {
+                send(&mut socket, json!({ "type": "end", "reason": "session ended" })).await?;
+                return socket.send(Message::Close(None)).await;
+            }
+        };
+        let msg = match &ev.event {
+            Event::ChannelOpen { channel: c, pty: Some(p), .. } if channel.is_none() => {
+                channel = Some(*c);
+                json!({ "type": "resize", "cols": p.cols, "rows": p.rows })
+            }
+            Event::Output { channel: c, data } | Event::ExtOutput { channel: c, data }
+                if Some(*c) == channel =>
+            {
+                let s = text.push(data);
+                if s.is_empty() {
+                    continue;
+                }
+                json!({ "type": "output", "data": s })
+            }
+            Event::Resize { channel: c, cols, rows } if Some(*c) == channel => {
+                json!({ "type": "resize", "cols": cols, "rows": rows })
+            }
+            _ => continue,
+        };
+        send(&mut socket, msg).await?;
+    }
+}

@@ -1,0 +1,238 @@
+//! The CLI commands that act on the running gateway (`watch`, `kill`) through its API, with
+//! the local credential `run` leaves in the data directory (`cli.token`, mode 0600, and
+//! `web.addr`); and `token`, which manages API tokens in the database directly.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use keepwatch_core::{AuditAction, Role, SessionId};
+use keepwatch_store::{NewAudit, Store};
+use keepwatch_web::{CLI_TOKEN_NAME, random_token, sha256_hex};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::datadir::DataDir;
+use crate::output::{local_actor, print_json, rfc3339, table};
+
+const TOKEN_FILE: &str = "cli.token";
+const ADDR_FILE: &str = "web.addr";
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// The live session to follow (`keepwatch sessions --active`).
+    id: SessionId,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// The live session to end.
+    id: SessionId,
+    /// Shown to the person and kept in the audit trail.
+    #[arg(long, default_value = "no reason given")]
+    reason: String,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for automation; it is printed once and stored only as a hash.
+    Create {
+        /// What the token is for (the audit trail names it `token:NAME`).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["user", "auditor", "admin"])]
+        role: String,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token.
+    Remove { name: String },
+}
+
+/// Called by `run`: a fresh local credential and the web address for this run's CLI.
+pub async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> anyhow::Result<()> {
+    let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
+    store.set_token(CLI_TOKEN_NAME, Role::Admin, &sha256_hex(&token)).await?;
+    write_private(&dir.root().join(TOKEN_FILE), &token)?;
+    write_private(&dir.root().join(ADDR_FILE), &addr.to_string())?;
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The running gateway's web address and the CLI's token.
+fn credential(dir: &DataDir) -> anyhow::Result<(String, String)> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.root().join(name)).map(|s| s.trim().to_owned()).with_context(
+            || {
+                format!(
+                    "cannot read {}: is the gateway running (`keepwatch run`) on this data directory?",
+                    dir.root().join(name).display()
+                )
+            },
+        )
+    };
+    Ok((read(ADDR_FILE)?, read(TOKEN_FILE)?))
+}
+
+pub async fn watch(dir: &DataDir, a: WatchArgs) -> anyhow::Result<ExitCode> {
+    let (addr, token) = credential(dir)?;
+    let mut req = format!("ws://{addr}/api/v1/sessions/{}/watch", a.id).into_client_request()?;
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    req.headers_mut().insert("x-keepwatch-actor", local_actor().parse()?);
+    let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+        Ok(ok) => ok,
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            let body = res.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            bail!(
+                "cannot watch session {}: {}",
+                a.id,
+                api_error(res.status().as_u16(), &body.unwrap_or_default())
+            );
+        }
+        Err(e) => bail!("cannot reach the gateway at {addr}: {e}"),
+    };
+    let mut out = std::io::stdout().lock();
+    while let Some(msg) = ws.next().await {
+        let text = match msg? {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let v: Value = serde_json::from_str(&text)?;
+        match v["type"].as_str() {
+            Some("screen") => write!(out, "\x1b[2J\x1b[H{}", v["data"].as_str().unwrap_or(""))?,
+            Some("output") => write!(out, "{}", v["data"].as_str().unwrap_or(""))?,
+            Some("end") => {
+                out.flush()?;
+                eprintln!("\r\nkeepwatch: {}", v["reason"].as_str().unwrap_or("session ended"));
+                let _ = ws.close(None).await;
+                break;
+            }
+            _ => {}
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn kill(dir: &DataDir, a: KillArgs) -> anyhow::Result<ExitCode> {
+    let (addr, token) = credential(dir)?;
+    let body = json!({ "reason": a.reason }).to_string();
+    let path = format!("/api/v1/sessions/{}/terminate", a.id);
+    let (status, text) = post(&addr, &path, &token, &body).await?;
+    if status != 200 {
+        bail!("cannot terminate session {}: {}", a.id, api_error(status, &text));
+    }
+    println!("terminated session {}", a.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn api_error(status: u16, body: &str) -> String {
+    let msg = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.trim().to_owned());
+    format!("{msg} (HTTP {status})")
+}
+
+/// One HTTP/1.1 POST to the gateway on loopback; the status and the body.
+async fn post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| {
+        format!("cannot reach the gateway at {addr}: is `keepwatch run` running?")
+    })?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nX-Keepwatch-Actor: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        local_actor(),
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, body.to_owned()))
+}
+
+pub async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    match cmd {
+        TokenCommand::Create { name, role } => {
+            if !keepwatch_core::valid_name(&name) || name == CLI_TOKEN_NAME {
+                bail!(
+                    "{name:?} is not a valid token name (letters, digits, . _ -; not {CLI_TOKEN_NAME})"
+                );
+            }
+            let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
+            store.add_token(&name, role, &sha256_hex(&token)).await?;
+            store
+                .audit(NewAudit {
+                    actor: local_actor(),
+                    action: AuditAction::TokenCreated,
+                    session_id: None,
+                    client_addr: None,
+                    detail: format!("{name} as {}", role.as_str()),
+                })
+                .await?;
+            println!("{token}");
+            eprintln!(
+                "keepwatch: token {name} ({}) created; it is shown only this once",
+                role.as_str()
+            );
+        }
+        TokenCommand::List { json } => {
+            let rows = store.tokens().await?;
+            if json {
+                print_json(&Value::Array(
+                    rows.iter()
+                        .map(|t| json!({
+                            "name": t.name, "role": t.role.as_str(), "created_at": rfc3339(t.created_at_us),
+                            "last_used_at": t.last_used_at_us.map(rfc3339),
+                        }))
+                        .collect(),
+                ));
+            } else {
+                let cells: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.role.as_str().into(),
+                            rfc3339(t.created_at_us),
+                            t.last_used_at_us.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "ROLE", "CREATED", "LAST USED"], &cells);
+            }
+        }
+        TokenCommand::Remove { name } => {
+            store.remove_token(&name).await?;
+            println!("removed token {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,265 @@
+//! The running gateway's API: `keepwatch watch` and `kill` from the CLI, browser logins with
+//! roles, CSRF and lockout, and the audit trail of every look (hash-chained).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// One HTTP/1.1 request to the gateway's web listener; the status and the body.
+fn http(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Logs in; returns the cookie header value and the CSRF token.
+fn login(gw: &Gateway, name: &str, password: &str) -> (String, String) {
+    let (status, head, body) = http(
+        gw,
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "name": name, "password": password })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    (cookie.split(';').next().unwrap().to_owned(), v["csrf"].as_str().unwrap().to_owned())
+}
+
+fn add_person(gw: &Gateway, name: &str, role: &str, password: &str) {
+    gw.kw_stdin_ok(
+        &["user", "add", name, "--role", role, "--password-stdin"],
+        &format!("{password}\n"),
+    );
+}
+
+#[test]
+fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let mut s = Interactive::start(gw.ssh("alice@web01"));
+    s.wait_output("$ ");
+    s.send("echo before-$((2*21))\n");
+    s.wait_output("before-42");
+    let id = gw.sessions()[0]["id"].as_str().unwrap().to_owned();
+
+    // `watch` starts from the current screen, then streams what follows.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .arg("--data-dir")
+        .arg(gw.data())
+        .args(["watch", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut out = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("the current screen in watch", Duration::from_secs(20), || {
+        seen.lock().unwrap().contains("before-42").then_some(())
+    });
+    s.send("echo live-$((3*3))\n");
+    wait_for("live output in watch", Duration::from_secs(20), || {
+        seen.lock().unwrap().contains("live-9").then_some(())
+    });
+
+    let out = gw.kw(&["kill", &id, "--reason", "policy check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, stdout, stderr) = s.finish();
+    let shown = format!("{}{}", String::from_utf8_lossy(&stdout), stderr);
+    assert!(shown.contains("keepwatch: session terminated by local:"), "{shown}");
+    assert!(shown.contains(": policy check"), "{shown}");
+    let st = wait_for("watch to exit", Duration::from_secs(20), || watch.try_wait().unwrap());
+    assert!(st.success());
+    reader.join().unwrap();
+    let mut err = String::new();
+    BufReader::new(watch.stderr.take().unwrap()).read_line(&mut err).unwrap();
+
+    let sealed = gw.sealed_sessions(1);
+    assert_eq!(sealed[0]["status"], "terminated");
+    let audit = gw.json(&["audit", "--session", &id, "--json"]);
+    let actions: Vec<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.contains(&"session_watched") && actions.contains(&"session_terminated"),
+        "{actions:?}"
+    );
+    let kill =
+        audit.as_array().unwrap().iter().find(|e| e["action"] == "session_terminated").unwrap();
+    assert!(kill["actor"].as_str().unwrap().starts_with("local:"), "{kill}");
+    assert_eq!(kill["detail"], "policy check");
+
+    // Killing it again says it is not live.
+    let again = gw.kw(&["kill", &id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not live"));
+
+    // The audit trail is chained: it verifies, and removing an event is reported.
+    assert!(gw.kw(&["verify", "--all"]).status.success());
+    let db = gw.data().join("keepwatch.db");
+    sql_exec(&db, "DELETE FROM audit_events WHERE action = 'session_watched'");
+    let out = gw.kw(&["verify", "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("audit: event") && text.contains("removed"), "{text}");
+}
+
+fn sql_exec(db: &std::path::Path, statement: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(db).connect().await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut conn).await.unwrap();
+    });
+}
+
+#[test]
+fn web_logins_roles_csrf_and_lockout() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    add_person(&gw, "audrey", "auditor", "audit-pass-1");
+    add_person(&gw, "bob", "user", "bob-pass-1");
+    let out = gw.ssh("alice@web01").arg("echo alice-was-here").output().unwrap();
+    assert!(out.status.success());
+    let id = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+
+    // Not logged in: 401 and no data.
+    let (status, _, body) = http(&gw, "GET", "/api/v1/sessions", &[], None);
+    assert_eq!(status, 401, "{body}");
+
+    // An auditor sees everything; the page headers are strict.
+    let (cookie, csrf) = login(&gw, "audrey", "audit-pass-1");
+    let (status, head, body) = http(&gw, "GET", "/api/v1/sessions", &[("Cookie", &cookie)], None);
+    assert_eq!(status, 200);
+    assert!(body.contains(&id));
+    assert!(
+        head.to_ascii_lowercase().contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    let (status, _, body) =
+        http(&gw, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &cookie)], None);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["verify"]["intact"], true, "{v}");
+    let (status, ..) = http(&gw, "GET", "/api/v1/audit", &[("Cookie", &cookie)], None);
+    assert_eq!(status, 200);
+    // A state change without the CSRF header is refused, with it the API answers.
+    let path = format!("/api/v1/sessions/{id}/terminate");
+    let (status, _, body) =
+        http(&gw, "POST", &path, &[("Cookie", &cookie)], Some(&json!({ "reason": "x" })));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("X-CSRF-Token"));
+    let (status, _, body) = http(
+        &gw,
+        "POST",
+        &path,
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        Some(&json!({ "reason": "x" })),
+    );
+    assert_eq!(status, 409, "a sealed session is not live: {body}");
+
+    // A user sees only their own sessions: alice's is invisible to bob.
+    let (bob, _) = login(&gw, "bob", "bob-pass-1");
+    let (status, _, body) = http(&gw, "GET", "/api/v1/sessions", &[("Cookie", &bob)], None);
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, _, body) =
+        http(&gw, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &bob)], None);
+    assert_eq!(status, 404);
+    assert!(!body.contains("alice"), "{body}");
+    for path in ["/api/v1/live", "/api/v1/audit", "/api/v1/people"] {
+        let (status, ..) = http(&gw, "GET", path, &[("Cookie", &bob)], None);
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, _, body) =
+        http(&gw, "GET", "/api/v1/search?q=alice-was", &[("Cookie", &bob)], None);
+    assert_eq!((status, body.as_str()), (200, "[]"));
+
+    // An API token works without a cookie; an unknown one does not.
+    let token = gw.kw_ok(&["token", "create", "--name", "siem", "--role", "auditor"]);
+    let bearer = format!("Bearer {}", token.trim());
+    let (status, ..) = http(&gw, "GET", "/api/v1/audit", &[("Authorization", &bearer)], None);
+    assert_eq!(status, 200);
+    let (status, ..) =
+        http(&gw, "GET", "/api/v1/audit", &[("Authorization", "Bearer kw_nope")], None);
+    assert_eq!(status, 401);
+
+    // Five wrong passwords lock the name out, even with the right one after.
+    for _ in 0..5 {
+        let (status, ..) = http(
+            &gw,
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(&json!({ "name": "bob", "password": "wrong" })),
+        );
+        assert_eq!(status, 401);
+    }
+    let (status, head, _) = http(
+        &gw,
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "name": "bob", "password": "bob-pass-1" })),
+    );
+    assert_eq!(status, 429);
+    assert!(head.to_ascii_lowercase().contains("retry-after"));
+
+    // Every look is in the trail with the web actor and address.
+    let audit = gw.json(&["audit", "--actor", "audrey", "--json"]);
+    let actions: Vec<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.contains(&"session_viewed") && actions.contains(&"login_succeeded"),
+        "{actions:?}"
+    );
+    assert!(audit[0]["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
