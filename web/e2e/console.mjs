@@ -71,7 +71,7 @@ let auditor;
 await step('set up: data dir, people (alice user, audra auditor, bob user), target, grant; gateway running', async () => {
   gw.kw(['init']);
   aliceKey = gw.addPerson('alice', 'user', 'alice-pw-9');
-  gw.addPerson(...BOB, 'user');
+  gw.addPerson(BOB[0], 'user', BOB[1]);
   gw.addPerson(AUDITOR[0], 'auditor', AUDITOR[1]);
   gw.addTarget('web01', sshd);
   gw.kw(['grant', 'alice', 'web01']);
@@ -120,16 +120,26 @@ await step('search finds a command; the hit opens the replay at that moment', as
   ssh.send('printf "needle-%s\\n" kw-e2e-haystack\n');
   await ssh.waitOutput('needle-kw-e2e-haystack');
   // The indexer extracts the command once the next prompt appears; search until it is there.
+  await auditor.goto(`${gw.base}/#/sessions?q=kw-e2e-haystack`);
   await waitFor('a search hit for kw-e2e-haystack', async () => {
-    await auditor.goto(`${gw.base}/#/sessions?q=kw-e2e-haystack`);
     await auditor.waitForSelector('#search-results table, #search-results .empty, #search-results .error', { timeout: 10000 });
-    return auditor.$(`#search-results tr.search-hit[data-session="${sessionId}"]`);
-  }, 20000, 500);
+    if (await auditor.$(`#search-results tr.search-hit[data-session="${sessionId}"]`)) return true;
+    // Not indexed yet: search again with the button (the same hash re-runs the route).
+    await auditor.evaluate(() => { document.getElementById('search-results').replaceChildren(); });
+    await auditor.click('#search-submit');
+    return false;
+  }, 20000, 300);
   await shot(auditor, '3-search');
   await auditor.click(`#search-results tr.search-hit[data-session="${sessionId}"] [data-action="open-hit"]`);
   await auditor.waitForSelector('.player-term[data-ready]', { timeout: 15000 });
   if (!/[?&]at_us=\d+/.test(auditor.url())) throw new Error(`the hit did not open the player at a time: ${auditor.url()}`);
-  await waitTerm(auditor, 'kw-e2e-haystack');
+  // At the hit: the player stands at the hit's offset, the command list highlights the
+  // command, and the screen shows what came before it.
+  const at = Number(new URL(auditor.url()).hash.split('at_us=')[1]);
+  await auditor.waitForFunction((t) => Number(document.querySelector('.player-term').dataset.pos) === t, at, { timeout: 10000 });
+  const currentCmd = await auditor.textContent('#cmd-list li.current');
+  if (!currentCmd || !currentCmd.includes('kw-e2e-haystack')) throw new Error(`the command list highlights ${JSON.stringify(currentCmd)}, not the hit`);
+  await waitTerm(auditor, 'typed-42-by-alice');
   const verify = await auditor.getAttribute('#verify', 'data-intact');
   console.log(`  verify on open: intact=${verify}`);
   await shot(auditor, '4-replay-at-hit');
