@@ -175,7 +175,17 @@ await step('the player seeks (seek bar, keyboard, next command) and follows the 
 });
 
 await step('terminate with a reason: the ssh client gets the message and exits', async () => {
+  // A second tab keeps watching: it must say the session ended.
+  const watcher = await auditor.context().newPage();
+  await watcher.goto(`${gw.base}/#/live/${sessionId}`);
+  await watcher.waitForSelector('.term-box[data-ready]', { timeout: 10000 });
   await auditor.goto(`${gw.base}/#/live`);
+  // The live list shows the last command the person ran.
+  await auditor.waitForFunction((id) => {
+    const c = document.querySelector(`#live-table tr[data-session="${id}"] code.cmd`);
+    return c && c.textContent.includes('kw-e2e-haystack');
+  }, sessionId, { timeout: 10000 });
+  await shot(auditor, '6a-live-last-command');
   await auditor.click(`#live-table tr[data-session="${sessionId}"] [data-action="terminate"]`);
   await auditor.waitForSelector('#terminate-dialog[open]');
   await auditor.fill('#terminate-reason', REASON);
@@ -186,6 +196,10 @@ await step('terminate with a reason: the ssh client gets the message and exits',
   const want = `keepwatch: session terminated by ${AUDITOR[0]}: ${REASON}`;
   if (!all.includes(want)) throw new Error(`the ssh client did not print ${JSON.stringify(want)}; got ${JSON.stringify(all.slice(-400))}`);
   await auditor.waitForFunction((id) => !document.querySelector(`#live-table tr[data-session="${id}"]`), sessionId, { timeout: 10000 });
+  await watcher.waitForSelector('#watch-banner[data-state="ended"]', { timeout: 10000 });
+  console.log(`  the watching tab says: ${await watcher.textContent('#watch-banner')}`);
+  await shot(watcher, '7a-watch-ended');
+  await watcher.close();
   await auditor.goto(`${gw.base}/#/sessions/${sessionId}`);
   await auditor.waitForSelector('.status-terminated', { timeout: 15000 });
   await shot(auditor, '7-session-terminated');

@@ -178,7 +178,8 @@ export async function watchView(main, ctx, id) {
         if (/behind|slow|drop/i.test(m.reason || '')) {
           showBanner('dropped', `Dropped: ${m.reason}. Reload to watch again from the current screen.`);
         } else {
-          showBanner('ended', `Session ended${m.reason ? `: ${m.reason}` : ''}.`);
+          const why = (m.reason || '').replace(/\.$/, '');
+          showBanner('ended', why && !/^session ended$/i.test(why) ? `Session ended: ${why}.` : 'Session ended.');
         }
         break;
       default:

@@ -107,7 +107,7 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = Vec::new();
-    let mut push = |w: &mut RecordingWriter, at_us: u64, event: Event| {
+    let push = |w: &mut RecordingWriter, at_us: u64, event: Event| {
         w.push(&TimedEvent { at_us, event });
     };
     push(
@@ -128,7 +128,8 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let mut last_checkpoint = 0u64;
     while t + 2_000_000 < duration_us {
         n += 1;
-        let cmd = format!("journalctl -u app{} --since -{}min | tail -n {}", n % 17, n % 60, a.lines);
+        let cmd =
+            format!("journalctl -u app{} --since -{}min | tail -n {}", n % 17, n % 60, a.lines);
         // Typed a key at a time, echoed by the shell.
         for (i, b) in cmd.bytes().enumerate() {
             let at = t + i as u64 * 30_000;
@@ -177,7 +178,11 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         }
         t = t.max(n * a.every_s * 1_000_000);
     }
-    push(&mut w, duration_us - 1_000, Event::ChannelClose { channel: 0, exit_status: Some(0), exit_signal: None });
+    push(
+        &mut w,
+        duration_us - 1_000,
+        Event::ChannelClose { channel: 0, exit_status: Some(0), exit_signal: None },
+    );
     let ended_at_us = started_at_us + duration_us as i64;
     let (tail, info) = w.seal(
         duration_us,
