@@ -67,11 +67,12 @@ impl Follow {
             let mut session = std::mem::take(&mut self.session);
             // Terminal emulation is CPU work: keep it off the async workers.
             let (tail, session, result) = tokio::task::spawn_blocking(move || {
-                let mut events = Vec::new();
-                let r = tail.push(&piece, &mut events);
-                for ev in &events {
-                    session.event(ev);
-                }
+                let r = tail.push_chunks(&piece, |offset, events| {
+                    session.chunk(offset);
+                    for ev in events {
+                        session.event(ev);
+                    }
+                });
                 (tail, session, r)
             })
             .await
@@ -80,6 +81,7 @@ impl Follow {
             self.session = session;
             result.map_err(|source| IndexError::Recording { id, source })?;
             let sealed = self.tail.is_sealed();
+            store.add_keyframes(id, &self.session.drain_keyframes()).await?;
             let rows = self.session.drain_rows();
             store.add_commands(id, &rows, sealed).await?;
             if sealed {

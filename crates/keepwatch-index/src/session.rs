@@ -4,13 +4,17 @@ use std::collections::HashMap;
 
 use keepwatch_core::{ChannelKind, strip_escapes};
 use keepwatch_recording::{Event, TimedEvent};
-use keepwatch_store::CommandRow;
+use keepwatch_store::{CommandRow, KeyframeRow};
 use keepwatch_terminal::{Command, CommandExtractor, ExtractorConfig};
 
 /// Cap on the text kept for an exec command's output or a stdin script (bytes).
 const MAX_TEXT: usize = 64 * 1024;
 /// A full-screen program's screen is kept at most this often (recording time).
 const SNAPSHOT_EVERY_US: u64 = 5_000_000;
+/// A keyframe after this much output of a terminal channel...
+const KEYFRAME_EVERY_BYTES: usize = 256 * 1024;
+/// ...or this long after the last one, if there was output since.
+const KEYFRAME_EVERY_US: u64 = 30_000_000;
 
 /// Turns the events of one recording, in order, into [`CommandRow`]s:
 /// - a terminal shell channel: the commands typed at its prompts ([`CommandExtractor`]),
@@ -25,12 +29,36 @@ pub struct SessionIndexer {
     channels: HashMap<u32, Channel>,
     next_seq: u32,
     ready: Vec<CommandRow>,
+    keyframes: Vec<KeyframeRow>,
+    /// Where the events being fed come from: the chunk's file offset and the index of the
+    /// next event in it.
+    chunk_offset: u64,
+    event_in_chunk: u32,
+}
+
+/// When the last keyframe of a terminal channel was taken.
+#[derive(Default)]
+struct KeyframeClock {
+    bytes_since: usize,
+    last_us: u64,
 }
 
 enum Channel {
-    Terminal { extractor: Box<CommandExtractor>, last_snapshot_us: Option<u64> },
-    Exec { command: String, opened_at_us: u64, output: Text },
-    Stdin { opened_at_us: u64, input: Text, output: Text },
+    Terminal {
+        extractor: Box<CommandExtractor>,
+        last_snapshot_us: Option<u64>,
+        keyframe: KeyframeClock,
+    },
+    Exec {
+        command: String,
+        opened_at_us: u64,
+        output: Text,
+    },
+    Stdin {
+        opened_at_us: u64,
+        input: Text,
+        output: Text,
+    },
     Other,
 }
 
@@ -68,8 +96,24 @@ impl SessionIndexer {
         self.last_at_us
     }
 
+    /// The events fed next come from the chunk at this file offset.
+    pub fn chunk(&mut self, offset: u64) {
+        self.chunk_offset = offset;
+        self.event_in_chunk = 0;
+    }
+
+    /// Keyframes taken since the last call.
+    pub fn drain_keyframes(&mut self) -> Vec<KeyframeRow> {
+        std::mem::take(&mut self.keyframes)
+    }
+
     /// Feeds the next event of the recording.
     pub fn event(&mut self, ev: &TimedEvent) {
+        self.event_inner(ev);
+        self.event_in_chunk += 1;
+    }
+
+    fn event_inner(&mut self, ev: &TimedEvent) {
         let at = ev.at_us;
         self.last_at_us = at;
         match &ev.event {
@@ -85,6 +129,7 @@ impl SessionIndexer {
                         Channel::Terminal {
                             extractor: Box::new(CommandExtractor::new(cfg)),
                             last_snapshot_us: None,
+                            keyframe: KeyframeClock { bytes_since: 0, last_us: at },
                         }
                     }
                     (ChannelKind::Shell, None) => Channel::Stdin {
@@ -163,8 +208,25 @@ impl SessionIndexer {
 
     fn output(&mut self, channel: u32, at: u64, data: &[u8]) {
         match self.channels.get_mut(&channel) {
-            Some(Channel::Terminal { extractor, last_snapshot_us }) => {
+            Some(Channel::Terminal { extractor, last_snapshot_us, keyframe }) => {
                 extractor.output(at, data);
+                keyframe.bytes_since += data.len();
+                if keyframe.bytes_since >= KEYFRAME_EVERY_BYTES
+                    || at >= keyframe.last_us + KEYFRAME_EVERY_US
+                {
+                    *keyframe = KeyframeClock { bytes_since: 0, last_us: at };
+                    let (screen, cols, rows) = extractor.screen_dump();
+                    self.keyframes.push(KeyframeRow {
+                        channel,
+                        at_us: at,
+                        chunk_offset: self.chunk_offset,
+                        // This event is in the screen: playback resumes after it.
+                        skip_events: self.event_in_chunk + 1,
+                        cols,
+                        rows,
+                        screen,
+                    });
+                }
                 let due = last_snapshot_us.is_none_or(|t| at >= t + SNAPSHOT_EVERY_US);
                 if extractor.full_screen_active() && due {
                     *last_snapshot_us = Some(at);
