@@ -44,22 +44,33 @@ struct KeyframeClock {
 }
 
 enum Channel {
-    Terminal {
-        extractor: Box<CommandExtractor>,
-        last_snapshot_us: Option<u64>,
-        keyframe: KeyframeClock,
-    },
-    Exec {
-        command: String,
-        opened_at_us: u64,
-        output: Text,
-    },
-    Stdin {
-        opened_at_us: u64,
-        input: Text,
-        output: Text,
-    },
+    Terminal { extractor: Term, last_snapshot_us: Option<u64>, keyframe: KeyframeClock },
+    Exec { command: String, opened_at_us: u64, output: Text },
+    Stdin { opened_at_us: u64, input: Text, output: Text },
     Other,
+}
+
+/// A terminal channel's extractor, or, while the session is idle, just its screen: an
+/// emulator costs about 60 KiB, a screen dump a few.
+enum Term {
+    Awake(Box<CommandExtractor>),
+    Asleep { screen: String, cols: u16, rows: u16 },
+}
+
+impl Term {
+    /// The extractor, woken from the screen it slept with when needed.
+    fn get(&mut self, at: u64) -> &mut CommandExtractor {
+        if let Term::Asleep { screen, cols, rows } = self {
+            let cfg = ExtractorConfig { cols: *cols, rows: *rows, ..ExtractorConfig::default() };
+            let mut e = CommandExtractor::new(cfg);
+            e.output(at, screen.as_bytes());
+            *self = Term::Awake(Box::new(e));
+        }
+        match self {
+            Term::Awake(e) => e,
+            Term::Asleep { .. } => unreachable!("woken above"),
+        }
+    }
 }
 
 /// Raw bytes kept up to [`MAX_TEXT`], rendered once at the end.
@@ -127,7 +138,7 @@ impl SessionIndexer {
                             ..ExtractorConfig::default()
                         };
                         Channel::Terminal {
-                            extractor: Box::new(CommandExtractor::new(cfg)),
+                            extractor: Term::Awake(Box::new(CommandExtractor::new(cfg))),
                             last_snapshot_us: None,
                             keyframe: KeyframeClock { bytes_since: 0, last_us: at },
                         }
@@ -153,7 +164,7 @@ impl SessionIndexer {
             }
             Event::Input { channel, data } => match self.channels.get_mut(channel) {
                 Some(Channel::Terminal { extractor, .. }) => {
-                    extractor.input(at, data);
+                    extractor.get(at).input(at, data);
                     self.drain(*channel);
                 }
                 Some(Channel::Stdin { input, .. }) => input.push(data),
@@ -162,7 +173,7 @@ impl SessionIndexer {
             Event::Resize { channel, cols, rows } => {
                 if let Some(Channel::Terminal { extractor, .. }) = self.channels.get_mut(channel) {
                     let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
-                    extractor.resize(at, clamp(*cols), clamp(*rows));
+                    extractor.get(at).resize(at, clamp(*cols), clamp(*rows));
                     self.drain(*channel);
                 }
             }
@@ -201,6 +212,25 @@ impl SessionIndexer {
         }
     }
 
+    /// The session went quiet: terminal channels give up their emulators and keep only
+    /// their screens, finishing a command still running (with the output it had). The next
+    /// event for a channel wakes it from its screen.
+    pub fn hibernate(&mut self) {
+        let mut done = Vec::new();
+        for (&channel, state) in &mut self.channels {
+            if let Channel::Terminal { extractor: term @ Term::Awake(_), .. } = state {
+                let Term::Awake(e) = term else { continue };
+                let mut finished = e.finish();
+                let (screen, cols, rows) = e.screen_dump();
+                *term = Term::Asleep { screen, cols, rows };
+                done.extend(finished.drain(..).map(|c| (channel, c)));
+            }
+        }
+        for (channel, c) in done {
+            self.push_command(channel, c);
+        }
+    }
+
     /// Rows completed since the last call.
     pub fn drain_rows(&mut self) -> Vec<CommandRow> {
         std::mem::take(&mut self.ready)
@@ -209,6 +239,7 @@ impl SessionIndexer {
     fn output(&mut self, channel: u32, at: u64, data: &[u8]) {
         match self.channels.get_mut(&channel) {
             Some(Channel::Terminal { extractor, last_snapshot_us, keyframe }) => {
+                let extractor = extractor.get(at);
                 extractor.output(at, data);
                 keyframe.bytes_since += data.len();
                 if keyframe.bytes_since >= KEYFRAME_EVERY_BYTES
@@ -246,7 +277,9 @@ impl SessionIndexer {
     }
 
     fn drain(&mut self, channel: u32) {
-        if let Some(Channel::Terminal { extractor, .. }) = self.channels.get_mut(&channel) {
+        if let Some(Channel::Terminal { extractor: Term::Awake(extractor), .. }) =
+            self.channels.get_mut(&channel)
+        {
             for c in extractor.drain() {
                 self.push_command(channel, c);
             }
@@ -255,7 +288,8 @@ impl SessionIndexer {
 
     fn finish_channel(&mut self, channel: u32, state: Channel, at: u64) {
         match state {
-            Channel::Terminal { mut extractor, .. } => {
+            Channel::Terminal { extractor: Term::Asleep { .. }, .. } => {}
+            Channel::Terminal { extractor: Term::Awake(mut extractor), .. } => {
                 for c in extractor.finish() {
                     self.push_command(channel, c);
                 }
@@ -317,5 +351,48 @@ impl SessionIndexer {
         row.seq = self.next_seq;
         self.next_seq += 1;
         self.ready.push(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keepwatch_recording::Pty;
+
+    use super::*;
+
+    fn ev(at_us: u64, event: Event) -> TimedEvent {
+        TimedEvent { at_us, event }
+    }
+
+    fn out(at: u64, s: &str) -> TimedEvent {
+        ev(at, Event::Output { channel: 0, data: s.as_bytes().to_vec() })
+    }
+
+    fn typed(at: u64, s: &str) -> TimedEvent {
+        ev(at, Event::Input { channel: 0, data: s.as_bytes().to_vec() })
+    }
+
+    #[test]
+    fn a_hibernated_terminal_wakes_from_its_screen_and_keeps_extracting() {
+        let mut ix = SessionIndexer::new();
+        let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+        ix.event(&ev(1, Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty }));
+        for e in [out(2, "$ "), typed(3, "ls\r"), out(4, "ls\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        assert!(matches!(
+            ix.channels.get(&0),
+            Some(Channel::Terminal { extractor: Term::Asleep { .. }, .. })
+        ));
+        for e in [typed(60_000_000, "pwd\r"), out(60_000_100, "pwd\r\n/root\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.finish(60_000_200);
+        let rows = ix.drain_rows();
+        let cmds: Vec<(&str, &str)> =
+            rows.iter().map(|r| (r.command.as_str(), r.output.trim())).collect();
+        assert_eq!(cmds, [("ls", "file"), ("pwd", "/root")]);
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
     }
 }

@@ -36,6 +36,13 @@ impl RecordingTail {
         self.consumed + self.pending.len() as u64
     }
 
+    /// Gives back the decompressor and buffers while the recording is quiet (a follower of
+    /// many idle sessions should not hold a chunk-sized buffer for each).
+    pub fn release_buffers(&mut self) {
+        self.buf = PayloadBuf::default();
+        self.pending.shrink_to_fit();
+    }
+
     /// The seal was read: nothing more can follow.
     pub fn is_sealed(&self) -> bool {
         self.sealed
