@@ -7,6 +7,9 @@
 # KW_BENCH_SESSIONS (200), KW_BENCH_TRANSFER_TIMEOUT (300 s per transfer),
 # KW_BENCH_DEADLINE (3600 s for the whole run after the build), KW_BENCH_SKIP_BUILD=1,
 # KW_BENCH_KEEP=1 (keep the work directory), KW_BENCH_OUT=FILE (also write the report there),
+# KW_BENCH_INDEX=0 (run the gateway with the search indexer off, to measure what it costs),
+# KW_BENCH_IDLE_SETTLE (35 s: how long idle sessions sit before the memory reading; the
+# indexer's followers of quiet sessions give back their emulators after 30 s),
 # CARGO_TARGET_DIR (where the release build goes; default ./target).
 set -euo pipefail
 
@@ -15,6 +18,8 @@ SIZE_MIB=${KW_BENCH_SIZE_MIB:-1024}
 SIZE=$((SIZE_MIB * 1024 * 1024))
 KEYSTROKES=${KW_BENCH_KEYSTROKES:-500}
 SESSIONS=${KW_BENCH_SESSIONS:-200}
+INDEX=${KW_BENCH_INDEX:-1}
+IDLE_SETTLE=${KW_BENCH_IDLE_SETTLE:-35}
 XFER_TIMEOUT=${KW_BENCH_TRANSFER_TIMEOUT:-300}
 DEADLINE=${KW_BENCH_DEADLINE:-3600}
 BENCH_USER=kwbench
@@ -233,6 +238,11 @@ SSH_CONFIG=$WORK/ssh_config
 export KEEPWATCH_DATA_DIR=$WORK/keepwatch
 export KEEPWATCH_LOG=${KEEPWATCH_LOG:-warn}
 "$KW" init >"$WORK/keepwatch-init.out" 2>&1 || die "keepwatch init failed: $(cat "$WORK/keepwatch-init.out")"
+if [[ $INDEX == 0 ]]; then
+    sed -i '/^\[index\]/,/^\[/ s/^enabled = true/enabled = false/' "$KEEPWATCH_DATA_DIR/keepwatch.toml"
+    grep -q '^enabled = false' "$KEEPWATCH_DATA_DIR/keepwatch.toml" || die "cannot turn the indexer off"
+fi
+log "search indexer: $([[ $INDEX == 0 ]] && echo off || echo on)"
 "$KW" user add alice --role user --ssh-key "$WORK/client_key.pub" >/dev/null
 echo "$USER_PW" | "$KW" target add web01 --host 127.0.0.1 --port "$TARGET_PORT" --login "$BENCH_USER" \
     --password-stdin --host-key "$(cut -d' ' -f1,2 "$WORK/sshd_host_key.pub")" >/dev/null
@@ -407,7 +417,7 @@ idle_round() {
     exec 9>"$fifo" # the client holds the sessions until this closes
     for ((i = 0; i < 3000; i++)); do # 300 s to open them all
         if grep -q '^ready' "$WORK/idle.out"; then
-            sleep 3 # let every session's first recording flush happen
+            sleep "$IDLE_SETTLE" # idle means settled: flushed, and the indexer's followers asleep
             ROUND_RSS=$(rss_kib "$KW_PID")
             break
         fi

@@ -37,15 +37,32 @@ pub enum IndexError {
     Task(String),
 }
 
+/// Ticks without new bytes after which a live session's follower gives back its memory.
+const QUIET_TICKS: u32 = 30;
+
 /// One recording being followed: where reading stopped, and the extraction state.
 struct Follow {
     tail: RecordingTail,
     session: SessionIndexer,
+    quiet_ticks: u32,
 }
 
 impl Follow {
     fn new() -> Self {
-        Follow { tail: RecordingTail::new(), session: SessionIndexer::new() }
+        Follow { tail: RecordingTail::new(), session: SessionIndexer::new(), quiet_ticks: 0 }
+    }
+
+    /// Counts a tick that read nothing; after [`QUIET_TICKS`] the follower sleeps (once).
+    fn quiet_tick(&mut self, read_anything: bool) {
+        if read_anything {
+            self.quiet_ticks = 0;
+            return;
+        }
+        self.quiet_ticks = self.quiet_ticks.saturating_add(1);
+        if self.quiet_ticks == QUIET_TICKS {
+            self.tail.release_buffers();
+            self.session.hibernate();
+        }
     }
 
     /// Reads what is new in the recording (to its current end) into the index; returns
@@ -67,11 +84,12 @@ impl Follow {
             let mut session = std::mem::take(&mut self.session);
             // Terminal emulation is CPU work: keep it off the async workers.
             let (tail, session, result) = tokio::task::spawn_blocking(move || {
-                let mut events = Vec::new();
-                let r = tail.push(&piece, &mut events);
-                for ev in &events {
-                    session.event(ev);
-                }
+                let r = tail.push_chunks(&piece, |offset, events| {
+                    session.chunk(offset);
+                    for ev in events {
+                        session.event(ev);
+                    }
+                });
                 (tail, session, r)
             })
             .await
@@ -80,6 +98,7 @@ impl Follow {
             self.session = session;
             result.map_err(|source| IndexError::Recording { id, source })?;
             let sealed = self.tail.is_sealed();
+            store.add_keyframes(id, &self.session.drain_keyframes()).await?;
             let rows = self.session.drain_rows();
             store.add_commands(id, &rows, sealed).await?;
             if sealed {
@@ -135,8 +154,15 @@ impl Indexer {
                     Follow::new()
                 }
             };
+            let before = follow.tail.read_offset();
             match follow.advance(&self.store, &self.blobs, id, &mut |_| {}).await {
                 Ok(_) => {
+                    follow.quiet_tick(follow.tail.read_offset() != before);
+                    // Hibernating can finish a running command: store it.
+                    let rows = follow.session.drain_rows();
+                    if !rows.is_empty() {
+                        self.store.add_commands(id, &rows, false).await?;
+                    }
                     self.live.insert(id, follow);
                 }
                 Err(e) => self.failed(id, e).await?,

@@ -4,13 +4,17 @@ use std::collections::HashMap;
 
 use keepwatch_core::{ChannelKind, strip_escapes};
 use keepwatch_recording::{Event, TimedEvent};
-use keepwatch_store::CommandRow;
+use keepwatch_store::{CommandRow, KeyframeRow};
 use keepwatch_terminal::{Command, CommandExtractor, ExtractorConfig};
 
 /// Cap on the text kept for an exec command's output or a stdin script (bytes).
 const MAX_TEXT: usize = 64 * 1024;
 /// A full-screen program's screen is kept at most this often (recording time).
 const SNAPSHOT_EVERY_US: u64 = 5_000_000;
+/// A keyframe after this much output of a terminal channel...
+const KEYFRAME_EVERY_BYTES: usize = 256 * 1024;
+/// ...or this long after the last one, if there was output since.
+const KEYFRAME_EVERY_US: u64 = 30_000_000;
 
 /// Turns the events of one recording, in order, into [`CommandRow`]s:
 /// - a terminal shell channel: the commands typed at its prompts ([`CommandExtractor`]),
@@ -25,13 +29,48 @@ pub struct SessionIndexer {
     channels: HashMap<u32, Channel>,
     next_seq: u32,
     ready: Vec<CommandRow>,
+    keyframes: Vec<KeyframeRow>,
+    /// Where the events being fed come from: the chunk's file offset and the index of the
+    /// next event in it.
+    chunk_offset: u64,
+    event_in_chunk: u32,
+}
+
+/// When the last keyframe of a terminal channel was taken.
+#[derive(Default)]
+struct KeyframeClock {
+    bytes_since: usize,
+    last_us: u64,
 }
 
 enum Channel {
-    Terminal { extractor: Box<CommandExtractor>, last_snapshot_us: Option<u64> },
+    Terminal { extractor: Term, last_snapshot_us: Option<u64>, keyframe: KeyframeClock },
     Exec { command: String, opened_at_us: u64, output: Text },
     Stdin { opened_at_us: u64, input: Text, output: Text },
     Other,
+}
+
+/// A terminal channel's extractor, or, while the session is idle, just its screen: an
+/// emulator costs about 60 KiB, a screen dump a few.
+enum Term {
+    Awake(Box<CommandExtractor>),
+    Asleep { screen: String, cols: u16, rows: u16 },
+}
+
+impl Term {
+    /// The extractor, woken from the screen it slept with when needed.
+    fn get(&mut self, at: u64) -> &mut CommandExtractor {
+        if let Term::Asleep { screen, cols, rows } = self {
+            let cfg = ExtractorConfig { cols: *cols, rows: *rows, ..ExtractorConfig::default() };
+            let mut e = CommandExtractor::new(cfg);
+            e.output(at, screen.as_bytes());
+            *self = Term::Awake(Box::new(e));
+        }
+        match self {
+            Term::Awake(e) => e,
+            Term::Asleep { .. } => unreachable!("woken above"),
+        }
+    }
 }
 
 /// Raw bytes kept up to [`MAX_TEXT`], rendered once at the end.
@@ -68,8 +107,24 @@ impl SessionIndexer {
         self.last_at_us
     }
 
+    /// The events fed next come from the chunk at this file offset.
+    pub fn chunk(&mut self, offset: u64) {
+        self.chunk_offset = offset;
+        self.event_in_chunk = 0;
+    }
+
+    /// Keyframes taken since the last call.
+    pub fn drain_keyframes(&mut self) -> Vec<KeyframeRow> {
+        std::mem::take(&mut self.keyframes)
+    }
+
     /// Feeds the next event of the recording.
     pub fn event(&mut self, ev: &TimedEvent) {
+        self.event_inner(ev);
+        self.event_in_chunk += 1;
+    }
+
+    fn event_inner(&mut self, ev: &TimedEvent) {
         let at = ev.at_us;
         self.last_at_us = at;
         match &ev.event {
@@ -83,8 +138,9 @@ impl SessionIndexer {
                             ..ExtractorConfig::default()
                         };
                         Channel::Terminal {
-                            extractor: Box::new(CommandExtractor::new(cfg)),
+                            extractor: Term::Awake(Box::new(CommandExtractor::new(cfg))),
                             last_snapshot_us: None,
+                            keyframe: KeyframeClock { bytes_since: 0, last_us: at },
                         }
                     }
                     (ChannelKind::Shell, None) => Channel::Stdin {
@@ -108,7 +164,7 @@ impl SessionIndexer {
             }
             Event::Input { channel, data } => match self.channels.get_mut(channel) {
                 Some(Channel::Terminal { extractor, .. }) => {
-                    extractor.input(at, data);
+                    extractor.get(at).input(at, data);
                     self.drain(*channel);
                 }
                 Some(Channel::Stdin { input, .. }) => input.push(data),
@@ -117,7 +173,7 @@ impl SessionIndexer {
             Event::Resize { channel, cols, rows } => {
                 if let Some(Channel::Terminal { extractor, .. }) = self.channels.get_mut(channel) {
                     let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
-                    extractor.resize(at, clamp(*cols), clamp(*rows));
+                    extractor.get(at).resize(at, clamp(*cols), clamp(*rows));
                     self.drain(*channel);
                 }
             }
@@ -156,6 +212,25 @@ impl SessionIndexer {
         }
     }
 
+    /// The session went quiet: terminal channels give up their emulators and keep only
+    /// their screens, finishing a command still running (with the output it had). The next
+    /// event for a channel wakes it from its screen.
+    pub fn hibernate(&mut self) {
+        let mut done = Vec::new();
+        for (&channel, state) in &mut self.channels {
+            if let Channel::Terminal { extractor: term @ Term::Awake(_), .. } = state {
+                let Term::Awake(e) = term else { continue };
+                let mut finished = e.finish();
+                let (screen, cols, rows) = e.screen_dump();
+                *term = Term::Asleep { screen, cols, rows };
+                done.extend(finished.drain(..).map(|c| (channel, c)));
+            }
+        }
+        for (channel, c) in done {
+            self.push_command(channel, c);
+        }
+    }
+
     /// Rows completed since the last call.
     pub fn drain_rows(&mut self) -> Vec<CommandRow> {
         std::mem::take(&mut self.ready)
@@ -163,8 +238,26 @@ impl SessionIndexer {
 
     fn output(&mut self, channel: u32, at: u64, data: &[u8]) {
         match self.channels.get_mut(&channel) {
-            Some(Channel::Terminal { extractor, last_snapshot_us }) => {
+            Some(Channel::Terminal { extractor, last_snapshot_us, keyframe }) => {
+                let extractor = extractor.get(at);
                 extractor.output(at, data);
+                keyframe.bytes_since += data.len();
+                if keyframe.bytes_since >= KEYFRAME_EVERY_BYTES
+                    || at >= keyframe.last_us + KEYFRAME_EVERY_US
+                {
+                    *keyframe = KeyframeClock { bytes_since: 0, last_us: at };
+                    let (screen, cols, rows) = extractor.screen_dump();
+                    self.keyframes.push(KeyframeRow {
+                        channel,
+                        at_us: at,
+                        chunk_offset: self.chunk_offset,
+                        // This event is in the screen: playback resumes after it.
+                        skip_events: self.event_in_chunk + 1,
+                        cols,
+                        rows,
+                        screen,
+                    });
+                }
                 let due = last_snapshot_us.is_none_or(|t| at >= t + SNAPSHOT_EVERY_US);
                 if extractor.full_screen_active() && due {
                     *last_snapshot_us = Some(at);
@@ -184,7 +277,9 @@ impl SessionIndexer {
     }
 
     fn drain(&mut self, channel: u32) {
-        if let Some(Channel::Terminal { extractor, .. }) = self.channels.get_mut(&channel) {
+        if let Some(Channel::Terminal { extractor: Term::Awake(extractor), .. }) =
+            self.channels.get_mut(&channel)
+        {
             for c in extractor.drain() {
                 self.push_command(channel, c);
             }
@@ -193,7 +288,8 @@ impl SessionIndexer {
 
     fn finish_channel(&mut self, channel: u32, state: Channel, at: u64) {
         match state {
-            Channel::Terminal { mut extractor, .. } => {
+            Channel::Terminal { extractor: Term::Asleep { .. }, .. } => {}
+            Channel::Terminal { extractor: Term::Awake(mut extractor), .. } => {
                 for c in extractor.finish() {
                     self.push_command(channel, c);
                 }
@@ -255,5 +351,48 @@ impl SessionIndexer {
         row.seq = self.next_seq;
         self.next_seq += 1;
         self.ready.push(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keepwatch_recording::Pty;
+
+    use super::*;
+
+    fn ev(at_us: u64, event: Event) -> TimedEvent {
+        TimedEvent { at_us, event }
+    }
+
+    fn out(at: u64, s: &str) -> TimedEvent {
+        ev(at, Event::Output { channel: 0, data: s.as_bytes().to_vec() })
+    }
+
+    fn typed(at: u64, s: &str) -> TimedEvent {
+        ev(at, Event::Input { channel: 0, data: s.as_bytes().to_vec() })
+    }
+
+    #[test]
+    fn a_hibernated_terminal_wakes_from_its_screen_and_keeps_extracting() {
+        let mut ix = SessionIndexer::new();
+        let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+        ix.event(&ev(1, Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty }));
+        for e in [out(2, "$ "), typed(3, "ls\r"), out(4, "ls\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        assert!(matches!(
+            ix.channels.get(&0),
+            Some(Channel::Terminal { extractor: Term::Asleep { .. }, .. })
+        ));
+        for e in [typed(60_000_000, "pwd\r"), out(60_000_100, "pwd\r\n/root\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.finish(60_000_200);
+        let rows = ix.drain_rows();
+        let cmds: Vec<(&str, &str)> =
+            rows.iter().map(|r| (r.command.as_str(), r.output.trim())).collect();
+        assert_eq!(cmds, [("ls", "file"), ("pwd", "/root")]);
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
     }
 }

@@ -26,7 +26,7 @@ pub use chunk::{
 };
 pub use event::{DecodeError, Direction, Event, FileTransfer, Pty, Seal, SessionStart, TimedEvent};
 pub use read::{read_events, valid_prefix_len};
-pub use tail::RecordingTail;
+pub use tail::{RecordingTail, events_from_chunk};
 pub use verify::{Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 

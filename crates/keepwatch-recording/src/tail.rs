@@ -36,6 +36,13 @@ impl RecordingTail {
         self.consumed + self.pending.len() as u64
     }
 
+    /// Gives back the decompressor and buffers while the recording is quiet (a follower of
+    /// many idle sessions should not hold a chunk-sized buffer for each).
+    pub fn release_buffers(&mut self) {
+        self.buf = PayloadBuf::default();
+        self.pending.shrink_to_fit();
+    }
+
     /// The seal was read: nothing more can follow.
     pub fn is_sealed(&self) -> bool {
         self.sealed
@@ -47,6 +54,19 @@ impl RecordingTail {
     /// # Errors
     /// The bytes are not a well-formed recording (then this reader is done with it).
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<TimedEvent>) -> Result<(), ReadError> {
+        self.push_chunks(bytes, |_, events| out.extend_from_slice(events))
+    }
+
+    /// Like [`Self::push`], handing over the events chunk by chunk with the file offset
+    /// where each chunk starts (a reader can later start there: [`events_from_chunk`]).
+    ///
+    /// # Errors
+    /// The bytes are not a well-formed recording (then this reader is done with it).
+    pub fn push_chunks(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u64, &[TimedEvent]),
+    ) -> Result<(), ReadError> {
         if self.sealed && !bytes.is_empty() {
             return Err(ReadError::TrailingAfterSeal { offset: self.consumed as usize });
         }
@@ -82,7 +102,7 @@ impl RecordingTail {
             events.clear();
             chunk.decode_into(&mut self.buf, &mut events)?;
             self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
-            out.append(&mut events);
+            each(offset as u64, &events);
             prev_hash = chunk.hash;
             self.expected_seq += 1;
             pos += chunk.encoded_len();
@@ -95,4 +115,28 @@ impl RecordingTail {
         }
         Ok(())
     }
+}
+
+/// The events of the whole chunks at the start of `bytes`, which must begin at a chunk (an
+/// offset [`RecordingTail::push_chunks`] reported): for starting playback in the middle of a
+/// long recording. It checks framing and decoding but not the hash chain (that needs every
+/// chunk before; `verify` checks the whole). Stops quietly at a cut-off chunk; returns the
+/// events and how many bytes of whole chunks they came from.
+///
+/// # Errors
+/// A chunk that does not frame or decode.
+pub fn events_from_chunk(bytes: &[u8]) -> Result<(Vec<TimedEvent>, usize), ReadError> {
+    let mut buf = PayloadBuf::default();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let chunk = match parse_chunk(bytes, pos, [0; 32]) {
+            Ok(c) => c,
+            Err(ReadError::TruncatedChunkHeader { .. } | ReadError::TruncatedChunk { .. }) => break,
+            Err(e) => return Err(e),
+        };
+        chunk.decode_into(&mut buf, &mut out)?;
+        pos += chunk.encoded_len();
+    }
+    Ok((out, pos))
 }

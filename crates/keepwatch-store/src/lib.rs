@@ -15,8 +15,8 @@ pub use credentials::{hash_password, verify_password};
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
-    IndexState, LedgerRow, NewAudit, NewTarget, PersonRow, SearchHit, SearchQuery, SessionRow,
-    TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
+    IndexState, KeyframeRow, LedgerRow, NewAudit, NewTarget, PersonRow, SearchHit, SearchQuery,
+    SessionRow, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
 pub use vault::{Vault, VaultError};
 

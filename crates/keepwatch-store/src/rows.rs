@@ -257,3 +257,19 @@ pub struct TokenRow {
     pub created_at_us: i64,
     pub last_used_at_us: Option<i64>,
 }
+
+/// A terminal channel's screen at a point of a recording, for seeking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyframeRow {
+    pub channel: u32,
+    /// Offset in the recording (microseconds since the session started).
+    pub at_us: u64,
+    /// File offset of the chunk to resume reading at, and how many of its events the screen
+    /// already includes.
+    pub chunk_offset: u64,
+    pub skip_events: u32,
+    pub cols: u16,
+    pub rows: u16,
+    /// Escape sequences that redraw the screen.
+    pub screen: String,
+}

@@ -150,6 +150,13 @@ impl CommandExtractor {
         self.screen.text()
     }
 
+    /// Escape sequences that redraw the current screen (a keyframe for playback), and its
+    /// size as `(cols, rows)`.
+    pub fn screen_dump(&self) -> (String, u16, u16) {
+        let (dump, (cols, rows)) = self.screen.dump();
+        (dump, cols as u16, rows as u16)
+    }
+
     /// A full-screen program (vim, less, top) has the alternate screen now.
     pub fn full_screen_active(&self) -> bool {
         self.screen.is_alternate()

@@ -347,6 +347,11 @@ impl Screen {
         }
     }
 
+    /// The screen as escape sequences that redraw it, and its size.
+    pub(crate) fn dump(&self) -> (String, (usize, usize)) {
+        (self.term.dump(), self.term.size())
+    }
+
     pub(crate) fn is_alternate(&self) -> bool {
         self.term.active_screen_kind() == ScreenKind::Alternate
     }

@@ -292,6 +292,9 @@ async fn replay(
     if from == 0 {
         audit_as(&st, &caller, AuditAction::RecordingReplayed, Some(s.id), "web".into()).await?;
     }
+    if let Some(w) = replay_by_keyframe(&st, &s, q.channel, from, q.until_us).await? {
+        return Ok(Json(window_json(w)));
+    }
     let events = recording_events(&st, s.id).await?;
     let w = tokio::task::spawn_blocking(move || {
         playback::replay_window(&events, q.channel, from, q.until_us)
@@ -299,11 +302,74 @@ async fn replay(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .ok_or_else(|| ApiError::not_found(format!("a channel to replay in session {}", s.id)))?;
-    Ok(Json(json!({
+    Ok(Json(window_json(w)))
+}
+
+fn window_json(w: playback::ReplayWindow) -> Value {
+    json!({
         "channel": w.channel, "cols": w.cols, "rows": w.rows, "duration_us": w.duration_us,
         "keyframe": w.keyframe.map(|(at, screen)| json!({ "at_us": at, "screen": screen })),
         "events": w.events,
-    })))
+    })
+}
+
+/// Seeking without replaying from the start: the indexer's last keyframe at or before
+/// `from_us`, then only the chunks after it, read until `until_us`. `None` when there is no
+/// keyframe to start from (short sessions, or not indexed yet).
+async fn replay_by_keyframe(
+    st: &WebState,
+    s: &SessionRow,
+    channel: Option<u32>,
+    from_us: u64,
+    until_us: Option<u64>,
+) -> Result<Option<playback::ReplayWindow>, ApiError> {
+    if from_us == 0 {
+        return Ok(None);
+    }
+    let channel = match channel {
+        Some(c) => c,
+        None => match st.store.channels(s.id).await?.iter().find(|c| c.pty_term.is_some()) {
+            Some(c) => c.channel,
+            None => return Ok(None),
+        },
+    };
+    let Some(k) = st.store.keyframe_before(s.id, channel, from_us).await? else {
+        return Ok(None);
+    };
+    // Whole chunks from the keyframe's on, until past `until_us` (or the end).
+    const PIECE: u64 = 4 << 20;
+    let mut offset = k.chunk_offset;
+    let mut pending = Vec::new();
+    let mut events = Vec::new();
+    let mut skip = k.skip_events as usize;
+    loop {
+        let piece = st.blobs.read_recording_range(s.id, offset, PIECE).await?;
+        if piece.is_empty() {
+            break;
+        }
+        offset += piece.len() as u64;
+        pending.extend_from_slice(&piece);
+        let (mut got, used) = keepwatch_recording::events_from_chunk(&pending).map_err(|e| {
+            ApiError::internal(format!("recording of session {} is damaged: {e}", s.id))
+        })?;
+        pending.drain(..used);
+        let dropped = skip.min(got.len());
+        got.drain(..dropped);
+        skip -= dropped;
+        let past = got.last().is_some_and(|e| until_us.is_some_and(|u| e.at_us > u));
+        events.append(&mut got);
+        if past {
+            break;
+        }
+    }
+    let duration_us = s.ended_at_us.map_or(0, |e| (e - s.started_at_us).max(0) as u64);
+    let w = tokio::task::spawn_blocking(move || {
+        let screen = (k.screen.as_str(), k.cols, k.rows);
+        playback::replay_from_keyframe(&events, channel, screen, from_us, until_us, duration_us)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Some(w))
 }
 
 async fn export(

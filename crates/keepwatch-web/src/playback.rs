@@ -115,7 +115,8 @@ pub struct ReplayWindow {
     pub events: Vec<serde_json::Value>,
 }
 
-/// Emulates the channel up to `from_us` (the keyframe), then collects events to `until_us`.
+/// Emulates the channel up to `from_us` (the keyframe), then collects events to `until_us`;
+/// reads the recording from its start.
 pub fn replay_window(
     events: &[TimedEvent],
     channel: Option<u32>,
@@ -123,9 +124,42 @@ pub fn replay_window(
     until_us: Option<u64>,
 ) -> Option<ReplayWindow> {
     let (ch, cols, rows, _) = pick_channel(events, channel)?;
-    let size = |c: u32, r: u32| (c.clamp(1, 1000) as usize, r.clamp(1, 1000) as usize);
     let (c, r) = size(if cols == 0 { 80 } else { cols }, if rows == 0 { 24 } else { rows });
-    let mut term = (from_us > 0).then(|| avt::Terminal::new(c, r).ok()).flatten();
+    let term = (from_us > 0).then(|| avt::Terminal::new(c, r).ok()).flatten();
+    let duration_us = events.last().map_or(0, |e| e.at_us);
+    Some(window(events, ch, term, (c, r), from_us, until_us, duration_us))
+}
+
+/// The same, starting from a stored keyframe: `events` are those after it.
+pub fn replay_from_keyframe(
+    events: &[TimedEvent],
+    channel: u32,
+    keyframe: (&str, u16, u16),
+    from_us: u64,
+    until_us: Option<u64>,
+    duration_us: u64,
+) -> ReplayWindow {
+    let (c, r) = size(u32::from(keyframe.1), u32::from(keyframe.2));
+    let term = avt::Terminal::new(c, r).ok().map(|mut t| {
+        t.feed(keyframe.0);
+        t
+    });
+    window(events, channel, term, (c, r), from_us.max(1), until_us, duration_us)
+}
+
+fn size(c: u32, r: u32) -> (usize, usize) {
+    (c.clamp(1, 1000) as usize, r.clamp(1, 1000) as usize)
+}
+
+fn window(
+    events: &[TimedEvent],
+    ch: u32,
+    mut term: Option<avt::Terminal>,
+    (c, r): (usize, usize),
+    from_us: u64,
+    until_us: Option<u64>,
+    duration_us: u64,
+) -> ReplayWindow {
     let mut text = Utf8Stream::default();
     let mut out = Vec::new();
     for e in events {
@@ -154,21 +188,15 @@ pub fn replay_window(
             _ => {}
         }
     }
-    let (cols, rows) = match &term {
-        Some(t) => {
-            let (c, r) = t.size();
-            (c as u32, r as u32)
-        }
-        None => (c as u32, r as u32),
-    };
-    Some(ReplayWindow {
+    let (cols, rows) = term.as_ref().map_or((c, r), |t| t.size());
+    ReplayWindow {
         channel: ch,
-        cols,
-        rows,
-        duration_us: events.last().map_or(0, |e| e.at_us),
+        cols: cols as u32,
+        rows: rows as u32,
+        duration_us: duration_us.max(events.last().map_or(0, |e| e.at_us)),
         keyframe: term.map(|t| (from_us, t.dump())),
         events: out,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -62,8 +62,17 @@ async fn current_screen(
     .flatten()
 }
 
+/// How long one message may take to reach a watcher before it counts as stuck.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends one message; a watcher that does not take it in time is dropped (its backlog is
+/// bounded by the recorder's broadcast either way).
 async fn send(socket: &mut WebSocket, v: Value) -> Result<(), axum::Error> {
-    socket.send(Message::Text(v.to_string().into())).await
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(v.to_string().into()))).await
+    {
+        Ok(r) => r,
+        Err(_) => Err(axum::Error::new("watcher stuck: dropped")),
+    }
 }
 
 async fn stream(

@@ -41,3 +41,26 @@ fn a_torn_tail_waits_and_garbage_is_an_error() {
     let r = tail.push(b"x", &mut Vec::new());
     assert!(matches!(r, Err(ReadError::TrailingAfterSeal { .. })));
 }
+
+#[test]
+fn playback_can_start_at_any_chunk_the_tail_reported() {
+    let bytes = sample();
+    let whole = read_events(&bytes).unwrap();
+    let mut starts = Vec::new();
+    let mut seen = 0;
+    RecordingTail::new()
+        .push_chunks(&bytes, |offset, events| {
+            starts.push((offset, seen));
+            seen += events.len();
+        })
+        .unwrap();
+    assert_eq!(starts.len(), 5, "five chunks");
+    for (offset, before) in starts {
+        let (rest, used) = crate::events_from_chunk(&bytes[offset as usize..]).unwrap();
+        assert_eq!(used, bytes.len() - offset as usize);
+        assert_eq!(rest, whole[before..], "from the chunk at byte {offset}");
+        // A cut-off last chunk is left out, not an error.
+        let (cut, _) = crate::events_from_chunk(&bytes[offset as usize..bytes.len() - 1]).unwrap();
+        assert!(cut.len() < rest.len());
+    }
+}

@@ -181,3 +181,18 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_at_us INTEGER NOT NULL,
     last_used_at_us INTEGER
 );
+-- Terminal keyframes written by the indexer: the screen of a channel at a point, and where in
+-- the recording playback resumes after it, so seeking never replays from the start.
+CREATE TABLE IF NOT EXISTS keyframes (
+    session_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    at_us INTEGER NOT NULL,
+    -- File offset of the chunk holding the event the screen includes last, and how many
+    -- events of that chunk the screen already includes.
+    chunk_offset INTEGER NOT NULL,
+    skip_events INTEGER NOT NULL,
+    cols INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    screen TEXT NOT NULL,
+    PRIMARY KEY (session_id, channel, at_us)
+);

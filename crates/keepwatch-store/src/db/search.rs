@@ -71,6 +71,70 @@ impl Store {
         Ok(())
     }
 
+    /// Adds terminal keyframes of a session (a keyframe written twice is kept once).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn add_keyframes(
+        &self,
+        session: SessionId,
+        rows: &[KeyframeRow],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await?;
+        for k in rows {
+            sqlx::query(
+                "INSERT OR REPLACE INTO keyframes (session_id, channel, at_us, chunk_offset, skip_events, \
+                 cols, rows, screen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(k.channel)
+            .bind(k.at_us as i64)
+            .bind(k.chunk_offset as i64)
+            .bind(k.skip_events)
+            .bind(k.cols)
+            .bind(k.rows)
+            .bind(&k.screen)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last keyframe of a channel at or before `at_us`.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn keyframe_before(
+        &self,
+        session: SessionId,
+        channel: u32,
+        at_us: u64,
+    ) -> Result<Option<KeyframeRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM keyframes WHERE session_id = ? AND channel = ? AND at_us <= ? \
+             ORDER BY at_us DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(channel)
+        .bind(at_us as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| KeyframeRow {
+            channel: r.get::<i64, _>("channel") as u32,
+            at_us: r.get::<i64, _>("at_us") as u64,
+            chunk_offset: r.get::<i64, _>("chunk_offset") as u64,
+            skip_events: r.get::<i64, _>("skip_events") as u32,
+            cols: r.get::<i64, _>("cols") as u16,
+            rows: r.get::<i64, _>("rows") as u16,
+            screen: r.get("screen"),
+        }))
+    }
+
     /// Forgets what was indexed for a session (before indexing it again from the start).
     ///
     /// # Errors
@@ -86,6 +150,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM commands WHERE session_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM keyframes WHERE session_id = ?")
             .bind(&id)
             .execute(&mut *tx)
             .await?;
