@@ -22,6 +22,8 @@ echo "== seek latency on a one-hour recording"
 data="$(mktemp -d)/data"
 "$kw" --data-dir "$data" init >/dev/null
 id="$("$target_dir/keepwatch-bench" synth-session --data-dir "$data" --duration-s 3600)"
-"$kw" --data-dir "$data" verify "$id" >/dev/null 2>&1 && echo "synthetic session $id verifies"
+"$kw" --data-dir "$data" verify "$id" >/dev/null
+echo "synthetic session $id verifies; indexing it (commands, output, keyframes)"
+"$kw" --data-dir "$data" reindex --all >/dev/null
 node web/e2e/latency.mjs seek "$kw" "$data" "$id"
 rm -rf "$(dirname "$data")"

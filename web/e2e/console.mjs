@@ -169,6 +169,13 @@ await step('the player seeks (seek bar, keyboard, next command) and follows the 
   } else {
     console.log('  (no commands were extracted yet for this live session; n/p not exercised)');
   }
+  // Space plays from the start (idle gaps skipped) and pauses.
+  await auditor.keyboard.press('Home');
+  await auditor.keyboard.press(' ');
+  await auditor.waitForFunction(() => document.getElementById('play').textContent === 'Pause', null, { timeout: 5000 });
+  await auditor.waitForFunction(() => Number(document.querySelector('.player-term').dataset.pos) > 1e6, null, { timeout: 10000 });
+  await auditor.keyboard.press(' ');
+  await auditor.waitForFunction(() => document.getElementById('play').textContent === 'Play', null, { timeout: 5000 });
   await auditor.keyboard.press('End');
   await waitTerm(auditor, 'typed-42-by-alice');
   await shot(auditor, '5-replay-seeked');
