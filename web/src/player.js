@@ -8,8 +8,10 @@
 import { get, query } from './api.js';
 import { createTerminal, flushed } from './term.js';
 
-/** Session time covered by one replay request. */
-const WINDOW_US = 120e6;
+/** Session time covered by one replay request while playing, and by one for a seek (small,
+ * so a seek moves little data; playback then fetches the next window as it goes). */
+const PLAY_WINDOW_US = 120e6;
+const SEEK_WINDOW_US = 15e6;
 
 export class Player {
   constructor(parent, sessionId, { channel = '', durationUs = 0, onChange = () => {} } = {}) {
@@ -26,15 +28,16 @@ export class Player {
     this.win = null; // {from, until, kfAt, cols, rows, keyframe, events, idx}
     this.loading = null;
     this.lastSeekMs = null;
+    this.lastFetchMs = null;
     this.seq = 0;
     this.raf = null;
     this.lastTick = 0;
     this.disposed = false;
   }
 
-  async fetchWindow(fromUs, first = false) {
+  async fetchWindow(fromUs, first = false, windowUs = PLAY_WINDOW_US) {
     const from = Math.max(0, Math.floor(fromUs));
-    const until = Math.ceil(from + WINDOW_US);
+    const until = Math.ceil(from + windowUs);
     // from_us absent/0 is what the server audits as one replay of the page; later windows
     // pass from_us > 0.
     const r = await get(`/sessions/${encodeURIComponent(this.id)}/replay${query({
@@ -65,7 +68,7 @@ export class Player {
   redraw(t) {
     const w = this.win;
     this.term.reset();
-    if (w.cols && w.rows) this.term.resize(w.cols, w.rows);
+    if (w.cols && w.rows && (w.cols !== this.term.cols || w.rows !== this.term.rows)) this.term.resize(w.cols, w.rows);
     let out = w.keyframe || '';
     w.idx = 0;
     while (w.idx < w.events.length && w.events[w.idx][0] < w.kfAt) w.idx++;
@@ -86,7 +89,7 @@ export class Player {
         if (m) {
           if (out) this.term.write(out);
           out = '';
-          this.term.resize(Number(m[1]), Number(m[2]));
+          if (Number(m[1]) !== this.term.cols || Number(m[2]) !== this.term.rows) this.term.resize(Number(m[1]), Number(m[2]));
         }
       }
     }
@@ -94,7 +97,7 @@ export class Player {
   }
 
   /** Seeks to `t` µs; resolves with the milliseconds until the terminal showed it. */
-  async seek(t) {
+  async seek(t, windowUs = SEEK_WINDOW_US) {
     const started = performance.now();
     const seq = ++this.seq;
     t = Math.max(0, Math.min(t, this.duration || t));
@@ -105,13 +108,14 @@ export class Player {
     } else if (this.covers(t)) {
       await this.redraw(t);
     } else {
-      this.loading = this.fetchWindow(t);
+      this.loading = this.fetchWindow(t, false, windowUs);
       let w;
       try {
         w = await this.loading;
       } finally {
         this.loading = null;
       }
+      this.lastFetchMs = performance.now() - started;
       if (seq !== this.seq || this.disposed) return null;
       this.win = w;
       await this.redraw(t);
@@ -167,7 +171,7 @@ export class Player {
     const w = this.win;
     if (w && target > w.until && w.until < this.duration) {
       // Out of this window: the next one starts at the keyframe before `target`.
-      this.seek(target);
+      this.seek(target, PLAY_WINDOW_US);
       return;
     }
     const out = this.take(target);
