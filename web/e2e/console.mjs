@@ -23,6 +23,7 @@ fs.mkdirSync(artifacts, { recursive: true });
 
 const AUDITOR = ['audra', 'audra-pw-31'];
 const BOB = ['bob', 'bob-pw-77'];
+const ADMIN = ['ada', 'ada-pw-13'];
 const REASON = 'e2e: suspicious activity';
 
 const dir = tempDir('kw-e2e-');
@@ -73,6 +74,7 @@ await step('set up: data dir, people (alice user, audra auditor, bob user), targ
   aliceKey = gw.addPerson('alice', 'user', 'alice-pw-9');
   gw.addPerson(BOB[0], 'user', BOB[1]);
   gw.addPerson(AUDITOR[0], 'auditor', AUDITOR[1]);
+  gw.addPerson(ADMIN[0], 'admin', ADMIN[1]);
   gw.addTarget('web01', sshd);
   gw.kw(['grant', 'alice', 'web01']);
   await gw.start();
@@ -259,6 +261,40 @@ await step("a user (bob) cannot reach alice's session: API 404/403, nothing show
   await page.goto(`${gw.base}/#/sessions`);
   await page.waitForSelector('#session-list table, #session-list .empty', { timeout: 10000 });
   await shot(page, '10-user-sessions');
+});
+
+await step('an admin adds a person, a target (the password never comes back) and a grant', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await ctx.newPage();
+  current = page;
+  await login(page, gw.base, ...ADMIN);
+  await page.goto(`${gw.base}/#/admin`);
+  await page.waitForSelector('#add-target');
+  await page.fill('#add-person input[name="name"]', 'carol');
+  await page.selectOption('#add-person select[name="role"]', 'user');
+  await page.fill('#add-person input[name="password"]', 'carol-pw-55');
+  await page.click('#add-person button[type="submit"]');
+  await page.waitForSelector('#admin-people tr.person-row[data-name="carol"]', { timeout: 10000 });
+  const secret = 'web02-Secret-9931';
+  await page.fill('#add-target input[name="name"]', 'web02');
+  await page.fill('#add-target input[name="host"]', '127.0.0.1');
+  await page.fill('#add-target input[name="port"]', String(sshd.port));
+  await page.fill('#add-target input[name="login"]', 'kwtest');
+  await page.fill('#add-target input[name="password"]', secret);
+  await page.click('#add-target button[type="submit"]');
+  await page.waitForSelector('#admin-targets tr.target-row[data-target="web02"]', { timeout: 10000 });
+  await page.selectOption('#add-grant select[name="user"]', 'carol');
+  await page.selectOption('#add-grant select[name="target"]', 'web02');
+  await page.click('#add-grant button[type="submit"]');
+  await page.waitForSelector('#admin-grants tr.grant-row[data-user="carol"][data-target="web02"]', { timeout: 10000 });
+  const html = await page.content();
+  const api = await page.evaluate(async () => (await fetch('/api/v1/targets')).text());
+  if (html.includes(secret) || api.includes(secret)) throw new Error('the target password came back from the server');
+  await shot(page, '11-admin');
+  // An auditor sees no Admin link and the API refuses it.
+  const st = await auditor.evaluate(async () => (await fetch('/api/v1/people')).status);
+  if (st !== 403) throw new Error(`an auditor got HTTP ${st} for /api/v1/people`);
+  if (await auditor.isVisible('#nav a[data-route="admin"]')) throw new Error('an auditor sees the Admin link');
 });
 
 console.log(`console: ${passed} passed, 0 failed`);

@@ -49,7 +49,7 @@ export async function adminView(main, ctx) {
       table(p, [['Name', (x) => x.name], ['Role', (x) => x.role],
         ['Password', (x) => (x.has_password === undefined ? '' : x.has_password ? 'set' : '—')],
         ['SSH keys', (x) => (x.ssh_keys ?? x.keys ?? '')],
-        ['Created', (x) => fmtTime(x.created_at)]], { empty: 'No people.' }),
+        ['Created', (x) => fmtTime(x.created_at)]], { empty: 'No people.', rowProps: (x) => ({ class: 'person-row', dataset: { name: x.name } }) }),
       form('add-person', 'Add a person', [
         input('name', { required: true }),
         h('label', 'role', h('select', { name: 'role' }, ['user', 'auditor', 'admin'].map((r) => h('option', { value: r }, r)))),
@@ -72,19 +72,22 @@ export async function adminView(main, ctx) {
       }));
     clear(targets).append(h('h2', 'Targets'),
       table(t, [['Name', (x) => x.name], ['Host', (x) => `${x.host}:${x.port ?? 22}`], ['Login', (x) => x.login],
-        ['Credential', (x) => x.credential || x.auth || 'vaulted (write-only)']], { empty: 'No targets.' }),
-      form('add-target', 'Add a target (the secret is stored encrypted and never shown again)', [
+        ['Credential', (x) => `${x.secret_kind || 'secret'} (vaulted, write-only)`],
+        ['Host key', (x) => (x.host_key ? h('code.hash', { title: x.host_key }, `${x.host_key.slice(0, 28)}…`)
+          : h('span.muted', x.trust_on_first_use ? 'pinned on first use' : '—'))]],
+      { empty: 'No targets.', rowProps: (x) => ({ class: 'target-row', dataset: { target: x.name } }) }),
+      // The API takes a password (key logins and host keys given up front: `keepwatch target add`).
+      form('add-target', 'Add a target (the password is stored encrypted and never shown again; the host key is pinned on first use)', [
         input('name', { required: true }), input('host', { required: true }),
         input('port', { type: 'number', value: '22', min: 1, max: 65535 }), input('login', { required: true }),
-        input('password', { type: 'password', autocomplete: 'new-password' }),
-        h('label', 'private key', h('textarea', { name: 'private_key', rows: 2, placeholder: '-----BEGIN OPENSSH PRIVATE KEY-----' })),
+        input('password', { type: 'password', autocomplete: 'new-password', required: true }),
       ], 'Add', async (f) => {
-        const body = { name: val(f, 'name'), host: val(f, 'host'), port: Number(val(f, 'port') || 22), login: val(f, 'login') };
-        if (f.elements.password.value) body.password = f.elements.password.value;
-        else if (f.elements.private_key.value.trim()) body.private_key = f.elements.private_key.value;
+        const body = {
+          name: val(f, 'name'), host: val(f, 'host'), port: Number(val(f, 'port') || 22), login: val(f, 'login'),
+          password: f.elements.password.value,
+        };
         await post('/targets', body);
         f.elements.password.value = '';
-        f.elements.private_key.value = '';
         await load();
         return `Added ${body.name}.`;
       }));
@@ -101,7 +104,7 @@ export async function adminView(main, ctx) {
               grants.append(errorBox(e));
             }
           },
-        }, 'Revoke')]], { empty: 'No grants.' }),
+        }, 'Revoke')]], { empty: 'No grants.', rowProps: (x) => ({ class: 'grant-row', dataset: { user: x.user, target: x.target } }) }),
       form('add-grant', 'Grant a target', [
         h('label', 'person', h('select', { name: 'user' }, p.map((x) => h('option', { value: x.name }, x.name)))),
         h('label', 'target', h('select', { name: 'target' }, t.map((x) => h('option', { value: x.name }, x.name)))),

@@ -8,8 +8,9 @@ export function h(spec, props, ...children) {
   const [tag, ...classes] = spec.split('.');
   const el = document.createElement(tag || 'div');
   if (classes.length) el.classList.add(...classes);
-  if (props && (typeof props !== 'object' || props instanceof Node || Array.isArray(props))) {
-    children.unshift(props);
+  if (props !== null && props !== undefined
+    && (typeof props !== 'object' || props instanceof Node || Array.isArray(props))) {
+    children.unshift(props); // h('td', 0) shows "0"
     props = null;
   }
   for (const [k, v] of Object.entries(props || {})) {
