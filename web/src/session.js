@@ -189,7 +189,12 @@ export async function sessionView(main, ctx, id) {
     update();
     termBox.dataset.ready = '1';
   } catch (e) {
-    if (ctx.isCurrent()) playerErr.append(errorBox(e));
+    if (!ctx.isCurrent()) return null;
+    if (e.status === 404) {
+      playerErr.append(h('p.notice', 'This session has no terminal output to replay (see its channels and transfers below).'));
+    } else {
+      playerErr.append(errorBox(e));
+    }
   }
   return () => {
     document.removeEventListener('keydown', onKey);
