@@ -189,8 +189,9 @@ export async function sessionView(main, ctx, id) {
     update();
     termBox.dataset.ready = '1';
   } catch (e) {
-    if (!ctx.isCurrent()) return null;
-    if (e.status === 404) {
+    if (!ctx.isCurrent()) {
+      // the router disposes of this view through the cleanup below
+    } else if (e.status === 404) {
       playerErr.append(h('p.notice', 'This session has no terminal output to replay (see its channels and transfers below).'));
     } else {
       playerErr.append(errorBox(e));
