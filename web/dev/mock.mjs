@@ -60,9 +60,10 @@ http.createServer(async (req, res) => {
     const { name } = JSON.parse(body || '{}');
     me = { name, role: name === 'user' ? 'user' : name === 'auditor' ? 'auditor' : 'admin', csrf: 'csrf-1' };
     addAudit(name, 'login', null, null);
+    res.setHeader('Set-Cookie', 'kw_session=mock; HttpOnly; SameSite=Strict; Path=/');
     return send(res, 200, me);
   }
-  if (!me) return send(res, 401, { error: 'not logged in' });
+  if (!me || !(req.headers.cookie || '').includes('kw_session=mock')) return send(res, 401, { error: 'not logged in' });
   if (req.method !== 'GET' && req.headers['x-csrf-token'] !== me.csrf) return send(res, 403, { error: 'missing X-CSRF-Token' });
   if (p === '/api/v1/me') return send(res, 200, me);
   if (p === '/api/v1/logout') { me = null; return send(res, 200, {}); }

@@ -50,7 +50,9 @@ export async function sessionView(main, ctx, id) {
     ctx.can('auditor') ? h('a.button.secondary', { href: `/api/v1/sessions/${encodeURIComponent(id)}/export`, download: `${id}.cast` }, 'Export asciicast') : null,
     h('a.button.secondary', { href: '#/sessions' }, 'All sessions'));
 
-  const commands = (s.commands || []).slice().sort((a, b) => a.offset_us - b.offset_us);
+  const allCommands = (s.commands || []).slice().sort((a, b) => a.offset_us - b.offset_us);
+  let commands = allCommands;
+  const ttys = (s.channels || []).filter((c) => c.pty_term);
 
   // Player
   const termBox = h('div.term-box.player-term');
@@ -66,6 +68,10 @@ export async function sessionView(main, ctx, id) {
   const seekbar = h('div.seekbar', { id: 'seekbar', tabIndex: 0, role: 'slider', 'aria-label': 'Seek' }, fill, markers, head);
   const seekInfo = h('span.muted.seek-info', { id: 'seek-info' });
   const cmdList = h('ol.cmd-list', { id: 'cmd-list' });
+  const cmdTitle = h('h3');
+  const channelSel = ttys.length > 1
+    ? h('select', { id: 'channel', title: 'Terminal channel' }, ttys.map((c) => h('option', { value: c.channel }, `channel ${c.channel}`)))
+    : null;
   const playerErr = h('div');
 
   main.append(
@@ -74,10 +80,11 @@ export async function sessionView(main, ctx, id) {
     h('div.detail-grid', meta),
     h('section.player', { id: 'player' },
       h('div.player-bar', prevBtn, playBtn, nextBtn, clock,
+        channelSel ? h('label.inline', 'Terminal ', channelSel) : null,
         h('label.inline', 'Speed ', speed), h('label.inline', skipIdle, ' skip idle'), seekInfo),
       seekbar,
       playerErr,
-      h('div.player-main', termBox, h('aside.cmd-pane', h('h3', `Commands (${commands.length})`), cmdList)),
+      h('div.player-main', termBox, h('aside.cmd-pane', cmdTitle, cmdList)),
       h('p.muted.keys', 'Keys: space play/pause · ←/→ 5 s · [ ] speed · n/p next/previous command')),
     h('h2', 'Channels'),
     genericTable(s.channels || [], { empty: 'No channels.' }),
@@ -87,12 +94,28 @@ export async function sessionView(main, ctx, id) {
 
   let player = null;
   let currentIdx = -1;
-  const cmdItems = commands.map((c, i) => h('li', {
-    dataset: { seq: c.seq, offset: c.offset_us, idx: i },
-    onclick: () => player && player.seek(c.offset_us),
-  }, h('span.cmd-time', fmtOffset(c.offset_us)), ' ', h('code.cmd', c.command || '(empty)')));
-  if (cmdItems.length) cmdList.append(...cmdItems);
-  else cmdList.append(h('li.muted', 'No commands were extracted from this session.'));
+  let cmdItems = [];
+  /** The command list and seek-bar markers for the commands of the channel being played. */
+  const showCommands = () => {
+    const mine = allCommands.filter((c) => String(c.channel) === String(player.channel));
+    commands = mine.length ? mine : allCommands;
+    currentIdx = -1;
+    cmdTitle.textContent = `Commands (${commands.length})`;
+    cmdItems = commands.map((c, i) => h('li', {
+      dataset: { seq: c.seq, offset: c.offset_us, idx: i },
+      onclick: () => player && player.seek(c.offset_us),
+    }, h('span.cmd-time', fmtOffset(c.offset_us)), ' ', h('code.cmd', c.command || '(empty)')));
+    clear(cmdList);
+    if (cmdItems.length) cmdList.append(...cmdItems);
+    else cmdList.append(h('li.muted', 'No commands were extracted from this session.'));
+    clear(markers);
+    const d = player.duration || 1;
+    for (const c of commands) {
+      const m = h('span.marker', { title: `${fmtOffset(c.offset_us)} ${c.command || ''}` });
+      m.style.left = `${Math.min(100, (c.offset_us / d) * 100)}%`;
+      markers.append(m);
+    }
+  };
 
   const update = () => {
     if (!player) return;
@@ -174,16 +197,22 @@ export async function sessionView(main, ctx, id) {
   };
   document.addEventListener('keydown', onKey);
 
-  player = new Player(termBox, id, { durationUs: s.duration_us || 0, onChange: update });
-  window.keepwatchConsole.player = player;
-  try {
+  const startPlayer = async (channel) => {
+    if (player) player.dispose();
+    clear(termBox);
+    player = new Player(termBox, id, { channel, durationUs: s.duration_us || 0, onChange: update });
+    window.keepwatchConsole.player = player;
     await player.open();
-    const d = player.duration || 1;
-    for (const c of commands) {
-      const m = h('span.marker', { title: `${fmtOffset(c.offset_us)} ${c.command || ''}` });
-      m.style.left = `${Math.min(100, (c.offset_us / d) * 100)}%`;
-      markers.append(m);
-    }
+    if (channelSel) channelSel.value = String(player.channel);
+    showCommands();
+  };
+  if (channelSel) {
+    channelSel.addEventListener('change', () => {
+      startPlayer(channelSel.value).then(update).catch((e) => playerErr.append(errorBox(e)));
+    });
+  }
+  try {
+    await startPlayer('');
     const at = Number(ctx.params.get('at_us'));
     if (ctx.params.has('at_us') && Number.isFinite(at)) await player.seek(at);
     update();
