@@ -22,7 +22,9 @@ const VENDOR: &[(&str, &str)] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let web = manifest.join("../../web").canonicalize().unwrap_or_else(|e| {
-        panic!("keepwatch-web: the console sources (web/ at the repository root) are missing: {e}")
+        fail(&format!(
+            "keepwatch-web: the console sources (web/ at the repository root) are missing: {e}"
+        ))
     });
     let src = web.join("src");
     let lock = web.join("package-lock.json");
@@ -40,11 +42,12 @@ fn main() {
     collect(&src, &src, &mut files);
     for (url, from) in VENDOR {
         let path = web.join("node_modules").join(from);
-        assert!(
-            path.exists(),
-            "keepwatch-web: {} is missing; run `npm ci` in web/ (the lockfile pins it)",
-            path.display()
-        );
+        if !path.exists() {
+            fail(&format!(
+                "keepwatch-web: {} is missing; run `npm ci` in web/ (the lockfile pins it)",
+                path.display()
+            ));
+        }
         files.push((url.to_string(), path));
     }
     files.sort();
@@ -55,7 +58,7 @@ fn main() {
         let name = format!("f{i}_{}", file_name(from));
         let dest = out.join(&name);
         std::fs::copy(from, &dest)
-            .unwrap_or_else(|e| panic!("keepwatch-web: copy {}: {e}", from.display()));
+            .unwrap_or_else(|e| fail(&format!("keepwatch-web: copy {}: {e}", from.display())));
         let aliases = if url == "/index.html" { "\"/\" | " } else { "" };
         writeln!(
             table,
@@ -80,7 +83,7 @@ fn file_name(p: &Path) -> String {
 /// Every file under `dir`, as (URL path relative to `root`, file path).
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
     let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("keepwatch-web: read {}: {e}", dir.display()));
+        .unwrap_or_else(|e| fail(&format!("keepwatch-web: read {}: {e}", dir.display())));
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -124,13 +127,19 @@ fn ensure_node_modules(web: &Path, lock: &Path) {
         Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(web).status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!(
+        Ok(s) => fail(&format!(
             "keepwatch-web: `npm ci` in {} failed ({s}); run it by hand to see why (it needs the npm registry)",
             web.display()
-        ),
-        Err(e) => panic!(
+        )),
+        Err(e) => fail(&format!(
             "keepwatch-web: cannot run npm ({e}); the console's xterm.js comes from the npm registry: \
              install Node.js and npm (Debian: `apt-get install nodejs npm`), then build again"
-        ),
+        )),
     }
+}
+
+/// Stops the build with one clear line (no panic backtrace).
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1)
 }
