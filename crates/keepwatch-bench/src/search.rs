@@ -180,10 +180,11 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut results: Vec<(Class, Vec<Timed>, u32)> =
         Class::ALL.iter().map(|c| (*c, Vec::new(), 0)).collect();
     // Round-robin over the classes: one query of each, then the next.
-    for round in 0..args.queries {
-        for (ci, class) in Class::ALL.iter().enumerate() {
-            let case = &cases[ci][round];
-            debug_assert!(case.class == *class);
+    let mut queues: Vec<_> = cases.iter().map(|c| c.iter()).collect();
+    for _ in 0..args.queries {
+        for (ci, queue) in queues.iter_mut().enumerate() {
+            let Some(case) = queue.next() else { continue };
+            let class = case.class;
             let started = Instant::now();
             let hits = store
                 .search(&case.query)

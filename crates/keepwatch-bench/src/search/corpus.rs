@@ -517,7 +517,7 @@ impl Generator<'_> {
         };
         let budget = if factor > 0.0 {
             let jitter = -(1.0 - r.unit()).ln(); // exponential, mean 1
-            ((mean * 1.15 * factor * jitter) as usize).min(MAX_OUTPUT)
+            ((mean * 1.03 * factor * jitter) as usize).min(MAX_OUTPUT)
         } else {
             0
         };

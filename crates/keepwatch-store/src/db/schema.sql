@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at_us);
 CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status);
+CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person);
+CREATE INDEX IF NOT EXISTS sessions_target ON sessions (target);
 CREATE TABLE IF NOT EXISTS channels (
     session_id TEXT NOT NULL,
     channel INTEGER NOT NULL,
@@ -129,11 +131,29 @@ CREATE TABLE IF NOT EXISTS commands (
     full_screen INTEGER NOT NULL,
     UNIQUE (session_id, seq)
 );
+-- What a search tests for each match before it reads the (wide) command row: the filters'
+-- columns, keyed by id so the matches of one stretch of time share pages.
+CREATE INDEX IF NOT EXISTS commands_filter ON commands (id, session_id, at_us, kind);
 -- Substring search (paths, flags) over commands and output; rows are added and removed
 -- together with `commands` by the store (external content, no triggers).
 CREATE VIRTUAL TABLE IF NOT EXISTS commands_fts USING fts5 (
     command, output, content = 'commands', content_rowid = 'id', tokenize = 'trigram'
 );
+-- The span of command start times in each block of 1024 command ids (`id >> 10`), so a
+-- search bounded in time walks only the ids that can hold such commands instead of the whole
+-- index newest-first. Ids follow the order commands were indexed, which is close to time
+-- order; a session indexed late (reindex) only widens its blocks' spans, so the bounds stay
+-- correct. Kept by `add_commands`; deletions leave spans as they were (still a superset).
+CREATE TABLE IF NOT EXISTS command_blocks (
+    block INTEGER PRIMARY KEY,
+    min_at_us INTEGER NOT NULL,
+    max_at_us INTEGER NOT NULL
+);
+-- A database indexed before this table existed: fill it once (a constant WHERE, so this is
+-- skipped without a scan once the table has rows).
+INSERT INTO command_blocks (block, min_at_us, max_at_us)
+    SELECT id >> 10, min(at_us), max(at_us) FROM commands
+    WHERE NOT EXISTS (SELECT 1 FROM command_blocks) GROUP BY id >> 10;
 -- How far the indexer got with each session.
 CREATE TABLE IF NOT EXISTS index_state (
     session_id TEXT PRIMARY KEY,
