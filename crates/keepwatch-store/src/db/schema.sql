@@ -149,11 +149,13 @@ CREATE TABLE IF NOT EXISTS command_blocks (
     min_at_us INTEGER NOT NULL,
     max_at_us INTEGER NOT NULL
 );
--- A database indexed before this table existed: fill it once (a constant WHERE, so this is
--- skipped without a scan once the table has rows).
+-- Commands from the last block on that no span covers yet: all of them in a database
+-- indexed before this table existed (once), at most one block's worth after that.
 INSERT INTO command_blocks (block, min_at_us, max_at_us)
     SELECT id >> 10, min(at_us), max(at_us) FROM commands
-    WHERE NOT EXISTS (SELECT 1 FROM command_blocks) GROUP BY id >> 10;
+    WHERE id >= (SELECT coalesce(max(block) << 10, 0) FROM command_blocks) GROUP BY id >> 10
+    ON CONFLICT (block) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us),
+    max_at_us = max(max_at_us, excluded.max_at_us);
 -- How far the indexer got with each session.
 CREATE TABLE IF NOT EXISTS index_state (
     session_id TEXT PRIMARY KEY,

@@ -157,3 +157,21 @@ async fn time_bounds_cover_a_session_indexed_late() {
     .await;
     db.close().await;
 }
+
+#[tokio::test]
+async fn time_bounds_in_a_database_indexed_before_command_blocks() {
+    let mut db = Db::new("backfill").await;
+    db.session("bob", "db", T0, &["echo old-1"]).await;
+    db.session("alice", "web", T0 + 48 * HOUR_US, &["echo new-1"]).await;
+    sqlx::query("DELETE FROM command_blocks").execute(&db.store.pool).await.unwrap();
+    db.store.close().await;
+    db.store = Store::open_sqlite(&db.path).await.unwrap();
+    let window = |since: i64, until: i64| SearchQuery {
+        since_us: Some(since),
+        until_us: Some(until),
+        ..text("echo")
+    };
+    db.check(window(T0 - HOUR_US, T0 + HOUR_US), &["bob db echo old-1"]).await;
+    db.check(window(T0 + 47 * HOUR_US, T0 + 49 * HOUR_US), &["alice web echo new-1"]).await;
+    db.close().await;
+}
