@@ -19,6 +19,10 @@ command -v rsync >/dev/null || missing+=(rsync)
 # Password prompts the secrets test types at (sudo, mysql -p).
 command -v sudo >/dev/null || missing+=(sudo)
 command -v mysql >/dev/null || missing+=(mariadb-client)
+# The web console: xterm.js and playwright-core come from npm; the e2e test drives Debian's chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}"
   $SUDO apt-get update -q
@@ -30,7 +34,9 @@ if ! id kwtest >/dev/null 2>&1; then
   echo 'kwtest:kwtest-pass-1' | $SUDO chpasswd
 fi
 $SUDO mkdir -p /run/sshd
+(cd web && npm ci --no-audit --no-fund)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+bash scripts/e2e.sh

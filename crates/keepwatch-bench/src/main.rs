@@ -7,6 +7,7 @@ mod client;
 mod idle;
 mod latency;
 mod search;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// Prints `build ...` and one `query class=.. p50_ms=.. p99_ms=.. max_ms=..` line per class,
     /// then a Markdown table.
     Search(search::SearchArgs),
+    /// Write a long synthetic recorded session (heavy shell output) into a data directory and
+    /// print its id: the console's seek benchmark replays it (`bench/console.sh`).
+    SynthSession(synth::SynthArgs),
 }
 
 /// How to log in: every endpoint uses the same private key.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Command::Latency(a) => latency::run(a).await,
             Command::Idle(a) => idle::run(a).await,
             Command::Search(a) => search::run(a).await,
+            Command::SynthSession(a) => synth::run(a).await,
         }
     });
     match result {
