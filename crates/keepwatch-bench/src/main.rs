@@ -1,10 +1,12 @@
 //! `keepwatch-bench`: the measurements `bench/run.sh` cannot make with shell tools — keystroke
 //! echo latency over a pty, and many idle interactive sessions held open at once — driven
-//! through a russh client against the gateway, a direct sshd, or sshd behind a jump host.
+//! through a russh client against the gateway, a direct sshd, or sshd behind a jump host; and
+//! the search index at scale (`bench/search.sh`), driven through the store directly.
 
 mod client;
 mod idle;
 mod latency;
+mod search;
 mod synth;
 
 use std::path::PathBuf;
@@ -33,6 +35,12 @@ enum Command {
     /// Open N interactive pty shells, wait until every one answers, print `ready N ...`, then
     /// hold them idle until standard input closes, SIGTERM/SIGINT, or `--hold-secs` pass.
     Idle(idle::IdleArgs),
+    /// Build a fresh store of synthetic sessions and commands (1,000,000 commands and 1 GB of
+    /// output by default), then time searches of several kinds.
+    ///
+    /// Prints `build ...` and one `query class=.. p50_ms=.. p99_ms=.. max_ms=..` line per class,
+    /// then a Markdown table.
+    Search(search::SearchArgs),
     /// Write a long synthetic recorded session (heavy shell output) into a data directory and
     /// print its id: the console's seek benchmark replays it (`bench/console.sh`).
     SynthSession(synth::SynthArgs),
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Latency(a) => latency::run(a).await,
             Command::Idle(a) => idle::run(a).await,
+            Command::Search(a) => search::run(a).await,
             Command::SynthSession(a) => synth::run(a).await,
         }
     });

@@ -71,7 +71,7 @@ impl OutputMask {
 
     /// The default rules and private key blocks.
     pub fn defaults() -> Self {
-        Self::new(true, &[]).unwrap_or_default()
+        Self::new(true, &Self::default_rules()).expect("the default rules compile")
     }
 
     /// `private_keys` masks PEM/OpenSSH private key blocks; `rules` are tried in order.
@@ -251,6 +251,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(mask(&[input]), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn defaults_has_the_default_rules_not_only_key_blocks() {
+        let mut ch = OutputMask::defaults().channel();
+        assert_eq!(
+            &*ch.apply(b"password=hunter2 AKIAIOSFODNN7EXAMPLE"),
+            b"password=[masked password-assignment] [masked aws-access-key]"
+        );
     }
 
     #[test]

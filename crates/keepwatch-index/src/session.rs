@@ -92,6 +92,20 @@ impl Text {
     }
 }
 
+/// `text` cut to [`MAX_TEXT`] bytes at a char boundary; true when something was cut. A
+/// screen of up to 1000 by 1000 cells of 4-byte characters would be megabytes.
+fn capped(mut text: String) -> (String, bool) {
+    if text.len() <= MAX_TEXT {
+        return (text, false);
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
+}
+
 impl SessionIndexer {
     pub fn new() -> Self {
         SessionIndexer { next_seq: 1, ..Default::default() }
@@ -149,7 +163,7 @@ impl SessionIndexer {
                         output: Text::default(),
                     },
                     (ChannelKind::Exec { command }, _) => Channel::Exec {
-                        command: String::from_utf8_lossy(command).into_owned(),
+                        command: capped(String::from_utf8_lossy(command).into_owned()).0,
                         opened_at_us: at,
                         output: Text::default(),
                     },
@@ -183,10 +197,11 @@ impl SessionIndexer {
                 }
             }
             Event::FileOperation { channel, op, path, target_path, result } => {
-                let command = match target_path {
+                let command = capped(match target_path {
                     Some(to) => format!("{op} {path} {to}"),
                     None => format!("{op} {path}"),
-                };
+                })
+                .0;
                 let output = result.clone();
                 self.push(CommandRow {
                     command,
@@ -261,10 +276,11 @@ impl SessionIndexer {
                 let due = last_snapshot_us.is_none_or(|t| at >= t + SNAPSHOT_EVERY_US);
                 if extractor.full_screen_active() && due {
                     *last_snapshot_us = Some(at);
-                    let screen = extractor.screen_text();
+                    let (screen, truncated) = capped(extractor.screen_text());
                     self.drain(channel);
                     self.push(CommandRow {
                         output: screen,
+                        output_truncated: truncated,
                         ..self.row(channel, "screen", at, Some(at))
                     });
                 } else {
@@ -394,5 +410,28 @@ mod tests {
             rows.iter().map(|r| (r.command.as_str(), r.output.trim())).collect();
         assert_eq!(cmds, [("ls", "file"), ("pwd", "/root")]);
         assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    /// From the session_indexer fuzz target: a full-screen program on a 1000x252 terminal
+    /// fills the screen with a 4-byte character (one char, then REP `CSI 65535 b` four
+    /// times); the screen snapshot was a 1 MB row.
+    #[test]
+    fn a_screen_snapshot_is_capped() {
+        let mut ix = SessionIndexer::new();
+        let ev = |at_us, event| TimedEvent { at_us, event };
+        let pty = Pty { term: "xterm".into(), cols: 80, rows: 24 };
+        ix.event(&ev(
+            0,
+            Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty: Some(pty) },
+        ));
+        ix.event(&ev(1, Event::Resize { channel: 0, cols: 6000, rows: 252 }));
+        let mut out = b"\x1b[?1049h\xf0\x90\x80\x80".to_vec();
+        out.extend_from_slice(&b"\x1b[65535b".repeat(4));
+        ix.event(&ev(2, Event::Output { channel: 0, data: out }));
+        let rows = ix.drain_rows();
+        let screen = rows.iter().find(|r| r.kind == "screen").expect("a screen row");
+        assert!(screen.output.len() <= MAX_TEXT, "{} bytes", screen.output.len());
+        assert!(screen.output_truncated);
+        assert!(screen.output.starts_with('\u{10000}'));
     }
 }

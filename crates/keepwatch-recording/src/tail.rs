@@ -8,7 +8,7 @@
 //! chain, payload decoding, session start first, seal last. Signatures are not checked.
 
 use crate::ReadError;
-use crate::chunk::{FILE_HEADER_LEN, PayloadBuf, chain_seed, header, parse_chunk};
+use crate::chunk::{FILE_HEADER_LEN, FLAG_SIGNED, PayloadBuf, chain_seed, header, parse_chunk};
 use crate::event::TimedEvent;
 use crate::read::check_events;
 use keepwatch_core::SessionId;
@@ -98,6 +98,9 @@ impl RecordingTail {
             }
             if chunk.computed_hash() != chunk.hash {
                 return Err(ReadError::ChainBroken { seq: chunk.seq, offset });
+            }
+            if chunk.is_seal() && chunk.flags & FLAG_SIGNED == 0 {
+                return Err(ReadError::SealNotSigned { seq: chunk.seq });
             }
             events.clear();
             chunk.decode_into(&mut self.buf, &mut events)?;

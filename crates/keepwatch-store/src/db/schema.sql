@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at_us);
 CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status);
+CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person);
+CREATE INDEX IF NOT EXISTS sessions_target ON sessions (target);
 CREATE TABLE IF NOT EXISTS channels (
     session_id TEXT NOT NULL,
     channel INTEGER NOT NULL,
@@ -152,11 +154,31 @@ CREATE TABLE IF NOT EXISTS commands (
     full_screen INTEGER NOT NULL,
     UNIQUE (session_id, seq)
 );
+-- What a search tests for each match before it reads the (wide) command row: the filters'
+-- columns, keyed by id so the matches of one stretch of time share pages.
+CREATE INDEX IF NOT EXISTS commands_filter ON commands (id, session_id, at_us, kind);
 -- Substring search (paths, flags) over commands and output; rows are added and removed
 -- together with `commands` by the store (external content, no triggers).
 CREATE VIRTUAL TABLE IF NOT EXISTS commands_fts USING fts5 (
     command, output, content = 'commands', content_rowid = 'id', tokenize = 'trigram'
 );
+-- The span of command start times in each block of 1024 command ids (`id >> 10`), so a
+-- search bounded in time walks only the ids that can hold such commands instead of the whole
+-- index newest-first. Ids follow the order commands were indexed, which is close to time
+-- order; a session indexed late (reindex) only widens its blocks' spans, so the bounds stay
+-- correct. Kept by `add_commands`; deletions leave spans as they were (still a superset).
+CREATE TABLE IF NOT EXISTS command_blocks (
+    block INTEGER PRIMARY KEY,
+    min_at_us INTEGER NOT NULL,
+    max_at_us INTEGER NOT NULL
+);
+-- Commands from the last block on that no span covers yet: all of them in a database
+-- indexed before this table existed (once), at most one block's worth after that.
+INSERT INTO command_blocks (block, min_at_us, max_at_us)
+    SELECT id >> 10, min(at_us), max(at_us) FROM commands
+    WHERE id >= (SELECT coalesce(max(block) << 10, 0) FROM command_blocks) GROUP BY id >> 10
+    ON CONFLICT (block) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us),
+    max_at_us = max(max_at_us, excluded.max_at_us);
 -- How far the indexer got with each session.
 CREATE TABLE IF NOT EXISTS index_state (
     session_id TEXT PRIMARY KEY,

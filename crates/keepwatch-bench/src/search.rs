@@ -1,0 +1,407 @@
+//! The search index at scale: builds a fresh SQLite store full of synthetic sessions and
+//! commands through `Store::add_commands` (one transaction per session, as the indexer
+//! writes), then times `Store::search` for several classes of query, many different query
+//! strings each, interleaved so every class sees the same machine conditions.
+
+mod corpus;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use keepwatch_store::{SearchQuery, Store};
+
+use self::corpus::{DAY_US, END_US, Plan, Rng, SPAN_DAYS, Size};
+
+/// The database file inside `--dir`.
+const DB_FILE: &str = "search-bench.db";
+/// Targets from the issue, per query.
+const P50_TARGET_MS: f64 = 50.0;
+const P99_TARGET_MS: f64 = 200.0;
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// Directory for the benchmark's database (created if missing).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Synthetic sessions.
+    #[arg(long, env = "KW_SEARCH_SESSIONS", default_value_t = 10_000)]
+    sessions: u32,
+    /// Commands across all sessions.
+    #[arg(long, env = "KW_SEARCH_COMMANDS", default_value_t = 1_000_000)]
+    commands: u64,
+    /// Output text across all commands, in MB (10^6 bytes).
+    #[arg(long, env = "KW_SEARCH_OUTPUT_MB", default_value_t = 1000)]
+    output_mb: u64,
+    /// Different query strings timed per class.
+    #[arg(long, env = "KW_SEARCH_QUERIES", default_value_t = 200)]
+    queries: usize,
+    /// Hits asked for per query (`keepwatch search` asks for 20 unless told otherwise).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Seed of the generator: the same seed and sizes give the same corpus and queries.
+    #[arg(long, env = "KW_SEARCH_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Time the queries against the database a previous run with the same seed and sizes
+    /// left in DIR, instead of building it again.
+    #[arg(long)]
+    reuse: bool,
+    /// Write every timed query as `class<TAB>ms<TAB>hits<TAB>query` to this file.
+    #[arg(long, value_name = "FILE")]
+    raw: Option<PathBuf>,
+}
+
+/// A kind of query, timed separately.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Word,
+    Rare,
+    Substring,
+    ByUser,
+    ByTarget,
+    ByTime,
+    CommandsOnly,
+}
+
+impl Class {
+    const ALL: [Class; 7] = [
+        Class::Word,
+        Class::Rare,
+        Class::Substring,
+        Class::ByUser,
+        Class::ByTarget,
+        Class::ByTime,
+        Class::CommandsOnly,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Class::Word => "word",
+            Class::Rare => "rare",
+            Class::Substring => "substring",
+            Class::ByUser => "substring+user",
+            Class::ByTarget => "substring+target",
+            Class::ByTime => "substring+time",
+            Class::CommandsOnly => "commands-only",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Class::Word => "common word (`error`, `nginx`, `publickey`, ...)",
+            Class::Rare => "rare word (planted in 1–13 commands)",
+            Class::Substring => "substring (`sudoers`, `-rf`, `/etc/ssh`, ...)",
+            Class::ByUser => "substring `--user U`",
+            Class::ByTarget => "substring `--target T`",
+            Class::ByTime => "substring `--since`/`--until` (1–7 days)",
+            Class::CommandsOnly => "substring `--commands-only`",
+        }
+    }
+}
+
+struct Case {
+    class: Class,
+    query: SearchQuery,
+    /// Known number of hits (rare words only).
+    expected: Option<u64>,
+}
+
+struct Timed {
+    ms: f64,
+    hits: usize,
+}
+
+struct Build {
+    sessions: u32,
+    commands: u64,
+    text_bytes: u64,
+    output_bytes: u64,
+    wall: Duration,
+    /// Time spent inside the store calls (the rest is the generator, overlapped).
+    store: Duration,
+}
+
+pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
+    if args.sessions == 0 || args.commands < u64::from(args.sessions) {
+        bail!("need at least one session and at least one command per session");
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let db = args.dir.join(DB_FILE);
+    let size = Size {
+        sessions: args.sessions,
+        commands: args.commands,
+        output_bytes: args.output_mb * 1_000_000,
+    };
+    let plan = Plan::new(size, args.seed);
+    let build = if args.reuse {
+        if !db.exists() {
+            bail!("--reuse: {} does not exist", db.display());
+        }
+        None
+    } else {
+        if db.exists() {
+            bail!(
+                "{} already exists (remove it, or pass --reuse to time queries only)",
+                db.display()
+            );
+        }
+        Some(build(&db, &plan).await?)
+    };
+    let db_bytes = db_size(&args.dir)?;
+    if let Some(b) = &build {
+        let store_s = b.store.as_secs_f64();
+        println!(
+            "build sessions={} commands={} text_mb={:.1} output_mb={:.1} seconds={:.1} store_seconds={:.1} commands_per_s={:.0} mb_per_s={:.1} db_mb={:.0}",
+            b.sessions,
+            b.commands,
+            b.text_bytes as f64 / 1e6,
+            b.output_bytes as f64 / 1e6,
+            b.wall.as_secs_f64(),
+            store_s,
+            b.commands as f64 / store_s,
+            b.text_bytes as f64 / 1e6 / store_s,
+            db_bytes as f64 / 1e6,
+        );
+    } else {
+        println!("reuse db_mb={:.0}", db_bytes as f64 / 1e6);
+    }
+
+    let cases = cases(&plan, args.queries, args.limit, args.seed);
+    let store =
+        Store::open_sqlite(&db).await.with_context(|| format!("cannot open {}", db.display()))?;
+    let mut raw = match &args.raw {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut results: Vec<(Class, Vec<Timed>, u32)> =
+        Class::ALL.iter().map(|c| (*c, Vec::new(), 0)).collect();
+    // Round-robin over the classes: one query of each, then the next.
+    let mut queues: Vec<_> = cases.iter().map(|c| c.iter()).collect();
+    for _ in 0..args.queries {
+        for (ci, queue) in queues.iter_mut().enumerate() {
+            let Some(case) = queue.next() else { continue };
+            let class = case.class;
+            let started = Instant::now();
+            let hits = store
+                .search(&case.query)
+                .await
+                .with_context(|| format!("search {:?} ({})", case.query.text, class.name()))?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            if let Some(w) = raw.as_mut() {
+                writeln!(w, "{}\t{ms:.3}\t{}\t{}", class.name(), hits.len(), case.query.text)?;
+            }
+            if case.expected.is_some_and(|e| e != hits.len() as u64) {
+                eprintln!(
+                    "search-bench: {:?} found {} commands, expected {}",
+                    case.query.text,
+                    hits.len(),
+                    case.expected.unwrap_or_default()
+                );
+                results[ci].2 += 1;
+            }
+            results[ci].1.push(Timed { ms, hits: hits.len() });
+        }
+    }
+    if let Some(mut w) = raw {
+        w.flush()?;
+    }
+    store.close().await;
+
+    let mut rows = Vec::new();
+    for (class, timed, wrong) in &results {
+        let mut ms: Vec<f64> = timed.iter().map(|t| t.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let (p50, p99, max) = (percentile(&ms, 0.50), percentile(&ms, 0.99), ms[ms.len() - 1]);
+        let mean_hits = timed.iter().map(|t| t.hits).sum::<usize>() as f64 / timed.len() as f64;
+        let full = timed.iter().filter(|t| t.hits == args.limit as usize).count();
+        let pass = p50 < P50_TARGET_MS && p99 < P99_TARGET_MS;
+        println!(
+            "query class={} n={} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2} mean_hits={mean_hits:.1} full_pages={full} wrong={wrong} target={}",
+            class.name(),
+            ms.len(),
+            if pass { "pass" } else { "miss" },
+        );
+        rows.push((*class, p50, p99, max, mean_hits, full, ms.len(), pass));
+    }
+
+    println!();
+    if let Some(b) = &build {
+        let store_s = b.store.as_secs_f64();
+        println!(
+            "Index build: {} sessions, {} commands, {:.0} MB of text ({:.0} MB output) in {:.0} s: \
+             **{:.0} commands/s, {:.1} MB/s**; database on disk {:.0} MB.",
+            b.sessions,
+            b.commands,
+            b.text_bytes as f64 / 1e6,
+            b.output_bytes as f64 / 1e6,
+            store_s,
+            b.commands as f64 / store_s,
+            b.text_bytes as f64 / 1e6 / store_s,
+            db_bytes as f64 / 1e6,
+        );
+        println!();
+    }
+    println!(
+        "| Query (limit {}) | n | p50 ms | p99 ms | max ms | hits (mean) | full pages | target |",
+        args.limit
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for (class, p50, p99, max, mean_hits, full, n, pass) in rows {
+        println!(
+            "| {} | {n} | {p50:.1} | {p99:.1} | {max:.1} | {mean_hits:.1} | {full} | {} |",
+            class.describe(),
+            if pass { "pass" } else { "**miss**" },
+        );
+    }
+    let wrong: u32 = results.iter().map(|r| r.2).sum();
+    if wrong > 0 {
+        bail!("{wrong} rare-word queries found a different number of commands than were planted");
+    }
+    Ok(())
+}
+
+/// Generates the corpus on a thread of its own and writes it through the store, session by
+/// session, timing the store calls.
+async fn build(db: &Path, plan: &Plan) -> anyhow::Result<Build> {
+    let store =
+        Store::open_sqlite(db).await.with_context(|| format!("cannot create {}", db.display()))?;
+    let started = Instant::now();
+    let mut b = Build {
+        sessions: 0,
+        commands: 0,
+        text_bytes: 0,
+        output_bytes: 0,
+        wall: Duration::ZERO,
+        store: Duration::ZERO,
+    };
+    let total = plan.size.commands;
+    let mut next_report = total / 10;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        scope.spawn(move || {
+            for item in plan.generator() {
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+        });
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                while let Some((session, rows)) = rx.recv().await {
+                    let t = Instant::now();
+                    store.insert_session(&session).await.context("insert_session")?;
+                    store.add_commands(session.id, &rows, true).await.context("add_commands")?;
+                    b.store += t.elapsed();
+                    b.sessions += 1;
+                    b.commands += rows.len() as u64;
+                    for r in &rows {
+                        b.output_bytes += r.output.len() as u64;
+                        b.text_bytes += (r.output.len() + r.command.len()) as u64;
+                    }
+                    if b.commands >= next_report && next_report > 0 {
+                        eprintln!(
+                            "search-bench: {}% ({} commands, {:.0} MB, {:.0} s)",
+                            b.commands * 100 / total,
+                            b.commands,
+                            b.text_bytes as f64 / 1e6,
+                            started.elapsed().as_secs_f64()
+                        );
+                        next_report += total / 10;
+                    }
+                }
+                anyhow::Ok(())
+            })
+        })
+    })?;
+    store.close().await;
+    b.wall = started.elapsed();
+    Ok(b)
+}
+
+/// The bytes of the database and its WAL and shared-memory files.
+fn db_size(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(DB_FILE) {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// `n` different queries per class, in `Class::ALL` order.
+fn cases(plan: &Plan, n: usize, limit: u32, seed: u64) -> Vec<Vec<Case>> {
+    let mut rng = Rng::new(seed ^ 0x5EA2_C4B3_9C4E_11E5);
+    let q = |text: &str| SearchQuery { text: text.to_owned(), limit, ..SearchQuery::default() };
+    let mut words = corpus::vocabulary_words();
+    shuffle(&mut rng, &mut words);
+    // Each substring class gets its own strings (so no class runs on another's warm pages).
+    let substrings = corpus::substrings(&mut rng, n * 5);
+    let mut subs = substrings.chunks(n);
+    Class::ALL
+        .iter()
+        .map(|&class| {
+            (0..n)
+                .map(|i| {
+                    let (query, expected) = match class {
+                        Class::Word => (q(&words[i % words.len()]), None),
+                        Class::Rare => {
+                            let m = i % plan.markers.len();
+                            let expected = plan.marker_hits(m).min(u64::from(limit));
+                            (q(&plan.markers[m].word), Some(expected))
+                        }
+                        _ => (SearchQuery::default(), None),
+                    };
+                    Case { class, query, expected }
+                })
+                .collect::<Vec<_>>()
+        })
+        .map(|mut cases| {
+            let class = cases[0].class;
+            if matches!(class, Class::Word | Class::Rare) {
+                return cases;
+            }
+            let strings = subs.next().unwrap_or_default();
+            for (i, case) in cases.iter_mut().enumerate() {
+                let mut query = q(&strings[i % strings.len()]);
+                match class {
+                    Class::ByUser => {
+                        query.person = Some(plan.people[rng.index(plan.people.len())].clone())
+                    }
+                    Class::ByTarget => {
+                        query.target = Some(plan.targets[rng.index(plan.targets.len())].clone());
+                    }
+                    Class::ByTime => {
+                        let len = rng.range(1, 7) as i64 * DAY_US;
+                        let from = END_US - SPAN_DAYS * DAY_US
+                            + rng.below((SPAN_DAYS * DAY_US - len) as u64) as i64;
+                        query.since_us = Some(from);
+                        query.until_us = Some(from + len);
+                    }
+                    Class::CommandsOnly => query.commands_only = true,
+                    _ => {}
+                }
+                case.query = query;
+            }
+            cases
+        })
+        .collect()
+}
+
+fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.index(i + 1));
+    }
+}
