@@ -118,6 +118,27 @@ await step('watch: the current screen, then typed output appears in the terminal
   await shot(auditor, '2-watch');
 });
 
+let bobPage;
+await step("a user (bob) cannot watch alice's live session: the WebSocket is refused, nothing arrives", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  bobPage = await ctx.newPage();
+  current = bobPage;
+  await login(bobPage, gw.base, ...BOB);
+  const r = await bobPage.evaluate((id) => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/api/v1/sessions/${id}/watch`);
+    const got = [];
+    ws.onmessage = (e) => got.push(String(e.data));
+    ws.onclose = () => resolve({ opened: ws.readyState, got });
+    ws.onerror = () => {};
+  }), sessionId);
+  if (r.got.length) throw new Error(`bob's watch socket received ${JSON.stringify(r.got).slice(0, 200)}`);
+  await bobPage.goto(`${gw.base}/#/live/${sessionId}`);
+  await bobPage.waitForSelector('.error[data-status]', { timeout: 10000 });
+  if ((await termText(bobPage)).includes('ready-21')) throw new Error("bob's watch view shows alice's screen");
+  await shot(bobPage, '4a-user-watch-denied');
+  current = auditor;
+});
+
 await step('search finds a command; the hit opens the replay at that moment', async () => {
   ssh.send('printf "needle-%s\\n" kw-e2e-haystack\n');
   await ssh.waitOutput('needle-kw-e2e-haystack');
@@ -225,10 +246,8 @@ await step('the audit page shows the watch, search, view, replay and kill by the
 });
 
 await step("a user (bob) cannot reach alice's session: API 404/403, nothing shown", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-  const page = await ctx.newPage();
+  const page = bobPage;
   current = page;
-  await login(page, gw.base, ...BOB);
   const api = await page.evaluate(async (id) => {
     const out = {};
     for (const p of [`/api/v1/sessions/${id}`, `/api/v1/sessions/${id}/replay`, '/api/v1/live', '/api/v1/audit']) {

@@ -115,6 +115,11 @@ export function terminateDialog(s, done) {
 }
 
 export async function watchView(main, ctx, id) {
+  if (!ctx.can('auditor')) {
+    // The server refuses the stream anyway; say so without trying.
+    main.append(h('div.error', { role: 'alert', dataset: { status: '403' } }, 'Only auditors watch live sessions.'));
+    return null;
+  }
   const info = h('div.watch-info.muted', 'Connecting…');
   const banner = h('div.banner.hidden', { id: 'watch-banner', role: 'status' });
   const termBox = h('div.term-box');
@@ -188,13 +193,14 @@ export async function watchView(main, ctx, id) {
   });
   ws.addEventListener('close', (ev) => {
     if (!ended && ctx.isCurrent()) {
+      if (!termBox.dataset.ready) info.textContent = '';
       showBanner('closed', ev.code === 1000 ? 'The watch stream closed.'
         : 'The watch stream closed: the session may not be live, or you may not watch it.');
       if (!termBox.dataset.ready) {
         // Nothing was ever shown: say why in terms the auditor can act on.
         get(`/sessions/${encodeURIComponent(id)}`).then((s) => {
           if (s.status !== 'active') showBanner('ended', `This session is not live (${s.status}). Open its details to replay it.`);
-        }).catch((e) => { if (ctx.isCurrent()) { clear(termBox); termBox.append(errorBox(e)); } });
+        }).catch((e) => { if (ctx.isCurrent()) termBox.replaceWith(errorBox(e)); });
       }
     }
   });
