@@ -181,7 +181,12 @@ export async function watchView(main, ctx, id) {
       case 'end':
         ended = true;
         if (/behind|slow|drop/i.test(m.reason || '')) {
-          showBanner('dropped', `Dropped: ${m.reason}. Reload to watch again from the current screen.`);
+          showBanner('dropped', `Dropped: ${m.reason}. `);
+          banner.append(h('button.small', {
+            type: 'button',
+            id: 'watch-reconnect',
+            onclick: () => window.dispatchEvent(new HashChangeEvent('hashchange')),
+          }, 'Watch again from the current screen'));
         } else {
           const why = (m.reason || '').replace(/\.$/, '');
           showBanner('ended', why && !/^session ended$/i.test(why) ? `Session ended: ${why}.` : 'Session ended.');
