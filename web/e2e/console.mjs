@@ -59,7 +59,13 @@ async function step(name, f) {
   }
 }
 
-const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+/** Saves a screenshot, and fails when the page shows a JavaScript placeholder. */
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+  const text = await page.evaluate(() => document.body.innerText);
+  const bad = /\b(undefined|null|NaN|\[object Object\])\b/.exec(text);
+  if (bad) throw new Error(`page ${name} shows ${JSON.stringify(bad[0])}: ${text.slice(Math.max(0, bad.index - 80), bad.index + 40)}`);
+}
 const termText = (page) => page.evaluate(() => (window.keepwatchConsole ? window.keepwatchConsole.terminalText() : ''));
 const waitTerm = (page, needle, timeout = 15000) => page.waitForFunction(
   (n) => window.keepwatchConsole && window.keepwatchConsole.terminalText().includes(n), needle, { timeout, polling: 50 },

@@ -97,8 +97,9 @@ export async function sessionsView(main, ctx) {
   list.append(h('p.muted', 'Loading sessions…'));
   jobs.push(get(`/sessions${query({ ...filters, status: p.get('status') || '', limit: 500 })}`).then((rows) => {
     if (!ctx.isCurrent()) return;
-    clear(list).append(
-      text ? h('h2', 'Sessions') : null,
+    clear(list);
+    if (text) list.append(h('h2', 'Sessions'));
+    list.append(
       table(rows, [
         ['Started', (s) => fmtTime(s.started_at)],
         ['Session', (s) => h('code.id', { title: s.id }, s.id.length > 12 ? `${s.id.slice(0, 12)}…` : s.id)],
