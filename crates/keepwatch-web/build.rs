@@ -15,7 +15,6 @@ use std::time::SystemTime;
 const VENDOR: &[(&str, &str)] = &[
     ("/vendor/xterm.mjs", "@xterm/xterm/lib/xterm.mjs"),
     ("/vendor/xterm.css", "@xterm/xterm/css/xterm.css"),
-    ("/vendor/addon-fit.mjs", "@xterm/addon-fit/lib/addon-fit.mjs"),
     ("/vendor/addon-webgl.mjs", "@xterm/addon-webgl/lib/addon-webgl.mjs"),
 ];
 

@@ -13,7 +13,6 @@ const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const vendor = {
   '/vendor/xterm.mjs': 'node_modules/@xterm/xterm/lib/xterm.mjs',
   '/vendor/xterm.css': 'node_modules/@xterm/xterm/css/xterm.css',
-  '/vendor/addon-fit.mjs': 'node_modules/@xterm/addon-fit/lib/addon-fit.mjs',
   '/vendor/addon-webgl.mjs': 'node_modules/@xterm/addon-webgl/lib/addon-webgl.mjs',
 };
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css' };
