@@ -180,6 +180,7 @@ export async function watchView(main, ctx, id) {
         break;
       case 'end':
         ended = true;
+        if (terminate) terminate.remove();
         if (/behind|slow|drop/i.test(m.reason || '')) {
           showBanner('dropped', `Dropped: ${m.reason}. `);
           banner.append(h('button.small', {
