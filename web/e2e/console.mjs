@@ -251,6 +251,33 @@ await step('the audit page shows the watch, search, view, replay and kill by the
   await shot(auditor, '8-audit');
 });
 
+await step('the session list filters by person, status and time range', async () => {
+  const rows = async (q) => {
+    // Empty the list first, so the wait below sees this query's answer, not the last one's.
+    await auditor.evaluate(() => document.getElementById('session-list')?.replaceChildren());
+    await auditor.goto(`${gw.base}/#/sessions?${q}`);
+    await auditor.waitForSelector('#session-list table, #session-list .empty, #session-list .error', { timeout: 10000 });
+    if (await auditor.$('#session-list .error')) throw new Error(`#/sessions?${q}: ${await auditor.textContent('#session-list .error')}`);
+    return auditor.$$eval('#session-list tr.session-row', (l) => l.map((r) => r.dataset.session));
+  };
+  const hour = 3600e3;
+  const since = new Date(Date.now() - hour).toISOString();
+  const future = new Date(Date.now() + hour).toISOString();
+  const cases = [
+    ['user=alice&status=terminated', true],
+    [`target=web01&since=${encodeURIComponent(since)}`, true],
+    ['user=bob', false],
+    ['status=closed', false],
+    [`since=${encodeURIComponent(future)}`, false],
+  ];
+  for (const [q, want] of cases) {
+    const got = (await rows(q)).includes(sessionId);
+    if (got !== want) throw new Error(`#/sessions?${q} ${want ? 'lacks' : 'shows'} the session`);
+  }
+  await rows('user=alice&status=terminated');
+  await shot(auditor, '8a-sessions-filtered');
+});
+
 await step("a user (bob) cannot reach alice's session: API 404/403, nothing shown", async () => {
   const page = bobPage;
   current = page;
