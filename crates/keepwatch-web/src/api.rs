@@ -264,6 +264,33 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
     Ok(Json(v))
 }
 
+/// Pieces a recording is read in when only part of it is needed (chunks are at most about
+/// 1 MiB, the recorder's flush size).
+const PIECE: u64 = 1 << 20;
+
+/// The recording's events from its start until the first one after `until_us` (all of them
+/// without a bound), reading no further than that.
+async fn recording_events_until(
+    st: &WebState,
+    id: SessionId,
+    until_us: Option<u64>,
+) -> Result<Vec<TimedEvent>, ApiError> {
+    let mut tail = keepwatch_recording::RecordingTail::new();
+    let mut events = Vec::new();
+    loop {
+        let piece = st.blobs.read_recording_range(id, tail.read_offset(), PIECE).await?;
+        if piece.is_empty() {
+            return Ok(events);
+        }
+        tail.push(&piece, &mut events).map_err(|e| {
+            ApiError::internal(format!("recording of session {id} is damaged: {e}"))
+        })?;
+        if events.last().is_some_and(|e| until_us.is_some_and(|u| e.at_us > u)) {
+            return Ok(events);
+        }
+    }
+}
+
 /// The recording's events (a live one up to its last whole chunk).
 async fn recording_events(st: &WebState, id: SessionId) -> Result<Vec<TimedEvent>, ApiError> {
     let bytes = st.blobs.read_recording(id).await?;
@@ -295,7 +322,7 @@ async fn replay(
     if let Some(w) = replay_by_keyframe(&st, &s, q.channel, from, q.until_us).await? {
         return Ok(Json(window_json(w)));
     }
-    let events = recording_events(&st, s.id).await?;
+    let events = recording_events_until(&st, s.id, q.until_us).await?;
     let w = tokio::task::spawn_blocking(move || {
         playback::replay_window(&events, q.channel, from, q.until_us)
     })
@@ -337,7 +364,6 @@ async fn replay_by_keyframe(
         return Ok(None);
     };
     // Whole chunks from the keyframe's on, until past `until_us` (or the end).
-    const PIECE: u64 = 4 << 20;
     let mut offset = k.chunk_offset;
     let mut pending = Vec::new();
     let mut events = Vec::new();
@@ -362,7 +388,8 @@ async fn replay_by_keyframe(
             break;
         }
     }
-    let duration_us = s.ended_at_us.map_or(0, |e| (e - s.started_at_us).max(0) as u64);
+    let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
+    let duration_us = (end - s.started_at_us).max(0) as u64;
     let w = tokio::task::spawn_blocking(move || {
         let screen = (k.screen.as_str(), k.cols, k.rows);
         playback::replay_from_keyframe(&events, channel, screen, from_us, until_us, duration_us)

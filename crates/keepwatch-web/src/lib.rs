@@ -87,9 +87,10 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
         .with_state(state)
 }
 
-/// `Content-Security-Policy` of every response: scripts and everything else only from the
-/// console itself; styles also inline, which xterm.js needs for its renderer.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+/// `Content-Security-Policy` of every response: everything only from the console itself,
+/// nothing inline (the console draws terminals with xterm.js's WebGL renderer, which needs
+/// no injected styles).
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
     form-action 'self'; object-src 'none'";
 

@@ -103,7 +103,15 @@ async fn stream(
                 return socket.send(Message::Close(None)).await;
             }
             Err(RecvError::Closed) => {
-                send(&mut socket, json!({ "type": "end", "reason": "session ended" })).await?;
+                // The recorder sealed the session: its row says how it ended.
+                let reason = match st.store.session(id).await.ok().flatten() {
+                    Some(row) => match row.reason {
+                        Some(r) => format!("session {}: {r}", row.status),
+                        None => format!("session {}", row.status),
+                    },
+                    None => "session ended".into(),
+                };
+                send(&mut socket, json!({ "type": "end", "reason": reason })).await?;
                 return socket.send(Message::Close(None)).await;
             }
         };

@@ -13,9 +13,10 @@ fn search(gw: &Gateway, args: &[&str]) -> Vec<Value> {
     gw.json(&all).as_array().unwrap().clone()
 }
 
-/// Polls `search` until it has at least one hit (the indexer runs every second).
+/// Polls `search` until it has at least one hit (the indexer runs every second; the bound is
+/// generous for a loaded CI machine).
 fn wait_hit(gw: &Gateway, args: &[&str]) -> Vec<Value> {
-    wait_for(&format!("a search hit for {args:?}"), Duration::from_secs(20), || {
+    wait_for(&format!("a search hit for {args:?}"), Duration::from_secs(60), || {
         let hits = search(gw, args);
         (!hits.is_empty()).then_some(hits)
     })
@@ -60,7 +61,7 @@ fn commands_are_found_live_listed_and_replayed_from() {
 
     // Once sealed, the shell's commands are all there, in order, with offsets.
     gw.sealed_sessions(2);
-    let shown = wait_for("the sealed session's commands", Duration::from_secs(20), || {
+    let shown = wait_for("the sealed session's commands", Duration::from_secs(60), || {
         let v = gw.json(&["show", &id, "--json"]);
         let c = v["commands"].as_array().unwrap().clone();
         (c.len() >= 4).then_some(c)
