@@ -37,8 +37,8 @@ pub enum IndexError {
     Task(String),
 }
 
-/// Ticks without new bytes after which a live session's follower gives back its memory.
-const QUIET_TICKS: u32 = 30;
+/// Ticks without new bytes after which a live session's follower gives back its emulators.
+const QUIET_TICKS: u32 = 5;
 
 /// One recording being followed: where reading stopped, and the extraction state.
 struct Follow {
@@ -96,6 +96,9 @@ impl Follow {
             .map_err(|e| IndexError::Task(e.to_string()))?;
             self.tail = tail;
             self.session = session;
+            // The decompressor and chunk buffer are per read, not per follower: an idle
+            // session must not hold them between ticks.
+            self.tail.release_buffers();
             result.map_err(|source| IndexError::Recording { id, source })?;
             let sealed = self.tail.is_sealed();
             store.add_keyframes(id, &self.session.drain_keyframes()).await?;
