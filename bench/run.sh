@@ -9,8 +9,7 @@
 # KW_BENCH_KEEP=1 (keep the work directory), KW_BENCH_OUT=FILE (also write the report there),
 # KW_BENCH_INDEX=0 (run the gateway with the search indexer off, to measure what it costs),
 # KW_BENCH_IDLE_SETTLE (35 s: how long idle sessions sit before the memory reading; the
-# indexer's followers of quiet sessions give back their emulators after 5 s, and jemalloc
-# returns freed pages to the system within about 10 s),
+# indexer's followers of quiet sessions give back their emulators after 5 s),
 # CARGO_TARGET_DIR (where the release build goes; default ./target).
 set -euo pipefail
 

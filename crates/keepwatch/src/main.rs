@@ -74,11 +74,6 @@ enum Command {
     Token(remote::TokenCommand),
 }
 
-/// jemalloc returns memory that sessions gave back to the system (glibc's malloc kept the
-/// gateway's RSS at its peak after sessions ended: fragmentation, not a leak).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The gateway logs what it does; one-shot commands speak only through their output.
