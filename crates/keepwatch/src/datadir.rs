@@ -25,7 +25,7 @@ const DEFAULT_CONFIG: &str = r#"# Keepwatch configuration. Every setting is show
 
 # Where people connect with ssh/sftp/scp (USER@TARGET as the login name).
 ssh_listen = "127.0.0.1:2222"
-# The web listener (health endpoint; the console comes later).
+# The console and the HTTP API (docs/api.md); log in with a password from `user add`.
 web_listen = "127.0.0.1:8080"
 
 [recording]
@@ -283,6 +283,7 @@ impl DataDir {
         println!("  keepwatch grant alice web01");
         println!("  keepwatch run");
         println!("  ssh -p 2222 alice@web01@127.0.0.1");
+        println!("  open http://127.0.0.1:8080 and log in as admin (the console)");
         Ok(())
     }
 

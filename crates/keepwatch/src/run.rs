@@ -56,6 +56,7 @@ pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen for HTTP on {web_addr}"))?;
     eprintln!("keepwatch: SSH gateway listening on {}", ssh.local_addr()?);
     eprintln!("keepwatch: web listening on {}", web.local_addr()?);
+    eprintln!("keepwatch: the console is at http://{}/", web.local_addr()?);
     eprintln!("keepwatch: data directory {}", dir.root().display());
 
     let shutdown = CancellationToken::new();
