@@ -104,3 +104,48 @@ fn commands_are_found_live_listed_and_replayed_from() {
     let audit = gw.kw_ok(&["audit"]);
     assert!(audit.contains("searched") && audit.contains("reindexed"), "{audit}");
 }
+
+#[test]
+fn hostile_terminal_output_neither_stalls_the_gateway_nor_the_index() {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    let mut s = Interactive::start(gw.ssh("alice@web01"));
+    s.wait_output("$ ");
+    // A 10 MB line, invalid UTF-8, an unterminated escape sequence and OSC, and a bogus
+    // resize request to the terminal, all printed by the target.
+    s.send("head -c 10000000 /dev/zero | tr '\\0' a; printf '\\377\\376\\033[99999;99999H\\033[8;99999;99999t\\033]0;never-ends'; echo; echo after-$((5*5))\n");
+    s.wait_output("after-25");
+    // Another session is served meanwhile, and this one still answers.
+    let out = gw.ssh("alice@web01").arg("echo other-$((2+2))").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "other-4\n");
+    s.send("echo still-$((3+3))\n");
+    s.wait_output("still-6");
+    s.send("exit\n");
+    let (status, ..) = s.finish();
+    assert!(status.success());
+    // The index keeps up: the sealed session's commands are there. (The command typed right
+    // after the flood is not: the unterminated OSC swallowed the newlines, so the shell drew
+    // that prompt mid-line, as the person's terminal showed it, and the extractor only reads
+    // commands at prompts that start a line.)
+    gw.sealed_sessions(2);
+    let shell = gw.sessions().iter().find(|s| s["channels"].to_string().contains("shell")).unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = shell.clone();
+    let commands = wait_for("the shell session's commands", Duration::from_secs(60), || {
+        let v = gw.json(&["show", &shell, "--json"]);
+        let c: Vec<String> = v["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["command"].as_str().unwrap().to_owned())
+            .collect();
+        c.iter().any(|t| t == "exit").then_some(c)
+    });
+    assert!(commands[0].starts_with("head -c 10000000 /dev/zero"), "{commands:?}");
+    assert!(gw.kw(&["verify", &id]).status.success());
+}
