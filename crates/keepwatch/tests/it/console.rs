@@ -68,12 +68,8 @@ fn add_person(gw: &Gateway, name: &str, role: &str, password: &str) {
 
 #[test]
 fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
-    let mut s = Interactive::start(gw.ssh("alice@web01"));
-    s.wait_output("$ ");
+    let (_sshd, gw) = gateway_with_web01();
+    let mut s = Interactive::at_prompt(&gw, "alice@web01");
     s.send("echo before-$((2*21))\n");
     s.wait_output("before-42");
     let id = gw.sessions()[0]["id"].as_str().unwrap().to_owned();
@@ -162,10 +158,7 @@ fn sql_exec(db: &std::path::Path, statement: &str) {
 
 #[test]
 fn web_logins_roles_csrf_and_lockout() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let (_sshd, gw) = gateway_with_web01();
     add_person(&gw, "audrey", "auditor", "audit-pass-1");
     add_person(&gw, "bob", "user", "bob-pass-1");
     let out = gw.ssh("alice@web01").arg("echo alice-was-here").output().unwrap();

@@ -24,14 +24,9 @@ fn wait_hit(gw: &Gateway, args: &[&str]) -> Vec<Value> {
 
 #[test]
 fn commands_are_found_live_listed_and_replayed_from() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let (_sshd, mut gw) = gateway_with_web01();
 
-    let mut s = Interactive::start(gw.ssh("alice@web01"));
-    // Typed at the prompt (typeahead before the first prompt is not attributed).
-    s.wait_output("$ ");
+    let mut s = Interactive::at_prompt(&gw, "alice@web01");
     s.send("echo first-$((6*7))\n");
     s.wait_output("first-42");
     s.send("ls -la /etc/ssh/ssh_config\n");
@@ -107,12 +102,8 @@ fn commands_are_found_live_listed_and_replayed_from() {
 
 #[test]
 fn hostile_terminal_output_neither_stalls_the_gateway_nor_the_index() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
-    let mut s = Interactive::start(gw.ssh("alice@web01"));
-    s.wait_output("$ ");
+    let (_sshd, gw) = gateway_with_web01();
+    let mut s = Interactive::at_prompt(&gw, "alice@web01");
     // A 10 MB line, invalid UTF-8, an unterminated escape sequence and OSC, and a bogus
     // resize request to the terminal, all printed by the target.
     s.send("head -c 10000000 /dev/zero | tr '\\0' a; printf '\\377\\376\\033[99999;99999H\\033[8;99999;99999t\\033]0;never-ends'; echo; echo after-$((5*5))\n");

@@ -348,6 +348,15 @@ impl Drop for Gateway {
     }
 }
 
+/// A running gateway with the target `web01` (a fresh sshd) granted to alice.
+pub fn gateway_with_web01() -> (Sshd, Gateway) {
+    let sshd = Sshd::start();
+    let mut gw = Gateway::new();
+    gw.add_target("web01", &sshd);
+    gw.start();
+    (sshd, gw)
+}
+
 /// An interactive `ssh -tt` session whose output is collected as it arrives.
 pub struct Interactive {
     child: Child,
@@ -378,6 +387,14 @@ impl Interactive {
         collect(child.stdout.take().unwrap(), out.clone());
         collect(child.stderr.take().unwrap(), err.clone());
         Interactive { child, stdin, out, err }
+    }
+
+    /// An interactive session as `login` through the gateway, once the shell drew its first
+    /// prompt (keys typed before it are not attributed to a command).
+    pub fn at_prompt(gw: &Gateway, login: &str) -> Interactive {
+        let s = Interactive::start(gw.ssh(login));
+        s.wait_output("$ ");
+        s
     }
 
     pub fn send(&mut self, text: &str) {
