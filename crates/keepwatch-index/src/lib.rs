@@ -52,6 +52,18 @@ impl Follow {
         Follow { tail: RecordingTail::new(), session: SessionIndexer::new(), quiet_ticks: 0 }
     }
 
+    /// The recording ends where reading stopped: every channel's last command is done.
+    async fn finish(
+        &mut self,
+        store: &Store,
+        id: SessionId,
+        complete: bool,
+    ) -> Result<(), IndexError> {
+        self.session.finish(self.session.last_at_us());
+        store.add_commands(id, &self.session.drain_rows(), complete).await?;
+        Ok(())
+    }
+
     /// Counts a tick that read nothing; after [`QUIET_TICKS`] the follower sleeps (once).
     fn quiet_tick(&mut self, read_anything: bool) {
         if read_anything {
@@ -201,10 +213,7 @@ impl Indexer {
     ) -> Result<(), IndexError> {
         let ended = self.store.session(id).await?.is_none_or(|s| s.chain_head.is_some());
         if ended && !self.blobs.has_spool(id) {
-            let at = follow.session.last_at_us();
-            follow.session.finish(at);
-            let rows = follow.session.drain_rows();
-            self.store.add_commands(id, &rows, true).await?;
+            follow.finish(&self.store, id, true).await?;
         } else {
             self.live.insert(id, follow);
         }
@@ -238,10 +247,7 @@ pub async fn reindex(
     let mut follow = Follow::new();
     if !follow.advance(store, blobs, id, progress).await? {
         // Active, or cut short by a crash not yet recovered: index what is there.
-        let at = follow.session.last_at_us();
-        follow.session.finish(at);
-        let rows = follow.session.drain_rows();
-        store.add_commands(id, &rows, false).await?;
+        follow.finish(store, id, false).await?;
     }
     Ok(follow.session.commands())
 }

@@ -44,6 +44,7 @@ pub fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/tokens", post(add_token))
 }
 
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-25T10:00:00.123456Z`.
 pub fn rfc3339(us: i64) -> String {
     use time::format_description::well_known::Rfc3339;
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
@@ -183,11 +184,13 @@ fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Val
     })
 }
 
+/// A command row as the API and `keepwatch show --json` give it.
 pub fn command_json(c: &CommandRow) -> Value {
     json!({
         "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
         "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
         "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
+        "output_truncated": c.output_truncated,
     })
 }
 

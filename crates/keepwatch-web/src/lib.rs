@@ -23,6 +23,7 @@ use keepwatch_core::SessionId;
 use keepwatch_recorder::WatchStart;
 use keepwatch_store::{BlobStore, Store, StoreError, Vault};
 
+pub use api::{command_json, rfc3339};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, random_token, sha256_hex};
 

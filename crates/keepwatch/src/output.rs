@@ -1,15 +1,9 @@
 //! Shared output helpers: times, tables and the CLI's audit actor.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// RFC 3339 in UTC with microseconds, e.g. `2026-11-25T10:00:00.123456Z`.
-pub fn rfc3339(us: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| us.to_string())
-}
+/// RFC 3339 in UTC with microseconds, as the API prints it.
+pub use keepwatch_web::rfc3339;
 
 /// Prints rows as left-aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {

@@ -8,6 +8,8 @@ use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_store::{CommandRow, NewAudit, SearchQuery, SessionFilter, Store};
 use serde_json::{Value, json};
 
+pub use keepwatch_web::command_json;
+
 use crate::datadir::DataDir;
 use crate::output::{local_actor, parse_time, print_json, rfc3339, table};
 
@@ -51,15 +53,6 @@ pub struct ReindexArgs {
 pub fn offset(us: u64) -> String {
     let ms = us / 1000;
     format!("+{}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000)
-}
-
-pub fn command_json(c: &CommandRow) -> Value {
-    json!({
-        "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
-        "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
-        "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
-        "output_truncated": c.output_truncated,
-    })
 }
 
 /// One line per command for `show`: number, offset, kind and text.
