@@ -38,5 +38,7 @@ $SUDO mkdir -p /run/sshd
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz targets (their own workspace, built with nightly by `cargo fuzz`) must still compile.
+cargo check --manifest-path fuzz/Cargo.toml --locked
 cargo test --workspace --locked
 bash scripts/e2e.sh

@@ -11,7 +11,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 
 /// `USER@HOST:PORT`; the user may itself hold an `@` (`alice@web01` on the gateway).
 #[derive(Clone, Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub user: String,
     pub host: String,
     pub port: u16,
@@ -20,7 +20,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let (user, hostport) =
             s.rsplit_once('@').ok_or_else(|| format!("{s:?}: expected USER@HOST:PORT"))?;
         let (host, port) =
@@ -40,7 +40,7 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-pub struct AnyHostKey;
+pub(crate) struct AnyHostKey;
 
 impl client::Handler for AnyHostKey {
     type Error = russh::Error;
@@ -54,7 +54,7 @@ impl client::Handler for AnyHostKey {
 }
 
 /// A logged-in connection; holds the jump connection (if any) alive with it.
-pub struct Connected {
+pub(crate) struct Connected {
     pub handle: client::Handle<AnyHostKey>,
     _jump: Option<client::Handle<AnyHostKey>>,
 }
@@ -85,7 +85,7 @@ async fn login(
 }
 
 /// Connects and logs in to `ep` with `key`, within `timeout`.
-pub async fn connect(
+pub(crate) async fn connect(
     ep: &Endpoint,
     key: &Arc<PrivateKey>,
     timeout: Duration,

@@ -19,7 +19,7 @@ const PROBE: &[u8] = b"echo KW_$((6*7))_UP\r";
 const ANSWER: &[u8] = b"KW_42_UP";
 
 #[derive(clap::Args)]
-pub struct IdleArgs {
+pub(crate) struct IdleArgs {
     #[command(flatten)]
     auth: AuthArgs,
     /// Where to log in, as USER@HOST:PORT.
@@ -36,7 +36,7 @@ pub struct IdleArgs {
     hold_secs: u64,
 }
 
-pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<()> {
     let key = Arc::new(
         russh::keys::load_secret_key(&args.auth.key, None)
             .with_context(|| format!("cannot load the private key {}", args.auth.key.display()))?,

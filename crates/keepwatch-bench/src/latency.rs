@@ -18,7 +18,7 @@ use crate::client::{self, Connected, Endpoint};
 const REMOTE: &str = "stty raw -echo && printf KW_READY && exec cat";
 
 #[derive(clap::Args)]
-pub struct LatencyArgs {
+pub(crate) struct LatencyArgs {
     #[command(flatten)]
     auth: AuthArgs,
     /// An endpoint as NAME=USER@HOST:PORT, or NAME=USER@HOST:PORT,via=USER@HOST:PORT for a
@@ -50,7 +50,7 @@ struct Typist {
     samples: Vec<u64>,
 }
 
-pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: LatencyArgs) -> anyhow::Result<()> {
     let key = Arc::new(
         russh::keys::load_secret_key(&args.auth.key, None)
             .with_context(|| format!("cannot load the private key {}", args.auth.key.display()))?,

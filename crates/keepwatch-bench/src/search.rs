@@ -21,7 +21,7 @@ const P50_TARGET_MS: f64 = 50.0;
 const P99_TARGET_MS: f64 = 200.0;
 
 #[derive(clap::Args)]
-pub struct SearchArgs {
+pub(crate) struct SearchArgs {
     /// Directory for the benchmark's database (created if missing).
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
@@ -122,7 +122,7 @@ struct Build {
     store: Duration,
 }
 
-pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
     if args.sessions == 0 || args.commands < u64::from(args.sessions) {
         bail!("need at least one session and at least one command per session");
     }

@@ -14,7 +14,7 @@ use keepwatch_recording::{Event, Pty, RecordingWriter, Seal, SessionStart, Timed
 use keepwatch_store::{BlobStore, ChannelRow, SessionRow, Store, now_us};
 
 #[derive(clap::Args)]
-pub struct SynthArgs {
+pub(crate) struct SynthArgs {
     /// The keepwatch data directory (initialised; the gateway may be running).
     #[arg(long)]
     data_dir: PathBuf,
@@ -40,7 +40,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let root = &a.data_dir;
     let seed: [u8; 32] = std::fs::read_to_string(root.join("signing.key"))
         .ok()

@@ -72,7 +72,12 @@ pub(crate) async fn run(
 }
 
 impl Connection {
-    pub fn new(ctx: Arc<GatewayContext>, login: Login, peer: SocketAddr, handle: Handle) -> Self {
+    pub(crate) fn new(
+        ctx: Arc<GatewayContext>,
+        login: Login,
+        peer: SocketAddr,
+        handle: Handle,
+    ) -> Self {
         Connection {
             ctx,
             login,
@@ -84,13 +89,13 @@ impl Connection {
         }
     }
 
-    pub fn spawn_channel(self: &Arc<Self>, channel: Channel<Msg>) {
+    pub(crate) fn spawn_channel(self: &Arc<Self>, channel: Channel<Msg>) {
         let conn = self.clone();
         let span = tracing::info_span!("channel", person = %self.login.person, peer = %self.peer);
         self.tasks.spawn(crate::channel::run(conn, channel).instrument(span));
     }
 
-    pub fn spawn_tunnel(
+    pub(crate) fn spawn_tunnel(
         self: &Arc<Self>,
         channel: Channel<Msg>,
         host: String,
@@ -106,7 +111,7 @@ impl Connection {
 
     /// Starts relaying the target's connections to the person's agent (once per session,
     /// and only when the grant allows `ssh -A`).
-    pub fn serve_agent(self: &Arc<Self>, s: &Arc<ActiveSession>) {
+    pub(crate) fn serve_agent(self: &Arc<Self>, s: &Arc<ActiveSession>) {
         let rx = s.agents.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = rx {
             self.tasks.spawn(crate::tunnel::run_agent(self.clone(), s.clone(), rx));
@@ -114,20 +119,20 @@ impl Connection {
     }
 
     /// Starts serving the target's `ssh -R` connections (once per session).
-    pub fn serve_remote_forwards(self: &Arc<Self>, s: &Arc<ActiveSession>) {
+    pub(crate) fn serve_remote_forwards(self: &Arc<Self>, s: &Arc<ActiveSession>) {
         let rx = s.forwarded.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = rx {
             self.tasks.spawn(crate::tunnel::run_remote(self.clone(), s.clone(), rx));
         }
     }
 
-    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
+    pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
         self.tasks.spawn(f);
     }
 
     /// The session of this connection, started on first use with `target`. Later channels
     /// share it whatever they ask. The error is the line to show the person.
-    pub async fn session(&self, target: &str) -> Result<Arc<ActiveSession>, String> {
+    pub(crate) async fn session(&self, target: &str) -> Result<Arc<ActiveSession>, String> {
         self.session.get_or_init(|| self.start_session(target)).await.clone()
     }
 
@@ -274,7 +279,7 @@ impl Connection {
 
     /// Hands an event to the recorder, applying the target's recording-failure policy.
     /// An error means the session must end (the termination has been requested already).
-    pub async fn record(&self, s: &ActiveSession, event: Event) -> Result<(), ()> {
+    pub(crate) async fn record(&self, s: &ActiveSession, event: Event) -> Result<(), ()> {
         if s.unrecorded.load(Ordering::Relaxed) {
             return Ok(());
         }

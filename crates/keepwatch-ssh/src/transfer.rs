@@ -58,7 +58,7 @@ struct Spool {
 
 impl FileChannel {
     /// A tracker when `kind` is a file-transfer channel, else `None` (plain relay).
-    pub fn for_channel(
+    pub(crate) fn for_channel(
         kind: &ChannelKind,
         grant: &GrantPolicy,
         place: SpoolPlace,
@@ -90,7 +90,7 @@ impl FileChannel {
 
     /// Appends the content that passed in `out` to each file's spool. A failed write gives
     /// up on that file's copy, never on the transfer.
-    pub fn spool_content(&self, out: &Output) {
+    pub(crate) fn spool_content(&self, out: &Output) {
         let Some(spools) = &self.spools else { return };
         if out.content.is_empty() {
             return;
@@ -157,7 +157,7 @@ impl FileChannel {
 
     /// For legacy SCP, whether policy refuses the whole command before it runs: then the
     /// returned output holds the refusal for the client and the exec must not reach the target.
-    pub fn refuse_at_start(&self) -> Option<Output> {
+    pub(crate) fn refuse_at_start(&self) -> Option<Output> {
         let mut refused = false;
         let out = self.with(|t, out| {
             if let Tracker::Scp(s) = t {
@@ -167,21 +167,21 @@ impl FileChannel {
         refused.then_some(out)
     }
 
-    pub fn client_bytes(&self, data: &[u8]) -> Output {
+    pub(crate) fn client_bytes(&self, data: &[u8]) -> Output {
         self.with(|t, out| match t {
             Tracker::Sftp(s) => s.from_client(data, out),
             Tracker::Scp(s) => s.from_client(data, out),
         })
     }
 
-    pub fn server_bytes(&self, data: &[u8]) -> Output {
+    pub(crate) fn server_bytes(&self, data: &[u8]) -> Output {
         self.with(|t, out| match t {
             Tracker::Sftp(s) => s.from_server(data, out),
             Tracker::Scp(s) => s.from_server(data, out),
         })
     }
 
-    pub fn finish(&self) -> Output {
+    pub(crate) fn finish(&self) -> Output {
         self.with(|t, out| match t {
             Tracker::Sftp(s) => s.finish(out),
             Tracker::Scp(s) => s.finish(out),

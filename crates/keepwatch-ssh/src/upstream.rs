@@ -161,7 +161,7 @@ fn names<N: Copy>(
 ///
 /// # Errors
 /// Names russh does not implement are refused, naming the ones it does.
-pub fn preferred_for(a: &Algorithms) -> Result<russh::Preferred, UnknownAlgorithm> {
+pub(crate) fn preferred_for(a: &Algorithms) -> Result<russh::Preferred, UnknownAlgorithm> {
     use russh::{cipher, kex, mac};
     use std::borrow::Cow;
     let mut p = crate::preferred();

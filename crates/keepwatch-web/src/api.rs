@@ -22,7 +22,7 @@ use crate::{ApiError, WebState, playback};
 type St = State<Arc<WebState>>;
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn routes() -> axum::Router<Arc<WebState>> {
+pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
@@ -65,7 +65,7 @@ fn parse_id(id: &str) -> Result<SessionId, ApiError> {
 }
 
 /// Records what the caller did; refuses to go on if the trail cannot be written.
-pub async fn audit_as(
+pub(crate) async fn audit_as(
     st: &WebState,
     caller: &Caller,
     action: AuditAction,
@@ -85,7 +85,7 @@ pub async fn audit_as(
 }
 
 /// The session if the caller may see it; 404 otherwise (no hint that it exists).
-pub async fn visible_session(
+pub(crate) async fn visible_session(
     st: &WebState,
     caller: &Caller,
     id: &str,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::{ApiError, WebState};
 
 /// The browser session cookie.
-pub const COOKIE: &str = "kw_session";
+pub(crate) const COOKIE: &str = "kw_session";
 /// Failed logins (per name and per address) before a lockout.
 const MAX_FAILURES: usize = 5;
 /// The window failures are counted in, and how long a lockout lasts.
@@ -25,7 +25,7 @@ pub const CLI_TOKEN_NAME: &str = "local-cli";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// What the audit trail names: the person, `token:NAME`, or `local:OS_USER`.
     pub actor: String,
     /// The person, for browser sessions (a `user` sees only their own sessions).
@@ -45,7 +45,7 @@ fn rank(r: Role) -> u8 {
 impl Caller {
     /// # Errors
     /// 403 when the caller's role is below `min`.
-    pub fn require(&self, min: Role) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, min: Role) -> Result<(), ApiError> {
         if rank(self.role) >= rank(min) {
             Ok(())
         } else {
@@ -57,12 +57,12 @@ impl Caller {
     }
 
     /// Sees every session (auditor, admin), or only the person's own.
-    pub fn sees_all(&self) -> bool {
+    pub(crate) fn sees_all(&self) -> bool {
         rank(self.role) >= rank(Role::Auditor)
     }
 
     /// Whether the caller may see a session of `person`.
-    pub fn may_see(&self, person: &str) -> bool {
+    pub(crate) fn may_see(&self, person: &str) -> bool {
         self.sees_all() || self.person.as_deref() == Some(person)
     }
 }
@@ -76,7 +76,7 @@ struct WebSession {
 
 /// Browser sessions and login failures, in memory (a restart logs everyone out).
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     by_hash: Mutex<HashMap<String, WebSession>>,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
@@ -98,7 +98,7 @@ fn hex(b: &[u8]) -> String {
 
 impl Sessions {
     /// Starts a browser session; returns the cookie value and the CSRF token.
-    pub fn create(&self, person: &str, role: Role) -> Result<(String, String), ApiError> {
+    pub(crate) fn create(&self, person: &str, role: Role) -> Result<(String, String), ApiError> {
         let cookie = random_token()?;
         let csrf = random_token()?;
         let s = WebSession {
@@ -111,7 +111,7 @@ impl Sessions {
         Ok((cookie, csrf))
     }
 
-    pub fn remove(&self, cookie: &str) {
+    pub(crate) fn remove(&self, cookie: &str) {
         self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).remove(&sha256_hex(cookie));
     }
 
@@ -126,7 +126,7 @@ impl Sessions {
     }
 
     /// How long `keys` stay locked out, if any of them failed too often.
-    pub fn locked_for(&self, keys: &[String]) -> Option<Duration> {
+    pub(crate) fn locked_for(&self, keys: &[String]) -> Option<Duration> {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         keys.iter()
@@ -140,7 +140,7 @@ impl Sessions {
             .max()
     }
 
-    pub fn failed(&self, keys: &[String]) {
+    pub(crate) fn failed(&self, keys: &[String]) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
             let q = map.entry(k.clone()).or_default();
@@ -151,7 +151,7 @@ impl Sessions {
         }
     }
 
-    pub fn succeeded(&self, keys: &[String]) {
+    pub(crate) fn succeeded(&self, keys: &[String]) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
             map.remove(k);
@@ -159,7 +159,7 @@ impl Sessions {
     }
 }
 
-pub fn client_addr(parts: &Parts) -> Option<String> {
+pub(crate) fn client_addr(parts: &Parts) -> Option<String> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string())
 }
 
@@ -211,12 +211,12 @@ impl FromRequestParts<Arc<WebState>> for Caller {
 }
 
 /// The CSRF token of the caller's browser session (for `/me`).
-pub fn csrf_of(st: &WebState, parts_cookie: Option<&str>) -> Option<String> {
+pub(crate) fn csrf_of(st: &WebState, parts_cookie: Option<&str>) -> Option<String> {
     let cookie = parts_cookie?;
     st.sessions.lookup(cookie, st.config.idle_timeout).map(|(_, _, c)| c)
 }
 
-pub fn cookie_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+pub(crate) fn cookie_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
     headers.get_all(header::COOKIE).iter().find_map(|v| {
         v.to_str().ok()?.split(';').find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;

@@ -19,7 +19,7 @@ fn id_param() -> Value {
     json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }])
 }
 
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let with_id = |mut v: Value| {
         v["parameters"] = id_param();
         v

@@ -18,7 +18,7 @@ use crate::api::{audit_as, visible_session};
 use crate::playback::{Utf8Stream, replay_window};
 use crate::{ApiError, WebState};
 
-pub async fn watch(
+pub(crate) async fn watch(
     State(st): State<Arc<WebState>>,
     caller: crate::auth::Caller,
     Path(id): Path<String>,

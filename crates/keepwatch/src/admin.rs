@@ -16,7 +16,7 @@ use crate::datadir::DataDir;
 use crate::output::{local_actor, print_json, rfc3339, table};
 
 #[derive(Subcommand)]
-pub enum UserCommand {
+pub(crate) enum UserCommand {
     /// Add a person.
     Add(UserAdd),
     /// List people.
@@ -27,7 +27,7 @@ pub enum UserCommand {
 }
 
 #[derive(Args)]
-pub struct UserAdd {
+pub(crate) struct UserAdd {
     name: String,
     /// user (connects to granted targets), auditor (searches, replays, terminates) or admin.
     #[arg(long)]
@@ -41,7 +41,7 @@ pub struct UserAdd {
 }
 
 #[derive(Subcommand)]
-pub enum TargetCommand {
+pub(crate) enum TargetCommand {
     /// Add a target; its secret is encrypted with the vault key and never shown again.
     Add(Box<TargetAdd>),
     /// List targets (never their secrets).
@@ -54,7 +54,7 @@ pub enum TargetCommand {
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("secret").required(true).args(["password_stdin", "key"])))]
 #[command(group(clap::ArgGroup::new("hostkey").required(true).args(["host_key", "trust_on_first_use"])))]
-pub struct TargetAdd {
+pub(crate) struct TargetAdd {
     name: String,
     #[arg(long)]
     host: String,
@@ -94,7 +94,7 @@ pub struct TargetAdd {
 }
 
 #[derive(Args)]
-pub struct GrantArgs {
+pub(crate) struct GrantArgs {
     user: String,
     target: String,
     /// Forbid writing files on the target (SFTP/SCP uploads, rename, remove, mkdir).
@@ -163,7 +163,7 @@ fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     match cmd {
         UserCommand::Add(a) => {
@@ -221,7 +221,7 @@ pub async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     match cmd {
         TargetCommand::Add(a) => {
@@ -321,7 +321,7 @@ pub async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     for p in &a.allow_forward {
         if !p.contains(':') {
@@ -347,7 +347,7 @@ pub async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn revoke(dir: &DataDir, user: &str, target: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn revoke(dir: &DataDir, user: &str, target: &str) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let removed = store.revoke(user, target).await?;
     audit(&store, AuditAction::GrantRemoved, format!("{user} -> {target}")).await?;

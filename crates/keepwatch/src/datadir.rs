@@ -65,7 +65,7 @@ interval_ms = 1000
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub ssh_listen: String,
     pub web_listen: String,
     pub recording: RecordingSection,
@@ -75,7 +75,7 @@ pub struct FileConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RecordingSection {
+pub(crate) struct RecordingSection {
     pub flush_interval_ms: u64,
     pub checkpoint_interval_s: u64,
     /// Mask private key blocks in output.
@@ -88,7 +88,7 @@ pub struct RecordingSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MaskSection {
+pub(crate) struct MaskSection {
     pub name: String,
     pub pattern: String,
 }
@@ -96,7 +96,7 @@ pub struct MaskSection {
 /// The search index, kept current from the recordings while `run` runs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IndexSection {
+pub(crate) struct IndexSection {
     pub enabled: bool,
     /// How often live recordings are read into the index.
     pub interval_ms: u64,
@@ -110,7 +110,7 @@ impl Default for IndexSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct GatewaySection {
+pub(crate) struct GatewaySection {
     pub env_allow: Vec<String>,
     pub connect_timeout_s: u64,
     pub shutdown_grace_s: u64,
@@ -155,7 +155,7 @@ impl Default for GatewaySection {
 }
 
 impl FileConfig {
-    pub fn recorder(&self) -> anyhow::Result<RecorderConfig> {
+    pub(crate) fn recorder(&self) -> anyhow::Result<RecorderConfig> {
         let r = &self.recording;
         let mut rules = if r.mask_defaults { OutputMask::default_rules() } else { Vec::new() };
         rules.extend(
@@ -170,7 +170,7 @@ impl FileConfig {
             ..Default::default()
         })
     }
-    pub fn gateway(&self) -> GatewayConfig {
+    pub(crate) fn gateway(&self) -> GatewayConfig {
         GatewayConfig {
             env_allow: self.gateway.env_allow.clone(),
             connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
@@ -180,7 +180,7 @@ impl FileConfig {
     }
 }
 
-pub struct DataDir {
+pub(crate) struct DataDir {
     root: PathBuf,
 }
 
@@ -207,11 +207,11 @@ fn random_password() -> anyhow::Result<String> {
 }
 
 impl DataDir {
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         DataDir { root }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -219,7 +219,7 @@ impl DataDir {
         self.root.join(name)
     }
 
-    pub fn is_initialised(&self) -> bool {
+    pub(crate) fn is_initialised(&self) -> bool {
         self.path(CONFIG).exists()
     }
 
@@ -235,7 +235,7 @@ impl DataDir {
     }
 
     /// Creates the directory with fresh keys and an `admin` person.
-    pub async fn init(&self) -> anyhow::Result<()> {
+    pub(crate) async fn init(&self) -> anyhow::Result<()> {
         if self.is_initialised() {
             bail!("{} is already initialised; refusing to touch it", self.root.display());
         }
@@ -287,7 +287,7 @@ impl DataDir {
         Ok(())
     }
 
-    pub fn config(&self) -> anyhow::Result<FileConfig> {
+    pub(crate) fn config(&self) -> anyhow::Result<FileConfig> {
         self.require_initialised()?;
         let text =
             std::fs::read_to_string(self.path(CONFIG)).context("cannot read keepwatch.toml")?;
@@ -297,7 +297,7 @@ impl DataDir {
 
     /// The metadata store; audit events it writes are signed when the signing key is
     /// readable (it is for the gateway and for root's CLI).
-    pub async fn store(&self) -> anyhow::Result<Store> {
+    pub(crate) async fn store(&self) -> anyhow::Result<Store> {
         self.require_initialised()?;
         let store = Store::open_sqlite(&self.path(DB))
             .await
@@ -308,16 +308,16 @@ impl DataDir {
         })
     }
 
-    pub fn blobs(&self) -> anyhow::Result<BlobStore> {
+    pub(crate) fn blobs(&self) -> anyhow::Result<BlobStore> {
         BlobStore::local(&self.root).context("cannot open the recording store")
     }
 
-    pub fn vault(&self) -> anyhow::Result<Vault> {
+    pub(crate) fn vault(&self) -> anyhow::Result<Vault> {
         let key = unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")?;
         Ok(Vault::new(&key)?)
     }
 
-    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+    pub(crate) fn signing_key(&self) -> anyhow::Result<SigningKey> {
         let seed: [u8; 32] = unhex(&read(&self.path(SIGNING_KEY))?)
             .and_then(|v| v.try_into().ok())
             .context("signing.key is not 32 hex-encoded bytes")?;
@@ -325,20 +325,20 @@ impl DataDir {
     }
 
     /// The public half only: all `verify` needs.
-    pub fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
+    pub(crate) fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
         let raw: [u8; 32] = unhex(&read(&self.path(SIGNING_PUB))?)
             .and_then(|v| v.try_into().ok())
             .context("signing.pub is not 32 hex-encoded bytes")?;
         VerifyingKey::from_bytes(&raw).context("signing.pub is not an ed25519 public key")
     }
 
-    pub fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {
+    pub(crate) fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {
         let text =
             String::from_utf8(read(&self.path(HOST_KEY))?).context("host key is not text")?;
         russh::keys::PrivateKey::from_openssh(&text).context("cannot parse the SSH host key")
     }
 
-    pub fn recorder_context(
+    pub(crate) fn recorder_context(
         &self,
         store: &Store,
         cfg: &FileConfig,
@@ -364,6 +364,6 @@ fn unhex(text: &[u8]) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     hex(bytes)
 }

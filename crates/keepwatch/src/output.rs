@@ -3,10 +3,10 @@
 use time::OffsetDateTime;
 
 /// RFC 3339 in UTC with microseconds, as the API prints it.
-pub use keepwatch_web::rfc3339;
+pub(crate) use keepwatch_web::rfc3339;
 
 /// Prints rows as left-aligned columns under a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -31,7 +31,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// The audit actor for CLI actions: `local:<os user>`.
-pub fn local_actor() -> String {
+pub(crate) fn local_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
@@ -53,13 +53,13 @@ fn os_user_name() -> Option<String> {
     })
 }
 
-pub fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// A point in time for `--since`/`--until`: RFC 3339 (`2026-11-25T10:00:00Z`), a date
 /// (`2026-11-25`, midnight UTC), or an age (`90s`, `30m`, `2h`, `7d`: that long ago).
-pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_time(s: &str) -> anyhow::Result<i64> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1000) as i64);

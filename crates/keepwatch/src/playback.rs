@@ -15,7 +15,7 @@ use crate::sessions::audit_view;
 use keepwatch_web::playback::{asciicast, pick_channel};
 
 #[derive(Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     id: SessionId,
     /// Playback speed factor (2 = twice as fast).
     #[arg(long, default_value_t = 1.0)]
@@ -37,13 +37,13 @@ pub struct ReplayArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// asciicast v2 (asciinema play, asciinema-player).
     Asciicast,
 }
 
 #[derive(Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     id: SessionId,
     #[arg(long, value_enum)]
     format: Format,
@@ -80,7 +80,7 @@ async fn load(
 
 /// The events of a recording (sealed or live), without an audit event of their own: the
 /// caller audits the view it is part of.
-pub async fn events(dir: &DataDir, id: SessionId) -> anyhow::Result<Vec<TimedEvent>> {
+pub(crate) async fn events(dir: &DataDir, id: SessionId) -> anyhow::Result<Vec<TimedEvent>> {
     let bytes = dir
         .blobs()?
         .read_recording(id)
@@ -92,7 +92,7 @@ pub async fn events(dir: &DataDir, id: SessionId) -> anyhow::Result<Vec<TimedEve
 }
 
 /// One line for an event; data events show their size, not their bytes.
-pub fn describe(e: &Event) -> String {
+pub(crate) fn describe(e: &Event) -> String {
     match e {
         Event::SessionStart(s) => {
             format!("session start {}@{} from {}", s.user, s.target, s.client_addr)
@@ -156,7 +156,7 @@ pub fn describe(e: &Event) -> String {
     }
 }
 
-pub async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let started = store.session(a.id).await?.map(|s| s.started_at_us).unwrap_or_default();
     let events = load(dir, a.id, AuditAction::RecordingExported).await?;
@@ -193,7 +193,7 @@ async fn replay_start(dir: &DataDir, a: &ReplayArgs) -> anyhow::Result<(u64, Opt
     }
 }
 
-pub async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !(a.speed > 0.0 && a.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }

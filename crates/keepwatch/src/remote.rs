@@ -25,13 +25,13 @@ const TOKEN_FILE: &str = "cli.token";
 const ADDR_FILE: &str = "web.addr";
 
 #[derive(Args)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// The live session to follow (`keepwatch sessions --active`).
     id: SessionId,
 }
 
 #[derive(Args)]
-pub struct KillArgs {
+pub(crate) struct KillArgs {
     /// The live session to end.
     id: SessionId,
     /// Shown to the person and kept in the audit trail.
@@ -40,7 +40,7 @@ pub struct KillArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create an API token for automation; it is printed once and stored only as a hash.
     Create {
         /// What the token is for (the audit trail names it `token:NAME`).
@@ -59,7 +59,7 @@ pub enum TokenCommand {
 }
 
 /// Called by `run`: a fresh local credential and the web address for this run's CLI.
-pub async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> anyhow::Result<()> {
     let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
     store.set_token(CLI_TOKEN_NAME, Role::Admin, &sha256_hex(&token)).await?;
     write_private(&dir.root().join(TOKEN_FILE), &token)?;
@@ -95,7 +95,7 @@ fn credential(dir: &DataDir) -> anyhow::Result<(String, String)> {
     Ok((read(ADDR_FILE)?, read(TOKEN_FILE)?))
 }
 
-pub async fn watch(dir: &DataDir, a: WatchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn watch(dir: &DataDir, a: WatchArgs) -> anyhow::Result<ExitCode> {
     let (addr, token) = credential(dir)?;
     let mut req = format!("ws://{addr}/api/v1/sessions/{}/watch", a.id).into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
@@ -136,7 +136,7 @@ pub async fn watch(dir: &DataDir, a: WatchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn kill(dir: &DataDir, a: KillArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn kill(dir: &DataDir, a: KillArgs) -> anyhow::Result<ExitCode> {
     let (addr, token) = credential(dir)?;
     let body = json!({ "reason": a.reason }).to_string();
     let path = format!("/api/v1/sessions/{}/terminate", a.id);
@@ -176,7 +176,7 @@ async fn post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result
     Ok((status, body.to_owned()))
 }
 
-pub async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     match cmd {
         TokenCommand::Create { name, role } => {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::datadir::DataDir;
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// SSH listen address (default from keepwatch.toml: 127.0.0.1:2222).
     #[arg(long, value_name = "ADDR")]
     ssh_listen: Option<String>,
@@ -22,7 +22,7 @@ pub struct RunArgs {
     web_listen: Option<String>,
 }
 
-pub async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !dir.is_initialised() {
         dir.init().await?;
     }

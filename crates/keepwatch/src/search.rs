@@ -8,13 +8,13 @@ use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_store::{CommandRow, NewAudit, SearchQuery, SessionFilter, Store};
 use serde_json::{Value, json};
 
-pub use keepwatch_web::command_json;
+pub(crate) use keepwatch_web::command_json;
 
 use crate::datadir::DataDir;
 use crate::output::{local_actor, parse_time, print_json, rfc3339, table};
 
 #[derive(Args)]
-pub struct SearchArgs {
+pub(crate) struct SearchArgs {
     /// Text to find in commands and their output: a case-insensitive substring, so paths
     /// and flags match inside words (`/etc/sudoers`, `-rf`).
     query: String,
@@ -41,7 +41,7 @@ pub struct SearchArgs {
 }
 
 #[derive(Args)]
-pub struct ReindexArgs {
+pub(crate) struct ReindexArgs {
     /// Sessions to index again from their recordings.
     ids: Vec<SessionId>,
     /// Every session.
@@ -50,13 +50,13 @@ pub struct ReindexArgs {
 }
 
 /// Microseconds as `+M:SS.mmm`, the offset `replay --at` takes.
-pub fn offset(us: u64) -> String {
+pub(crate) fn offset(us: u64) -> String {
     let ms = us / 1000;
     format!("+{}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000)
 }
 
 /// One line per command for `show`: number, offset, kind and text.
-pub fn command_cells(c: &CommandRow) -> Vec<String> {
+pub(crate) fn command_cells(c: &CommandRow) -> Vec<String> {
     let text = match (c.kind.as_str(), c.confidence.as_str()) {
         ("screen", _) => format!("[screen] {}", first_line(&c.output)),
         (_, "unknown") => "[not echoed: text unknown]".into(),
@@ -69,7 +69,7 @@ fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
 }
 
-pub async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitCode> {
     if a.query.is_empty() {
         bail!("the search text is empty");
     }
@@ -132,7 +132,7 @@ pub async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<ExitCode> {
     if a.ids.is_empty() != a.all {
         bail!("name sessions to reindex, or pass --all (not both)");
     }
@@ -190,14 +190,14 @@ async fn all_sessions(store: &Store) -> anyhow::Result<Vec<SessionId>> {
 }
 
 /// Lists what `show` prints under "commands".
-pub fn print_commands(commands: &[CommandRow]) {
+pub(crate) fn print_commands(commands: &[CommandRow]) {
     let rows: Vec<Vec<String>> = commands.iter().map(command_cells).collect();
     table(&["#", "OFFSET", "KIND", "COMMAND"], &rows);
 }
 
 /// An offset into a recording as `offset` prints it (`+1:02.500`), or `H:MM:SS`, `M:SS`,
 /// or seconds (`62.5`, `62.5s`); in microseconds.
-pub fn parse_offset(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_offset(s: &str) -> anyhow::Result<u64> {
     let t = s.trim().trim_start_matches('+').trim_end_matches('s');
     let mut secs = 0f64;
     for part in t.split(':') {

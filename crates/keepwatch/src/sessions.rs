@@ -18,7 +18,7 @@ use crate::datadir::{DataDir, to_hex};
 use crate::output::{local_actor, print_json, rfc3339, table};
 
 #[derive(Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Only sessions running now.
     #[arg(long)]
     active: bool,
@@ -33,7 +33,7 @@ pub struct ListArgs {
 }
 
 #[derive(Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     id: SessionId,
     #[arg(long)]
     json: bool,
@@ -43,7 +43,7 @@ pub struct ShowArgs {
 }
 
 #[derive(Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// Sessions to check.
     ids: Vec<SessionId>,
     /// Check every recording, the database rows and the ledger.
@@ -52,7 +52,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// Only this action (e.g. login_refused, session_started, session_watched).
     #[arg(long)]
     action: Option<String>,
@@ -128,7 +128,7 @@ fn duration(s: &SessionRow) -> String {
     format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-pub async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let filter = SessionFilter { active_only: a.active, person: a.user, target: a.target };
     let sessions = store.sessions(&filter).await?;
@@ -169,7 +169,7 @@ async fn session_or_fail(store: &Store, id: SessionId) -> anyhow::Result<Session
         .with_context(|| format!("session {id} not found (see `keepwatch sessions`)"))
 }
 
-pub async fn audit_view(
+pub(crate) async fn audit_view(
     store: &Store,
     action: AuditAction,
     id: SessionId,
@@ -187,7 +187,7 @@ pub async fn audit_view(
         .context("cannot write the audit event; refusing to show the recording unaudited")
 }
 
-pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let s = session_or_fail(&store, a.id).await?;
     let channels = store.channels(s.id).await?;
@@ -239,7 +239,7 @@ pub async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if a.ids.is_empty() && !a.all {
         anyhow::bail!("name sessions to verify, or pass --all");
     }
@@ -305,7 +305,7 @@ pub async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let filter =
         AuditFilter { action: a.action, actor: a.actor, session: a.session, limit: a.limit };

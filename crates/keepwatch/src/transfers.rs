@@ -19,7 +19,7 @@ use crate::sessions::audit_view;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct TransfersArgs {
+pub(crate) struct TransfersArgs {
     #[command(subcommand)]
     command: Option<TransfersCommand>,
     #[command(flatten)]
@@ -57,7 +57,7 @@ struct ListArgs {
     json: bool,
 }
 
-pub fn transfer_json(t: &TransferRow) -> Value {
+pub(crate) fn transfer_json(t: &TransferRow) -> Value {
     let content = match &t.capture {
         None => Value::Null,
         Some(ContentCapture::Captured { bytes }) => json!({"kept": true, "bytes": bytes}),
@@ -73,7 +73,7 @@ pub fn transfer_json(t: &TransferRow) -> Value {
 }
 
 /// The table headers that go with [`transfer_cells`].
-pub const TRANSFER_HEADERS: [&str; 8] =
+pub(crate) const TRANSFER_HEADERS: [&str; 8] =
     ["ID", "AT", "VIA", "DIRECTION", "PATH", "BYTES", "SHA-256", "CONTENT"];
 
 /// `kept`, `not kept: why`, or `-` when the grant keeps no copies.
@@ -85,7 +85,7 @@ fn content_cell(t: &TransferRow) -> String {
     }
 }
 
-pub fn transfer_cells(t: &TransferRow) -> Vec<String> {
+pub(crate) fn transfer_cells(t: &TransferRow) -> Vec<String> {
     vec![
         t.id.to_string(),
         rfc3339(t.at_us),
@@ -104,7 +104,7 @@ pub fn transfer_cells(t: &TransferRow) -> Vec<String> {
     ]
 }
 
-pub async fn run(dir: &DataDir, a: TransfersArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(dir: &DataDir, a: TransfersArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         Some(TransfersCommand::Get { id, out }) => get(dir, id, &out).await,
         None => list(dir, a.list).await,

@@ -13,9 +13,9 @@ use keepwatch_core::{SessionId, SessionStatus};
 use keepwatch_store::{CommandRow, SessionRow};
 
 /// The newest moment of the corpus (2025-01-01T00:00:00Z): fixed, so every run is the same.
-pub const END_US: i64 = 1_735_689_600_000_000;
-pub const DAY_US: i64 = 86_400_000_000;
-pub const SPAN_DAYS: i64 = 90;
+pub(super) const END_US: i64 = 1_735_689_600_000_000;
+pub(super) const DAY_US: i64 = 86_400_000_000;
+pub(super) const SPAN_DAYS: i64 = 90;
 /// What the indexer keeps of one command's output (`keepwatch-index`'s `MAX_TEXT`).
 const MAX_OUTPUT: usize = 64 * 1024;
 /// How many commands each rare marker is planted in, cycled over the markers.
@@ -23,13 +23,13 @@ const MARKER_COUNTS: [u32; 6] = [1, 2, 3, 5, 8, 13];
 
 /// splitmix64: small, fast, and the same sequence on every machine.
 #[derive(Clone)]
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -37,34 +37,34 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
-    pub fn index(&mut self, n: usize) -> usize {
+    pub(super) fn index(&mut self, n: usize) -> usize {
         self.below(n as u64) as usize
     }
     /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo + 1)
     }
-    pub fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+    pub(super) fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
         items[self.index(items.len())]
     }
-    pub fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(super) fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
     /// An independent stream.
-    pub fn fork(&mut self) -> Rng {
+    pub(super) fn fork(&mut self) -> Rng {
         Rng(self.next_u64())
     }
 }
 
 /// How big the corpus is.
 #[derive(Clone, Copy, Debug)]
-pub struct Size {
+pub(super) struct Size {
     pub sessions: u32,
     pub commands: u64,
     /// Output text in total, bytes.
@@ -72,13 +72,13 @@ pub struct Size {
 }
 
 /// A planted marker: a made-up word that appears in exactly `commands` commands.
-pub struct Marker {
+pub(super) struct Marker {
     pub word: String,
     pub commands: u32,
 }
 
 /// Everything about the corpus except its text.
-pub struct Plan {
+pub(super) struct Plan {
     pub size: Size,
     pub people: Vec<String>,
     pub targets: Vec<String>,
@@ -90,7 +90,7 @@ pub struct Plan {
     text_seed: u64,
 }
 
-pub struct SessionPlan {
+pub(super) struct SessionPlan {
     pub started_at_us: i64,
     pub person: usize,
     pub target: usize,
@@ -98,7 +98,7 @@ pub struct SessionPlan {
 }
 
 impl Plan {
-    pub fn new(size: Size, seed: u64) -> Plan {
+    pub(super) fn new(size: Size, seed: u64) -> Plan {
         let mut rng = Rng::new(seed);
         let text_seed = rng.next_u64();
         let people: Vec<String> = PEOPLE.iter().map(|p| (*p).to_owned()).collect();
@@ -144,12 +144,12 @@ impl Plan {
     }
 
     /// How many commands a marker query finds (at most `limit`).
-    pub fn marker_hits(&self, m: usize) -> u64 {
+    pub(super) fn marker_hits(&self, m: usize) -> u64 {
         u64::from(self.markers[m].commands).min(self.size.commands)
     }
 
     /// The text generator; `sessions()` yields each session with its commands, in order.
-    pub fn generator(&self) -> Generator<'_> {
+    pub(super) fn generator(&self) -> Generator<'_> {
         let mut rng = Rng::new(self.text_seed);
         let id_rng = rng.fork();
         Generator {
@@ -229,7 +229,7 @@ fn vocabulary_text() -> String {
 }
 
 /// Words of the vocabulary (letters only, 4 or more), for the common-word queries.
-pub fn vocabulary_words() -> Vec<String> {
+pub(super) fn vocabulary_words() -> Vec<String> {
     let text = vocabulary_text();
     let mut words: Vec<String> = text
         .split(|c: char| !c.is_ascii_alphabetic())
@@ -244,7 +244,7 @@ pub fn vocabulary_words() -> Vec<String> {
 
 /// Path, flag and name fragments for the substring queries: well-known ones, then pieces cut
 /// out of the middle of the vocabulary's paths and names.
-pub fn substrings(rng: &mut Rng, n: usize) -> Vec<String> {
+pub(super) fn substrings(rng: &mut Rng, n: usize) -> Vec<String> {
     let mut out: Vec<String> = WELL_KNOWN_SUBSTRINGS.iter().map(|s| (*s).to_owned()).collect();
     let mut seen: HashSet<String> = out.iter().cloned().collect();
     let sources: Vec<&str> = DIRS
@@ -271,7 +271,7 @@ pub fn substrings(rng: &mut Rng, n: usize) -> Vec<String> {
 }
 
 /// Makes the text, session by session.
-pub struct Generator<'a> {
+pub(super) struct Generator<'a> {
     plan: &'a Plan,
     rng: Rng,
     id_rng: Rng,
@@ -965,7 +965,7 @@ fn iso(at_us: i64) -> String {
     format!("{y}-{m:02}-{d:02}T{}.{:03}Z", clock(at_us), at_us.rem_euclid(1_000_000) / 1000)
 }
 
-pub const PEOPLE: [&str; 50] = [
+pub(super) const PEOPLE: [&str; 50] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "xavier", "yasmin",
     "zoe", "aaron", "bianca", "cedric", "dmitri", "elena", "fatima", "gustav", "hana", "igor",

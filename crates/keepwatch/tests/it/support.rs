@@ -7,16 +7,16 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const TARGET_USER: &str = "kwtest";
-pub const TARGET_PASSWORD: &str = "kwtest-pass-1";
+pub(crate) const TARGET_USER: &str = "kwtest";
+pub(crate) const TARGET_PASSWORD: &str = "kwtest-pass-1";
 const SETUP_HINT: &str = "run `bash scripts/test.sh` once (as root): it installs openssh-server and creates the local user kwtest";
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -41,7 +41,7 @@ fn keygen_type(path: &Path, kind: &str) {
 }
 
 /// An OpenSSH server on a free loopback port, the target of the tests.
-pub struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
     pub port: u16,
     pub host_key_line: String,
@@ -49,18 +49,18 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    pub fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         Sshd::start_with("ed25519", "")
     }
 
     /// An sshd with a host key of `key_type` and extra `sshd_config` lines.
-    pub fn start_with(key_type: &str, extra_config: &str) -> Sshd {
+    pub(crate) fn start_with(key_type: &str, extra_config: &str) -> Sshd {
         Sshd::start_config(key_type, &format!("Subsystem sftp internal-sftp\n{extra_config}"))
     }
 
     /// A device that offers only a shell: no sftp subsystem, and every session runs bash
     /// whatever it asks for.
-    pub fn start_shell_only() -> Sshd {
+    pub(crate) fn start_shell_only() -> Sshd {
         Sshd::start_config("ed25519", "ForceCommand /bin/bash\n")
     }
 
@@ -110,7 +110,7 @@ impl Drop for Sshd {
 }
 
 /// A gateway with its own data directory, person `alice` (key + password) and an SSH key.
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub ssh_port: u16,
@@ -119,11 +119,11 @@ pub struct Gateway {
     pub log: Arc<Mutex<String>>,
 }
 
-pub const ALICE_PASSWORD: &str = "alice-pw-7";
+pub(crate) const ALICE_PASSWORD: &str = "alice-pw-7";
 
 impl Gateway {
     /// A new data directory with `alice` (role user). Not started yet.
-    pub fn new() -> Gateway {
+    pub(crate) fn new() -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("alice_key");
         keygen(&key);
@@ -147,15 +147,15 @@ impl Gateway {
         g
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    pub fn kw(&self, args: &[&str]) -> Output {
+    pub(crate) fn kw(&self, args: &[&str]) -> Output {
         self.kw_stdin(args, "")
     }
 
-    pub fn kw_stdin(&self, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn kw_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
             .arg("--data-dir")
             .arg(self.data())
@@ -170,7 +170,7 @@ impl Gateway {
         child.wait_with_output().unwrap()
     }
 
-    pub fn kw_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kw_ok(&self, args: &[&str]) -> String {
         let out = self.kw(args);
         assert!(
             out.status.success(),
@@ -180,7 +180,7 @@ impl Gateway {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    pub fn kw_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
+    pub(crate) fn kw_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.kw_stdin(args, stdin);
         assert!(
             out.status.success(),
@@ -190,18 +190,18 @@ impl Gateway {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.kw_ok(args)).unwrap()
     }
 
     /// Adds target `name` → the sshd with the test login's password, host key pinned, and
     /// grants it to alice.
-    pub fn add_target(&self, name: &str, sshd: &Sshd) {
+    pub(crate) fn add_target(&self, name: &str, sshd: &Sshd) {
         self.add_target_at(name, sshd.port, TARGET_PASSWORD, &["--host-key", &sshd.host_key_line]);
         self.kw_ok(&["grant", "alice", name]);
     }
 
-    pub fn add_target_at(&self, name: &str, port: u16, password: &str, extra: &[&str]) {
+    pub(crate) fn add_target_at(&self, name: &str, port: u16, password: &str, extra: &[&str]) {
         let port = port.to_string();
         let mut args = vec![
             "target",
@@ -219,14 +219,14 @@ impl Gateway {
         self.kw_stdin_ok(&args, password);
     }
 
-    pub fn set_config(&self, from: &str, to: &str) {
+    pub(crate) fn set_config(&self, from: &str, to: &str) {
         let path = self.data().join("keepwatch.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "keepwatch.toml has no {from:?}");
         std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "gateway already running");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
             .arg("--data-dir")
@@ -265,14 +265,14 @@ impl Gateway {
     }
 
     /// SIGTERM, then waits for the exit.
-    pub fn stop(&mut self) -> ExitStatus {
+    pub(crate) fn stop(&mut self) -> ExitStatus {
         let st = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
         assert!(st.success());
         let mut child = self.child.take().unwrap();
         wait_for("the gateway to exit", Duration::from_secs(30), || child.try_wait().unwrap())
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -280,7 +280,7 @@ impl Gateway {
 
     /// The OpenSSH client options every test client uses: alice's key only, no prompts,
     /// no known-hosts file.
-    pub fn client_opts(&self) -> Vec<String> {
+    pub(crate) fn client_opts(&self) -> Vec<String> {
         let opts = [
             "StrictHostKeyChecking=no",
             "UserKnownHostsFile=/dev/null",
@@ -296,7 +296,7 @@ impl Gateway {
     }
 
     /// `ssh` to the gateway as `login`, with alice's key, non-interactive.
-    pub fn ssh(&self, login: &str) -> Command {
+    pub(crate) fn ssh(&self, login: &str) -> Command {
         let mut c = Command::new("ssh");
         c.args(self.client_opts())
             .args(["-p", &self.ssh_port.to_string()])
@@ -305,13 +305,13 @@ impl Gateway {
         c
     }
 
-    pub fn sessions(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn sessions(&self) -> Vec<serde_json::Value> {
         self.json(&["sessions", "--json"]).as_array().unwrap().clone()
     }
 
     /// The sessions once `n` exist and none is active any more: the gateway seals a session
     /// right after the client leaves, which can be a moment after `ssh` has exited.
-    pub fn sealed_sessions(&self, n: usize) -> Vec<serde_json::Value> {
+    pub(crate) fn sealed_sessions(&self, n: usize) -> Vec<serde_json::Value> {
         wait_for(&format!("{n} sealed session(s)"), Duration::from_secs(20), || {
             let s = self.sessions();
             (s.len() == n && s.iter().all(|s| s["status"] != "active")).then_some(s)
@@ -319,14 +319,14 @@ impl Gateway {
     }
 
     /// Every event of a sealed session's recording, decoded from its file.
-    pub fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
+    pub(crate) fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
         let path = self.data().join("recordings").join(format!("{id}.kwr"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
     }
 
     /// The concatenated output ("o") events of an asciicast export.
-    pub fn exported_output(&self, id: &str) -> String {
+    pub(crate) fn exported_output(&self, id: &str) -> String {
         let cast = self.kw_ok(&["export", id, "--format", "asciicast"]);
         let mut lines = cast.lines();
         let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -349,7 +349,7 @@ impl Drop for Gateway {
 }
 
 /// A running gateway with the target `web01` (a fresh sshd) granted to alice.
-pub fn gateway_with_web01() -> (Sshd, Gateway) {
+pub(crate) fn gateway_with_web01() -> (Sshd, Gateway) {
     let sshd = Sshd::start();
     let mut gw = Gateway::new();
     gw.add_target("web01", &sshd);
@@ -358,7 +358,7 @@ pub fn gateway_with_web01() -> (Sshd, Gateway) {
 }
 
 /// An interactive `ssh -tt` session whose output is collected as it arrives.
-pub struct Interactive {
+pub(crate) struct Interactive {
     child: Child,
     stdin: Option<ChildStdin>,
     out: Arc<Mutex<Vec<u8>>>,
@@ -378,7 +378,7 @@ fn collect(mut r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) {
 }
 
 impl Interactive {
-    pub fn start(mut cmd: Command) -> Interactive {
+    pub(crate) fn start(mut cmd: Command) -> Interactive {
         cmd.arg("-tt").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdin = child.stdin.take();
@@ -391,32 +391,32 @@ impl Interactive {
 
     /// An interactive session as `login` through the gateway, once the shell drew its first
     /// prompt (keys typed before it are not attributed to a command).
-    pub fn at_prompt(gw: &Gateway, login: &str) -> Interactive {
+    pub(crate) fn at_prompt(gw: &Gateway, login: &str) -> Interactive {
         let s = Interactive::start(gw.ssh(login));
         s.wait_output("$ ");
         s
     }
 
-    pub fn send(&mut self, text: &str) {
+    pub(crate) fn send(&mut self, text: &str) {
         let s = self.stdin.as_mut().unwrap();
         s.write_all(text.as_bytes()).unwrap();
         s.flush().unwrap();
     }
 
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned()
     }
 
-    pub fn wait_output(&self, needle: &str) {
+    pub(crate) fn wait_output(&self, needle: &str) {
         self.wait_output_times(needle, 1);
     }
 
     /// Waits until `needle` has appeared `n` times in the output.
-    pub fn wait_output_times(&self, needle: &str, n: usize) {
+    pub(crate) fn wait_output_times(&self, needle: &str, n: usize) {
         wait_for(
             &format!("{needle:?} {n} time(s) in the session output"),
             Duration::from_secs(20),
@@ -425,7 +425,7 @@ impl Interactive {
     }
 
     /// Waits for ssh to exit; returns its status, stdout bytes and stderr.
-    pub fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
+    pub(crate) fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
         let st =
             wait_for("ssh to exit", Duration::from_secs(30), || self.child.try_wait().unwrap());
         drop(self.stdin.take());
