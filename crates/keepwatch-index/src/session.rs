@@ -19,9 +19,13 @@ const KEYFRAME_EVERY_US: u64 = 30_000_000;
 /// Turns the events of one recording, in order, into [`CommandRow`]s:
 /// - a terminal shell channel: the commands typed at its prompts ([`CommandExtractor`]),
 ///   and snapshots of full-screen programs' screens (kind `screen`);
-/// - an exec channel: its command line and its output (kind `exec`);
-/// - a shell without a terminal: what was piped into it and its output (kind `stdin`);
-/// - SFTP/SCP operations: `OP PATH` with the target's answer as output (kind `file`).
+/// - an exec channel: its command line and its output (kind `exec`), and what was piped
+///   into it (kind `stdin`);
+/// - a shell without a terminal, or a subsystem's bytes recorded as they are (an SFTP or SCP
+///   stream the gateway could not follow, an unknown subsystem): what went in and what came
+///   out (kind `stdin`);
+/// - SFTP/SCP operations: `OP PATH` with the target's answer as output (kind `file`);
+/// - environment variables the person passed: `NAME=value` (kind `env`).
 #[derive(Default)]
 pub struct SessionIndexer {
     started_at_us: i64,
@@ -45,9 +49,8 @@ struct KeyframeClock {
 
 enum Channel {
     Terminal { extractor: Term, last_snapshot_us: Option<u64>, keyframe: KeyframeClock },
-    Exec { command: String, opened_at_us: u64, output: Text },
+    Exec { command: String, opened_at_us: u64, input: Text, output: Text },
     Stdin { opened_at_us: u64, input: Text, output: Text },
-    Other,
 }
 
 /// A terminal channel's extractor, or, while the session is idle, just its screen: an
@@ -165,9 +168,14 @@ impl SessionIndexer {
                     (ChannelKind::Exec { command }, _) => Channel::Exec {
                         command: capped(String::from_utf8_lossy(command).into_owned()).0,
                         opened_at_us: at,
+                        input: Text::default(),
                         output: Text::default(),
                     },
-                    (ChannelKind::Subsystem { .. }, _) => Channel::Other,
+                    (ChannelKind::Subsystem { .. }, _) => Channel::Stdin {
+                        opened_at_us: at,
+                        input: Text::default(),
+                        output: Text::default(),
+                    },
                 };
                 if let Some(old) = self.channels.insert(*channel, state) {
                     self.finish_channel(*channel, old, at);
@@ -181,7 +189,9 @@ impl SessionIndexer {
                     extractor.get(at).input(at, data);
                     self.drain(*channel);
                 }
-                Some(Channel::Stdin { input, .. }) => input.push(data),
+                Some(Channel::Stdin { input, .. } | Channel::Exec { input, .. }) => {
+                    input.push(data)
+                }
                 _ => {}
             },
             Event::Resize { channel, cols, rows } => {
@@ -207,6 +217,15 @@ impl SessionIndexer {
                     command,
                     output,
                     ..self.row(*channel, "file", at, Some(at))
+                });
+            }
+            Event::Env { channel, name, value, forwarded } => {
+                let command = capped(format!("{name}={value}")).0;
+                let output = if *forwarded { String::new() } else { "refused".into() };
+                self.push(CommandRow {
+                    command,
+                    output,
+                    ..self.row(*channel, "env", at, Some(at))
                 });
             }
             Event::Seal(_) => self.finish(at),
@@ -310,13 +329,21 @@ impl SessionIndexer {
                     self.push_command(channel, c);
                 }
             }
-            Channel::Exec { command, opened_at_us, output } => {
+            Channel::Exec { command, opened_at_us, input, output } => {
                 self.push(CommandRow {
                     command,
                     output: output.render(),
                     output_truncated: output.truncated,
                     ..self.row(channel, "exec", opened_at_us, Some(at))
                 });
+                let script = input.render();
+                if !script.trim().is_empty() {
+                    self.push(CommandRow {
+                        command: script,
+                        output_truncated: input.truncated,
+                        ..self.row(channel, "stdin", opened_at_us, Some(at))
+                    });
+                }
             }
             Channel::Stdin { opened_at_us, input, output } => {
                 let script = input.render();
@@ -329,7 +356,6 @@ impl SessionIndexer {
                     });
                 }
             }
-            Channel::Other => {}
         }
     }
 

@@ -32,12 +32,27 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let blobs = recorder.blobs.clone();
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
-        .context("cannot seal sessions interrupted by the last stop")?;
-    if !recovered.is_empty() {
-        eprintln!(
-            "keepwatch: sealed {} interrupted session(s) left by the last stop",
-            recovered.len()
-        );
+        .context("cannot list the sessions the last stop left active")?;
+    let sealed = recovered
+        .iter()
+        .filter(|(_, r)| matches!(r, keepwatch_recorder::Recovered::Sealed { .. }))
+        .count();
+    if sealed > 0 {
+        eprintln!("keepwatch: sealed {sealed} interrupted session(s) left by the last stop");
+    }
+    for (id, outcome) in &recovered {
+        use keepwatch_recorder::Recovered;
+        match outcome {
+            Recovered::Sealed { .. } => {
+                eprintln!("keepwatch: sealed session {id} as interrupted (left by the last stop)")
+            }
+            Recovered::NeverStarted => eprintln!(
+                "keepwatch: removed session {id}: its recording never started (the target was not contacted)"
+            ),
+            Recovered::Unsealed { reason } => {
+                eprintln!("keepwatch: could not seal session {id}: {reason}; marked interrupted")
+            }
+        }
     }
     let ctx = Arc::new(GatewayContext::new(
         store.clone(),

@@ -105,10 +105,12 @@ async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
     let channels = store.channels(s.id).await?;
     let transfers =
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
-    let commands = store.commands(s.id).await?;
+    let (env, commands): (Vec<_>, Vec<_>) =
+        store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
     let mut v = session_row_json(s, &channels);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
     v["commands"] = Value::Array(commands.iter().map(crate::search::command_json).collect());
+    v["environment"] = Value::Array(env.iter().map(crate::search::command_json).collect());
     Ok(v)
 }
 
@@ -225,7 +227,15 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
         let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
         table(&TRANSFER_HEADERS, &rows);
     }
-    let commands = store.commands(s.id).await?;
+    let (env, commands): (Vec<_>, Vec<_>) =
+        store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
+    if !env.is_empty() {
+        println!("environment (what the person's client asked to set)");
+        for e in &env {
+            let refused = if e.output == "refused" { " (refused)" } else { "" };
+            println!("  #{} {}{refused}", e.channel, e.command);
+        }
+    }
     if !commands.is_empty() {
         println!("commands");
         crate::search::print_commands(&commands);

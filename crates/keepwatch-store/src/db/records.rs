@@ -51,6 +51,30 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session that could not be sealed (crash recovery found its recording forged or
+    /// unreadable): the row says `status` and why, with no seal, so `verify` keeps reporting
+    /// the recording.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn end_unsealed_session(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET status = ?, reason = ?, ended_at_us = ? WHERE id = ? AND chain_head IS NULL",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(now_us())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records the seal of a session and appends it to the ledger, in one transaction.
     ///
     /// # Errors
