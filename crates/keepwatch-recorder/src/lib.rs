@@ -7,10 +7,12 @@
 //! the ledger. A write that fails is reported on [`Recorder::failure`] so the gateway can end
 //! the session (fail closed) while other sessions go on.
 
+mod anchor;
 mod holdback;
 mod integrity;
 mod recover;
 
+pub use anchor::{AnchorConfig, AnchorError, CheckpointBoard, run_anchors, write_anchor};
 pub use integrity::{Problem, check_audit, check_ledger, check_session};
 pub use recover::{Recovered, SYSTEM_ACTOR, recover_interrupted};
 
@@ -60,6 +62,8 @@ pub struct RecorderContext {
     pub blobs: BlobStore,
     pub signing_key: Arc<SigningKey>,
     pub config: RecorderConfig,
+    /// Every live recording's latest signed checkpoint, for anchors.
+    pub checkpoints: Arc<CheckpointBoard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +140,8 @@ impl Recorder {
         .await
         .map_err(|e| create_err(std::io::Error::other(e)))?
         .map_err(create_err)?;
+        // Chunk 0 is a signed checkpoint: anchors vouch for the session from now on.
+        ctx.checkpoints.set(id, writer.next_seq() - 1, writer.chain_head());
         let (tx, rx) = mpsc::channel(ctx.config.queue);
         let (fail_tx, failure) = watch::channel(None);
         let task = RecorderTask {
@@ -327,6 +333,7 @@ impl RecorderTask {
         self.unsigned_chunks = !sign;
         if sign {
             self.last_checkpoint = Instant::now();
+            self.ctx.checkpoints.set(self.id, w.next_seq() - 1, w.chain_head());
         }
         let bytes = &self.out;
         let res = tokio::task::block_in_place(|| {
@@ -384,6 +391,8 @@ impl RecorderTask {
         })?;
         drop(file);
         finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended).await?;
+        // Sealed and in the ledger: the ledger's head vouches for it now.
+        self.ctx.checkpoints.remove(self.id);
         Ok(info)
     }
 }

@@ -8,6 +8,7 @@
 //! **Invariant:** reading is total. Any input gives `Ok` or an error, never a panic, and
 //! nothing is allocated beyond the input's size or [`MAX_CHUNK_PAYLOAD`].
 
+pub mod anchor;
 pub mod audit_chain;
 mod chunk;
 mod event;

@@ -348,6 +348,7 @@ impl DataDir {
             blobs: self.blobs()?,
             signing_key: Arc::new(self.signing_key()?),
             config: cfg.recorder()?,
+            checkpoints: Default::default(),
         })
     }
 }

@@ -339,6 +339,43 @@ impl Store {
             .collect()
     }
 
+    /// How many ledger entries there are and the hash of the last (`None` while empty),
+    /// for anchors.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn ledger_head(&self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.get::<i64, _>(0) as u64 + 1, hash32("ledger.hash", r.get(1))?)))
+            .transpose()
+    }
+
+    /// The id of the newest audit event in the chain and its hash (`None` while empty), for
+    /// anchors.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT id, hash FROM audit_chain ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.get::<i64, _>(0), hash32("audit_chain.hash", r.get(1))?))).transpose()
+    }
+
+    /// The chain hash stored for audit event `id`, if the chain has it.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit_link(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM audit_chain WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     // ---- audit ----
 
     /// Writes an audit event. Also logged, so an audit write failure is never silent.
