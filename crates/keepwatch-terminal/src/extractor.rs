@@ -371,6 +371,11 @@ impl CommandExtractor {
         let term = self.screen.term();
         truncate_chars(&mut text, MAX_PROMPT_TEXT);
         let right = screen::right_of_cursor(term);
+        if kind == PromptKind::Primary {
+            // Keys typed before this prompt was drawn are the shell's to redraw
+            // here (readline) or already in its line (tty): the line is read at accept.
+            self.ahead.clear();
+        }
         if kind == PromptKind::Primary && !self.known_prompts.contains(&text) {
             if self.known_prompts.len() == KNOWN_PROMPTS {
                 self.known_prompts.pop_front();

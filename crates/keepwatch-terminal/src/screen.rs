@@ -475,8 +475,7 @@ pub(crate) fn tail_at_cursor(term: &Terminal, max_chars: usize) -> String {
     let (row, col) = cursor(term);
     let mut out: Vec<char> = Vec::new();
     let mut r = row;
-    loop {
-        let Some(l) = line(term, r) else { break };
+    while let Some(l) = line(term, r) {
         let cells = l.cells();
         let end = if r == row { col.min(cells.len()) } else { cells.len() };
         for c in cells[..end].iter().rev().filter(|c| c.width() != 0) {

@@ -161,6 +161,14 @@ impl Typeahead {
             row = logical_end(term, row) + 1;
         }
         for (i, &(row, prompt)) in rows.iter().enumerate() {
+            let Some(line) = self.lines.front() else { break };
+            // A prompt reads a line only after the line's echo began: a row at
+            // or above it (the command line the keys were typed under, before
+            // its own newline came) was drawn earlier.
+            let echoed = line.anchor.as_ref().and_then(|a| screen::resolve(term, a));
+            if echoed.is_some_and(|(r, _)| row <= r) {
+                continue;
+            }
             let Some(line) = self.lines.pop_front() else { break };
             first_row.get_or_insert(row);
             let next = rows.get(i + 1).map_or(end, |r| r.0);
