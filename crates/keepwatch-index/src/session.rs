@@ -248,12 +248,17 @@ impl SessionIndexer {
 
     /// The session went quiet: terminal channels give up their emulators and keep only
     /// their screens, finishing a command still running (with the output it had). The next
-    /// event for a channel wakes it from its screen.
+    /// event for a channel wakes it from its screen. A channel whose extractor is not at
+    /// rest (a line half typed or recalled, a line typed ahead, a multi-line command
+    /// waiting for its next line) stays awake: a screen alone would lose that line.
     pub fn hibernate(&mut self) {
         let mut done = Vec::new();
         for (&channel, state) in &mut self.channels {
             if let Channel::Terminal { extractor: term @ Term::Awake(_), .. } = state {
                 let Term::Awake(e) = term else { continue };
+                if !e.at_rest() {
+                    continue;
+                }
                 let mut finished = e.finish();
                 let (screen, cols, rows) = e.screen_dump();
                 *term = Term::Asleep { screen, cols, rows };
@@ -436,6 +441,41 @@ mod tests {
             rows.iter().map(|r| (r.command.as_str(), r.output.trim())).collect();
         assert_eq!(cmds, [("ls", "file"), ("pwd", "/root")]);
         assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    /// Issue 9: a person who recalls a command (Up) and looks at it for a while before
+    /// pressing Enter; the follower went quiet in between and must not lose the line.
+    #[test]
+    fn issue_9_a_pause_mid_line_does_not_lose_the_command() {
+        let mut ix = SessionIndexer::new();
+        let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+        ix.event(&ev(1, Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty }));
+        for e in [out(2, "$ "), typed(3, "ls\r"), out(4, "ls\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.event(&typed(5, "\x1b[A"));
+        ix.event(&out(6, "ls"));
+        ix.hibernate();
+        for e in [typed(60_000_000, "\r"), out(60_000_100, "\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        for e in [typed(90_000_000, "for i in 1; do\r"), out(90_000_100, "for i in 1; do\r\n> ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        for e in [
+            typed(120_000_000, "echo $i\r"),
+            out(120_000_100, "echo $i\r\n> "),
+            typed(120_000_200, "done\r"),
+            out(120_000_300, "done\r\n1\r\n$ "),
+        ] {
+            ix.event(&e);
+        }
+        ix.finish(120_000_400);
+        let rows = ix.drain_rows();
+        let cmds: Vec<&str> = rows.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(cmds, ["ls", "ls", "for i in 1; do\necho $i\ndone"]);
     }
 
     /// From the session_indexer fuzz target: a full-screen program on a 1000x252 terminal
