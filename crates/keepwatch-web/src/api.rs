@@ -513,7 +513,13 @@ async fn live(State(st): St, caller: Caller) -> ApiResult {
     let now = keepwatch_store::now_us();
     let mut out = Vec::new();
     for s in st.store.sessions(&filter).await? {
-        let last = st.store.commands(s.id).await?.into_iter().rev().find(|c| c.kind != "screen" && c.kind != "env");
+        let last = st
+            .store
+            .commands(s.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|c| c.kind != "screen" && c.kind != "env");
         out.push(json!({
             "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
             "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),

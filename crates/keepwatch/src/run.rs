@@ -24,7 +24,7 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !dir.is_initialised() {
-        dir.init().await?;
+        dir.init(None).await?;
     }
     let cfg = dir.config()?;
     let store = dir.store().await?;
@@ -73,6 +73,24 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     eprintln!("keepwatch: web listening on {}", web.local_addr()?);
     eprintln!("keepwatch: the console is at http://{}/", web.local_addr()?);
     eprintln!("keepwatch: data directory {}", dir.root().display());
+    let anchors = dir.anchor_config(&cfg);
+    eprintln!(
+        "keepwatch: signing key {} (fingerprint {}); anchors every {}s to {}{}",
+        dir.signing_key_path().display(),
+        crate::datadir::fingerprint(&ctx.recorder.signing_key.verifying_key()),
+        anchors.interval.as_secs(),
+        anchors.file.as_ref().map_or("no file".into(), |f| f.display().to_string()),
+        anchors
+            .syslog
+            .as_ref()
+            .map(|s| format!(" and syslog ({})", s.display()))
+            .unwrap_or_default(),
+    );
+    if !anchors.protect_file && anchors.syslog.is_none() {
+        tracing::warn!(
+            "anchors are kept only inside the data directory, where whoever can rewrite history can rewrite them too; set [anchor] file to a path elsewhere or syslog = true"
+        );
+    }
 
     let shutdown = CancellationToken::new();
     let web_addr = web.local_addr()?;
@@ -87,6 +105,12 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     crate::remote::publish(dir, &store, web_addr).await?;
     let web_task = tokio::spawn(serve_web(web, web_state, shutdown.clone()));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
+    let anchor_stop = CancellationToken::new();
+    let anchor_task = tokio::spawn(keepwatch_recorder::run_anchors(
+        ctx.recorder.clone(),
+        anchors,
+        anchor_stop.clone(),
+    ));
     let indexer = cfg.index.enabled.then(|| {
         let every = Duration::from_millis(cfg.index.interval_ms.max(50));
         let indexer = keepwatch_index::Indexer::new(store.clone(), blobs);
@@ -97,6 +121,9 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     shutdown.cancel();
     let _ = gateway.await;
     let _ = web_task.await;
+    // After the gateway: the last anchor covers the sessions it sealed on the way down.
+    anchor_stop.cancel();
+    let _ = anchor_task.await;
     if let Some(indexer) = indexer {
         let _ = indexer.await;
     }
