@@ -6,6 +6,7 @@
 //! task, target→client in a spawned one). A failure in one connection is logged with its
 //! session id and ends only that connection.
 
+mod agent;
 mod auth;
 mod channel;
 mod connection;

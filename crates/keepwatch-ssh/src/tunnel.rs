@@ -6,7 +6,10 @@
 //!
 //! Under a grant with `record_tunnel_bytes`, the bytes of `-L` and `-R` tunnels are recorded
 //! too, as `Input` (person to target) and `Output` (target to person) of the tunnel's channel,
-//! each before it is forwarded. Agent channels never are: they can carry private keys.
+//! each before it is forwarded. Agent channels always are, message by message (`agent.rs`):
+//! only listing identities and signing pass, none of which carries a private key; requests
+//! that would (adding a key) are refused in the agent's stead, and a channel that does not
+//! speak the agent protocol is closed.
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use russh::server::Msg;
 use russh::{Channel, ChannelStream, client};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::agent::{AgentFilter, AgentSide};
 use crate::connection::{ActiveSession, Connection};
 use crate::upstream::Forwarded;
 
@@ -48,7 +52,7 @@ pub(crate) async fn run_local(
             }
         };
     let destination = Some(format!("{host}:{port}"));
-    let record = s.grant.record_tunnel_bytes;
+    let record = Record::tunnel(s.grant.record_tunnel_bytes);
     let ends = Ends { kind: "tunnel", host, port, originator, destination, record };
     pump(&conn, &s, ch, ends, channel.into_stream(), up.into_stream()).await;
 }
@@ -84,7 +88,7 @@ pub(crate) async fn run_remote(
             let ch = u32::from(person.id());
             let originator = format!("{}:{}", f.originator.0, f.originator.1);
             let destination = Some(format!("{host}:{port}"));
-            let record = s.grant.record_tunnel_bytes;
+            let record = Record::tunnel(s.grant.record_tunnel_bytes);
             let ends = Ends { kind: "remote-tunnel", host, port, originator, destination, record };
             pump(&conn, &s, ch, ends, person.into_stream(), f.channel.into_stream()).await;
         });
@@ -116,7 +120,7 @@ pub(crate) async fn run_agent(
                 port: 0,
                 originator: s.target.name.clone(),
                 destination: None,
-                record: false,
+                record: Record::AgentMessages,
             };
             pump(&conn, &s, ch, ends, person.into_stream(), target.into_stream()).await;
         });
@@ -131,8 +135,23 @@ struct Ends {
     originator: String,
     /// `HOST:PORT` for the channel row (none for the agent).
     destination: Option<String>,
-    /// Record the bytes, not only their counts.
-    record: bool,
+    record: Record,
+}
+
+/// What a tunnel records besides its open, close and byte counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Counts,
+    /// Every byte (`--record-tunnel-bytes`).
+    Bytes,
+    /// The agent protocol, message by message, refusing what it must not carry.
+    AgentMessages,
+}
+
+impl Record {
+    fn tunnel(record_bytes: bool) -> Self {
+        if record_bytes { Record::Bytes } else { Record::Counts }
+    }
 }
 
 /// Which way a tunnel's bytes go.
@@ -175,15 +194,23 @@ async fn pump(
     if conn.record(s, open).await.is_err() {
         return;
     }
-    let (mut person_rx, mut person_tx) = tokio::io::split(person);
-    let (mut target_rx, mut target_tx) = tokio::io::split(target);
+    let (mut person_rx, person_tx) = tokio::io::split(person);
+    let (mut target_rx, target_tx) = tokio::io::split(target);
     // Counted as they go, so a tunnel cut short by the session's end still reports them.
     let (mut to_target, mut to_person) = (0u64, 0u64);
-    let tunnel = Tunnel { conn, s, ch, record: ends.record };
+    let tunnel = Tunnel {
+        conn,
+        s,
+        ch,
+        record: ends.record,
+        agent: std::sync::Mutex::new(AgentFilter::default()),
+        person_tx: tokio::sync::Mutex::new(person_tx),
+        target_tx: tokio::sync::Mutex::new(target_tx),
+    };
     let relay = async {
         tokio::join!(
-            tunnel.carry(Way::ToTarget, &mut person_rx, &mut target_tx, &mut to_target),
-            tunnel.carry(Way::ToPerson, &mut target_rx, &mut person_tx, &mut to_person),
+            tunnel.carry(Way::ToTarget, &mut person_rx, &mut to_target),
+            tunnel.carry(Way::ToPerson, &mut target_rx, &mut to_person),
         )
     };
     let mut terminate = s.terminate.clone();
@@ -199,38 +226,84 @@ async fn pump(
 }
 
 /// What both directions of one tunnel share.
-struct Tunnel<'a> {
+struct Tunnel<'a, P, T> {
     conn: &'a Connection,
     s: &'a ActiveSession,
     ch: u32,
-    record: bool,
+    record: Record,
+    /// Agent channels only: the messages each way. Locked for one synchronous call.
+    agent: std::sync::Mutex<AgentFilter>,
+    /// The write halves, shared because an agent refusal goes back the way it came.
+    person_tx: tokio::sync::Mutex<P>,
+    target_tx: tokio::sync::Mutex<T>,
 }
 
-impl Tunnel<'_> {
+impl<P: AsyncWrite + Unpin, T: AsyncWrite + Unpin> Tunnel<'_, P, T> {
     /// Copies one direction until its end (then passes the end on), recording the bytes
-    /// first when the grant says so.
-    async fn carry(
-        &self,
-        way: Way,
-        from: &mut (impl AsyncRead + Unpin),
-        to: &mut (impl AsyncWrite + Unpin),
-        count: &mut u64,
-    ) {
+    /// first when the grant says so, and checking agent messages on agent channels.
+    async fn carry(&self, way: Way, from: &mut (impl AsyncRead + Unpin), count: &mut u64) {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if self.record && !self.record_bytes(way, &buf[..n]).await {
-                break;
-            }
-            if to.write_all(&buf[..n]).await.is_err() {
+            let ok = match self.record {
+                Record::Counts => self.write(way, &buf[..n]).await,
+                Record::Bytes => {
+                    self.record_bytes(way, &buf[..n]).await && self.write(way, &buf[..n]).await
+                }
+                Record::AgentMessages => self.agent_bytes(way, &buf[..n]).await,
+            };
+            if !ok {
                 break;
             }
             *count += n as u64;
         }
-        let _ = to.shutdown().await;
+        let _ = match way {
+            Way::ToTarget => self.target_tx.lock().await.shutdown().await,
+            Way::ToPerson => self.person_tx.lock().await.shutdown().await,
+        };
+    }
+
+    async fn write(&self, way: Way, data: &[u8]) -> bool {
+        match way {
+            Way::ToTarget => self.target_tx.lock().await.write_all(data).await.is_ok(),
+            Way::ToPerson => self.person_tx.lock().await.write_all(data).await.is_ok(),
+        }
+    }
+
+    /// Agent messages: whole ones are recorded and passed on, refused requests answered
+    /// in the agent's stead, and anything that is not the agent protocol ends the channel.
+    async fn agent_bytes(&self, way: Way, data: &[u8]) -> bool {
+        let side = match way {
+            Way::ToPerson => AgentSide::Target,
+            Way::ToTarget => AgentSide::Agent,
+        };
+        let v = self.agent.lock().unwrap_or_else(|e| e.into_inner()).feed(side, data);
+        if let Some(why) = v.close {
+            let text = format!("agent channel closed: {why} is not the agent protocol");
+            let _ = self.conn.record(self.s, Event::Notice { channel: Some(self.ch), text }).await;
+            return false;
+        }
+        for what in &v.refused {
+            let text = format!("agent request refused: {what} (forwarded agents only list and sign)");
+            if self.conn.record(self.s, Event::Notice { channel: Some(self.ch), text }).await.is_err()
+            {
+                return false;
+            }
+        }
+        let passed = v.forward.is_empty()
+            || (self.record_bytes(way, &v.forward).await && self.write(way, &v.forward).await);
+        if !passed {
+            return false;
+        }
+        if !v.reply.is_empty() {
+            // The refusal goes back to the target, which asked.
+            return self.record_bytes(Way::ToTarget, &v.reply).await
+                && self.write(Way::ToTarget, &v.reply).await;
+        }
+        true
     }
 
     /// Returns false when the recording failed (the session is ending).
