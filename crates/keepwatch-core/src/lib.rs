@@ -4,6 +4,7 @@
 
 mod audit;
 mod id;
+mod limit;
 mod login;
 mod mask;
 mod policy;
@@ -12,6 +13,7 @@ mod secret;
 
 pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
+pub use limit::{Attempt, Locked, LoginLimiter, LoginLimits, MAX_COUNTED_NAME, RefusalAudit};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use mask::{
     ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, MaskSpan, OutputMask, apply_spans,

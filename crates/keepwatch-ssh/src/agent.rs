@@ -81,8 +81,8 @@ impl AgentFilter {
         buf.extend_from_slice(data);
         let mut pos = 0;
         while buf.len() - pos >= 4 {
-            let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]])
-                as usize;
+            let len =
+                u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
             if len == 0 || len > MAX_MESSAGE {
                 v.close = Some(format!("an agent message of {len} bytes"));
                 break;

@@ -6,13 +6,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keepwatch_core::{AccessDecision, AuditAction, Denial, LoginName, authorize_connect};
-use keepwatch_store::{NewAudit, verify_password};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use keepwatch_core::{
+    AccessDecision, AuditAction, Denial, LoginName, RefusalAudit, authorize_connect,
+};
+use keepwatch_store::NewAudit;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure};
 
 use crate::GatewayContext;
-use crate::connection::Connection;
+use crate::admission::Slot;
+use crate::connection::{Activity, Connection};
 
 /// Who logged in, once authentication succeeded.
 #[derive(Debug, Clone)]
@@ -27,6 +33,11 @@ pub(crate) struct ConnHandler {
     pub login: Option<Login>,
     /// Set when the first channel opens; read by the connection task when the client leaves.
     pub conn: Arc<tokio::sync::OnceCell<Arc<Connection>>>,
+    /// The pre-login slot, given back at login.
+    pub slot: Option<Slot>,
+    /// Set at login: the login grace time no longer applies.
+    pub authed: Arc<AtomicBool>,
+    pub activity: Arc<Activity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +55,35 @@ enum Credential<'a> {
 
 impl ConnHandler {
     async fn check(&mut self, user: &str, cred: Credential<'_>) -> Result<Auth, ConnError> {
-        let decision = self.decide(user, &cred).await?;
         let method = match cred {
             Credential::Key(_) => "publickey",
             Credential::Password(_) => "password",
         };
+        // Passwords are guessable: the attempt counts before it is checked, for the name and
+        // the address together, with the web console's logins. Keys are not.
+        let attempt = match cred {
+            Credential::Password(_) => {
+                let name = LoginName::parse(user).map_or(user.to_owned(), |n| n.person);
+                match self.ctx.logins.begin(&name, self.peer.ip(), Instant::now()) {
+                    Ok(a) => Some(a),
+                    Err(locked) => {
+                        let why = format!(
+                            "too many failed logins; locked for {} s",
+                            locked.retry_after.as_secs()
+                        );
+                        self.refused(user, method, &why).await?;
+                        return Ok(Auth::reject());
+                    }
+                }
+            }
+            Credential::Key(_) => None,
+        };
+        let decision = self.decide(user, &cred).await?;
         match decision {
             Ok(login) => {
+                if let Some(a) = attempt {
+                    self.ctx.logins.succeeded(a);
+                }
                 self.ctx
                     .store
                     .audit(NewAudit {
@@ -62,22 +95,42 @@ impl ConnHandler {
                     })
                     .await?;
                 self.login = Some(login);
+                // Logged in: the pre-login slot and the grace time no longer apply.
+                self.slot = None;
+                self.authed.store(true, Ordering::Relaxed);
+                self.activity.touch();
                 Ok(Auth::Accept)
             }
             Err(denial) => {
-                self.ctx
-                    .store
-                    .audit(NewAudit {
-                        actor: user.to_owned(),
-                        action: AuditAction::LoginRefused,
-                        session_id: None,
-                        client_addr: Some(self.peer.to_string()),
-                        detail: format!("login {user:?} by {method}: {}", denial.as_str()),
-                    })
-                    .await?;
+                self.refused(user, method, denial.as_str()).await?;
                 Ok(Auth::reject())
             }
         }
+    }
+
+    /// Audits a refused login, at most once a minute per address (with how many were not).
+    async fn refused(&self, user: &str, method: &str, why: &str) -> Result<(), ConnError> {
+        let RefusalAudit::Write { suppressed } =
+            self.ctx.logins.refusal(self.peer.ip(), Instant::now())
+        else {
+            return Ok(());
+        };
+        let more = if suppressed > 0 {
+            format!(" ({suppressed} more refused from this address since the last one audited)")
+        } else {
+            String::new()
+        };
+        self.ctx
+            .store
+            .audit(NewAudit {
+                actor: user.to_owned(),
+                action: AuditAction::LoginRefused,
+                session_id: None,
+                client_addr: Some(self.peer.to_string()),
+                detail: format!("login {user:?} by {method}: {why}{more}"),
+            })
+            .await?;
+        Ok(())
     }
 
     async fn decide(
@@ -86,21 +139,28 @@ impl ConnHandler {
         cred: &Credential<'_>,
     ) -> Result<Result<Login, Denial>, ConnError> {
         let Ok(name) = LoginName::parse(user) else { return Ok(Err(Denial::UnknownPerson)) };
-        let Some(person) = self.ctx.store.person(&name.person).await? else {
-            return Ok(Err(Denial::UnknownPerson));
-        };
+        let person = self.ctx.store.person(&name.person).await?;
         let ok = match cred {
-            Credential::Key(key) => person.ssh_keys.iter().any(|line| {
-                russh::keys::PublicKey::from_openssh(line)
-                    .map(|k| k.key_data() == key.key_data())
-                    .unwrap_or(false)
+            Credential::Key(key) => person.as_ref().is_some_and(|p| {
+                p.ssh_keys.iter().any(|line| {
+                    russh::keys::PublicKey::from_openssh(line)
+                        .map(|k| k.key_data() == key.key_data())
+                        .unwrap_or(false)
+                })
             }),
+            // Checked off the runtime's threads, a few at a time; an unknown name costs the
+            // same as a known one.
             Credential::Password(pw) => {
-                person.password_hash.as_deref().is_some_and(|h| verify_password(pw, h))
+                let hash = person.as_ref().and_then(|p| p.password_hash.as_deref());
+                self.ctx.passwords.check(pw, hash).await.unwrap_or(false)
             }
         };
+        let Some(person) = person else { return Ok(Err(Denial::UnknownPerson)) };
         if !ok {
             return Ok(Err(Denial::BadCredential));
+        }
+        if person.disabled {
+            return Ok(Err(Denial::PersonDisabled));
         }
         if let Some(target) = &name.target {
             let exists = self.ctx.store.target(target).await?.is_some();
@@ -138,7 +198,16 @@ impl russh::server::Handler for ConnHandler {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
+        if !self.still_allowed(&login, "a session channel").await? {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
         let conn = self.connection(login, session).await;
+        if !conn.has_room() {
+            self.refuse_channel(&conn.login, "a session channel").await?;
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         reply.accept().await;
         conn.spawn_channel(channel);
         Ok(())
@@ -213,8 +282,15 @@ impl russh::server::Handler for ConnHandler {
             None => None,
         };
         let dest = format!("{host_to_connect}:{port_to_connect}");
-        if policy.is_some_and(|p| p.forward_allowed(host_to_connect, port_to_connect)) {
+        let allowed = policy.is_some_and(|p| p.forward_allowed(host_to_connect, port_to_connect))
+            && self.still_allowed(&login, "a tunnel").await?;
+        if allowed {
             let conn = self.connection(login, session).await;
+            if !conn.has_room() {
+                self.refuse_channel(&conn.login, "a tunnel").await?;
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return Ok(());
+            }
             reply.accept().await;
             let originator = format!("{originator_address}:{originator_port}");
             conn.spawn_tunnel(channel, host_to_connect.to_owned(), port_to_connect, originator);
@@ -280,12 +356,56 @@ impl ConnHandler {
     /// The connection's shared state, created on its first channel.
     async fn connection(&self, login: Login, session: &mut Session) -> Arc<Connection> {
         let handle = session.handle();
+        let activity = self.activity.clone();
         self.conn
             .get_or_init(|| async {
-                Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle))
+                Arc::new(Connection::new(self.ctx.clone(), login, self.peer, handle, activity))
             })
             .await
             .clone()
+    }
+
+    /// Revocation bites at every channel: the person must still be enabled and, when a
+    /// target was named, still hold the grant. Refusals are audited.
+    async fn still_allowed(&self, login: &Login, what: &str) -> Result<bool, ConnError> {
+        let person = self.ctx.store.person(&login.person).await?;
+        let why = match (&person, &login.target) {
+            (None, _) => Some("the person was removed"),
+            (Some(p), _) if p.disabled => Some("the person is disabled"),
+            (Some(_), Some(t)) if !self.ctx.store.is_granted(&login.person, t).await? => {
+                Some("the grant was revoked")
+            }
+            _ => None,
+        };
+        let Some(why) = why else { return Ok(true) };
+        self.ctx
+            .store
+            .audit(NewAudit {
+                actor: login.person.clone(),
+                action: AuditAction::SessionRefused,
+                session_id: None,
+                client_addr: Some(self.peer.to_string()),
+                detail: format!("{what} refused: {why}"),
+            })
+            .await?;
+        Ok(false)
+    }
+
+    async fn refuse_channel(&self, login: &Login, what: &str) -> Result<(), ConnError> {
+        self.ctx
+            .store
+            .audit(NewAudit {
+                actor: login.person.clone(),
+                action: AuditAction::SessionRefused,
+                session_id: None,
+                client_addr: Some(self.peer.to_string()),
+                detail: format!(
+                    "{what} refused: {} channels open on one connection (the most allowed)",
+                    self.ctx.config.max_channels
+                ),
+            })
+            .await?;
+        Ok(())
     }
 
     async fn refuse_forwarding(&self, what: String) -> Result<(), ConnError> {

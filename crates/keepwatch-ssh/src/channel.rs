@@ -431,6 +431,7 @@ impl Relay {
     /// Bytes from the person: recorded, then forwarded (or, on a file channel, parsed and
     /// forwarded or refused). Returns false when the channel must stop.
     async fn client_data(&self, data: Bytes) -> bool {
+        self.conn.activity.touch();
         let Some(files) = &self.files else {
             let pieces = match &self.secrets {
                 Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).input(&data),
@@ -577,6 +578,7 @@ impl Relay {
             let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => {
+                    self.conn.activity.touch();
                     let ok = match &self.files {
                         None => {
                             self.watch_output(&data);

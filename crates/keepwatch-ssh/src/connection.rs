@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use keepwatch_core::{AuditAction, GrantPolicy, RecordingFailure, SessionId, SessionStatus};
 use keepwatch_recorder::Recorder;
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::GatewayContext;
+use crate::admission::Slot;
 use crate::auth::{ConnHandler, Login};
 use crate::upstream::{self, UpstreamError, UpstreamHandler};
 
@@ -48,20 +49,114 @@ pub(crate) struct Connection {
     session: OnceCell<Result<Arc<ActiveSession>, String>>,
     tasks: TaskTracker,
     pub cancel: CancellationToken,
+    /// When data last moved, for the idle timeout.
+    pub activity: Arc<Activity>,
+    /// Channels open now (shells, execs, transfers, tunnels, agent channels).
+    channels: Arc<AtomicUsize>,
 }
 
-/// Serves one TCP connection to the end, then seals its session.
+/// A channel's place in the connection's count, given back when the channel ends.
+struct ChannelSlot(Arc<AtomicUsize>);
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// When something last moved on a connection, for the idle timeout.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: std::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { start: std::time::Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    /// Something moved now.
+    pub(crate) fn touch(&self) {
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Serves one TCP connection to the end, then seals its session. The connection must log
+/// in within the login grace time, holding its pre-login `slot` until then; once logged in
+/// it ends after the idle timeout without data.
 pub(crate) async fn run(
     ctx: Arc<GatewayContext>,
     config: Arc<russh::server::Config>,
     socket: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
 ) {
+    let deadline = tokio::time::Instant::now() + ctx.config.login_grace;
+    let authed = Arc::new(AtomicBool::new(false));
+    let activity = Arc::new(Activity::new());
     let cell = Arc::new(OnceCell::new());
-    let handler = ConnHandler { ctx, peer, login: None, conn: cell.clone() };
-    let result = match russh::server::run_stream(config, socket, handler).await {
-        Ok(running) => running.await,
-        Err(e) => Err(e),
+    let handler = ConnHandler {
+        ctx: ctx.clone(),
+        peer,
+        login: None,
+        conn: cell.clone(),
+        slot: Some(slot),
+        authed: authed.clone(),
+        activity: activity.clone(),
+    };
+    // A client that never sends its version line is cut off here.
+    let running =
+        match tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler))
+            .await
+        {
+            Ok(Ok(running)) => running,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection ended before its handshake");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no SSH version line within the login grace time");
+                return;
+            }
+        };
+    let handle = running.handle();
+    tokio::pin!(running);
+    let idle = ctx.config.idle_timeout;
+    let mut check = tokio::time::interval(idle.map_or(std::time::Duration::from_secs(3600), |i| {
+        (i / 4).max(std::time::Duration::from_millis(200))
+    }));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            r = &mut running => break r,
+            _ = tokio::time::sleep_until(deadline), if !authed.load(Ordering::Relaxed) => {
+                tracing::info!(%peer, "closed: not logged in within the login grace time");
+                let _ = handle.disconnect(russh::Disconnect::ByApplication, "keepwatch: login grace time exceeded".into(), String::new()).await;
+                // A peer that does not even read gets no more than a moment.
+                match tokio::time::timeout(std::time::Duration::from_secs(5), &mut running).await {
+                    Ok(r) => break r,
+                    Err(_) => break Ok(()),
+                }
+            }
+            _ = check.tick(), if idle.is_some() && authed.load(Ordering::Relaxed) => {
+                let Some(idle) = idle else { continue };
+                if activity.idle_for() < idle {
+                    continue;
+                }
+                let text = format!("keepwatch: session ended after {} minutes without activity", idle.as_secs() / 60);
+                match cell.get().and_then(|c| c.session.get()).and_then(|s| s.as_ref().ok()) {
+                    Some(s) => { ctx.terminate(s.id, &text); }
+                    None => { let _ = handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await; }
+                }
+                activity.touch();
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -77,6 +172,7 @@ impl Connection {
         login: Login,
         peer: SocketAddr,
         handle: Handle,
+        activity: Arc<Activity>,
     ) -> Self {
         Connection {
             ctx,
@@ -86,13 +182,41 @@ impl Connection {
             session: OnceCell::new(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            activity,
+            channels: Arc::default(),
         }
+    }
+
+    /// Takes a place for one more channel, unless the connection has `max_channels` open.
+    fn channel_slot(&self) -> Option<ChannelSlot> {
+        let max = self.ctx.config.max_channels;
+        self.channels
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| ChannelSlot(self.channels.clone()))
+    }
+
+    /// Whether another channel may open now (`max_channels`).
+    pub(crate) fn has_room(&self) -> bool {
+        self.channels.load(Ordering::Relaxed) < self.ctx.config.max_channels
     }
 
     pub(crate) fn spawn_channel(self: &Arc<Self>, channel: Channel<Msg>) {
         let conn = self.clone();
+        let Some(slot) = self.channel_slot() else {
+            self.tasks.spawn(async move {
+                let _ = channel.close().await;
+            });
+            return;
+        };
         let span = tracing::info_span!("channel", person = %self.login.person, peer = %self.peer);
-        self.tasks.spawn(crate::channel::run(conn, channel).instrument(span));
+        self.tasks.spawn(
+            async move {
+                let _slot = slot;
+                crate::channel::run(conn, channel).await;
+            }
+            .instrument(span),
+        );
     }
 
     pub(crate) fn spawn_tunnel(
@@ -103,9 +227,19 @@ impl Connection {
         originator: String,
     ) {
         let conn = self.clone();
+        let Some(slot) = self.channel_slot() else {
+            self.tasks.spawn(async move {
+                let _ = channel.close().await;
+            });
+            return;
+        };
         let span = tracing::info_span!("tunnel", person = %self.login.person, peer = %self.peer, %host, port);
         self.tasks.spawn(
-            crate::tunnel::run_local(conn, channel, host, port, originator).instrument(span),
+            async move {
+                let _slot = slot;
+                crate::tunnel::run_local(conn, channel, host, port, originator).await;
+            }
+            .instrument(span),
         );
     }
 
@@ -157,6 +291,21 @@ impl Connection {
             Ok(None) => return Err(refused(format!("target {target_name} not found"))),
             Err(e) => {
                 tracing::error!(error = %e, "store failed");
+                return Err(refused("internal error; session refused".into()));
+            }
+        };
+        // No grant (revoked since login, or a target picked from the menu that is not
+        // granted) means no session: never a default that allows everything. Checked before
+        // anything is recorded or the target contacted.
+        let grant = match ctx.store.grant_policy(&self.login.person, &target.name).await {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                let why = format!("{} holds no grant on target {}", self.login.person, target.name);
+                self.audit(AuditAction::SessionRefused, None, why).await;
+                return Err(refused(format!("access to {target_name} denied")));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the grant");
                 return Err(refused("internal error; session refused".into()));
             }
         };
@@ -256,13 +405,7 @@ impl Connection {
                 Err(e) => tracing::warn!(error = %e, "cannot pin host key"),
             }
         }
-        let grant = match ctx.store.grant_policy(&self.login.person, &target.name).await {
-            Ok(g) => g.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(session_id = %id, error = %e, "cannot read the grant; allowing no file transfers");
-                GrantPolicy { upload: false, download: false, ..Default::default() }
-            }
-        };
+
         tracing::info!(session_id = %id, target = %target.name, "session started");
         Ok(Arc::new(ActiveSession {
             id,

@@ -6,6 +6,7 @@
 //! task, target→client in a spawned one). A failure in one connection is logged with its
 //! session id and ends only that connection.
 
+mod admission;
 mod agent;
 mod auth;
 mod channel;
@@ -20,9 +21,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keepwatch_core::LoginLimiter;
 use keepwatch_core::SessionId;
 use keepwatch_recorder::{Recorder, RecorderContext};
-use keepwatch_store::{Store, Vault};
+use keepwatch_store::{PasswordChecker, Store, Vault};
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,6 +44,16 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Words that make an output line a password prompt (see `SecretInputDetector`).
     pub secret_prompts: std::sync::Arc<[String]>,
+    /// A connection that has not logged in within this long is closed.
+    pub login_grace: Duration,
+    /// Connections not logged in yet, at most, in all and per source address; more are
+    /// closed as they arrive.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_address: usize,
+    /// A logged-in connection with no data either way for this long is ended; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// Channels (shells, execs, transfers, tunnels) one connection may have open at once.
+    pub max_channels: usize,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +63,11 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             secret_prompts: keepwatch_core::default_secret_prompts(),
+            login_grace: Duration::from_secs(30),
+            max_unauthenticated: 256,
+            max_unauthenticated_per_address: 32,
+            idle_timeout: Some(Duration::from_secs(60 * 60)),
+            max_channels: 64,
         }
     }
 }
@@ -62,6 +79,11 @@ pub struct GatewayContext {
     pub recorder: RecorderContext,
     pub config: GatewayConfig,
     pub host_key: PrivateKey,
+    /// Failed logins, shared with the web console.
+    pub logins: Arc<LoginLimiter>,
+    /// Password checks, shared with the web console.
+    pub passwords: PasswordChecker,
+    admission: Arc<admission::Admission>,
     live: LiveSessions,
 }
 
@@ -72,8 +94,29 @@ impl GatewayContext {
         recorder: RecorderContext,
         config: GatewayConfig,
         host_key: PrivateKey,
+        logins: Arc<LoginLimiter>,
+        passwords: PasswordChecker,
     ) -> Self {
-        GatewayContext { store, vault, recorder, config, host_key, live: LiveSessions::default() }
+        let admission = admission::Admission::new(
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_address,
+        );
+        GatewayContext {
+            store,
+            vault,
+            recorder,
+            config,
+            host_key,
+            logins,
+            passwords,
+            admission,
+            live: LiveSessions::default(),
+        }
+    }
+
+    /// Connections that have not logged in yet.
+    pub fn unauthenticated(&self) -> usize {
+        self.admission.held()
     }
 
     /// Asks a live session to end with `reason` shown to the person. Returns false if the
@@ -185,8 +228,17 @@ pub async fn serve(ctx: Arc<GatewayContext>, listener: TcpListener, shutdown: Ca
                 }
             },
         };
+        let slot = match ctx.admission.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                // Closed before the handshake: a flood costs a socket and nothing more.
+                tracing::debug!(%peer, ?full, "connection refused: too many not logged in");
+                drop(socket);
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
-        tracker.spawn(connection::run(ctx.clone(), config.clone(), socket, peer));
+        tracker.spawn(connection::run(ctx.clone(), config.clone(), socket, peer, slot));
     }
     drop(listener);
     ctx.live.terminate_all("gateway shutting down");

@@ -69,8 +69,10 @@ pub(crate) async fn run_remote(
             _ = conn.cancel.cancelled() => None,
         };
         let Some(f) = f else { return };
-        let (conn, s) = (conn.clone(), s.clone());
-        tokio::spawn(async move {
+        let (task_conn, s) = (conn.clone(), s.clone());
+        // Tracked by the connection, so it ends (and records its close) before the seal.
+        conn.spawn(async move {
+            let conn = task_conn;
             let (host, port) = f.connected;
             let person = conn
                 .handle
@@ -107,8 +109,10 @@ pub(crate) async fn run_agent(
             _ = conn.cancel.cancelled() => None,
         };
         let Some(target) = target else { return };
-        let (conn, s) = (conn.clone(), s.clone());
-        tokio::spawn(async move {
+        let (task_conn, s) = (conn.clone(), s.clone());
+        // Tracked by the connection, so it ends (and records its close) before the seal.
+        conn.spawn(async move {
+            let conn = task_conn;
             let Ok(person) = conn.handle.channel_open_agent().await else {
                 let _ = target.close().await;
                 return;
@@ -248,6 +252,7 @@ impl<P: AsyncWrite + Unpin, T: AsyncWrite + Unpin> Tunnel<'_, P, T> {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            self.conn.activity.touch();
             let ok = match self.record {
                 Record::Counts => self.write(way, &buf[..n]).await,
                 Record::Bytes => {
@@ -287,8 +292,13 @@ impl<P: AsyncWrite + Unpin, T: AsyncWrite + Unpin> Tunnel<'_, P, T> {
             return false;
         }
         for what in &v.refused {
-            let text = format!("agent request refused: {what} (forwarded agents only list and sign)");
-            if self.conn.record(self.s, Event::Notice { channel: Some(self.ch), text }).await.is_err()
+            let text =
+                format!("agent request refused: {what} (forwarded agents only list and sign)");
+            if self
+                .conn
+                .record(self.s, Event::Notice { channel: Some(self.ch), text })
+                .await
+                .is_err()
             {
                 return false;
             }

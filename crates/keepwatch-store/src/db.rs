@@ -107,6 +107,7 @@ fn person_row(
         password_hash: row.get("password_hash"),
         ssh_keys,
         created_at_us: row.get("created_at_us"),
+        disabled: row.get::<Option<bool>, _>("disabled").unwrap_or(false),
     })
 }
 

@@ -11,7 +11,7 @@ mod rows;
 mod vault;
 
 pub use blobs::BlobStore;
-pub use credentials::{hash_password, verify_password};
+pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,

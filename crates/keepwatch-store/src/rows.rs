@@ -9,6 +9,8 @@ pub struct PersonRow {
     pub password_hash: Option<String>,
     pub ssh_keys: Vec<String>,
     pub created_at_us: i64,
+    /// A disabled person can log in nowhere, and their live sessions get no new channels.
+    pub disabled: bool,
 }
 
 /// The target's credential, as the vault holds it (ciphertext only).

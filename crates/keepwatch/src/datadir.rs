@@ -56,6 +56,29 @@ shutdown_grace_s = 10
 # pin, secret, token and "password" in several languages.
 # secret_prompts = ["password", "passphrase", "pin"]
 
+[limits]
+# Bounds on what a stranger (or a person with an ordinary grant) can make the gateway hold.
+# Seconds a connection has to log in before it is closed.
+login_grace_s = 30
+# Connections that have not logged in yet, in all and from one address; more are closed
+# as they arrive.
+max_unauthenticated = 256
+max_unauthenticated_per_address = 32
+# Seconds a logged-in SSH connection may go without data either way before it is ended
+# (0: never).
+idle_timeout_s = 3600
+# Channels (shells, execs, transfers, tunnels) one SSH connection may have open at once.
+max_channels_per_connection = 64
+# Failed password logins, SSH and web together, allowed per name and per address within
+# the window; further attempts are refused unchecked until it passes.
+login_failures_per_name = 5
+login_failures_per_address = 20
+login_failure_window_s = 900
+# Password checks (argon2, CPU-heavy) run at once, off the network threads; an attempt
+# waits at most this long for its turn and is refused after.
+password_checks = 2
+password_check_wait_ms = 2000
+
 [trust]
 # The key that signs recordings, checkpoints, the ledger, the audit trail and anchors. Keep
 # it outside the data directory (root-owned, readable by the gateway only) so that someone
@@ -90,9 +113,45 @@ pub(crate) struct FileConfig {
     pub web_listen: String,
     pub recording: RecordingSection,
     pub gateway: GatewaySection,
+    pub limits: LimitsSection,
     pub trust: TrustSection,
     pub anchor: AnchorSection,
     pub index: IndexSection,
+}
+
+/// Bounds (`[limits]`); see `DEFAULT_CONFIG` for each one's meaning.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsSection {
+    pub(crate) login_grace_s: u64,
+    pub(crate) max_unauthenticated: usize,
+    pub(crate) max_unauthenticated_per_address: usize,
+    pub(crate) idle_timeout_s: u64,
+    pub(crate) max_channels_per_connection: usize,
+    pub(crate) login_failures_per_name: u32,
+    pub(crate) login_failures_per_address: u32,
+    pub(crate) login_failure_window_s: u64,
+    pub(crate) password_checks: usize,
+    pub(crate) password_check_wait_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let g = GatewayConfig::default();
+        let l = keepwatch_core::LoginLimits::default();
+        LimitsSection {
+            login_grace_s: g.login_grace.as_secs(),
+            max_unauthenticated: g.max_unauthenticated,
+            max_unauthenticated_per_address: g.max_unauthenticated_per_address,
+            idle_timeout_s: g.idle_timeout.map_or(0, |d| d.as_secs()),
+            max_channels_per_connection: g.max_channels,
+            login_failures_per_name: l.per_name,
+            login_failures_per_address: l.per_address,
+            login_failure_window_s: l.window.as_secs(),
+            password_checks: 2,
+            password_check_wait_ms: 2000,
+        }
+    }
 }
 
 /// Where the signing key lives.
@@ -176,6 +235,7 @@ impl Default for FileConfig {
             web_listen: "127.0.0.1:8080".into(),
             recording: RecordingSection::default(),
             gateway: GatewaySection::default(),
+            limits: LimitsSection::default(),
             trust: TrustSection::default(),
             anchor: AnchorSection::default(),
             index: IndexSection::default(),
@@ -229,7 +289,31 @@ impl FileConfig {
             connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
             shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
             secret_prompts: self.gateway.secret_prompts.iter().map(|w| w.to_lowercase()).collect(),
+            login_grace: Duration::from_secs(self.limits.login_grace_s.max(1)),
+            max_unauthenticated: self.limits.max_unauthenticated.max(1),
+            max_unauthenticated_per_address: self.limits.max_unauthenticated_per_address.max(1),
+            idle_timeout: (self.limits.idle_timeout_s > 0)
+                .then(|| Duration::from_secs(self.limits.idle_timeout_s)),
+            max_channels: self.limits.max_channels_per_connection.max(1),
         }
+    }
+
+    /// The login limiter shared by the SSH gateway and the web console.
+    pub(crate) fn login_limits(&self) -> keepwatch_core::LoginLimits {
+        keepwatch_core::LoginLimits {
+            per_name: self.limits.login_failures_per_name.max(1),
+            per_address: self.limits.login_failures_per_address.max(1),
+            window: Duration::from_secs(self.limits.login_failure_window_s.max(1)),
+            ..Default::default()
+        }
+    }
+
+    /// Password checks shared by the SSH gateway and the web console.
+    pub(crate) fn password_checker(&self) -> keepwatch_store::PasswordChecker {
+        keepwatch_store::PasswordChecker::new(
+            self.limits.password_checks.max(1),
+            Duration::from_millis(self.limits.password_check_wait_ms),
+        )
     }
 }
 

@@ -54,12 +54,17 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
             }
         }
     }
+    // One login limiter and one password checker for the SSH gateway and the console.
+    let logins = Arc::new(keepwatch_core::LoginLimiter::new(cfg.login_limits()));
+    let passwords = cfg.password_checker();
     let ctx = Arc::new(GatewayContext::new(
         store.clone(),
         dir.vault()?,
         recorder,
         cfg.gateway(),
         dir.host_key()?,
+        logins.clone(),
+        passwords.clone(),
     ));
     let ssh_addr = args.ssh_listen.unwrap_or(cfg.ssh_listen.clone());
     let web_addr = args.web_listen.unwrap_or(cfg.web_listen.clone());

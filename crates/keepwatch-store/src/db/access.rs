@@ -49,7 +49,8 @@ impl Store {
     /// Database failures only; an unknown name is `Ok(None)`.
     pub async fn person(&self, name: &str) -> Result<Option<PersonRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT name, role, password_hash, created_at_us FROM people WHERE name = ?",
+            "SELECT p.name, p.role, p.password_hash, p.created_at_us, s.disabled FROM people p \
+             LEFT JOIN person_state s ON s.name = p.name WHERE p.name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -70,7 +71,8 @@ impl Store {
     /// Database failures only.
     pub async fn people(&self) -> Result<Vec<PersonRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, role, password_hash, created_at_us FROM people ORDER BY name",
+            "SELECT p.name, p.role, p.password_hash, p.created_at_us, s.disabled FROM people p \
+             LEFT JOIN person_state s ON s.name = p.name ORDER BY p.name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -88,6 +90,53 @@ impl Store {
             out.push(person_row(row, keys)?);
         }
         Ok(out)
+    }
+
+    /// Disables (or enables again) a person. Returns false when there is no such person.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn set_person_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        if self.person(name).await?.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO person_state (name, disabled) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled",
+        )
+        .bind(name)
+        .bind(disabled)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// Changes a person's role. Returns false when there is no such person.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn set_person_role(&self, name: &str, role: Role) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE people SET role = ? WHERE name = ?")
+            .bind(role.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes a person, their keys and grants (their sessions and the audit trail stay).
+    /// Returns false when there is no such person.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn remove_person(&self, name: &str) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("DELETE FROM people WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(r.rows_affected() == 1)
     }
 
     // ---- targets ----

@@ -9,6 +9,11 @@ CREATE TABLE IF NOT EXISTS person_keys (
     person TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
     public_key TEXT NOT NULL
 );
+-- Whether a person is disabled (`keepwatch user disable`); no row means enabled.
+CREATE TABLE IF NOT EXISTS person_state (
+    name TEXT PRIMARY KEY REFERENCES people(name) ON DELETE CASCADE,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS targets (
     name TEXT PRIMARY KEY,
     host TEXT NOT NULL,

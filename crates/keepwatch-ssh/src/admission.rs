@@ -1,0 +1,93 @@
+//! Connections that have not logged in yet: a bounded number in all and per source address,
+//! each for at most the login grace time. A stranger can make the gateway hold no more.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// The pre-login slots of one gateway.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    max_total: usize,
+    max_per_address: usize,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's pre-login slot, given back when it logs in or goes away.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    admission: Arc<Admission>,
+    address: IpAddr,
+}
+
+/// Why a connection was turned away before its SSH handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    Total(usize),
+    Address(usize),
+}
+
+impl Admission {
+    pub(crate) fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Admission { max_total, max_per_address, held: Mutex::default() })
+    }
+
+    /// A slot for a new connection from `address`, if one is free.
+    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Full> {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if h.total >= self.max_total {
+            return Err(Full::Total(self.max_total));
+        }
+        let n = h.by_address.entry(address).or_default();
+        if *n >= self.max_per_address {
+            return Err(Full::Address(self.max_per_address));
+        }
+        *n += 1;
+        h.total += 1;
+        Ok(Slot { admission: self.clone(), address })
+    }
+
+    /// Connections holding a slot now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut h = self.admission.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.total -= 1;
+        if let Some(n) = h.by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                h.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_in_all_and_per_address_and_come_back() {
+        let a = Admission::new(3, 2);
+        let x = IpAddr::from([10, 0, 0, 1]);
+        let y = IpAddr::from([10, 0, 0, 2]);
+        let s1 = a.admit(x).unwrap();
+        let _s2 = a.admit(x).unwrap();
+        assert_eq!(a.admit(x).unwrap_err(), Full::Address(2));
+        let _s3 = a.admit(y).unwrap();
+        assert_eq!(a.admit(y).unwrap_err(), Full::Total(3));
+        drop(s1);
+        assert_eq!(a.held(), 2);
+        assert!(a.admit(y).is_ok());
+    }
+}
