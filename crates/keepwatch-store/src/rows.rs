@@ -272,7 +272,7 @@ pub struct IndexStatus {
     /// The recording's length now: the spool file's for a live session, the sealed file's
     /// after; `None` when there is no recording to be found.
     pub bytes_recorded: Option<u64>,
-    /// Command rows written so far.
+    /// Rows written so far: commands, screen snapshots, file operations and the like.
     pub commands: u32,
     /// When the indexer last wrote for this session; `None` if it never has.
     pub updated_at_us: Option<i64>,

@@ -103,7 +103,8 @@ fn commands_are_found_live_listed_and_replayed_from() {
     let named = env.json(&["index", "status", &id, "--json"]);
     assert_eq!(named[0]["state"], "complete", "{named}");
     assert_eq!(named[0]["bytes_indexed"], named[0]["bytes_recorded"], "{named}");
-    assert_eq!(named[0]["commands"], json!(shown.len()), "{named}");
+    // Every row written counts, the commands `show` lists among them.
+    assert!(named[0]["commands"].as_u64().unwrap() >= shown.len() as u64, "{named}");
 
     // Reindexing from the recordings gives the same commands; a restart keeps them.
     let before = env.json(&["show", &id, "--json"])["commands"].clone();
