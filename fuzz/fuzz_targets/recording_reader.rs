@@ -76,6 +76,7 @@ fn check(data: &[u8]) {
                 status: keepwatch_core::SessionStatus::Interrupted,
                 reason: None,
                 ended_at_us: 0,
+                unsigned_tail: None,
             };
             let (tail, info) = w.seal(at, seal, 0);
             let mut sealed = data[..prefix].to_vec();

@@ -4,6 +4,7 @@
 //! bytes is chunked, and with nothing to enforce must forward every byte unchanged (but for
 //! a partial packet or line at the end). With content capture on, every piece handed out lies
 //! inside the bytes forwarded, and a capture said to be whole is exactly the file's size.
+//! Raw ranges (bytes to record as they are) lie inside the bytes forwarded, in order.
 //!
 //! Input: byte 0 picks the tracker and policy (bits 0-1: SFTP, SFTP, `scp -t`, `scp -f`;
 //! bit 2: no uploads; bit 3: no downloads; bit 4: a size limit of byte 1 × 64; bit 5: content
@@ -68,6 +69,12 @@ struct Kept(HashMap<ContentId, u64>);
 
 impl Kept {
     fn check(&mut self, out: &Output) {
+        let mut end = 0;
+        for r in &out.raw {
+            assert!(r.start >= end && r.start < r.end, "raw ranges out of order or empty");
+            assert!(r.end <= out.forward.len(), "raw range outside the forwarded bytes");
+            end = r.end;
+        }
         for piece in &out.content {
             assert!(
                 piece.range.end <= out.forward.len(),

@@ -186,7 +186,7 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let ended_at_us = started_at_us + duration_us as i64;
     let (tail, info) = w.seal(
         duration_us,
-        Seal { status: SessionStatus::Closed, reason: None, ended_at_us },
+        Seal { status: SessionStatus::Closed, reason: None, ended_at_us, unsigned_tail: None },
         ended_at_us,
     );
     file.write_all(&tail)?;

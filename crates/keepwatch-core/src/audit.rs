@@ -9,6 +9,8 @@ pub enum AuditAction {
     SessionStarted,
     SessionRefused,
     SessionEnded,
+    /// Crash recovery sealed, marked or dropped a session a stopped gateway left active.
+    SessionRecovered,
     HostKeyMismatch,
     HostKeyPinned,
     RecordingFailed,
@@ -39,6 +41,7 @@ impl AuditAction {
             SessionStarted => "session_started",
             SessionRefused => "session_refused",
             SessionEnded => "session_ended",
+            SessionRecovered => "session_recovered",
             HostKeyMismatch => "host_key_mismatch",
             HostKeyPinned => "host_key_pinned",
             RecordingFailed => "recording_failed",

@@ -13,7 +13,10 @@ mod secret;
 pub use audit::AuditAction;
 pub use id::{ParseSessionIdError, SessionId};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
-pub use mask::{ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, OutputMask, mask_marker};
+pub use mask::{
+    ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, MaskSpan, OutputMask, apply_spans,
+    clip_spans, mask_marker, mask_pieces,
+};
 pub use policy::{
     AccessDecision, DEFAULT_CAPTURE_MAX_BYTES, Denial, GrantPolicy, RecordingFailure, Role,
     authorize_connect, glob_match,

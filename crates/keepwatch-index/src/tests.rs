@@ -107,7 +107,12 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     assert_eq!(unfinished, [s], "a live session is never complete");
 
     // Sealed and moved into the store: complete, and no longer listed as unfinished.
-    let seal = Seal { status: SessionStatus::Closed, reason: None, ended_at_us: T0 + 10 };
+    let seal = Seal {
+        status: SessionStatus::Closed,
+        reason: None,
+        ended_at_us: T0 + 10,
+        unsigned_tail: None,
+    };
     let (tail, info) = w.seal(9, seal, T0 + 10);
     append(&spool, &tail);
     store.finish_session(id, SessionStatus::Closed, None, &info, T0 + 10, &key).await.unwrap();

@@ -200,3 +200,95 @@ pub async fn check_audit(store: &Store, key: &VerifyingKey) -> Result<Vec<Proble
     }
     Ok(out)
 }
+
+/// Checks the store against an anchor the gateway wrote (`keepwatch_recording::anchor`):
+/// the ledger and the audit trail still reach the heads it names, unchanged, and every
+/// recording it saw live still holds the checkpoint it saw. History deleted or cut back
+/// after the anchor was written is reported; what happened after it is not (a newer anchor
+/// covers that).
+///
+/// # Errors
+/// Store failures other than a missing recording (a problem, not an error).
+pub async fn check_anchor(
+    store: &Store,
+    blobs: &BlobStore,
+    anchor: &keepwatch_recording::anchor::Anchor,
+) -> Result<Vec<Problem>, StoreError> {
+    let when = time_text(anchor.at_us);
+    let mut out = Vec::new();
+    let global = |what: String| Problem { session: None, what };
+    if let Some(head) = anchor.ledger_head {
+        let ledger = store.ledger().await?;
+        let n = anchor.ledger_entries;
+        match ledger.get(n.saturating_sub(1) as usize) {
+            None => out.push(global(format!(
+                "ledger: the anchor of {when} counted {n} entries, the ledger has {}: sealed sessions were deleted",
+                ledger.len()
+            ))),
+            Some(e) if e.hash != head => out.push(global(format!(
+                "ledger: entry {} differs from the anchor of {when}: the ledger was rewritten",
+                n - 1
+            ))),
+            Some(_) => {}
+        }
+    }
+    if let Some(head) = anchor.audit_head {
+        let id = anchor.audit_last_id;
+        match store.audit_link(id).await? {
+            None => out.push(global(format!(
+                "audit: event {id}, the newest when the anchor of {when} was written, is gone: audit events were deleted"
+            ))),
+            Some(h) if h.as_slice() != head => out.push(global(format!(
+                "audit: event {id} differs from the anchor of {when}: the audit trail was rewritten"
+            ))),
+            Some(_) => {}
+        }
+    }
+    for live in &anchor.live {
+        let id = live.session;
+        let bytes = match blobs.read_recording(id).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                out.push(problem(
+                    id,
+                    format!(
+                        "live when the anchor of {when} was written, but its recording is gone"
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let found = keepwatch_recording::chunks(&bytes)
+            .map_while(Result::ok)
+            .find(|c| c.seq == live.seq)
+            .map(|c| c.hash);
+        match found {
+            None => out.push(problem(
+                id,
+                format!(
+                    "recording cut back: the anchor of {when} saw signed checkpoint chunk {}, which is no longer there",
+                    live.seq
+                ),
+            )),
+            Some(h) if h != live.head => out.push(problem(
+                id,
+                format!(
+                    "recording rewritten: chunk {} differs from the checkpoint the anchor of {when} saw",
+                    live.seq
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A unix-microsecond time as RFC 3339 (UTC), for messages.
+fn time_text(us: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| us.to_string())
+}

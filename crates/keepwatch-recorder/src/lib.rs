@@ -7,19 +7,21 @@
 //! the ledger. A write that fails is reported on [`Recorder::failure`] so the gateway can end
 //! the session (fail closed) while other sessions go on.
 
+mod anchor;
+mod holdback;
 mod integrity;
 mod recover;
 
-pub use integrity::{Problem, check_audit, check_ledger, check_session};
-pub use recover::recover_interrupted;
+pub use anchor::{AnchorConfig, AnchorError, CheckpointBoard, run_anchors, write_anchor};
+pub use integrity::{Problem, check_anchor, check_audit, check_ledger, check_session};
+pub use recover::{Recovered, SYSTEM_ACTOR, recover_interrupted};
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use keepwatch_core::{ChannelMask, OutputMask, SessionId, SessionStatus};
+use keepwatch_core::{OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
 use keepwatch_store::{BlobStore, Store, now_us};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -35,7 +37,9 @@ pub struct RecorderConfig {
     pub flush_bytes: usize,
     /// Events queued between the gateway and the recorder before the gateway waits.
     pub queue: usize,
-    /// Secrets in output replaced by a marker before they are recorded.
+    /// Secrets in output, input, exec command lines and environment values replaced by a
+    /// marker before they are recorded (each stream's unfinished line is held back until it
+    /// ends or the next flush, so a secret typed a key at a time is seen whole).
     pub mask: OutputMask,
 }
 
@@ -58,6 +62,8 @@ pub struct RecorderContext {
     pub blobs: BlobStore,
     pub signing_key: Arc<SigningKey>,
     pub config: RecorderConfig,
+    /// Every live recording's latest signed checkpoint, for anchors.
+    pub checkpoints: Arc<CheckpointBoard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +140,8 @@ impl Recorder {
         .await
         .map_err(|e| create_err(std::io::Error::other(e)))?
         .map_err(create_err)?;
+        // Chunk 0 is a signed checkpoint: anchors vouch for the session from now on.
+        ctx.checkpoints.set(id, writer.next_seq() - 1, writer.chain_head());
         let (tx, rx) = mpsc::channel(ctx.config.queue);
         let (fail_tx, failure) = watch::channel(None);
         let task = RecorderTask {
@@ -145,7 +153,8 @@ impl Recorder {
             last_checkpoint: Instant::now(),
             unsigned_chunks: false,
             out: Vec::new(),
-            masks: HashMap::new(),
+            holdback: holdback::Holdback::new(ctx.config.mask.clone()),
+            released: Vec::new(),
             written,
             watchers: None,
         };
@@ -219,8 +228,10 @@ struct RecorderTask {
     unsigned_chunks: bool,
     /// Chunk bytes on their way to the file, reused between flushes.
     out: Vec<u8>,
-    /// Output masking state per (channel, stderr).
-    masks: HashMap<(u32, bool), ChannelMask>,
+    /// Events waiting for their line to end, to be masked whole.
+    holdback: holdback::Holdback,
+    /// Events the holdback let go, on their way to the writer (reused).
+    released: Vec<TimedEvent>,
     /// Bytes in the spool file.
     written: u64,
     /// Live watchers, once one asked.
@@ -234,31 +245,40 @@ impl RecorderTask {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Event(mut ev)) => {
-                        self.mask(&mut ev.event);
-                        let Some(w) = self.writer.as_mut() else { continue };
-                        w.push(&ev);
-                        if let Some(tx) = self.watchers.as_ref().filter(|tx| tx.receiver_count() > 0) {
-                            let _ = tx.send(Arc::new(ev));
+                    Some(Command::Event(ev)) => {
+                        if self.writer.is_none() {
+                            continue;
                         }
-                        if w.pending_len() >= self.ctx.config.flush_bytes {
+                        let mut released = std::mem::take(&mut self.released);
+                        self.holdback.push(ev, &mut released);
+                        self.write_released(&mut released);
+                        self.released = released;
+                        if self.writer.as_ref().is_some_and(|w| w.pending_len() >= self.ctx.config.flush_bytes) {
                             self.flush(false, false).await;
                         }
                     }
                     Some(Command::Watch { done }) => {
                         // Everything so far goes to the file, the rest to the watcher.
+                        self.release_held();
                         self.flush(false, false).await;
                         let tx = self.watchers.get_or_insert_with(|| broadcast::channel(WATCH_BACKLOG).0);
                         let _ = done.send(WatchStart { recorded_len: self.written, events: tx.subscribe() });
                     }
                     Some(Command::Seal { at_us, status, reason, done }) => {
+                        self.release_held();
                         let _ = done.send(self.seal(at_us, status, reason).await);
                         return;
                     }
                     // Every handle dropped without a seal: leave the spool for recovery.
-                    None => { self.flush(false, true).await; return; }
+                    None => {
+                        self.release_held();
+                        self.flush(false, true).await;
+                        return;
+                    }
                 },
                 _ = tick.tick() => {
+                    // Held lines wait at most until the flush: a crash loses no more than it did.
+                    self.release_held();
                     let checkpoint = self.last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval;
                     if !self.flush(checkpoint, true).await {
                         // A quiet tick: give back what an idle session does not need.
@@ -266,28 +286,37 @@ impl RecorderTask {
                             w.release_buffers();
                         }
                         self.out = Vec::new();
+                        self.released = Vec::new();
                     }
                 }
             }
         }
     }
 
-    /// Replaces secrets in output by markers (`RecorderConfig::mask`).
-    fn mask(&mut self, event: &mut Event) {
-        let (channel, stderr, data) = match event {
-            Event::Output { channel, data } => (*channel, false, data),
-            Event::ExtOutput { channel, data } => (*channel, true, data),
-            Event::ChannelClose { channel, .. } => {
-                self.masks.retain(|(c, _), _| c != channel);
-                return;
-            }
-            _ => return,
+    /// Hands events the holdback let go to the writer and the live watchers.
+    fn write_released(&mut self, released: &mut Vec<TimedEvent>) {
+        let Some(w) = self.writer.as_mut() else {
+            released.clear();
+            return;
         };
-        let mask = &self.ctx.config.mask;
-        let state = self.masks.entry((channel, stderr)).or_insert_with(|| mask.channel());
-        if let std::borrow::Cow::Owned(masked) = state.apply(data) {
-            *data = masked;
+        let watchers = self.watchers.as_ref().filter(|tx| tx.receiver_count() > 0);
+        for ev in released.drain(..) {
+            w.push(&ev);
+            if let Some(tx) = watchers {
+                let _ = tx.send(Arc::new(ev));
+            }
         }
+    }
+
+    /// Lets every held event go (masked as its line stands).
+    fn release_held(&mut self) {
+        if self.holdback.is_empty() {
+            return;
+        }
+        let mut released = std::mem::take(&mut self.released);
+        self.holdback.release_all(&mut released);
+        self.write_released(&mut released);
+        self.released = released;
     }
 
     /// Writes what is pending as one chunk; `sync` also makes it durable. Returns whether
@@ -304,6 +333,7 @@ impl RecorderTask {
         self.unsigned_chunks = !sign;
         if sign {
             self.last_checkpoint = Instant::now();
+            self.ctx.checkpoints.set(self.id, w.next_seq() - 1, w.chain_head());
         }
         let bytes = &self.out;
         let res = tokio::task::block_in_place(|| {
@@ -345,8 +375,11 @@ impl RecorderTask {
             return Err(failed());
         };
         let ended = now_us();
-        let (bytes, info) =
-            w.seal(at_us, Seal { status, reason: reason.clone(), ended_at_us: ended }, ended);
+        let (bytes, info) = w.seal(
+            at_us,
+            Seal { status, reason: reason.clone(), ended_at_us: ended, unsigned_tail: None },
+            ended,
+        );
         let path = self.ctx.blobs.spool_path(self.id);
         tokio::task::block_in_place(|| {
             file.write_all(&bytes)?;
@@ -358,6 +391,8 @@ impl RecorderTask {
         })?;
         drop(file);
         finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended).await?;
+        // Sealed and in the ledger: the ledger's head vouches for it now.
+        self.ctx.checkpoints.remove(self.id);
         Ok(info)
     }
 }

@@ -1,59 +1,136 @@
 //! Crash recovery: sessions left `active` by a gateway that died are sealed `interrupted`.
+//!
+//! Recovery never stops the gateway from starting: a session it cannot seal is marked and
+//! audited instead, and the next one is tried.
 
-use keepwatch_core::{SessionId, SessionStatus};
-use keepwatch_recording::{RecordingWriter, Seal, valid_prefix_len};
-use keepwatch_store::{SessionFilter, now_us};
+use keepwatch_core::{AuditAction, SessionId, SessionStatus};
+use keepwatch_recording::{RecoverError, UnsignedTail, recover};
+use keepwatch_store::{NewAudit, SessionFilter, now_us};
 
 use crate::{RecorderContext, RecorderError, finish};
 
-/// Seals every session the database still calls active: the spool is cut back to its last
-/// whole chunk (a torn write is dropped) and a signed `interrupted` seal is appended, so the
-/// recording verifies. Returns the sessions it sealed. Call before accepting connections.
+/// The audit actor of what the gateway does on its own.
+pub const SYSTEM_ACTOR: &str = "keepwatch";
+
+/// What recovery did with one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Sealed `interrupted`; `cut_bytes` of torn or broken tail were dropped, and
+    /// `unsigned_tail` names what was kept after the last checkpoint.
+    Sealed { cut_bytes: u64, unsigned_tail: Option<UnsignedTail> },
+    /// The recording never started (no spool, or not even its first chunk whole): the target
+    /// was never contacted, so the row and spool were removed, like a refused start.
+    NeverStarted,
+    /// The recording could not be sealed (forged signatures, unreadable): the row is marked
+    /// `interrupted` with the reason and the spool is left as it is for `verify` to report.
+    Unsealed { reason: String },
+}
+
+/// Seals every session the database still calls active (see [`Recovered`]), auditing each.
+/// Returns what happened to each. Call before accepting connections.
 ///
 /// # Errors
-/// Fails on the first session that cannot be recovered; the others stay for the next try.
-pub async fn recover_interrupted(ctx: &RecorderContext) -> Result<Vec<SessionId>, RecorderError> {
+/// Only when the list of active sessions cannot be read; one session's failure is recorded
+/// in its [`Recovered`] and the others go on.
+pub async fn recover_interrupted(
+    ctx: &RecorderContext,
+) -> Result<Vec<(SessionId, Recovered)>, RecorderError> {
     let active = ctx
         .store
         .sessions(&SessionFilter { active_only: true, ..Default::default() })
         .await
         .map_err(|source| RecorderError::Store { id: SessionId::from_bytes([0; 16]), source })?;
-    let mut sealed = Vec::new();
+    let mut out = Vec::new();
     for s in active {
-        let path = ctx.blobs.spool_path(s.id);
-        let io_err = |e: std::io::Error| RecorderError::Failed {
-            id: s.id,
-            reason: format!("cannot recover {}: {e}", path.display()),
-        };
-        let bytes = std::fs::read(&path).map_err(io_err)?;
-        let keep = valid_prefix_len(&bytes);
-        let writer =
-            RecordingWriter::resume(&bytes[..keep], (*ctx.signing_key).clone()).map_err(|e| {
-                RecorderError::Failed {
-                    id: s.id,
-                    reason: format!("cannot resume {}: {e}", path.display()),
+        let outcome = recover_one(ctx, s.id).await;
+        let detail = match &outcome {
+            Recovered::Sealed { cut_bytes, unsigned_tail } => {
+                let mut d = "sealed interrupted after the gateway stopped".to_owned();
+                if *cut_bytes > 0 {
+                    d.push_str(&format!("; cut {cut_bytes} bytes of torn or broken tail"));
                 }
-            })?;
-        let at_us = writer.last_at_us();
-        let ended = now_us();
-        let reason = "gateway stopped while the session ran".to_owned();
-        let (tail, info) = writer.seal(
-            at_us,
-            Seal {
-                status: SessionStatus::Interrupted,
-                reason: Some(reason.clone()),
-                ended_at_us: ended,
-            },
-            ended,
-        );
-        let mut out = bytes;
-        out.truncate(keep);
-        out.extend_from_slice(&tail);
-        std::fs::write(&path, &out).map_err(io_err)?;
-        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io_err)?;
-        finish(ctx, s.id, SessionStatus::Interrupted, Some(&reason), &info, ended).await?;
-        tracing::warn!(session_id = %s.id, dropped_bytes = out.len().saturating_sub(keep), "sealed interrupted session");
-        sealed.push(s.id);
+                if let Some(t) = unsigned_tail {
+                    let after = t.after_seq.map_or("the start".into(), |s| format!("chunk {s}"));
+                    d.push_str(&format!(
+                        "; kept {} bytes ({} events) after {after} that no checkpoint had signed",
+                        t.bytes, t.events
+                    ));
+                }
+                d
+            }
+            Recovered::NeverStarted => {
+                "removed: its recording never started, so the target was never contacted".into()
+            }
+            Recovered::Unsealed { reason } => format!("left unsealed: {reason}"),
+        };
+        tracing::warn!(session_id = %s.id, %detail, "recovered session");
+        let audit = NewAudit {
+            actor: SYSTEM_ACTOR.into(),
+            action: AuditAction::SessionRecovered,
+            session_id: Some(s.id),
+            client_addr: None,
+            detail,
+        };
+        if let Err(e) = ctx.store.audit(audit).await {
+            tracing::error!(session_id = %s.id, error = %e, "cannot audit a recovered session");
+        }
+        out.push((s.id, outcome));
     }
-    Ok(sealed)
+    Ok(out)
+}
+
+async fn recover_one(ctx: &RecorderContext, id: SessionId) -> Recovered {
+    let path = ctx.blobs.spool_path(id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return never_started(ctx, id).await,
+        Err(e) => return unsealed(ctx, id, format!("cannot read {}: {e}", path.display())).await,
+    };
+    let reason = "gateway stopped while the session ran".to_owned();
+    let ended = now_us();
+    let r = match recover(
+        &bytes,
+        &ctx.signing_key,
+        SessionStatus::Interrupted,
+        Some(reason.clone()),
+        ended,
+    ) {
+        Ok(r) => r,
+        Err(RecoverError::Empty) => return never_started(ctx, id).await,
+        Err(e) => {
+            return unsealed(ctx, id, format!("recovery refused to seal {}: {e}", path.display()))
+                .await;
+        }
+    };
+    // The sealed bytes replace the spool atomically: a crash now leaves one or the other.
+    let tmp = path.with_extension("recovering");
+    let written = std::fs::write(&tmp, &r.bytes)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return unsealed(ctx, id, format!("cannot write {}: {e}", path.display())).await;
+    }
+    if let Err(e) = finish(ctx, id, SessionStatus::Interrupted, Some(&reason), &r.seal, ended).await
+    {
+        return unsealed(ctx, id, format!("sealed, but cannot store the seal: {e}")).await;
+    }
+    Recovered::Sealed { cut_bytes: r.cut_bytes, unsigned_tail: r.unsigned_tail }
+}
+
+async fn never_started(ctx: &RecorderContext, id: SessionId) -> Recovered {
+    let _ = std::fs::remove_file(ctx.blobs.spool_path(id));
+    if let Err(e) = ctx.store.delete_unrecorded_session(id).await {
+        return Recovered::Unsealed {
+            reason: format!("its recording never started, and the row cannot be removed: {e}"),
+        };
+    }
+    Recovered::NeverStarted
+}
+
+async fn unsealed(ctx: &RecorderContext, id: SessionId, reason: String) -> Recovered {
+    if let Err(e) = ctx.store.end_unsealed_session(id, SessionStatus::Interrupted, &reason).await {
+        tracing::error!(session_id = %id, error = %e, "cannot mark an unrecoverable session");
+    }
+    Recovered::Unsealed { reason }
 }

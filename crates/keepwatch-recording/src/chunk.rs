@@ -5,7 +5,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use keepwatch_core::SessionId;
 
 use crate::event::{self, TimedEvent};
-use crate::{FORMAT_VERSION, MAX_CHUNK_PAYLOAD, ReadError};
+use crate::{FORMAT_VERSIONS, MAX_CHUNK_PAYLOAD, ReadError};
 
 pub(crate) const FILE_MAGIC: &[u8; 6] = b"KWREC\0";
 /// Magic (6) + version (2) + session id (16).
@@ -61,7 +61,7 @@ pub fn header(bytes: &[u8]) -> Result<FileHeader, ReadError> {
         return Err(ReadError::BadMagic);
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version != FORMAT_VERSION {
+    if !FORMAT_VERSIONS.contains(&version) {
         return Err(ReadError::UnsupportedVersion { version });
     }
     let mut id = [0; 16];

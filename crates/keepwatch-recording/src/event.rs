@@ -50,6 +50,21 @@ pub struct Seal {
     pub reason: Option<String>,
     /// Wall-clock end, unix microseconds.
     pub ended_at_us: i64,
+    /// Set when crash recovery sealed chunks that no checkpoint had signed: what the gateway
+    /// wrote after its last signature, which nobody vouched for before this seal.
+    pub unsigned_tail: Option<UnsignedTail>,
+}
+
+/// The part of a recovered recording written after its last signed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsignedTail {
+    /// The last chunk a signature covered before the seal (`None`: not even chunk 0 was
+    /// signed, which a writer never does).
+    pub after_seq: Option<u64>,
+    /// Bytes of whole chunks after it.
+    pub bytes: u64,
+    /// Events in those chunks.
+    pub events: u64,
 }
 
 /// One thing that happened in a session.
@@ -125,6 +140,14 @@ pub enum Event {
     /// A file that moved: how many bytes, its size and SHA-256 when it moved whole, and the
     /// byte ranges covered when it did not.
     FileTransfer(FileTransfer),
+    /// An environment variable the person asked to set on a channel (`SendEnv`, `SetEnv`),
+    /// masked like output; `forwarded` is false when the gateway refused it.
+    Env {
+        channel: u32,
+        name: String,
+        value: String,
+        forwarded: bool,
+    },
 }
 
 /// What [`Event::FileTransfer`] records.
@@ -181,6 +204,10 @@ const TAG_TUNNEL_OPEN: u8 = 11;
 const TAG_TUNNEL_CLOSE: u8 = 12;
 const TAG_FILE_OPERATION: u8 = 13;
 const TAG_FILE_TRANSFER: u8 = 14;
+// Version 2.
+const TAG_ENV: u8 = 15;
+/// A seal with an unsigned tail (crash recovery); tag 10 is a seal without one.
+const TAG_SEAL_RECOVERED: u8 = 16;
 /// A transfer records at most this many ranges; more are merged into the last one.
 const MAX_RANGES: usize = 1024;
 
@@ -225,11 +252,13 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
         Event::Eof { .. } => TAG_EOF,
         Event::ChannelClose { .. } => TAG_CHANNEL_CLOSE,
         Event::Notice { .. } => TAG_NOTICE,
+        Event::Seal(s) if s.unsigned_tail.is_some() => TAG_SEAL_RECOVERED,
         Event::Seal(_) => TAG_SEAL,
         Event::TunnelOpen { .. } => TAG_TUNNEL_OPEN,
         Event::TunnelClose { .. } => TAG_TUNNEL_CLOSE,
         Event::FileOperation { .. } => TAG_FILE_OPERATION,
         Event::FileTransfer(_) => TAG_FILE_TRANSFER,
+        Event::Env { .. } => TAG_ENV,
     };
     out.push(tag);
     put_varint(out, at_us);
@@ -321,6 +350,23 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
                 }
             }
             put_i64(out, seal.ended_at_us);
+            if let Some(tail) = &seal.unsigned_tail {
+                match tail.after_seq {
+                    None => out.push(0),
+                    Some(seq) => {
+                        out.push(1);
+                        put_varint(out, seq);
+                    }
+                }
+                put_varint(out, tail.bytes);
+                put_varint(out, tail.events);
+            }
+        }
+        Event::Env { channel, name, value, forwarded } => {
+            put_varint(out, u64::from(*channel));
+            put_str(out, name);
+            put_str(out, value);
+            out.push(u8::from(*forwarded));
         }
         Event::TunnelOpen { channel, host, port, originator } => {
             put_varint(out, u64::from(*channel));
@@ -521,7 +567,7 @@ impl Decoder<'_> {
     fn event(&mut self) -> Result<TimedEvent, DecodeError> {
         let tag_at = self.pos;
         let tag = self.u8()?;
-        if !(TAG_SESSION_START..=TAG_FILE_TRANSFER).contains(&tag) {
+        if !(TAG_SESSION_START..=TAG_SEAL_RECOVERED).contains(&tag) {
             return Err(DecodeError::UnknownTag { tag, at: tag_at });
         }
         let at_us = self.varint()?;
@@ -633,7 +679,13 @@ impl Decoder<'_> {
                     complete,
                 })
             }
-            // The range check above leaves only TAG_SEAL.
+            TAG_ENV => Event::Env {
+                channel: self.u32()?,
+                name: self.string("environment variable name")?,
+                value: self.string("environment variable value")?,
+                forwarded: self.code("environment forwarded", 1)? == 1,
+            },
+            // The range check above leaves only TAG_SEAL and TAG_SEAL_RECOVERED.
             _ => {
                 let at = self.pos;
                 let code = self.u8()?;
@@ -642,11 +694,18 @@ impl Decoder<'_> {
                     value: code,
                     at,
                 })?;
-                Event::Seal(Seal {
-                    status,
-                    reason: if self.present()? { Some(self.string("seal reason")?) } else { None },
-                    ended_at_us: self.i64()?,
-                })
+                let reason = if self.present()? { Some(self.string("seal reason")?) } else { None };
+                let ended_at_us = self.i64()?;
+                let unsigned_tail = if tag == TAG_SEAL_RECOVERED {
+                    Some(UnsignedTail {
+                        after_seq: if self.present()? { Some(self.varint()?) } else { None },
+                        bytes: self.varint()?,
+                        events: self.varint()?,
+                    })
+                } else {
+                    None
+                };
+                Event::Seal(Seal { status, reason, ended_at_us, unsigned_tail })
             }
         };
         Ok(TimedEvent { at_us, event })

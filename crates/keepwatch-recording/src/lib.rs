@@ -8,11 +8,13 @@
 //! **Invariant:** reading is total. Any input gives `Ok` or an error, never a panic, and
 //! nothing is allocated beyond the input's size or [`MAX_CHUNK_PAYLOAD`].
 
+pub mod anchor;
 pub mod audit_chain;
 mod chunk;
 mod event;
 pub mod ledger;
 mod read;
+mod recover;
 mod tail;
 mod verify;
 mod writer;
@@ -24,16 +26,23 @@ pub use chunk::{
     CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD,
     FileHeader, chain_seed, chunks, header,
 };
-pub use event::{DecodeError, Direction, Event, FileTransfer, Pty, Seal, SessionStart, TimedEvent};
+pub use event::{
+    DecodeError, Direction, Event, FileTransfer, Pty, Seal, SessionStart, TimedEvent, UnsignedTail,
+};
 pub use read::{read_events, valid_prefix_len};
+pub use recover::{RecoverError, Recovery, recover};
 pub use tail::{RecordingTail, events_from_chunk};
 pub use verify::{Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 
 use keepwatch_core::SessionId;
 
-/// The format version in the file header. Readers refuse any other value.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version the writer puts in the file header: 2 added environment events and
+/// the seal of a recovered recording. Readers take [`FORMAT_VERSIONS`] and refuse others.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The versions readers accept (version 1 is version 2 without its new events).
+pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u16> = 1..=FORMAT_VERSION;
 
 /// The largest payload a chunk may hold, uncompressed (and stored). Enforced on write
 /// and on read.
@@ -48,7 +57,9 @@ pub enum ReadError {
     BadMagic,
     #[error("file header truncated: {len} of {FILE_HEADER_LEN} bytes")]
     TruncatedHeader { len: usize },
-    #[error("unsupported recording format version {version} (this reader knows {FORMAT_VERSION})")]
+    #[error(
+        "unsupported recording format version {version} (this reader knows 1 to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion { version: u16 },
     #[error("recording {session_id} has no chunks")]
     NoChunks { session_id: SessionId },

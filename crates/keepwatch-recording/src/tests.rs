@@ -104,6 +104,15 @@ fn every_event() -> Vec<TimedEvent> {
                 text: "session will be terminated in 5 minutes".into(),
             },
         ),
+        ev(
+            4100,
+            Event::Env {
+                channel: 0,
+                name: "LC_X".into(),
+                value: "eval me".into(),
+                forwarded: true,
+            },
+        ),
         ev(u64::MAX, Event::Notice { channel: None, text: "clock at the end of time".into() }),
     ]
 }
@@ -113,6 +122,7 @@ fn closed() -> Seal {
         status: SessionStatus::Closed,
         reason: Some("client disconnected".into()),
         ended_at_us: T0 + 9_000_000,
+        unsigned_tail: None,
     }
 }
 

@@ -34,10 +34,19 @@
 //! **Invariant:** when the policy allows everything, a tracker is transparent: the bytes it
 //! forwards in each direction are exactly the bytes it was fed, whatever they are.
 //!
+//! **Invariant:** no byte leaves a tracker unaccounted for. A forwarded byte is either part
+//! of what the events describe (a path, a file's content counted and hashed, a status the
+//! event carries) or inside one of [`Output::raw`]'s ranges, which the caller records as it
+//! is. Bytes go raw when the tracker cannot follow the protocol any more (a protocol error,
+//! or legacy SCP after a fatal error line), and packet by packet when a packet carries more
+//! than its event says (an unknown request or extension, a directory listing, trailing
+//! bytes, an error line). A channel that hides its bytes behind SFTP or SCP therefore still
+//! lands in the recording.
+//!
 //! **Invariant:** a denied request never reaches the target. When the tracker can no longer
 //! tell what a byte stream means (a protocol error) and the policy restricts anything, it
 //! stops forwarding and asks for the channel to be closed instead of letting bytes through
-//! unchecked.
+//! unchecked: the grant's file policy can no longer be held.
 
 mod content;
 mod event;
@@ -45,6 +54,8 @@ mod ranges;
 mod scp;
 mod sftp;
 mod track;
+
+use std::ops::Range;
 
 pub use content::{Capture, ContentId, ContentPiece, SkipReason};
 pub use event::{Op, OpResult, SftpEvent, Transfer, TransferDirection};
@@ -104,6 +115,10 @@ pub struct Output {
     pub reply: Vec<u8>,
     /// Audit events, in the order they happened.
     pub events: Vec<SftpEvent>,
+    /// Ranges of `forward` (in order, not overlapping) that the tracker did not account for
+    /// in `events`: record these bytes as they are, as the channel's input (after
+    /// `from_client`) or output (after `from_server`), before forwarding them.
+    pub raw: Vec<Range<usize>>,
     /// File content that passed in this call, as ranges of `forward`, when the tracker was
     /// built `with_capture` (see [`ContentPiece`]). Every piece of a file comes before the
     /// event of its [`Transfer`] that says whether to keep them.
@@ -121,6 +136,26 @@ impl Output {
         self.reply.clear();
         self.events.clear();
         self.content.clear();
+        self.raw.clear();
         self.close_channel = false;
+    }
+
+    /// Appends bytes to `forward` that the caller must record as they are.
+    pub(crate) fn forward_raw(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let start = self.forward.len();
+        self.forward.extend_from_slice(data);
+        let end = self.forward.len();
+        match self.raw.last_mut() {
+            Some(last) if last.end == start => last.end = end,
+            _ => self.raw.push(start..end),
+        }
+    }
+
+    /// The bytes of `forward` the caller must record as they are, in order.
+    pub fn raw_bytes(&self) -> impl Iterator<Item = &[u8]> {
+        self.raw.iter().map(|r| &self.forward[r.clone()])
     }
 }

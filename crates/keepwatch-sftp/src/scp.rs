@@ -64,7 +64,8 @@ enum ParseError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
     Tracking,
-    PassThrough,
+    /// After a protocol error with nothing to enforce: bytes go through as raw bytes.
+    Raw,
     Closed,
 }
 
@@ -106,7 +107,7 @@ enum State {
     Data(File),
     /// The source ends a file's data with `\0` or an error line.
     DataEnd(File),
-    /// A fatal error line ended both programs; anything after passes untouched.
+    /// A fatal error line ended both programs; anything after goes through as raw bytes.
     Done,
 }
 
@@ -248,11 +249,12 @@ impl ScpTracker {
     fn feed(&mut self, side: Side, mut data: &[u8], out: &mut Output) {
         match self.health {
             Health::Tracking => {}
-            Health::PassThrough => {
+            Health::Raw => {
                 if self.line_from == side {
-                    out.forward.append(&mut self.line);
+                    let line = std::mem::take(&mut self.line);
+                    out.forward_raw(&line);
                 }
-                out.forward.extend_from_slice(data);
+                out.forward_raw(data);
                 return;
             }
             Health::Closed => {
@@ -267,7 +269,7 @@ impl ScpTracker {
                 return self.refuse(reason, out, side);
             }
             if matches!(self.state, State::Done) {
-                out.forward.extend_from_slice(data);
+                out.forward_raw(data);
                 return;
             }
             let source_turn =
@@ -330,8 +332,8 @@ impl ScpTracker {
                     let result = if matches!(self.state, State::Record) {
                         self.record(&line, out)
                     } else {
-                        self.answered(Some(&line), out)
-                            .map(|()| out.forward.extend_from_slice(&line))
+                        // An error line's text is in no event: it goes as raw bytes.
+                        self.answered(Some(&line), out).map(|()| out.forward_raw(&line))
                     };
                     self.line = line;
                     match result {
@@ -345,7 +347,7 @@ impl ScpTracker {
                 Ok(rest)
             }
             State::Done => {
-                out.forward.extend_from_slice(data);
+                out.forward_raw(data);
                 Ok(&[])
             }
         }
@@ -402,10 +404,11 @@ impl ScpTracker {
         let bad = || ParseError::BadRecord { line: path_text(line) };
         let body = &line[..line.len() - 1];
         match body.first() {
-            // An error from the source (a file it could not read): no answer expected.
-            Some(1) => out.forward.extend_from_slice(line),
+            // An error from the source (a file it could not read): no answer expected. Its
+            // text is in no event, so it goes as raw bytes.
+            Some(1) => out.forward_raw(line),
             Some(2) => {
-                out.forward.extend_from_slice(line);
+                out.forward_raw(line);
                 self.state = State::Done;
             }
             Some(b'C' | b'D') => {
@@ -548,11 +551,13 @@ impl ScpTracker {
             (false, Side::Server) => Side::Client,
         };
         if self.policy.allows_everything() {
-            self.health = Health::PassThrough;
+            // Nothing to enforce: the channel goes on, every byte recorded as it is.
+            self.health = Health::Raw;
             if self.line_from == side {
-                out.forward.append(&mut self.line);
+                let line = std::mem::take(&mut self.line);
+                out.forward_raw(&line);
             }
-            out.forward.extend_from_slice(rest);
+            out.forward_raw(rest);
         } else {
             self.health = Health::Closed;
             out.close_channel = true;

@@ -56,8 +56,9 @@ enum ParseError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Tracking,
-    /// After a protocol error with nothing to enforce: bytes go through untouched.
-    PassThrough,
+    /// After a protocol error with nothing to enforce: bytes go through as raw bytes, to be
+    /// recorded as they are.
+    Raw,
     /// After a protocol error with a policy to enforce: nothing goes through.
     Closed,
 }
@@ -190,11 +191,10 @@ impl SftpTracker {
     fn feed(&mut self, dir: Direction, mut data: &[u8], out: &mut Output) {
         match self.mode {
             Mode::Tracking => {}
-            Mode::PassThrough => {
-                let rx = self.rx(dir);
-                out.forward.extend_from_slice(&rx.head);
-                rx.head.clear();
-                out.forward.extend_from_slice(data);
+            Mode::Raw => {
+                let head = std::mem::take(&mut self.rx(dir).head);
+                out.forward_raw(&head);
+                out.forward_raw(data);
                 return;
             }
             Mode::Closed => {
@@ -294,7 +294,8 @@ impl SftpTracker {
         }
         let m = (body.trailer_left as usize).min(rest.len());
         if body.forward {
-            out.forward.extend_from_slice(&rest[..m]);
+            // Bytes after the data string: servers ignore them, no event says them.
+            out.forward_raw(&rest[..m]);
         }
         body.trailer_left -= m as u32;
         if body.data_left == 0 && body.trailer_left == 0 {
@@ -323,9 +324,10 @@ impl SftpTracker {
         out.events.push(SftpEvent::ProtocolError { direction: dir, reason: e.to_string() });
         let head = std::mem::take(&mut self.rx(dir).head);
         if self.policy.allows_everything() {
-            self.mode = Mode::PassThrough;
-            out.forward.extend_from_slice(&head);
-            out.forward.extend_from_slice(rest);
+            // Nothing to enforce: the channel goes on, every byte recorded as it is.
+            self.mode = Mode::Raw;
+            out.forward_raw(&head);
+            out.forward_raw(rest);
         } else {
             self.mode = Mode::Closed;
             out.close_channel = true;

@@ -23,7 +23,10 @@ use russh::client;
 #[derive(Default)]
 struct Requests {
     pty: Option<PtyRequest>,
-    env: Vec<(String, String)>,
+    /// Every environment request, allowed (forwarded) or not: all of them are recorded.
+    env: Vec<EnvRequest>,
+    /// Environment requests past [`MAX_ENV`], dropped unrecorded but counted.
+    env_dropped: usize,
     early: Vec<u8>,
     /// `ssh -A` asked for the person's agent (served only if the grant allows it).
     agent: bool,
@@ -40,6 +43,14 @@ struct PtyRequest {
 
 /// Most a client may send before its shell starts; beyond it the channel is closed.
 const EARLY_LIMIT: usize = 1 << 20;
+/// Environment requests one channel may make; later ones are refused and counted.
+const MAX_ENV: usize = 64;
+
+struct EnvRequest {
+    name: String,
+    value: String,
+    allowed: bool,
+}
 
 pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
     let id = channel.id();
@@ -151,10 +162,13 @@ async fn collect_requests(
                 // want-reply flag per channel, so a late answer here could take the place
                 // of the shell or exec request's.
             }
-            ChannelMsg::SetEnv { variable_name, variable_value, .. }
-                if env_allowed(&conn.ctx.config.env_allow, &variable_name) =>
-            {
-                req.env.push((variable_name, variable_value));
+            ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+                if req.env.len() >= MAX_ENV {
+                    req.env_dropped += 1;
+                    continue;
+                }
+                let allowed = env_allowed(&conn.ctx.config.env_allow, &variable_name);
+                req.env.push(EnvRequest { name: variable_name, value: variable_value, allowed });
             }
             ChannelMsg::WindowChange { col_width, row_height, .. } => {
                 if let Some(p) = req.pty.as_mut() {
@@ -220,8 +234,8 @@ async fn relay(
         .map_err(|e| format!("keepwatch: target {target} refused a channel: {e}"))?;
     let (mut up_rx, up_tx) = up.split();
     let mut held = Vec::new();
-    for (k, v) in &req.env {
-        let _ = up_tx.set_env(false, k.as_str(), v.as_str()).await;
+    for e in req.env.iter().filter(|e| e.allowed) {
+        let _ = up_tx.set_env(false, e.name.as_str(), e.value.as_str()).await;
     }
     if let Some(p) = &req.pty {
         let ok = up_tx
@@ -266,8 +280,12 @@ async fn relay(
     let row = ChannelRow {
         channel,
         kind: kind.as_str().to_owned(),
+        // Masked like the recording masks it: a secret on an exec line reaches no disk.
         command: match &kind {
-            ChannelKind::Exec { command } => Some(String::from_utf8_lossy(command).into_owned()),
+            ChannelKind::Exec { command } => {
+                let masked = conn.ctx.recorder.config.mask.apply_once(command);
+                Some(String::from_utf8_lossy(&masked).into_owned())
+            }
             _ => None,
         },
         subsystem: match &kind {
@@ -286,6 +304,17 @@ async fn relay(
     conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty })
         .await
         .map_err(|_| recording_failed())?;
+    for e in req.env {
+        let env = Event::Env { channel, name: e.name, value: e.value, forwarded: e.allowed };
+        conn.record(s, env).await.map_err(|_| recording_failed())?;
+    }
+    if req.env_dropped > 0 {
+        let text = format!(
+            "{} more environment requests refused (at most {MAX_ENV} per channel)",
+            req.env_dropped
+        );
+        let _ = conn.record(s, Event::Notice { channel: Some(channel), text }).await;
+    }
     if !accepted {
         // The gateway answers for itself and ends the channel with one line and exit status 1,
         // like its other refusals: OpenSSH drops stderr that arrives with a failed request,
@@ -415,14 +444,16 @@ impl Relay {
             return self.target.data_bytes(data).await.is_ok();
         };
         let out = files.client_bytes(&data);
-        self.file_output(out, &self.client, &self.target).await
+        self.file_output(out, Direction::ToTarget, &self.client, &self.target).await
     }
 
-    /// Applies a file tracker's output: events recorded, `reply` back to the sender,
+    /// Applies a file tracker's output: events recorded, the bytes it could not account for
+    /// recorded as they are (input or output, by `way`), `reply` back to the sender,
     /// `forward` on to the other side.
     async fn file_output<A, B>(
         &self,
-        out: Output,
+        mut out: Output,
+        way: Direction,
         back: &ChannelWriteHalf<A>,
         on: &ChannelWriteHalf<B>,
     ) -> bool
@@ -435,8 +466,20 @@ impl Relay {
         if let Some(f) = files {
             f.spool_content(&out);
         }
-        if record_events(&self.conn, &self.s, self.channel, files, out.events).await.is_err() {
+        let events = std::mem::take(&mut out.events);
+        if record_events(&self.conn, &self.s, self.channel, files, events).await.is_err() {
             return false;
+        }
+        for raw in out.raw_bytes() {
+            let channel = self.channel;
+            let data = raw.to_vec();
+            let event = match way {
+                Direction::ToTarget => Event::Input { channel, data },
+                Direction::ToClient => Event::Output { channel, data },
+            };
+            if !self.record(event).await {
+                return false;
+            }
         }
         if !out.reply.is_empty() && back.data_bytes(Bytes::from(out.reply)).await.is_err() {
             return false;
@@ -473,7 +516,20 @@ impl Relay {
                     true
                 }
                 ChannelMsg::Signal { signal } => {
+                    let text = format!("the person sent signal {signal:?}");
+                    let _ = self.record(Event::Notice { channel: Some(channel), text }).await;
                     let _ = up.signal(signal).await;
+                    true
+                }
+                ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+                    // Too late to reach the target (it runs already): recorded, not sent.
+                    let env = Event::Env {
+                        channel,
+                        name: variable_name,
+                        value: variable_value,
+                        forwarded: false,
+                    };
+                    let _ = self.record(env).await;
                     true
                 }
                 ChannelMsg::Eof => {
@@ -532,7 +588,7 @@ impl Relay {
                         }
                         Some(files) => {
                             let out = files.server_bytes(&data);
-                            self.file_output(out, &self.target, tx).await
+                            self.file_output(out, Direction::ToClient, &self.target, tx).await
                         }
                     };
                     if !ok {

@@ -256,8 +256,12 @@ def record_case(shell, case):
         rec.add("i", data.decode("latin-1"))
         os.write(master, data)
 
+    # Typeahead: keys the person sends before the shell has drawn anything
+    # (over SSH, while the motd prints); the tty echoes them at once.
+    for text in case.get("typeahead", []):
+        send(text)
     # Wait for the first prompt (zsh's compinit takes a while), then for quiet:
-    # keys typed before the prompt would be typeahead, not what a case means.
+    # other keys typed before the prompt would be typeahead a case did not mean.
     end = time.monotonic() + 15
     while not rec.events and time.monotonic() < end:
         pump(0.1)
@@ -652,6 +656,99 @@ def cases_for(shell):
         + line("echo next")
         + exit_,
         "expected": [cmd("cat"), cmd("printf no-newline"), cmd("echo next"), cmd("exit")],
+    }
+    # Issue 9, section 4: commands that ran but were missing from the record.
+    if readline:
+        c["history_repeat"] = {
+            "description": "history recall that lands on the text of the previous command: Up at the"
+            " top of the history (a bell), Up Up over two equal entries, Up alone; each ran again",
+            "steps": line("echo kw-rep")
+            + [Type(UP + UP + ENTER, settle=0.3)]
+            + [Type(UP + ENTER, settle=0.3)]
+            + [Type(UP + UP + ENTER, settle=0.3)]
+            + line("echo kw-two")
+            + [Type(UP + UP + ENTER, settle=0.3)]
+            + [Type(UP + UP + ENTER, settle=0.3)]
+            + exit_,
+            "expected": [
+                cmd("echo kw-rep"),
+                cmd("echo kw-rep"),
+                cmd("echo kw-rep"),
+                cmd("echo kw-rep"),
+                cmd("echo kw-two"),
+                cmd("echo kw-rep"),
+                cmd("echo kw-two"),
+                cmd("exit"),
+            ],
+        }
+        c["bang"] = {
+            "description": "history expansion: !!, !prefix and ^old^new run the expanded line (the"
+            " shell prints it); an event that is not found runs nothing; !! in single quotes is literal",
+            "steps": line("echo kw-bang")
+            + line("!!")
+            + line("!ech")
+            + line("^bang^bong")
+            + line("!kw-nosuch")
+            + line("echo 'kw-quoted!!'")
+            + exit_,
+            "expected": [
+                cmd("echo kw-bang"),
+                cmd("echo kw-bang"),
+                cmd("echo kw-bang"),
+                cmd("echo kw-bong"),
+                cmd("echo 'kw-quoted!!'"),
+                cmd("exit"),
+            ],
+        }
+    else:
+        # Up is no recall in dash: the tty echoes ^[[A and dash's "not found"
+        # prints the raw ESC [ A, which moves the cursor up, so the next prompt
+        # is drawn over old text; what is left right of the typed line is then
+        # read with it (a limit of reading lines off the screen), so Up is left out.
+        c["history_repeat"] = {
+            "description": "dash has no history recall: the same command typed again runs again, each listed",
+            "steps": line("echo kw-rep") + line("echo kw-rep") + line("echo kw-rep") + exit_,
+            "expected": [cmd("echo kw-rep"), cmd("echo kw-rep"), cmd("echo kw-rep"), cmd("exit")],
+        }
+        c["bang"] = {
+            "description": "dash has no history expansion: !! is run as a command name (not found)",
+            "steps": line("echo kw-bang") + line("!!") + exit_,
+            "expected": [cmd("echo kw-bang"), cmd("!!"), cmd("exit")],
+        }
+    c["typeahead"] = {
+        "description": "a command typed before the shell drew its first prompt (the tty echoes it"
+        " at once), and one typed while a command was still running",
+        "typeahead": keys("echo kw-ahead" + ENTER),
+        "steps": line("echo kw-next")
+        + [Type("sleep 1" + ENTER, settle=0.05)]
+        + line("echo kw-during", settle=1.5)
+        + exit_,
+        "expected": [cmd("echo kw-ahead"), cmd("echo kw-next"), cmd("sleep 1"), cmd("echo kw-during"), cmd("exit")],
+    }
+    # An OSC left open swallows everything up to the next ESC or BEL, as on a
+    # real terminal. bash (bracketed paste) and zsh start every prompt with an
+    # ESC, which ends it, so their prompt lands mid-line after the text before
+    # the OSC. dash's plain prompt has none: the rest of a dash session stays
+    # invisible, on screen and to the extractor, so dash's case leaves it out.
+    osc_steps = line("printf 'kw-bar\\033]0;unterminated\\n'") + line("echo kw-osc")
+    osc_expected = [cmd("printf 'kw-bar\\033]0;unterminated\\n'"), cmd("echo kw-osc")]
+    if shell == "dash":
+        osc_steps, osc_expected = [], []
+    c["midline_prompt"] = {
+        "description": "output that leaves the cursor mid-line, so the shell draws its prompt there:"
+        " printf without a newline"
+        + (", an unterminated OSC that swallows the newline" if shell != "dash" else "")
+        + ", a long line without a newline that wraps past eight rows"
+        + ("; zsh's PROMPT_SP moves the prompt to a line of its own" if shell == "zsh" else ""),
+        "steps": line("printf kw-foo")
+        + line("echo kw-mid")
+        + osc_steps
+        + line("printf '%0900d' 0")
+        + line("echo kw-long")
+        + exit_,
+        "expected": [cmd("printf kw-foo"), cmd("echo kw-mid")]
+        + osc_expected
+        + [cmd("printf '%0900d' 0"), cmd("echo kw-long"), cmd("exit")],
     }
     if shell == "bash":
         c["osc133"] = {

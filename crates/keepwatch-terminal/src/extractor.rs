@@ -1,11 +1,15 @@
 //! The command extractor: a state machine over output, input and resizes that finds prompts and reads command lines off the screen.
 
+mod typeahead;
+
 use std::collections::VecDeque;
 
+use crate::history::{Expansion, expansion};
 use crate::input::{Key, KeyDecoder};
 use crate::prompt::{PromptKind, classify};
-use crate::screen::{self, Accepted, LineStart, Screen, Watch};
+use crate::screen::{self, Accepted, LineStart, Pos, Screen, Watch};
 use crate::{Command, Confidence, ExtractorConfig};
+use typeahead::{Typeahead, cursor_line_start};
 
 /// Primary prompts remembered to recognise the next one as soon as it is drawn.
 const KNOWN_PROMPTS: usize = 16;
@@ -30,6 +34,9 @@ pub struct CommandExtractor {
     /// moves the cursor off it, so redraws on accept (Ctrl-R) are seen.
     accepting: Option<u64>,
     known_prompts: VecDeque<String>,
+    /// Lines typed while no prompt was recognised: typeahead for the shell, or
+    /// input to a program; the prompt rows drawn later tell which.
+    ahead: Typeahead,
     last_output_at: u64,
     ready: VecDeque<Command>,
     dropped: u64,
@@ -73,6 +80,7 @@ impl CommandExtractor {
             current: None,
             accepting: None,
             known_prompts: VecDeque::new(),
+            ahead: Typeahead::default(),
             last_output_at: 0,
             ready: VecDeque::new(),
             dropped: 0,
@@ -85,7 +93,11 @@ impl CommandExtractor {
         if let Some(p) = &mut self.prompt {
             p.output_since |= !data.is_empty();
         }
-        let may_skip = self.current.is_some() && self.prompt.is_none() && self.accepting.is_none();
+        // Rows that scroll off unseen could be the prompt rows that read typed-ahead lines.
+        let may_skip = self.current.is_some()
+            && self.prompt.is_none()
+            && self.accepting.is_none()
+            && self.ahead.is_empty();
         self.screen.feed_bulk(data, may_skip);
         if let Some(accepted) = self.screen.hooks.accepted.take() {
             self.accepted(accepted);
@@ -140,6 +152,15 @@ impl CommandExtractor {
         if self.accepting.is_some() {
             self.force_accept();
         }
+        if self.ahead.has_lines() && !self.screen.is_alternate() {
+            // `exit` typed while the last command ran: read by a prompt row
+            // above the cursor (or on its row, unless the shell sits idle there).
+            let term = self.screen.term();
+            let idle = self.known_prompts.contains(&screen::prefix_at_cursor(term));
+            let end = if idle { cursor_line_start(term) } else { screen::cursor(term).0 + 1 };
+            self.settle_typeahead(None, end, true);
+        }
+        self.ahead.clear();
         self.complete(None);
         self.prompt = None;
         self.drain()
@@ -160,6 +181,21 @@ impl CommandExtractor {
     /// A full-screen program (vim, less, top) has the alternate screen now.
     pub fn full_screen_active(&self) -> bool {
         self.screen.is_alternate()
+    }
+
+    /// Nothing is half-way: no line being typed or accepted at a prompt, no
+    /// line typed ahead and waiting for the shell, no multi-line command
+    /// waiting for its next line. An extractor rebuilt from the screen alone
+    /// (the indexer's hibernation) would lose any of those, so only an
+    /// extractor at rest should be put to sleep.
+    pub fn at_rest(&self) -> bool {
+        let prompt_untouched = self.prompt.as_ref().is_none_or(|p| {
+            p.kind == PromptKind::Primary && p.typed == 0 && !p.edited && p.typed_bytes.is_empty()
+        });
+        self.accepting.is_none()
+            && self.ahead.is_empty()
+            && prompt_untouched
+            && !(self.prompt.is_none() && self.continuation_possible())
     }
 
     /// Commands dropped because [`ExtractorConfig::max_pending_commands`] were
@@ -196,18 +232,70 @@ impl CommandExtractor {
         if let Some(text) = osc {
             if screen::prefix_at_cursor(term) == text {
                 self.complete(Some(at_us));
-                self.enter_prompt(PromptKind::Primary);
+                self.enter_prompt(PromptKind::Primary, text);
             }
             return;
+        }
+        let text = screen::prefix_at_cursor(term);
+        let known = self.known_prompts.iter().any(|k| *k == text);
+        if self.ahead.has_lines() {
+            // A prompt after lines were typed ahead (before the first prompt
+            // the shell's prompt is not known yet, so it is classified).
+            let first = self.current.is_none()
+                && classify(&text, std::iter::empty()) == PromptKind::Primary;
+            if !known && !first {
+                return;
+            }
+            let end = cursor_line_start(self.screen.term());
+            if !self.settle_typeahead(Some(&text), end, false) {
+                // Lines are left: this prompt may be about to read the next,
+                // so it is not entered; the running command did end here.
+                if known {
+                    self.complete(Some(at_us));
+                }
+                return;
+            }
         }
         if self.current.is_none() {
             return;
         }
-        let text = screen::prefix_at_cursor(term);
-        if self.known_prompts.iter().any(|k| *k == text) {
+        if known {
             self.complete(Some(at_us));
-            self.enter_prompt(PromptKind::Primary);
+            self.enter_prompt(PromptKind::Primary, text);
         }
+    }
+
+    /// Lists the typed-ahead lines that prompt rows above row `end` read (and
+    /// ends the running command at the first such row); `cursor_prompt` is a
+    /// prompt at the cursor to look for besides the known ones. Returns
+    /// whether no typed-ahead line is left waiting.
+    fn settle_typeahead(&mut self, cursor_prompt: Option<&str>, end: usize, idle: bool) -> bool {
+        let mut prompts: Vec<&str> = self.known_prompts.iter().map(String::as_str).collect();
+        prompts.extend(cursor_prompt);
+        let (found, first_row) = self.ahead.settle(self.screen.term(), end, &prompts, idle);
+        let ended_at = self.last_output_at;
+        if let Some(row) = first_row {
+            self.complete_at(Some(ended_at), (row, 0));
+        }
+        for c in found {
+            let mut text = c.text;
+            truncate_chars(&mut text, self.cfg.max_command_text);
+            let mut output = c.output;
+            let output_truncated = output.len() > self.cfg.max_output_text;
+            truncate_chars(&mut output, self.cfg.max_output_text);
+            self.emit(Command {
+                text,
+                typed: None,
+                prompt: c.prompt,
+                started_at_us: c.started_at_us,
+                ended_at_us: Some(ended_at.max(c.started_at_us)),
+                output,
+                output_truncated,
+                confidence: c.confidence,
+                full_screen: false,
+            });
+        }
+        !self.ahead.has_lines()
     }
 
     /// The person starts typing: is the cursor at a shell prompt?
@@ -222,20 +310,51 @@ impl CommandExtractor {
         if self.screen.is_alternate() {
             return;
         }
-        let text = screen::prefix_at_cursor(self.screen.term());
+        let mut text = screen::prefix_at_cursor(self.screen.term());
         let mut kind = classify(&text, self.known_prompts.iter().map(String::as_str));
         if kind == PromptKind::Continuation && !self.continuation_possible() {
             // `mysql> ` after a banner is a program's prompt, not the shell's PS2.
             kind = PromptKind::NotPrompt;
         }
+        let mut end = (cursor_line_start(self.screen.term()), 0);
+        if kind == PromptKind::NotPrompt
+            && let Some((prompt, start)) = self.known_suffix()
+        {
+            // Output left the cursor mid-line and the shell drew its prompt
+            // there: the text before it is the last command's output.
+            (kind, text, end) = (PromptKind::Primary, prompt, start);
+        }
         match kind {
             PromptKind::Primary => {
-                self.complete(Some(self.last_output_at));
-                self.enter_prompt(PromptKind::Primary);
+                if !self.ahead.is_empty() {
+                    // The shell waits at this prompt: it has read every line it was going to.
+                    self.settle_typeahead(Some(&text), end.0, true);
+                    self.ahead.clear();
+                }
+                self.complete_at(Some(self.last_output_at), end);
+                self.enter_prompt(PromptKind::Primary, text);
             }
-            PromptKind::Continuation => self.enter_prompt(PromptKind::Continuation),
+            PromptKind::Continuation => self.enter_prompt(PromptKind::Continuation, text),
             PromptKind::NotPrompt => {}
         }
+    }
+
+    /// A known prompt that the logical line left of the cursor ends with,
+    /// after other text, and where it starts. Checked only when the line is
+    /// no prompt as a whole, so a new prompt that ends like a known one
+    /// (`root@db1:~# ` after `# `) is still learned whole.
+    fn known_suffix(&self) -> Option<(String, Pos)> {
+        let term = self.screen.term();
+        let longest = self.known_prompts.iter().map(|k| k.chars().count()).max()?;
+        let tail = screen::tail_at_cursor(term, longest + 1);
+        let tail_len = tail.chars().count();
+        let prompt = self
+            .known_prompts
+            .iter()
+            .filter(|k| !k.trim().is_empty() && tail.ends_with(k.as_str()))
+            .filter(|k| tail_len > k.chars().count())
+            .max_by_key(|k| k.len())?;
+        Some((prompt.clone(), screen::back_from_cursor(term, prompt.chars().count())))
     }
 
     /// A continuation prompt comes right after the accepted line, with no output between.
@@ -248,11 +367,15 @@ impl CommandExtractor {
         capture.is_empty() && usize::try_from(capture.out_row).is_ok_and(|r| r == row)
     }
 
-    fn enter_prompt(&mut self, kind: PromptKind) {
+    fn enter_prompt(&mut self, kind: PromptKind, mut text: String) {
         let term = self.screen.term();
-        let mut text = screen::prefix_at_cursor(term);
         truncate_chars(&mut text, MAX_PROMPT_TEXT);
         let right = screen::right_of_cursor(term);
+        if kind == PromptKind::Primary {
+            // Keys typed before this prompt was drawn are the shell's to redraw
+            // here (readline) or already in its line (tty): the line is read at accept.
+            self.ahead.clear();
+        }
         if kind == PromptKind::Primary && !self.known_prompts.contains(&text) {
             if self.known_prompts.len() == KNOWN_PROMPTS {
                 self.known_prompts.pop_front();
@@ -274,7 +397,10 @@ impl CommandExtractor {
 
     fn key(&mut self, at_us: u64, key: Key, byte: u8) {
         let Some(p) = &mut self.prompt else {
-            // Input to a running program (cat, a password prompt): not a command.
+            // Input to a running program (cat, a password prompt), or typed
+            // ahead for the shell: the prompt rows drawn later tell which.
+            let screen = &mut self.screen;
+            self.ahead.key(at_us, key, byte, || screen.anchor_at_cursor());
             return;
         };
         match key {
@@ -381,23 +507,22 @@ impl CommandExtractor {
     /// Ends the running command: its output is what lies between its line and
     /// the cursor's (the new prompt's) line.
     fn complete(&mut self, ended_at_us: Option<u64>) {
+        let end = match ended_at_us {
+            Some(_) => (cursor_line_start(self.screen.term()), 0),
+            None => (usize::MAX, 0),
+        };
+        self.complete_at(ended_at_us, end);
+    }
+
+    /// Ends the running command, its output ending where the next prompt starts (`end`).
+    fn complete_at(&mut self, ended_at_us: Option<u64>, end: Pos) {
         let Some(c) = self.current.take() else {
             return;
         };
-        let term = self.screen.term();
-        let (row, _) = screen::cursor(term);
-        let prompt_row = screen::logical_start(term, row);
-        let (output, output_truncated) = if ended_at_us.is_some() {
-            self.screen.finish_capture(prompt_row)
-        } else {
-            self.screen.finish_capture(usize::MAX)
-        };
-        if self.ready.len() >= self.cfg.max_pending_commands.max(1) {
-            self.ready.pop_front();
-            self.dropped += 1;
-        }
-        self.ready.push_back(Command {
+        let (output, output_truncated) = self.screen.finish_capture(end);
+        self.emit(Command {
             text: c.text,
+            typed: None,
             prompt: c.prompt,
             started_at_us: c.started_at_us,
             // A prompt seen only when typing resumed is dated by the last
@@ -408,6 +533,29 @@ impl CommandExtractor {
             confidence: c.confidence,
             full_screen: c.full_screen,
         });
+    }
+
+    /// Hands a completed command out, as what ran: a history expansion the
+    /// shell printed replaces the typed line, one that failed ran nothing.
+    fn emit(&mut self, mut command: Command) {
+        if command.confidence != Confidence::Unknown {
+            let (first, rest) = command.output.split_once('\n').unwrap_or((&command.output, ""));
+            match expansion(&command.text, first) {
+                Expansion::None => {}
+                Expansion::Failed => return,
+                Expansion::Ran(mut line) => {
+                    truncate_chars(&mut line, self.cfg.max_command_text);
+                    let rest = rest.trim_start_matches('\n').to_owned();
+                    command.typed = Some(std::mem::replace(&mut command.text, line));
+                    command.output = rest;
+                }
+            }
+        }
+        if self.ready.len() >= self.cfg.max_pending_commands.max(1) {
+            self.ready.pop_front();
+            self.dropped += 1;
+        }
+        self.ready.push_back(command);
     }
 }
 

@@ -19,6 +19,7 @@
 //! clamped, the emulator keeps no scrollback, and every buffer here is capped.
 
 mod extractor;
+mod history;
 mod input;
 mod prompt;
 mod screen;
@@ -67,6 +68,11 @@ pub struct Command {
     /// multi-line command (continuation prompts, here-docs, pasted newlines)
     /// joined with `'\n'`. Empty when [`Confidence::Unknown`].
     pub text: String,
+    /// What was typed, when the shell ran something else: bash and zsh print
+    /// the line a history expansion (`!!`, `!prefix`, `^old^new`) gave and run
+    /// that, so [`Command::text`] is the printed line and this is `!!`.
+    /// `None` when `text` is what was typed.
+    pub typed: Option<String>,
     /// The prompt it was typed at, as on screen (e.g. `root@db1:~# `): it
     /// tells whose shell ran it after `sudo -i`, `su -` or a nested `ssh`.
     pub prompt: String,

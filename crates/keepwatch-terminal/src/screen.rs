@@ -368,15 +368,24 @@ impl Screen {
         out
     }
 
-    /// Appends the visible rows from the capture's start up to `end_row`
-    /// (exclusive) and returns the command's output.
-    pub(crate) fn finish_capture(&mut self, end_row: usize) -> (String, bool) {
+    /// Appends the visible rows from the capture's start up to `end` (its row
+    /// exclusive, then that row's cells left of its column: the start of a
+    /// prompt drawn mid-line) and returns the command's output.
+    pub(crate) fn finish_capture(&mut self, end: Pos) -> (String, bool) {
         let alternate = self.is_alternate();
         let capture = &mut self.hooks.capture;
         if capture.active && !alternate {
             let start = usize::try_from(capture.out_row.max(0)).unwrap_or(0);
-            for line in self.term.screen().visible_lines().take(end_row).skip(start) {
+            for line in self.term.screen().visible_lines().take(end.0).skip(start) {
                 capture.push_line(line);
+            }
+            if end.1 > 0
+                && end.0 >= start
+                && let Some(l) = line(&self.term, end.0)
+            {
+                for cell in l.cells().iter().take(end.1).filter(|c| c.width() != 0) {
+                    capture.push_char(cell.char());
+                }
             }
         }
         capture.finish()
@@ -460,6 +469,74 @@ pub(crate) fn prefix_at_cursor(term: &Terminal) -> String {
     out
 }
 
+/// The last `max_chars` characters of the logical line left of the cursor,
+/// however many rows it spans (a prompt drawn after a long unterminated line).
+pub(crate) fn tail_at_cursor(term: &Terminal, max_chars: usize) -> String {
+    let (row, col) = cursor(term);
+    let mut out: Vec<char> = Vec::new();
+    let mut r = row;
+    while let Some(l) = line(term, r) {
+        let cells = l.cells();
+        let end = if r == row { col.min(cells.len()) } else { cells.len() };
+        for c in cells[..end].iter().rev().filter(|c| c.width() != 0) {
+            if out.len() == max_chars {
+                out.reverse();
+                return out.into_iter().collect();
+            }
+            out.push(c.char());
+        }
+        if r == 0 || !line(term, r - 1).is_some_and(Line::is_wrapped) {
+            break;
+        }
+        r -= 1;
+    }
+    out.reverse();
+    out.into_iter().collect()
+}
+
+/// The position `n` characters left of the cursor, following soft wraps back.
+pub(crate) fn back_from_cursor(term: &Terminal, n: usize) -> Pos {
+    let (mut row, col) = cursor(term);
+    let mut left = n;
+    let mut end = col;
+    loop {
+        let Some(l) = line(term, row) else {
+            return (row, 0);
+        };
+        let cells = l.cells();
+        let mut c = end.min(cells.len());
+        while c > 0 && left > 0 {
+            c -= 1;
+            if cells[c].width() != 0 {
+                left -= 1;
+            }
+        }
+        if left == 0 || row == 0 || !line(term, row - 1).is_some_and(Line::is_wrapped) {
+            return (row, c);
+        }
+        row -= 1;
+        end = usize::MAX;
+    }
+}
+
+/// The text of rows `from..to`: soft-wrapped rows joined, a `'\n'` after each
+/// logical line, trailing blanks and leading and trailing empty lines dropped.
+pub(crate) fn rows_text(term: &Terminal, from: usize, to: usize) -> String {
+    let mut out = String::new();
+    for row in from..to {
+        let Some(l) = line(term, row) else { break };
+        out.extend(l.cells().iter().filter(|c| c.width() != 0).map(|c| c.char()));
+        if !l.is_wrapped() {
+            let keep = out.trim_end_matches(' ').len();
+            out.truncate(keep);
+            out.push('\n');
+        }
+    }
+    let keep = out.trim_end().len();
+    out.truncate(keep);
+    out.trim_start_matches('\n').to_owned()
+}
+
 /// Text right of the cursor on its row, if separated by blanks (zsh's RPROMPT).
 pub(crate) fn right_of_cursor(term: &Terminal) -> Option<String> {
     let (row, col) = cursor(term);
@@ -529,7 +606,7 @@ mod tests {
             assert!(fast.text() == slow.text(), "screen differs at {cols}x{rows}");
             assert!(screen_pen(&fast) == screen_pen(&slow), "colours differ at {cols}x{rows}");
             assert_eq!(cursor(fast.term()), cursor(slow.term()));
-            let end = cursor(fast.term()).0;
+            let end = (cursor(fast.term()).0, 0);
             let (a, b) = (fast.finish_capture(end).0, slow.finish_capture(end).0);
             let first = a.chars().zip(b.chars()).position(|(x, y)| x != y);
             assert!(

@@ -80,6 +80,9 @@ fn render(commands: &[Command]) -> String {
             c.full_screen
         )
         .unwrap();
+        if let Some(typed) = &c.typed {
+            writeln!(out, "   typed={typed:?}").unwrap();
+        }
         writeln!(
             out,
             "   prompt={:?} started_at_us={} ended_at_us={ended}",

@@ -1,4 +1,4 @@
-//! Hand-written sessions for behaviour the recorded corpus cannot pin down: slow links, typeahead, shell-integration marks, program prompts.
+//! Hand-written sessions for behaviour the recorded corpus cannot pin down: slow links, typeahead, shell-integration marks, program prompts, and the chunkings of issue 9's cases.
 
 use expect_test::{Expect, expect};
 use keepwatch_terminal::{CommandExtractor, ExtractorConfig};
@@ -28,8 +28,9 @@ fn check(script: &str, expect: Expect) {
         .iter()
         .map(|c| {
             format!(
-                "{:?} {} {}..{} prompt={:?} output={:?}{}",
+                "{:?}{} {} {}..{} prompt={:?} output={:?}{}",
                 c.text,
+                c.typed.as_ref().map_or(String::new(), |t| format!(" typed={t:?}")),
                 c.confidence.as_str(),
                 c.started_at_us,
                 c.ended_at_us.map_or("-".to_owned(), |e| e.to_string()),
@@ -163,5 +164,124 @@ fn resize_while_a_command_runs() {
         expect![[r#"
             "sleep 1" exact 4..7 prompt="$ " output=""
             "exit" exact 10..- prompt="$ " output="""#]],
+    );
+}
+
+// Issue 9, section 4: commands that ran but were missing from the record. The
+// recorded corpus has each case from real shells (`bang`, `history_repeat`,
+// `typeahead`, `midline_prompt`); these pin the chunkings a recording may not.
+
+#[test]
+fn issue_9_history_recall_of_the_previous_command_is_listed_again() {
+    // Up, Up (a bell at the top of the history), Enter: the same text again.
+    check(
+        r"
+        o $ 
+        i echo kw\r
+        o echo kw\r\nkw\r\n$ 
+        i \e[A\e[A\r
+        o echo kw\a\r\nkw\r\n$ 
+        ",
+        expect![[r#"
+            "echo kw" exact 2..3 prompt="$ " output="kw"
+            "echo kw" exact 4..5 prompt="$ " output="kw""#]],
+    );
+}
+
+#[test]
+fn issue_9_bang_bang_lists_what_ran_and_what_was_typed() {
+    check(
+        r"
+        o $ 
+        i echo kw-bang\r
+        o echo kw-bang\r\nkw-bang\r\n$ 
+        i sudo !!\r
+        o sudo !!\r\nsudo echo kw-bang\r\nkw-bang\r\n$ 
+        i !nosuch\r
+        o !nosuch\r\nbash: !nosuch: event not found\r\n$ 
+        ",
+        expect![[r#"
+            "echo kw-bang" exact 2..3 prompt="$ " output="kw-bang"
+            "sudo echo kw-bang" typed="sudo !!" exact 4..5 prompt="$ " output="kw-bang""#]],
+    );
+}
+
+#[test]
+fn issue_9_typeahead_before_the_first_prompt_in_one_chunk() {
+    // Over SSH the shell's first prompt, its redraw of the typed line, the
+    // output and the next prompt can all come in one packet (bash, then dash).
+    check(
+        r"
+        i echo kw-ahead\r
+        o echo kw-ahead\r\n$ echo kw-ahead\r\nkw-ahead\r\n$ 
+        i t
+        o t
+        i rue\r
+        o rue\r\n$ 
+        ",
+        expect![[r#"
+            "echo kw-ahead" exact 1..2 prompt="$ " output="kw-ahead"
+            "true" exact 5..6 prompt="$ " output="""#]],
+    );
+    check(
+        r"
+        i echo kw-ahead\r
+        o echo kw-ahead\r\n$ kw-ahead\r\n$ 
+        ",
+        expect![[r#""echo kw-ahead" exact 1..2 prompt="$ " output="kw-ahead""#]],
+    );
+}
+
+#[test]
+fn issue_9_lines_typed_into_a_program_or_cancelled_are_not_commands() {
+    // `cat` reads the typed line (no prompt row reads it); a line typed ahead
+    // and then Ctrl-C'd is flushed by the tty; `exit` typed while `sleep` ran is read.
+    check(
+        r"
+        o $ 
+        i cat\r
+        o cat\r\n
+        i line one\r
+        o line one\r\nline one\r\n
+        i \x04
+        o $ 
+        i sleep 9\r
+        o sleep 9\r\n
+        i echo abandoned\r
+        o echo abandoned\r\n
+        i \x03
+        o ^C\r\n$ 
+        i sleep 1\r
+        o sleep 1\r\n
+        i exit\r
+        o exit\r\n$ exit\r\nexit\r\n
+        ",
+        expect![[r#"
+            "cat" exact 2..7 prompt="$ " output="line one\nline one"
+            "sleep 9" exact 8..13 prompt="$ " output="echo abandoned\n^C"
+            "sleep 1" exact 14..17 prompt="$ " output="exit"
+            "exit" exact 16..17 prompt="$ " output="exit""#]],
+    );
+}
+
+#[test]
+fn issue_9_prompt_drawn_mid_line_after_a_long_line() {
+    // 900 characters without a newline: the prompt ends a 12-row logical line.
+    let zeros = "0".repeat(900);
+    check(
+        &format!(
+            r"
+            o $ 
+            i printf x\r
+            o printf x\r\n{zeros}$ 
+            i e
+            o e
+            i cho next\r
+            o cho next\r\nnext\r\n$ 
+            "
+        ),
+        expect![[r#"
+            "printf x" exact 2..3 prompt="$ " output="000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "echo next" exact 6..7 prompt="$ " output="next""#]],
     );
 }

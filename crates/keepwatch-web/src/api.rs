@@ -246,7 +246,8 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
     let channels = st.store.channels(s.id).await?;
     let transfers =
         st.store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
-    let commands = st.store.commands(s.id).await?;
+    let (env, commands): (Vec<_>, Vec<_>) =
+        st.store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
     let problems =
         keepwatch_recorder::check_session(&st.blobs, &st.verifying_key, s.id, Some(&s)).await?;
     let mut v = session_json(&s, &channels);
@@ -261,6 +262,7 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
         })
         .collect();
     v["commands"] = commands.iter().map(command_json).collect();
+    v["environment"] = env.iter().map(command_json).collect();
     v["verify"] = json!({
         "intact": problems.is_empty(),
         "problems": problems.iter().map(|p| p.what.clone()).collect::<Vec<_>>(),
@@ -512,7 +514,13 @@ async fn live(State(st): St, caller: Caller) -> ApiResult {
     let now = keepwatch_store::now_us();
     let mut out = Vec::new();
     for s in st.store.sessions(&filter).await? {
-        let last = st.store.commands(s.id).await?.into_iter().rev().find(|c| c.kind != "screen");
+        let last = st
+            .store
+            .commands(s.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|c| c.kind != "screen" && c.kind != "env");
         out.push(json!({
             "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
             "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),

@@ -75,6 +75,7 @@ async fn fixture() -> Fixture {
         status: SessionStatus::Closed,
         reason: None,
         ended_at_us: 1_700_000_001_000_000,
+        unsigned_tail: None,
     };
     let (tail, _) = w.seal(30, seal, 1_700_000_001_000_000);
     bytes.extend(tail);

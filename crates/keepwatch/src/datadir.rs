@@ -20,6 +20,7 @@ const SIGNING_KEY: &str = "signing.key";
 const SIGNING_PUB: &str = "signing.pub";
 const VAULT_KEY: &str = "vault.key";
 const DB: &str = "keepwatch.db";
+const ANCHORS: &str = "anchors.log";
 
 const DEFAULT_CONFIG: &str = r#"# Keepwatch configuration. Every setting is shown with its default.
 
@@ -55,6 +56,25 @@ shutdown_grace_s = 10
 # pin, secret, token and "password" in several languages.
 # secret_prompts = ["password", "passphrase", "pin"]
 
+[trust]
+# The key that signs recordings, checkpoints, the ledger, the audit trail and anchors. Keep
+# it outside the data directory (root-owned, readable by the gateway only) so that someone
+# who can write the data directory cannot re-sign a forged history; `keepwatch init
+# --signing-key FILE` puts it there. Empty: signing.key in the data directory.
+signing_key = ""
+
+[anchor]
+# Every interval the gateway appends a signed anchor (the ledger's head, the audit trail's
+# head, every live recording's latest checkpoint) so that deleting the newest history is
+# caught by `keepwatch verify --anchor FILE`. Send anchors where the gateway cannot rewrite
+# them: an append-only file on another path (made `chattr +a` when it is outside the data
+# directory) and/or syslog (forwarded to a collector). Empty file: anchors.log in the data
+# directory, which protects nothing against someone who can write the data directory.
+file = ""
+syslog = false
+syslog_socket = "/dev/log"
+interval_s = 60
+
 [index]
 # Extract commands and output from the recordings into the search index (off the data
 # path: live recordings are read back from disk, a slow index never slows a session).
@@ -70,7 +90,38 @@ pub(crate) struct FileConfig {
     pub web_listen: String,
     pub recording: RecordingSection,
     pub gateway: GatewaySection,
+    pub trust: TrustSection,
+    pub anchor: AnchorSection,
     pub index: IndexSection,
+}
+
+/// Where the signing key lives.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TrustSection {
+    /// Path of the signing key (hex seed); relative paths are inside the data directory.
+    pub(crate) signing_key: String,
+}
+
+/// Where anchors go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AnchorSection {
+    pub(crate) file: String,
+    pub(crate) syslog: bool,
+    pub(crate) syslog_socket: String,
+    pub(crate) interval_s: u64,
+}
+
+impl Default for AnchorSection {
+    fn default() -> Self {
+        AnchorSection {
+            file: String::new(),
+            syslog: false,
+            syslog_socket: "/dev/log".into(),
+            interval_s: 60,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +176,8 @@ impl Default for FileConfig {
             web_listen: "127.0.0.1:8080".into(),
             recording: RecordingSection::default(),
             gateway: GatewaySection::default(),
+            trust: TrustSection::default(),
+            anchor: AnchorSection::default(),
             index: IndexSection::default(),
         }
     }
@@ -234,8 +287,9 @@ impl DataDir {
         Ok(())
     }
 
-    /// Creates the directory with fresh keys and an `admin` person.
-    pub(crate) async fn init(&self) -> anyhow::Result<()> {
+    /// Creates the directory with fresh keys and an `admin` person. The signing key goes to
+    /// `signing_key` when given (outside the data directory, recorded in keepwatch.toml).
+    pub(crate) async fn init(&self, signing_key: Option<&Path>) -> anyhow::Result<()> {
         if self.is_initialised() {
             bail!("{} is already initialised; refusing to touch it", self.root.display());
         }
@@ -256,12 +310,20 @@ impl DataDir {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
         let signing = SigningKey::from_bytes(&seed);
-        write_secret_file(&self.path(SIGNING_KEY), hex(&seed).as_bytes())?;
-        std::fs::write(
-            self.path(SIGNING_PUB),
-            format!("{}\n", hex(signing.verifying_key().as_bytes())),
-        )
-        .context("cannot write signing.pub")?;
+        let key_path = match signing_key {
+            Some(p) => {
+                std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?
+            }
+            None => self.path(SIGNING_KEY),
+        };
+        write_secret_file(&key_path, hex(&seed).as_bytes())?;
+        let public = format!("{}\n", hex(signing.verifying_key().as_bytes()));
+        std::fs::write(self.path(SIGNING_PUB), &public).context("cannot write signing.pub")?;
+        if signing_key.is_some() {
+            let beside = key_path.with_extension("pub");
+            std::fs::write(&beside, &public)
+                .with_context(|| format!("cannot write {}", beside.display()))?;
+        }
         let vault_key = Vault::generate_key()?;
         write_secret_file(&self.path(VAULT_KEY), hex(&vault_key).as_bytes())?;
         let store =
@@ -271,9 +333,29 @@ impl DataDir {
         store.add_person("admin", Role::Admin, Some(&hash), &[]).await?;
         store.close().await;
         // The config goes last: its presence is what marks the directory as initialised.
-        std::fs::write(self.path(CONFIG), DEFAULT_CONFIG).context("cannot write keepwatch.toml")?;
+        let config = match signing_key {
+            Some(_) => DEFAULT_CONFIG.replace(
+                "\nsigning_key = \"\"\n",
+                &format!("\nsigning_key = {:?}\n", key_path.display().to_string()),
+            ),
+            None => DEFAULT_CONFIG.to_owned(),
+        };
+        std::fs::write(self.path(CONFIG), config).context("cannot write keepwatch.toml")?;
+        let fp = fingerprint(&signing.verifying_key());
         println!("Initialised {}", self.root.display());
         println!("admin password (shown once): {password}");
+        println!();
+        println!("Signing key {} (fingerprint {fp})", key_path.display());
+        println!(
+            "  Write the fingerprint down where the gateway cannot write (a ticket, a vault, paper):"
+        );
+        println!("  `keepwatch verify --all --fingerprint {fp}` proves history against it, not");
+        println!("  against whatever key the data directory holds at the time.");
+        if signing_key.is_none() {
+            println!(
+                "  The key is inside the data directory; `keepwatch init --signing-key FILE` keeps it elsewhere."
+            );
+        }
         println!();
         println!("Next steps:");
         println!("  keepwatch user add alice --role user --ssh-key ~/.ssh/id_ed25519.pub");
@@ -317,19 +399,49 @@ impl DataDir {
         Ok(Vault::new(&key)?)
     }
 
+    /// Where the signing key is: `[trust] signing_key`, or signing.key in the directory.
+    pub(crate) fn signing_key_path(&self) -> PathBuf {
+        let configured = self.config().map(|c| c.trust.signing_key).unwrap_or_default();
+        if configured.is_empty() { self.path(SIGNING_KEY) } else { self.root.join(configured) }
+    }
+
     pub(crate) fn signing_key(&self) -> anyhow::Result<SigningKey> {
-        let seed: [u8; 32] = unhex(&read(&self.path(SIGNING_KEY))?)
+        let path = self.signing_key_path();
+        let seed: [u8; 32] = unhex(&read(&path)?)
             .and_then(|v| v.try_into().ok())
-            .context("signing.key is not 32 hex-encoded bytes")?;
+            .with_context(|| format!("{} is not 32 hex-encoded bytes", path.display()))?;
         Ok(SigningKey::from_bytes(&seed))
     }
 
-    /// The public half only: all `verify` needs.
+    /// The data directory's own public key (signing.pub). Someone who can write the
+    /// directory can replace it: `verify` pins a key with `--key` or `--fingerprint`.
     pub(crate) fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
-        let raw: [u8; 32] = unhex(&read(&self.path(SIGNING_PUB))?)
-            .and_then(|v| v.try_into().ok())
-            .context("signing.pub is not 32 hex-encoded bytes")?;
-        VerifyingKey::from_bytes(&raw).context("signing.pub is not an ed25519 public key")
+        read_public_key(&self.path(SIGNING_PUB))
+    }
+
+    pub(crate) fn signing_pub_path(&self) -> PathBuf {
+        self.path(SIGNING_PUB)
+    }
+
+    /// Where anchors go, from `[anchor]`.
+    pub(crate) fn anchor_config(&self, cfg: &FileConfig) -> keepwatch_recorder::AnchorConfig {
+        let a = &cfg.anchor;
+        let (file, inside) = if a.file.is_empty() {
+            (self.path(ANCHORS), true)
+        } else {
+            let p = self.root.join(&a.file);
+            let inside = std::path::absolute(&p)
+                .ok()
+                .zip(std::path::absolute(&self.root).ok())
+                .is_some_and(|(p, root)| p.starts_with(root));
+            (p, inside)
+        };
+        keepwatch_recorder::AnchorConfig {
+            file: Some(file),
+            protect_file: !inside,
+            syslog: a.syslog.then(|| PathBuf::from(&a.syslog_socket)),
+            interval: Duration::from_secs(a.interval_s.clamp(1, 60)),
+        }
     }
 
     pub(crate) fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {
@@ -348,8 +460,26 @@ impl DataDir {
             blobs: self.blobs()?,
             signing_key: Arc::new(self.signing_key()?),
             config: cfg.recorder()?,
+            checkpoints: Default::default(),
         })
     }
+}
+
+/// A public key file: 32 bytes in hex (signing.pub's format).
+pub(crate) fn read_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
+    let raw: [u8; 32] = unhex(&read(path)?)
+        .and_then(|v| v.try_into().ok())
+        .with_context(|| format!("{} is not 32 hex-encoded bytes", path.display()))?;
+    VerifyingKey::from_bytes(&raw)
+        .with_context(|| format!("{} is not an ed25519 public key", path.display()))
+}
+
+/// `SHA256:` and the unpadded base64 of the SHA-256 of the public key, like OpenSSH's.
+pub(crate) fn fingerprint(key: &VerifyingKey) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
 }
 
 fn hex(bytes: &[u8]) -> String {

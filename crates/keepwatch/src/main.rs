@@ -32,8 +32,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the data directory: config, host key, signing key, vault key, database and an
-    /// `admin` person whose password is printed once.
-    Init,
+    /// `admin` person whose password is printed once, with the signing key's fingerprint.
+    Init {
+        /// Write the signing key here instead of into the data directory (recommended: a
+        /// root-owned path the gateway can read but someone who writes the data directory
+        /// cannot); keepwatch.toml records the path.
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
+    },
     /// Start the SSH gateway and the web listener (runs `init` first on a new data directory).
     Run(run::RunArgs),
     /// Manage people.
@@ -110,8 +116,8 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = datadir::DataDir::new(cli.data_dir);
     match cli.command {
-        Command::Init => {
-            dir.init().await?;
+        Command::Init { signing_key } => {
+            dir.init(signing_key.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run::run(&dir, args).await,

@@ -122,11 +122,27 @@ pub(crate) fn describe(e: &Event) -> String {
         Event::Notice { channel, text } => {
             format!("{} notice {text}", channel.map(|c| format!("#{c}")).unwrap_or_default())
         }
-        Event::Seal(s) => format!(
-            "seal {}{}",
-            s.status,
-            s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-        ),
+        Event::Seal(s) => {
+            let tail = s
+                .unsigned_tail
+                .map(|t| {
+                    let after = t.after_seq.map_or("the start".into(), |s| format!("chunk {s}"));
+                    format!(
+                        "; {} bytes ({} events) after {after} were never signed before this seal",
+                        t.bytes, t.events
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "seal {}{}{tail}",
+                s.status,
+                s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+            )
+        }
+        Event::Env { channel, name, value, forwarded } => {
+            let refused = if *forwarded { "" } else { " (refused)" };
+            format!("#{channel} env {name}={value:?}{refused}")
+        }
         Event::TunnelOpen { channel, host, port, originator } => {
             format!("#{channel} tunnel to {host}:{port} from {originator}")
         }

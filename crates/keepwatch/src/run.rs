@@ -24,7 +24,7 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !dir.is_initialised() {
-        dir.init().await?;
+        dir.init(None).await?;
     }
     let cfg = dir.config()?;
     let store = dir.store().await?;
@@ -32,12 +32,27 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let blobs = recorder.blobs.clone();
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
-        .context("cannot seal sessions interrupted by the last stop")?;
-    if !recovered.is_empty() {
-        eprintln!(
-            "keepwatch: sealed {} interrupted session(s) left by the last stop",
-            recovered.len()
-        );
+        .context("cannot list the sessions the last stop left active")?;
+    let sealed = recovered
+        .iter()
+        .filter(|(_, r)| matches!(r, keepwatch_recorder::Recovered::Sealed { .. }))
+        .count();
+    if sealed > 0 {
+        eprintln!("keepwatch: sealed {sealed} interrupted session(s) left by the last stop");
+    }
+    for (id, outcome) in &recovered {
+        use keepwatch_recorder::Recovered;
+        match outcome {
+            Recovered::Sealed { .. } => {
+                eprintln!("keepwatch: sealed session {id} as interrupted (left by the last stop)")
+            }
+            Recovered::NeverStarted => eprintln!(
+                "keepwatch: removed session {id}: its recording never started (the target was not contacted)"
+            ),
+            Recovered::Unsealed { reason } => {
+                eprintln!("keepwatch: could not seal session {id}: {reason}; marked interrupted")
+            }
+        }
     }
     let ctx = Arc::new(GatewayContext::new(
         store.clone(),
@@ -58,6 +73,24 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     eprintln!("keepwatch: web listening on {}", web.local_addr()?);
     eprintln!("keepwatch: the console is at http://{}/", web.local_addr()?);
     eprintln!("keepwatch: data directory {}", dir.root().display());
+    let anchors = dir.anchor_config(&cfg);
+    eprintln!(
+        "keepwatch: signing key {} (fingerprint {}); anchors every {}s to {}{}",
+        dir.signing_key_path().display(),
+        crate::datadir::fingerprint(&ctx.recorder.signing_key.verifying_key()),
+        anchors.interval.as_secs(),
+        anchors.file.as_ref().map_or("no file".into(), |f| f.display().to_string()),
+        anchors
+            .syslog
+            .as_ref()
+            .map(|s| format!(" and syslog ({})", s.display()))
+            .unwrap_or_default(),
+    );
+    if !anchors.protect_file && anchors.syslog.is_none() {
+        tracing::warn!(
+            "anchors are kept only inside the data directory, where whoever can rewrite history can rewrite them too; set [anchor] file to a path elsewhere or syslog = true"
+        );
+    }
 
     let shutdown = CancellationToken::new();
     let web_addr = web.local_addr()?;
@@ -72,6 +105,12 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     crate::remote::publish(dir, &store, web_addr).await?;
     let web_task = tokio::spawn(serve_web(web, web_state, shutdown.clone()));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
+    let anchor_stop = CancellationToken::new();
+    let anchor_task = tokio::spawn(keepwatch_recorder::run_anchors(
+        ctx.recorder.clone(),
+        anchors,
+        anchor_stop.clone(),
+    ));
     let indexer = cfg.index.enabled.then(|| {
         let every = Duration::from_millis(cfg.index.interval_ms.max(50));
         let indexer = keepwatch_index::Indexer::new(store.clone(), blobs);
@@ -82,6 +121,9 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     shutdown.cancel();
     let _ = gateway.await;
     let _ = web_task.await;
+    // After the gateway: the last anchor covers the sessions it sealed on the way down.
+    anchor_stop.cancel();
+    let _ = anchor_task.await;
     if let Some(indexer) = indexer {
         let _ = indexer.await;
     }

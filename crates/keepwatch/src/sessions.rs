@@ -3,10 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::Args;
 use keepwatch_core::{AuditAction, SessionId};
-use keepwatch_recorder::{Problem, check_audit, check_ledger, check_session};
+use keepwatch_recorder::{Problem, check_anchor, check_audit, check_ledger, check_session};
+use keepwatch_recording::anchor::Anchor;
 use keepwatch_store::{
     AuditFilter, ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter,
 };
@@ -14,7 +17,7 @@ use keepwatch_store::{
 use crate::transfers::{TRANSFER_HEADERS, transfer_cells, transfer_json};
 use serde_json::{Value, json};
 
-use crate::datadir::{DataDir, to_hex};
+use crate::datadir::{DataDir, fingerprint, read_public_key, to_hex};
 use crate::output::{local_actor, print_json, rfc3339, table};
 
 #[derive(Args)]
@@ -46,9 +49,22 @@ pub(crate) struct ShowArgs {
 pub(crate) struct VerifyArgs {
     /// Sessions to check.
     ids: Vec<SessionId>,
-    /// Check every recording, the database rows and the ledger.
+    /// Check every recording, the database rows, the ledger and the audit trail.
     #[arg(long)]
     all: bool,
+    /// The trusted public key (a copy of signing.pub kept where the gateway cannot write).
+    /// Without --key or --fingerprint, verify trusts the data directory's own signing.pub,
+    /// which whoever can rewrite the directory can replace.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The trusted key's fingerprint (printed by `init` and `run`, shown in the console):
+    /// signing.pub must have it.
+    #[arg(long, value_name = "SHA256:...")]
+    fingerprint: Option<String>,
+    /// Anchor files (the gateway's [anchor] file, or lines from syslog): the store must still
+    /// reach the newest anchor signed by the trusted key.
+    #[arg(long, value_name = "FILE")]
+    anchor: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -105,10 +121,12 @@ async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
     let channels = store.channels(s.id).await?;
     let transfers =
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
-    let commands = store.commands(s.id).await?;
+    let (env, commands): (Vec<_>, Vec<_>) =
+        store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
     let mut v = session_row_json(s, &channels);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
     v["commands"] = Value::Array(commands.iter().map(crate::search::command_json).collect());
+    v["environment"] = Value::Array(env.iter().map(crate::search::command_json).collect());
     Ok(v)
 }
 
@@ -225,7 +243,15 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
         let rows: Vec<Vec<String>> = transfers.iter().map(transfer_cells).collect();
         table(&TRANSFER_HEADERS, &rows);
     }
-    let commands = store.commands(s.id).await?;
+    let (env, commands): (Vec<_>, Vec<_>) =
+        store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
+    if !env.is_empty() {
+        println!("environment (what the person's client asked to set)");
+        for e in &env {
+            let refused = if e.output == "refused" { " (refused)" } else { "" };
+            println!("  #{} {}{refused}", e.channel, e.command);
+        }
+    }
     if !commands.is_empty() {
         println!("commands");
         crate::search::print_commands(&commands);
@@ -245,9 +271,23 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
     }
     let store = dir.store().await?;
     let blobs = dir.blobs()?;
-    let key = dir.verifying_key()?;
+    let key = trusted_key(dir, &a)?;
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
+    if !a.anchor.is_empty() {
+        let (anchor, notes) = newest_anchor(&a.anchor, &key)?;
+        for n in notes {
+            eprintln!("keepwatch: {n}");
+        }
+        println!(
+            "anchor of {} ({} ledger entries, audit event {}, {} live recording(s))",
+            rfc3339(anchor.at_us),
+            anchor.ledger_entries,
+            anchor.audit_last_id,
+            anchor.live.len()
+        );
+        problems.extend(check_anchor(&store, &blobs, &anchor).await?);
+    }
     if a.all {
         let rows: BTreeMap<SessionId, SessionRow> = store
             .sessions(&SessionFilter::default())
@@ -303,6 +343,72 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
         eprintln!("keepwatch: {} problem(s) found in {checked} recording(s)", problems.len());
         Ok(ExitCode::from(1))
     }
+}
+
+/// The key `verify` trusts: `--key`, or signing.pub checked against `--fingerprint`, or
+/// (with a warning) signing.pub as it stands.
+fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let key = match &a.key {
+        Some(path) => read_public_key(path)?,
+        None => dir.verifying_key()?,
+    };
+    let fp = fingerprint(&key);
+    match (&a.fingerprint, &a.key) {
+        (Some(want), _) if want.trim() != fp => {
+            let source = match &a.key {
+                Some(path) => path.display().to_string(),
+                None => dir.signing_pub_path().display().to_string(),
+            };
+            bail!(
+                "{source} has fingerprint {fp}, not {}: the data directory's key was replaced, or this is another installation; nothing was checked",
+                want.trim()
+            )
+        }
+        (Some(_), _) | (None, Some(_)) => {}
+        (None, None) => eprintln!(
+            "keepwatch: warning: verifying against {} ({fp}), the data directory's own key, which anyone who can write the directory can replace; pass --fingerprint or --key",
+            dir.signing_pub_path().display()
+        ),
+    }
+    Ok(key)
+}
+
+/// The newest anchor signed by `key` in `files`, and notes about lines that were not.
+fn newest_anchor(
+    files: &[PathBuf],
+    key: &ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<(Anchor, Vec<String>)> {
+    let mut newest: Option<Anchor> = None;
+    let mut notes = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the anchor file {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if !line.contains("KWANCHOR1") {
+                continue;
+            }
+            match Anchor::parse(line, key) {
+                Ok(p) if p.signed => {
+                    if newest.as_ref().is_none_or(|n| p.anchor.at_us > n.at_us) {
+                        newest = Some(p.anchor);
+                    }
+                }
+                Ok(_) => notes.push(format!(
+                    "{} line {}: an anchor not signed by the trusted key (ignored; forged or another installation's)",
+                    path.display(),
+                    i + 1
+                )),
+                Err(e) => notes.push(format!("{} line {}: {e}", path.display(), i + 1)),
+            }
+        }
+    }
+    let newest = newest.with_context(|| {
+        format!(
+            "no anchor signed by the trusted key in {}",
+            files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    Ok((newest, notes))
 }
 
 pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,7 @@ use expect_test::{Expect, expect};
 
 use super::*;
 use crate::event::{decode_all, encode};
-use crate::{FileTransfer, ledger, read_events, verify};
+use crate::{FileTransfer, UnsignedTail, ledger, read_events, verify};
 
 #[test]
 fn every_event_kind_round_trips() {
@@ -39,15 +39,16 @@ fn every_event_kind_round_trips() {
             3100 ChannelClose { channel: 1, exit_status: Some(0), exit_signal: None }
             3200 ChannelClose { channel: 2, exit_status: None, exit_signal: Some("KILL") }
             4000 Notice { channel: Some(0), text: "session will be terminated in 5 minutes" }
+            4100 Env { channel: 0, name: "LC_X", value: "eval me", forwarded: true }
         18446744073709551615 Notice { channel: None, text: "clock at the end of time" }
-            5000 Seal(Seal { status: Closed, reason: Some("client disconnected"), ended_at_us: 1700000009000000 })
+            5000 Seal(Seal { status: Closed, reason: Some("client disconnected"), ended_at_us: 1700000009000000, unsigned_tail: None })
     "#]]
     .assert_eq(&render_events(&events));
     expect![[r#"
         chunk 0 at 24: 111 -> 111 bytes []
         chunk 1 at 196: 44 -> 44 bytes [signed]
         chunk 2 at 365: 28 -> 28 bytes []
-        chunk 3 at 454: 115 -> 115 bytes [signed seal]
+        chunk 3 at 454: 133 -> 133 bytes [signed seal]
     "#]]
     .assert_eq(&render_chunks(&bytes));
     expect!["ok: 4 chunks, seal closed at chunk 3, last checkpoint 3, user alice"]
@@ -72,6 +73,7 @@ fn extreme_values_round_trip() {
                 status: SessionStatus::Refused,
                 reason: None,
                 ended_at_us: i64::MAX,
+                unsigned_tail: None,
             }),
         ),
         ev(
@@ -80,7 +82,35 @@ fn extreme_values_round_trip() {
                 status: SessionStatus::Active,
                 reason: Some("ü".repeat(3)),
                 ended_at_us: -1,
+                unsigned_tail: None,
             }),
+        ),
+        ev(
+            3,
+            Event::Seal(Seal {
+                status: SessionStatus::Interrupted,
+                reason: None,
+                ended_at_us: 0,
+                unsigned_tail: Some(UnsignedTail { after_seq: None, bytes: u64::MAX, events: 0 }),
+            }),
+        ),
+        ev(
+            4,
+            Event::Seal(Seal {
+                status: SessionStatus::Interrupted,
+                reason: Some("gateway stopped".into()),
+                ended_at_us: 1,
+                unsigned_tail: Some(UnsignedTail { after_seq: Some(7), bytes: 123, events: 4 }),
+            }),
+        ),
+        ev(
+            5,
+            Event::Env {
+                channel: u32::MAX,
+                name: String::new(),
+                value: "ü".into(),
+                forwarded: false,
+            },
         ),
     ];
     let mut buf = Vec::new();
@@ -187,12 +217,15 @@ fn format_is_pinned() {
     );
     w.push(&ev(2, out(0, "x")));
     let mut bytes = w.flush(3, false).unwrap();
-    let (tail, info) =
-        w.seal(4, Seal { status: SessionStatus::Closed, reason: None, ended_at_us: 5 }, 6);
+    let (tail, info) = w.seal(
+        4,
+        Seal { status: SessionStatus::Closed, reason: None, ended_at_us: 5, unsigned_tail: None },
+        6,
+    );
     bytes.extend(tail);
     let dump: String = bytes.chunks(32).map(|row| hex(row) + "\n").collect();
     expect![[r#"
-        4b575245430001000193f1c20000700080000000000000014b57434800000000
+        4b575245430002000193f1c20000700080000000000000014b57434800000000
         00000000030000000000000000220000002200000001000193f1c20000700080
         00000000000001016101740168016c01630203020001780192fdd42ccd449564
         7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000
@@ -204,6 +237,28 @@ fn format_is_pinned() {
     .assert_eq(&dump);
     expect!["6794f54536062441435eb444d19d4f3daf8662fcf868eb21240eee4daed0f4f9"]
         .assert_eq(&hex(&info.chain_head));
+}
+
+/// A version 1 recording (the bytes `format_is_pinned` gave before version 2) still reads
+/// and verifies.
+#[test]
+fn version_1_recordings_still_verify() {
+    let v1 = "4b575245430001000193f1c20000700080000000000000014b57434800000000\
+        00000000030000000000000000220000002200000001000193f1c20000700080\
+        00000000000001016101740168016c01630203020001780192fdd42ccd449564\
+        7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000\
+        00000006000000000000000505000000050000000a0401000a6794f545360624\
+        41435eb444d19d4f3daf8662fcf868eb21240eee4daed0f4f9dfe1ad5b34b074\
+        26cb2f8ff0414a91899f512e7bffd87991b0efe3211d8db0579e9591f8336f4f\
+        d4ed9f78536232d48de3cad8512a7a6c92c58fe872390f870f";
+    let hexdigits: Vec<u8> = v1.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let bytes: Vec<u8> = hexdigits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(crate::header(&bytes).unwrap().version, 1);
+    expect!["ok: 2 chunks, seal closed at chunk 1, last checkpoint 1, user a"]
+        .assert_eq(&render_verify(&verify(&bytes, &key().verifying_key())));
 }
 
 #[test]

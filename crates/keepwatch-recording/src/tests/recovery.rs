@@ -35,6 +35,7 @@ fn check_recover(bytes: &[u8], expect: Expect) {
                     status: SessionStatus::Interrupted,
                     reason: Some("gateway restarted".into()),
                     ended_at_us: T0 + 100,
+                    unsigned_tail: None,
                 },
                 T0 + 100,
             );
@@ -61,22 +62,22 @@ fn torn_tail_is_cut_and_sealed() {
     check_recover(
         &crashed(10),
         expect![[r#"
-        valid prefix 365 of 375
-        resumed at seq 3, last event at 7
-        verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
-               7 output ch0 "three"
-               8 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100 })
-    "#]],
+            valid prefix 365 of 375
+            resumed at seq 3, last event at 7
+            verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
+                   7 output ch0 "three"
+                   8 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100, unsigned_tail: None })
+        "#]],
     );
     check_recover(
         &crashed(40),
         expect![[r#"
-        valid prefix 365 of 405
-        resumed at seq 3, last event at 7
-        verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
-               7 output ch0 "three"
-               8 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100 })
-    "#]],
+            valid prefix 365 of 405
+            resumed at seq 3, last event at 7
+            verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
+                   7 output ch0 "three"
+                   8 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100, unsigned_tail: None })
+        "#]],
     );
 }
 
@@ -85,12 +86,12 @@ fn whole_tail_is_kept() {
     check_recover(
         &crashed(usize::MAX),
         expect![[r#"
-        valid prefix 434 of 434
-        resumed at seq 4, last event at 8
-        verify: ok: 5 chunks, seal interrupted at chunk 4, last checkpoint 4, user alice
-               8 output ch0 "four"
-               9 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100 })
-    "#]],
+            valid prefix 434 of 434
+            resumed at seq 4, last event at 8
+            verify: ok: 5 chunks, seal interrupted at chunk 4, last checkpoint 4, user alice
+                   8 output ch0 "four"
+                   9 Seal(Seal { status: Interrupted, reason: Some("gateway restarted"), ended_at_us: 1700000000000100, unsigned_tail: None })
+        "#]],
     );
 }
 
@@ -142,4 +143,85 @@ fn valid_prefix_stops_at_a_broken_chain() {
     bytes[c2 + crate::CHUNK_HEADER_LEN] ^= 1;
     assert_eq!(valid_prefix_len(&bytes), c2);
     assert!(c2 < whole);
+}
+
+fn render_recovery(r: &Result<crate::Recovery, crate::RecoverError>) -> String {
+    match r {
+        Err(e) => format!("error: {e}"),
+        Ok(r) => {
+            let verified = verify(&r.bytes, &key().verifying_key());
+            let events = read_events(&r.bytes).unwrap();
+            format!(
+                "cut {} bytes, unsigned tail {:?}\nverify: {}\n{}",
+                r.cut_bytes,
+                r.unsigned_tail,
+                render_verify(&verified),
+                render_events(&events[events.len() - 1..]),
+            )
+        }
+    }
+}
+
+fn recover_as_interrupted(bytes: &[u8]) -> Result<crate::Recovery, crate::RecoverError> {
+    crate::recover(bytes, &key(), SessionStatus::Interrupted, Some("gateway stopped".into()), T0)
+}
+
+/// Issue 9: recovery checks every signature, keeps what follows the last checkpoint but
+/// names it in the seal, and reports the bytes it cut.
+#[test]
+fn recovery_names_the_unsigned_tail_and_the_cut() {
+    expect![[r#"
+        cut 10 bytes, unsigned tail Some(UnsignedTail { after_seq: Some(1), bytes: 70, events: 1 })
+        verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
+               7 Seal(Seal { status: Interrupted, reason: Some("gateway stopped"), ended_at_us: 1700000000000000, unsigned_tail: Some(UnsignedTail { after_seq: Some(1), bytes: 70, events: 1 }) })
+    "#]]
+    .assert_eq(&render_recovery(&recover_as_interrupted(&crashed(10))));
+}
+
+/// A spool re-signed by someone else's key is not sealed (that would launder it).
+#[test]
+fn recovery_refuses_a_forged_signature() {
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let mut w = RecordingWriter::new(start(), other);
+    let mut bytes = w.flush(T0, true).unwrap();
+    w.push(&ev(5, out(0, "rewritten history")));
+    bytes.extend(w.flush(T0 + 1, false).unwrap());
+    expect!["error: chunk 0 is signed, but not by this gateway's key (forged or re-signed)"]
+        .assert_eq(&render_recovery(&recover_as_interrupted(&bytes)));
+}
+
+/// Chunks appended after the last checkpoint by someone who recomputed the chain are kept,
+/// but the seal says nobody vouched for them; a chunk that does not chain is cut.
+#[test]
+fn recovery_of_an_extended_or_edited_spool() {
+    let mut w = RecordingWriter::new(start(), key());
+    let mut bytes = w.flush(T0, true).unwrap();
+    w.push(&ev(5, out(0, "signed")));
+    bytes.extend(w.flush(T0 + 1, true).unwrap());
+    // A forger who resumes the chain (but has no key) appends two unsigned chunks.
+    let mut forger = RecordingWriter::resume(&bytes, other_key()).unwrap();
+    forger.push(&ev(6, out(0, "added later")));
+    forger.push(&ev(7, out(0, "and more")));
+    let added = forger.flush(T0 + 2, false).unwrap();
+    let mut extended = bytes.clone();
+    extended.extend(&added);
+    expect![[r#"
+        cut 0 bytes, unsigned tail Some(UnsignedTail { after_seq: Some(1), bytes: 88, events: 2 })
+        verify: ok: 4 chunks, seal interrupted at chunk 3, last checkpoint 3, user alice
+               7 Seal(Seal { status: Interrupted, reason: Some("gateway stopped"), ended_at_us: 1700000000000000, unsigned_tail: Some(UnsignedTail { after_seq: Some(1), bytes: 88, events: 2 }) })
+    "#]]
+    .assert_eq(&render_recovery(&recover_as_interrupted(&extended)));
+    // A byte changed in the signed part breaks the chain there: everything from it is cut.
+    let mut edited = extended.clone();
+    let n = bytes.len() - 80;
+    edited[n] ^= 1;
+    let r = recover_as_interrupted(&edited);
+    let r = r.as_ref().unwrap();
+    assert!(r.cut_bytes > added.len() as u64, "cut {}", r.cut_bytes);
+    assert!(
+        !read_events(&r.bytes)
+            .unwrap()
+            .iter()
+            .any(|e| matches!(&e.event, Event::Output { data, .. } if data == b"signed"))
+    );
 }

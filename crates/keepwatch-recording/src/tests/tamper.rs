@@ -139,10 +139,10 @@ fn bad_magic_and_version() {
     "#]],
     );
     check(
-        |b, _| b[6] = 2,
+        |b, _| b[6] = 3,
         expect![[r#"
-        verify: error: unsupported recording format version 2 (this reader knows 1)
-        read: error: unsupported recording format version 2 (this reader knows 1)
+        verify: error: unsupported recording format version 3 (this reader knows 1 to 2)
+        read: error: unsupported recording format version 3 (this reader knows 1 to 2)
         valid prefix: 0 of 693 bytes (0 chunks)
     "#]],
     );

@@ -98,19 +98,27 @@ fn dirname(path: &str) -> &str {
     }
 }
 
-/// Splits a command line into words the way a POSIX shell would for a simple command:
-/// blanks separate, `'...'` and `"..."` quote, `\` escapes. `None` on an unterminated quote.
+/// Splits a command line into words the way a POSIX shell would for one simple command:
+/// blanks separate, `'...'` and `"..."` quote, `\` escapes. `None` unless the line is exactly
+/// one plain command: an unterminated quote, a newline anywhere, or anything that makes the
+/// shell run more than the command (`;`, `&`, `|`, redirections, subshells, `$` expansions
+/// and backticks outside single quotes) refuses it, so `scp -f x; sh -i` is an ordinary exec
+/// (recorded byte for byte), never a file-transfer channel.
 fn shell_words(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if line.iter().any(|&b| b == b'\n' || b == b'\r' || b == 0) {
+        return None;
+    }
     let mut words = Vec::new();
     let mut word: Option<Vec<u8>> = None;
     let mut bytes = line.iter().copied();
     while let Some(b) = bytes.next() {
         match b {
-            b' ' | b'\t' | b'\n' => {
+            b' ' | b'\t' => {
                 if let Some(w) = word.take() {
                     words.push(w);
                 }
             }
+            b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'`' | b'$' => return None,
             b'\'' => {
                 let w = word.get_or_insert_with(Vec::new);
                 loop {
@@ -125,9 +133,9 @@ fn shell_words(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                 loop {
                     match bytes.next()? {
                         b'"' => break,
+                        b'`' | b'$' => return None,
                         b'\\' => match bytes.next()? {
                             c @ (b'"' | b'\\' | b'$' | b'`') => w.push(c),
-                            b'\n' => {}
                             c => w.extend_from_slice(&[b'\\', c]),
                         },
                         c => w.push(c),
@@ -135,7 +143,6 @@ fn shell_words(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                 }
             }
             b'\\' => match bytes.next() {
-                Some(b'\n') => {}
                 Some(c) => word.get_or_insert_with(Vec::new).push(c),
                 None => word.get_or_insert_with(Vec::new).push(b'\\'),
             },
@@ -208,5 +215,45 @@ mod tests {
         check("rsync --server -t x", expect!["not scp"]);
         check("scp -t 'unterminated", expect!["not scp"]);
         check("sudo scp -t x", expect!["not scp"]);
+    }
+
+    /// Issue 9: an exec is legacy SCP only when it is one plain `scp` invocation; anything
+    /// that makes the shell run more is an ordinary exec, recorded byte for byte.
+    #[test]
+    fn only_one_plain_command() {
+        for line in [
+            "scp -f /nonexistent; exec sh -i 2>&1",
+            "scp -t /tmp; sh",
+            "scp -f /etc/hosts && sh -i",
+            "scp -f /etc/hosts || sh -i",
+            "scp -f /etc/hosts | sh",
+            "scp -f $(sh -c id)",
+            "scp -f `id`",
+            "scp -f \"$(id)\"",
+            "scp -f \"`id`\"",
+            "scp -f ${x:-$(id)}",
+            "scp -t /tmp > /dev/null",
+            "scp -t /tmp < /dev/null",
+            "scp -t /tmp 2>&1",
+            "scp -t /tmp &",
+            "(scp -t /tmp)",
+            "scp -t /tmp\nsh -i",
+            "scp -t /tmp\rsh",
+            "scp -t '/tmp\nx'",
+            "scp -t /tmp\\\nsh",
+        ] {
+            assert!(parse(line.as_bytes()).is_none(), "{line:?} was taken for plain scp");
+        }
+        // Quoted metacharacters are part of a file name.
+        check(
+            "scp -f '/srv/a;b $(c) `d` &e|f'",
+            expect![[
+                r#"Download args=["/srv/a;b $(c) `d` &e|f"] into_dir=false top(a.txt)=/srv/a.txt"#
+            ]],
+        );
+        check(
+            r#"scp -t "/srv/x;y""#,
+            expect![[r#"Upload args=["/srv/x;y"] into_dir=false top(a.txt)=/srv/x;y"#]],
+        );
     }
 }

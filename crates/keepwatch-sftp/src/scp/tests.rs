@@ -30,6 +30,9 @@ fn s(b: &[u8]) -> Step {
 struct Totals {
     to_server: Vec<u8>,
     to_client: Vec<u8>,
+    /// Forwarded bytes the tracker handed out to be recorded as they are, each way.
+    raw_to_server: Vec<u8>,
+    raw_to_client: Vec<u8>,
     events: Vec<SftpEvent>,
     close: bool,
 }
@@ -53,10 +56,12 @@ fn run(command: &str, policy: TransferPolicy, steps: &[Step], chunk: usize) -> T
                 t.from_client(piece, &mut out);
                 totals.to_server.extend_from_slice(&out.forward);
                 totals.to_client.extend_from_slice(&out.reply);
+                totals.raw_to_server.extend(out.raw_bytes().flatten());
             } else {
                 t.from_server(piece, &mut out);
                 totals.to_client.extend_from_slice(&out.forward);
                 totals.to_server.extend_from_slice(&out.reply);
+                totals.raw_to_client.extend(out.raw_bytes().flatten());
             }
             totals.events.append(&mut out.events);
             totals.close |= out.close_channel;
@@ -118,6 +123,9 @@ fn transcript(command: &str, policy: TransferPolicy, steps: &[Step]) -> String {
         }
         if !out.reply.is_empty() {
             let _ = writeln!(text, "  reply: {}", show(&out.reply));
+        }
+        for raw in out.raw_bytes() {
+            let _ = writeln!(text, "  raw: {}", show(raw));
         }
         for e in &out.events {
             let _ = writeln!(text, "  = {e}");
@@ -289,17 +297,19 @@ fn refusals_from_the_other_side() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        s \0
-        c C0644 5 shadow\n
-        s \x01scp: /etc/shadow: Permission denied\n
-          = write "/etc/shadow": status FAILURE "scp: /etc/shadow: Permission denied"
-        c C0644 0 empty\n
-        s \0
-        c \0
-        s \0
-          = upload "/etc/empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
-        c \x01scp: missing.txt: No such file or directory\n
-    "#]],
+            s \0
+            c C0644 5 shadow\n
+            s \x01scp: /etc/shadow: Permission denied\n
+              raw: \x01scp: /etc/shadow: Permission denied\n
+              = write "/etc/shadow": status FAILURE "scp: /etc/shadow: Permission denied"
+            c C0644 0 empty\n
+            s \0
+            c \0
+            s \0
+              = upload "/etc/empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
+            c \x01scp: missing.txt: No such file or directory\n
+              raw: \x01scp: missing.txt: No such file or directory\n
+        "#]],
     );
 }
 
@@ -323,18 +333,19 @@ fn broken_files() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c \0
-        s C0644 4 a\n
-        c \0
-        s abcd\x01scp: a: Input/output error\n
-        c \0
-          = download "a" bytes=4 size=4 ranges=[0..4] incomplete
-        s C0644 10 b\n
-        c \0
-        s 0123
-        finish
-          = download "b" bytes=4 size=10 ranges=[0..4] incomplete
-    "#]],
+            c \0
+            s C0644 4 a\n
+            c \0
+            s abcd\x01scp: a: Input/output error\n
+              raw: \x01scp: a: Input/output error\n
+            c \0
+              = download "a" bytes=4 size=4 ranges=[0..4] incomplete
+            s C0644 10 b\n
+            c \0
+            s 0123
+            finish
+              = download "b" bytes=4 size=10 ranges=[0..4] incomplete
+        "#]],
     );
 }
 
@@ -461,10 +472,12 @@ fn protocol_errors() {
         open,
         &[c(b"C0644 1 x\n"), s(b"\0")],
         expect![[r#"
-        c C0644 1 x\n
-          = protocol error from client: scp client sent bytes while the target had the turn
-        s \0
-    "#]],
+            c C0644 1 x\n
+              raw: C0644 1 x\n
+              = protocol error from client: scp client sent bytes while the target had the turn
+            s \0
+              raw: \0
+        "#]],
     );
     check(
         "scp -t /srv",
@@ -511,11 +524,13 @@ fn protocol_errors() {
         open,
         &[s(b"\0"), c(b"X bad\n"), c(b"after")],
         expect![[r#"
-        s \0
-        c X bad\n
-          = protocol error from client: unexpected scp record "X bad\n"
-        c after
-    "#]],
+            s \0
+            c X bad\n
+              raw: X bad\n
+              = protocol error from client: unexpected scp record "X bad\n"
+            c after
+              raw: after
+        "#]],
     );
     // Found by fuzzing: the client's partial line, held when the target spoke out of turn,
     // must go to the target (with the client's next bytes), not to the client.
@@ -525,26 +540,31 @@ fn protocol_errors() {
         open,
         &steps,
         expect![[r#"
-        c \0
-        s C0644 1 a\n
-        c \x08
-          forward: nothing
-        s C0644 2 b\n
-          = protocol error from server: scp target sent bytes while the client had the turn
-        c x\n
-          forward: \x08x\n
-    "#]],
+            c \0
+            s C0644 1 a\n
+            c \x08
+              forward: nothing
+            s C0644 2 b\n
+              raw: C0644 2 b\n
+              = protocol error from server: scp target sent bytes while the client had the turn
+            c x\n
+              forward: \x08x\n
+              raw: \x08x\n
+        "#]],
     );
     check(
         "scp -f /srv",
         open,
         &[c(b"\0"), s(b"\x02fatal\n"), s(b"anything"), c(b"else")],
         expect![[r#"
-        c \0
-        s \x02fatal\n
-        s anything
-        c else
-    "#]],
+            c \0
+            s \x02fatal\n
+              raw: \x02fatal\n
+            s anything
+              raw: anything
+            c else
+              raw: else
+        "#]],
     );
 }
 

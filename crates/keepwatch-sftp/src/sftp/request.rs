@@ -78,7 +78,8 @@ impl SftpTracker {
     pub(super) fn request(&mut self, p: &[u8], out: &mut Output) -> Result<(), ParseError> {
         let ty = p[4];
         if ty == FXP_INIT {
-            out.forward.extend_from_slice(p);
+            // The version and the client's extension list: in no event.
+            out.forward_raw(p);
             return Ok(());
         }
         if ty == wire::FXP_WRITE {
@@ -89,9 +90,11 @@ impl SftpTracker {
         let known = matches!(ty, FXP_OPEN..=FXP_SYMLINK | FXP_EXTENDED);
         if !known && p.len() < 9 {
             // No room for an id: nothing will answer it that we could match.
-            out.forward.extend_from_slice(p);
+            out.forward_raw(p);
             return Ok(());
         }
+        // Whether the packet holds bytes its event will not: recorded as they are.
+        let mut raw = !known;
         let id = r.u32().map_err(t)?;
         let upload = self.policy.upload;
         let changes = if upload { Verdict::Allow } else { Verdict::Deny(NO_CHANGES.into()) };
@@ -99,6 +102,7 @@ impl SftpTracker {
             FXP_OPEN => {
                 let path = path_text(r.string().map_err(t)?);
                 let pflags = r.u32().map_err(t)?;
+                raw |= r.attrs().map_or(true, |a| a.extended > 0);
                 let (up, down) = open_effects(pflags);
                 let verdict = if up && !upload {
                     Verdict::Deny(NO_UPLOADS.into())
@@ -135,8 +139,13 @@ impl SftpTracker {
                     _ => (Op::Readdir, Verdict::Allow),
                 };
                 // Lenient: the size is only a hint for completeness, never a reason to stop.
-                let set_size =
-                    if ty == FXP_FSETSTAT { r.attrs_size().ok().flatten() } else { None };
+                let set_size = if ty == FXP_FSETSTAT {
+                    let attrs = r.attrs().ok();
+                    raw |= attrs.as_ref().is_none_or(|a| a.extended > 0);
+                    attrs.and_then(|a| a.size)
+                } else {
+                    None
+                };
                 (Pending::OnHandle { op, file, other: None, set_size }, verdict)
             }
             FXP_RENAME | FXP_SYMLINK => {
@@ -154,6 +163,9 @@ impl SftpTracker {
             FXP_LSTAT | FXP_SETSTAT | FXP_REMOVE | FXP_MKDIR | FXP_RMDIR | FXP_REALPATH
             | FXP_STAT | FXP_READLINK => {
                 let path = path_text(r.string().map_err(t)?);
+                if matches!(ty, FXP_SETSTAT | FXP_MKDIR) {
+                    raw |= r.attrs().map_or(true, |a| a.extended > 0);
+                }
                 let (op, verdict) = match ty {
                     FXP_LSTAT => (Op::Lstat, Verdict::Allow),
                     FXP_SETSTAT => (Op::Setstat, changes),
@@ -167,18 +179,27 @@ impl SftpTracker {
                 (Pending::OnPath { op, path, target: None }, verdict)
             }
             FXP_EXTENDED => {
+                // Extension arguments are read leniently and only in part: the whole packet
+                // is recorded as it is.
+                raw = true;
                 let name = r.string().map_err(t)?;
-                self.extended(name, r)
+                self.extended(name, &mut r)
             }
             _ => (
                 Pending::OnPath { op: Op::Unknown(ty), path: String::new(), target: None },
                 changes,
             ),
         };
+        // Trailing bytes no server reads, but a server of the person's making could.
+        raw |= !r.is_empty();
         match verdict {
             Verdict::Allow => {
                 self.add_outstanding(id, pending)?;
-                out.forward.extend_from_slice(p);
+                if raw {
+                    out.forward_raw(p);
+                } else {
+                    out.forward.extend_from_slice(p);
+                }
             }
             Verdict::Deny(reason) => self.deny(id, pending, reason, out),
         }
@@ -187,7 +208,7 @@ impl SftpTracker {
 
     /// An `SSH_FXP_EXTENDED` request. Extensions that only read are allowed; the rest,
     /// including any this tracker does not know, change the target as far as policy goes.
-    fn extended(&mut self, name: &[u8], mut r: Reader<'_>) -> (Pending, Verdict) {
+    fn extended(&mut self, name: &[u8], r: &mut Reader<'_>) -> (Pending, Verdict) {
         let op = Op::Extended(path_text(name));
         let changes =
             if self.policy.upload { Verdict::Allow } else { Verdict::Deny(NO_CHANGES.into()) };
@@ -218,7 +239,7 @@ impl SftpTracker {
 
     /// `copy-data`: the target copies between two handles itself, so the destination's
     /// bytes never pass here and it can have no hash.
-    fn copy_data(&mut self, op: Op, mut r: Reader<'_>, changes: Verdict) -> (Pending, Verdict) {
+    fn copy_data(&mut self, op: Op, r: &mut Reader<'_>, changes: Verdict) -> (Pending, Verdict) {
         let from = r.string().ok().and_then(|h| self.handles.get(h).copied());
         let _read_offset = r.u64();
         let len = r.u64().ok();

@@ -11,6 +11,11 @@ use super::wire::{
 };
 use super::{Body, Feed, ParseError, SftpTracker};
 
+/// A status text longer than this is recorded as raw bytes (OpenSSH's are a few words).
+const MAX_PLAIN_STATUS: usize = 64;
+/// A language tag longer than this is recorded as raw bytes.
+const MAX_PLAIN_LANG: usize = 16;
+
 /// The part of an answer that matters to its request.
 enum Reply<'p> {
     Status {
@@ -51,7 +56,8 @@ impl SftpTracker {
             if version != 3 {
                 return Err(ParseError::Version { version });
             }
-            out.forward.extend_from_slice(p);
+            // The server's extension list: in no event.
+            out.forward_raw(p);
             return Ok(());
         }
         if ty == FXP_DATA {
@@ -60,25 +66,42 @@ impl SftpTracker {
         let known =
             matches!(ty, FXP_STATUS | FXP_HANDLE | FXP_NAME | FXP_ATTRS | FXP_EXTENDED_REPLY);
         if !known && p.len() < 9 {
-            out.forward.extend_from_slice(p);
+            out.forward_raw(p);
             return Ok(());
         }
         let id = r.u32().map_err(t)?;
+        // Whether the answer holds bytes its event will not: directory listings, extension
+        // replies, long status texts, anything unknown or trailing. Recorded as they are.
+        let mut raw = false;
         let reply = match ty {
             FXP_STATUS => {
                 let code = r.u32().map_err(t)?;
                 // Some servers leave out the message and language tag.
                 let message = r.string().unwrap_or_default();
+                let lang = r.string().unwrap_or_default();
+                raw = message.len() > MAX_PLAIN_STATUS || lang.len() > MAX_PLAIN_LANG;
                 Reply::Status { code, message }
             }
             FXP_HANDLE => Reply::Handle(r.string().map_err(t)?),
-            FXP_ATTRS => Reply::Attrs { size: r.attrs_size().map_err(t)? },
-            _ => Reply::Other,
+            FXP_ATTRS => {
+                let attrs = r.attrs().map_err(t)?;
+                raw = attrs.extended > 0;
+                Reply::Attrs { size: attrs.size }
+            }
+            _ => {
+                raw = true;
+                Reply::Other
+            }
         };
+        raw |= !r.is_empty();
         if let Some(pending) = self.take_outstanding(id) {
             self.answered(pending, reply, out)?;
         }
-        out.forward.extend_from_slice(p);
+        if raw {
+            out.forward_raw(p);
+        } else {
+            out.forward.extend_from_slice(p);
+        }
         Ok(())
     }
 

@@ -30,6 +30,9 @@ pub(super) enum Step {
 struct Totals {
     to_server: Vec<u8>,
     to_client: Vec<u8>,
+    /// Forwarded bytes the tracker handed out to be recorded as they are, each way.
+    raw_to_server: Vec<u8>,
+    raw_to_client: Vec<u8>,
     events: Vec<SftpEvent>,
     close: bool,
 }
@@ -42,10 +45,13 @@ fn feed(t: &mut SftpTracker, step: &Step, chunks: &[&[u8]], totals: &mut Totals)
             Step::S(_) => t.from_server(chunk, &mut out),
             Step::Finish => t.finish(&mut out),
         }
-        let (fwd, back) = match step {
-            Step::C(_) | Step::Finish => (&mut totals.to_server, &mut totals.to_client),
-            Step::S(_) => (&mut totals.to_client, &mut totals.to_server),
+        let (fwd, back, raw) = match step {
+            Step::C(_) | Step::Finish => {
+                (&mut totals.to_server, &mut totals.to_client, &mut totals.raw_to_server)
+            }
+            Step::S(_) => (&mut totals.to_client, &mut totals.to_server, &mut totals.raw_to_client),
         };
+        raw.extend(out.raw_bytes().flatten());
         fwd.extend_from_slice(&out.forward);
         back.extend_from_slice(&out.reply);
         totals.events.append(&mut out.events);
@@ -122,6 +128,9 @@ fn transcript(policy: TransferPolicy, steps: &[Step]) -> String {
         }
         if !out.reply.is_empty() {
             let _ = writeln!(s, "  reply: {}", describe(&out.reply));
+        }
+        for raw in out.raw_bytes() {
+            let _ = writeln!(s, "  raw: {}", describe(raw));
         }
         for e in &out.events {
             let _ = writeln!(s, "  = {e}");

@@ -46,6 +46,17 @@ pub(crate) const FXF_TRUNC: u32 = 0x10;
 pub(crate) const FXF_EXCL: u32 = 0x20;
 
 const ATTR_SIZE: u32 = 0x01;
+const ATTR_UIDGID: u32 = 0x02;
+const ATTR_PERMISSIONS: u32 = 0x04;
+const ATTR_ACMODTIME: u32 = 0x08;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+/// What an attribute block says that matters here.
+pub(crate) struct Attrs {
+    pub(crate) size: Option<u64>,
+    /// Extended attribute pairs: free-form bytes no event records.
+    pub(crate) extended: u32,
+}
 
 /// Bytes before the data of a WRITE whose handle is `handle_len` long:
 /// length, type, id, handle, offset, data length.
@@ -95,10 +106,33 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(len).map_err(|_| Truncated)?)
     }
 
-    /// The size from an attribute block, skipping the rest of it.
-    pub(crate) fn attrs_size(&mut self) -> Result<Option<u64>, Truncated> {
+    /// A whole attribute block.
+    pub(crate) fn attrs(&mut self) -> Result<Attrs, Truncated> {
         let flags = self.u32()?;
-        if flags & ATTR_SIZE != 0 { Ok(Some(self.u64()?)) } else { Ok(None) }
+        let size = if flags & ATTR_SIZE != 0 { Some(self.u64()?) } else { None };
+        if flags & ATTR_UIDGID != 0 {
+            self.take(8)?;
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            self.take(4)?;
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            self.take(8)?;
+        }
+        let mut extended = 0;
+        if flags & ATTR_EXTENDED != 0 {
+            extended = self.u32()?;
+            for _ in 0..extended {
+                self.string()?;
+                self.string()?;
+            }
+        }
+        Ok(Attrs { size, extended })
+    }
+
+    /// Whether every byte of the packet was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 }
 

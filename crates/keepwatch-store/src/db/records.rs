@@ -51,6 +51,30 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session that could not be sealed (crash recovery found its recording forged or
+    /// unreadable): the row says `status` and why, with no seal, so `verify` keeps reporting
+    /// the recording.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn end_unsealed_session(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET status = ?, reason = ?, ended_at_us = ? WHERE id = ? AND chain_head IS NULL",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(now_us())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records the seal of a session and appends it to the ledger, in one transaction.
     ///
     /// # Errors
@@ -313,6 +337,43 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// How many ledger entries there are and the hash of the last (`None` while empty),
+    /// for anchors.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn ledger_head(&self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.get::<i64, _>(0) as u64 + 1, hash32("ledger.hash", r.get(1))?)))
+            .transpose()
+    }
+
+    /// The id of the newest audit event in the chain and its hash (`None` while empty), for
+    /// anchors.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT id, hash FROM audit_chain ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.get::<i64, _>(0), hash32("audit_chain.hash", r.get(1))?))).transpose()
+    }
+
+    /// The chain hash stored for audit event `id`, if the chain has it.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit_link(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM audit_chain WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     // ---- audit ----

@@ -44,7 +44,9 @@ fn download_pipelined_to_eof() {
         &steps,
         expect![[r#"
             c INIT v3
+              raw: INIT v3
             s VERSION v3
+              raw: VERSION v3
             c STAT#1 "/srv/a.bin"
             s ATTRS#1
               = stat "/srv/a.bin": ok
@@ -93,7 +95,9 @@ fn upload_pipelined() {
         &steps,
         expect![[r#"
             c INIT v3
+              raw: INIT v3
             s VERSION v3
+              raw: VERSION v3
             c OPEN#1 "/srv/up.bin" 0x1a
             s HANDLE#1 "\0\0\0\u{1}"
               = open "/srv/up.bin" flags=WRITE|CREAT|TRUNC: ok
@@ -102,6 +106,7 @@ fn upload_pipelined() {
             s STATUS#2 0 "Success", STATUS#3 0 "Success"
             s STATUS#4 0 "Success"
             c FSETSTAT#5
+              raw: FSETSTAT#5
             s STATUS#5 0 "Success"
               = fsetstat "/srv/up.bin": ok
             c CLOSE#6
@@ -135,23 +140,25 @@ fn empty_files() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/empty" 0x1
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/empty" flags=READ: ok
-        c READ#2 @0 +32768
-        s STATUS#2 1 "End of file"
-        c CLOSE#3
-        s STATUS#3 0 ""
-          = download "/srv/empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
-        c OPEN#4 "/srv/new-empty" 0x1a
-        s HANDLE#4 "\0\0\0\u{1}"
-          = open "/srv/new-empty" flags=WRITE|CREAT|TRUNC: ok
-        c CLOSE#5
-        s STATUS#5 0 ""
-          = upload "/srv/new-empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/empty" 0x1
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/empty" flags=READ: ok
+            c READ#2 @0 +32768
+            s STATUS#2 1 "End of file"
+            c CLOSE#3
+            s STATUS#3 0 ""
+              = download "/srv/empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
+            c OPEN#4 "/srv/new-empty" 0x1a
+            s HANDLE#4 "\0\0\0\u{1}"
+              = open "/srv/new-empty" flags=WRITE|CREAT|TRUNC: ok
+            c CLOSE#5
+            s STATUS#5 0 ""
+              = upload "/srv/new-empty" bytes=0 size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ranges=[] complete
+        "#]],
     );
     for t in transfers(&events) {
         assert_eq!(t.sha256, Some(sha(b"")));
@@ -179,20 +186,22 @@ fn out_of_order_answers() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/b.bin" 0x1
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/b.bin" flags=READ: ok
-        c READ#2 @0 +40, READ#3 @40 +40, READ#4 @80 +40, READ#5 @120 +40
-        s DATA#4 +40
-        s STATUS#5 1 ""
-        s DATA#3 +40
-        s DATA#2 +40
-        c CLOSE#6
-        s STATUS#6 0 ""
-          = download "/srv/b.bin" bytes=120 size=120 sha256=655250427d56b1b0eeb8497d21428704273458a01772d6881b65c0abac0f8a98 ranges=[0..120] complete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/b.bin" 0x1
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/b.bin" flags=READ: ok
+            c READ#2 @0 +40, READ#3 @40 +40, READ#4 @80 +40, READ#5 @120 +40
+            s DATA#4 +40
+            s STATUS#5 1 ""
+            s DATA#3 +40
+            s DATA#2 +40
+            c CLOSE#6
+            s STATUS#6 0 ""
+              = download "/srv/b.bin" bytes=120 size=120 sha256=655250427d56b1b0eeb8497d21428704273458a01772d6881b65c0abac0f8a98 ranges=[0..120] complete
+        "#]],
     );
     assert_eq!(transfers(&events)[0].sha256, Some(sha(&file)));
 }
@@ -216,20 +225,22 @@ fn reget_resumes_at_offset() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c STAT#1 "/srv/c.bin"
-        s ATTRS#1
-          = stat "/srv/c.bin": ok
-        c OPEN#2 "/srv/c.bin" 0x1
-        s HANDLE#2 "\0\0\0\u{1}"
-          = open "/srv/c.bin" flags=READ: ok
-        c READ#3 @60 +40, READ#4 @100 +40
-        s DATA#3 +40, STATUS#4 1 ""
-        c CLOSE#5
-        s STATUS#5 0 ""
-          = download "/srv/c.bin" bytes=40 size=100 ranges=[60..100] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c STAT#1 "/srv/c.bin"
+            s ATTRS#1
+              = stat "/srv/c.bin": ok
+            c OPEN#2 "/srv/c.bin" 0x1
+            s HANDLE#2 "\0\0\0\u{1}"
+              = open "/srv/c.bin" flags=READ: ok
+            c READ#3 @60 +40, READ#4 @100 +40
+            s DATA#3 +40, STATUS#4 1 ""
+            c CLOSE#5
+            s STATUS#5 0 ""
+              = download "/srv/c.bin" bytes=40 size=100 ranges=[60..100] incomplete
+        "#]],
     );
 }
 
@@ -252,20 +263,22 @@ fn reput_resumes_at_offset() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c STAT#1 "/srv/d.bin"
-        s ATTRS#1
-          = stat "/srv/d.bin": ok
-        c OPEN#2 "/srv/d.bin" 0xe
-        s HANDLE#2 "\0\0\0\u{1}"
-          = open "/srv/d.bin" flags=WRITE|APPEND|CREAT: ok
-        c WRITE#3 @60 +40
-        s STATUS#3 0 ""
-        c CLOSE#4
-        s STATUS#4 0 ""
-          = upload "/srv/d.bin" bytes=40 ranges=[60..100] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c STAT#1 "/srv/d.bin"
+            s ATTRS#1
+              = stat "/srv/d.bin": ok
+            c OPEN#2 "/srv/d.bin" 0xe
+            s HANDLE#2 "\0\0\0\u{1}"
+              = open "/srv/d.bin" flags=WRITE|APPEND|CREAT: ok
+            c WRITE#3 @60 +40
+            s STATUS#3 0 ""
+            c CLOSE#4
+            s STATUS#4 0 ""
+              = upload "/srv/d.bin" bytes=40 ranges=[60..100] incomplete
+        "#]],
     );
 }
 
@@ -286,17 +299,19 @@ fn partial_reads_with_a_gap() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/e.bin" 0x1
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/e.bin" flags=READ: ok
-        c READ#2 @0 +20, READ#3 @50 +20, READ#4 @100 +20
-        s DATA#2 +20, DATA#3 +20, STATUS#4 1 ""
-        c CLOSE#5
-        s STATUS#5 0 ""
-          = download "/srv/e.bin" bytes=40 ranges=[0..20,50..70] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/e.bin" 0x1
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/e.bin" flags=READ: ok
+            c READ#2 @0 +20, READ#3 @50 +20, READ#4 @100 +20
+            s DATA#2 +20, DATA#3 +20, STATUS#4 1 ""
+            c CLOSE#5
+            s STATUS#5 0 ""
+              = download "/srv/e.bin" bytes=40 ranges=[0..20,50..70] incomplete
+        "#]],
     );
 }
 
@@ -317,18 +332,20 @@ fn failed_write() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/full" 0x1a
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/full" flags=WRITE|CREAT|TRUNC: ok
-        c WRITE#2 @0 +40, WRITE#3 @40 +40
-        s STATUS#2 0 "", STATUS#3 4 "No space left on device"
-          = write "/srv/full": status FAILURE "No space left on device"
-        c CLOSE#4
-        s STATUS#4 0 ""
-          = upload "/srv/full" bytes=40 ranges=[0..40] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/full" 0x1a
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/full" flags=WRITE|CREAT|TRUNC: ok
+            c WRITE#2 @0 +40, WRITE#3 @40 +40
+            s STATUS#2 0 "", STATUS#3 4 "No space left on device"
+              = write "/srv/full": status FAILURE "No space left on device"
+            c CLOSE#4
+            s STATUS#4 0 ""
+              = upload "/srv/full" bytes=40 ranges=[0..40] incomplete
+        "#]],
     );
 }
 
@@ -364,7 +381,9 @@ fn uploads_denied() {
         &steps,
         expect![[r#"
             c INIT v3
+              raw: INIT v3
             s VERSION v3
+              raw: VERSION v3
             c OPEN#1 "/srv/new" 0x1a
               forward: nothing
               reply: STATUS#1 3 "keepwatch: uploads are not allowed on this target"
@@ -407,9 +426,12 @@ fn uploads_denied() {
               = extended "vendor-thing@example.com" "": denied: changing files is not allowed on this target
             c REALPATH#11 "."
             s NAME#11
+              raw: NAME#11
               = realpath ".": ok
             c EXTENDED#12 "statvfs@openssh.com"
+              raw: EXTENDED#12 "statvfs@openssh.com"
             s EXTENDED_REPLY#12
+              raw: EXTENDED_REPLY#12
               = extended "statvfs@openssh.com" "/": ok
             c OPEN#13 "/srv/readme" 0x1
             s HANDLE#13 "\0\0\0\u{1}"
@@ -450,7 +472,9 @@ fn downloads_denied() {
         &steps,
         expect![[r#"
             c INIT v3
+              raw: INIT v3
             s VERSION v3
+              raw: VERSION v3
             c OPEN#1 "/srv/secret" 0x1
               forward: nothing
               reply: STATUS#1 3 "keepwatch: downloads are not allowed on this target"
@@ -509,7 +533,9 @@ fn over_the_size_limit() {
         &steps,
         expect![[r#"
             c INIT v3
+              raw: INIT v3
             s VERSION v3
+              raw: VERSION v3
             c OPEN#1 "/srv/big-up" 0x1a
             s HANDLE#1 "\0\0\0\u{1}"
               = open "/srv/big-up" flags=WRITE|CREAT|TRUNC: ok
@@ -554,19 +580,21 @@ fn exactly_the_size_limit() {
         max_size(100),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/fits" 0x1
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/fits" flags=READ: ok
-        c READ#2 @0 +64, READ#3 @64 +64
-        s DATA#2 +64, DATA#3 +36
-        c READ#4 @100 +28
-        s STATUS#4 1 ""
-        c CLOSE#5
-        s STATUS#5 0 ""
-          = download "/srv/fits" bytes=100 size=100 sha256=56fee4b12b280ea1e7c1b550002bb18b342ccbd7229cd4b147ea07aa1a691294 ranges=[0..100] complete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/fits" 0x1
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/fits" flags=READ: ok
+            c READ#2 @0 +64, READ#3 @64 +64
+            s DATA#2 +64, DATA#3 +36
+            c READ#4 @100 +28
+            s STATUS#4 1 ""
+            c CLOSE#5
+            s STATUS#5 0 ""
+              = download "/srv/fits" bytes=100 size=100 sha256=56fee4b12b280ea1e7c1b550002bb18b342ccbd7229cd4b147ea07aa1a691294 ranges=[0..100] complete
+        "#]],
     );
     assert_eq!(transfers(&events)[0].sha256, Some(sha(&file)));
 }
@@ -611,51 +639,58 @@ fn metadata_operations() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c RENAME#1 "/srv/a"
-        s STATUS#1 0 "Success"
-          = rename "/srv/a" -> "/srv/b": ok
-        c REMOVE#2 "/srv/gone"
-        s STATUS#2 2 "No such file"
-          = remove "/srv/gone": status NO_SUCH_FILE "No such file"
-        c MKDIR#3 "/srv/new"
-        s STATUS#3 0 ""
-          = mkdir "/srv/new": ok
-        c SETSTAT#4 "/etc/shadow"
-        s STATUS#4 3 "Permission denied"
-          = setstat "/etc/shadow": status PERMISSION_DENIED "Permission denied"
-        c RMDIR#5 "/srv/full"
-        s STATUS#5 4 "Directory not empty"
-          = rmdir "/srv/full": status FAILURE "Directory not empty"
-        c READLINK#6 "/srv/link"
-        s NAME#6
-          = readlink "/srv/link": ok
-        c SYMLINK#7 "/etc/hosts"
-        s STATUS#7 0 ""
-          = symlink "/srv/hosts-link" -> "/etc/hosts": ok
-        c LSTAT#8 "/srv/link"
-        s ATTRS#8
-          = lstat "/srv/link": ok
-        c EXTENDED#9 "hardlink@openssh.com"
-        s STATUS#9 0 ""
-          = extended "hardlink@openssh.com" "/srv/a" -> "/srv/a2": ok
-        c EXTENDED#10 "limits@openssh.com"
-        s EXTENDED_REPLY#10
-          = extended "limits@openssh.com" "": ok
-        c OPENDIR#11 "/srv"
-        s HANDLE#11 "d1"
-          = opendir "/srv": ok
-        c READDIR#12
-        s NAME#12
-        c READDIR#13
-        s STATUS#13 1 ""
-        c CLOSE#14
-        s STATUS#14 0 ""
-        c OPENDIR#15 "/root"
-        s STATUS#15 3 "Permission denied"
-          = opendir "/root": status PERMISSION_DENIED "Permission denied"
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c RENAME#1 "/srv/a"
+            s STATUS#1 0 "Success"
+              = rename "/srv/a" -> "/srv/b": ok
+            c REMOVE#2 "/srv/gone"
+            s STATUS#2 2 "No such file"
+              = remove "/srv/gone": status NO_SUCH_FILE "No such file"
+            c MKDIR#3 "/srv/new"
+            s STATUS#3 0 ""
+              = mkdir "/srv/new": ok
+            c SETSTAT#4 "/etc/shadow"
+            s STATUS#4 3 "Permission denied"
+              = setstat "/etc/shadow": status PERMISSION_DENIED "Permission denied"
+            c RMDIR#5 "/srv/full"
+            s STATUS#5 4 "Directory not empty"
+              = rmdir "/srv/full": status FAILURE "Directory not empty"
+            c READLINK#6 "/srv/link"
+            s NAME#6
+              raw: NAME#6
+              = readlink "/srv/link": ok
+            c SYMLINK#7 "/etc/hosts"
+            s STATUS#7 0 ""
+              = symlink "/srv/hosts-link" -> "/etc/hosts": ok
+            c LSTAT#8 "/srv/link"
+            s ATTRS#8
+              = lstat "/srv/link": ok
+            c EXTENDED#9 "hardlink@openssh.com"
+              raw: EXTENDED#9 "hardlink@openssh.com"
+            s STATUS#9 0 ""
+              = extended "hardlink@openssh.com" "/srv/a" -> "/srv/a2": ok
+            c EXTENDED#10 "limits@openssh.com"
+              raw: EXTENDED#10 "limits@openssh.com"
+            s EXTENDED_REPLY#10
+              raw: EXTENDED_REPLY#10
+              = extended "limits@openssh.com" "": ok
+            c OPENDIR#11 "/srv"
+            s HANDLE#11 "d1"
+              = opendir "/srv": ok
+            c READDIR#12
+            s NAME#12
+              raw: NAME#12
+            c READDIR#13
+            s STATUS#13 1 ""
+            c CLOSE#14
+            s STATUS#14 0 ""
+            c OPENDIR#15 "/root"
+            s STATUS#15 3 "Permission denied"
+              = opendir "/root": status PERMISSION_DENIED "Permission denied"
+        "#]],
     );
 }
 
@@ -676,18 +711,20 @@ fn channel_ends_mid_transfer() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/cut" 0x1
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/cut" flags=READ: ok
-        c READ#2 @0 +40, READ#3 @40 +40
-        s DATA#2 +40
-        c REMOVE#4 "/srv/other"
-        finish
-          = remove "/srv/other": unanswered
-          = download "/srv/cut" bytes=40 ranges=[0..40] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/cut" 0x1
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/cut" flags=READ: ok
+            c READ#2 @0 +40, READ#3 @40 +40
+            s DATA#2 +40
+            c REMOVE#4 "/srv/other"
+            finish
+              = remove "/srv/other": unanswered
+              = download "/srv/cut" bytes=40 ranges=[0..40] incomplete
+        "#]],
     );
 }
 
@@ -714,26 +751,28 @@ fn concurrent_handles() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/a" 0x1, OPEN#2 "/srv/b" 0x1a
-        s HANDLE#1 "A", HANDLE#2 "B"
-          = open "/srv/a" flags=READ: ok
-          = open "/srv/b" flags=WRITE|CREAT|TRUNC: ok
-        c READ#3 @0 +64, WRITE#4 @0 +25
-        c WRITE#5 @25 +25, READ#6 @30 +64
-        s STATUS#4 0 "", DATA#3 +30, STATUS#5 0 "", STATUS#6 1 ""
-        c CLOSE#7, CLOSE#8
-        s STATUS#7 0 "", STATUS#8 0 ""
-          = download "/srv/a" bytes=30 size=30 sha256=0617b8d6c0f0d6b02da37cc2dc2ebe4b22604391be384a05f0ba1f4cc1af608c ranges=[0..30] complete
-          = upload "/srv/b" bytes=50 size=50 sha256=716ba4755f7b13a29d43516405808bdb743877fffa24ee9b7587b70e2c0611c3 ranges=[0..50] complete
-        c OPEN#9 "/srv/c" 0x1
-        s HANDLE#9 "A"
-          = open "/srv/c" flags=READ: ok
-        c CLOSE#10
-        s STATUS#10 0 ""
-          = download "/srv/c" bytes=0 ranges=[] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/a" 0x1, OPEN#2 "/srv/b" 0x1a
+            s HANDLE#1 "A", HANDLE#2 "B"
+              = open "/srv/a" flags=READ: ok
+              = open "/srv/b" flags=WRITE|CREAT|TRUNC: ok
+            c READ#3 @0 +64, WRITE#4 @0 +25
+            c WRITE#5 @25 +25, READ#6 @30 +64
+            s STATUS#4 0 "", DATA#3 +30, STATUS#5 0 "", STATUS#6 1 ""
+            c CLOSE#7, CLOSE#8
+            s STATUS#7 0 "", STATUS#8 0 ""
+              = download "/srv/a" bytes=30 size=30 sha256=0617b8d6c0f0d6b02da37cc2dc2ebe4b22604391be384a05f0ba1f4cc1af608c ranges=[0..30] complete
+              = upload "/srv/b" bytes=50 size=50 sha256=716ba4755f7b13a29d43516405808bdb743877fffa24ee9b7587b70e2c0611c3 ranges=[0..50] complete
+            c OPEN#9 "/srv/c" 0x1
+            s HANDLE#9 "A"
+              = open "/srv/c" flags=READ: ok
+            c CLOSE#10
+            s STATUS#10 0 ""
+              = download "/srv/c" bytes=0 ranges=[] incomplete
+        "#]],
     );
     let t = transfers(&events);
     assert_eq!(t[0].sha256, Some(sha(&a)));
@@ -757,16 +796,22 @@ fn oversized_length_passes_through() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/a" 0x1
-        c raw 25 bytes
-          = protocol error from client: packet length 263169 is over the 263168-byte limit
-        s HANDLE#1 "\0\0\0\u{1}"
-        c REMOVE#2 "/srv/a"
-        s STATUS#2 0 ""
-        finish
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/a" 0x1
+            c raw 25 bytes
+              raw: raw 25 bytes
+              = protocol error from client: packet length 263169 is over the 263168-byte limit
+            s HANDLE#1 "\0\0\0\u{1}"
+              raw: HANDLE#1 "\0\0\0\u{1}"
+            c REMOVE#2 "/srv/a"
+              raw: REMOVE#2 "/srv/a"
+            s STATUS#2 0 ""
+              raw: STATUS#2 0 ""
+            finish
+        "#]],
     );
 }
 
@@ -783,19 +828,21 @@ fn malformed_with_policy_closes() {
         deny_uploads(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c raw 4 bytes
-          forward: nothing
-          = protocol error from client: packet length 0 leaves no room for a type
-          close channel
-        c OPEN#1 "/srv/a" 0xa
-          forward: nothing
-          close channel
-        s STATUS#1 0 ""
-          forward: nothing
-          close channel
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c raw 4 bytes
+              forward: nothing
+              = protocol error from client: packet length 0 leaves no room for a type
+              close channel
+            c OPEN#1 "/srv/a" 0xa
+              forward: nothing
+              close channel
+            s STATUS#1 0 ""
+              forward: nothing
+              close channel
+        "#]],
     );
 }
 
@@ -808,18 +855,20 @@ fn malformed_packets() {
         TransferPolicy::default(),
         &[C(short_open)],
         expect![[r#"
-        c OPEN#1 "" 0x0
-          = protocol error from client: OPEN packet cut short by its length
-    "#]],
+            c OPEN#1 "" 0x0
+              raw: OPEN#1 "" 0x0
+              = protocol error from client: OPEN packet cut short by its length
+        "#]],
     );
     let long_write = packet(FXP_WRITE, &[F::U32(1), F::Str(H), F::U64(0), F::U32(1000), F::U32(0)]);
     check(
         TransferPolicy::default(),
         &[C(long_write)],
         expect![[r#"
-        c WRITE#1 @0 +0
-          = protocol error from client: WRITE packet cut short by its length
-    "#]],
+            c WRITE#1 @0 +0
+              raw: WRITE#1 @0 +0
+              = protocol error from client: WRITE packet cut short by its length
+        "#]],
     );
     let short_data = packet(FXP_DATA, &[F::U32(1)]);
     check(
@@ -838,6 +887,7 @@ fn malformed_packets() {
         expect![[r#"
             c STAT#1 "/a"
             c STAT#1 "/b"
+              raw: STAT#1 "/b"
               = protocol error from client: request id 1 reused while a request with it is outstanding
         "#]],
     );
@@ -845,20 +895,23 @@ fn malformed_packets() {
         TransferPolicy::default(),
         &[C(init()), S(version(6))],
         expect![[r#"
-        c INIT v3
-        s VERSION v6
-          = protocol error from server: server speaks sftp version 6, only version 3 is understood
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v6
+              raw: VERSION v6
+              = protocol error from server: server speaks sftp version 6, only version 3 is understood
+        "#]],
     );
     let long_handle = handle(1, &[b'h'; 300]);
     check(
         TransferPolicy::default(),
         &[C(open(1, "/a", READ)), S(long_handle)],
         expect![[r#"
-        c OPEN#1 "/a" 0x1
-        s HANDLE#1 "hhhhhhhhhhhhhhhh"...(300 bytes)
-          = protocol error from server: handle of 300 bytes is over the 256-byte limit
-    "#]],
+            c OPEN#1 "/a" 0x1
+            s HANDLE#1 "hhhhhhhhhhhhhhhh"...(300 bytes)
+              raw: HANDLE#1 "hhhhhhhhhhhhhhhh"...(300 bytes)
+              = protocol error from server: handle of 300 bytes is over the 256-byte limit
+        "#]],
     );
 }
 
@@ -871,10 +924,11 @@ fn unknown_requests() {
         TransferPolicy::default(),
         &[C(odd.clone()), S(status(5, 8, "Unsupported"))],
         expect![[r#"
-        c unknown#5
-        s STATUS#5 8 "Unsupported"
-          = unknown request type 99 "": status OP_UNSUPPORTED "Unsupported"
-    "#]],
+            c unknown#5
+              raw: unknown#5
+            s STATUS#5 8 "Unsupported"
+              = unknown request type 99 "": status OP_UNSUPPORTED "Unsupported"
+        "#]],
     );
     check(
         deny_uploads(),
@@ -885,6 +939,7 @@ fn unknown_requests() {
               reply: STATUS#5 3 "keepwatch: changing files is not allowed on this target"
               = unknown request type 99 "": denied: changing files is not allowed on this target
             c unknown
+              raw: unknown
         "#]],
     );
 }
@@ -912,22 +967,25 @@ fn copy_data_extension() {
         TransferPolicy::default(),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/src" 0x1, OPEN#2 "/srv/dst" 0x1a
-        s HANDLE#1 "A", HANDLE#2 "B"
-          = open "/srv/src" flags=READ: ok
-          = open "/srv/dst" flags=WRITE|CREAT|TRUNC: ok
-        c EXTENDED#3 "copy-data"
-        s STATUS#3 0 ""
-          = extended "copy-data" "/srv/src" -> "/srv/dst": ok
-        c WRITE#4 @10 +10
-        s STATUS#4 0 ""
-        c CLOSE#5, CLOSE#6
-        s STATUS#5 0 "", STATUS#6 0 ""
-          = download "/srv/src" bytes=0 ranges=[] incomplete
-          = upload "/srv/dst" bytes=10 ranges=[10..20] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/src" 0x1, OPEN#2 "/srv/dst" 0x1a
+            s HANDLE#1 "A", HANDLE#2 "B"
+              = open "/srv/src" flags=READ: ok
+              = open "/srv/dst" flags=WRITE|CREAT|TRUNC: ok
+            c EXTENDED#3 "copy-data"
+              raw: EXTENDED#3 "copy-data"
+            s STATUS#3 0 ""
+              = extended "copy-data" "/srv/src" -> "/srv/dst": ok
+            c WRITE#4 @10 +10
+            s STATUS#4 0 ""
+            c CLOSE#5, CLOSE#6
+            s STATUS#5 0 "", STATUS#6 0 ""
+              = download "/srv/src" bytes=0 ranges=[] incomplete
+              = upload "/srv/dst" bytes=10 ranges=[10..20] incomplete
+        "#]],
     );
 }
 
@@ -979,19 +1037,21 @@ fn append_writes_count_toward_the_limit() {
         max_size(50),
         &steps,
         expect![[r#"
-        c INIT v3
-        s VERSION v3
-        c OPEN#1 "/srv/log" 0xe
-        s HANDLE#1 "\0\0\0\u{1}"
-          = open "/srv/log" flags=WRITE|APPEND|CREAT: ok
-        c WRITE#2 @0 +30, WRITE#3 @0 +30
-          forward: WRITE#2 @0 +30
-          reply: STATUS#3 3 "keepwatch: files over 50 bytes are not allowed on this target"
-          = write "/srv/log": denied: files over 50 bytes are not allowed on this target
-        s STATUS#2 0 ""
-        c CLOSE#4
-        s STATUS#4 0 ""
-          = upload "/srv/log" bytes=30 ranges=[0..30] incomplete
-    "#]],
+            c INIT v3
+              raw: INIT v3
+            s VERSION v3
+              raw: VERSION v3
+            c OPEN#1 "/srv/log" 0xe
+            s HANDLE#1 "\0\0\0\u{1}"
+              = open "/srv/log" flags=WRITE|APPEND|CREAT: ok
+            c WRITE#2 @0 +30, WRITE#3 @0 +30
+              forward: WRITE#2 @0 +30
+              reply: STATUS#3 3 "keepwatch: files over 50 bytes are not allowed on this target"
+              = write "/srv/log": denied: files over 50 bytes are not allowed on this target
+            s STATUS#2 0 ""
+            c CLOSE#4
+            s STATUS#4 0 ""
+              = upload "/srv/log" bytes=30 ranges=[0..30] incomplete
+        "#]],
     );
 }
