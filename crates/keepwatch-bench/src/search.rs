@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keepwatch_store::{SearchQuery, Store};
+use keepwatch_store::{IndexProgress, SearchQuery, Store};
 
 use self::corpus::{DAY_US, END_US, Plan, Rng, SPAN_DAYS, Size};
 
@@ -295,7 +295,10 @@ async fn build(db: &Path, plan: &Plan) -> anyhow::Result<Build> {
                 while let Some((session, rows)) = rx.recv().await {
                     let t = Instant::now();
                     store.insert_session(&session).await.context("insert_session")?;
-                    store.add_commands(session.id, &rows, true).await.context("add_commands")?;
+                    store
+                        .add_commands(session.id, &rows, IndexProgress::Complete)
+                        .await
+                        .context("add_commands")?;
                     b.store += t.elapsed();
                     b.sessions += 1;
                     b.commands += rows.len() as u64;

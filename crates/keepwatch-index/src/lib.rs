@@ -5,19 +5,23 @@
 //! slows a session. [`Indexer::tick`] (every second under `run`) brings every live session
 //! up to date, finishes the sessions that were sealed since, and catches up on ended
 //! sessions that were never fully indexed (after a crash or a restart), which is also what
-//! `keepwatch reindex` does on demand ([`reindex`]).
+//! `keepwatch reindex` does on demand ([`reindex`]). Every write of rows also says how far
+//! into the recording they reach ([`IndexProgress`]), so the store can tell how complete the
+//! index of each session is (`Store::index_status`).
 //!
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
 
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use keepwatch_core::SessionId;
 use keepwatch_recording::{ReadError, RecordingTail};
-use keepwatch_store::{BlobStore, SessionFilter, Store, StoreError};
+use keepwatch_store::{BlobStore, IndexProgress, SessionFilter, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 pub use session::SessionIndexer;
@@ -52,15 +56,22 @@ impl Follow {
         Follow { tail: RecordingTail::new(), session: SessionIndexer::new(), quiet_ticks: 0 }
     }
 
+    /// Where reading stopped, as the store keeps it: every event of the whole chunks read so
+    /// far is in the rows handed to the store.
+    fn partial(&self) -> IndexProgress {
+        IndexProgress::Partial { bytes: self.tail.consumed_offset() }
+    }
+
     /// The recording ends where reading stopped: every channel's last command is done.
+    /// `progress` says whether that is the end of the recording for good.
     async fn finish(
         &mut self,
         store: &Store,
         id: SessionId,
-        complete: bool,
+        progress: IndexProgress,
     ) -> Result<(), IndexError> {
         self.session.finish(self.session.last_at_us());
-        store.add_commands(id, &self.session.drain_rows(), complete).await?;
+        store.add_commands(id, &self.session.drain_rows(), progress).await?;
         Ok(())
     }
 
@@ -115,7 +126,8 @@ impl Follow {
             let sealed = self.tail.is_sealed();
             store.add_keyframes(id, &self.session.drain_keyframes()).await?;
             let rows = self.session.drain_rows();
-            store.add_commands(id, &rows, sealed).await?;
+            let progress = if sealed { IndexProgress::Complete } else { self.partial() };
+            store.add_commands(id, &rows, progress).await?;
             if sealed {
                 return Ok(true);
             }
@@ -176,7 +188,7 @@ impl Indexer {
                     // Hibernating can finish a running command: store it.
                     let rows = follow.session.drain_rows();
                     if !rows.is_empty() {
-                        self.store.add_commands(id, &rows, false).await?;
+                        self.store.add_commands(id, &rows, follow.partial()).await?;
                     }
                     self.live.insert(id, follow);
                 }
@@ -213,7 +225,7 @@ impl Indexer {
     ) -> Result<(), IndexError> {
         let ended = self.store.session(id).await?.is_none_or(|s| s.chain_head.is_some());
         if ended && !self.blobs.has_spool(id) {
-            follow.finish(&self.store, id, true).await?;
+            follow.finish(&self.store, id, IndexProgress::Complete).await?;
         } else {
             self.live.insert(id, follow);
         }
@@ -247,7 +259,8 @@ pub async fn reindex(
     let mut follow = Follow::new();
     if !follow.advance(store, blobs, id, progress).await? {
         // Active, or cut short by a crash not yet recovered: index what is there.
-        follow.finish(store, id, false).await?;
+        let progress = follow.partial();
+        follow.finish(store, id, progress).await?;
     }
     Ok(follow.session.commands())
 }

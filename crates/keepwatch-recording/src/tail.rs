@@ -36,6 +36,12 @@ impl RecordingTail {
         self.consumed + self.pending.len() as u64
     }
 
+    /// How many bytes of the file have been handed out as events: the file header and every
+    /// whole chunk so far. A chunk cut off by the end of what was pushed starts here.
+    pub fn consumed_offset(&self) -> u64 {
+        self.consumed
+    }
+
     /// Gives back the decompressor and buffers while the recording is quiet (a follower of
     /// many idle sessions should not hold a chunk-sized buffer for each).
     pub fn release_buffers(&mut self) {

@@ -119,6 +119,23 @@ impl BlobStore {
         Err(StoreError::NotFound { kind: "recording", name: id.to_string() })
     }
 
+    /// The length of a recording now: its spool file while it is being written, the sealed
+    /// blob after; `None` when neither exists. Looked up in the same order as
+    /// [`Self::read_recording`], so a recording moving from one to the other is found.
+    ///
+    /// # Errors
+    /// The object store fails for another reason than a missing object.
+    pub async fn recording_len(&self, id: SessionId) -> Result<Option<u64>, StoreError> {
+        for dir in [SPOOL, RECORDINGS] {
+            match self.store.head(&Self::key(dir, id)).await {
+                Ok(meta) => return Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     fn capture_spool_key(session: SessionId, channel: u32, content: u64) -> ObjectPath {
         ObjectPath::from(format!("{SPOOL}/{CAPTURES}/{session}/{channel}-{content}"))
     }

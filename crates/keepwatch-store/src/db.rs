@@ -1,7 +1,8 @@
 //! The metadata store: people, targets, grants, sessions, channels, the ledger and audit events.
 //!
 //! SQL lives only in this module (`db/access.rs`: people, targets, grants; `db/records.rs`:
-//! sessions, channels, transfers, ledger, audit) and `db/schema.sql`; callers see
+//! sessions, channels, transfers, ledger, audit; `db/search.rs`: command rows and search;
+//! `db/index_status.rs`: how far the indexer got) and `db/schema.sql`; callers see
 //! domain-named methods, so a PostgreSQL backend can be added here without touching them.
 
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use crate::StoreError;
 use crate::rows::*;
 
 mod access;
+mod index_status;
 mod records;
 mod search;
 mod tokens;

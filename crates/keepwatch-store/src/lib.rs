@@ -15,8 +15,9 @@ pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_passwo
 pub use db::{SessionFilter, Store, now_us};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
-    IndexState, KeyframeRow, LedgerRow, NewAudit, NewTarget, PersonRow, SearchHit, SearchQuery,
-    SessionRow, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
+    IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit,
+    NewTarget, PersonRow, SearchHit, SearchQuery, SessionRow, TargetRow, TargetSecret, TokenRow,
+    TransferFilter, TransferRow,
 };
 pub use vault::{Vault, VaultError};
 

@@ -226,12 +226,69 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
-/// How far the indexer got with a session.
+/// How far the indexer has read a session's recording, stored in the same transaction as
+/// the rows it produced ([`crate::Store::add_commands`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexProgress {
+    /// The events of the recording's first `bytes` bytes (its header and whole chunks) are
+    /// indexed. A command still running at that point is not a row yet: the extractor ends
+    /// a shell command at the next prompt, an exec command when its channel closes.
+    Partial { bytes: u64 },
+    /// Every event of the recording is indexed: the seal was read, or the recording ended
+    /// without one and will not grow.
+    Complete,
+}
+
+/// Where the index of one session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexState {
+    /// The recording ended and every event of it is indexed.
+    Complete,
+    /// Not every event is indexed yet: the session is live (its recording still grows), or
+    /// the indexer has not caught up with it.
+    Behind,
+    /// The recording could not be indexed; not retried until `reindex` asks for it.
+    Error,
+}
+
+impl IndexState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexState::Complete => "complete",
+            IndexState::Behind => "behind",
+            IndexState::Error => "error",
+        }
+    }
+}
+
+/// One session's index status ([`crate::Store::index_status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexState {
-    pub complete: bool,
+pub struct IndexStatus {
+    pub session_id: SessionId,
+    /// The session's own status: `Active` means its recording still grows.
+    pub session_status: SessionStatus,
+    pub state: IndexState,
+    /// Bytes of the recording whose events are indexed (the file header and whole chunks;
+    /// see [`IndexProgress::Partial`]); the whole recording once complete.
+    pub bytes_indexed: u64,
+    /// The recording's length now: the spool file's for a live session, the sealed file's
+    /// after; `None` when there is no recording to be found.
+    pub bytes_recorded: Option<u64>,
+    /// Rows written so far: commands, screen snapshots, file operations and the like.
     pub commands: u32,
+    /// When the indexer last wrote for this session; `None` if it never has.
+    pub updated_at_us: Option<i64>,
+    /// Why the recording could not be indexed (with [`IndexState::Error`]).
     pub error: Option<String>,
+}
+
+/// Which sessions [`crate::Store::index_status`] reports.
+#[derive(Debug, Clone, Copy)]
+pub enum IndexScope<'a> {
+    /// Every session whose index is not complete (behind or failed), oldest first.
+    Unfinished,
+    /// These sessions, in this order, whatever their state.
+    Sessions(&'a [SessionId]),
 }
 
 /// Which audit events to list.

@@ -36,6 +36,7 @@ pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/sessions/{id}/terminate", post(terminate))
         .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/index", get(crate::index_status::index_status))
         .route("/api/v1/live", get(live))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/people", get(people).post(add_person))

@@ -1,12 +1,14 @@
 //! The console and the HTTP API (`docs/api.md`): login and roles, sessions, replay, search,
-//! live watching and termination, the audit trail and administration. Every view, replay,
-//! export, search, watch and termination is audited before anything is shown.
+//! the index status, live watching and termination, the audit trail and administration.
+//! Every view, replay, export, search, watch and termination is audited before anything is
+//! shown.
 //!
 //! The gateway is reached through [`LiveControl`], so this crate knows nothing of SSH.
 
 mod api;
 mod assets;
 mod auth;
+mod index_status;
 mod openapi;
 pub mod playback;
 mod watch;
@@ -26,6 +28,7 @@ use keepwatch_store::{BlobStore, Store, StoreError, Vault};
 pub use api::{command_json, rfc3339};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, random_token, sha256_hex};
+pub use index_status::index_status_json;
 
 /// What the web side may ask of the running gateway.
 pub trait LiveControl: Send + Sync + 'static {

@@ -12,7 +12,9 @@ use futures::future::BoxFuture;
 use keepwatch_core::{ChannelKind, Role, SessionId, SessionStatus};
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::{Event, Pty, RecordingWriter, SessionStart, TimedEvent};
-use keepwatch_store::{BlobStore, CommandRow, SessionRow, Store, Vault, hash_password};
+use keepwatch_store::{
+    BlobStore, CommandRow, IndexProgress, SessionRow, Store, Vault, hash_password,
+};
 use keepwatch_web::{LiveControl, WebConfig, WebState, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -110,7 +112,7 @@ async fn fixture() -> Fixture {
         output_truncated: false,
         full_screen: false,
     };
-    store.add_commands(id, &[command], true).await.unwrap();
+    store.add_commands(id, &[command], IndexProgress::Complete).await.unwrap();
     let vault = Vault::new(&[3; 32]).unwrap();
     let state = WebState::new(
         store,
@@ -192,6 +194,15 @@ async fn every_endpoint_for_every_role() {
             false,
         ),
         ("GET", "/api/v1/search?q=secret-output".into(), None, [401, 200, 200, 200, 200], true),
+        ("GET", "/api/v1/index".into(), None, [401, 403, 403, 200, 200], false),
+        ("GET", format!("/api/v1/index?session={id}"), None, [401, 403, 403, 200, 200], true),
+        (
+            "GET",
+            format!("/api/v1/index?session={}", SessionId::new()),
+            None,
+            [401, 403, 403, 404, 404],
+            false,
+        ),
         ("GET", "/api/v1/live".into(), None, [401, 403, 403, 200, 200], false),
         ("GET", "/api/v1/audit".into(), None, [401, 403, 403, 200, 200], false),
         ("GET", "/api/v1/people".into(), None, [401, 403, 403, 403, 200], false),

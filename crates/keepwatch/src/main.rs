@@ -71,6 +71,9 @@ enum Command {
     Search(search::SearchArgs),
     /// Index sessions again from their recordings (what `run` does for missed sessions).
     Reindex(search::ReindexArgs),
+    /// The search index: `index status` says how far it is behind the recordings.
+    #[command(subcommand)]
+    Index(search::IndexCommand),
     /// Follow a live session in this terminal (through the running gateway); audited.
     Watch(remote::WatchArgs),
     /// End a live session: the person sees who ended it and why; audited.
@@ -131,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfers(a) => transfers::run(&dir, a).await,
         Command::Search(a) => search::search(&dir, a).await,
         Command::Reindex(a) => search::reindex(&dir, a).await,
+        Command::Index(c) => search::index(&dir, c).await,
         Command::Watch(a) => remote::watch(&dir, a).await,
         Command::Kill(a) => remote::kill(&dir, a).await,
         Command::Token(c) => remote::token(&dir, c).await,

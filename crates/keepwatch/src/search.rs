@@ -1,14 +1,17 @@
-//! `keepwatch search` and `keepwatch reindex`: what people ran and saw, across sessions.
+//! `keepwatch search`, `keepwatch reindex` and `keepwatch index status`: what people ran and
+//! saw, across sessions, and how far the index has got.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use keepwatch_core::{AuditAction, SessionId};
-use keepwatch_store::{CommandRow, NewAudit, SearchQuery, SessionFilter, Store};
+use keepwatch_store::{
+    CommandRow, IndexScope, IndexStatus, NewAudit, SearchQuery, SessionFilter, Store,
+};
 use serde_json::{Value, json};
 
-pub(crate) use keepwatch_web::command_json;
+pub(crate) use keepwatch_web::{command_json, index_status_json};
 
 use crate::datadir::DataDir;
 use crate::output::{local_actor, parse_time, print_json, rfc3339, table};
@@ -47,6 +50,24 @@ pub(crate) struct ReindexArgs {
     /// Every session.
     #[arg(long)]
     all: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum IndexCommand {
+    /// How far the search index is behind the recordings: one row per session not fully
+    /// indexed (live sessions always are), or for the sessions named. A session is complete
+    /// once its recording ended and every event of it is indexed; until then the row says
+    /// how many bytes of the recording (file header and whole chunks) the indexer has read
+    /// of how many there are now.
+    Status(IndexStatusArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct IndexStatusArgs {
+    /// Sessions to report whatever their state (default: every session not fully indexed).
+    ids: Vec<SessionId>,
+    #[arg(long)]
+    json: bool,
 }
 
 /// Microseconds as `+M:SS.mmm`, the offset `replay --at` takes.
@@ -180,6 +201,41 @@ pub(crate) async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<Exi
         if failed > 0 { format!(", {failed} failed") } else { String::new() }
     );
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+pub(crate) async fn index(dir: &DataDir, c: IndexCommand) -> anyhow::Result<ExitCode> {
+    let IndexCommand::Status(a) = c;
+    let store = dir.store().await?;
+    let blobs = dir.blobs()?;
+    let scope =
+        if a.ids.is_empty() { IndexScope::Unfinished } else { IndexScope::Sessions(&a.ids) };
+    let rows = store.index_status(&blobs, scope).await?;
+    if a.json {
+        print_json(&Value::Array(rows.iter().map(index_status_json).collect()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("keepwatch: every session is fully indexed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(index_status_cells).collect();
+    table(&["SESSION", "STATUS", "INDEX", "INDEXED", "UPDATED", "ERROR"], &cells);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn index_status_cells(s: &IndexStatus) -> Vec<String> {
+    let indexed = match s.bytes_recorded {
+        Some(recorded) => format!("{} of {recorded} bytes", s.bytes_indexed),
+        None => format!("{} bytes, no recording found", s.bytes_indexed),
+    };
+    vec![
+        s.session_id.to_string(),
+        s.session_status.as_str().to_owned(),
+        s.state.as_str().to_owned(),
+        indexed,
+        s.updated_at_us.map_or_else(|| "never".to_owned(), rfc3339),
+        s.error.clone().unwrap_or_default(),
+    ]
 }
 
 async fn all_sessions(store: &Store) -> anyhow::Result<Vec<SessionId>> {

@@ -26,9 +26,13 @@ fn a_torn_tail_waits_and_garbage_is_an_error() {
     let mut events = Vec::new();
     tail.push(&bytes[..bytes.len() - 3], &mut events).unwrap();
     assert!(!tail.is_sealed(), "the seal chunk is not whole yet");
+    assert_eq!(tail.read_offset(), bytes.len() as u64 - 3);
+    let cut_at = tail.consumed_offset();
+    assert!(cut_at < bytes.len() as u64 - 3, "the cut-off seal is not consumed");
     let before = events.len();
     tail.push(&bytes[bytes.len() - 3..], &mut events).unwrap();
     assert_eq!(events.len(), before + 1, "the seal arrives with its last bytes");
+    assert_eq!(tail.consumed_offset(), bytes.len() as u64, "the seal chunk started at {cut_at}");
 
     let mut flipped = bytes.clone();
     let at = flipped.len() / 2;

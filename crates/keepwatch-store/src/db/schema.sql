@@ -193,6 +193,15 @@ CREATE TABLE IF NOT EXISTS index_state (
     error TEXT,
     updated_at_us INTEGER NOT NULL
 );
+-- How many bytes of a session's recording the indexer has read (the file header and whole
+-- chunks), written in the same transaction as the rows they produced, so a reader that sees
+-- N bytes indexed also sees every command completed within them. A table of its own, not a
+-- column of index_state, because the schema is applied with CREATE IF NOT EXISTS at every
+-- open; no row means nothing of a partial index is counted yet (Store::index_status).
+CREATE TABLE IF NOT EXISTS index_progress (
+    session_id TEXT PRIMARY KEY,
+    bytes_indexed INTEGER NOT NULL
+);
 -- The audit trail's hash chain (keepwatch_recording::audit_chain), one row per audit event.
 CREATE TABLE IF NOT EXISTS audit_chain (
     id INTEGER PRIMARY KEY,

@@ -21,7 +21,7 @@ const BLOCK_BITS: u32 = 10;
 
 impl Store {
     /// Adds command rows of a session (with their search entries) and records how far the
-    /// indexer got, in one transaction.
+    /// indexer got, in one transaction: whoever reads the progress also sees the rows.
     ///
     /// # Errors
     /// Database failures, including a `seq` written twice.
@@ -29,7 +29,7 @@ impl Store {
         &self,
         session: SessionId,
         rows: &[CommandRow],
-        complete: bool,
+        progress: IndexProgress,
     ) -> Result<(), StoreError> {
         let id = session.to_string();
         let mut blocks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
@@ -84,11 +84,21 @@ impl Store {
              updated_at_us = excluded.updated_at_us",
         )
         .bind(&id)
-        .bind(complete)
+        .bind(progress == IndexProgress::Complete)
         .bind(rows.len() as i64)
         .bind(now_us())
         .execute(&mut *tx)
         .await?;
+        if let IndexProgress::Partial { bytes } = progress {
+            sqlx::query(
+                "INSERT INTO index_progress (session_id, bytes_indexed) VALUES (?, ?) \
+                 ON CONFLICT (session_id) DO UPDATE SET bytes_indexed = excluded.bytes_indexed",
+            )
+            .bind(&id)
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -183,6 +193,10 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM index_progress WHERE session_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -204,21 +218,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// # Errors
-    /// Database failures only.
-    pub async fn index_state(&self, session: SessionId) -> Result<Option<IndexState>, StoreError> {
-        let row =
-            sqlx::query("SELECT complete, commands, error FROM index_state WHERE session_id = ?")
-                .bind(session.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| IndexState {
-            complete: r.get("complete"),
-            commands: r.get::<i64, _>("commands") as u32,
-            error: r.get("error"),
-        }))
     }
 
     /// Ended sessions whose index is missing or incomplete (and did not fail), oldest first.

@@ -12,13 +12,13 @@ use crate::support::*;
 
 /// One HTTP/1.1 request to the gateway's web listener; the status and the body.
 fn http(
-    gw: &Gateway,
+    env: &TestEnv,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", env.web_port())).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -41,9 +41,9 @@ fn http(
 }
 
 /// Logs in; returns the cookie header value and the CSRF token.
-fn login(gw: &Gateway, name: &str, password: &str) -> (String, String) {
+fn login(env: &TestEnv, name: &str, password: &str) -> (String, String) {
     let (status, head, body) = http(
-        gw,
+        env,
         "POST",
         "/api/v1/login",
         &[],
@@ -59,25 +59,18 @@ fn login(gw: &Gateway, name: &str, password: &str) -> (String, String) {
     (cookie.split(';').next().unwrap().to_owned(), v["csrf"].as_str().unwrap().to_owned())
 }
 
-fn add_person(gw: &Gateway, name: &str, role: &str, password: &str) {
-    gw.kw_stdin_ok(
-        &["user", "add", name, "--role", role, "--password-stdin"],
-        &format!("{password}\n"),
-    );
-}
-
 #[test]
 fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
-    let (_sshd, gw) = gateway_with_web01();
-    let mut s = Interactive::at_prompt(&gw, "alice@web01");
+    let env = TestEnv::new().target("web01").start();
+    let mut s = env.at_prompt("alice@web01");
     s.send("echo before-$((2*21))\n");
     s.wait_output("before-42");
-    let id = gw.sessions()[0]["id"].as_str().unwrap().to_owned();
+    let id = env.sessions()[0]["id"].as_str().unwrap().to_owned();
 
     // `watch` starts from the current screen, then streams what follows.
     let mut watch = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
         .arg("--data-dir")
-        .arg(gw.data())
+        .arg(env.data())
         .args(["watch", &id])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,7 +98,7 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
         seen.lock().unwrap().contains("live-9").then_some(())
     });
 
-    let out = gw.kw(&["kill", &id, "--reason", "policy check"]);
+    let out = env.kw(&["kill", &id, "--reason", "policy check"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, stdout, stderr) = s.finish();
     let shown = format!("{}{}", String::from_utf8_lossy(&stdout), stderr);
@@ -117,9 +110,9 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
     let mut err = String::new();
     BufReader::new(watch.stderr.take().unwrap()).read_line(&mut err).unwrap();
 
-    let sealed = gw.sealed_sessions(1);
+    let sealed = env.sealed_sessions(1);
     assert_eq!(sealed[0]["status"], "terminated");
-    let audit = gw.json(&["audit", "--session", &id, "--json"]);
+    let audit = env.json(&["audit", "--session", &id, "--json"]);
     let actions: Vec<&str> =
         audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(
@@ -132,15 +125,15 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
     assert_eq!(kill["detail"], "policy check");
 
     // Killing it again says it is not live.
-    let again = gw.kw(&["kill", &id]);
+    let again = env.kw(&["kill", &id]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not live"));
 
     // The audit trail is chained: it verifies, and removing an event is reported.
-    assert!(gw.kw(&["verify", "--all"]).status.success());
-    let db = gw.data().join("keepwatch.db");
+    assert!(env.kw(&["verify", "--all"]).status.success());
+    let db = env.data().join("keepwatch.db");
     sql_exec(&db, "DELETE FROM audit_events WHERE action = 'session_watched'");
-    let out = gw.kw(&["verify", "--all"]);
+    let out = env.kw(&["verify", "--all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(text.contains("audit: event") && text.contains("removed"), "{text}");
@@ -158,20 +151,22 @@ fn sql_exec(db: &std::path::Path, statement: &str) {
 
 #[test]
 fn web_logins_roles_csrf_and_lockout() {
-    let (_sshd, gw) = gateway_with_web01();
-    add_person(&gw, "audrey", "auditor", "audit-pass-1");
-    add_person(&gw, "bob", "user", "bob-pass-1");
-    let out = gw.ssh("alice@web01").arg("echo alice-was-here").output().unwrap();
+    let env = TestEnv::new()
+        .target("web01")
+        .person("audrey", "auditor", "audit-pass-1")
+        .person("bob", "user", "bob-pass-1")
+        .start();
+    let out = env.ssh("alice@web01").arg("echo alice-was-here").output().unwrap();
     assert!(out.status.success());
-    let id = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let id = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
 
     // Not logged in: 401 and no data.
-    let (status, _, body) = http(&gw, "GET", "/api/v1/sessions", &[], None);
+    let (status, _, body) = http(&env, "GET", "/api/v1/sessions", &[], None);
     assert_eq!(status, 401, "{body}");
 
     // An auditor sees everything; the page headers are strict.
-    let (cookie, csrf) = login(&gw, "audrey", "audit-pass-1");
-    let (status, head, body) = http(&gw, "GET", "/api/v1/sessions", &[("Cookie", &cookie)], None);
+    let (cookie, csrf) = login(&env, "audrey", "audit-pass-1");
+    let (status, head, body) = http(&env, "GET", "/api/v1/sessions", &[("Cookie", &cookie)], None);
     assert_eq!(status, 200);
     assert!(body.contains(&id));
     assert!(
@@ -179,20 +174,33 @@ fn web_logins_roles_csrf_and_lockout() {
         "{head}"
     );
     let (status, _, body) =
-        http(&gw, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &cookie)], None);
+        http(&env, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &cookie)], None);
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["verify"]["intact"], true, "{v}");
-    let (status, ..) = http(&gw, "GET", "/api/v1/audit", &[("Cookie", &cookie)], None);
+    let (status, ..) = http(&env, "GET", "/api/v1/audit", &[("Cookie", &cookie)], None);
     assert_eq!(status, 200);
+    // The index status: what the store says, nothing left unfinished once it is complete.
+    let indexed = env.wait_indexed(&id);
+    let path = format!("/api/v1/index?session={id}");
+    let (status, _, body) = http(&env, "GET", &path, &[("Cookie", &cookie)], None);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["session"], id.as_str());
+    assert_eq!(v[0]["state"], "complete");
+    assert_eq!(v[0]["bytes_indexed"], indexed.bytes_indexed);
+    assert_eq!(v[0]["bytes_recorded"], json!(indexed.bytes_recorded));
+    assert_eq!(v, env.json(&["index", "status", &id, "--json"]), "the API and the CLI agree");
+    let (status, _, body) = http(&env, "GET", "/api/v1/index", &[("Cookie", &cookie)], None);
+    assert_eq!((status, body.as_str()), (200, "[]"));
     // A state change without the CSRF header is refused, with it the API answers.
     let path = format!("/api/v1/sessions/{id}/terminate");
     let (status, _, body) =
-        http(&gw, "POST", &path, &[("Cookie", &cookie)], Some(&json!({ "reason": "x" })));
+        http(&env, "POST", &path, &[("Cookie", &cookie)], Some(&json!({ "reason": "x" })));
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("X-CSRF-Token"));
     let (status, _, body) = http(
-        &gw,
+        &env,
         "POST",
         &path,
         &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
@@ -201,34 +209,34 @@ fn web_logins_roles_csrf_and_lockout() {
     assert_eq!(status, 409, "a sealed session is not live: {body}");
 
     // A user sees only their own sessions: alice's is invisible to bob.
-    let (bob, _) = login(&gw, "bob", "bob-pass-1");
-    let (status, _, body) = http(&gw, "GET", "/api/v1/sessions", &[("Cookie", &bob)], None);
+    let (bob, _) = login(&env, "bob", "bob-pass-1");
+    let (status, _, body) = http(&env, "GET", "/api/v1/sessions", &[("Cookie", &bob)], None);
     assert_eq!((status, body.as_str()), (200, "[]"));
     let (status, _, body) =
-        http(&gw, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &bob)], None);
+        http(&env, "GET", &format!("/api/v1/sessions/{id}"), &[("Cookie", &bob)], None);
     assert_eq!(status, 404);
     assert!(!body.contains("alice"), "{body}");
-    for path in ["/api/v1/live", "/api/v1/audit", "/api/v1/people"] {
-        let (status, ..) = http(&gw, "GET", path, &[("Cookie", &bob)], None);
+    for path in ["/api/v1/live", "/api/v1/audit", "/api/v1/people", "/api/v1/index"] {
+        let (status, ..) = http(&env, "GET", path, &[("Cookie", &bob)], None);
         assert_eq!(status, 403, "{path}");
     }
     let (status, _, body) =
-        http(&gw, "GET", "/api/v1/search?q=alice-was", &[("Cookie", &bob)], None);
+        http(&env, "GET", "/api/v1/search?q=alice-was", &[("Cookie", &bob)], None);
     assert_eq!((status, body.as_str()), (200, "[]"));
 
     // An API token works without a cookie; an unknown one does not.
-    let token = gw.kw_ok(&["token", "create", "--name", "siem", "--role", "auditor"]);
+    let token = env.kw_ok(&["token", "create", "--name", "siem", "--role", "auditor"]);
     let bearer = format!("Bearer {}", token.trim());
-    let (status, ..) = http(&gw, "GET", "/api/v1/audit", &[("Authorization", &bearer)], None);
+    let (status, ..) = http(&env, "GET", "/api/v1/audit", &[("Authorization", &bearer)], None);
     assert_eq!(status, 200);
     let (status, ..) =
-        http(&gw, "GET", "/api/v1/audit", &[("Authorization", "Bearer kw_nope")], None);
+        http(&env, "GET", "/api/v1/audit", &[("Authorization", "Bearer kw_nope")], None);
     assert_eq!(status, 401);
 
     // Five wrong passwords lock the name out, even with the right one after.
     for _ in 0..5 {
         let (status, ..) = http(
-            &gw,
+            &env,
             "POST",
             "/api/v1/login",
             &[],
@@ -237,7 +245,7 @@ fn web_logins_roles_csrf_and_lockout() {
         assert_eq!(status, 401);
     }
     let (status, head, _) = http(
-        &gw,
+        &env,
         "POST",
         "/api/v1/login",
         &[],
@@ -247,7 +255,7 @@ fn web_logins_roles_csrf_and_lockout() {
     assert!(head.to_ascii_lowercase().contains("retry-after"));
 
     // Every look is in the trail with the web actor and address.
-    let audit = gw.json(&["audit", "--actor", "audrey", "--json"]);
+    let audit = env.json(&["audit", "--actor", "audrey", "--json"]);
     let actions: Vec<&str> =
         audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(

@@ -28,8 +28,8 @@ fn echo_server() -> u16 {
 }
 
 /// `ssh -N -L local:127.0.0.1:remote` in the background.
-fn forward(gw: &Gateway, local: u16, remote: u16) -> std::process::Child {
-    gw.ssh("alice@web01")
+fn forward(env: &TestEnv, local: u16, remote: u16) -> std::process::Child {
+    env.ssh("alice@web01")
         .args(["-N", "-L", &format!("{local}:127.0.0.1:{remote}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -39,16 +39,15 @@ fn forward(gw: &Gateway, local: u16, remote: u16) -> std::process::Child {
 
 #[test]
 fn local_forwarding_follows_the_grant_and_is_recorded() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
     let allowed = echo_server();
     let refused = echo_server();
-    gw.kw_ok(&["grant", "alice", "web01", "--allow-forward", &format!("127.0.0.1:{allowed}")]);
-    gw.start();
+    let env = TestEnv::new()
+        .target("web01")
+        .grant_with("alice", "web01", &["--allow-forward", &format!("127.0.0.1:{allowed}")])
+        .start();
 
     let local = free_port();
-    let mut ssh = forward(&gw, local, allowed);
+    let mut ssh = forward(&env, local, allowed);
     let mut conn = wait_for("the forward to listen", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", local)).ok()
     });
@@ -59,7 +58,7 @@ fn local_forwarding_follows_the_grant_and_is_recorded() {
     drop(conn);
 
     let local2 = free_port();
-    let mut ssh2 = forward(&gw, local2, refused);
+    let mut ssh2 = forward(&env, local2, refused);
     let mut c2 = wait_for("the second forward to listen", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", local2)).ok()
     });
@@ -72,25 +71,22 @@ fn local_forwarding_follows_the_grant_and_is_recorded() {
     }
 
     // The refused forward never opened a channel, so it never started a session.
-    let sessions = gw.sealed_sessions(1);
+    let sessions = env.sealed_sessions(1);
     let tunnel = sessions
         .iter()
         .flat_map(|s| s["channels"].as_array().unwrap().clone())
         .find(|c| c["kind"] == "tunnel");
     let tunnel = tunnel.expect("the allowed tunnel is listed with its session");
     assert_eq!(tunnel["destination"], format!("127.0.0.1:{allowed}"));
-    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    let audit = env.kw_ok(&["audit", "--action", "forwarding_refused"]);
     assert!(audit.contains(&format!("127.0.0.1:{refused}")), "{audit}");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn jumping_through_the_gateway_is_refused_with_how_to_connect() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
-    let inner = gw.ssh("alice@web01");
+    let env = TestEnv::new().target("web01").start();
+    let inner = env.ssh("alice@web01");
     let proxy: Vec<String> = inner
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
@@ -108,7 +104,7 @@ fn jumping_through_the_gateway_is_refused_with_how_to_connect() {
         ])
         .arg("-o")
         .arg(format!("ProxyCommand={proxy_command}"))
-        .args(["-p", &sshd.port.to_string(), &format!("{TARGET_USER}@127.0.0.1"), "true"])
+        .args(["-p", &env.sshd().port.to_string(), &format!("{TARGET_USER}@127.0.0.1"), "true"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -120,38 +116,31 @@ fn jumping_through_the_gateway_is_refused_with_how_to_connect() {
 #[test]
 fn a_device_with_only_old_algorithms_is_reached_with_per_target_settings() {
     let old = "KexAlgorithms diffie-hellman-group14-sha1\nHostKeyAlgorithms ssh-rsa\nCiphers aes128-ctr\nMACs hmac-sha1\n";
-    let sshd = Sshd::start_with("rsa", old);
-    let mut gw = Gateway::new();
-    gw.add_target("modern", &sshd);
-    gw.add_target_at(
-        "legacy",
-        sshd.port,
-        TARGET_PASSWORD,
-        &[
-            "--host-key",
-            &sshd.host_key_line,
-            "--kex",
-            "diffie-hellman-group14-sha1",
-            "--host-key-algorithms",
-            "ssh-rsa",
-            "--ciphers",
-            "aes128-ctr",
-            "--macs",
-            "hmac-sha1",
-        ],
-    );
-    gw.kw_ok(&["grant", "alice", "legacy"]);
-    gw.start();
+    let legacy = Target::new().args(&[
+        "--kex",
+        "diffie-hellman-group14-sha1",
+        "--host-key-algorithms",
+        "ssh-rsa",
+        "--ciphers",
+        "aes128-ctr",
+        "--macs",
+        "hmac-sha1",
+    ]);
+    let env = TestEnv::new()
+        .sshd(SshdConfig::default().host_key("rsa").config(old))
+        .target("modern")
+        .target_with("legacy", legacy)
+        .start();
 
-    let out = gw.ssh("alice@legacy").arg("echo old-device-ok").output().unwrap();
+    let out = env.ssh("alice@legacy").arg("echo old-device-ok").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "old-device-ok\n");
-    let out = gw.ssh("alice@modern").arg("true").output().unwrap();
+    let out = env.ssh("alice@modern").arg("true").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "modern defaults cannot reach it");
     assert!(String::from_utf8_lossy(&out.stderr).contains("keepwatch: target modern unreachable"));
 
     // The client side of the gateway keeps modern algorithms whatever a target needs.
-    let out = gw
+    let out = env
         .ssh("alice@legacy")
         .args(["-o", "KexAlgorithms=diffie-hellman-group14-sha1"])
         .arg("true")
@@ -159,7 +148,7 @@ fn a_device_with_only_old_algorithms_is_reached_with_per_target_settings() {
         .unwrap();
     assert_eq!(out.status.code(), Some(255));
 
-    let bad = gw.kw_stdin(
+    let bad = env.kw_stdin(
         &[
             "target",
             "add",
@@ -181,15 +170,12 @@ fn a_device_with_only_old_algorithms_is_reached_with_per_target_settings() {
 
 #[test]
 fn remote_forwarding_needs_the_grant_and_is_recorded() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
     let echo = echo_server();
 
     // Without the grant: refused, the client says so.
     let rport = free_port();
-    let out = gw
+    let out = env
         .ssh("alice@web01")
         .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", &format!("{rport}:127.0.0.1:{echo}")])
         .output()
@@ -201,8 +187,8 @@ fn remote_forwarding_needs_the_grant_and_is_recorded() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    gw.kw_ok(&["grant", "alice", "web01", "--allow-remote-forward"]);
-    let mut ssh = gw
+    env.kw_ok(&["grant", "alice", "web01", "--allow-remote-forward"]);
+    let mut ssh = env
         .ssh("alice@web01")
         .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", &format!("{rport}:127.0.0.1:{echo}")])
         .stdout(Stdio::null())
@@ -222,7 +208,7 @@ fn remote_forwarding_needs_the_grant_and_is_recorded() {
     ssh.wait().unwrap();
 
     // The refused -R never started a session; the allowed one did.
-    let sessions = gw.sealed_sessions(1);
+    let sessions = env.sealed_sessions(1);
     let tunnel = sessions
         .iter()
         .flat_map(|s| s["channels"].as_array().unwrap().clone())
@@ -230,7 +216,7 @@ fn remote_forwarding_needs_the_grant_and_is_recorded() {
     // OpenSSH names the default bind address "localhost".
     let tunnel = tunnel.expect("the -R connection is listed");
     assert_eq!(tunnel["destination"], format!("localhost:{rport}"));
-    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    let audit = env.kw_ok(&["audit", "--action", "forwarding_refused"]);
     assert!(audit.contains(&format!("remote port forwarding from localhost:{rport}")), "{audit}");
 }
 
@@ -246,8 +232,8 @@ fn echo_through(port: u16, payload: &[u8]) {
 }
 
 /// The data of every `Input` and `Output` event of a session's tunnel channels.
-fn tunnel_bytes(gw: &Gateway, id: &str) -> (Vec<u8>, Vec<u8>) {
-    let events = gw.events(id);
+fn tunnel_bytes(env: &TestEnv, id: &str) -> (Vec<u8>, Vec<u8>) {
+    let events = env.events(id);
     let tunnels: Vec<u32> = events
         .iter()
         .filter_map(|e| match e {
@@ -274,15 +260,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Issue 5: "where configured, the bytes themselves" for `-L` and `-R` tunnels.
 #[test]
 fn tunnel_bytes_are_recorded_only_under_a_grant_that_says_so() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
     let echo = echo_server();
     let allow = format!("127.0.0.1:{echo}");
-    gw.kw_ok(&["grant", "alice", "web01", "--allow-forward", &allow, "--allow-remote-forward"]);
-    gw.start();
+    let env = TestEnv::new()
+        .target("web01")
+        .grant_with("alice", "web01", &["--allow-forward", &allow, "--allow-remote-forward"])
+        .start();
     let tunnels = |local: u16, remote: u16| {
-        gw.ssh("alice@web01")
+        env.ssh("alice@web01")
             .args(["-N", "-o", "ExitOnForwardFailure=yes"])
             .args(["-L", &format!("{local}:127.0.0.1:{echo}")])
             .args(["-R", &format!("{remote}:127.0.0.1:{echo}")])
@@ -298,10 +283,10 @@ fn tunnel_bytes_are_recorded_only_under_a_grant_that_says_so() {
     echo_through(remote, b"counted-only-via-R");
     ssh.kill().unwrap();
     ssh.wait().unwrap();
-    let first = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
-    let (input, output) = tunnel_bytes(&gw, &first);
+    let first = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let (input, output) = tunnel_bytes(&env, &first);
     assert!(input.is_empty() && output.is_empty(), "bytes recorded without the grant option");
-    let closes: Vec<(u64, u64)> = gw
+    let closes: Vec<(u64, u64)> = env
         .events(&first)
         .into_iter()
         .filter_map(|e| match e {
@@ -314,21 +299,21 @@ fn tunnel_bytes_are_recorded_only_under_a_grant_that_says_so() {
     assert!(closes.contains(&(18, 18)), "byte counts of both tunnels: {closes:?}");
 
     let options = ["--allow-forward", &allow, "--allow-remote-forward", "--record-tunnel-bytes"];
-    gw.kw_ok(&[&["grant", "alice", "web01"][..], &options].concat());
+    env.kw_ok(&[&["grant", "alice", "web01"][..], &options].concat());
     let (local, remote) = (free_port(), free_port());
     let mut ssh = tunnels(local, remote);
     echo_through(local, b"recorded-via-L");
     echo_through(remote, b"recorded-via-R");
     ssh.kill().unwrap();
     ssh.wait().unwrap();
-    let sessions = gw.sealed_sessions(2);
+    let sessions = env.sealed_sessions(2);
     let second = sessions.iter().find(|s| s["id"] != first.as_str()).unwrap();
-    let (input, output) = tunnel_bytes(&gw, second["id"].as_str().unwrap());
+    let (input, output) = tunnel_bytes(&env, second["id"].as_str().unwrap());
     for payload in [&b"recorded-via-L"[..], b"recorded-via-R"] {
         assert!(contains(&input, payload), "{payload:?} not recorded as input");
         assert!(contains(&output, payload), "{payload:?} not recorded as output");
     }
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 /// An `ssh-agent` on its own socket, holding alice's key; ended when dropped.
@@ -372,17 +357,14 @@ impl Drop for Agent {
 /// Issue 5: agent forwarding stays refused unless a grant enables it.
 #[test]
 fn agent_forwarding_is_refused_by_default_and_works_under_the_grant() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
-    let agent = Agent::start(&gw.key);
+    let env = TestEnv::new().target("web01").start();
+    let agent = Agent::start(env.key());
     let fingerprint = {
-        let out = Command::new("ssh-keygen").arg("-lf").arg(&gw.key).output().unwrap();
+        let out = Command::new("ssh-keygen").arg("-lf").arg(env.key()).output().unwrap();
         String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
     };
     let list_keys_on_target = || {
-        gw.ssh("alice@web01")
+        env.ssh("alice@web01")
             .arg("-A")
             .env("SSH_AUTH_SOCK", &agent.sock)
             .arg("ssh-add -l")
@@ -394,20 +376,20 @@ fn agent_forwarding_is_refused_by_default_and_works_under_the_grant() {
     assert_eq!(out.status.code(), Some(2), "no agent on the target without the grant");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Could not open a connection to your authentication agent"), "{err}");
-    let audit = gw.kw_ok(&["audit", "--action", "forwarding_refused"]);
+    let audit = env.kw_ok(&["audit", "--action", "forwarding_refused"]);
     assert!(audit.contains("agent forwarding refused"), "{audit}");
 
-    gw.kw_ok(&["grant", "alice", "web01", "--allow-agent-forward"]);
+    env.kw_ok(&["grant", "alice", "web01", "--allow-agent-forward"]);
     let out = list_keys_on_target();
     assert!(out.status.success(), "ssh-add -l: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&fingerprint), "the key is listed");
 
-    let sessions = gw.sealed_sessions(2);
+    let sessions = env.sealed_sessions(2);
     let with_agent = sessions
         .iter()
         .find(|s| s["channels"].as_array().unwrap().iter().any(|c| c["kind"] == "agent"))
         .expect("the agent channel is listed with its session");
-    let events = gw.events(with_agent["id"].as_str().unwrap());
+    let events = env.events(with_agent["id"].as_str().unwrap());
     let opened =
         events.iter().any(|e| matches!(e, Event::TunnelOpen { host, .. } if host == "agent"));
     assert!(opened, "the agent channel's open is recorded");
@@ -416,28 +398,25 @@ fn agent_forwarding_is_refused_by_default_and_works_under_the_grant() {
             if *bytes_to_target > 0 && *bytes_to_client > 0)
     });
     assert!(carried, "the agent channel's byte counts are recorded: {events:?}");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 /// Issue 5: "devices that offer only a shell (no exec, no sftp) still record cleanly".
 #[test]
 fn a_shell_only_device_records_its_shell_and_refuses_sftp_with_a_clear_line() {
-    let sshd = Sshd::start_shell_only();
-    let mut gw = Gateway::new();
-    gw.add_target("sw01", &sshd);
-    gw.start();
+    let env = TestEnv::new().sshd(SshdConfig::shell_only()).target("sw01").start();
 
-    let mut s = Interactive::start(gw.ssh("alice@sw01"));
+    let mut s = env.interactive("alice@sw01");
     s.send("echo shell-only-$((40+2))\n");
     s.wait_output("shell-only-42");
     s.send("exit\n");
     let (status, _, _) = s.finish();
     assert!(status.success(), "ssh exit status {status:?}");
-    let shell = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let shell = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
 
     let mut sftp = Command::new("sftp")
-        .args(gw.client_opts())
-        .args(["-P", &gw.ssh_port.to_string(), "-b", "-", "alice@sw01@127.0.0.1"])
+        .args(env.client_opts())
+        .args(["-P", &env.ssh_port().to_string(), "-b", "-", "alice@sw01@127.0.0.1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -450,15 +429,15 @@ fn a_shell_only_device_records_its_shell_and_refuses_sftp_with_a_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(line), "{err}");
 
-    let sessions = gw.sealed_sessions(2);
+    let sessions = env.sealed_sessions(2);
     let shell_row = sessions.iter().find(|s| s["id"] == shell.as_str()).unwrap();
     assert_eq!(shell_row["status"], "closed");
-    assert!(gw.exported_output(&shell).contains("shell-only-42"));
+    assert!(env.exported_output(&shell).contains("shell-only-42"));
     let refused = sessions.iter().find(|s| s["id"] != shell.as_str()).unwrap();
-    let noted = gw
+    let noted = env
         .events(refused["id"].as_str().unwrap())
         .into_iter()
         .any(|e| matches!(e, Event::Notice { text, .. } if text.starts_with(line)));
     assert!(noted, "the refusal is in the recording with the words the person saw");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }

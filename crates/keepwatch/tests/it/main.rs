@@ -1,6 +1,7 @@
 //! Integration tests: the real `keepwatch` binary driven by real OpenSSH (`sshd` as the
 //! target, `ssh` as the person). Needs root (sshd with password logins), openssh-server and
-//! the local user `kwtest`; `scripts/test.sh` sets all of that up.
+//! the local user `kwtest`; `scripts/test.sh` sets all of that up. Every test builds its
+//! world with `support::TestEnv` and waits on statuses, never by sleeping.
 
 mod support;
 

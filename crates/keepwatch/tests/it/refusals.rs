@@ -13,16 +13,13 @@ fn denied(out: &std::process::Output) {
 
 #[test]
 fn wrong_key_unknown_user_unknown_or_ungranted_target_are_refused_alike() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.add_target_at("web02", sshd.port, TARGET_PASSWORD, &["--host-key", &sshd.host_key_line]); // not granted
-    gw.start();
+    let env =
+        TestEnv::new().target("web01").target_with("web02", Target::new().not_granted()).start();
 
-    denied(&gw.ssh("alice@web02").arg("true").output().unwrap());
-    denied(&gw.ssh("alice@nope").arg("true").output().unwrap());
-    denied(&gw.ssh("bob@web01").arg("true").output().unwrap());
-    let other = gw.dir.path().join("other_key");
+    denied(&env.ssh("alice@web02").arg("true").output().unwrap());
+    denied(&env.ssh("alice@nope").arg("true").output().unwrap());
+    denied(&env.ssh("bob@web01").arg("true").output().unwrap());
+    let other = env.dir().join("other_key");
     std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&other)
@@ -42,13 +39,13 @@ fn wrong_key_unknown_user_unknown_or_ungranted_target_are_refused_alike() {
         ])
         .arg("-i")
         .arg(&other)
-        .args(["-p", &gw.ssh_port.to_string(), "alice@web01@127.0.0.1", "true"])
+        .args(["-p", &env.ssh_port().to_string(), "alice@web01@127.0.0.1", "true"])
         .output()
         .unwrap();
     denied(&out);
 
-    assert!(gw.sessions().is_empty(), "no session is created for a refused login");
-    let audit = gw.json(&["audit", "--action", "login_refused", "--json"]);
+    assert!(env.sessions().is_empty(), "no session is created for a refused login");
+    let audit = env.json(&["audit", "--action", "login_refused", "--json"]);
     let details: Vec<String> = audit
         .as_array()
         .unwrap()
@@ -65,54 +62,46 @@ fn wrong_key_unknown_user_unknown_or_ungranted_target_are_refused_alike() {
 
 #[test]
 fn unreachable_target_is_refused_with_one_clear_line() {
-    let mut gw = Gateway::new();
-    let closed = free_port();
-    gw.add_target_at("down01", closed, TARGET_PASSWORD, &["--trust-on-first-use"]);
-    gw.kw_ok(&["grant", "alice", "down01"]);
-    gw.start();
+    let env = TestEnv::new().target_with("down01", Target::unreachable()).start();
 
-    let out = gw.ssh("alice@down01").arg("true").output().unwrap();
+    let out = env.ssh("alice@down01").arg("true").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim(), "keepwatch: target down01 unreachable: connection refused");
-    let s = &gw.sessions()[0];
+    let s = &env.sessions()[0];
     assert_eq!(s["status"], "refused");
     assert_eq!(s["reason"], "target down01 unreachable: connection refused");
     assert!(
-        gw.kw(&["verify", "--all"]).status.success(),
+        env.kw(&["verify", "--all"]).status.success(),
         "a refused session still has a sealed, verifiable recording"
     );
 }
 
 #[test]
 fn refused_credential_and_host_key_mismatch() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target_at("badpw", sshd.port, "not-the-password", &["--host-key", &sshd.host_key_line]);
-    let wrong_key = std::fs::read_to_string(gw.key.with_extension("pub")).unwrap();
-    gw.add_target_at("mitm", sshd.port, TARGET_PASSWORD, &["--host-key", wrong_key.trim()]);
-    gw.kw_ok(&["grant", "alice", "badpw"]);
-    gw.kw_ok(&["grant", "alice", "mitm"]);
-    gw.start();
+    let env = TestEnv::new()
+        .target_with("badpw", Target::new().password("not-the-password"))
+        .target_with("mitm", Target::new().host_key(HostKey::NotTheTargets))
+        .start();
 
-    let out = gw.ssh("alice@badpw").arg("true").output().unwrap();
+    let out = env.ssh("alice@badpw").arg("true").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "keepwatch: target badpw refused the vaulted credential for kwtest"
     );
 
-    let out = gw.ssh("alice@mitm").arg("true").output().unwrap();
+    let out = env.ssh("alice@mitm").arg("true").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("keepwatch: target mitm host key mismatch: expected SHA256:"), "{err}");
-    let audit = gw.kw_ok(&["audit", "--action", "host_key_mismatch"]);
+    let audit = env.kw_ok(&["audit", "--action", "host_key_mismatch"]);
     assert!(audit.contains("mitm"), "{audit}");
     let statuses: Vec<String> =
-        gw.sessions().iter().map(|s| s["status"].as_str().unwrap().to_owned()).collect();
+        env.sessions().iter().map(|s| s["status"].as_str().unwrap().to_owned()).collect();
     assert_eq!(statuses, ["refused", "refused"]);
     // The vaulted password never appears in clear anywhere under the data directory.
-    for entry in walk(&gw.data()) {
+    for entry in walk(&env.data()) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(
             !bytes.windows(16).any(|w| w == b"not-the-password"),
@@ -133,23 +122,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_recording_that_cannot_start_refuses_the_session() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
     // The spool directory becomes a file: no recording can be created.
-    let spool = gw.data().join("spool");
+    let spool = env.data().join("spool");
     std::fs::remove_dir_all(&spool).unwrap();
     std::fs::write(&spool, b"not a directory").unwrap();
 
-    let out = gw.ssh("alice@web01").arg("echo should-not-run").output().unwrap();
+    let out = env.ssh("alice@web01").arg("echo should-not-run").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("should-not-run"));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "keepwatch: cannot start the recording; session refused"
     );
-    assert!(gw.sessions().is_empty(), "no session row without a recording");
-    let audit = gw.kw_ok(&["audit", "--action", "session_refused"]);
+    assert!(env.sessions().is_empty(), "no session row without a recording");
+    let audit = env.kw_ok(&["audit", "--action", "session_refused"]);
     assert!(audit.contains("cannot create recording"), "{audit}");
 }

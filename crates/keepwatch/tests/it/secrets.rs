@@ -1,7 +1,5 @@
 //! Secrets typed at password prompts never reach disk: the recording holds a marker.
 
-use std::time::Duration;
-
 use keepwatch_recording::Event;
 
 use crate::support::*;
@@ -25,10 +23,7 @@ fn interrupt(s: &mut Interactive) {
 
 #[test]
 fn input_at_password_prompts_is_recorded_as_a_marker() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
     let secrets = [
         "Tr0ub4dor&3-one",
         "c0rrect-h0rse-two",
@@ -40,7 +35,7 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
         "mysql-s3cret-seven",
     ];
 
-    let mut s = Interactive::start(gw.ssh("alice@web01"));
+    let mut s = env.interactive("alice@web01");
     s.send("echo ready-$((40+2))\n");
     s.wait_output("ready-42");
     // The prompt is built at run time so its text is not in the echoed command line.
@@ -71,7 +66,7 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
     interrupt(&mut s);
     let nested = format!(
         "ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no -p {} kwtest@127.0.0.1 true\n",
-        sshd.port
+        env.sshd().port
     );
     s.send(&nested);
     s.wait_output("kwtest@127.0.0.1's password: ");
@@ -94,10 +89,13 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
         "the target does not echo it either"
     );
     assert!(status.code().is_some());
-    let id = gw.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let id = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+
+    // Indexed first, so the files searched below include the index.
+    env.wait_indexed(&id);
 
     // The decoded recording: markers where the secrets were, the commands around them intact.
-    let bytes = std::fs::read(gw.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
+    let bytes = std::fs::read(env.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
     let mut typed = Vec::new();
     let mut everything = Vec::new();
     for e in keepwatch_recording::read_events(&bytes).unwrap() {
@@ -122,7 +120,7 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
     let printed = ["AKIAIOSFODNN7EXAMPLE", "S3CR3TKEYMATERIAL"];
     for secret in secrets.into_iter().chain(printed) {
         assert!(!everything.contains(secret), "{secret} is in the recording");
-        for f in files(&gw.data()) {
+        for f in files(&env.data()) {
             let raw = std::fs::read(&f).unwrap();
             assert!(
                 !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -130,19 +128,17 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
                 f.display()
             );
         }
-        assert!(!gw.log.lock().unwrap().contains(secret), "{secret} in the gateway log");
+        assert!(!env.log().contains(secret), "{secret} in the gateway log");
     }
     // The index holds what the recording holds: the commands, not the secrets.
-    wait_for("the session to be indexed", Duration::from_secs(20), || {
-        let hits = gw.json(&["search", "--json", "echo after-$((1+1))"]);
-        (!hits.as_array().unwrap().is_empty()).then_some(())
-    });
+    let hits = env.json(&["search", "--json", "echo after-$((1+1))"]);
+    assert!(!hits.as_array().unwrap().is_empty(), "the session is indexed: {hits}");
     for secret in secrets.into_iter().chain(printed) {
-        let hits = gw.json(&["search", "--json", secret]);
+        let hits = env.json(&["search", "--json", secret]);
         assert_eq!(hits, serde_json::json!([]), "{secret} is searchable");
     }
-    let masked = gw.json(&["search", "--json", "[masked private-key]"]);
+    let masked = env.json(&["search", "--json", "[masked private-key]"]);
     assert_eq!(masked.as_array().unwrap().len(), 1, "the mask itself is found: {masked}");
-    let cast = gw.kw_ok(&["export", &id, "--format", "asciicast", "--input"]);
+    let cast = env.kw_ok(&["export", &id, "--format", "asciicast", "--input"]);
     assert!(cast.contains("[redacted 16 bytes]"), "the export shows where the secret was");
 }

@@ -4,12 +4,9 @@ use crate::support::*;
 
 #[test]
 fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
 
-    let mut s = Interactive::start(gw.ssh("alice@web01"));
+    let mut s = env.interactive("alice@web01");
     // Typed before the shell is up: the gateway must hold these bytes, not drop them.
     s.send("echo kw-$((6*7))\n");
     s.wait_output("kw-42");
@@ -19,7 +16,7 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     let (status, stdout, _) = s.finish();
     assert!(status.success(), "ssh exit status {status:?}");
 
-    let sessions = gw.sealed_sessions(1);
+    let sessions = env.sealed_sessions(1);
     let sess = &sessions[0];
     assert_eq!(sess["user"], "alice");
     assert_eq!(sess["target"], "web01");
@@ -30,7 +27,7 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     assert!(sess["channels"][0]["pty"].is_string(), "a shell with a terminal records its TERM");
 
     let id = sess["id"].as_str().unwrap();
-    let exported = gw.exported_output(id);
+    let exported = env.exported_output(id);
     assert_eq!(
         exported,
         String::from_utf8(stdout).unwrap(),
@@ -39,14 +36,14 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
     assert!(exported.contains("kw-42"));
 
     // Replay plays the same bytes (fast: --speed and --idle-limit).
-    let replay = gw.kw(&["replay", id, "--speed", "50", "--idle-limit", "0.1"]);
+    let replay = env.kw(&["replay", id, "--speed", "50", "--idle-limit", "0.1"]);
     assert!(replay.status.success());
     assert_eq!(String::from_utf8_lossy(&replay.stdout), exported);
 
-    let verify = gw.kw(&["verify", id]);
+    let verify = env.kw(&["verify", id]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     // Viewing a recording is itself audited.
-    let audit = gw.json(&["audit", "--json"]);
+    let audit = env.json(&["audit", "--json"]);
     let exported = audit
         .as_array()
         .unwrap()
@@ -63,20 +60,17 @@ fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
 
 #[test]
 fn exec_exit_codes_pass_through() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
 
-    let ok = gw.ssh("alice@web01").arg("echo out; echo err >&2; exit 0").output().unwrap();
+    let ok = env.ssh("alice@web01").arg("echo out; echo err >&2; exit 0").output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&ok.stderr), "err\n");
-    let three = gw.ssh("alice@web01").arg("exit 3").output().unwrap();
+    let three = env.ssh("alice@web01").arg("exit 3").output().unwrap();
     assert_eq!(three.status.code(), Some(3));
 
     // stdin is relayed to EOF and the exit follows the last byte.
-    let mut cat = gw.ssh("alice@web01");
+    let mut cat = env.ssh("alice@web01");
     cat.arg("wc -c").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
     let mut child = cat.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
@@ -86,26 +80,22 @@ fn exec_exit_codes_pass_through() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (3 << 20).to_string());
 
-    let sessions = gw.sealed_sessions(3);
+    let sessions = env.sealed_sessions(3);
     let by_cmd =
         |cmd: &str| sessions.iter().find(|s| s["channels"][0]["command"] == cmd).unwrap().clone();
     assert_eq!(by_cmd("exit 3")["channels"][0]["exit_status"], 3);
     assert_eq!(by_cmd("exit 3")["channels"][0]["kind"], "exec");
     assert_eq!(by_cmd("echo out; echo err >&2; exit 0")["channels"][0]["exit_status"], 0);
-    let shown = gw.kw_ok(&["show", by_cmd("exit 3")["id"].as_str().unwrap()]);
+    let shown = env.kw_ok(&["show", by_cmd("exit 3")["id"].as_str().unwrap()]);
     assert!(shown.contains("exec \"exit 3\"") && shown.contains("exit 3"), "{shown}");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn login_without_target_gets_a_menu() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.add_target("web02", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").target("web02").start();
 
-    let mut s = Interactive::start(gw.ssh("alice"));
+    let mut s = env.interactive("alice");
     s.wait_output("Choose a target [1-2]");
     let menu = s.output();
     assert!(menu.contains("1) web01") && menu.contains("2) web02"), "{menu}");
@@ -117,11 +107,11 @@ fn login_without_target_gets_a_menu() {
     s.send("exit\n");
     let (status, _, _) = s.finish();
     assert!(status.success());
-    let sessions = gw.sealed_sessions(1);
+    let sessions = env.sealed_sessions(1);
     assert_eq!(sessions[0]["target"], "web02");
 
     // Exec with no target: one clear line, non-zero exit.
-    let out = gw.ssh("alice").arg("uptime").output().unwrap();
+    let out = env.ssh("alice").arg("uptime").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -132,13 +122,11 @@ fn login_without_target_gets_a_menu() {
 
 #[test]
 fn password_login_and_trust_on_first_use() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target_at("tofu", sshd.port, TARGET_PASSWORD, &["--trust-on-first-use"]);
-    gw.kw_ok(&["grant", "alice", "tofu"]);
-    gw.start();
+    let env = TestEnv::new()
+        .target_with("tofu", Target::new().host_key(HostKey::TrustOnFirstUse))
+        .start();
 
-    let askpass = gw.dir.path().join("askpass.sh");
+    let askpass = env.dir().join("askpass.sh");
     std::fs::write(&askpass, format!("#!/bin/sh\necho '{ALICE_PASSWORD}'\n")).unwrap();
     std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
@@ -153,7 +141,7 @@ fn password_login_and_trust_on_first_use() {
             "LogLevel=ERROR",
         ])
         .args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"])
-        .args(["-p", &gw.ssh_port.to_string(), "alice@tofu@127.0.0.1"])
+        .args(["-p", &env.ssh_port().to_string(), "alice@tofu@127.0.0.1"])
         .stdin(std::process::Stdio::null())
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
@@ -164,18 +152,15 @@ fn password_login_and_trust_on_first_use() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "by-password\n");
 
-    let targets = gw.json(&["target", "list", "--json"]);
-    assert_eq!(targets[0]["host_key"], sshd.host_key_line, "first key seen is pinned");
-    let audit = gw.kw_ok(&["audit", "--action", "host_key_pinned"]);
+    let targets = env.json(&["target", "list", "--json"]);
+    assert_eq!(targets[0]["host_key"], env.sshd().host_key_line, "first key seen is pinned");
+    let audit = env.kw_ok(&["audit", "--action", "host_key_pinned"]);
     assert!(audit.contains("tofu"), "{audit}");
 }
 
 #[test]
 fn binary_data_passes_through_unchanged_both_ways() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
 
     // Every byte value, in a pseudo-random order, 2 MiB.
     let mut x: u32 = 0x2545_f491;
@@ -187,7 +172,7 @@ fn binary_data_passes_through_unchanged_both_ways() {
             (x >> 24) as u8
         })
         .collect();
-    let mut child = gw
+    let mut child = env
         .ssh("alice@web01")
         .arg("cat")
         .stdin(std::process::Stdio::piped())
@@ -208,16 +193,15 @@ fn binary_data_passes_through_unchanged_both_ways() {
         out.stdout.len(),
         input.len()
     );
-    gw.sealed_sessions(1);
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    env.sealed_sessions(1);
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn the_web_listener_answers_its_health_check() {
     use std::io::{Read, Write};
-    let mut gw = Gateway::new();
-    gw.start();
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", gw.web_port)).unwrap();
+    let env = TestEnv::new().start();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", env.web_port())).unwrap();
     c.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = String::new();
     c.read_to_string(&mut answer).unwrap();

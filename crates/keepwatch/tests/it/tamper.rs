@@ -12,12 +12,12 @@ fn chunk_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-fn recording(gw: &Gateway, id: &str) -> std::path::PathBuf {
-    gw.data().join("recordings").join(format!("{id}.kwr"))
+fn recording(env: &TestEnv, id: &str) -> std::path::PathBuf {
+    env.data().join("recordings").join(format!("{id}.kwr"))
 }
 
-fn sql(gw: &Gateway, statement: &str) {
-    let db = gw.data().join("keepwatch.db");
+fn sql(env: &TestEnv, statement: &str) {
+    let db = env.data().join("keepwatch.db");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::ConnectOptions;
@@ -29,27 +29,24 @@ fn sql(gw: &Gateway, statement: &str) {
 
 #[test]
 fn verify_detects_each_kind_of_tampering() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let mut env = TestEnv::new().target("web01").start();
     // Six sessions, each with ~4 MB of output so their recordings have several chunks.
     for _ in 0..6 {
-        let out = gw.ssh("alice@web01").arg("seq 1 600000").output().unwrap();
+        let out = env.ssh("alice@web01").arg("seq 1 600000").output().unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout.len(), 4_088_895);
     }
-    assert_eq!(gw.stop().code(), Some(0));
-    let v = gw.kw(&["verify", "--all"]);
+    assert_eq!(env.stop().code(), Some(0));
+    let v = env.kw(&["verify", "--all"]);
     assert!(v.status.success(), "intact before tampering: {}", String::from_utf8_lossy(&v.stdout));
     assert!(String::from_utf8_lossy(&v.stdout).contains("6 recording(s) intact"));
 
     let ids: Vec<String> =
-        gw.sessions().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+        env.sessions().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
     let [flipped, truncated, dropped, unsealed, deleted, edited] = &ids[..] else { panic!() };
 
     // 1. A flipped byte in the middle of the second chunk's payload.
-    let path = recording(&gw, flipped);
+    let path = recording(&env, flipped);
     let mut bytes = std::fs::read(&path).unwrap();
     let r = chunk_ranges(&bytes)[1].clone();
     assert!(chunk_ranges(&bytes).len() >= 4, "expected several chunks");
@@ -57,12 +54,12 @@ fn verify_detects_each_kind_of_tampering() {
     std::fs::write(&path, &bytes).unwrap();
 
     // 2. A file cut in the middle of its last chunk.
-    let path = recording(&gw, truncated);
+    let path = recording(&env, truncated);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
 
     // 3. A dropped middle chunk.
-    let path = recording(&gw, dropped);
+    let path = recording(&env, dropped);
     let bytes = std::fs::read(&path).unwrap();
     let r = chunk_ranges(&bytes)[2].clone();
     let mut cut = bytes[..r.start].to_vec();
@@ -70,29 +67,29 @@ fn verify_detects_each_kind_of_tampering() {
     std::fs::write(&path, &cut).unwrap();
 
     // 4. The seal chunk removed whole (a clean cut at a chunk boundary).
-    let path = recording(&gw, unsealed);
+    let path = recording(&env, unsealed);
     let bytes = std::fs::read(&path).unwrap();
     let last = chunk_ranges(&bytes).last().unwrap().clone();
     std::fs::write(&path, &bytes[..last.start]).unwrap();
 
     // 5. A session deleted from the database (row and recording both).
     sql(
-        &gw,
+        &env,
         &format!(
             "DELETE FROM sessions WHERE id = '{deleted}'; DELETE FROM channels WHERE session_id = '{deleted}';"
         ),
     );
-    std::fs::remove_file(recording(&gw, deleted)).unwrap();
+    std::fs::remove_file(recording(&env, deleted)).unwrap();
 
     // 6. Who/where edited in the database.
     sql(
-        &gw,
+        &env,
         &format!(
             "UPDATE sessions SET person = 'mallory', client_addr = '10.9.9.9:1' WHERE id = '{edited}'"
         ),
     );
 
-    let v = gw.kw(&["verify", "--all"]);
+    let v = env.kw(&["verify", "--all"]);
     assert_eq!(v.status.code(), Some(1));
     let report = String::from_utf8_lossy(&v.stdout).into_owned();
     let line = |id: &str| report.lines().filter(|l| l.contains(id)).collect::<Vec<_>>().join("\n");
@@ -115,8 +112,8 @@ fn verify_detects_each_kind_of_tampering() {
     assert!(line(edited).contains("client address"), "{report}");
 
     // Verifying one session by id works the same way, and without the vault key.
-    std::fs::remove_file(gw.data().join("vault.key")).unwrap();
-    let one = gw.kw(&["verify", flipped]);
+    std::fs::remove_file(env.data().join("vault.key")).unwrap();
+    let one = env.kw(&["verify", flipped]);
     assert_eq!(one.status.code(), Some(1));
     let fine =
         ids.iter().find(|i| ![flipped, truncated, dropped, unsealed, deleted, edited].contains(i));

@@ -38,10 +38,10 @@ fn random_file(dir: &Path, name: &str, len: usize) -> PathBuf {
     p
 }
 
-fn sftp_batch(gw: &Gateway, login: &str, batch: &str) -> Output {
+fn sftp_batch(env: &TestEnv, login: &str, batch: &str) -> Output {
     let mut c = Command::new("sftp");
-    c.args(gw.client_opts())
-        .args(["-P", &gw.ssh_port.to_string(), "-b", "-"])
+    c.args(env.client_opts())
+        .args(["-P", &env.ssh_port().to_string(), "-b", "-"])
         .arg(format!("{login}@127.0.0.1"));
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -50,8 +50,8 @@ fn sftp_batch(gw: &Gateway, login: &str, batch: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn transfers(gw: &Gateway) -> Vec<serde_json::Value> {
-    gw.json(&["transfers", "--json"]).as_array().unwrap().clone()
+fn transfers(env: &TestEnv) -> Vec<serde_json::Value> {
+    env.json(&["transfers", "--json"]).as_array().unwrap().clone()
 }
 
 fn find<'a>(ts: &'a [serde_json::Value], direction: &str, path: &str) -> &'a serde_json::Value {
@@ -60,16 +60,13 @@ fn find<'a>(ts: &'a [serde_json::Value], direction: &str, path: &str) -> &'a ser
         .unwrap_or_else(|| panic!("no {direction} of {path} in {ts:#?}"))
 }
 
-fn events(gw: &Gateway, id: &str) -> Vec<Event> {
-    gw.events(id)
+fn events(env: &TestEnv, id: &str) -> Vec<Event> {
+    env.events(id)
 }
 
 #[test]
 fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
     let remote = target_dir();
     let local = tempfile::tempdir().unwrap();
     let up = random_file(local.path(), "up.bin", 3_000_000);
@@ -79,7 +76,7 @@ fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
         up = up.display(),
         l = local.path().display()
     );
-    let out = sftp_batch(&gw, "alice@web01", &batch);
+    let out = sftp_batch(&env, "alice@web01", &batch);
     assert!(out.status.success(), "sftp failed: {}", String::from_utf8_lossy(&out.stderr));
     let want = sha256(&up);
     assert_eq!(sha256(&remote.path().join("moved.bin")), want);
@@ -89,12 +86,12 @@ fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
     let half = 1_000_000;
     let part = local.path().join("part.bin");
     std::fs::write(&part, &std::fs::read(&up).unwrap()[..half]).unwrap();
-    let out = sftp_batch(&gw, "alice@web01", &format!("reget {r}/moved.bin {}\n", part.display()));
+    let out = sftp_batch(&env, "alice@web01", &format!("reget {r}/moved.bin {}\n", part.display()));
     assert!(out.status.success(), "reget failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sha256(&part), want);
 
-    gw.sealed_sessions(2);
-    let ts = transfers(&gw);
+    env.sealed_sessions(2);
+    let ts = transfers(&env);
     let upload = find(&ts, "upload", "/up.bin");
     assert_eq!(upload["sha256"], want);
     assert_eq!(upload["bytes"], 3_000_000);
@@ -109,9 +106,9 @@ fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
     assert_eq!(resumed["ranges"], serde_json::json!([[half, 3_000_000]]));
 
     // "Who ever moved a file with this hash?"
-    let by_hash = gw.json(&["transfers", "--sha256", &want.to_uppercase(), "--json"]);
+    let by_hash = env.json(&["transfers", "--sha256", &want.to_uppercase(), "--json"]);
     assert!(by_hash.as_array().unwrap().len() >= 3, "{by_hash:#}");
-    let by_path = gw.json(&["transfers", "--path", "*/sub/*", "--json"]);
+    let by_path = env.json(&["transfers", "--path", "*/sub/*", "--json"]);
     assert_eq!(by_path.as_array().unwrap().len(), 1, "{by_path:#}");
 
     let id =
@@ -119,7 +116,7 @@ fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
             .as_str()
             .unwrap()
             .to_owned();
-    let ops: Vec<String> = events(&gw, &id)
+    let ops: Vec<String> = events(&env, &id)
         .into_iter()
         .filter_map(|e| match e {
             Event::FileOperation { op, path, result, .. } => {
@@ -133,25 +130,22 @@ fn sftp_put_get_rename_remove_mkdir_and_reget_are_recorded_with_hashes() {
     for want in ["mkdir sub ok", "remove gone.bin ok"] {
         assert!(ops.iter().any(|o| o == want), "no {want:?} in {ops:?}");
     }
-    let shown = gw.kw_ok(&["show", &id]);
+    let shown = env.kw_ok(&["show", &id]);
     assert!(shown.contains("transfers") && shown.contains(&want), "{shown}");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.start();
+    let env = TestEnv::new().target("web01").start();
     let remote = target_dir();
     let local = tempfile::tempdir().unwrap();
     let a = random_file(local.path(), "a.bin", 700_000);
-    let port = gw.ssh_port.to_string();
+    let port = env.ssh_port().to_string();
     let dest = |name: &str| format!("alice@web01@127.0.0.1:{}/{name}", remote.path().display());
     let scp = |legacy: bool, from: &str, to: &str| {
         let mut c = Command::new("scp");
-        c.args(gw.client_opts()).args(["-P", &port]);
+        c.args(env.client_opts()).args(["-P", &port]);
         if legacy {
             c.arg("-O");
         }
@@ -167,7 +161,7 @@ fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
         assert_eq!(sha256(&p), want, "{}", p.display());
     }
 
-    let rsh = format!("ssh {} -p {port}", gw.client_opts().join(" "));
+    let rsh = format!("ssh {} -p {port}", env.client_opts().join(" "));
     let out = Command::new("rsync")
         .args(["-a", "-e", &rsh, a.to_str().unwrap(), &dest("rsynced.bin")])
         .stdin(Stdio::null())
@@ -176,23 +170,22 @@ fn scp_modern_and_legacy_and_rsync_work_and_scp_files_are_hashed() {
     assert!(out.status.success(), "rsync: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sha256(&remote.path().join("rsynced.bin")), want);
 
-    gw.sealed_sessions(4);
-    let ts = transfers(&gw);
+    env.sealed_sessions(4);
+    let ts = transfers(&env);
     assert_eq!(find(&ts, "upload", "/modern.bin")["sha256"], want);
     assert_eq!(find(&ts, "upload", "/modern.bin")["protocol"], "sftp");
     assert_eq!(find(&ts, "upload", "legacy.bin")["sha256"], want);
     assert_eq!(find(&ts, "upload", "legacy.bin")["protocol"], "scp");
     assert_eq!(find(&ts, "download", "legacy.bin")["sha256"], want);
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.kw_ok(&["grant", "alice", "web01", "--no-upload", "--max-file-size", "100K"]);
-    gw.start();
+    let env = TestEnv::new()
+        .target("web01")
+        .grant_with("alice", "web01", &["--no-upload", "--max-file-size", "100K"])
+        .start();
     let remote = target_dir();
     let local = tempfile::tempdir().unwrap();
     let small = random_file(remote.path(), "small.bin", 50_000);
@@ -203,11 +196,11 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
     let up = random_file(local.path(), "up.bin", 10_000);
     let r = remote.path().display();
 
-    let out = sftp_batch(&gw, "alice@web01", &format!("put {} {r}/up.bin\n", up.display()));
+    let out = sftp_batch(&env, "alice@web01", &format!("put {} {r}/up.bin\n", up.display()));
     assert!(!out.status.success(), "the upload must fail on the client");
     assert!(!remote.path().join("up.bin").exists(), "a denied upload never reaches the target");
     let out = sftp_batch(
-        &gw,
+        &env,
         "alice@web01",
         &format!("get {r}/small.bin {}/small.bin\n", local.path().display()),
     );
@@ -217,15 +210,15 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
         String::from_utf8_lossy(&out.stderr)
     );
     let out = sftp_batch(
-        &gw,
+        &env,
         "alice@web01",
         &format!("get {r}/big.bin {}/big.bin\n", local.path().display()),
     );
     assert!(!out.status.success(), "a download over --max-file-size fails");
 
     let legacy = Command::new("scp")
-        .args(gw.client_opts())
-        .args(["-O", "-P", &gw.ssh_port.to_string(), up.to_str().unwrap()])
+        .args(env.client_opts())
+        .args(["-O", "-P", &env.ssh_port().to_string(), up.to_str().unwrap()])
         .arg(format!("alice@web01@127.0.0.1:{r}/legacy.bin"))
         .stdin(Stdio::null())
         .output()
@@ -233,10 +226,10 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
     assert!(!legacy.status.success(), "legacy scp upload is refused too");
     assert!(!remote.path().join("legacy.bin").exists());
 
-    let sessions = gw.sealed_sessions(4);
+    let sessions = env.sealed_sessions(4);
     let denied: Vec<String> = sessions
         .iter()
-        .flat_map(|s| events(&gw, s["id"].as_str().unwrap()))
+        .flat_map(|s| events(&env, s["id"].as_str().unwrap()))
         .filter_map(|e| match e {
             Event::FileOperation { op, path, result, .. } if result.starts_with("denied") => {
                 Some(format!("{op} {path}"))
@@ -246,14 +239,14 @@ fn a_grant_without_uploads_refuses_them_on_the_client_and_records_the_refusal() 
         .collect();
     assert!(denied.iter().any(|d| d.contains("up.bin")), "{denied:?}");
     assert!(denied.iter().any(|d| d.contains("big.bin")), "{denied:?}");
-    let ts = transfers(&gw);
+    let ts = transfers(&env);
     assert_eq!(find(&ts, "download", "/small.bin")["sha256"], sha256(&small));
 }
 
 /// `keepwatch transfers get` for a transfer: the file it wrote, or the error line.
-fn get_content(gw: &Gateway, t: &serde_json::Value, out: &Path) -> Result<Vec<u8>, String> {
+fn get_content(env: &TestEnv, t: &serde_json::Value, out: &Path) -> Result<Vec<u8>, String> {
     let id = t["id"].as_i64().unwrap().to_string();
-    let res = gw.kw(&["transfers", "get", &id, "--out", out.to_str().unwrap()]);
+    let res = env.kw(&["transfers", "get", &id, "--out", out.to_str().unwrap()]);
     if res.status.success() {
         Ok(std::fs::read(out).unwrap())
     } else {
@@ -264,11 +257,10 @@ fn get_content(gw: &Gateway, t: &serde_json::Value, out: &Path) -> Result<Vec<u8
 /// Issue 5: `capture_file_content`, SFTP and legacy SCP, both ways.
 #[test]
 fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipped() {
-    let sshd = Sshd::start();
-    let mut gw = Gateway::new();
-    gw.add_target("web01", &sshd);
-    gw.kw_ok(&["grant", "alice", "web01", "--capture-content", "--capture-max-bytes", "2M"]);
-    gw.start();
+    let env = TestEnv::new()
+        .target("web01")
+        .grant_with("alice", "web01", &["--capture-content", "--capture-max-bytes", "2M"])
+        .start();
     let remote = target_dir();
     let local = tempfile::tempdir().unwrap();
     let up = random_file(local.path(), "up.bin", 1_500_000);
@@ -281,12 +273,12 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
         up = up.display(),
         big = big.display()
     );
-    let out = sftp_batch(&gw, "alice@web01", &batch);
+    let out = sftp_batch(&env, "alice@web01", &batch);
     assert!(out.status.success(), "sftp failed: {}", String::from_utf8_lossy(&out.stderr));
     let scp = |from: &str, to: &str| {
         let out = Command::new("scp")
-            .args(gw.client_opts())
-            .args(["-O", "-P", &gw.ssh_port.to_string(), from, to])
+            .args(env.client_opts())
+            .args(["-O", "-P", &env.ssh_port().to_string(), from, to])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -297,8 +289,8 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     let back = local.path().join("back.bin");
     scp(&remote_scp, back.to_str().unwrap());
 
-    let sessions = gw.sealed_sessions(3);
-    let ts = transfers(&gw);
+    let sessions = env.sealed_sessions(3);
+    let ts = transfers(&env);
     let fetched = local.path().join("fetched.bin");
     let cases = [
         (find(&ts, "upload", "/up.bin"), &up, "sftp"),
@@ -309,7 +301,7 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     for (t, file, protocol) in cases {
         assert_eq!(t["protocol"], protocol);
         assert_eq!(t["content"]["kept"], true, "{t:#}");
-        let got = get_content(&gw, t, &fetched).unwrap_or_else(|e| panic!("get {t:#}: {e}"));
+        let got = get_content(&env, t, &fetched).unwrap_or_else(|e| panic!("get {t:#}: {e}"));
         assert!(got == std::fs::read(file).unwrap(), "{} differs from what moved", t["path"]);
         assert_eq!(sha256(&fetched), t["sha256"].as_str().unwrap());
     }
@@ -320,18 +312,18 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     assert_eq!(skipped["content"]["kept"], false);
     let reason = skipped["content"]["reason"].as_str().unwrap();
     assert!(reason.contains("larger than the 2097152-byte capture cap"), "{reason}");
-    let err = get_content(&gw, skipped, &fetched).unwrap_err();
+    let err = get_content(&env, skipped, &fetched).unwrap_err();
     assert!(err.contains("its content was not kept (file larger than"), "{err}");
-    let spool = gw.data().join("spool").join("captures");
+    let spool = env.data().join("spool").join("captures");
     let left: Vec<_> = std::fs::read_dir(&spool).map(|d| d.collect()).unwrap_or_default();
     assert!(left.is_empty(), "capture spools left behind: {left:?}");
-    let listed = gw.kw_ok(&["transfers"]);
+    let listed = env.kw_ok(&["transfers"]);
     assert!(listed.contains("CONTENT") && listed.contains("kept"), "{listed}");
 
     // The recording says what was kept, and each download is audited.
     let notices: Vec<String> = sessions
         .iter()
-        .flat_map(|s| events(&gw, s["id"].as_str().unwrap()))
+        .flat_map(|s| events(&env, s["id"].as_str().unwrap()))
         .filter_map(|e| match e {
             Event::Notice { text, .. } if text.starts_with("content of") => Some(text),
             _ => None,
@@ -339,12 +331,12 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
         .collect();
     assert_eq!(notices.len(), 5, "{notices:?}");
     assert!(notices.iter().any(|n| n.contains("big.bin\" not kept")), "{notices:?}");
-    let audit = gw.json(&["audit", "--action", "capture_downloaded", "--json"]);
+    let audit = env.json(&["audit", "--action", "capture_downloaded", "--json"]);
     assert_eq!(audit.as_array().unwrap().len(), 4, "{audit:#}");
 
     // A changed copy is refused, not handed out.
     let t = find(&ts, "upload", "/up.bin");
-    let stored = gw
+    let stored = env
         .data()
         .join("captures")
         .join(t["session"].as_str().unwrap())
@@ -352,8 +344,8 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     let mut bytes = std::fs::read(&stored).unwrap();
     bytes[1000] ^= 1;
     std::fs::write(&stored, bytes).unwrap();
-    let err = get_content(&gw, t, &fetched).unwrap_err();
+    let err = get_content(&env, t, &fetched).unwrap_err();
     assert!(err.contains("the stored copy was changed"), "{err}");
     assert!(!fetched.exists(), "nothing is left behind from a changed copy");
-    assert!(gw.kw(&["verify", "--all"]).status.success());
+    assert!(env.kw(&["verify", "--all"]).status.success());
 }

@@ -3,7 +3,7 @@
 
 use keepwatch_core::{SessionId, SessionStatus};
 
-use crate::{CommandRow, SearchQuery, SessionRow, Store};
+use crate::{CommandRow, IndexProgress, SearchQuery, SessionRow, Store};
 
 const HOUR_US: i64 = 3_600_000_000;
 /// 2025-01-01T00:00:00Z.
@@ -65,7 +65,7 @@ impl Db {
                 }
             })
             .collect();
-        self.store.add_commands(id, &rows, true).await.unwrap();
+        self.store.add_commands(id, &rows, IndexProgress::Complete).await.unwrap();
     }
 
     /// The commands `q` finds, newest first, as `person target command`.

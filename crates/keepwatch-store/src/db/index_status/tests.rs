@@ -1,0 +1,164 @@
+//! `index_status`: each state a session's index can be in, with the bytes it covers, from
+//! one table of sessions.
+
+use keepwatch_core::{SessionId, SessionStatus};
+
+use crate::{BlobStore, IndexProgress, IndexScope, SessionRow, Store, StoreError};
+
+struct Env {
+    store: Store,
+    blobs: BlobStore,
+    dir: std::path::PathBuf,
+}
+
+impl Env {
+    async fn new(name: &str) -> Env {
+        let dir = std::env::temp_dir()
+            .join(format!("keepwatch-store-index-status-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open_sqlite(&dir.join("kw.db")).await.unwrap();
+        let blobs = BlobStore::local(&dir).unwrap();
+        Env { store, blobs, dir }
+    }
+
+    /// A session started at `at` (its name's place in the table) with a recording of
+    /// `recorded` bytes in the spool (live) or the store (ended), or none.
+    async fn session(&self, at: i64, status: SessionStatus, recorded: Option<usize>) -> SessionId {
+        let id = SessionId::new();
+        self.store
+            .insert_session(&SessionRow {
+                id,
+                person: "alice".into(),
+                target: "web01".into(),
+                target_host: "127.0.0.1".into(),
+                target_login: "root".into(),
+                client_addr: "127.0.0.1:1".into(),
+                status,
+                reason: None,
+                started_at_us: at,
+                ended_at_us: None,
+                chain_head: None,
+                seal_seq: None,
+                seal_signature: None,
+            })
+            .await
+            .unwrap();
+        if let Some(len) = recorded {
+            let dir = if status == SessionStatus::Active { "spool" } else { "recordings" };
+            std::fs::write(self.dir.join(dir).join(format!("{id}.kwr")), vec![0u8; len]).unwrap();
+        }
+        id
+    }
+
+    /// The status of `scope`, one line per session: name, session status, index state,
+    /// bytes indexed / recorded, commands, and whether an update time and an error are set.
+    async fn check(&self, names: &[(SessionId, &str)], scope: IndexScope<'_>, expected: &[&str]) {
+        let got: Vec<String> = self
+            .store
+            .index_status(&self.blobs, scope)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let name = names.iter().find(|(id, _)| *id == s.session_id).unwrap().1;
+                let recorded = s.bytes_recorded.map_or("-".into(), |b| b.to_string());
+                format!(
+                    "{name} {} {} {}/{recorded} commands={} updated={} error={}",
+                    s.session_status.as_str(),
+                    s.state.as_str(),
+                    s.bytes_indexed,
+                    s.commands,
+                    s.updated_at_us.is_some(),
+                    s.error.as_deref().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn each_state_with_the_bytes_it_covers() {
+    let env = Env::new("states").await;
+    let s = &env.store;
+    let never = env.session(1, SessionStatus::Closed, Some(300)).await;
+    let live = env.session(2, SessionStatus::Active, Some(250)).await;
+    let done = env.session(3, SessionStatus::Closed, Some(400)).await;
+    let failed = env.session(4, SessionStatus::Closed, Some(50)).await;
+    let lost = env.session(5, SessionStatus::Interrupted, None).await;
+    let names =
+        [(never, "never"), (live, "live"), (done, "done"), (failed, "failed"), (lost, "lost")];
+
+    s.add_commands(live, &[], IndexProgress::Partial { bytes: 100 }).await.unwrap();
+    s.add_commands(done, &[], IndexProgress::Partial { bytes: 120 }).await.unwrap();
+    s.add_commands(done, &[], IndexProgress::Complete).await.unwrap();
+    s.add_commands(failed, &[], IndexProgress::Partial { bytes: 20 }).await.unwrap();
+    s.set_index_error(failed, "recording of session x cannot be read: bad magic").await.unwrap();
+
+    env.check(
+        &names,
+        IndexScope::Unfinished,
+        &[
+            "never closed behind 0/300 commands=0 updated=false error=-",
+            "live active behind 100/250 commands=0 updated=true error=-",
+            "failed closed error 20/50 commands=0 updated=true \
+             error=recording of session x cannot be read: bad magic",
+            "lost interrupted behind 0/- commands=0 updated=false error=-",
+        ],
+    )
+    .await;
+    // Named sessions come in the order asked, complete ones included.
+    env.check(
+        &names,
+        IndexScope::Sessions(&[done, live]),
+        &[
+            "done closed complete 400/400 commands=0 updated=true error=-",
+            "live active behind 100/250 commands=0 updated=true error=-",
+        ],
+    )
+    .await;
+
+    // The live recording grows: the status follows it without the indexer writing.
+    let spool = env.dir.join("spool").join(format!("{live}.kwr"));
+    std::fs::write(&spool, vec![0u8; 900]).unwrap();
+    env.check(
+        &names,
+        IndexScope::Sessions(&[live]),
+        &["live active behind 100/900 commands=0 updated=true error=-"],
+    )
+    .await;
+    // A later piece replaces the progress; starting over forgets it.
+    s.add_commands(live, &[], IndexProgress::Partial { bytes: 900 }).await.unwrap();
+    env.check(
+        &names,
+        IndexScope::Sessions(&[live]),
+        &["live active behind 900/900 commands=0 updated=true error=-"],
+    )
+    .await;
+    s.clear_index(live).await.unwrap();
+    env.check(
+        &names,
+        IndexScope::Sessions(&[live]),
+        &["live active behind 0/900 commands=0 updated=false error=-"],
+    )
+    .await;
+    // An indexed session that succeeds again loses its error.
+    s.add_commands(failed, &[], IndexProgress::Complete).await.unwrap();
+    env.check(
+        &names,
+        IndexScope::Sessions(&[failed]),
+        &["failed closed complete 50/50 commands=0 updated=true error=-"],
+    )
+    .await;
+
+    let unknown = SessionId::new();
+    let err = s.index_status(&env.blobs, IndexScope::Sessions(&[unknown])).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { kind: "session", .. }), "{err}");
+}
