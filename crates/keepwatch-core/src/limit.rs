@@ -26,8 +26,10 @@ pub struct LoginLimits {
     pub window: Duration,
     /// Most names and addresses tracked at once; past it the oldest are forgotten.
     pub max_entries: usize,
-    /// At most one refused-login audit event per address and `audit_every`; the others are
-    /// counted and reported in the next one.
+    /// Refused logins audited one by one: up to `audit_burst` per address at once, refilled
+    /// at that many per `audit_every`; ten times that over all addresses. The others are
+    /// counted and reported in the address's next audited refusal.
+    pub audit_burst: u32,
     pub audit_every: Duration,
 }
 
@@ -38,6 +40,7 @@ impl Default for LoginLimits {
             per_address: 20,
             window: Duration::from_secs(15 * 60),
             max_entries: 100_000,
+            audit_burst: 10,
             audit_every: Duration::from_secs(60),
         }
     }
@@ -60,10 +63,37 @@ struct Entry {
     last: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
+/// A token bucket: `tokens` as of `at`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64, now: Instant) -> Self {
+        Bucket { tokens: capacity, at: now }
+    }
+
+    /// Refills for the time passed, then takes a token if there is one.
+    fn take(&mut self, capacity: f64, per_sec: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_sec).min(capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Refusals {
-    /// Per address: when its last refusal was audited, and refusals since that were not.
-    by_address: HashMap<IpAddr, (Instant, u64)>,
+    /// Per address: its bucket, and refusals since its last audited one that were not.
+    by_address: HashMap<IpAddr, (Bucket, u64)>,
+    all: Option<Bucket>,
 }
 
 /// The limiter; share one between the front ends.
@@ -109,7 +139,8 @@ fn cut(name: &str) -> String {
 
 impl LoginLimiter {
     pub fn new(limits: LoginLimits) -> Self {
-        LoginLimiter { limits, entries: Mutex::default(), refusals: Mutex::default() }
+        let refusals = Refusals { by_address: HashMap::new(), all: None };
+        LoginLimiter { limits, entries: Mutex::default(), refusals: Mutex::new(refusals) }
     }
 
     pub fn limits(&self) -> &LoginLimits {
@@ -159,32 +190,37 @@ impl LoginLimiter {
         }
     }
 
-    /// Whether to audit a refused login from `address` now (at most one per address and
-    /// `audit_every`, and a bounded table of addresses).
+    /// Whether to audit a refused login from `address` now (see
+    /// [`LoginLimits::audit_burst`]), and how many from it went unaudited before.
     pub fn refusal(&self, address: IpAddr, now: Instant) -> RefusalAudit {
-        let every = self.limits.audit_every;
+        let burst = f64::from(self.limits.audit_burst.max(1));
+        let rate = burst / self.limits.audit_every.as_secs_f64().max(0.001);
         let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         if r.by_address.len() >= self.limits.max_entries {
-            r.by_address.retain(|_, (t, _)| now.duration_since(*t) < every);
-        }
-        match r.by_address.get_mut(&address) {
-            Some((last, suppressed)) if now.duration_since(*last) < every => {
-                *suppressed += 1;
-                RefusalAudit::Skip
-            }
-            Some((last, suppressed)) => {
-                *last = now;
-                RefusalAudit::Write { suppressed: std::mem::take(suppressed) }
-            }
-            None => {
-                if r.by_address.len() >= self.limits.max_entries {
-                    // Still full of recent addresses: count nowhere rather than grow.
-                    return RefusalAudit::Skip;
-                }
-                r.by_address.insert(address, (now, 0));
-                RefusalAudit::Write { suppressed: 0 }
+            // Addresses whose buckets are full again have nothing to remember.
+            let every = self.limits.audit_every;
+            r.by_address.retain(|_, (b, n)| *n > 0 || now.duration_since(b.at) < every);
+            if r.by_address.len() >= self.limits.max_entries {
+                return RefusalAudit::Skip;
             }
         }
+        let all = r.all.get_or_insert(Bucket::full(burst * 10.0, now));
+        let mut all_copy = *all;
+        let entry = r.by_address.entry(address).or_insert((Bucket::full(burst, now), 0));
+        let mine = entry.0.take(burst, rate, now);
+        let write = mine && all_copy.take(burst * 10.0, rate * 10.0, now);
+        if !write {
+            entry.1 += 1;
+            if mine {
+                // The address had a token but the whole gateway had none: give it back.
+                entry.0.tokens += 1.0;
+            }
+            r.all = Some(all_copy);
+            return RefusalAudit::Skip;
+        }
+        let suppressed = std::mem::take(&mut entry.1);
+        r.all = Some(all_copy);
+        RefusalAudit::Write { suppressed }
     }
 
     /// Entries held now (names and addresses), for tests and metrics.
@@ -268,19 +304,31 @@ mod tests {
         assert!(key_len <= MAX_COUNTED_NAME);
     }
 
-    /// Refusals from one address are audited once a minute, with a count of the rest.
+    /// Refusals from one address are audited up to the burst, then at the refill rate, with
+    /// a count of those that were not; over all addresses ten times that.
     #[test]
-    fn refusal_audits_are_rate_limited_per_address() {
+    fn refusal_audits_are_rate_limited() {
         let l = LoginLimiter::new(LoginLimits::default());
         let t0 = Instant::now();
-        assert_eq!(l.refusal(ip(4), t0), RefusalAudit::Write { suppressed: 0 });
+        for _ in 0..10 {
+            assert_eq!(l.refusal(ip(4), t0), RefusalAudit::Write { suppressed: 0 });
+        }
         for s in 1..=100 {
             assert_eq!(l.refusal(ip(4), t0 + Duration::from_millis(s)), RefusalAudit::Skip);
         }
         assert_eq!(l.refusal(ip(5), t0), RefusalAudit::Write { suppressed: 0 }, "another address");
         assert_eq!(
-            l.refusal(ip(4), t0 + Duration::from_secs(61)),
-            RefusalAudit::Write { suppressed: 100 }
+            l.refusal(ip(4), t0 + Duration::from_secs(7)),
+            RefusalAudit::Write { suppressed: 100 },
+            "one token back after a tenth of the minute"
         );
+        // A flood from many addresses: at most ten bursts get through at once.
+        let written = (0..10_000u32)
+            .filter(|i| {
+                let a = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+                l.refusal(a, t0 + Duration::from_secs(8)) != RefusalAudit::Skip
+            })
+            .count();
+        assert!(written <= 100, "{written} audited at once");
     }
 }
