@@ -117,6 +117,12 @@ impl std::str::FromStr for AuditAction {
     }
 }
 
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::AuditAction;
@@ -131,11 +137,5 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), AuditAction::ALL.len());
         assert!("nonsense".parse::<AuditAction>().is_err());
-    }
-}
-
-impl std::fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -125,10 +125,10 @@ impl Store {
         }
         let now = Instant::now();
         let replay_key = (look == Look::Replay).then(|| RecentReplays::key(viewer, id));
-        if let Some(key) = &replay_key {
-            if self.recent_replays.audited_lately(key, now) {
-                return Ok(row);
-            }
+        if let Some(key) = &replay_key
+            && self.recent_replays.audited_lately(key, now)
+        {
+            return Ok(row);
         }
         let action = look.action();
         self.audit(NewAudit {

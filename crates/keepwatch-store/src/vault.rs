@@ -345,7 +345,8 @@ mod tests {
         let v = Vault::new(&Vault::generate_key().unwrap()).unwrap();
         let t = target();
         let sealed = v.seal(&t.binding(), b"s3cret").unwrap();
-        let edits: Vec<(&str, fn(&mut TargetRow))> = vec![
+        type Edit = (&'static str, fn(&mut TargetRow));
+        let edits: Vec<Edit> = vec![
             ("name", |t| t.name = "web02".into()),
             ("host", |t| t.host = "203.0.113.9".into()),
             ("port", |t| t.port = 2222),
