@@ -315,7 +315,7 @@ await step("a user (bob) cannot reach alice's session: API 404/403, nothing show
   await shot(page, '10-user-sessions');
 });
 
-await step('an admin adds a person, a target (the password never comes back) and a grant', async () => {
+await step('an admin adds a person, targets (a host key, or trust on first use ticked: never by default; the password never comes back), a user token for a person, and a grant', async () => {
   const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await ctx.newPage();
   current = page;
