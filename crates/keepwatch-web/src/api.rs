@@ -116,6 +116,7 @@ pub(crate) async fn look(
 /// `None` when the answer must be empty (a user asking for someone else, or a user-role
 /// caller that is no person).
 fn person_filter(caller: &Caller, asked: Option<String>) -> Option<Option<String>> {
+    let asked = asked.filter(|u| !u.is_empty());
     match caller.viewer.scope() {
         SessionScope::All => Some(asked),
         SessionScope::Person(p) if asked.as_ref().is_none_or(|u| u == p.as_str()) => {
