@@ -315,7 +315,7 @@ await step("a user (bob) cannot reach alice's session: API 404/403, nothing show
   await shot(page, '10-user-sessions');
 });
 
-await step('an admin adds a person, a target (the password never comes back) and a grant', async () => {
+await step('an admin adds a person, targets (a host key, or trust on first use ticked: never by default; the password never comes back), a user token for a person, and a grant', async () => {
   const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await ctx.newPage();
   current = page;
@@ -333,8 +333,40 @@ await step('an admin adds a person, a target (the password never comes back) and
   await page.fill('#add-target input[name="port"]', String(sshd.port));
   await page.fill('#add-target input[name="login"]', 'kwtest');
   await page.fill('#add-target input[name="password"]', secret);
+  // Neither a host key nor trust on first use: refused, with what to do.
+  await page.click('#add-target button[type="submit"]');
+  await page.waitForSelector('#add-target p.error:not(.hidden)', { timeout: 10000 });
+  const refusal = await page.textContent('#add-target p.error');
+  if (!refusal.includes('needs its host key') || !refusal.includes('trust_on_first_use')) throw new Error(`a target without a host key: ${refusal}`);
+  if (await page.$('#admin-targets tr.target-row[data-target="web02"]')) throw new Error('a target without a host key was added');
+  await page.fill('#add-target input[name="host_key"]', `${sshd.hostKeyLine} comment`);
   await page.click('#add-target button[type="submit"]');
   await page.waitForSelector('#admin-targets tr.target-row[data-target="web02"]', { timeout: 10000 });
+  const pinned = await page.evaluate(async () => (await (await fetch('/api/v1/targets')).json()).find((t) => t.name === 'web02'));
+  if (pinned.host_key !== sshd.hostKeyLine || pinned.trust_on_first_use) throw new Error(`web02 is not pinned to its key: ${JSON.stringify(pinned)}`);
+  // Or trust on first use, chosen explicitly.
+  await page.fill('#add-target input[name="name"]', 'web03');
+  await page.fill('#add-target input[name="host"]', '127.0.0.1');
+  await page.fill('#add-target input[name="port"]', String(sshd.port));
+  await page.fill('#add-target input[name="login"]', 'kwtest');
+  await page.fill('#add-target input[name="password"]', secret);
+  await page.fill('#add-target input[name="host_key"]', '');
+  await page.check('#add-target input[name="trust_on_first_use"]');
+  await page.click('#add-target button[type="submit"]');
+  await page.waitForSelector('#admin-targets tr.target-row[data-target="web03"]', { timeout: 10000 });
+  // A user token acts for a person: refused without one, made with one.
+  await page.fill('#create-token input[name="name"]', 'carol-ci');
+  await page.selectOption('#create-token select[name="role"]', 'user');
+  await page.click('#create-token button[type="submit"]');
+  await page.waitForSelector('#create-token p.error:not(.hidden)', { timeout: 10000 });
+  await page.selectOption('#create-token select[name="person"]', 'carol');
+  await page.click('#create-token button[type="submit"]');
+  await page.waitForSelector('#create-token p.notice:not(.hidden)', { timeout: 10000 });
+  const tokenNote = await page.textContent('#create-token p.notice');
+  const token = tokenNote.match(/kw_[0-9a-f]+/)?.[0];
+  if (!token) throw new Error(`no token shown: ${tokenNote}`);
+  const seen = await page.evaluate(async (t) => (await fetch('/api/v1/sessions', { headers: { Authorization: `Bearer ${t}` }, credentials: 'omit' })).json(), token);
+  if (seen.some((s) => s.user !== 'carol')) throw new Error(`carol's token sees others' sessions: ${JSON.stringify(seen).slice(0, 300)}`);
   await page.selectOption('#add-grant select[name="user"]', 'carol');
   await page.selectOption('#add-grant select[name="target"]', 'web02');
   await page.click('#add-grant button[type="submit"]');

@@ -63,11 +63,17 @@ export async function adminView(main, ctx) {
         await load();
         return `Added ${body.name}.`;
       }),
+      // A user token acts for one person (it sees only their sessions); the API refuses one
+      // without a person.
       form('create-token', 'API token', [
         input('name', { required: true, placeholder: 'automation name' }),
         h('label', 'role', h('select', { name: 'role' }, ['auditor', 'user', 'admin'].map((r) => h('option', { value: r }, r)))),
+        h('label', 'acts for (user role)', h('select', { name: 'person' },
+          h('option', { value: '' }, '—'), p.map((x) => h('option', { value: x.name }, x.name)))),
       ], 'Create token', async (f) => {
-        const r = await post('/tokens', { name: val(f, 'name'), role: f.elements.role.value });
+        const body = { name: val(f, 'name'), role: f.elements.role.value };
+        if (f.elements.person.value) body.person = f.elements.person.value;
+        const r = await post('/tokens', body);
         return `Token (shown once, copy it now): ${r.token}`;
       }));
     clear(targets).append(h('h2', 'Targets'),
@@ -76,16 +82,21 @@ export async function adminView(main, ctx) {
         ['Host key', (x) => (x.host_key ? h('code.hash', { title: x.host_key }, `${x.host_key.slice(0, 28)}…`)
           : h('span.muted', x.trust_on_first_use ? 'pinned on first use' : '—'))]],
       { empty: 'No targets.', rowProps: (x) => ({ class: 'target-row', dataset: { target: x.name } }) }),
-      // The API takes a password (key logins and host keys given up front: `keepwatch target add`).
-      form('add-target', 'Add a target (the password is stored encrypted and never shown again; the host key is pinned on first use)', [
+      // The API takes a password (key logins and algorithms: `keepwatch target add`) and
+      // either the target's host key or an explicit choice to trust the first one it shows.
+      form('add-target', 'Add a target (the password is stored encrypted and never shown again)', [
         input('name', { required: true }), input('host', { required: true }),
         input('port', { type: 'number', value: '22', min: 1, max: 65535 }), input('login', { required: true }),
         input('password', { type: 'password', autocomplete: 'new-password', required: true }),
+        input('host_key', { label: 'host key (ssh-keyscan -t ed25519 HOST)', placeholder: 'ssh-ed25519 AAAA…' }),
+        h('label.inline', h('input', { type: 'checkbox', name: 'trust_on_first_use' }), 'no key: trust the first one it shows'),
       ], 'Add', async (f) => {
         const body = {
           name: val(f, 'name'), host: val(f, 'host'), port: Number(val(f, 'port') || 22), login: val(f, 'login'),
           password: f.elements.password.value,
         };
+        if (val(f, 'host_key')) body.host_key = val(f, 'host_key');
+        if (f.elements.trust_on_first_use.checked) body.trust_on_first_use = true;
         await post('/targets', body);
         f.elements.password.value = '';
         await load();

@@ -38,8 +38,8 @@ export class Player {
   async fetchWindow(fromUs, first = false, windowUs = PLAY_WINDOW_US) {
     const from = Math.max(0, Math.floor(fromUs));
     const until = Math.ceil(from + windowUs);
-    // from_us absent/0 is what the server audits as one replay of the page; later windows
-    // pass from_us > 0.
+    // Every window is a look the server audits (once per viewer, address and session every
+    // few minutes); nothing sent here decides that.
     const r = await get(`/sessions/${encodeURIComponent(this.id)}/replay${query({
       channel: this.channel, from_us: first ? 0 : from, until_us: until,
     })}`);

@@ -25,10 +25,17 @@ pub enum AuditAction {
     SessionWatched,
     SessionTerminated,
     TokenCreated,
+    TokenRemoved,
     UserAdded,
     TargetAdded,
     GrantAdded,
     GrantRemoved,
+    /// A target's vaulted secret was sealed again, bound to the target's row as it is now
+    /// (a secret sealed before rows were bound, or a host key pinned on first use).
+    TargetSecretResealed,
+    /// A session was refused because the target's row no longer matches what its secret
+    /// was sealed for (edited outside keepwatch, or a wrong vault key).
+    TargetRowMismatch,
 }
 
 impl AuditAction {
@@ -55,16 +62,83 @@ impl AuditAction {
             SessionWatched => "session_watched",
             SessionTerminated => "session_terminated",
             TokenCreated => "token_created",
+            TokenRemoved => "token_removed",
             UserAdded => "user_added",
             TargetAdded => "target_added",
             GrantAdded => "grant_added",
             GrantRemoved => "grant_removed",
+            TargetSecretResealed => "target_secret_resealed",
+            TargetRowMismatch => "target_row_mismatch",
         }
+    }
+
+    pub const ALL: [AuditAction; 26] = {
+        use AuditAction::*;
+        [
+            LoginSucceeded,
+            LoginRefused,
+            ForwardingRefused,
+            SessionStarted,
+            SessionRefused,
+            SessionEnded,
+            HostKeyMismatch,
+            HostKeyPinned,
+            RecordingFailed,
+            SessionViewed,
+            RecordingReplayed,
+            RecordingExported,
+            CaptureDownloaded,
+            RecordingsVerified,
+            Searched,
+            Reindexed,
+            SessionWatched,
+            SessionTerminated,
+            TokenCreated,
+            TokenRemoved,
+            UserAdded,
+            TargetAdded,
+            GrantAdded,
+            GrantRemoved,
+            TargetSecretResealed,
+            TargetRowMismatch,
+        ]
+    };
+}
+
+/// An audit action name this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown audit action {0:?}")]
+pub struct ParseAuditActionError(String);
+
+impl std::str::FromStr for AuditAction {
+    type Err = ParseAuditActionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| ParseAuditActionError(s.to_owned()))
     }
 }
 
 impl std::fmt::Display for AuditAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuditAction;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        for a in AuditAction::ALL {
+            assert_eq!(a.as_str().parse::<AuditAction>().unwrap(), a);
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), AuditAction::ALL.len());
+        assert!("nonsense".parse::<AuditAction>().is_err());
     }
 }

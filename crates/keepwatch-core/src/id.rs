@@ -52,3 +52,44 @@ impl FromStr for SessionId {
             .map_err(|_| ParseSessionIdError { input: s.to_owned() })
     }
 }
+
+/// The name of a person (`alice`): letters, digits, `.`, `_` and `-`, at most 64 bytes
+/// ([`crate::valid_name`]), so it never needs escaping.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PersonName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PersonName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PersonName({:?})", self.0)
+    }
+}
+
+/// A string that is not a person's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{input:?} is not a person's name (1-64 letters, digits, '.', '_' or '-')")]
+pub struct ParsePersonNameError {
+    input: String,
+}
+
+impl FromStr for PersonName {
+    type Err = ParsePersonNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if crate::valid_name(s) {
+            Ok(PersonName(s.to_owned()))
+        } else {
+            Err(ParsePersonNameError { input: s.to_owned() })
+        }
+    }
+}

@@ -6,15 +6,18 @@ mod audit;
 mod id;
 mod limit;
 mod login;
+mod look;
 mod mask;
 mod policy;
 mod redact;
 mod secret;
+mod text;
 
-pub use audit::AuditAction;
-pub use id::{ParseSessionIdError, SessionId};
+pub use audit::{AuditAction, ParseAuditActionError};
+pub use id::{ParsePersonNameError, ParseSessionIdError, PersonName, SessionId};
 pub use limit::{Attempt, Locked, LoginLimiter, LoginLimits, MAX_COUNTED_NAME, RefusalAudit};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
+pub use look::{Look, LookDecision, SessionScope, Viewer, may_look};
 pub use mask::{
     ChannelMask, DEFAULT_MASK_RULES, MaskRule, MaskRuleError, MaskSpan, OutputMask, apply_spans,
     clip_spans, mask_marker, mask_pieces,
@@ -27,6 +30,7 @@ pub use redact::{
     DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, default_secret_prompts, strip_escapes,
 };
 pub use secret::Secret;
+pub use text::{MAX_ACTOR_BYTES, MAX_DETAIL_BYTES, clean, escape_controls, needs_escape};
 
 use std::fmt;
 use std::str::FromStr;

@@ -22,6 +22,19 @@ impl Role {
             Role::Admin => "admin",
         }
     }
+
+    fn rank(self) -> u8 {
+        match self {
+            Role::User => 0,
+            Role::Auditor => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    /// Whether this role includes everything `min` may do.
+    pub fn at_least(self, min: Role) -> bool {
+        self.rank() >= min.rank()
+    }
 }
 
 impl fmt::Display for Role {

@@ -363,15 +363,29 @@ impl Connection {
         let terminate = ctx.live.insert(id, recorder.clone());
         self.audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
 
-        let secret = match ctx.vault.open(&target.name, target.secret.ciphertext()) {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                Err(UpstreamError::BadSecret { target: target.name.clone(), reason: e.to_string() })
+        // The secret opens only for the row it was sealed for: a row edited outside keepwatch
+        // (another host, port, login, host key, ...) refuses here, before the target is
+        // contacted, so the secret never reaches the edited host.
+        let secret = ctx.vault.open(&target.binding(), target.secret.ciphertext()).map_err(|e| {
+            UpstreamError::TargetChanged {
+                target: target.name.clone(),
+                reason: match e {
+                    keepwatch_store::VaultError::Decrypt { .. } => "its stored settings no longer \
+                        match what its credential was sealed for (changed outside keepwatch, or \
+                        a wrong vault key), so the credential stays sealed"
+                        .into(),
+                    keepwatch_store::VaultError::Legacy { .. } => "its credential was sealed by \
+                        an older keepwatch and not sealed again at start (restart `keepwatch run`)"
+                        .into(),
+                    other => other.to_string(),
+                },
             }
-        };
-        let connected = match secret {
-            Ok(secret) => upstream::connect(&target, secret, ctx.config.connect_timeout).await,
-            Err(e) => Err(e),
+        });
+        let connected = match &secret {
+            Ok(secret) => {
+                upstream::connect(&target, secret.clone(), ctx.config.connect_timeout).await
+            }
+            Err(e) => Err(e.clone()),
         };
         let up = match connected {
             Ok(up) => up,
@@ -379,6 +393,7 @@ impl Connection {
                 let reason = e.to_string();
                 let action = match e {
                     UpstreamError::HostKeyMismatch { .. } => AuditAction::HostKeyMismatch,
+                    UpstreamError::TargetChanged { .. } => AuditAction::TargetRowMismatch,
                     _ => AuditAction::SessionRefused,
                 };
                 self.audit(action, Some(id), reason.clone()).await;
@@ -391,21 +406,40 @@ impl Connection {
                 return Err(refused(reason));
             }
         };
-        if let Some(line) = up.first_seen_key {
-            match ctx.store.pin_host_key(&target.name, &line).await {
-                Ok(true) => {
-                    self.audit(
-                        AuditAction::HostKeyPinned,
-                        Some(id),
-                        format!("target {}: {line}", target.name),
-                    )
-                    .await
+        if let (Some(line), Ok(secret)) = (up.first_seen_key, &secret) {
+            // Pinning changes the row the secret is bound to: seal it again for the pinned
+            // row in the same step, or neither happens.
+            let mut pinned = target.clone();
+            pinned.host_key = Some(line.clone());
+            let audit = NewAudit {
+                actor: self.login.person.clone(),
+                action: AuditAction::HostKeyPinned,
+                session_id: Some(id),
+                client_addr: Some(self.peer.to_string()),
+                detail: format!(
+                    "target {}: {line} (secret sealed again for the pinned key)",
+                    target.name
+                ),
+            };
+            let pinned = match ctx.vault.seal(&pinned.binding(), secret.expose()) {
+                Ok(sealed) => {
+                    ctx.store
+                        .pin_host_key(
+                            &target.name,
+                            &line,
+                            target.secret.ciphertext(),
+                            &sealed,
+                            audit,
+                        )
+                        .await
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot pin host key"),
+                Err(e) => Err(keepwatch_store::StoreError::Invalid { what: e.to_string() }),
+            };
+            if let Err(e) = pinned {
+                tracing::warn!(session_id = %id, error = %e, "cannot pin host key");
             }
         }
-
+        drop(secret);
         tracing::info!(session_id = %id, target = %target.name, "session started");
         Ok(Arc::new(ActiveSession {
             id,

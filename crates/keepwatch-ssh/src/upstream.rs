@@ -10,7 +10,7 @@ use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 /// Why the target could not be reached; the message is shown to the person.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum UpstreamError {
     #[error("target {target} unreachable: {reason}")]
     Unreachable { target: String, reason: String },
@@ -20,6 +20,8 @@ pub(crate) enum UpstreamError {
     CredentialRefused { target: String, login: String },
     #[error("target {target} credential unusable: {reason}")]
     BadSecret { target: String, reason: String },
+    #[error("target {target} refused: {reason}")]
+    TargetChanged { target: String, reason: String },
 }
 
 /// `ssh-ed25519 AAAA…` for a key, without comment.

@@ -21,6 +21,8 @@ mod records;
 mod search;
 mod tokens;
 
+pub use tokens::NewToken;
+
 const SCHEMA: &str = include_str!("db/schema.sql");
 
 /// Which sessions to list.
@@ -38,6 +40,8 @@ pub struct Store {
     ledger_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Signs audit chain entries; without it they are chained but unsigned.
     audit_key: Option<std::sync::Arc<ed25519_dalek::SigningKey>>,
+    /// Replays audited lately ([`Store::look`]), shared by every clone of this handle.
+    pub(crate) recent_replays: std::sync::Arc<crate::look::RecentReplays>,
 }
 
 pub fn now_us() -> i64 {
@@ -74,7 +78,12 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Store { pool, ledger_lock: Default::default(), audit_key: None })
+        Ok(Store {
+            pool,
+            ledger_lock: Default::default(),
+            audit_key: None,
+            recent_replays: Default::default(),
+        })
     }
 
     /// Signs the audit events this handle writes with `key` (the recordings' signing key).

@@ -7,19 +7,21 @@
 mod blobs;
 mod credentials;
 mod db;
+mod look;
 mod rows;
 mod vault;
 
 pub use blobs::BlobStore;
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
-pub use db::{SessionFilter, Store, now_us};
+pub use db::{NewToken, SessionFilter, Store, now_us};
+pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
     IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit,
-    NewTarget, PersonRow, SearchHit, SearchQuery, SessionRow, TargetRow, TargetSecret, TokenRow,
-    TransferFilter, TransferRow,
+    NewTarget, PersonRow, Resealed, SearchHit, SearchQuery, SessionRow, StoredAudit, TargetRow,
+    TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
-pub use vault::{Vault, VaultError};
+pub use vault::{SecretKind, TargetBinding, Vault, VaultError};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum StoreError {
     Exists { kind: &'static str, name: String },
     #[error("{kind} {name:?} not found")]
     NotFound { kind: &'static str, name: String },
+    #[error("{what}")]
+    Invalid { what: String },
     #[error("row {what} holds an invalid value: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("io error on {path}: {source}")]

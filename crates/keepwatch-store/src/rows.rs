@@ -1,6 +1,6 @@
 //! Row shapes: what the store reads and writes, converted explicitly from domain values.
 
-use keepwatch_core::{AuditAction, RecordingFailure, Role, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, PersonName, RecordingFailure, Role, SessionId, SessionStatus};
 
 #[derive(Debug, Clone)]
 pub struct PersonRow {
@@ -22,10 +22,7 @@ pub enum TargetSecret {
 
 impl TargetSecret {
     pub fn kind(&self) -> &'static str {
-        match self {
-            TargetSecret::Password(_) => "password",
-            TargetSecret::PrivateKey(_) => "key",
-        }
+        self.secret_kind().as_str()
     }
     pub fn ciphertext(&self) -> &[u8] {
         match self {
@@ -156,7 +153,9 @@ pub struct LedgerRow {
     pub signature: Vec<u8>,
 }
 
-/// An audit fact about to be written.
+/// An audit fact about to be written. [`Store::audit`](crate::Store::audit) escapes
+/// control characters in the actor, client address and detail and caps their lengths
+/// (`keepwatch_core::clean`) before the event is hashed into the chain.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
     pub actor: String,
@@ -166,8 +165,23 @@ pub struct NewAudit {
     pub detail: String,
 }
 
+/// An audit event as listed. Rows stored before actors were cleaned may still hold control
+/// characters: whoever prints them escapes them (`keepwatch_core::escape_controls`).
 #[derive(Debug, Clone)]
 pub struct AuditRow {
+    pub id: i64,
+    pub at_us: i64,
+    pub actor: String,
+    pub action: AuditAction,
+    pub session_id: Option<SessionId>,
+    pub client_addr: Option<String>,
+    pub detail: String,
+}
+
+/// An audit event exactly as stored, for checking its place in the chain (a typed
+/// [`AuditRow`] could not hash what an edited row really holds).
+#[derive(Debug, Clone)]
+pub struct StoredAudit {
     pub id: i64,
     pub at_us: i64,
     pub actor: String,
@@ -294,7 +308,7 @@ pub enum IndexScope<'a> {
 /// Which audit events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    pub action: Option<String>,
+    pub action: Option<AuditAction>,
     pub actor: Option<String>,
     pub session: Option<SessionId>,
     pub limit: Option<u32>,
@@ -303,7 +317,7 @@ pub struct AuditFilter {
 /// An audit event with its place in the audit chain.
 #[derive(Debug, Clone)]
 pub struct AuditLink {
-    pub event: AuditRow,
+    pub event: StoredAudit,
     pub hash: Option<Vec<u8>>,
     pub signature: Option<Vec<u8>>,
 }
@@ -313,6 +327,9 @@ pub struct AuditLink {
 pub struct TokenRow {
     pub name: String,
     pub role: Role,
+    /// The person the token acts for. A `user` token sees only this person's sessions, and
+    /// none at all without one (tokens made before tokens named a person).
+    pub person: Option<PersonName>,
     pub created_at_us: i64,
     pub last_used_at_us: Option<i64>,
 }
@@ -331,4 +348,15 @@ pub struct KeyframeRow {
     pub rows: u16,
     /// Escape sequences that redraw the screen.
     pub screen: String,
+}
+
+/// What [`Store::reseal_legacy_secrets`](crate::Store::reseal_legacy_secrets) did with one
+/// target's old secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// Sealed again, bound to the target's row.
+    Resealed { target: String },
+    /// It does not open for the target's name (a wrong vault key or a changed row): left as
+    /// it is, so sessions to the target are refused.
+    Unreadable { target: String, reason: String },
 }

@@ -7,11 +7,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keepwatch_core::{AuditAction, Role, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, Look, PersonName, Role, SessionId, SessionScope, SessionStatus};
 use keepwatch_recording::{TimedEvent, read_events, valid_prefix_len};
 use keepwatch_store::{
-    AuditFilter, CommandRow, NewAudit, SearchQuery, SessionFilter, SessionRow, TargetSecret,
-    TransferFilter,
+    AuditFilter, CommandRow, LookError, NewAudit, NewToken, SearchQuery, SessionFilter, SessionRow,
+    TargetSecret, TransferFilter,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -65,7 +65,8 @@ fn parse_id(id: &str) -> Result<SessionId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found(format!("session {id}")))
 }
 
-/// Records what the caller did; refuses to go on if the trail cannot be written.
+/// Records what the caller did (searches, administration); refuses to go on if the trail
+/// cannot be written. Looks at a session go through [`look`] instead.
 pub(crate) async fn audit_as(
     st: &WebState,
     caller: &Caller,
@@ -75,26 +76,54 @@ pub(crate) async fn audit_as(
 ) -> Result<(), ApiError> {
     st.store
         .audit(NewAudit {
-            actor: caller.actor.clone(),
+            actor: caller.viewer.actor.clone(),
             action,
             session_id: session,
-            client_addr: caller.client_addr.clone(),
+            client_addr: caller.viewer.client_addr.clone(),
             detail,
         })
         .await
         .map_err(|e| ApiError::internal(format!("cannot write the audit trail, refusing: {e}")))
 }
 
-/// The session if the caller may see it; 404 otherwise (no hint that it exists).
-pub(crate) async fn visible_session(
+/// One look at session `id` by the caller, decided and audited by `Store::look` (the same
+/// function the CLI uses): the session, or 404 whether it is missing or not the caller's to
+/// see, 409 when a watch or termination finds it not live.
+pub(crate) async fn look(
     st: &WebState,
     caller: &Caller,
     id: &str,
+    look: Look,
+    detail: &str,
 ) -> Result<SessionRow, ApiError> {
     let id = parse_id(id)?;
-    match st.store.session(id).await? {
-        Some(s) if caller.may_see(&s.person) => Ok(s),
-        _ => Err(ApiError::not_found(format!("session {id}"))),
+    st.store.look(&caller.viewer, id, look, detail).await.map_err(|e| match e {
+        LookError::NotFound { id } => ApiError::not_found(format!("session {id}")),
+        LookError::NotLive { id, status } => {
+            ApiError::new(StatusCode::CONFLICT, format!("session {id} is not live ({status})"))
+        }
+        LookError::Audit { .. } => {
+            tracing::error!(error = %e, "web: audit write failed");
+            ApiError::internal("cannot write the audit trail, refusing")
+        }
+        LookError::Store { .. } => {
+            tracing::error!(error = %e, "web: store failed");
+            ApiError::internal("the store failed; see the gateway log")
+        }
+    })
+}
+
+/// The person filter of a list or search for `caller`, given the `user` it asked for:
+/// `None` when the answer must be empty (a user asking for someone else, or a user-role
+/// caller that is no person).
+fn person_filter(caller: &Caller, asked: Option<String>) -> Option<Option<String>> {
+    let asked = asked.filter(|u| !u.is_empty());
+    match caller.viewer.scope() {
+        SessionScope::All => Some(asked),
+        SessionScope::Person(p) if asked.as_ref().is_none_or(|u| u == p.as_str()) => {
+            Some(Some(p.to_string()))
+        }
+        SessionScope::Person(_) | SessionScope::Nothing => None,
     }
 }
 
@@ -162,8 +191,8 @@ async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Response 
 async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
     let csrf = crate::auth::csrf_of(&st, cookie_from_headers(&headers).as_deref());
     Ok(Json(json!({
-        "name": caller.person.clone().unwrap_or(caller.actor.clone()),
-        "role": caller.role.as_str(),
+        "name": caller.viewer.person.as_ref().map_or(caller.actor(), |p| p.as_str()),
+        "role": caller.viewer.role.as_str(),
         "csrf": csrf,
     })))
 }
@@ -206,10 +235,9 @@ struct SessionsQuery {
 }
 
 async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>) -> ApiResult {
-    let person = if caller.sees_all() { q.user.clone() } else { caller.person.clone() };
-    if !caller.sees_all() && q.user.as_ref().is_some_and(|u| Some(u) != caller.person.as_ref()) {
+    let Some(person) = person_filter(&caller, q.user.clone()) else {
         return Ok(Json(json!([])));
-    }
+    };
     let filter = SessionFilter {
         active_only: q.status.as_deref() == Some("active"),
         person,
@@ -241,8 +269,7 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
 }
 
 async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    let s = visible_session(&st, &caller, &id).await?;
-    audit_as(&st, &caller, AuditAction::SessionViewed, Some(s.id), "web".into()).await?;
+    let s = look(&st, &caller, &id, Look::View, "web").await?;
     let channels = st.store.channels(s.id).await?;
     let transfers =
         st.store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
@@ -320,11 +347,10 @@ async fn replay(
     Path(id): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> ApiResult {
-    let s = visible_session(&st, &caller, &id).await?;
+    // Every window is a look, whatever it asks for: `Store::look` audits the first of a
+    // viewer's replays of a session and again after `REPLAY_AUDIT_WINDOW`.
+    let s = look(&st, &caller, &id, Look::Replay, "web").await?;
     let from = q.from_us.unwrap_or(0);
-    if from == 0 {
-        audit_as(&st, &caller, AuditAction::RecordingReplayed, Some(s.id), "web".into()).await?;
-    }
     if let Some(w) = replay_by_keyframe(&st, &s, q.channel, from, q.until_us).await? {
         return Ok(Json(window_json(w)));
     }
@@ -411,9 +437,7 @@ async fn export(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
-    let s = visible_session(&st, &caller, &id).await?;
-    audit_as(&st, &caller, AuditAction::RecordingExported, Some(s.id), "web asciicast".into())
-        .await?;
+    let s = look(&st, &caller, &id, Look::Export, "web asciicast").await?;
     let events = recording_events(&st, s.id).await?;
     let cast = playback::asciicast(&events, s.started_at_us, None, false);
     let disposition = format!("attachment; filename=\"{}.cast\"", s.id);
@@ -439,18 +463,12 @@ async fn terminate(
     Json(b): Json<TerminateBody>,
 ) -> ApiResult {
     caller.require(Role::Auditor)?;
-    let s = visible_session(&st, &caller, &id).await?;
     let reason =
         b.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "no reason given".into());
-    let reason: String = reason.chars().filter(|c| !c.is_control()).take(500).collect();
-    if s.status != SessionStatus::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("session {} is not live ({})", s.id, s.status),
-        ));
-    }
-    audit_as(&st, &caller, AuditAction::SessionTerminated, Some(s.id), reason.clone()).await?;
-    let message = format!("keepwatch: session terminated by {}: {reason}", caller.actor);
+    let reason: String =
+        reason.chars().filter(|c| !keepwatch_core::needs_escape(*c)).take(500).collect();
+    let s = look(&st, &caller, &id, Look::Terminate, &reason).await?;
+    let message = format!("keepwatch: session terminated by {}: {reason}", caller.actor());
     if !st.live.terminate(s.id, &message) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -477,12 +495,11 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
     if p.q.trim().is_empty() {
         return Err(ApiError::bad_request("the search text (q) is empty"));
     }
-    let person = if caller.sees_all() { p.user.clone() } else { caller.person.clone() };
-    if !caller.sees_all() && p.user.as_ref().is_some_and(|u| Some(u) != caller.person.as_ref()) {
-        return Ok(Json(json!([])));
-    }
     audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
         .await?;
+    let Some(person) = person_filter(&caller, p.user.clone()) else {
+        return Ok(Json(json!([])));
+    };
     let q = SearchQuery {
         text: p.q.clone(),
         person,
@@ -541,8 +558,14 @@ struct AuditQuery {
 async fn audit(State(st): St, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult {
     caller.require(Role::Auditor)?;
     let session = q.session.as_deref().filter(|s| !s.is_empty()).map(parse_id).transpose()?;
+    let action = match q.action.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(a) => {
+            Some(a.parse::<AuditAction>().map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
+    };
     let filter = AuditFilter {
-        action: q.action.filter(|s| !s.is_empty()),
+        action,
         actor: q.actor.filter(|s| !s.is_empty()),
         session,
         limit: Some(q.limit.unwrap_or(500).clamp(1, 5000)),
@@ -552,8 +575,9 @@ async fn audit(State(st): St, caller: Caller, Query(q): Query<AuditQuery>) -> Ap
         rows.iter()
             .map(|e| {
                 json!({
-                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
-                    "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
+                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action.as_str(),
+                    "session": e.session_id.map(|s| s.to_string()), "client_addr": e.client_addr,
+                    "detail": e.detail,
                 })
             })
             .collect(),
@@ -634,6 +658,10 @@ struct NewTargetBody {
     port: Option<u16>,
     login: String,
     password: String,
+    /// The target's host key (`ssh-ed25519 AAAA...`, as `ssh-keyscan` prints it).
+    host_key: Option<String>,
+    /// Pin whatever key the target shows first instead (explicitly: never by default).
+    trust_on_first_use: Option<bool>,
 }
 
 async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>) -> ApiResult {
@@ -641,28 +669,42 @@ async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>)
     if !keepwatch_core::valid_name(&b.name) {
         return Err(ApiError::bad_request(format!("{:?} is not a valid target name", b.name)));
     }
+    let host_key = b.host_key.as_deref().map(str::trim).filter(|k| !k.is_empty());
+    let tofu = b.trust_on_first_use.unwrap_or(false);
+    let host_key = match (host_key, tofu) {
+        (None, false) => {
+            return Err(ApiError::bad_request(format!(
+                "target {} needs its host key: give host_key (the line `ssh-keyscan -t ed25519 {}` prints, e.g. \"ssh-ed25519 AAAA...\") or, to pin the first key it shows, \"trust_on_first_use\": true",
+                b.name, b.host
+            )));
+        }
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "give either host_key or \"trust_on_first_use\": true, not both",
+            ));
+        }
+        (Some(line), false) => Some(st.live.host_key_line(line).map_err(|e| {
+            ApiError::bad_request(format!("host_key is not an OpenSSH public key: {e}"))
+        })?),
+        (None, true) => None,
+    };
     let vault = st.vault.as_ref().ok_or_else(|| ApiError::internal("the vault is not open"))?;
-    let sealed = vault
-        .seal(&b.name, b.password.as_bytes())
+    let mut target = keepwatch_store::NewTarget {
+        name: b.name.clone(),
+        host: b.host.clone(),
+        port: b.port.unwrap_or(22),
+        login: b.login.clone(),
+        secret: TargetSecret::Password(Vec::new()),
+        host_key,
+        trust_on_first_use: tofu,
+        on_recording_failure: keepwatch_core::RecordingFailure::default(),
+        algorithms: Default::default(),
+    };
+    target
+        .seal_secret(vault, b.password.as_bytes())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let port = b.port.unwrap_or(22);
-    st.store
-        .add_target(&keepwatch_store::NewTarget {
-            name: b.name.clone(),
-            host: b.host.clone(),
-            port,
-            login: b.login.clone(),
-            secret: TargetSecret::Password(sealed),
-            host_key: None,
-            trust_on_first_use: true,
-            on_recording_failure: keepwatch_core::RecordingFailure::default(),
-            algorithms: Default::default(),
-        })
-        .await?;
-    let detail = format!(
-        "target {} {}@{}:{} (web; host key pinned on first use)",
-        b.name, b.login, b.host, port
-    );
+    st.store.add_target(&target).await?;
+    let detail = format!("target {} {} (web)", b.name, target.binding());
     audit_as(&st, &caller, AuditAction::TargetAdded, None, detail).await?;
     Ok(Json(json!({ "name": b.name })))
 }
@@ -718,6 +760,8 @@ async fn remove_grant(State(st): St, caller: Caller, Query(b): Query<GrantBody>)
 struct TokenBody {
     name: String,
     role: String,
+    /// The person the token acts for; required for the user role.
+    person: Option<String>,
 }
 
 async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> ApiResult {
@@ -727,15 +771,35 @@ async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> A
     if !keepwatch_core::valid_name(&b.name) || b.name == crate::CLI_TOKEN_NAME {
         return Err(ApiError::bad_request(format!("{:?} is not a valid token name", b.name)));
     }
+    let person: Option<PersonName> = match b.person.as_deref().filter(|p| !p.is_empty()) {
+        None if role == Role::User => {
+            return Err(ApiError::bad_request(
+                "a user token acts for one person: give person (the name of a person)",
+            ));
+        }
+        None => None,
+        Some(p) => Some(p.parse().map_err(|e| ApiError::bad_request(format!("person: {e}")))?),
+    };
     let token = format!("kw_{}", crate::random_token()?);
-    st.store.add_token(&b.name, role, &crate::sha256_hex(&token)).await?;
-    audit_as(
-        &st,
-        &caller,
-        AuditAction::TokenCreated,
-        None,
-        format!("{} as {}", b.name, role.as_str()),
-    )
-    .await?;
-    Ok(Json(json!({ "name": b.name, "role": role.as_str(), "token": token })))
+    let detail = match &person {
+        Some(p) => format!("{} as {} for {p} (web)", b.name, role.as_str()),
+        None => format!("{} as {} (web)", b.name, role.as_str()),
+    };
+    let new = NewToken {
+        name: &b.name,
+        role,
+        person: person.as_ref(),
+        sha256_hex: &crate::sha256_hex(&token),
+    };
+    let audit = NewAudit {
+        actor: caller.viewer.actor.clone(),
+        action: AuditAction::TokenCreated,
+        session_id: None,
+        client_addr: caller.viewer.client_addr.clone(),
+        detail,
+    };
+    st.store.add_token(&new, audit).await?;
+    Ok(Json(json!({
+        "name": b.name, "role": role.as_str(), "person": person.map(|p| p.to_string()), "token": token,
+    })))
 }

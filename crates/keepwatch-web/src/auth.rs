@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
-use keepwatch_core::Role;
+use keepwatch_core::{PersonName, Role, Viewer};
 use sha2::{Digest, Sha256};
 
 use crate::{ApiError, WebState};
@@ -23,47 +23,35 @@ const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// The token the CLI (`watch`, `kill`) uses, kept in the data directory with mode 0600.
 pub const CLI_TOKEN_NAME: &str = "local-cli";
 
-/// An authenticated caller.
+/// An authenticated caller: the [`Viewer`] every look is decided for.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
-    /// What the audit trail names: the person, `token:NAME`, or `local:OS_USER`.
-    pub actor: String,
-    /// The person, for browser sessions (a `user` sees only their own sessions).
-    pub person: Option<String>,
-    pub role: Role,
-    pub client_addr: Option<String>,
-}
-
-fn rank(r: Role) -> u8 {
-    match r {
-        Role::User => 0,
-        Role::Auditor => 1,
-        Role::Admin => 2,
-    }
+    /// The actor the audit trail names (the person, `token:NAME`, or `local:OS_USER`), the
+    /// person whose own sessions they may see (browser sessions and person-bound tokens),
+    /// their role and address.
+    pub viewer: Viewer,
 }
 
 impl Caller {
     /// # Errors
     /// 403 when the caller's role is below `min`.
     pub(crate) fn require(&self, min: Role) -> Result<(), ApiError> {
-        if rank(self.role) >= rank(min) {
+        if self.viewer.role.at_least(min) {
             Ok(())
         } else {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("this needs the {} role; you are {}", min.as_str(), self.role.as_str()),
+                format!(
+                    "this needs the {} role; you are {}",
+                    min.as_str(),
+                    self.viewer.role.as_str()
+                ),
             ))
         }
     }
 
-    /// Sees every session (auditor, admin), or only the person's own.
-    pub(crate) fn sees_all(&self) -> bool {
-        rank(self.role) >= rank(Role::Auditor)
-    }
-
-    /// Whether the caller may see a session of `person`.
-    pub(crate) fn may_see(&self, person: &str) -> bool {
-        self.sees_all() || self.person.as_deref() == Some(person)
+    pub(crate) fn actor(&self) -> &str {
+        &self.viewer.actor
     }
 }
 
@@ -189,7 +177,10 @@ impl FromRequestParts<Arc<WebState>> for Caller {
                 }
                 _ => format!("token:{}", row.name),
             };
-            return Ok(Caller { actor, person: None, role: row.role, client_addr });
+            // A token acts for the person it names (a user token made before tokens named
+            // a person acts for nobody, and so sees no session).
+            let viewer = Viewer { actor, person: row.person, role: row.role, client_addr };
+            return Ok(Caller { viewer });
         }
         let Some(cookie) = cookie_from_headers(&parts.headers) else {
             return Err(ApiError::unauthorized("not logged in"));
@@ -206,7 +197,9 @@ impl FromRequestParts<Arc<WebState>> for Caller {
                 ));
             }
         }
-        Ok(Caller { actor: person.clone(), person: Some(person), role, client_addr })
+        let name: PersonName =
+            person.parse().map_err(|_| ApiError::unauthorized("not logged in"))?;
+        Ok(Caller { viewer: Viewer { actor: person, person: Some(name), role, client_addr } })
     }
 }
 

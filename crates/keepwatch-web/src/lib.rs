@@ -36,6 +36,9 @@ pub trait LiveControl: Send + Sync + 'static {
     fn terminate(&self, id: SessionId, message: &str) -> bool;
     /// Starts watching a live session; `None` when it is not live.
     fn watch(&self, id: SessionId) -> BoxFuture<'_, Option<WatchStart>>;
+    /// A target host key given as text (`ssh-ed25519 AAAA... comment`), parsed and written
+    /// the way the gateway pins keys (no comment), or why it is not a key.
+    fn host_key_line(&self, text: &str) -> Result<String, String>;
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             StoreError::Exists { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Invalid { .. } => Self::bad_request(e.to_string()),
             other => {
                 tracing::error!(error = %other, "web: store failed");
                 Self::internal("the store failed; see the gateway log")

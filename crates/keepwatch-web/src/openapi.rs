@@ -8,9 +8,12 @@ fn op(summary: &str, role: &str) -> Value {
         "description": format!("Role: {role}."),
         "responses": {
             "200": { "description": "OK", "content": { "application/json": {} } },
+            "400": { "description": "A malformed or incomplete request; the error says what to send" },
             "401": { "description": "Not logged in" },
             "403": { "description": "Role too low, or missing X-CSRF-Token" },
-            "404": { "description": "No such thing, or not yours to see" }
+            "404": { "description": "No such thing, or not yours to see" },
+            "409": { "description": "The session is not live (watch, terminate)" },
+            "500": { "description": "The audit event could not be written, so nothing is shown" }
         }
     })
 }
@@ -38,9 +41,9 @@ pub(crate) fn document() -> Value {
             "/api/v1/login": { "post": op("Log in with name and password; sets the session cookie", "anyone") },
             "/api/v1/logout": { "post": op("Log out", "any") },
             "/api/v1/me": { "get": op("Who is logged in, and the CSRF token", "any") },
-            "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit)", "any; user: own sessions") },
+            "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit)", "any; user: own sessions; a user token without a person: none") },
             "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and a fresh verification", "any; user: own")) },
-            "/api/v1/sessions/{id}/replay": { "get": with_id(op("A window of one channel: keyframe at from_us, then events to until_us", "any; user: own")) },
+            "/api/v1/sessions/{id}/replay": { "get": with_id(op("A window of one channel: keyframe at from_us, then events to until_us; every window is audited (one recording_replayed per caller, address and session every 5 minutes)", "any; user: own")) },
             "/api/v1/sessions/{id}/export": { "get": with_id(op("asciicast v2 download", "auditor")) },
             "/api/v1/sessions/{id}/terminate": { "post": with_id(op("End a live session with a reason", "auditor")) },
             "/api/v1/sessions/{id}/watch": { "get": with_id(op("WebSocket: the current screen, then live output", "auditor")) },
@@ -49,9 +52,9 @@ pub(crate) fn document() -> Value {
             "/api/v1/live": { "get": op("Active sessions with their last command", "auditor") },
             "/api/v1/audit": { "get": op("Audit events, newest first (actor, session, action, limit)", "auditor") },
             "/api/v1/people": { "get": op("People", "admin"), "post": op("Add a person", "admin") },
-            "/api/v1/targets": { "get": op("Targets (never their secrets)", "admin"), "post": op("Add a target with a password (write-only)", "admin") },
+            "/api/v1/targets": { "get": op("Targets (never their secrets)", "admin"), "post": op("Add a target with a password (write-only) and either host_key or trust_on_first_use: true (400 with neither)", "admin") },
             "/api/v1/grants": { "get": op("Grants", "admin"), "post": op("Grant a target to a person", "admin"), "delete": op("Revoke (user, target)", "admin") },
-            "/api/v1/tokens": { "post": op("Create an API token, shown once", "admin") },
+            "/api/v1/tokens": { "post": op("Create an API token, shown once (name, role, person; person required for the user role)", "admin") },
             "/api/v1/openapi.json": { "get": op("This document", "anyone") }
         }
     })

@@ -8,13 +8,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use keepwatch_core::{AuditAction, Role, SessionId, SessionStatus};
+use keepwatch_core::{Look, Role, SessionId};
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::{Event, read_events, valid_prefix_len};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::{audit_as, visible_session};
+use crate::api::look;
 use crate::playback::{Utf8Stream, replay_window};
 use crate::{ApiError, WebState};
 
@@ -25,12 +25,8 @@ pub(crate) async fn watch(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
-    let s = visible_session(&st, &caller, &id).await?;
+    let s = look(&st, &caller, &id, Look::Watch, "web").await?;
     let not_live = || ApiError::new(StatusCode::CONFLICT, format!("session {} is not live", s.id));
-    if s.status != SessionStatus::Active {
-        return Err(not_live());
-    }
-    audit_as(&st, &caller, AuditAction::SessionWatched, Some(s.id), "web".into()).await?;
     let start = st.live.watch(s.id).await.ok_or_else(not_live)?;
     let id = s.id;
     Ok(ws.on_upgrade(move |socket| async move {

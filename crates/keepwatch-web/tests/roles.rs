@@ -1,5 +1,7 @@
-//! Every endpoint × every role, from one table: allowed, or refused (401/403/404) with
-//! nothing of the session in the answer.
+//! Every endpoint × every caller, from one table: allowed, or refused (401/403/404) with
+//! nothing of the session in the answer. The callers are the roles logged in from the
+//! browser and API tokens: a user token bound to alice, and a user token bound to nobody
+//! (made before user tokens named a person), which must see nothing at all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +11,12 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use ed25519_dalek::SigningKey;
 use futures::future::BoxFuture;
-use keepwatch_core::{ChannelKind, Role, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, ChannelKind, Role, SessionId, SessionStatus};
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::{Event, Pty, RecordingWriter, SessionStart, TimedEvent};
 use keepwatch_store::{
-    BlobStore, CommandRow, IndexProgress, SessionRow, Store, Vault, hash_password,
+    AuditFilter, BlobStore, CommandRow, IndexProgress, NewAudit, NewToken, SessionRow, Store,
+    Vault, hash_password,
 };
 use keepwatch_web::{LiveControl, WebConfig, WebState, router};
 use serde_json::{Value, json};
@@ -29,18 +32,62 @@ impl LiveControl for NoLiveSessions {
     fn watch(&self, _id: SessionId) -> BoxFuture<'_, Option<WatchStart>> {
         Box::pin(async { None })
     }
+    fn host_key_line(&self, text: &str) -> Result<String, String> {
+        // The real gateway parses the key with russh; here a well-formed-looking line will do.
+        let mut parts = text.split_whitespace();
+        match (parts.next(), parts.next()) {
+            (Some(kind @ "ssh-ed25519"), Some(b64)) if b64.starts_with("AAAA") => {
+                Ok(format!("{kind} {b64}"))
+            }
+            _ => Err("not an OpenSSH public key".into()),
+        }
+    }
 }
 
-const ROLES: [&str; 5] =
-    ["anonymous", "alice (user, owner)", "bob (other user)", "audrey (auditor)", "adam (admin)"];
+const ROLES: [&str; 7] = [
+    "anonymous",
+    "alice (user, owner)",
+    "bob (other user)",
+    "audrey (auditor)",
+    "adam (admin)",
+    "token:nobody (user token without a person)",
+    "token:alice-ci (user token for alice)",
+];
+/// The callers that must never see anything of alice's session.
+const STRANGERS: [usize; 2] = [2, 5];
 const PEOPLE: [(&str, Role); 4] =
     [("alice", Role::User), ("bob", Role::User), ("audrey", Role::Auditor), ("adam", Role::Admin)];
 
 struct Fixture {
     app: axum::Router,
     id: SessionId,
+    store: Store,
     _dir: tempfile::TempDir,
 }
+
+/// How a caller authenticates.
+enum Auth {
+    /// A browser session: the cookie header value and the CSRF token.
+    Browser(String, String),
+    /// An API token.
+    Bearer(String),
+}
+
+fn audit_by(actor: &str, action: AuditAction, detail: &str) -> NewAudit {
+    NewAudit {
+        actor: actor.into(),
+        action,
+        session_id: None,
+        client_addr: None,
+        detail: detail.into(),
+    }
+}
+
+/// A user-role token that names no person, as databases made before issue 9 hold them
+/// (`add_token` refuses to make one now; `set_token` replaces a token without a person).
+const NOBODY_TOKEN: &str = "kw_nobody-token";
+/// A user-role token bound to alice.
+const ALICE_TOKEN: &str = "kw_alice-token";
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -113,28 +160,55 @@ async fn fixture() -> Fixture {
         full_screen: false,
     };
     store.add_commands(id, &[command], IndexProgress::Complete).await.unwrap();
+    let token = |t: &str| keepwatch_web::sha256_hex(t);
+    let created = audit_by("test", AuditAction::TokenCreated, "fixture");
+    store.set_token("nobody", Role::User, &token(NOBODY_TOKEN), created.clone()).await.unwrap();
+    let alice = "alice".parse().unwrap();
+    let t = NewToken {
+        name: "alice-ci",
+        role: Role::User,
+        person: Some(&alice),
+        sha256_hex: &token(ALICE_TOKEN),
+    };
+    store.add_token(&t, created).await.unwrap();
     let vault = Vault::new(&[3; 32]).unwrap();
     let state = WebState::new(
-        store,
+        store.clone(),
         blobs,
         key.verifying_key(),
         Some(vault),
         Arc::new(NoLiveSessions),
         WebConfig::default(),
     );
-    Fixture { app: router(state), id, _dir: dir }
+    Fixture { app: router(state), id, store, _dir: dir }
 }
 
 async fn call(
     app: &axum::Router,
     method: &str,
     path: &str,
-    auth: Option<&(String, String)>,
+    auth: Option<&Auth>,
     body: Option<Value>,
 ) -> (StatusCode, String, axum::http::HeaderMap) {
+    call_from(app, method, path, auth, body, 40000).await
+}
+
+/// [`call`] from 127.0.0.1:`port`.
+async fn call_from(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    auth: Option<&Auth>,
+    body: Option<Value>,
+    port: u16,
+) -> (StatusCode, String, axum::http::HeaderMap) {
     let mut req = Request::builder().method(method).uri(path);
-    if let Some((cookie, csrf)) = auth {
-        req = req.header("cookie", cookie).header("x-csrf-token", csrf);
+    match auth {
+        Some(Auth::Browser(cookie, csrf)) => {
+            req = req.header("cookie", cookie).header("x-csrf-token", csrf);
+        }
+        Some(Auth::Bearer(token)) => req = req.header("authorization", format!("Bearer {token}")),
+        None => {}
     }
     let body = match body {
         Some(b) => {
@@ -144,7 +218,7 @@ async fn call(
         None => Body::empty(),
     };
     let mut req = req.body(body).unwrap();
-    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], port))));
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
@@ -152,7 +226,7 @@ async fn call(
     (status, String::from_utf8_lossy(&bytes).into_owned(), headers)
 }
 
-async fn login(app: &axum::Router, name: &str) -> (String, String) {
+async fn login(app: &axum::Router, name: &str) -> Auth {
     let (status, body, headers) = call(
         app,
         "POST",
@@ -164,11 +238,11 @@ async fn login(app: &axum::Router, name: &str) -> (String, String) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let cookie = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf"].as_str().unwrap().to_owned();
-    (cookie, csrf)
+    Auth::Browser(cookie, csrf)
 }
 
 /// Method, path, body, the status each of [`ROLES`] gets, and whether it shows alice's data.
-type Row = (&'static str, String, Option<Value>, [u16; 5], bool);
+type Row = (&'static str, String, Option<Value>, [u16; 7], bool);
 
 #[tokio::test]
 async fn every_endpoint_for_every_role() {
@@ -178,69 +252,150 @@ async fn every_endpoint_for_every_role() {
     for (name, _) in PEOPLE {
         auth.push(Some(login(&f.app, name).await));
     }
+    auth.push(Some(Auth::Bearer(NOBODY_TOKEN.into())));
+    auth.push(Some(Auth::Bearer(ALICE_TOKEN.into())));
     // (method, path, body, expected status per role in ROLES order, sees alice's data)
     let table: Vec<Row> = vec![
-        ("GET", "/api/v1/openapi.json".into(), None, [200, 200, 200, 200, 200], false),
-        ("GET", "/api/v1/me".into(), None, [401, 200, 200, 200, 200], false),
-        ("GET", "/api/v1/sessions".into(), None, [401, 200, 200, 200, 200], true),
-        ("GET", format!("/api/v1/sessions/{id}"), None, [401, 200, 404, 200, 200], true),
-        ("GET", format!("/api/v1/sessions/{id}/replay"), None, [401, 200, 404, 200, 200], true),
-        ("GET", format!("/api/v1/sessions/{id}/export"), None, [401, 403, 403, 200, 200], true),
+        ("GET", "/api/v1/openapi.json".into(), None, [200, 200, 200, 200, 200, 200, 200], false),
+        ("GET", "/api/v1/me".into(), None, [401, 200, 200, 200, 200, 200, 200], false),
+        ("GET", "/api/v1/sessions".into(), None, [401, 200, 200, 200, 200, 200, 200], true),
+        ("GET", format!("/api/v1/sessions/{id}"), None, [401, 200, 404, 200, 200, 404, 200], true),
+        (
+            "GET",
+            format!("/api/v1/sessions/{id}/replay"),
+            None,
+            [401, 200, 404, 200, 200, 404, 200],
+            true,
+        ),
+        // A later window of the replay is the same look (and as audited: `replay_windows`).
+        (
+            "GET",
+            format!("/api/v1/sessions/{id}/replay?from_us=1"),
+            None,
+            [401, 200, 404, 200, 200, 404, 200],
+            true,
+        ),
+        // Asking for alice's sessions by name changes nothing for those who may not see them.
+        (
+            "GET",
+            "/api/v1/sessions?user=alice".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{id}/export"),
+            None,
+            [401, 403, 403, 200, 200, 403, 403],
+            true,
+        ),
         (
             "POST",
             format!("/api/v1/sessions/{id}/terminate"),
             Some(json!({"reason": "r"})),
-            [401, 403, 403, 409, 409],
+            [401, 403, 403, 409, 409, 403, 403],
             false,
         ),
-        ("GET", "/api/v1/search?q=secret-output".into(), None, [401, 200, 200, 200, 200], true),
-        ("GET", "/api/v1/index".into(), None, [401, 403, 403, 200, 200], false),
-        ("GET", format!("/api/v1/index?session={id}"), None, [401, 403, 403, 200, 200], true),
+        (
+            "GET",
+            "/api/v1/search?q=secret-output".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+            true,
+        ),
+        (
+            "GET",
+            "/api/v1/search?q=secret-output&user=alice".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+            true,
+        ),
+        ("GET", "/api/v1/index".into(), None, [401, 403, 403, 200, 200, 403, 403], false),
+        (
+            "GET",
+            format!("/api/v1/index?session={id}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 403],
+            true,
+        ),
         (
             "GET",
             format!("/api/v1/index?session={}", SessionId::new()),
             None,
-            [401, 403, 403, 404, 404],
+            [401, 403, 403, 404, 404, 403, 403],
             false,
         ),
-        ("GET", "/api/v1/live".into(), None, [401, 403, 403, 200, 200], false),
-        ("GET", "/api/v1/audit".into(), None, [401, 403, 403, 200, 200], false),
-        ("GET", "/api/v1/people".into(), None, [401, 403, 403, 403, 200], false),
+        ("GET", "/api/v1/live".into(), None, [401, 403, 403, 200, 200, 403, 403], false),
+        ("GET", "/api/v1/audit".into(), None, [401, 403, 403, 200, 200, 403, 403], false),
+        ("GET", "/api/v1/people".into(), None, [401, 403, 403, 403, 200, 403, 403], false),
         (
             "POST",
             "/api/v1/people".into(),
             Some(json!({"name": "newbie", "role": "user"})),
-            [401, 403, 403, 403, 200],
+            [401, 403, 403, 403, 200, 403, 403],
             false,
         ),
-        ("GET", "/api/v1/targets".into(), None, [401, 403, 403, 403, 200], false),
+        ("GET", "/api/v1/targets".into(), None, [401, 403, 403, 403, 200, 403, 403], false),
         (
             "POST",
             "/api/v1/targets".into(),
-            Some(json!({"name": "db01", "host": "10.0.0.5", "login": "root", "password": "pw"})),
-            [401, 403, 403, 403, 200],
+            Some(json!({"name": "db01", "host": "10.0.0.5", "login": "root", "password": "pw",
+                "trust_on_first_use": true})),
+            [401, 403, 403, 403, 200, 403, 403],
             false,
         ),
-        ("GET", "/api/v1/grants".into(), None, [401, 403, 403, 403, 200], false),
+        // Issue 9: a target from the console names its host key or chooses trust on first use.
+        (
+            "POST",
+            "/api/v1/targets".into(),
+            Some(json!({"name": "db02", "host": "10.0.0.6", "login": "root", "password": "pw"})),
+            [401, 403, 403, 403, 400, 403, 403],
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/targets".into(),
+            Some(json!({"name": "db03", "host": "10.0.0.7", "login": "root", "password": "pw",
+                "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk comment"})),
+            [401, 403, 403, 403, 200, 403, 403],
+            false,
+        ),
+        ("GET", "/api/v1/grants".into(), None, [401, 403, 403, 403, 200, 403, 403], false),
         (
             "POST",
             "/api/v1/grants".into(),
             Some(json!({"user": "bob", "target": "db01"})),
-            [401, 403, 403, 403, 200],
+            [401, 403, 403, 403, 200, 403, 403],
             false,
         ),
         (
             "DELETE",
             "/api/v1/grants?user=bob&target=db01".into(),
             None,
-            [401, 403, 403, 403, 200],
+            [401, 403, 403, 403, 200, 403, 403],
             false,
         ),
         (
             "POST",
             "/api/v1/tokens".into(),
             Some(json!({"name": "ci", "role": "auditor"})),
-            [401, 403, 403, 403, 200],
+            [401, 403, 403, 403, 200, 403, 403],
+            false,
+        ),
+        // Issue 9: a user token acts for a person, so one without a person is refused.
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"name": "ci-user", "role": "user"})),
+            [401, 403, 403, 403, 400, 403, 403],
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"name": "ci-bob", "role": "user", "person": "bob"})),
+            [401, 403, 403, 403, 200, 403, 403],
             false,
         ),
     ];
@@ -258,14 +413,15 @@ async fn every_endpoint_for_every_role() {
                     "{method} {path} as {role} leaks: {text}"
                 );
             }
-            // Bob (a user) never sees alice's session, even where he may call the endpoint.
-            if *data && r == 2 {
+            // Bob (a user) and a user token of nobody never see alice's session, even where
+            // they may call the endpoint.
+            if *data && STRANGERS.contains(&r) {
                 assert!(
                     !text.contains("alice") && !text.contains("secret-output"),
-                    "{method} {path} leaks to bob: {text}"
+                    "{method} {path} leaks to {role}: {text}"
                 );
             }
-            if *data && expected[r] == 200 && r != 2 && !path.contains("/export") {
+            if *data && expected[r] == 200 && !STRANGERS.contains(&r) && !path.contains("/export") {
                 assert!(
                     text.contains(&id) || text.contains("secret-output"),
                     "{method} {path} as {role}: {text}"
@@ -278,8 +434,8 @@ async fn every_endpoint_for_every_role() {
 #[tokio::test]
 async fn a_state_change_needs_the_csrf_token() {
     let f = fixture().await;
-    let (cookie, _) = login(&f.app, "adam").await;
-    let wrong = (cookie, "not-the-token".to_owned());
+    let Auth::Browser(cookie, _) = login(&f.app, "adam").await else { unreachable!() };
+    let wrong = Auth::Browser(cookie, "not-the-token".to_owned());
     let (status, text, _) = call(
         &f.app,
         "POST",
@@ -290,4 +446,53 @@ async fn a_state_change_needs_the_csrf_token() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("X-CSRF-Token"));
+}
+
+/// Issue 9: every replay window is a look, audited whatever `from_us` says; the server
+/// writes one `recording_replayed` per viewer, address and session within
+/// `REPLAY_AUDIT_WINDOW`.
+#[tokio::test]
+async fn replay_windows() {
+    let f = fixture().await;
+    let replays = || async {
+        let filter = AuditFilter {
+            action: Some(AuditAction::RecordingReplayed),
+            session: Some(f.id),
+            ..Default::default()
+        };
+        f.store.audit_events(&filter).await.unwrap()
+    };
+    let alice = login(&f.app, "alice").await;
+    let window = |from: u64| {
+        format!("/api/v1/sessions/{}/replay?from_us={from}&until_us={}", f.id, from + 15_000_000)
+    };
+    // A window past the start, asked first, is audited (it was not before issue 9).
+    let (status, body, _) = call(&f.app, "GET", &window(5), Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = replays().await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].actor.as_str(), seen[0].client_addr.as_deref()),
+        ("alice", Some("127.0.0.1:40000"))
+    );
+    // More windows from the same place, the start included: the same look.
+    for from in [0, 20, 7] {
+        let (status, _, _) = call(&f.app, "GET", &window(from), Some(&alice), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _, _) = call_from(&f.app, "GET", &window(9), Some(&alice), None, 40001).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replays().await.len(), 1, "another port of the same address is the same viewer");
+    // Another viewer, or the same one from another address, is another look.
+    let audrey = login(&f.app, "audrey").await;
+    call(&f.app, "GET", &window(3), Some(&audrey), None).await;
+    call(&f.app, "GET", &window(3), Some(&Auth::Bearer(ALICE_TOKEN.into())), None).await;
+    let seen = replays().await;
+    let actors: Vec<&str> = seen.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, ["token:alice-ci", "audrey", "alice"], "{seen:?}");
+    // A refused look is no look: nothing is written for bob.
+    let bob = login(&f.app, "bob").await;
+    let (status, _, _) = call(&f.app, "GET", &window(3), Some(&bob), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(replays().await.len(), 3);
 }

@@ -227,9 +227,9 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
         TargetCommand::Add(a) => {
             check_name("target", &a.name)?;
             let vault = dir.vault()?;
-            let secret = if a.password_stdin {
+            let (secret, plaintext) = if a.password_stdin {
                 let pw = read_stdin_secret("password")?;
-                TargetSecret::Password(vault.seal(&a.name, pw.as_bytes())?)
+                (TargetSecret::Password(Vec::new()), pw.into_bytes())
             } else {
                 let path = a.key.as_ref().context("pass --password-stdin or --key")?;
                 let text = std::fs::read_to_string(path)
@@ -242,8 +242,9 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                         path.display()
                     );
                 }
-                TargetSecret::PrivateKey(vault.seal(&a.name, text.trim().as_bytes())?)
+                (TargetSecret::PrivateKey(Vec::new()), text.trim().as_bytes().to_vec())
             };
+            let plaintext = keepwatch_core::Secret::new(plaintext);
             let algorithms = keepwatch_store::Algorithms {
                 kex: a.kex.clone(),
                 host_key: a.host_key_algorithms.clone(),
@@ -261,23 +262,24 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                 }
                 None => None,
             };
-            store
-                .add_target(&NewTarget {
-                    name: a.name.clone(),
-                    host: a.host.clone(),
-                    port: a.port,
-                    login: a.login.clone(),
-                    secret,
-                    host_key,
-                    trust_on_first_use: a.trust_on_first_use,
-                    on_recording_failure: a.on_recording_failure,
-                    algorithms,
-                })
-                .await?;
+            let mut target = NewTarget {
+                name: a.name.clone(),
+                host: a.host.clone(),
+                port: a.port,
+                login: a.login.clone(),
+                secret,
+                host_key,
+                trust_on_first_use: a.trust_on_first_use,
+                on_recording_failure: a.on_recording_failure,
+                algorithms,
+            };
+            // Bound to the whole row: an edit of it outside keepwatch makes the secret unusable.
+            target.seal_secret(&vault, plaintext.expose())?;
+            store.add_target(&target).await?;
             audit(
                 &store,
                 AuditAction::TargetAdded,
-                format!("target {} {}@{}:{}", a.name, a.login, a.host, a.port),
+                format!("target {} {}", a.name, target.binding()),
             )
             .await?;
             println!("added target {} ({}@{}:{})", a.name, a.login, a.host, a.port);

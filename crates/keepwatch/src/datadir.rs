@@ -410,11 +410,22 @@ impl DataDir {
         }
         let vault_key = Vault::generate_key()?;
         write_secret_file(&self.path(VAULT_KEY), hex(&vault_key).as_bytes())?;
-        let store =
-            Store::open_sqlite(&self.path(DB)).await.context("cannot create the database")?;
+        let store = Store::open_sqlite(&self.path(DB))
+            .await
+            .context("cannot create the database")?
+            .with_audit_key(Arc::new(signing.clone()));
         let password = random_password()?;
         let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
         store.add_person("admin", Role::Admin, Some(&hash), &[]).await?;
+        store
+            .audit(keepwatch_store::NewAudit {
+                actor: crate::output::local_actor(),
+                action: keepwatch_core::AuditAction::UserAdded,
+                session_id: None,
+                client_addr: None,
+                detail: "user admin role admin (init)".into(),
+            })
+            .await?;
         store.close().await;
         // The config goes last: its presence is what marks the directory as initialised.
         let config = match signing_key {

@@ -1,12 +1,29 @@
-//! Shared output helpers: times, tables and the CLI's audit actor.
+//! Shared output helpers: times, tables, the CLI's viewer, and files written whole or not
+//! at all.
 
+use std::borrow::Cow;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keepwatch_core::{Role, Viewer, escape_controls};
 use time::OffsetDateTime;
 
 /// RFC 3339 in UTC with microseconds, as the API prints it.
 pub(crate) use keepwatch_web::rfc3339;
 
-/// Prints rows as left-aligned columns under a header.
+/// Text from the database as it may reach the terminal: control characters escaped
+/// visibly (rows stored before audit events were cleaned, names and paths from outside).
+pub(crate) fn safe(s: &str) -> Cow<'_, str> {
+    escape_controls(s)
+}
+
+/// Prints rows as left-aligned columns under a header; every cell is printed [`safe`].
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| safe(c).into_owned()).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -30,27 +47,101 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// The audit actor for CLI actions: `local:<os user>`.
+/// The audit actor for CLI actions: `local:<os user>`, the user the process runs as (from
+/// its uid, not from `$USER`, which whoever runs the CLI sets as they like).
 pub(crate) fn local_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(os_user_name)
-        .unwrap_or_else(|| "unknown".into());
-    format!("local:{user}")
+    match os_user_name() {
+        Some(user) => format!("local:{user}"),
+        None => match process_uid() {
+            Some(uid) => format!("local:uid{uid}"),
+            None => "local:unknown".into(),
+        },
+    }
 }
 
-/// The name of the process's user from /etc/passwd (USER is unset under cron, CI and sudo -E).
-fn os_user_name() -> Option<String> {
+/// The CLI as a viewer of sessions: the local OS user, with the admin role (whoever can
+/// open the data directory holds everything in it).
+pub(crate) fn cli_viewer() -> Viewer {
+    Viewer { actor: local_actor(), person: None, role: Role::Admin, client_addr: None }
+}
+
+fn process_uid() -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    Some(std::fs::metadata("/proc/self").ok()?.uid())
+}
+
+/// The name of the process's user from /etc/passwd.
+fn os_user_name() -> Option<String> {
+    let uid = process_uid()?.to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let mut f = l.split(':');
         let name = f.next()?;
-        (f.nth(1)? == uid).then(|| name.to_owned())
+        (f.nth(1)? == uid && !name.is_empty()).then(|| name.to_owned())
     })
+}
+
+/// A file written whole or not at all: [`NewFile::create`] makes a new file next to `dest`
+/// (created exclusively and never through a symlink, mode 0600); [`NewFile::commit`] syncs
+/// it and renames it over `dest` once the caller has checked what it wrote. Dropped
+/// without a commit (any failure on the way), it removes the new file and `dest` is left as
+/// it was: an existing file is never truncated first, and a symlink at `dest` is replaced by
+/// the rename, never followed.
+pub(crate) struct NewFile {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl NewFile {
+    pub(crate) fn create(dest: &Path) -> anyhow::Result<NewFile> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .with_context(|| format!("{} names no file", dest.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+        let suffix: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".{name}.keepwatch-{suffix}.tmp"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(NewFile { file: Some(file), tmp, dest: dest.to_path_buf() })
+    }
+
+    /// Appends `bytes`.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let file = self.file.as_mut().context("file already closed")?;
+        file.write_all(bytes).with_context(|| format!("cannot write {}", self.tmp.display()))
+    }
+
+    /// Syncs the new file and moves it over the destination.
+    pub(crate) fn commit(mut self) -> anyhow::Result<()> {
+        let file = self.file.take().context("file already closed")?;
+        file.sync_all().with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest)
+            .with_context(|| format!("cannot move the new file over {}", self.dest.display()))?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 pub(crate) fn print_json(v: &serde_json::Value) {

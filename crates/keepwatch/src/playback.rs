@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use keepwatch_core::{AuditAction, SessionId};
+use keepwatch_core::{Look, SessionId};
 use keepwatch_recording::{Event, TimedEvent, read_events};
 
 use crate::datadir::DataDir;
-use crate::sessions::audit_view;
 use keepwatch_web::playback::{asciicast, pick_channel};
 
 #[derive(Args)]
@@ -58,24 +57,16 @@ pub(crate) struct ExportArgs {
     channel: Option<u32>,
 }
 
+/// The session (after its look is audited) and the events of its recording.
 async fn load(
     dir: &DataDir,
     id: SessionId,
-    action: AuditAction,
-) -> anyhow::Result<Vec<TimedEvent>> {
+    look: Look,
+    detail: &str,
+) -> anyhow::Result<(keepwatch_store::SessionRow, Vec<TimedEvent>)> {
     let store = dir.store().await?;
-    if store.session(id).await?.is_none() {
-        bail!("session {id} not found (see `keepwatch sessions`)");
-    }
-    let bytes = dir
-        .blobs()?
-        .read_recording(id)
-        .await
-        .with_context(|| format!("cannot read the recording of session {id}"))?;
-    audit_view(&store, action, id, String::new()).await?;
-    read_events(&bytes).with_context(|| {
-        format!("recording of session {id} is damaged (run `keepwatch verify {id}`)")
-    })
+    let row = crate::sessions::look(&store, id, look, detail).await?;
+    Ok((row, events(dir, id).await?))
 }
 
 /// The events of a recording (sealed or live), without an audit event of their own: the
@@ -173,15 +164,20 @@ pub(crate) fn describe(e: &Event) -> String {
 }
 
 pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = dir.store().await?;
-    let started = store.session(a.id).await?.map(|s| s.started_at_us).unwrap_or_default();
-    let events = load(dir, a.id, AuditAction::RecordingExported).await?;
+    let detail = match &a.output {
+        Some(path) => format!("asciicast to {}", path.display()),
+        None => "asciicast to standard output".into(),
+    };
+    let (row, events) = load(dir, a.id, Look::Export, &detail).await?;
     let text = match a.format {
-        Format::Asciicast => asciicast(&events, started, a.channel, a.input),
+        Format::Asciicast => asciicast(&events, row.started_at_us, a.channel, a.input),
     };
     match &a.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => {
+            let mut file = crate::output::NewFile::create(path)?;
+            file.write(text.as_bytes())?;
+            file.commit()?;
+        }
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .context("cannot write to standard output")?,
@@ -214,7 +210,7 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
         bail!("--speed must be a positive number");
     }
     let (start_us, command_channel) = replay_start(dir, &a).await?;
-    let events = load(dir, a.id, AuditAction::RecordingReplayed).await?;
+    let (_, events) = load(dir, a.id, Look::Replay, "replay").await?;
     let Some((ch, ..)) = pick_channel(&events, a.channel.or(command_channel)) else {
         bail!("session {} has no channel to replay", a.id);
     };

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use keepwatch_core::{AuditAction, Role, SessionId};
-use keepwatch_store::{NewAudit, Store};
+use keepwatch_core::{AuditAction, PersonName, Role, SessionId};
+use keepwatch_store::{NewAudit, NewToken, Store, TokenRow};
 use keepwatch_web::{CLI_TOKEN_NAME, random_token, sha256_hex};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,6 +48,10 @@ pub(crate) enum TokenCommand {
         name: String,
         #[arg(long, value_parser = ["user", "auditor", "admin"])]
         role: String,
+        /// The person the token acts for (required with --role user: the token sees only
+        /// this person's sessions and search hits).
+        #[arg(long, value_name = "NAME")]
+        person: Option<PersonName>,
     },
     /// List tokens (never the tokens themselves).
     List {
@@ -61,7 +65,17 @@ pub(crate) enum TokenCommand {
 /// Called by `run`: a fresh local credential and the web address for this run's CLI.
 pub(crate) async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> anyhow::Result<()> {
     let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
-    store.set_token(CLI_TOKEN_NAME, Role::Admin, &sha256_hex(&token)).await?;
+    // A new admin credential at every start: audited like any other token.
+    let audit = NewAudit {
+        actor: local_actor(),
+        action: AuditAction::TokenCreated,
+        session_id: None,
+        client_addr: None,
+        detail: format!(
+            "{CLI_TOKEN_NAME} as admin (the CLI's credential for this run of the gateway)"
+        ),
+    };
+    store.set_token(CLI_TOKEN_NAME, Role::Admin, &sha256_hex(&token), audit).await?;
     write_private(&dir.root().join(TOKEN_FILE), &token)?;
     write_private(&dir.root().join(ADDR_FILE), &addr.to_string())?;
     Ok(())
@@ -179,28 +193,42 @@ async fn post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result
 pub(crate) async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     match cmd {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create { name, role, person } => {
             if !keepwatch_core::valid_name(&name) || name == CLI_TOKEN_NAME {
                 bail!(
                     "{name:?} is not a valid token name (letters, digits, . _ -; not {CLI_TOKEN_NAME})"
                 );
             }
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if role == Role::User && person.is_none() {
+                bail!(
+                    "a user token acts for one person: add --person NAME (it then sees only that person's sessions)"
+                );
+            }
             let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
-            store.add_token(&name, role, &sha256_hex(&token)).await?;
-            store
-                .audit(NewAudit {
-                    actor: local_actor(),
-                    action: AuditAction::TokenCreated,
-                    session_id: None,
-                    client_addr: None,
-                    detail: format!("{name} as {}", role.as_str()),
-                })
-                .await?;
+            let detail = match &person {
+                Some(p) => format!("{name} as {} for {p}", role.as_str()),
+                None => format!("{name} as {}", role.as_str()),
+            };
+            let new = NewToken {
+                name: &name,
+                role,
+                person: person.as_ref(),
+                sha256_hex: &sha256_hex(&token),
+            };
+            let audit = NewAudit {
+                actor: local_actor(),
+                action: AuditAction::TokenCreated,
+                session_id: None,
+                client_addr: None,
+                detail,
+            };
+            store.add_token(&new, audit).await?;
             println!("{token}");
             eprintln!(
-                "keepwatch: token {name} ({}) created; it is shown only this once",
-                role.as_str()
+                "keepwatch: token {name} ({}{}) created; it is shown only this once",
+                role.as_str(),
+                person.map(|p| format!(" for {p}")).unwrap_or_default()
             );
         }
         TokenCommand::List { json } => {
@@ -208,10 +236,15 @@ pub(crate) async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<Ex
             if json {
                 print_json(&Value::Array(
                     rows.iter()
-                        .map(|t| json!({
-                            "name": t.name, "role": t.role.as_str(), "created_at": rfc3339(t.created_at_us),
-                            "last_used_at": t.last_used_at_us.map(rfc3339),
-                        }))
+                        .map(|t| {
+                            json!({
+                                "name": t.name, "role": t.role.as_str(),
+                                "person": t.person.as_ref().map(|p| p.to_string()),
+                                "sees": token_sees(t),
+                                "created_at": rfc3339(t.created_at_us),
+                                "last_used_at": t.last_used_at_us.map(rfc3339),
+                            })
+                        })
                         .collect(),
                 ));
             } else {
@@ -221,18 +254,37 @@ pub(crate) async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<Ex
                         vec![
                             t.name.clone(),
                             t.role.as_str().into(),
+                            token_sees(t),
                             rfc3339(t.created_at_us),
                             t.last_used_at_us.map(rfc3339).unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
-                table(&["NAME", "ROLE", "CREATED", "LAST USED"], &cells);
+                table(&["NAME", "ROLE", "SEES", "CREATED", "LAST USED"], &cells);
             }
         }
         TokenCommand::Remove { name } => {
-            store.remove_token(&name).await?;
+            let audit = NewAudit {
+                actor: local_actor(),
+                action: AuditAction::TokenRemoved,
+                session_id: None,
+                client_addr: None,
+                detail: name.clone(),
+            };
+            store.remove_token(&name, audit).await?;
             println!("removed token {name}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whose sessions a token sees, as `token list` says it.
+fn token_sees(t: &TokenRow) -> String {
+    match (t.role, &t.person) {
+        (Role::User, Some(p)) => format!("{p}'s sessions"),
+        (Role::User, None) => {
+            "nothing: made before user tokens named a person; create it again with --person".into()
+        }
+        (_, _) => "every session".into(),
+    }
 }

@@ -57,6 +57,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     // One login limiter and one password checker for the SSH gateway and the console.
     let logins = Arc::new(keepwatch_core::LoginLimiter::new(cfg.login_limits()));
     let passwords = cfg.password_checker();
+    reseal_legacy_secrets(dir, &store).await?;
     let ctx = Arc::new(GatewayContext::new(
         store.clone(),
         dir.vault()?,
@@ -161,6 +162,35 @@ impl keepwatch_web::LiveControl for Gateway {
     ) -> futures::future::BoxFuture<'_, Option<keepwatch_recorder::WatchStart>> {
         Box::pin(self.0.watch(id))
     }
+    fn host_key_line(&self, text: &str) -> Result<String, String> {
+        russh::keys::PublicKey::from_openssh(text.trim())
+            .map(|k| keepwatch_ssh::host_key_line(&k))
+            .map_err(|e| e.to_string().to_lowercase())
+    }
+}
+
+/// Target secrets sealed before secrets were bound to their target's row are sealed again,
+/// bound to the row as it is now (each audited), before any session can use them.
+async fn reseal_legacy_secrets(
+    dir: &DataDir,
+    store: &keepwatch_store::Store,
+) -> anyhow::Result<()> {
+    let vault = dir.vault()?;
+    let done = store
+        .reseal_legacy_secrets(&vault, &crate::output::local_actor())
+        .await
+        .context("cannot seal old target secrets again")?;
+    for r in done {
+        match r {
+            keepwatch_store::Resealed::Resealed { target } => eprintln!(
+                "keepwatch: sealed the secret of target {target} again, bound to its current settings (audited)"
+            ),
+            keepwatch_store::Resealed::Unreadable { target, reason } => eprintln!(
+                "keepwatch: warning: the old secret of target {target} does not open ({reason}); sessions to it will be refused"
+            ),
+        }
+    }
+    Ok(())
 }
 
 async fn serve_web(

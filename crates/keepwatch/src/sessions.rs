@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use keepwatch_core::{AuditAction, SessionId};
+use keepwatch_core::{AuditAction, Look, SessionId};
 use keepwatch_recorder::{Problem, check_anchor, check_audit, check_ledger, check_session};
 use keepwatch_recording::anchor::Anchor;
 use keepwatch_store::{
@@ -18,7 +18,7 @@ use crate::transfers::{TRANSFER_HEADERS, transfer_cells, transfer_json};
 use serde_json::{Value, json};
 
 use crate::datadir::{DataDir, fingerprint, read_public_key, to_hex};
-use crate::output::{local_actor, print_json, rfc3339, table};
+use crate::output::{cli_viewer, local_actor, print_json, rfc3339, safe, table};
 
 #[derive(Args)]
 pub(crate) struct ListArgs {
@@ -71,7 +71,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct AuditArgs {
     /// Only this action (e.g. login_refused, session_started, session_watched).
     #[arg(long)]
-    action: Option<String>,
+    action: Option<AuditAction>,
     /// Only this actor (a person, `token:NAME`, or `local:OS_USER` for the CLI).
     #[arg(long, value_name = "A")]
     actor: Option<String>,
@@ -180,48 +180,39 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn session_or_fail(store: &Store, id: SessionId) -> anyhow::Result<SessionRow> {
-    store
-        .session(id)
-        .await?
-        .with_context(|| format!("session {id} not found (see `keepwatch sessions`)"))
-}
-
-pub(crate) async fn audit_view(
+/// One look at session `id` by the CLI (`local:<os user>`, admin), decided and audited by
+/// `Store::look`, the function the web console uses too; refused if it cannot be audited.
+pub(crate) async fn look(
     store: &Store,
-    action: AuditAction,
     id: SessionId,
-    detail: String,
-) -> anyhow::Result<()> {
-    store
-        .audit(NewAudit {
-            actor: local_actor(),
-            action,
-            session_id: Some(id),
-            client_addr: None,
-            detail,
-        })
-        .await
-        .context("cannot write the audit event; refusing to show the recording unaudited")
+    look: Look,
+    detail: &str,
+) -> anyhow::Result<SessionRow> {
+    match store.look(&cli_viewer(), id, look, detail).await {
+        Ok(row) => Ok(row),
+        Err(keepwatch_store::LookError::NotFound { id }) => {
+            anyhow::bail!("session {id} not found (see `keepwatch sessions`)")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
-    let s = session_or_fail(&store, a.id).await?;
+    let s = look(&store, a.id, Look::View, "show").await?;
     let channels = store.channels(s.id).await?;
-    audit_view(&store, AuditAction::SessionViewed, s.id, "show".into()).await?;
     if a.json {
         print_json(&session_json(&store, &s).await?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("session   {}", s.id);
-    println!("user      {}", s.person);
-    println!("target    {} ({}@{})", s.target, s.target_login, s.target_host);
-    println!("client    {}", s.client_addr);
+    println!("user      {}", safe(&s.person));
+    println!("target    {} ({}@{})", safe(&s.target), safe(&s.target_login), safe(&s.target_host));
+    println!("client    {}", safe(&s.client_addr));
     println!(
         "status    {}{}",
         s.status,
-        s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        s.reason.as_ref().map(|r| format!(" ({})", safe(r))).unwrap_or_default()
     );
     println!("started   {}", rfc3339(s.started_at_us));
     println!("ended     {}", s.ended_at_us.map(rfc3339).unwrap_or_else(|| "-".into()));
@@ -234,7 +225,7 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
         let what = channel_label(c);
         let pty = c.pty_term.as_ref().map(|t| format!(" pty {t}")).unwrap_or_default();
         let exit = c.exit_status.map(|e| format!(" exit {e}")).unwrap_or_default();
-        println!("  #{} {what}{pty}{exit}", c.channel);
+        println!("  #{} {}", c.channel, safe(&format!("{what}{pty}{exit}")));
     }
     let transfers =
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
@@ -259,7 +250,8 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     if a.events {
         println!("events");
         for e in crate::playback::events(dir, s.id).await? {
-            println!("  {:>12.6}s {}", e.at_us as f64 / 1e6, crate::playback::describe(&e.event));
+            let what = crate::playback::describe(&e.event);
+            println!("  {:>12.6}s {}", e.at_us as f64 / 1e6, safe(&what));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -338,7 +330,7 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &problems {
-            println!("{p}");
+            println!("{}", safe(&p.to_string()));
         }
         eprintln!("keepwatch: {} problem(s) found in {checked} recording(s)", problems.len());
         Ok(ExitCode::from(1))
@@ -421,8 +413,9 @@ pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCod
             events
                 .iter()
                 .map(|e| json!({
-                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action,
-                    "session": e.session_id, "client_addr": e.client_addr, "detail": e.detail,
+                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action.as_str(),
+                    "session": e.session_id.map(|s| s.to_string()), "client_addr": e.client_addr,
+                    "detail": e.detail,
                 }))
                 .collect::<Vec<_>>()
         ));
@@ -433,8 +426,8 @@ pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCod
                 vec![
                     rfc3339(e.at_us),
                     e.actor.clone(),
-                    e.action.clone(),
-                    e.session_id.clone().unwrap_or_default(),
+                    e.action.to_string(),
+                    e.session_id.map(|s| s.to_string()).unwrap_or_default(),
                     e.detail.clone(),
                 ]
             })

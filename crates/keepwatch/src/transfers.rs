@@ -1,21 +1,20 @@
 //! `keepwatch transfers`: files moved across sessions, by person, target, path or hash, and
 //! `keepwatch transfers get`: the content a grant kept, exactly as it moved.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
-use keepwatch_core::{AuditAction, glob_match};
+use keepwatch_core::{Look, SessionId, glob_match};
+use keepwatch_recording::{Event, TimedEvent};
 use keepwatch_store::{ContentCapture, TransferFilter, TransferRow};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::datadir::{DataDir, to_hex};
-use crate::output::{print_json, rfc3339, table};
-use crate::sessions::audit_view;
+use crate::output::{NewFile, print_json, rfc3339, safe, table};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -143,7 +142,9 @@ async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes a transfer's kept content to `out`, checked against the recorded SHA-256.
+/// Writes a transfer's kept content to `out`, checked against the SHA-256 its signed
+/// recording holds (never the database row's: someone who can edit the database could make
+/// a changed copy match it).
 async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let t = store
@@ -153,39 +154,267 @@ async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
     match &t.capture {
         Some(ContentCapture::Captured { .. }) => {}
         Some(ContentCapture::Skipped { reason }) => {
-            bail!("transfer {id}: its content was not kept ({reason})")
+            bail!("transfer {id}: its content was not kept ({})", safe(reason))
         }
         None => bail!(
             "transfer {id}: its content was not kept; grants keep copies of new transfers with \
              `keepwatch grant USER TARGET --capture-content`"
         ),
     }
-    audit_view(
-        &store,
-        AuditAction::CaptureDownloaded,
-        t.session_id,
-        format!("transfer {id} {:?}", t.path),
-    )
-    .await?;
+    let detail = format!("transfer {id} {:?} to {}", t.path, out.display());
+    crate::sessions::look(&store, t.session_id, Look::CaptureDownload, &detail).await?;
+    let recorded = recorded_capture_of(dir, t.session_id, id).await?;
+    let recorded_hex = to_hex(&recorded.sha256);
+    if t.sha256.as_deref() != Some(recorded_hex.as_str()) {
+        eprintln!(
+            "keepwatch: warning: the database row of transfer {id} says SHA-256 {}, its signed recording {recorded_hex}: the row was changed (run `keepwatch verify --all`); checking against the recording",
+            safe(t.sha256.as_deref().unwrap_or("none"))
+        );
+    }
     let mut pieces = dir.blobs()?.capture(t.session_id, id).await?;
-    let mut file =
-        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut file = NewFile::create(out)?;
     let mut hasher = Sha256::new();
     let mut written = 0u64;
     while let Some(piece) = pieces.try_next().await? {
         hasher.update(&piece);
-        file.write_all(&piece).with_context(|| format!("cannot write {}", out.display()))?;
+        file.write(&piece)?;
         written += piece.len() as u64;
     }
-    file.sync_all().with_context(|| format!("cannot write {}", out.display()))?;
     let got = to_hex(&hasher.finalize());
-    if t.sha256.as_deref() != Some(got.as_str()) {
-        let _ = std::fs::remove_file(out);
+    if got != recorded_hex || written != recorded.bytes {
+        // `file` is dropped uncommitted: the new file goes, `out` stays as it was.
         bail!(
-            "transfer {id}: the kept content has SHA-256 {got}, the recording says {}; the stored copy was changed, so nothing was written",
-            t.sha256.as_deref().unwrap_or("none")
+            "transfer {id}: the kept content ({written} bytes) has SHA-256 {got}, the recording says {recorded_hex} ({} bytes); the stored copy was changed, so nothing was written",
+            recorded.bytes
         );
     }
-    println!("wrote {written} bytes to {} (sha256 {got}, as recorded)", out.display());
+    file.commit()?;
+    println!(
+        "wrote {written} bytes to {} (the {} of {}, sha256 {got}, as recorded)",
+        out.display(),
+        if recorded.upload { "upload" } else { "download" },
+        safe(&format!("{:?}", recorded.path))
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a session's signed recording says about the kept copy of transfer `id`.
+async fn recorded_capture_of(
+    dir: &DataDir,
+    session: SessionId,
+    id: i64,
+) -> anyhow::Result<RecordedCapture> {
+    let key = dir.verifying_key()?;
+    let bytes = dir
+        .blobs()?
+        .read_recording(session)
+        .await
+        .with_context(|| format!("cannot read the recording of session {session}"))?;
+    let events = tokio::task::spawn_blocking(move || signed_events(&bytes, &key, session))
+        .await
+        .context("reading the recording failed")??;
+    recorded_capture(&events, id).map_err(|why| {
+        anyhow::anyhow!(
+            "transfer {id}: the signed recording of session {session} does not vouch for a kept copy of it ({why}); nothing was written"
+        )
+    })
+}
+
+/// The events of the chunks of a recording that its signatures vouch for (all of a sealed
+/// recording; up to the last checkpoint of a live one), after verifying it with `key`.
+fn signed_events(
+    bytes: &[u8],
+    key: &ed25519_dalek::VerifyingKey,
+    session: SessionId,
+) -> anyhow::Result<Vec<TimedEvent>> {
+    let bytes = &bytes[..keepwatch_recording::valid_prefix_len(bytes)];
+    let verified = keepwatch_recording::verify(bytes, key).with_context(|| {
+        format!(
+            "the recording of session {session} does not verify (run `keepwatch verify {session}`)"
+        )
+    })?;
+    if verified.start.session_id != session {
+        bail!(
+            "the recording filed under session {session} is of session {}",
+            verified.start.session_id
+        );
+    }
+    let Some(last_signed) = verified.last_checkpoint_seq else { return Ok(Vec::new()) };
+    let mut events = Vec::new();
+    for chunk in keepwatch_recording::chunks(bytes) {
+        let chunk = chunk.with_context(|| format!("recording of session {session} is damaged"))?;
+        if chunk.seq > last_signed {
+            break;
+        }
+        events.extend(
+            chunk.events().with_context(|| format!("recording of session {session} is damaged"))?,
+        );
+    }
+    Ok(events)
+}
+
+/// A kept copy as its recording describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RecordedCapture {
+    path: String,
+    upload: bool,
+    sha256: [u8; 32],
+    bytes: u64,
+}
+
+/// The channel an event belongs to, if any.
+fn channel_of(e: &Event) -> Option<u32> {
+    match e {
+        Event::ChannelOpen { channel, .. }
+        | Event::Output { channel, .. }
+        | Event::ExtOutput { channel, .. }
+        | Event::Input { channel, .. }
+        | Event::Resize { channel, .. }
+        | Event::Eof { channel, .. }
+        | Event::ChannelClose { channel, .. }
+        | Event::TunnelOpen { channel, .. }
+        | Event::TunnelClose { channel, .. }
+        | Event::FileOperation { channel, .. } => Some(*channel),
+        Event::Notice { channel, .. } => *channel,
+        Event::FileTransfer(t) => Some(t.channel),
+        _ => None,
+    }
+}
+
+/// Finds transfer `id` in a recording: a whole `FileTransfer` with its SHA-256, followed next
+/// on its channel by the gateway's notice `content of {upload|download} {path:?} kept as
+/// transfer {id} ({bytes} bytes)` (keepwatch-ssh's `capture_note`). The notice is matched
+/// against the text the transfer's own path gives, so nothing in a path can fake one.
+fn recorded_capture(events: &[TimedEvent], id: i64) -> Result<RecordedCapture, String> {
+    let mut found: Vec<RecordedCapture> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Event::FileTransfer(ft) = &e.event else { continue };
+        let Some(next) = events[i + 1..].iter().find(|n| channel_of(&n.event) == Some(ft.channel))
+        else {
+            continue;
+        };
+        let Event::Notice { text, .. } = &next.event else { continue };
+        let dir = if ft.upload { "upload" } else { "download" };
+        let prefix = format!("content of {dir} {:?} kept as transfer {id} (", ft.path);
+        let Some(bytes) = text
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(" bytes)"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        match (ft.sha256, ft.complete) {
+            (Some(sha256), true) => found.push(RecordedCapture {
+                path: ft.path.clone(),
+                upload: ft.upload,
+                sha256,
+                bytes,
+            }),
+            _ => return Err(format!("its transfer of {:?} is not recorded whole", ft.path)),
+        }
+    }
+    match found.len() {
+        0 => Err("no such kept copy in the signed part of the recording; a live session's last seconds are signed at its next checkpoint".into()),
+        1 => Ok(found.remove(0)),
+        n => Err(format!("{n} kept copies claim that id")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keepwatch_recording::FileTransfer;
+
+    use super::*;
+
+    fn transfer(channel: u32, path: &str, sha: u8, complete: bool) -> Event {
+        Event::FileTransfer(FileTransfer {
+            channel,
+            path: path.into(),
+            upload: true,
+            bytes: 5,
+            size: Some(5),
+            sha256: complete.then_some([sha; 32]),
+            ranges: vec![(0, 5)],
+            complete,
+        })
+    }
+
+    fn note(channel: u32, text: &str) -> Event {
+        Event::Notice { channel: Some(channel), text: text.into() }
+    }
+
+    fn check(events: Vec<Event>, id: i64, expected: Result<u8, &str>) {
+        let events: Vec<TimedEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| TimedEvent { at_us: i as u64, event })
+            .collect();
+        let got = recorded_capture(&events, id).map(|r| r.sha256[0]);
+        match (got, expected) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(e), Err(want)) => assert!(e.contains(want), "{e}"),
+            (got, want) => panic!("got {got:?}, expected {want:?}"),
+        }
+    }
+
+    /// Issue 9: the hash `transfers get` checks against comes from the signed pairing of
+    /// a transfer and its note, nowhere else.
+    #[test]
+    fn the_recorded_hash_is_the_one_paired_with_the_note() {
+        let kept = |ch, path: &str, id| {
+            note(ch, &format!("content of upload {path:?} kept as transfer {id} (5 bytes)"))
+        };
+        check(vec![transfer(1, "/a", 7, true), kept(1, "/a", 3)], 3, Ok(7));
+        // Another channel's events in between do not break the pair.
+        check(
+            vec![
+                transfer(1, "/a", 7, true),
+                Event::Output { channel: 0, data: b"x".to_vec() },
+                kept(1, "/a", 3),
+            ],
+            3,
+            Ok(7),
+        );
+        // The right id among several.
+        check(
+            vec![
+                transfer(1, "/a", 7, true),
+                kept(1, "/a", 3),
+                transfer(1, "/b", 8, true),
+                kept(1, "/b", 4),
+            ],
+            4,
+            Ok(8),
+        );
+        // A note on another channel, for another path or another id is no pair.
+        check(vec![transfer(1, "/a", 7, true), kept(2, "/a", 3)], 3, Err("no such kept copy"));
+        check(vec![transfer(1, "/a", 7, true), kept(1, "/b", 3)], 3, Err("no such kept copy"));
+        check(vec![transfer(1, "/a", 7, true), kept(1, "/a", 3)], 4, Err("no such kept copy"));
+        // Something else on the channel between the transfer and the note breaks the pair.
+        check(
+            vec![
+                transfer(1, "/a", 7, true),
+                Event::Input { channel: 1, data: vec![] },
+                kept(1, "/a", 3),
+            ],
+            3,
+            Err("no such kept copy"),
+        );
+        // A path crafted to look like a note's tail does not fake one: it is quoted.
+        let evil = "/x\" kept as transfer 3 (5 bytes)";
+        check(vec![transfer(1, evil, 7, true), kept(1, "/x", 3)], 3, Err("no such kept copy"));
+        // A partial transfer has no hash to check against.
+        check(vec![transfer(1, "/a", 7, false), kept(1, "/a", 3)], 3, Err("not recorded whole"));
+        // Two claims of one id are refused.
+        check(
+            vec![
+                transfer(1, "/a", 7, true),
+                kept(1, "/a", 3),
+                transfer(1, "/a", 8, true),
+                kept(1, "/a", 3),
+            ],
+            3,
+            Err("2 kept copies"),
+        );
+    }
 }

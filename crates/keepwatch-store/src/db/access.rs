@@ -192,17 +192,120 @@ impl Store {
         rows.iter().map(target_row).collect()
     }
 
-    /// Pins the host key of a trust-on-first-use target, only if none is pinned yet.
+    /// Pins the host key of a trust-on-first-use target and, in the same step, replaces its
+    /// secret with `new_secret` (sealed for the row with the key pinned), writing `audit`
+    /// with both. Only if no key is pinned yet and the secret is still `old_secret`: a row
+    /// changed meanwhile is left alone and `false` returned (nothing audited).
     ///
     /// # Errors
     /// Database failures only.
-    pub async fn pin_host_key(&self, target: &str, key: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE targets SET host_key = ? WHERE name = ? AND host_key IS NULL")
-            .bind(key)
-            .bind(target)
-            .execute(&self.pool)
+    pub async fn pin_host_key(
+        &self,
+        target: &str,
+        key: &str,
+        old_secret: &[u8],
+        new_secret: &[u8],
+        audit: NewAudit,
+    ) -> Result<bool, StoreError> {
+        let (target, key) = (target.to_owned(), key.to_owned());
+        let (old, new) = (old_secret.to_vec(), new_secret.to_vec());
+        let done = self
+            .audited_if(audit, move |conn| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE targets SET host_key = ?, secret = ? \
+                         WHERE name = ? AND host_key IS NULL AND secret = ?",
+                    )
+                    .bind(&key)
+                    .bind(&new)
+                    .bind(&target)
+                    .bind(&old)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok((r.rows_affected() == 1).then_some(()))
+                })
+            })
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(done.is_some())
+    }
+
+    /// Replaces a target's secret with `new_secret`, only if it is still `old_secret`,
+    /// writing `audit` in the same step; `false` (nothing audited) when it changed meanwhile.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn reseal_secret(
+        &self,
+        target: &str,
+        old_secret: &[u8],
+        new_secret: &[u8],
+        audit: NewAudit,
+    ) -> Result<bool, StoreError> {
+        let target = target.to_owned();
+        let (old, new) = (old_secret.to_vec(), new_secret.to_vec());
+        let done = self
+            .audited_if(audit, move |conn| {
+                Box::pin(async move {
+                    let r =
+                        sqlx::query("UPDATE targets SET secret = ? WHERE name = ? AND secret = ?")
+                            .bind(&new)
+                            .bind(&target)
+                            .bind(&old)
+                            .execute(&mut *conn)
+                            .await?;
+                    Ok((r.rows_affected() == 1).then_some(()))
+                })
+            })
+            .await?;
+        Ok(done.is_some())
+    }
+
+    /// Seals every secret sealed before targets were bound to their rows again, bound to
+    /// its row as it is now, each with a `target_secret_resealed` audit event by `actor`
+    /// naming what it is now bound to. Run once at gateway start (`keepwatch run`).
+    ///
+    /// # Errors
+    /// Database failures only; a secret that does not open is reported, not fatal.
+    pub async fn reseal_legacy_secrets(
+        &self,
+        vault: &crate::Vault,
+        actor: &str,
+    ) -> Result<Vec<Resealed>, StoreError> {
+        let mut out = Vec::new();
+        for t in self.targets().await? {
+            let old = t.secret.ciphertext();
+            if !crate::Vault::is_legacy(old) {
+                continue;
+            }
+            let plain = match vault.open_legacy(&t.name, old) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(Resealed::Unreadable {
+                        target: t.name.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let new = vault
+                .seal(&t.binding(), plain.expose())
+                .map_err(|e| StoreError::Invalid { what: e.to_string() })?;
+            let audit = NewAudit {
+                actor: actor.to_owned(),
+                action: keepwatch_core::AuditAction::TargetSecretResealed,
+                session_id: None,
+                client_addr: None,
+                detail: format!(
+                    "target {}: secret sealed before targets were bound to their rows, now bound to {}",
+                    t.name,
+                    t.binding()
+                ),
+            };
+            if self.reseal_secret(&t.name, old, &new, audit).await? {
+                out.push(Resealed::Resealed { target: t.name.clone() });
+            }
+        }
+        Ok(out)
     }
 
     // ---- grants ----

@@ -379,61 +379,121 @@ impl Store {
     // ---- audit ----
 
     /// Writes an audit event. Also logged, so an audit write failure is never silent.
+    /// The actor, client address and detail are cleaned first ([`clean_audit`]): what is
+    /// hashed into the chain, stored, logged and later printed holds no control character
+    /// and has a bounded length.
     ///
     /// # Errors
     /// Database failures only.
     pub async fn audit(&self, a: NewAudit) -> Result<(), StoreError> {
-        tracing::info!(actor = %a.actor, action = a.action.as_str(), session_id = ?a.session_id.map(|s| s.to_string()), client = ?a.client_addr, detail = %a.detail, "audit");
-        let session = a.session_id.map(|s| s.to_string());
-        let at_us = now_us();
+        self.audited(a, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    /// Makes `change` and writes the audit event `a` in one transaction: both happen or
+    /// neither does, so no change is ever left unaudited by a failed audit write. `change`
+    /// runs first; its error rolls everything back.
+    pub(crate) async fn audited<T, F>(&self, a: NewAudit, change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::SqliteConnection,
+            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let done = self
+            .audited_if(a, move |conn| Box::pin(async move { change(conn).await.map(Some) }))
+            .await?;
+        done.ok_or_else(|| StoreError::Invalid { what: "audited change made nothing".into() })
+    }
+
+    /// Like [`Store::audited`], for a change that may find nothing to do: `Ok(None)` from
+    /// `change` rolls back and writes no audit event.
+    pub(crate) async fn audited_if<T, F>(
+        &self,
+        a: NewAudit,
+        change: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut sqlx::SqliteConnection,
+        ) -> futures::future::BoxFuture<'c, Result<Option<T>, StoreError>>,
+    {
+        let a = clean_audit(a);
         // One writer at a time across processes (the CLI audits too): the chain must not fork.
         let mut conn = self.pool.acquire().await?;
         sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let r: Result<(), sqlx::Error> = async {
-            let id: i64 = sqlx::query(
-                "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(at_us)
-            .bind(&a.actor)
-            .bind(a.action.as_str())
-            .bind(&session)
-            .bind(&a.client_addr)
-            .bind(&a.detail)
-            .fetch_one(&mut *conn)
-            .await?
-            .get(0);
-            let prev: Option<Vec<u8>> =
-                sqlx::query("SELECT hash FROM audit_chain ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|r| r.get(0));
-            let prev = prev
-                .and_then(|p| <[u8; 32]>::try_from(p).ok())
-                .unwrap_or_else(audit_chain::genesis);
-            let entry = audit_chain::AuditEntry {
-                id,
-                at_us,
-                actor: &a.actor,
-                action: a.action.as_str(),
-                session_id: session.as_deref(),
-                client_addr: a.client_addr.as_deref(),
-                detail: &a.detail,
-            };
-            let hash = entry.hash(&prev);
-            let sig = self.audit_key.as_ref().map(|k| audit_chain::sign(k, &hash).to_vec());
-            sqlx::query("INSERT INTO audit_chain (id, hash, signature) VALUES (?, ?, ?)")
-                .bind(id)
-                .bind(hash.as_slice())
-                .bind(sig)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
+        let r = async {
+            let Some(out) = change(&mut conn).await? else { return Ok(None) };
+            self.append_audit(&mut conn, &a).await?;
+            Ok::<_, StoreError>(Some(out))
         }
         .await;
-        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::raw_sql(end).execute(&mut *conn).await?;
-        r?;
+        let end = if matches!(r, Ok(Some(_))) { "COMMIT" } else { "ROLLBACK" };
+        let r = match sqlx::raw_sql(end).execute(&mut *conn).await {
+            Ok(_) => r,
+            Err(e) => Err(e.into()),
+        };
+        // Logged with the cleaned fields (no control character reaches the log either), and
+        // a failed write is logged as loudly as a written one.
+        let session_id = a.session_id.map(|s| s.to_string());
+        match &r {
+            Ok(Some(_)) => {
+                tracing::info!(actor = %a.actor, action = a.action.as_str(), ?session_id, client = ?a.client_addr, detail = %a.detail, "audit")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(actor = %a.actor, action = a.action.as_str(), ?session_id, client = ?a.client_addr, detail = %a.detail, error = %e, "audit event not written")
+            }
+        }
+        r
+    }
+
+    /// Appends a cleaned event and its chain link, inside the caller's transaction.
+    async fn append_audit(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        a: &NewAudit,
+    ) -> Result<(), sqlx::Error> {
+        let session = a.session_id.map(|s| s.to_string());
+        let at_us = now_us();
+        let id: i64 = sqlx::query(
+            "INSERT INTO audit_events (at_us, actor, action, session_id, client_addr, detail) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(at_us)
+        .bind(&a.actor)
+        .bind(a.action.as_str())
+        .bind(&session)
+        .bind(&a.client_addr)
+        .bind(&a.detail)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+        let prev: Option<Vec<u8>> =
+            sqlx::query("SELECT hash FROM audit_chain ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.get(0));
+        let prev =
+            prev.and_then(|p| <[u8; 32]>::try_from(p).ok()).unwrap_or_else(audit_chain::genesis);
+        let entry = audit_chain::AuditEntry {
+            id,
+            at_us,
+            actor: &a.actor,
+            action: a.action.as_str(),
+            session_id: session.as_deref(),
+            client_addr: a.client_addr.as_deref(),
+            detail: &a.detail,
+        };
+        let hash = entry.hash(&prev);
+        let sig = self.audit_key.as_ref().map(|k| audit_chain::sign(k, &hash).to_vec());
+        sqlx::query("INSERT INTO audit_chain (id, hash, signature) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(hash.as_slice())
+            .bind(sig)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -441,18 +501,19 @@ impl Store {
     ///
     /// # Errors
     /// Database failures only.
+    /// Fails on a row whose action or session id does not parse (`verify` says why).
     pub async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM audit_events WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor = ?2) \
              AND (?3 IS NULL OR session_id = ?3) ORDER BY id DESC LIMIT ?4",
         )
-        .bind(&f.action)
+        .bind(f.action.map(|a| a.as_str()))
         .bind(&f.actor)
         .bind(f.session.map(|s| s.to_string()))
         .bind(f.limit.map_or(-1, i64::from))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(audit_row).collect())
+        rows.iter().map(audit_row).collect()
     }
 
     /// Every audit event, oldest first, with its chain hash and signature (absent when the
@@ -470,7 +531,7 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| AuditLink {
-                event: audit_row(r),
+                event: stored_audit(r),
                 hash: r.get("chain_hash"),
                 signature: r.get("chain_signature"),
             })
@@ -492,8 +553,20 @@ impl Store {
     }
 }
 
-fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
-    AuditRow {
+/// `a` as it may be stored: no control characters, bounded lengths.
+pub(crate) fn clean_audit(a: NewAudit) -> NewAudit {
+    use keepwatch_core::{MAX_ACTOR_BYTES, MAX_DETAIL_BYTES, clean};
+    NewAudit {
+        actor: clean(&a.actor, MAX_ACTOR_BYTES),
+        action: a.action,
+        session_id: a.session_id,
+        client_addr: a.client_addr.map(|c| clean(&c, MAX_ACTOR_BYTES)),
+        detail: clean(&a.detail, MAX_DETAIL_BYTES),
+    }
+}
+
+fn stored_audit(r: &sqlx::sqlite::SqliteRow) -> StoredAudit {
+    StoredAudit {
         id: r.get("id"),
         at_us: r.get("at_us"),
         actor: r.get("actor"),
@@ -502,6 +575,25 @@ fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
         client_addr: r.get("client_addr"),
         detail: r.get("detail"),
     }
+}
+
+fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
+    let raw = stored_audit(r);
+    let what = |field: &str| format!("audit_events {} {field}", raw.id);
+    Ok(AuditRow {
+        id: raw.id,
+        at_us: raw.at_us,
+        action: raw.action.parse().map_err(|e| corrupt(&what("action"), e))?,
+        session_id: raw
+            .session_id
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| corrupt(&what("session_id"), e))?,
+        actor: raw.actor,
+        client_addr: raw.client_addr,
+        detail: raw.detail,
+    })
 }
 
 fn transfer_row(r: &sqlx::sqlite::SqliteRow) -> Result<TransferRow, StoreError> {

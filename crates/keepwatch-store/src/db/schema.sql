@@ -232,3 +232,11 @@ CREATE TABLE IF NOT EXISTS keyframes (
     screen TEXT NOT NULL,
     PRIMARY KEY (session_id, channel, at_us)
 );
+-- The person an API token acts for (`keepwatch token create --person`). A table of its own,
+-- not a column, because api_tokens existed before tokens named a person and the schema is
+-- applied with CREATE IF NOT EXISTS at every open. A `user` token without a row here sees no
+-- session at all; removing the token or the person removes the row.
+CREATE TABLE IF NOT EXISTS token_people (
+    token TEXT PRIMARY KEY REFERENCES api_tokens (name) ON DELETE CASCADE,
+    person TEXT NOT NULL REFERENCES people (name) ON DELETE CASCADE
+);

@@ -8,6 +8,7 @@ mod support;
 mod console;
 mod durability;
 mod forwarding;
+mod looks;
 mod refusals;
 mod search;
 mod secrets;

@@ -346,6 +346,8 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     std::fs::write(&stored, bytes).unwrap();
     let err = get_content(&env, t, &fetched).unwrap_err();
     assert!(err.contains("the stored copy was changed"), "{err}");
-    assert!(!fetched.exists(), "nothing is left behind from a changed copy");
+    // Issue 9: the destination keeps what it held (the last good copy), nothing of this one.
+    let kept = std::fs::read(&fetched).unwrap();
+    assert!(kept == std::fs::read(&small).unwrap(), "a refused copy changed the destination");
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
