@@ -27,6 +27,11 @@ pub enum AuditAction {
     TokenCreated,
     TokenRemoved,
     UserAdded,
+    /// A person was disabled, enabled again, removed, or given another role.
+    UserDisabled,
+    UserEnabled,
+    UserRemoved,
+    RoleChanged,
     TargetAdded,
     GrantAdded,
     GrantRemoved,
@@ -64,6 +69,10 @@ impl AuditAction {
             TokenCreated => "token_created",
             TokenRemoved => "token_removed",
             UserAdded => "user_added",
+            UserDisabled => "user_disabled",
+            UserEnabled => "user_enabled",
+            UserRemoved => "user_removed",
+            RoleChanged => "role_changed",
             TargetAdded => "target_added",
             GrantAdded => "grant_added",
             GrantRemoved => "grant_removed",
@@ -72,7 +81,7 @@ impl AuditAction {
         }
     }
 
-    pub const ALL: [AuditAction; 26] = {
+    pub const ALL: [AuditAction; 31] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -81,6 +90,7 @@ impl AuditAction {
             SessionStarted,
             SessionRefused,
             SessionEnded,
+            SessionRecovered,
             HostKeyMismatch,
             HostKeyPinned,
             RecordingFailed,
@@ -96,6 +106,10 @@ impl AuditAction {
             TokenCreated,
             TokenRemoved,
             UserAdded,
+            UserDisabled,
+            UserEnabled,
+            UserRemoved,
+            RoleChanged,
             TargetAdded,
             GrantAdded,
             GrantRemoved,
@@ -129,6 +143,52 @@ impl std::fmt::Display for AuditAction {
 #[cfg(test)]
 mod tests {
     use super::AuditAction;
+
+    /// A new action must be added to `ALL` too, or it cannot be read back from the store:
+    /// this match stops compiling without it, and its size must match.
+    #[test]
+    fn all_lists_every_action() {
+        use AuditAction::*;
+        fn number(a: AuditAction) -> usize {
+            match a {
+                LoginSucceeded => 0,
+                LoginRefused => 1,
+                ForwardingRefused => 2,
+                SessionStarted => 3,
+                SessionRefused => 4,
+                SessionEnded => 5,
+                SessionRecovered => 6,
+                HostKeyMismatch => 7,
+                HostKeyPinned => 8,
+                RecordingFailed => 9,
+                SessionViewed => 10,
+                RecordingReplayed => 11,
+                RecordingExported => 12,
+                CaptureDownloaded => 13,
+                RecordingsVerified => 14,
+                Searched => 15,
+                Reindexed => 16,
+                SessionWatched => 17,
+                SessionTerminated => 18,
+                TokenCreated => 19,
+                TokenRemoved => 20,
+                UserAdded => 21,
+                UserDisabled => 22,
+                UserEnabled => 23,
+                UserRemoved => 24,
+                RoleChanged => 25,
+                TargetAdded => 26,
+                GrantAdded => 27,
+                GrantRemoved => 28,
+                TargetSecretResealed => 29,
+                TargetRowMismatch => 30,
+            }
+        }
+        let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, (0..31).collect::<Vec<_>>());
+    }
 
     #[test]
     fn names_round_trip_and_are_unique() {

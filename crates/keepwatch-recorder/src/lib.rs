@@ -158,7 +158,19 @@ impl Recorder {
             written,
             watchers: None,
         };
-        tokio::spawn(task.run(rx));
+        // The task is watched: if it panics (a bug), the session is sealed `interrupted` from
+        // what reached the file, and the gateway, whose next record() fails, ends it.
+        let running = tokio::spawn(task.run(rx));
+        let watch_ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = running.await
+                && e.is_panic()
+            {
+                tracing::error!(session_id = %id, "the recorder task panicked; sealing the recording as interrupted");
+                let reason = "the recorder failed (a bug); sealed from what reached the file";
+                recover::recover_now(&watch_ctx, id, reason).await;
+            }
+        });
         Ok(Recorder { id, started: Instant::now(), tx, failure })
     }
 
@@ -249,6 +261,8 @@ impl RecorderTask {
                         if self.writer.is_none() {
                             continue;
                         }
+                        #[cfg(test)]
+                        tests::maybe_panic(&ev);
                         let mut released = std::mem::take(&mut self.released);
                         self.holdback.push(ev, &mut released);
                         self.write_released(&mut released);
@@ -415,4 +429,100 @@ async fn finish(
         .map_err(store_err)?;
     ctx.blobs.commit_spool(id).await.map_err(store_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use keepwatch_core::{SessionId, SessionStatus};
+    use keepwatch_recording::{Event, SessionStart, TimedEvent};
+    use keepwatch_store::{BlobStore, SessionFilter, SessionRow, Store, now_us};
+
+    use super::{Recorder, RecorderConfig, RecorderContext};
+
+    const PANIC_MARKER: &[u8] = b"kw-test-panic-now";
+
+    /// Makes the recorder task panic on an event carrying the marker (tests only).
+    pub(super) fn maybe_panic(ev: &TimedEvent) {
+        if let Event::Output { data, .. } = &ev.event
+            && data.windows(PANIC_MARKER.len()).any(|w| w == PANIC_MARKER)
+        {
+            panic!("test panic in the recorder");
+        }
+    }
+
+    /// Issue 10: a recorder task that panics is logged with its session, the session is
+    /// sealed `interrupted` from what reached the file (and verifies), and the gateway's next
+    /// record() fails so it ends the session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_recorder_seals_its_session_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db")).await.unwrap();
+        let key = Arc::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+        let ctx = RecorderContext {
+            store: store.clone(),
+            blobs: BlobStore::local(dir.path()).unwrap(),
+            signing_key: key.clone(),
+            config: RecorderConfig::default(),
+            checkpoints: Default::default(),
+        };
+        let id = SessionId::new();
+        let row = SessionRow {
+            id,
+            person: "alice".into(),
+            target: "web01".into(),
+            target_host: "h:22".into(),
+            target_login: "root".into(),
+            client_addr: "c".into(),
+            status: SessionStatus::Active,
+            reason: None,
+            started_at_us: now_us(),
+            ended_at_us: None,
+            chain_head: None,
+            seal_seq: None,
+            seal_signature: None,
+        };
+        store.insert_session(&row).await.unwrap();
+        let start = SessionStart {
+            session_id: id,
+            user: row.person.clone(),
+            target: row.target.clone(),
+            target_host: row.target_host.clone(),
+            target_login: row.target_login.clone(),
+            client_addr: row.client_addr.clone(),
+            started_at_us: row.started_at_us,
+        };
+        let rec = Recorder::start(&ctx, start).await.unwrap();
+        rec.record(Event::Output { channel: 0, data: b"before\n".to_vec() }).await.unwrap();
+        let _ = rec.record(Event::Output { channel: 0, data: PANIC_MARKER.to_vec() }).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let sealed = loop {
+            let s = store.session(id).await.unwrap().unwrap();
+            if s.status != SessionStatus::Active {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "never sealed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(sealed.status, SessionStatus::Interrupted);
+        assert!(sealed.reason.as_deref().unwrap_or("").contains("recorder failed"), "{sealed:?}");
+        assert!(rec.record(Event::Output { channel: 0, data: b"after".to_vec() }).await.is_err());
+        let problems = super::check_session(&ctx.blobs, &key.verifying_key(), id, Some(&sealed))
+            .await
+            .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let audit = store
+            .audit_events(&keepwatch_store::AuditFilter { session: Some(id), ..Default::default() })
+            .await
+            .unwrap();
+        assert!(audit.iter().any(|e| e.action == keepwatch_core::AuditAction::SessionRecovered));
+        assert!(
+            store
+                .sessions(&SessionFilter { active_only: true, ..Default::default() })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

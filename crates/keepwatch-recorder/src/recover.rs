@@ -42,10 +42,21 @@ pub async fn recover_interrupted(
         .map_err(|source| RecorderError::Store { id: SessionId::from_bytes([0; 16]), source })?;
     let mut out = Vec::new();
     for s in active {
-        let outcome = recover_one(ctx, s.id).await;
+        let outcome = recover_now(ctx, s.id, "gateway stopped while the session ran").await;
+        out.push((s.id, outcome));
+    }
+    Ok(out)
+}
+
+/// Seals one session from its spool as `interrupted` with `reason` (see [`Recovered`]),
+/// audited and logged.
+pub(crate) async fn recover_now(ctx: &RecorderContext, id: SessionId, reason: &str) -> Recovered {
+    let outcome = recover_one(ctx, id, reason).await;
+    {
+        let s = id;
         let detail = match &outcome {
             Recovered::Sealed { cut_bytes, unsigned_tail } => {
-                let mut d = "sealed interrupted after the gateway stopped".to_owned();
+                let mut d = "sealed interrupted".to_owned();
                 if *cut_bytes > 0 {
                     d.push_str(&format!("; cut {cut_bytes} bytes of torn or broken tail"));
                 }
@@ -63,30 +74,29 @@ pub async fn recover_interrupted(
             }
             Recovered::Unsealed { reason } => format!("left unsealed: {reason}"),
         };
-        tracing::warn!(session_id = %s.id, %detail, "recovered session");
+        tracing::warn!(session_id = %s, %detail, "recovered session");
         let audit = NewAudit {
             actor: SYSTEM_ACTOR.into(),
             action: AuditAction::SessionRecovered,
-            session_id: Some(s.id),
+            session_id: Some(s),
             client_addr: None,
             detail,
         };
         if let Err(e) = ctx.store.audit(audit).await {
-            tracing::error!(session_id = %s.id, error = %e, "cannot audit a recovered session");
+            tracing::error!(session_id = %s, error = %e, "cannot audit a recovered session");
         }
-        out.push((s.id, outcome));
     }
-    Ok(out)
+    outcome
 }
 
-async fn recover_one(ctx: &RecorderContext, id: SessionId) -> Recovered {
+async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Recovered {
     let path = ctx.blobs.spool_path(id);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return never_started(ctx, id).await,
         Err(e) => return unsealed(ctx, id, format!("cannot read {}: {e}", path.display())).await,
     };
-    let reason = "gateway stopped while the session ran".to_owned();
+    let reason = reason.to_owned();
     let ended = now_us();
     let r = match recover(
         &bytes,

@@ -24,6 +24,29 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Disable a person: no new logins or channels anywhere, their console sessions end at
+    /// once; with --terminate their live SSH sessions end too.
+    Disable {
+        name: String,
+        /// Also end their live SSH sessions now (through the running gateway).
+        #[arg(long)]
+        terminate: bool,
+    },
+    /// Enable a disabled person again.
+    Enable { name: String },
+    /// Remove a person with their keys and grants (their recorded sessions stay).
+    Remove {
+        name: String,
+        /// Also end their live SSH sessions now (through the running gateway).
+        #[arg(long)]
+        terminate: bool,
+    },
+    /// Give a person another role; their console sessions end at once.
+    SetRole {
+        name: String,
+        /// user, auditor or admin.
+        role: Role,
+    },
 }
 
 #[derive(Args)]
@@ -195,12 +218,44 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
                 .await?;
             println!("added user {} ({})", a.name, a.role);
         }
+        UserCommand::Disable { name, terminate } => {
+            if !store.set_person_disabled(&name, true).await? {
+                bail!("no person named {name} (see `keepwatch user list`)");
+            }
+            audit(&store, AuditAction::UserDisabled, format!("user {name}")).await?;
+            println!("disabled {name}: no new logins or channels");
+            end_sessions(dir, &store, &name, None, terminate, "access revoked").await?;
+        }
+        UserCommand::Enable { name } => {
+            if !store.set_person_disabled(&name, false).await? {
+                bail!("no person named {name} (see `keepwatch user list`)");
+            }
+            audit(&store, AuditAction::UserEnabled, format!("user {name}")).await?;
+            println!("enabled {name}");
+        }
+        UserCommand::Remove { name, terminate } => {
+            // Sessions first: once the person is gone, their live sessions are still theirs.
+            end_sessions(dir, &store, &name, None, terminate, "access revoked").await?;
+            if !store.remove_person(&name).await? {
+                bail!("no person named {name} (see `keepwatch user list`)");
+            }
+            audit(&store, AuditAction::UserRemoved, format!("user {name}")).await?;
+            println!("removed {name} (their recorded sessions stay)");
+        }
+        UserCommand::SetRole { name, role } => {
+            if !store.set_person_role(&name, role).await? {
+                bail!("no person named {name} (see `keepwatch user list`)");
+            }
+            audit(&store, AuditAction::RoleChanged, format!("user {name} role {role}")).await?;
+            println!("{name} is now {role}");
+        }
         UserCommand::List { json } => {
             let people = store.people().await?;
             if json {
                 print_json(&json!(people.iter().map(|p| json!({
                     "name": p.name, "role": p.role.as_str(), "ssh_keys": p.ssh_keys.len(),
                     "password": p.password_hash.is_some(), "created_at": rfc3339(p.created_at_us),
+                    "disabled": p.disabled,
                 })).collect::<Vec<_>>()));
             } else {
                 let rows: Vec<Vec<String>> = people
@@ -211,10 +266,11 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
                             p.role.to_string(),
                             p.ssh_keys.len().to_string(),
                             if p.password_hash.is_some() { "yes" } else { "no" }.into(),
+                            if p.disabled { "disabled" } else { "enabled" }.into(),
                         ]
                     })
                     .collect();
-                table(&["NAME", "ROLE", "SSH KEYS", "PASSWORD"], &rows);
+                table(&["NAME", "ROLE", "SSH KEYS", "PASSWORD", "STATE"], &rows);
             }
         }
     }
@@ -349,16 +405,63 @@ pub(crate) async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn revoke(dir: &DataDir, user: &str, target: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn revoke(dir: &DataDir, a: RevokeArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
-    let removed = store.revoke(user, target).await?;
-    audit(&store, AuditAction::GrantRemoved, format!("{user} -> {target}")).await?;
+    let removed = store.revoke(&a.user, &a.target).await?;
+    audit(&store, AuditAction::GrantRemoved, format!("{} -> {}", a.user, a.target)).await?;
     if removed {
-        println!("revoked {target} from {user}");
+        println!("revoked {} from {}: no new sessions or channels there", a.target, a.user);
     } else {
-        println!("{user} had no grant on {target}");
+        println!("{} had no grant on {}", a.user, a.target);
     }
+    end_sessions(dir, &store, &a.user, Some(&a.target), a.terminate, "access revoked").await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove a person's access to a target: no new sessions or channels there.
+#[derive(Args)]
+pub(crate) struct RevokeArgs {
+    user: String,
+    target: String,
+    /// Also end the person's live SSH sessions on the target now (through the running
+    /// gateway).
+    #[arg(long)]
+    terminate: bool,
+}
+
+/// Ends `person`'s live sessions (on `target`, when given) through the running gateway when
+/// `terminate`; otherwise says how many are still running.
+async fn end_sessions(
+    dir: &DataDir,
+    store: &keepwatch_store::Store,
+    person: &str,
+    target: Option<&str>,
+    terminate: bool,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let filter = keepwatch_store::SessionFilter {
+        active_only: true,
+        person: Some(person.to_owned()),
+        target: target.map(str::to_owned),
+    };
+    let live = store.sessions(&filter).await?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    if !terminate {
+        println!(
+            "{} live session(s) of {person} go on (they can open no new channels); pass --terminate to end them",
+            live.len()
+        );
+        return Ok(());
+    }
+    for s in live {
+        match crate::remote::terminate(dir, s.id, reason).await {
+            Ok(()) => println!("terminated session {}", s.id),
+            Err(e) => eprintln!("keepwatch: cannot terminate session {}: {e:#}", s.id),
+        }
+    }
+    Ok(())
 }
 
 async fn audit(

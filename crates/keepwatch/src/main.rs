@@ -51,7 +51,7 @@ enum Command {
     /// Allow a person to connect to a target (again: replaces the grant's policy).
     Grant(admin::GrantArgs),
     /// Remove a person's access to a target.
-    Revoke { user: String, target: String },
+    Revoke(admin::RevokeArgs),
     /// List sessions, newest first.
     Sessions(sessions::ListArgs),
     /// Show one session's metadata and channels.
@@ -124,7 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(c) => admin::user(&dir, c).await,
         Command::Target(c) => admin::target(&dir, c).await,
         Command::Grant(a) => admin::grant(&dir, a).await,
-        Command::Revoke { user, target } => admin::revoke(&dir, &user, &target).await,
+        Command::Revoke(a) => admin::revoke(&dir, a).await,
         Command::Sessions(a) => sessions::list(&dir, a).await,
         Command::Show(a) => sessions::show(&dir, a).await,
         Command::Replay(a) => playback::replay(&dir, a).await,

@@ -151,15 +151,21 @@ pub(crate) async fn watch(dir: &DataDir, a: WatchArgs) -> anyhow::Result<ExitCod
 }
 
 pub(crate) async fn kill(dir: &DataDir, a: KillArgs) -> anyhow::Result<ExitCode> {
-    let (addr, token) = credential(dir)?;
-    let body = json!({ "reason": a.reason }).to_string();
-    let path = format!("/api/v1/sessions/{}/terminate", a.id);
-    let (status, text) = post(&addr, &path, &token, &body).await?;
-    if status != 200 {
-        bail!("cannot terminate session {}: {}", a.id, api_error(status, &text));
-    }
+    terminate(dir, a.id, &a.reason).await?;
     println!("terminated session {}", a.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends a live session through the running gateway (audited there as this OS user).
+pub(crate) async fn terminate(dir: &DataDir, id: SessionId, reason: &str) -> anyhow::Result<()> {
+    let (addr, token) = credential(dir)?;
+    let body = json!({ "reason": reason }).to_string();
+    let path = format!("/api/v1/sessions/{id}/terminate");
+    let (status, text) = post(&addr, &path, &token, &body).await?;
+    if status != 200 {
+        bail!("cannot terminate session {id}: {}", api_error(status, &text));
+    }
+    Ok(())
 }
 
 fn api_error(status: u16, body: &str) -> String {
