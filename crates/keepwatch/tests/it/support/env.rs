@@ -392,6 +392,24 @@ impl TestEnv {
         });
     }
 
+    /// Runs `statement` on the gateway's database behind keepwatch's back, as someone with
+    /// write access to the file could: to tamper with rows, or to write rows the way an older
+    /// version did. Works whether or not the gateway is running.
+    pub(crate) fn sql(&self, statement: &str) {
+        let db = self.data().join("keepwatch.db");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::{ConnectOptions, Connection};
+            let mut conn =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            conn.close().await.unwrap();
+        });
+    }
+
     fn store(&self) -> &StoreView {
         self.store.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
