@@ -7,6 +7,7 @@ mod support;
 
 mod console;
 mod durability;
+mod evasion;
 mod forwarding;
 mod looks;
 mod refusals;
