@@ -201,39 +201,55 @@ pub async fn check_audit(store: &Store, key: &VerifyingKey) -> Result<Vec<Proble
     Ok(out)
 }
 
-/// Checks the store against an anchor the gateway wrote (`keepwatch_recording::anchor`):
-/// the ledger and the audit trail still reach the heads it names, unchanged, and every
-/// recording it saw live still holds the checkpoint it saw. History deleted or cut back
-/// after the anchor was written is reported; what happened after it is not (a newer anchor
-/// covers that).
+/// Checks the store against anchors the gateway wrote (`keepwatch_recording::anchor`). History
+/// only grows, so every anchor must still hold: the ledger and the audit trail still reach
+/// the heads it names, unchanged, and every recording it saw live still holds the checkpoint
+/// it saw. Checking them all (not only the newest) catches history deleted while the gateway
+/// went on writing anchors over the edited store.
 ///
 /// # Errors
 /// Store failures other than a missing recording (a problem, not an error).
-pub async fn check_anchor(
+pub async fn check_anchors(
     store: &Store,
     blobs: &BlobStore,
-    anchor: &keepwatch_recording::anchor::Anchor,
+    anchors: &[keepwatch_recording::anchor::Anchor],
 ) -> Result<Vec<Problem>, StoreError> {
-    let when = time_text(anchor.at_us);
     let mut out = Vec::new();
     let global = |what: String| Problem { session: None, what };
-    if let Some(head) = anchor.ledger_head {
-        let ledger = store.ledger().await?;
-        let n = anchor.ledger_entries;
-        match ledger.get(n.saturating_sub(1) as usize) {
-            None => out.push(global(format!(
-                "ledger: the anchor of {when} counted {n} entries, the ledger has {}: sealed sessions were deleted",
-                ledger.len()
-            ))),
-            Some(e) if e.hash != head => out.push(global(format!(
-                "ledger: entry {} differs from the anchor of {when}: the ledger was rewritten",
-                n - 1
-            ))),
-            Some(_) => {}
+    // What the anchors say, each claim once, with the time of the first anchor to say it.
+    let mut ledger_claims = BTreeMap::new();
+    let mut audit_claims = BTreeMap::new();
+    let mut live_claims: BTreeMap<SessionId, BTreeMap<u64, ([u8; 32], i64)>> = BTreeMap::new();
+    for a in anchors {
+        if let Some(h) = a.ledger_head {
+            ledger_claims.entry((a.ledger_entries, h)).or_insert(a.at_us);
+        }
+        if let Some(h) = a.audit_head {
+            audit_claims.entry((a.audit_last_id, h)).or_insert(a.at_us);
+        }
+        for l in &a.live {
+            live_claims.entry(l.session).or_default().entry(l.seq).or_insert((l.head, a.at_us));
         }
     }
-    if let Some(head) = anchor.audit_head {
-        let id = anchor.audit_last_id;
+    if !ledger_claims.is_empty() {
+        let ledger = store.ledger().await?;
+        for ((n, head), at) in ledger_claims {
+            let when = time_text(at);
+            match ledger.get(n.saturating_sub(1) as usize) {
+                None => out.push(global(format!(
+                    "ledger: the anchor of {when} counted {n} entries, the ledger has {}: sealed sessions were deleted",
+                    ledger.len()
+                ))),
+                Some(e) if e.hash != head => out.push(global(format!(
+                    "ledger: entry {} differs from the anchor of {when}: the ledger was rewritten (or entries deleted and others appended)",
+                    n - 1
+                ))),
+                Some(_) => {}
+            }
+        }
+    }
+    for ((id, head), at) in audit_claims {
+        let when = time_text(at);
         match store.audit_link(id).await? {
             None => out.push(global(format!(
                 "audit: event {id}, the newest when the anchor of {when} was written, is gone: audit events were deleted"
@@ -244,11 +260,11 @@ pub async fn check_anchor(
             Some(_) => {}
         }
     }
-    for live in &anchor.live {
-        let id = live.session;
+    for (id, claims) in live_claims {
         let bytes = match blobs.read_recording(id).await {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
+                let when = time_text(claims.values().map(|(_, at)| *at).min().unwrap_or(0));
                 out.push(problem(
                     id,
                     format!(
@@ -259,26 +275,27 @@ pub async fn check_anchor(
             }
             Err(e) => return Err(e),
         };
-        let found = keepwatch_recording::chunks(&bytes)
+        let heads: BTreeMap<u64, [u8; 32]> = keepwatch_recording::chunks(&bytes)
             .map_while(Result::ok)
-            .find(|c| c.seq == live.seq)
-            .map(|c| c.hash);
-        match found {
-            None => out.push(problem(
-                id,
-                format!(
-                    "recording cut back: the anchor of {when} saw signed checkpoint chunk {}, which is no longer there",
-                    live.seq
-                ),
-            )),
-            Some(h) if h != live.head => out.push(problem(
-                id,
-                format!(
-                    "recording rewritten: chunk {} differs from the checkpoint the anchor of {when} saw",
-                    live.seq
-                ),
-            )),
-            Some(_) => {}
+            .map(|c| (c.seq, c.hash))
+            .collect();
+        for (seq, (head, at)) in claims {
+            let when = time_text(at);
+            match heads.get(&seq) {
+                None => out.push(problem(
+                    id,
+                    format!(
+                        "recording cut back: the anchor of {when} saw signed checkpoint chunk {seq}, which is no longer there"
+                    ),
+                )),
+                Some(h) if *h != head => out.push(problem(
+                    id,
+                    format!(
+                        "recording rewritten: chunk {seq} differs from the checkpoint the anchor of {when} saw"
+                    ),
+                )),
+                Some(_) => {}
+            }
         }
     }
     Ok(out)

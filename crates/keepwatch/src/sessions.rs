@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use keepwatch_core::{AuditAction, Look, SessionId, SessionStatus};
-use keepwatch_recorder::{Problem, check_anchor, check_audit, check_ledger, check_session};
+use keepwatch_recorder::{Problem, check_anchors, check_audit, check_ledger, check_session};
 use keepwatch_recording::anchor::Anchor;
 use keepwatch_store::{
     AuditFilter, ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter,
@@ -62,7 +62,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long, value_name = "SHA256:...")]
     fingerprint: Option<String>,
     /// Anchor files (the gateway's [anchor] file, or lines from syslog): the store must still
-    /// reach the newest anchor signed by the trusted key.
+    /// hold every anchor signed by the trusted key (history only grows).
     #[arg(long, value_name = "FILE")]
     anchor: Vec<PathBuf>,
 }
@@ -267,18 +267,20 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
     if !a.anchor.is_empty() {
-        let (anchor, notes) = newest_anchor(&a.anchor, &key)?;
+        let (anchors, notes) = signed_anchors(&a.anchor, &key)?;
         for n in notes {
-            eprintln!("keepwatch: {n}");
+            eprintln!("keepwatch: {}", safe(&n));
         }
+        let newest = anchors.iter().max_by_key(|x| x.at_us).expect("at least one anchor");
         println!(
-            "anchor of {} ({} ledger entries, audit event {}, {} live recording(s))",
-            rfc3339(anchor.at_us),
-            anchor.ledger_entries,
-            anchor.audit_last_id,
-            anchor.live.len()
+            "{} anchor(s), the newest of {} ({} ledger entries, audit event {}, {} live recording(s))",
+            anchors.len(),
+            rfc3339(newest.at_us),
+            newest.ledger_entries,
+            newest.audit_last_id,
+            newest.live.len()
         );
-        problems.extend(check_anchor(&store, &blobs, &anchor).await?);
+        problems.extend(check_anchors(&store, &blobs, &anchors).await?);
     }
     if a.all {
         let mut rows: BTreeMap<SessionId, SessionRow> = store
@@ -395,12 +397,12 @@ fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::V
     Ok(key)
 }
 
-/// The newest anchor signed by `key` in `files`, and notes about lines that were not.
-fn newest_anchor(
+/// Every anchor signed by `key` in `files`, and notes about lines that were not.
+fn signed_anchors(
     files: &[PathBuf],
     key: &ed25519_dalek::VerifyingKey,
-) -> anyhow::Result<(Anchor, Vec<String>)> {
-    let mut newest: Option<Anchor> = None;
+) -> anyhow::Result<(Vec<Anchor>, Vec<String>)> {
+    let mut anchors = Vec::new();
     let mut notes = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(path)
@@ -410,11 +412,7 @@ fn newest_anchor(
                 continue;
             }
             match Anchor::parse(line, key) {
-                Ok(p) if p.signed => {
-                    if newest.as_ref().is_none_or(|n| p.anchor.at_us > n.at_us) {
-                        newest = Some(p.anchor);
-                    }
-                }
+                Ok(p) if p.signed => anchors.push(p.anchor),
                 Ok(_) => notes.push(format!(
                     "{} line {}: an anchor not signed by the trusted key (ignored; forged or another installation's)",
                     path.display(),
@@ -424,13 +422,13 @@ fn newest_anchor(
             }
         }
     }
-    let newest = newest.with_context(|| {
-        format!(
+    if anchors.is_empty() {
+        bail!(
             "no anchor signed by the trusted key in {}",
             files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    Ok((newest, notes))
+        );
+    }
+    Ok((anchors, notes))
 }
 
 pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCode> {

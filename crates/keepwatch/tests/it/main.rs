@@ -16,3 +16,4 @@ mod secrets;
 mod sessions;
 mod tamper;
 mod transfers;
+mod trust;
