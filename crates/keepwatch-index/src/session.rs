@@ -372,6 +372,7 @@ impl SessionIndexer {
             confidence: c.confidence.as_str().into(),
             output_truncated: c.output_truncated,
             full_screen: c.full_screen,
+            typed: c.typed,
             ..self.row(channel, "shell", c.started_at_us, c.ended_at_us)
         });
     }
@@ -391,6 +392,7 @@ impl SessionIndexer {
             confidence: "exact".into(),
             output_truncated: false,
             full_screen: kind == "screen",
+            typed: None,
         }
     }
 

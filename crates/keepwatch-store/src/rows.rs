@@ -212,6 +212,9 @@ pub struct CommandRow {
     pub confidence: String,
     pub output_truncated: bool,
     pub full_screen: bool,
+    /// What was typed, when it is not what ran: a history expansion such as `!!`, which the
+    /// shell printed expanded before running it (`command` is the expansion).
+    pub typed: Option<String>,
 }
 
 /// What `search` looks for.

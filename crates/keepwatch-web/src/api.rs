@@ -220,7 +220,7 @@ pub fn command_json(c: &CommandRow) -> Value {
         "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
         "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
         "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
-        "output_truncated": c.output_truncated,
+        "output_truncated": c.output_truncated, "typed": c.typed,
     })
 }
 

@@ -158,6 +158,7 @@ async fn fixture() -> Fixture {
         confidence: "exact".into(),
         output_truncated: false,
         full_screen: false,
+        typed: None,
     };
     store.add_commands(id, &[command], IndexProgress::Complete).await.unwrap();
     let token = |t: &str| keepwatch_web::sha256_hex(t);

@@ -83,6 +83,10 @@ pub(crate) fn command_cells(c: &CommandRow) -> Vec<String> {
         (_, "unknown") => "[not echoed: text unknown]".into(),
         _ => c.command.replace('\n', " ⏎ "),
     };
+    let text = match &c.typed {
+        Some(typed) => format!("{text}   (typed: {typed})"),
+        None => text,
+    };
     vec![c.seq.to_string(), offset(c.start_offset_us), c.kind.clone(), text]
 }
 

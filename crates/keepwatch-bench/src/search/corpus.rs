@@ -555,6 +555,7 @@ impl Generator<'_> {
             confidence: if r.chance(0.03) { "inferred".into() } else { "exact".into() },
             output_truncated: truncated,
             full_screen,
+            typed: None,
         }
     }
 

@@ -159,6 +159,11 @@ CREATE TABLE IF NOT EXISTS commands (
     full_screen INTEGER NOT NULL,
     UNIQUE (session_id, seq)
 );
+-- What was typed for a command when it is not what ran (`!!`, `!ech`), beside the command.
+CREATE TABLE IF NOT EXISTS command_typed (
+    id INTEGER PRIMARY KEY REFERENCES commands(id) ON DELETE CASCADE,
+    typed TEXT NOT NULL
+);
 -- What a search tests for each match before it reads the (wide) command row: the filters'
 -- columns, keyed by id so the matches of one stretch of time share pages.
 CREATE INDEX IF NOT EXISTS commands_filter ON commands (id, session_id, at_us, kind);

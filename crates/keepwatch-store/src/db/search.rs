@@ -56,6 +56,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .get(0);
+            if let Some(typed) = &c.typed {
+                sqlx::query("INSERT INTO command_typed (id, typed) VALUES (?, ?)")
+                    .bind(rowid)
+                    .bind(typed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("INSERT INTO commands_fts (rowid, command, output) VALUES (?, ?, ?)")
                 .bind(rowid)
                 .bind(&c.command)
@@ -242,10 +249,13 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM commands WHERE session_id = ? ORDER BY seq")
-            .bind(session.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT c.*, t.typed FROM commands c LEFT JOIN command_typed t ON t.id = c.id \
+             WHERE c.session_id = ? ORDER BY c.seq",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(command_row).collect())
     }
 
@@ -368,6 +378,8 @@ fn command_row(r: &sqlx::sqlite::SqliteRow) -> CommandRow {
         confidence: r.get("confidence"),
         output_truncated: r.get("output_truncated"),
         full_screen: r.get("full_screen"),
+        // Only the per-session listing joins it in.
+        typed: r.try_get("typed").ok().flatten(),
     }
 }
 

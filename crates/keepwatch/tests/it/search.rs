@@ -154,3 +154,36 @@ fn hostile_terminal_output_neither_stalls_the_gateway_nor_the_index() {
     assert!(commands[0].starts_with("head -c 10000000 /dev/zero"), "{commands:?}");
     assert!(env.kw(&["verify", &id]).status.success());
 }
+
+/// Issue 9: `!!` is listed as what ran, with what was typed beside it; a recall of the same
+/// text is listed again (bash ran it twice).
+#[test]
+fn history_expansions_are_listed_as_what_ran() {
+    let env = TestEnv::new().target("web01").start();
+    let mut s = env.at_prompt("alice@web01");
+    s.send("echo kw-bang-$((4+4))\n");
+    s.wait_output_times("kw-bang-8", 1);
+    s.send("!!\n");
+    s.wait_output_times("kw-bang-8\r\n", 2);
+    s.send("exit\n");
+    let (status, ..) = s.finish();
+    assert!(status.success());
+    let id = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    env.wait_indexed(&id);
+    let v = env.json(&["show", &id, "--json"]);
+    let commands: Vec<(String, Value)> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["command"].as_str().unwrap().to_owned(), c["typed"].clone()))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("echo kw-bang-$((4+4))".to_owned(), Value::Null),
+            ("echo kw-bang-$((4+4))".to_owned(), Value::from("!!")),
+            ("exit".to_owned(), Value::Null),
+        ]
+    );
+    assert!(env.kw_ok(&["show", &id]).contains("(typed: !!)"));
+}

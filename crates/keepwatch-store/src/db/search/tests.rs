@@ -62,6 +62,7 @@ impl Db {
                     confidence: "exact".into(),
                     output_truncated: false,
                     full_screen: command.is_empty(),
+                    typed: None,
                 }
             })
             .collect();
