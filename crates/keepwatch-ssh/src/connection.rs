@@ -132,10 +132,19 @@ pub(crate) async fn run(
         (i / 4).max(std::time::Duration::from_millis(200))
     }));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The branches' conditions are read only when the select starts, so each branch looks
+    // at `authed` when it fires.
+    let grace = tokio::time::sleep_until(deadline);
+    tokio::pin!(grace);
+    let mut grace_over = false;
     let result = loop {
         tokio::select! {
             r = &mut running => break r,
-            _ = tokio::time::sleep_until(deadline), if !authed.load(Ordering::Relaxed) => {
+            _ = &mut grace, if !grace_over => {
+                grace_over = true;
+                if authed.load(Ordering::Relaxed) {
+                    continue;
+                }
                 tracing::info!(%peer, "closed: not logged in within the login grace time");
                 let _ = handle.disconnect(russh::Disconnect::ByApplication, "keepwatch: login grace time exceeded".into(), String::new()).await;
                 // A peer that does not even read gets no more than a moment.
@@ -144,9 +153,9 @@ pub(crate) async fn run(
                     Err(_) => break Ok(()),
                 }
             }
-            _ = check.tick(), if idle.is_some() && authed.load(Ordering::Relaxed) => {
+            _ = check.tick(), if idle.is_some() => {
                 let Some(idle) = idle else { continue };
-                if activity.idle_for() < idle {
+                if !authed.load(Ordering::Relaxed) || activity.idle_for() < idle {
                     continue;
                 }
                 let text = format!("keepwatch: session ended after {} minutes without activity", idle.as_secs() / 60);

@@ -9,6 +9,7 @@ mod console;
 mod durability;
 mod evasion;
 mod forwarding;
+mod limits;
 mod looks;
 mod refusals;
 mod search;
