@@ -140,8 +140,10 @@ fn revocation_bites_at_the_next_channel_and_with_terminate_at_once() {
         let config = Arc::new(russh::client::Config::default());
         let mut h = russh::client::connect(config, ("127.0.0.1", port), AnyKey).await.unwrap();
         assert!(h.authenticate_password("alice@web01", ALICE_PASSWORD).await.unwrap().success());
-        h
+        // In an Option: the handle is itself a future (of the connection's end).
+        Some(h)
     });
+    let handle = handle.unwrap();
     env.kw_ok(&["revoke", "alice", "web01"]);
     let opened = rt.block_on(async {
         match handle.channel_open_session().await {
