@@ -120,3 +120,36 @@ fn a_full_disk_ends_the_session_fail_closed_unless_the_target_says_continue() {
     let audit = env.kw_ok(&["audit", "--action", "recording_failed"]);
     assert!(audit.contains("continues unrecorded"), "{audit}");
 }
+
+/// Issue 10: a crash between writing a session's row and its recording's first chunk (no
+/// spool, or a spool without a whole first chunk) never stops the next start: such sessions
+/// are removed (the target was never contacted), audited, and the gateway serves.
+#[test]
+fn a_crash_before_the_first_chunk_does_not_block_the_next_start() {
+    let mut env = TestEnv::new().target("web01").build();
+    let (no_spool, torn) = (keepwatch_core::SessionId::new(), keepwatch_core::SessionId::new());
+    for id in [no_spool, torn] {
+        env.sql(&format!(
+            "INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, \
+             status, started_at_us) VALUES ('{id}', 'alice', 'web01', 'h:22', 'kwtest', 'c', \
+             'active', 1)"
+        ));
+    }
+    let spool = env.data().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // A header and the start of chunk 0, cut off.
+    let mut torn_bytes = b"KWREC\0\x02\0".to_vec();
+    torn_bytes.extend_from_slice(torn.as_bytes());
+    torn_bytes.extend_from_slice(b"KWCH\0\0");
+    std::fs::write(spool.join(format!("{torn}.kwr")), torn_bytes).unwrap();
+    env.start();
+    assert!(env.sessions().is_empty(), "both removed: {:?}", env.sessions());
+    let recovered = env.json(&["audit", "--action", "session_recovered", "--json"]).to_string();
+    for id in [no_spool, torn] {
+        assert!(recovered.contains(&id.to_string()), "{recovered}");
+    }
+    assert!(recovered.contains("never started"), "{recovered}");
+    let out = env.ssh("alice@web01").arg("echo serving-$((1+2))").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "serving-3\n");
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
