@@ -21,6 +21,8 @@ command -v sudo >/dev/null || missing+=(sudo)
 command -v mysql >/dev/null || missing+=(mariadb-client)
 # The web console: xterm.js and playwright-core come from npm; the e2e test drives Debian's chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# A real load balancer in front of the gateway (the PROXY protocol test).
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -19,11 +19,13 @@ struct Held {
     by_address: HashMap<IpAddr, usize>,
 }
 
-/// A connection's pre-login slot, given back when it logs in or goes away.
+/// A connection's pre-login slot, given back when it logs in or goes away. Behind a
+/// balancer it is taken in two steps: in all at accept, for the client's address once the
+/// PROXY header names it.
 #[derive(Debug)]
 pub(crate) struct Slot {
     admission: Arc<Admission>,
-    address: IpAddr,
+    address: Option<IpAddr>,
 }
 
 /// Why a connection was turned away before its SSH handshake.
@@ -40,17 +42,17 @@ impl Admission {
 
     /// A slot for a new connection from `address`, if one is free.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Full> {
+        self.admit_unaddressed()?.for_address(address)
+    }
+
+    /// A slot counted in all only, for a connection whose client is not known yet.
+    pub(crate) fn admit_unaddressed(self: &Arc<Self>) -> Result<Slot, Full> {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if h.total >= self.max_total {
             return Err(Full::Total(self.max_total));
         }
-        let n = h.by_address.entry(address).or_default();
-        if *n >= self.max_per_address {
-            return Err(Full::Address(self.max_per_address));
-        }
-        *n += 1;
         h.total += 1;
-        Ok(Slot { admission: self.clone(), address })
+        Ok(Slot { admission: self.clone(), address: None })
     }
 
     /// Connections holding a slot now.
@@ -59,14 +61,33 @@ impl Admission {
     }
 }
 
+impl Slot {
+    /// Counts the slot for `address` too, if that address has room.
+    pub(crate) fn for_address(mut self, address: IpAddr) -> Result<Slot, Full> {
+        let a = self.admission.clone();
+        let mut h = a.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = h.by_address.entry(address).or_default();
+        if *n >= a.max_per_address {
+            // `self` drops after the lock is released and gives its total back.
+            drop(h);
+            return Err(Full::Address(a.max_per_address));
+        }
+        *n += 1;
+        self.address = Some(address);
+        Ok(self)
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut h = self.admission.held.lock().unwrap_or_else(|e| e.into_inner());
         h.total -= 1;
-        if let Some(n) = h.by_address.get_mut(&self.address) {
+        if let Some(address) = self.address
+            && let Some(n) = h.by_address.get_mut(&address)
+        {
             *n -= 1;
             if *n == 0 {
-                h.by_address.remove(&self.address);
+                h.by_address.remove(&address);
             }
         }
     }

@@ -11,7 +11,7 @@
 //! frame as agent messages close the channel.
 
 /// The longest message either side may send (OpenSSH's agent caps requests at 256 KiB).
-pub(crate) const MAX_MESSAGE: usize = 256 * 1024;
+pub const MAX_MESSAGE: usize = 256 * 1024;
 
 const FAILURE: u8 = 5;
 const SUCCESS: u8 = 6;
@@ -24,7 +24,7 @@ const EXTENSION_FAILURE: u8 = 28;
 
 /// Which way bytes go on the agent channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AgentSide {
+pub enum AgentSide {
     /// A program on the target asking the person's agent.
     Target,
     /// The person's agent answering.
@@ -33,20 +33,20 @@ pub(crate) enum AgentSide {
 
 /// What to do with the bytes fed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Verdict {
+pub struct Verdict {
     /// Whole messages to record and pass on.
-    pub(crate) forward: Vec<u8>,
+    pub forward: Vec<u8>,
     /// Answers to send back in the agent's stead (refusals), to record too.
-    pub(crate) reply: Vec<u8>,
+    pub reply: Vec<u8>,
     /// The names of the requests refused, for the recording.
-    pub(crate) refused: Vec<&'static str>,
+    pub refused: Vec<&'static str>,
     /// The stream is not the agent protocol: close the channel.
-    pub(crate) close: Option<String>,
+    pub close: Option<String>,
 }
 
 /// One direction's framing.
 #[derive(Debug, Default)]
-pub(crate) struct AgentFilter {
+pub struct AgentFilter {
     from_target: Vec<u8>,
     from_agent: Vec<u8>,
     closed: bool,
@@ -68,7 +68,7 @@ fn request_name(ty: u8) -> &'static str {
 
 impl AgentFilter {
     /// Feeds bytes that arrived from `from`.
-    pub(crate) fn feed(&mut self, from: AgentSide, data: &[u8]) -> Verdict {
+    pub fn feed(&mut self, from: AgentSide, data: &[u8]) -> Verdict {
         let mut v = Verdict::default();
         if self.closed {
             v.close = Some("the agent channel was already closed".into());

@@ -7,7 +7,7 @@
 //! session id and ends only that connection.
 
 mod admission;
-mod agent;
+pub mod agent;
 mod auth;
 mod channel;
 mod connection;
@@ -54,6 +54,9 @@ pub struct GatewayConfig {
     pub idle_timeout: Option<Duration>,
     /// Channels (shells, execs, transfers, tunnels) one connection may have open at once.
     pub max_channels: usize,
+    /// Behind a balancer: connections come from it and start with a PROXY protocol header
+    /// naming the person's address, which is what is recorded and limited.
+    pub proxy: Option<keepwatch_proxy::ProxyConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +71,7 @@ impl Default for GatewayConfig {
             max_unauthenticated_per_address: 32,
             idle_timeout: Some(Duration::from_secs(60 * 60)),
             max_channels: 64,
+            proxy: None,
         }
     }
 }
@@ -228,17 +232,41 @@ pub async fn serve(ctx: Arc<GatewayContext>, listener: TcpListener, shutdown: Ca
                 }
             },
         };
-        let slot = match ctx.admission.admit(peer.ip()) {
-            Ok(slot) => slot,
-            Err(full) => {
-                // Closed before the handshake: a flood costs a socket and nothing more.
-                tracing::debug!(%peer, ?full, "connection refused: too many not logged in");
-                drop(socket);
-                continue;
-            }
-        };
         let _ = socket.set_nodelay(true);
-        tracker.spawn(connection::run(ctx.clone(), config.clone(), socket, peer, slot));
+        let Some(proxy) = ctx.config.proxy.clone() else {
+            let slot = match ctx.admission.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    // Closed before the handshake: a flood costs a socket and nothing more.
+                    tracing::debug!(%peer, ?full, "connection refused: too many not logged in");
+                    continue;
+                }
+            };
+            tracker.spawn(connection::run(ctx.clone(), config.clone(), socket, peer, slot));
+            continue;
+        };
+        // Behind a balancer: the slot counts in all now, and for the person's address once
+        // the header names it.
+        let Ok(slot) = ctx.admission.admit_unaddressed() else {
+            tracing::debug!(%peer, "connection refused: too many not logged in");
+            continue;
+        };
+        let (ctx, config) = (ctx.clone(), config.clone());
+        tracker.spawn(async move {
+            let mut socket = socket;
+            let client = match keepwatch_proxy::read_header(&mut socket, peer, &proxy).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::warn!(error = %e, "connection refused");
+                    return;
+                }
+            };
+            let Ok(slot) = slot.for_address(client.ip()) else {
+                tracing::debug!(%client, "connection refused: too many not logged in from this address");
+                return;
+            };
+            connection::run(ctx, config, socket, client, slot).await;
+        });
     }
     drop(listener);
     ctx.live.terminate_all("gateway shutting down");

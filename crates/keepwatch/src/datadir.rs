@@ -79,6 +79,16 @@ login_failure_window_s = 900
 password_checks = 2
 password_check_wait_ms = 2000
 
+[proxy]
+# Behind a load balancer (HAProxy, a cloud TCP balancer) that sends the PROXY protocol
+# header (version 1 or 2), the listeners read the person's address from it: that address is
+# recorded and limited. Off by default. When on, connections must come from a trusted
+# balancer and start with the header; any other connection is refused.
+ssh = false
+web = false
+trusted = ["127.0.0.1", "::1"]
+header_timeout_s = 5
+
 [trust]
 # The key that signs recordings, checkpoints, the ledger, the audit trail and anchors. Keep
 # it outside the data directory (root-owned, readable by the gateway only) so that someone
@@ -114,6 +124,7 @@ pub(crate) struct FileConfig {
     pub recording: RecordingSection,
     pub gateway: GatewaySection,
     pub limits: LimitsSection,
+    pub proxy: ProxySection,
     pub trust: TrustSection,
     pub anchor: AnchorSection,
     pub index: IndexSection,
@@ -151,6 +162,45 @@ impl Default for LimitsSection {
             password_checks: 2,
             password_check_wait_ms: 2000,
         }
+    }
+}
+
+/// The PROXY protocol in front of the listeners (`[proxy]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProxySection {
+    pub(crate) ssh: bool,
+    pub(crate) web: bool,
+    pub(crate) trusted: Vec<String>,
+    pub(crate) header_timeout_s: u64,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            ssh: false,
+            web: false,
+            trusted: vec!["127.0.0.1".into(), "::1".into()],
+            header_timeout_s: 5,
+        }
+    }
+}
+
+impl ProxySection {
+    /// The balancers to trust, when the protocol is on for `listener`.
+    pub(crate) fn config(&self, on: bool) -> anyhow::Result<Option<keepwatch_proxy::ProxyConfig>> {
+        if !on {
+            return Ok(None);
+        }
+        let trusted = self
+            .trusted
+            .iter()
+            .map(|t| t.parse().with_context(|| format!("{CONFIG} [proxy] trusted")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(keepwatch_proxy::ProxyConfig {
+            trusted,
+            timeout: Duration::from_secs(self.header_timeout_s.max(1)),
+        }))
     }
 }
 
@@ -236,6 +286,7 @@ impl Default for FileConfig {
             recording: RecordingSection::default(),
             gateway: GatewaySection::default(),
             limits: LimitsSection::default(),
+            proxy: ProxySection::default(),
             trust: TrustSection::default(),
             anchor: AnchorSection::default(),
             index: IndexSection::default(),
@@ -283,8 +334,8 @@ impl FileConfig {
             ..Default::default()
         })
     }
-    pub(crate) fn gateway(&self) -> GatewayConfig {
-        GatewayConfig {
+    pub(crate) fn gateway(&self) -> anyhow::Result<GatewayConfig> {
+        Ok(GatewayConfig {
             env_allow: self.gateway.env_allow.clone(),
             connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
             shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
@@ -295,7 +346,8 @@ impl FileConfig {
             idle_timeout: (self.limits.idle_timeout_s > 0)
                 .then(|| Duration::from_secs(self.limits.idle_timeout_s)),
             max_channels: self.limits.max_channels_per_connection.max(1),
-        }
+            proxy: self.proxy.config(self.proxy.ssh)?,
+        })
     }
 
     /// The login limiter shared by the SSH gateway and the web console.

@@ -62,7 +62,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         store.clone(),
         dir.vault()?,
         recorder,
-        cfg.gateway(),
+        cfg.gateway()?,
         dir.host_key()?,
         logins.clone(),
         passwords.clone(),

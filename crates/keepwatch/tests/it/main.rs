@@ -5,6 +5,7 @@
 
 mod support;
 
+mod balancer;
 mod console;
 mod durability;
 mod evasion;
