@@ -32,7 +32,7 @@ pub use event::{
 };
 pub use read::{read_events, valid_prefix_len};
 pub use recover::{RecoverError, Recovery, recover};
-pub use tail::{RecordingTail, events_from_chunk};
+pub use tail::{RecordingTail, events_from_chunk, for_each_chunk};
 pub use verify::{StreamVerifier, Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 
