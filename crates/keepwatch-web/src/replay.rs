@@ -107,7 +107,7 @@ impl CursorKey {
         }
         let u32_at = |i: usize| Some(u32::from_le_bytes(body.get(i..i + 4)?.try_into().ok()?));
         let u64_at = |i: usize| Some(u64::from_le_bytes(body.get(i..i + 8)?.try_into().ok()?));
-        let carry_len = usize::from(*body.get(36)?);
+        let carry_len = usize::from(*body.get(32)?);
         Some(Resume {
             channel: u32_at(0)?,
             chunk_offset: u64_at(4)?,
@@ -115,9 +115,9 @@ impl CursorKey {
             at_us: u64_at(16)?,
             cols: u32_at(24)?,
             rows: u32_at(28)?,
-            carry: body.get(37..37 + carry_len)?.to_vec(),
+            carry: body.get(33..33 + carry_len)?.to_vec(),
         })
-        .filter(|_| body.len() == 37 + carry_len)
+        .filter(|r| body.len() == 33 + carry_len && r.carry.len() <= 3)
     }
 }
 
