@@ -92,7 +92,7 @@ impl CursorKey {
 
     /// The resume point of a cursor this server gave for session `id`.
     fn open(&self, id: SessionId, text: &str) -> Option<Resume> {
-        if text.len() > 128 || text.len() % 2 != 0 {
+        if text.len() > 128 || !text.len().is_multiple_of(2) {
             return None;
         }
         let raw: Vec<u8> = (0..text.len())

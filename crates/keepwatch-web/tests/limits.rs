@@ -223,13 +223,13 @@ async fn replay_pages_cover_a_long_recording_within_the_caps() {
         let end = (pos + len).min(bytes.len());
         at += 100;
         events.push(output(at, 0, &bytes[pos..end]));
-        if n % 500 == 0 {
+        if n.is_multiple_of(500) {
             events.push(TimedEvent {
                 at_us: at,
                 event: Event::Resize { channel: 0, cols: 100 + (n % 7) as u32, rows: 30 },
             });
         }
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             let noise: Vec<u8> =
                 (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
             events.push(output(at, 1, &noise));
