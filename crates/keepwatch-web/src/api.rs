@@ -181,9 +181,9 @@ async fn login(
     };
     let person = match person {
         Some(p) if ok && !p.disabled => p,
-        Some(p) if ok => {
+        // The same answer as a wrong password: only the trail says why.
+        Some(_) if ok => {
             login_refused(&st, &b.name, addr, "the person is disabled").await?;
-            drop(p);
             return Err(ApiError::unauthorized("wrong name or password"));
         }
         _ => {

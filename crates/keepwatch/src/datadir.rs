@@ -671,3 +671,24 @@ fn unhex(text: &[u8]) -> Option<Vec<u8>> {
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     hex(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented defaults in a new keepwatch.toml are the ones the code uses when a
+    /// setting is left out (issue 10: every limit configurable with a documented default).
+    #[test]
+    fn the_default_config_documents_the_defaults() {
+        let written: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(format!("{:?}", written.limits), format!("{:?}", LimitsSection::default()));
+        let web = written.web();
+        let d = keepwatch_web::WebConfig::default();
+        assert_eq!(web.idle_timeout, d.idle_timeout);
+        assert_eq!(web.session_lifetime, d.session_lifetime);
+        assert_eq!(web.listener.header_timeout, d.listener.header_timeout);
+        assert_eq!(web.listener.max_connections, d.listener.max_connections);
+        assert_eq!(web.replay.max_bytes, d.replay.max_bytes);
+        assert_eq!(web.heavy.permits, d.heavy.permits);
+    }
+}
