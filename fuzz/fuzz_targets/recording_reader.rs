@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use keepwatch_recording::{
-    CHUNK_HEADER_LEN, Chunk, ReadError, RecordingTail, RecordingWriter, Seal, chunks, read_events,
-    valid_prefix_len, verify,
+    CHUNK_HEADER_LEN, Chunk, ReadError, RecordingTail, RecordingWriter, Seal, StreamVerifier, chunks,
+    read_events, valid_prefix_len, verify,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -63,6 +63,14 @@ fn check(data: &[u8]) {
     if let (true, Ok(whole)) = (tail_ok, read_events(&data[..prefix])) {
         assert_eq!(tailed, whole, "the tail reader and read_events disagree");
     }
+    // The streaming verifier, fed in pieces, says exactly what verify says of the whole.
+    let mut stream = StreamVerifier::new(*vk);
+    for p in data.chunks(piece) {
+        if stream.push(p).is_err() {
+            break;
+        }
+    }
+    assert_eq!(stream.finish(), verified, "the streaming verifier and verify disagree");
     if prefix == 0 {
         return;
     }

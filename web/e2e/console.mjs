@@ -77,6 +77,11 @@ let auditor;
 
 await step('set up: data dir, people (alice user, audra auditor, bob user), target, grant; gateway running', async () => {
   gw.kw(['init']);
+  // Tiny replay pages, so the player has to follow the server's pages (issue 10).
+  const toml = path.join(gw.data, 'keepwatch.toml');
+  const cfg = fs.readFileSync(toml, 'utf8');
+  if (!cfg.includes('replay_max_events = 20000')) throw new Error('keepwatch.toml has no replay_max_events to lower');
+  fs.writeFileSync(toml, cfg.replace('replay_max_events = 20000', 'replay_max_events = 4'));
   aliceKey = gw.addPerson('alice', 'user', 'alice-pw-9');
   gw.addPerson(BOB[0], 'user', BOB[1]);
   gw.addPerson(AUDITOR[0], 'auditor', AUDITOR[1]);
@@ -239,6 +244,23 @@ await step('terminate with a reason: the ssh client gets the message and exits',
   await auditor.goto(`${gw.base}/#/sessions/${sessionId}`);
   await auditor.waitForSelector('.status-terminated', { timeout: 15000 });
   await shot(auditor, '7-session-terminated');
+});
+
+await step('the ended session plays to its end across replay pages of 4 events each', async () => {
+  await auditor.waitForSelector('.player-term[data-ready]', { timeout: 15000 });
+  await auditor.selectOption('#speed', '16').catch(() => {});
+  await auditor.keyboard.press('Home');
+  await auditor.waitForFunction(() => Number(document.querySelector('.player-term').dataset.pos) === 0, null, { timeout: 10000 });
+  await auditor.keyboard.press(' ');
+  await auditor.waitForFunction(() => {
+    const p = window.keepwatchConsole.player;
+    return p.duration > 0 && p.pos >= p.duration && !p.playing;
+  }, null, { timeout: 60000, polling: 100 });
+  const pages = await auditor.evaluate(() => window.keepwatchConsole.player.pages || 0);
+  if (pages < 1) throw new Error('the player never fetched a second page of a window');
+  await waitTerm(auditor, 'typed-42-by-alice');
+  console.log(`  played to the end following ${pages} more page(s)`);
+  await shot(auditor, '7b-replay-played-through-pages');
 });
 
 await step('the audit page shows the watch, search, view, replay and kill by the auditor', async () => {

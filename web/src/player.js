@@ -3,7 +3,10 @@
 // (`from_us`/`until_us`), resets the terminal, writes the keyframe and then the events up to
 // the target, so no seek replays from the start. Playback writes the window's events as the
 // clock passes them, skipping idle gaps longer than the limit, and fetches the next window
-// when it runs out.
+// when it runs out. A window the server cut into pages (a response holds at most so many
+// events and bytes) says where the next page starts (`next`, a cursor); playback fetches it
+// when it reaches the end of the page and replaces the page's events with the next ones, so
+// the browser holds one page at a time. Going back before the page then seeks again.
 
 import { get, query } from './api.js';
 import { createTerminal, flushed } from './term.js';
@@ -47,10 +50,48 @@ export class Player {
     if (r.channel !== undefined && r.channel !== null) this.channel = r.channel;
     const events = (r.events || []).slice().sort((a, b) => a[0] - b[0]);
     const kfAt = r.keyframe ? r.keyframe.at_us : 0;
-    return {
-      from, until: Math.min(until, this.duration || until), kfAt, cols: r.cols, rows: r.rows,
+    const w = {
+      from, windowUntil: until, kfAt, cols: r.cols, rows: r.rows,
       keyframe: r.keyframe ? r.keyframe.screen : '', events, idx: 0,
+      redrawable: true, pageFrom: kfAt,
     };
+    this.setPage(w, r);
+    return w;
+  }
+
+  /** Where the window's current page ends, and the cursor of the next one. */
+  setPage(w, r) {
+    w.next = r.next || null;
+    w.until = w.next ? r.next_from_us : Math.min(w.windowUntil, this.duration || w.windowUntil);
+  }
+
+  /** Fetches the next page of the current window in place of the one played. */
+  async nextPage() {
+    const w = this.win;
+    const seq = this.seq;
+    this.loading = get(`/sessions/${encodeURIComponent(this.id)}/replay${query({
+      channel: this.channel, cursor: w.next, until_us: w.windowUntil,
+    })}`);
+    let r;
+    try {
+      r = await this.loading;
+    } catch (e) {
+      // A cursor from before a server restart: seek to where the page ended instead.
+      if (seq === this.seq && !this.disposed) {
+        this.loading = null;
+        await this.seek(w.until, PLAY_WINDOW_US);
+      }
+      return;
+    } finally {
+      this.loading = null;
+    }
+    if (seq !== this.seq || this.disposed || this.win !== w) return;
+    this.pages = (this.pages || 0) + 1;
+    w.events = (r.events || []).slice().sort((a, b) => a[0] - b[0]);
+    w.idx = 0;
+    w.redrawable = false;
+    w.pageFrom = w.events.length ? w.events[0][0] : w.until;
+    this.setPage(w, r);
   }
 
   /** The first window (audited as the replay), drawn at 0. */
@@ -59,9 +100,15 @@ export class Player {
     await this.redraw(0);
   }
 
+  /** Whether the loaded page can play forward to `t` from where it is. */
   covers(t) {
     const w = this.win;
-    return w && t >= w.kfAt && (t <= w.until || w.until >= this.duration);
+    return w && t >= w.pageFrom && (t <= w.until || (!w.next && w.until >= this.duration));
+  }
+
+  /** Whether `t` can be drawn from the window's keyframe (the page played first). */
+  redrawable(t) {
+    return this.covers(t) && this.win.redrawable && t >= this.win.kfAt;
   }
 
   /** Resets the terminal to the window's keyframe and writes events up to `t`. */
@@ -105,7 +152,7 @@ export class Player {
       const out = this.take(t);
       this.pos = t;
       if (out) this.term.write(out);
-    } else if (this.covers(t)) {
+    } else if (this.redrawable(t)) {
       await this.redraw(t);
     } else {
       this.loading = this.fetchWindow(t, false, windowUs);
@@ -169,6 +216,16 @@ export class Player {
       target = this.duration;
     }
     const w = this.win;
+    if (w && w.next && target >= w.until) {
+      // The end of this page: play up to it, then fetch the next page of the window.
+      target = w.until;
+      const out = this.take(target);
+      this.pos = target;
+      if (out) this.term.write(out);
+      this.onChange();
+      this.nextPage();
+      return;
+    }
     if (w && target > w.until && w.until < this.duration) {
       // Out of this window: the next one starts at the keyframe before `target`.
       this.seek(target, PLAY_WINDOW_US);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ed25519_dalek::VerifyingKey;
 use keepwatch_core::{SessionId, SessionStatus};
 use keepwatch_recording::audit_chain;
-use keepwatch_recording::{ledger, verify};
+use keepwatch_recording::{StreamVerifier, Verified, VerifyError, ledger};
 use keepwatch_store::{BlobStore, SessionRow, Store, StoreError};
 
 /// One thing found wrong, for one session (or the ledger itself when `session` is `None`).
@@ -33,7 +33,11 @@ fn problem(id: SessionId, what: impl Into<String>) -> Problem {
     Problem { session: Some(id), what: what.into() }
 }
 
-/// Checks one session's recording against the signing key and its database row.
+/// Pieces a recording is verified in: memory stays at one piece plus one chunk.
+const VERIFY_PIECE: u64 = 1 << 20;
+
+/// Checks one session's recording against the signing key and its database row, reading
+/// the recording a piece at a time.
 ///
 /// # Errors
 /// Only store failures other than a missing recording (which is a problem, not an error).
@@ -49,16 +53,56 @@ pub async fn check_session(
             "recording present but its database row is missing (deleted?)",
         )]);
     };
-    let bytes = match blobs.read_recording(id).await {
-        Ok(b) => b,
-        Err(StoreError::NotFound { .. }) => {
-            return Ok(vec![problem(id, "recording missing from the blob store")]);
+    let verified = verify_recording(blobs, key, id, None).await?;
+    Ok(compare_row(id, row, verified.as_ref()))
+}
+
+/// What [`keepwatch_recording::verify`] says of session `id`'s recording, read in pieces
+/// (never whole) up to `until` bytes (its current end without one); `None` when there is no
+/// recording. The console caches this per recording version and compares the row with
+/// [`compare_row`] on every look.
+///
+/// # Errors
+/// Store failures other than a missing recording.
+pub async fn verify_recording(
+    blobs: &BlobStore,
+    key: &VerifyingKey,
+    id: SessionId,
+    until: Option<u64>,
+) -> Result<Option<Result<Verified, VerifyError>>, StoreError> {
+    let mut v = StreamVerifier::new(*key);
+    loop {
+        let offset = v.offset();
+        let want = until.map_or(VERIFY_PIECE, |u| u.saturating_sub(offset).min(VERIFY_PIECE));
+        if want == 0 {
+            break;
         }
-        Err(e) => return Err(e),
-    };
-    let v = match verify(&bytes, key) {
-        Ok(v) => v,
-        Err(e) => return Ok(vec![problem(id, format!("recording not intact: {e}"))]),
+        let piece = match blobs.read_recording_range(id, offset, want).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound { .. }) if offset == 0 => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if piece.is_empty() {
+            break;
+        }
+        if v.push(&piece).is_err() {
+            break;
+        }
+    }
+    Ok(Some(v.finish()))
+}
+
+/// The problems of session `id` given its row and what verifying its recording gave
+/// (`None`: no recording).
+pub fn compare_row(
+    id: SessionId,
+    row: &SessionRow,
+    verified: Option<&Result<Verified, VerifyError>>,
+) -> Vec<Problem> {
+    let v = match verified {
+        None => return vec![problem(id, "recording missing from the blob store")],
+        Some(Err(e)) => return vec![problem(id, format!("recording not intact: {e}"))],
+        Some(Ok(v)) => v,
     };
     let mut out = Vec::new();
     let s = &v.start;
@@ -107,7 +151,7 @@ pub async fn check_session(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Walks the ledger: each entry chains to the one before, is signed, and names a session that

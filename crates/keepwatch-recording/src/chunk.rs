@@ -334,6 +334,14 @@ fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(a)
 }
 
+/// The bytes a chunk takes in the file, from its header (at least [`CHUNK_HEADER_LEN`]
+/// bytes whose framing [`parse_chunk`] accepted).
+pub(crate) fn encoded_len(rest: &[u8]) -> usize {
+    let stored_len = le_u32(&rest[25..]) as usize;
+    let signed = rest[20] & FLAG_SIGNED != 0;
+    CHUNK_HEADER_LEN + stored_len + HASH_LEN + if signed { SIG_LEN } else { 0 }
+}
+
 pub(crate) fn parse_chunk(
     bytes: &[u8],
     offset: usize,

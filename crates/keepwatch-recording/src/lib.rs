@@ -3,7 +3,8 @@
 //!
 //! Pure: no IO, no clock. [`RecordingWriter`] turns events into bytes for the caller to
 //! append to a file; [`chunks`], [`read_events`], [`verify`] and [`valid_prefix_len`]
-//! read bytes back. `docs/recording-format.md` describes the bytes.
+//! read bytes back, and [`StreamVerifier`] verifies a recording a piece at a time.
+//! `docs/recording-format.md` describes the bytes.
 //!
 //! **Invariant:** reading is total. Any input gives `Ok` or an error, never a panic, and
 //! nothing is allocated beyond the input's size or [`MAX_CHUNK_PAYLOAD`].
@@ -31,8 +32,8 @@ pub use event::{
 };
 pub use read::{read_events, valid_prefix_len};
 pub use recover::{RecoverError, Recovery, recover};
-pub use tail::{RecordingTail, events_from_chunk};
-pub use verify::{Verified, VerifyError, verify};
+pub use tail::{RecordingTail, events_from_chunk, for_each_chunk};
+pub use verify::{StreamVerifier, Verified, VerifyError, verify};
 pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 
 use keepwatch_core::SessionId;

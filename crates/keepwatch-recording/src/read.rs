@@ -8,7 +8,7 @@
 use keepwatch_core::SessionId;
 
 use crate::ReadError;
-use crate::chunk::{Chunk, FLAG_SIGNED, PayloadBuf, chunks};
+use crate::chunk::{Chunk, FLAG_SIGNED, FileHeader, PayloadBuf, chunks};
 use crate::event::{Event, Seal, SessionStart, TimedEvent};
 
 /// What a walk learned about a well-formed recording (or prefix).
@@ -64,19 +64,49 @@ fn walk_inner<V: Visitor>(
     valid_len: &mut usize,
 ) -> Result<Summary, V::Error> {
     let mut iter = chunks(bytes);
-    let mut buf = PayloadBuf::default();
-    let mut events = Vec::new();
-    let mut summary: Option<Summary> = None;
-    let mut expected_seq: u64 = 0;
+    let mut checker = Checker::default();
     while let Some(chunk) = iter.next() {
         let chunk = chunk?;
         // A header was parsed, or `next` would have returned its error.
         let Some(header) = iter.file_header() else {
             break;
         };
-        let session_id = header.session_id;
-        if chunk.seq != expected_seq {
-            return Err(ReadError::Missing { expected: expected_seq, found: chunk.seq }.into());
+        let sealed = checker.chunk(&header.session_id, &chunk, visitor)?;
+        *valid_len = iter.offset();
+        if sealed {
+            // Whatever follows the seal, even a torn chunk header, was not written by
+            // the writer that sealed.
+            if iter.offset() != bytes.len() {
+                return Err(ReadError::TrailingAfterSeal { offset: iter.offset() }.into());
+            }
+            break;
+        }
+    }
+    checker.finish(iter.file_header().as_ref()).map_err(Into::into)
+}
+
+/// The checks of one walk that span chunks: seq order, the chain, where the session start
+/// and the seal stand, and the summary so far. The whole-slice [`walk`] and the streaming
+/// [`crate::StreamVerifier`] both feed it chunk by chunk, so they check the same things.
+#[derive(Default)]
+pub(crate) struct Checker {
+    buf: PayloadBuf,
+    events: Vec<TimedEvent>,
+    summary: Option<Summary>,
+    expected_seq: u64,
+}
+
+impl Checker {
+    /// Checks `chunk` (already framed, chained onto the chunk before it) and hands it to
+    /// `visitor`; true when it holds the seal.
+    pub(crate) fn chunk<V: Visitor>(
+        &mut self,
+        session_id: &SessionId,
+        chunk: &Chunk<'_>,
+        visitor: &mut V,
+    ) -> Result<bool, V::Error> {
+        if chunk.seq != self.expected_seq {
+            return Err(ReadError::Missing { expected: self.expected_seq, found: chunk.seq }.into());
         }
         if chunk.computed_hash() != chunk.hash {
             return Err(ReadError::ChainBroken { seq: chunk.seq, offset: chunk.offset }.into());
@@ -84,12 +114,13 @@ fn walk_inner<V: Visitor>(
         if chunk.is_seal() && chunk.flags & FLAG_SIGNED == 0 {
             return Err(ReadError::SealNotSigned { seq: chunk.seq }.into());
         }
-        visitor.chunk(&session_id, &chunk)?;
+        visitor.chunk(session_id, chunk)?;
 
+        let events = &mut self.events;
         events.clear();
-        chunk.decode_into(&mut buf, &mut events)?;
-        let seal = check_events(&session_id, &chunk, &events)?;
-        let s = match &mut summary {
+        chunk.decode_into(&mut self.buf, events)?;
+        let seal = check_events(session_id, chunk, events)?;
+        let s = match &mut self.summary {
             Some(s) => s,
             None => {
                 // check_events made sure chunk 0 starts with a matching session start.
@@ -97,8 +128,8 @@ fn walk_inner<V: Visitor>(
                 else {
                     return Err(ReadError::NoSessionStart.into());
                 };
-                summary.insert(Summary {
-                    session_id,
+                self.summary.insert(Summary {
+                    session_id: *session_id,
                     start: start.clone(),
                     chunks: 0,
                     chain_head: [0; 32],
@@ -121,23 +152,20 @@ fn walk_inner<V: Visitor>(
                 time_us: chunk.time_us,
             });
         }
-        visitor.events(&mut events);
-        expected_seq += 1;
-        *valid_len = iter.offset();
-        if s.seal.is_some() {
-            // Whatever follows the seal, even a torn chunk header, was not written by
-            // the writer that sealed.
-            if iter.offset() != bytes.len() {
-                return Err(ReadError::TrailingAfterSeal { offset: iter.offset() }.into());
-            }
-            break;
-        }
+        let sealed = s.seal.is_some();
+        visitor.events(events);
+        self.expected_seq += 1;
+        Ok(sealed)
     }
-    match (summary, iter.file_header()) {
-        (Some(s), _) => Ok(s),
-        (None, Some(h)) => Err(ReadError::NoChunks { session_id: h.session_id }.into()),
-        // Unreachable: without a header the iterator yields its error first.
-        (None, None) => Err(ReadError::BadMagic.into()),
+
+    /// The summary once the input has ended, `header` being the file header if one was read.
+    pub(crate) fn finish(self, header: Option<&FileHeader>) -> Result<Summary, ReadError> {
+        match (self.summary, header) {
+            (Some(s), _) => Ok(s),
+            (None, Some(h)) => Err(ReadError::NoChunks { session_id: h.session_id }),
+            // Unreachable: without a header the iterator yields its error first.
+            (None, None) => Err(ReadError::BadMagic),
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! The same walk checks apply as in [`crate::read_events`]: file header, seq order, hash
 //! chain, payload decoding, session start first, seal last. Signatures are not checked.
 
+use std::ops::ControlFlow;
+
 use crate::ReadError;
 use crate::chunk::{FILE_HEADER_LEN, FLAG_SIGNED, PayloadBuf, chain_seed, header, parse_chunk};
 use crate::event::TimedEvent;
@@ -135,8 +137,26 @@ impl RecordingTail {
 /// # Errors
 /// A chunk that does not frame or decode.
 pub fn events_from_chunk(bytes: &[u8]) -> Result<(Vec<TimedEvent>, usize), ReadError> {
-    let mut buf = PayloadBuf::default();
     let mut out = Vec::new();
+    let used = for_each_chunk(bytes, |_, events| {
+        out.extend_from_slice(events);
+        ControlFlow::Continue(())
+    })?;
+    Ok((out, used))
+}
+
+/// Like [`events_from_chunk`], one chunk at a time: `each` gets the offset of the chunk in
+/// `bytes` and its events, and may stop the walk. Returns how many bytes of whole chunks
+/// were walked (including the one `each` stopped at).
+///
+/// # Errors
+/// A chunk that does not frame or decode.
+pub fn for_each_chunk(
+    bytes: &[u8],
+    mut each: impl FnMut(usize, &[TimedEvent]) -> ControlFlow<()>,
+) -> Result<usize, ReadError> {
+    let mut buf = PayloadBuf::default();
+    let mut events = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
         let chunk = match parse_chunk(bytes, pos, [0; 32]) {
@@ -144,8 +164,13 @@ pub fn events_from_chunk(bytes: &[u8]) -> Result<(Vec<TimedEvent>, usize), ReadE
             Err(ReadError::TruncatedChunkHeader { .. } | ReadError::TruncatedChunk { .. }) => break,
             Err(e) => return Err(e),
         };
-        chunk.decode_into(&mut buf, &mut out)?;
+        events.clear();
+        chunk.decode_into(&mut buf, &mut events)?;
+        let at = pos;
         pos += chunk.encoded_len();
+        if each(at, &events).is_break() {
+            break;
+        }
     }
-    Ok((out, pos))
+    Ok(pos)
 }

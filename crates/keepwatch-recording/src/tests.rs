@@ -3,6 +3,7 @@
 
 mod codec;
 mod recovery;
+mod stream_verify;
 mod tail;
 mod tamper;
 mod writer;

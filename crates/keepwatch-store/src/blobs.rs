@@ -27,6 +27,16 @@ const CAPTURES: &str = "captures";
 const SPOOL: &str = "spool";
 const EXT: &str = "kwr";
 
+/// One state of a recording's bytes ([`BlobStore::recording_version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingVersion {
+    /// In the sealed store (else the spool of a live session).
+    pub sealed: bool,
+    pub len: u64,
+    pub e_tag: Option<String>,
+    pub modified_us: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
@@ -129,6 +139,34 @@ impl BlobStore {
         for dir in [SPOOL, RECORDINGS] {
             match self.store.head(&Self::key(dir, id)).await {
                 Ok(meta) => return Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// What identifies a recording's bytes as they are now: where it is (spool or sealed
+    /// store), its length, and the object store's version tag and modification time (for a
+    /// local file: inode, modification time and size), so that a file rewritten in place
+    /// or replaced is a new version even at the same length. `None` when neither exists.
+    ///
+    /// # Errors
+    /// The object store fails for another reason than a missing object.
+    pub async fn recording_version(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<RecordingVersion>, StoreError> {
+        for (dir, sealed) in [(SPOOL, false), (RECORDINGS, true)] {
+            match self.store.head(&Self::key(dir, id)).await {
+                Ok(meta) => {
+                    return Ok(Some(RecordingVersion {
+                        sealed,
+                        len: meta.size,
+                        e_tag: meta.e_tag,
+                        modified_us: meta.last_modified.timestamp_micros(),
+                    }));
+                }
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -11,7 +11,7 @@ mod look;
 mod rows;
 mod vault;
 
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, RecordingVersion};
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
 pub use db::{NewToken, SessionFilter, Store, now_us};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};

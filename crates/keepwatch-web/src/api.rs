@@ -1,14 +1,16 @@
 //! The `/api/v1` handlers (`docs/api.md`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keepwatch_core::{AuditAction, Look, PersonName, Role, SessionId, SessionScope, SessionStatus};
-use keepwatch_recording::{TimedEvent, read_events, valid_prefix_len};
+use keepwatch_core::{
+    AuditAction, Look, PersonName, RefusalAudit, Role, SessionId, SessionScope, SessionStatus,
+};
 use keepwatch_store::{
     AuditFilter, CommandRow, LookError, NewAudit, NewToken, SearchQuery, SessionFilter, SessionRow,
     TargetSecret, TransferFilter,
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{COOKIE, Caller, cookie_from_headers};
-use crate::{ApiError, WebState, playback};
+use crate::{ApiError, WebState};
 
 type St = State<Arc<WebState>>;
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -140,44 +142,97 @@ async fn login(
     axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(b): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let keys = [format!("name:{}", b.name), format!("addr:{}", addr.ip())];
-    if let Some(wait) = st.sessions.locked_for(&keys) {
-        let mut e =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
-    let person = st.store.person(&b.name).await?;
-    let hash = person.as_ref().and_then(|p| p.password_hash.clone());
-    let password = b.password;
-    let ok = match hash {
-        Some(h) => {
-            tokio::task::spawn_blocking(move || keepwatch_store::verify_password(&password, &h))
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
-    };
-    let audit = |action, detail: String| NewAudit {
-        actor: b.name.clone(),
-        action,
-        session_id: None,
-        client_addr: Some(addr.to_string()),
-        detail,
-    };
-    let (Some(person), true) = (person, ok) else {
-        st.sessions.failed(&keys);
-        st.store
-            .audit(audit(AuditAction::LoginRefused, "web login: wrong name or password".into()))
+    // Counted before the password is checked, by the limiter the SSH gateway shares: a
+    // flood of guesses locks the name or the address whichever door it comes through.
+    let attempt = match st.logins.begin(&b.name, addr.ip(), Instant::now()) {
+        Ok(a) => a,
+        Err(locked) => {
+            let wait = locked.retry_after.as_secs().max(1);
+            login_refused(
+                &st,
+                &b.name,
+                addr,
+                &format!("too many failed logins; locked for {wait} s"),
+            )
             .await?;
-        return Err(ApiError::unauthorized("wrong name or password"));
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later",
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
     };
-    st.sessions.succeeded(&keys);
-    let (cookie, csrf) = st.sessions.create(&person.name, person.role)?;
-    st.store.audit(audit(AuditAction::LoginSucceeded, "web login".into())).await?;
+    // No real name is longer; a long one is not looked up (it still costs a hash).
+    let person = if keepwatch_core::valid_name(&b.name) && b.name.len() <= 128 {
+        st.store.person(&b.name).await?
+    } else {
+        None
+    };
+    let hash = person.as_ref().and_then(|p| p.password_hash.as_deref());
+    let ok = match st.passwords.check(&b.password, hash).await {
+        Ok(ok) => ok,
+        Err(busy) => {
+            login_refused(&st, &b.name, addr, "too many password checks at once").await?;
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+    };
+    let person = match person {
+        Some(p) if ok && !p.disabled => p,
+        // The same answer as a wrong password: only the trail says why.
+        Some(_) if ok => {
+            login_refused(&st, &b.name, addr, "the person is disabled").await?;
+            return Err(ApiError::unauthorized("wrong name or password"));
+        }
+        _ => {
+            login_refused(&st, &b.name, addr, "wrong name or password").await?;
+            return Err(ApiError::unauthorized("wrong name or password"));
+        }
+    };
+    st.logins.succeeded(attempt);
+    let (cookie, csrf) = st.sessions.create(&person, &st.config)?;
+    st.store
+        .audit(NewAudit {
+            actor: person.name.clone(),
+            action: AuditAction::LoginSucceeded,
+            session_id: None,
+            client_addr: Some(addr.to_string()),
+            detail: "web login".into(),
+        })
+        .await?;
     let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
     let body = json!({ "name": person.name, "role": person.role.as_str(), "csrf": csrf });
     Ok(([(header::SET_COOKIE, set)], Json(body)).into_response())
+}
+
+/// Audits a refused web login, as many as the shared limiter lets through per address (the
+/// others are counted, and their number goes into the next one audited).
+async fn login_refused(
+    st: &WebState,
+    name: &str,
+    addr: std::net::SocketAddr,
+    why: &str,
+) -> Result<(), ApiError> {
+    let RefusalAudit::Write { suppressed } = st.logins.refusal(addr.ip(), Instant::now()) else {
+        return Ok(());
+    };
+    let more = if suppressed > 0 {
+        format!(" ({suppressed} more refused from this address since the last one audited)")
+    } else {
+        String::new()
+    };
+    st.store
+        .audit(NewAudit {
+            actor: name.to_owned(),
+            action: AuditAction::LoginRefused,
+            session_id: None,
+            client_addr: Some(addr.to_string()),
+            detail: format!("web login: {why}{more}"),
+        })
+        .await?;
+    Ok(())
 }
 
 async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Response {
@@ -275,8 +330,7 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
         st.store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
     let (env, commands): (Vec<_>, Vec<_>) =
         st.store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
-    let problems =
-        keepwatch_recorder::check_session(&st.blobs, &st.verifying_key, s.id, Some(&s)).await?;
+    let problems = crate::verification::check(&st, &s).await?;
     let mut v = session_json(&s, &channels);
     v["transfers"] = transfers
         .iter()
@@ -297,138 +351,17 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
     Ok(Json(v))
 }
 
-/// Pieces a recording is read in when only part of it is needed (chunks are at most about
-/// 1 MiB, the recorder's flush size).
-const PIECE: u64 = 1 << 20;
-
-/// The recording's events from its start until the first one after `until_us` (all of them
-/// without a bound), reading no further than that.
-async fn recording_events_until(
-    st: &WebState,
-    id: SessionId,
-    until_us: Option<u64>,
-) -> Result<Vec<TimedEvent>, ApiError> {
-    let mut tail = keepwatch_recording::RecordingTail::new();
-    let mut events = Vec::new();
-    loop {
-        let piece = st.blobs.read_recording_range(id, tail.read_offset(), PIECE).await?;
-        if piece.is_empty() {
-            return Ok(events);
-        }
-        tail.push(&piece, &mut events).map_err(|e| {
-            ApiError::internal(format!("recording of session {id} is damaged: {e}"))
-        })?;
-        if events.last().is_some_and(|e| until_us.is_some_and(|u| e.at_us > u)) {
-            return Ok(events);
-        }
-    }
-}
-
-/// The recording's events (a live one up to its last whole chunk).
-async fn recording_events(st: &WebState, id: SessionId) -> Result<Vec<TimedEvent>, ApiError> {
-    let bytes = st.blobs.read_recording(id).await?;
-    let bytes = bytes.slice(..valid_prefix_len(&bytes));
-    tokio::task::spawn_blocking(move || read_events(&bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("recording of session {id} is damaged: {e}")))
-}
-
-#[derive(Deserialize)]
-struct ReplayQuery {
-    channel: Option<u32>,
-    from_us: Option<u64>,
-    until_us: Option<u64>,
-}
-
 async fn replay(
     State(st): St,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<ReplayQuery>,
+    Query(q): Query<crate::replay::ReplayQuery>,
 ) -> ApiResult {
     // Every window is a look, whatever it asks for: `Store::look` audits the first of a
     // viewer's replays of a session and again after `REPLAY_AUDIT_WINDOW`.
     let s = look(&st, &caller, &id, Look::Replay, "web").await?;
-    let from = q.from_us.unwrap_or(0);
-    if let Some(w) = replay_by_keyframe(&st, &s, q.channel, from, q.until_us).await? {
-        return Ok(Json(window_json(w)));
-    }
-    let events = recording_events_until(&st, s.id, q.until_us).await?;
-    let w = tokio::task::spawn_blocking(move || {
-        playback::replay_window(&events, q.channel, from, q.until_us)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .ok_or_else(|| ApiError::not_found(format!("a channel to replay in session {}", s.id)))?;
-    Ok(Json(window_json(w)))
-}
-
-fn window_json(w: playback::ReplayWindow) -> Value {
-    json!({
-        "channel": w.channel, "cols": w.cols, "rows": w.rows, "duration_us": w.duration_us,
-        "keyframe": w.keyframe.map(|(at, screen)| json!({ "at_us": at, "screen": screen })),
-        "events": w.events,
-    })
-}
-
-/// Seeking without replaying from the start: the indexer's last keyframe at or before
-/// `from_us`, then only the chunks after it, read until `until_us`. `None` when there is no
-/// keyframe to start from (short sessions, or not indexed yet).
-async fn replay_by_keyframe(
-    st: &WebState,
-    s: &SessionRow,
-    channel: Option<u32>,
-    from_us: u64,
-    until_us: Option<u64>,
-) -> Result<Option<playback::ReplayWindow>, ApiError> {
-    if from_us == 0 {
-        return Ok(None);
-    }
-    let channel = match channel {
-        Some(c) => c,
-        None => match st.store.channels(s.id).await?.iter().find(|c| c.pty_term.is_some()) {
-            Some(c) => c.channel,
-            None => return Ok(None),
-        },
-    };
-    let Some(k) = st.store.keyframe_before(s.id, channel, from_us).await? else {
-        return Ok(None);
-    };
-    // Whole chunks from the keyframe's on, until past `until_us` (or the end).
-    let mut offset = k.chunk_offset;
-    let mut pending = Vec::new();
-    let mut events = Vec::new();
-    let mut skip = k.skip_events as usize;
-    loop {
-        let piece = st.blobs.read_recording_range(s.id, offset, PIECE).await?;
-        if piece.is_empty() {
-            break;
-        }
-        offset += piece.len() as u64;
-        pending.extend_from_slice(&piece);
-        let (mut got, used) = keepwatch_recording::events_from_chunk(&pending).map_err(|e| {
-            ApiError::internal(format!("recording of session {} is damaged: {e}", s.id))
-        })?;
-        pending.drain(..used);
-        let dropped = skip.min(got.len());
-        got.drain(..dropped);
-        skip -= dropped;
-        let past = got.last().is_some_and(|e| until_us.is_some_and(|u| e.at_us > u));
-        events.append(&mut got);
-        if past {
-            break;
-        }
-    }
-    let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
-    let duration_us = (end - s.started_at_us).max(0) as u64;
-    let w = tokio::task::spawn_blocking(move || {
-        let screen = (k.screen.as_str(), k.cols, k.rows);
-        playback::replay_from_keyframe(&events, channel, screen, from_us, until_us, duration_us)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Some(w))
+    let _permit = st.heavy.permit("the replay").await?;
+    Ok(Json(crate::replay::page(&st, &s, q).await?))
 }
 
 async fn export(
@@ -438,15 +371,16 @@ async fn export(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
     let s = look(&st, &caller, &id, Look::Export, "web asciicast").await?;
-    let events = recording_events(&st, s.id).await?;
-    let cast = playback::asciicast(&events, s.started_at_us, None, false);
+    let permit = st.heavy.permit("the export").await?;
+    let channels = st.store.channels(s.id).await?;
     let disposition = format!("attachment; filename=\"{}.cast\"", s.id);
+    let body = crate::replay::export_body(st.clone(), s, &channels, permit);
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-asciicast".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        cast,
+        body,
     )
         .into_response())
 }
@@ -495,6 +429,7 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
     if p.q.trim().is_empty() {
         return Err(ApiError::bad_request("the search text (q) is empty"));
     }
+    let _permit = st.heavy.permit("the search").await?;
     audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
         .await?;
     let Some(person) = person_filter(&caller, p.user.clone()) else {

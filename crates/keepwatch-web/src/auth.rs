@@ -1,25 +1,25 @@
-//! Who is calling: browser sessions (cookie + CSRF token, idle expiry, login lockout) and
-//! API tokens (bearer, stored as SHA-256).
+//! Who is calling: browser sessions (cookie + CSRF token, idle expiry, an absolute lifetime,
+//! ended as soon as their person is disabled, removed or given another role) and API tokens
+//! (bearer, stored as SHA-256; a token bound to a person works only while that person may
+//! act). Failed logins are counted by the limiter the SSH gateway shares
+//! (`keepwatch_core::LoginLimiter`), in `api.rs`'s login.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use keepwatch_core::{PersonName, Role, Viewer};
+use keepwatch_store::PersonRow;
 use sha2::{Digest, Sha256};
 
-use crate::{ApiError, WebState};
+use crate::{ApiError, WebConfig, WebState};
 
 /// The browser session cookie.
 pub(crate) const COOKIE: &str = "kw_session";
-/// Failed logins (per name and per address) before a lockout.
-const MAX_FAILURES: usize = 5;
-/// The window failures are counted in, and how long a lockout lasts.
-const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// The token the CLI (`watch`, `kill`) uses, kept in the data directory with mode 0600.
 pub const CLI_TOKEN_NAME: &str = "local-cli";
 
@@ -56,17 +56,43 @@ impl Caller {
 }
 
 struct WebSession {
-    person: String,
+    person: PersonName,
     role: Role,
+    /// When the person's row was created: a person removed and added again under the same
+    /// name is someone else.
+    person_created_at_us: i64,
     csrf: String,
+    started: Instant,
     last_seen: Instant,
 }
 
-/// Browser sessions and login failures, in memory (a restart logs everyone out).
+/// What a browser session says about its caller.
+#[derive(Clone)]
+struct SessionView {
+    person: PersonName,
+    role: Role,
+    person_created_at_us: i64,
+    csrf: String,
+}
+
+/// A person's row as far as sessions and tokens care: whether they still may act, as whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PersonState {
+    role: Role,
+    disabled: bool,
+    created_at_us: i64,
+}
+
+/// Most people whose state is cached at once (the cache only ever holds people with a
+/// session or a token, but it must not grow without bound either).
+const PERSON_CACHE_MAX: usize = 10_000;
+
+/// Browser sessions, in memory (a restart logs everyone out), and a short cache of the
+/// people they belong to.
 #[derive(Default)]
 pub(crate) struct Sessions {
     by_hash: Mutex<HashMap<String, WebSession>>,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    people: Mutex<HashMap<String, (Instant, Option<PersonState>)>>,
 }
 
 /// A random token: 32 bytes as hex.
@@ -85,17 +111,41 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl Sessions {
-    /// Starts a browser session; returns the cookie value and the CSRF token.
-    pub(crate) fn create(&self, person: &str, role: Role) -> Result<(String, String), ApiError> {
+    /// Starts a browser session for `person` (as their row is now); returns the cookie value
+    /// and the CSRF token. A person holds at most `per_person` sessions: the one used least
+    /// recently makes way.
+    pub(crate) fn create(
+        &self,
+        person: &PersonRow,
+        config: &WebConfig,
+    ) -> Result<(String, String), ApiError> {
+        let name: PersonName =
+            person.name.parse().map_err(|_| ApiError::internal("person name is not valid"))?;
         let cookie = random_token()?;
         let csrf = random_token()?;
+        let now = Instant::now();
         let s = WebSession {
-            person: person.to_owned(),
-            role,
+            person: name.clone(),
+            role: person.role,
+            person_created_at_us: person.created_at_us,
             csrf: csrf.clone(),
-            last_seen: Instant::now(),
+            started: now,
+            last_seen: now,
         };
-        self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).insert(sha256_hex(&cookie), s);
+        let mut map = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
+        expire(&mut map, now, config);
+        let mut mine: Vec<(Instant, String)> = map
+            .iter()
+            .filter(|(_, s)| s.person == name)
+            .map(|(k, s)| (s.last_seen, k.clone()))
+            .collect();
+        if mine.len() >= config.sessions_per_person.max(1) {
+            mine.sort();
+            for (_, k) in mine.iter().take(mine.len() + 1 - config.sessions_per_person.max(1)) {
+                map.remove(k);
+            }
+        }
+        map.insert(sha256_hex(&cookie), s);
         Ok((cookie, csrf))
     }
 
@@ -103,48 +153,64 @@ impl Sessions {
         self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).remove(&sha256_hex(cookie));
     }
 
-    /// The live session of `cookie` (touching it), or `None` if unknown or idle too long.
-    fn lookup(&self, cookie: &str, idle: Duration) -> Option<(String, Role, String)> {
+    /// Browser sessions held now (for tests).
+    pub(crate) fn len(&self) -> usize {
+        self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The live session of `cookie` (touching it), or `None` if unknown, idle too long or
+    /// older than its lifetime.
+    fn lookup(&self, cookie: &str, config: &WebConfig) -> Option<SessionView> {
         let mut map = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        map.retain(|_, s| now.duration_since(s.last_seen) < idle);
+        expire(&mut map, now, config);
         let s = map.get_mut(&sha256_hex(cookie))?;
         s.last_seen = now;
-        Some((s.person.clone(), s.role, s.csrf.clone()))
+        Some(SessionView {
+            person: s.person.clone(),
+            role: s.role,
+            person_created_at_us: s.person_created_at_us,
+            csrf: s.csrf.clone(),
+        })
     }
 
-    /// How long `keys` stay locked out, if any of them failed too often.
-    pub(crate) fn locked_for(&self, keys: &[String]) -> Option<Duration> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        keys.iter()
-            .filter_map(|k| {
-                let q = map.get_mut(k)?;
-                while q.front().is_some_and(|t| now.duration_since(*t) >= LOCKOUT) {
-                    q.pop_front();
-                }
-                (q.len() >= MAX_FAILURES).then(|| LOCKOUT - now.duration_since(q[0]))
-            })
-            .max()
-    }
-
-    pub(crate) fn failed(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            let q = map.entry(k.clone()).or_default();
-            q.push_back(Instant::now());
-            while q.len() > MAX_FAILURES {
-                q.pop_front();
+    /// The person's current state (their row, read at most every `person_recheck`).
+    async fn person_state(
+        &self,
+        st: &WebState,
+        name: &str,
+    ) -> Result<Option<PersonState>, ApiError> {
+        let fresh = st.config.person_recheck;
+        if !fresh.is_zero() {
+            let cache = self.people.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, state)) = cache.get(name)
+                && at.elapsed() < fresh
+            {
+                return Ok(*state);
             }
         }
-    }
-
-    pub(crate) fn succeeded(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            map.remove(k);
+        let state = st.store.person(name).await?.map(|p| PersonState {
+            role: p.role,
+            disabled: p.disabled,
+            created_at_us: p.created_at_us,
+        });
+        if !fresh.is_zero() {
+            let mut cache = self.people.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= PERSON_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(name.to_owned(), (Instant::now(), state));
         }
+        Ok(state)
     }
+}
+
+/// Drops sessions idle too long or past their lifetime.
+fn expire(map: &mut HashMap<String, WebSession>, now: Instant, config: &WebConfig) {
+    map.retain(|_, s| {
+        now.duration_since(s.last_seen) < config.idle_timeout
+            && now.duration_since(s.started) < config.session_lifetime
+    });
 }
 
 pub(crate) fn client_addr(parts: &Parts) -> Option<String> {
@@ -178,35 +244,62 @@ impl FromRequestParts<Arc<WebState>> for Caller {
                 _ => format!("token:{}", row.name),
             };
             // A token acts for the person it names (a user token made before tokens named
-            // a person acts for nobody, and so sees no session).
+            // a person acts for nobody, and so sees no session), and only while that person
+            // may act: a disabled or removed person's tokens stop working at once.
+            if let Some(p) = &row.person {
+                match st.sessions.person_state(st, p.as_str()).await? {
+                    Some(state) if !state.disabled => {}
+                    _ => {
+                        return Err(ApiError::unauthorized(
+                            "this token's person is disabled or removed",
+                        ));
+                    }
+                }
+            }
             let viewer = Viewer { actor, person: row.person, role: row.role, client_addr };
             return Ok(Caller { viewer });
         }
         let Some(cookie) = cookie_from_headers(&parts.headers) else {
             return Err(ApiError::unauthorized("not logged in"));
         };
-        let Some((person, role, csrf)) = st.sessions.lookup(&cookie, st.config.idle_timeout) else {
+        let Some(session) = st.sessions.lookup(&cookie, &st.config) else {
             return Err(ApiError::unauthorized("session expired; log in again"));
         };
+        // The person as they are now: disabled, removed (or removed and added again) or
+        // given another role since the login ends the session at once.
+        let now = st.sessions.person_state(st, session.person.as_str()).await?;
+        let same = now.is_some_and(|p| {
+            !p.disabled && p.role == session.role && p.created_at_us == session.person_created_at_us
+        });
+        if !same {
+            st.sessions.remove(&cookie);
+            return Err(ApiError::unauthorized(
+                "your account was changed or disabled; log in again",
+            ));
+        }
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-            if sent != Some(csrf.as_str()) {
+            if sent != Some(session.csrf.as_str()) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "missing or wrong X-CSRF-Token header (GET /api/v1/me gives the token)",
                 ));
             }
         }
-        let name: PersonName =
-            person.parse().map_err(|_| ApiError::unauthorized("not logged in"))?;
-        Ok(Caller { viewer: Viewer { actor: person, person: Some(name), role, client_addr } })
+        let viewer = Viewer {
+            actor: session.person.to_string(),
+            person: Some(session.person),
+            role: session.role,
+            client_addr,
+        };
+        Ok(Caller { viewer })
     }
 }
 
 /// The CSRF token of the caller's browser session (for `/me`).
 pub(crate) fn csrf_of(st: &WebState, parts_cookie: Option<&str>) -> Option<String> {
     let cookie = parts_cookie?;
-    st.sessions.lookup(cookie, st.config.idle_timeout).map(|(_, _, c)| c)
+    st.sessions.lookup(cookie, &st.config).map(|s| s.csrf)
 }
 
 pub(crate) fn cookie_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {

@@ -4,13 +4,24 @@
 //! shown.
 //!
 //! The gateway is reached through [`LiveControl`], so this crate knows nothing of SSH.
+//!
+//! Everything a caller can make the server hold is bounded ([`WebConfig`]): connections and
+//! the time to send a request ([`serve`]), browser sessions (idle expiry, a lifetime, a
+//! number per person), login attempts (the limiter shared with SSH), replay responses
+//! (events and bytes per page, [`ReplayLimits`]), and the heavy requests (replay, export,
+//! verification, search) that run at once ([`HeavyLimits`]); recordings are read in
+//! pieces, never whole.
 
 mod api;
 mod assets;
 mod auth;
+mod heavy;
 mod index_status;
 mod openapi;
 pub mod playback;
+mod replay;
+mod serve;
+mod verification;
 mod watch;
 
 use std::sync::Arc;
@@ -21,14 +32,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::VerifyingKey;
 use futures::future::BoxFuture;
-use keepwatch_core::SessionId;
+use keepwatch_core::{LoginLimiter, SessionId};
 use keepwatch_recorder::WatchStart;
-use keepwatch_store::{BlobStore, Store, StoreError, Vault};
+use keepwatch_store::{BlobStore, PasswordChecker, Store, StoreError, Vault};
 
 pub use api::{command_json, rfc3339};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, random_token, sha256_hex};
+pub use heavy::HeavyLimits;
 pub use index_status::index_status_json;
+pub use replay::ReplayLimits;
+pub use serve::{ListenerConfig, serve};
 
 /// What the web side may ask of the running gateway.
 pub trait LiveControl: Send + Sync + 'static {
@@ -41,16 +55,55 @@ pub trait LiveControl: Send + Sync + 'static {
     fn host_key_line(&self, text: &str) -> Result<String, String>;
 }
 
+/// The console's bounds (`keepwatch.toml` `[limits]`).
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     /// A browser session ends after this long without a request.
     pub idle_timeout: Duration,
+    /// A browser session ends this long after its login, however busy.
+    pub session_lifetime: Duration,
+    /// Browser sessions one person may hold; a new login ends the least recently used.
+    pub sessions_per_person: usize,
+    /// How long a person's row (role, disabled, removed) is trusted before a request reads
+    /// it again; zero reads it on every request.
+    pub person_recheck: Duration,
+    /// The listener: connections, request head and body deadlines.
+    pub listener: ListenerConfig,
+    /// What one replay response may hold.
+    pub replay: ReplayLimits,
+    /// Replays, exports, verifications and searches at once.
+    pub heavy: HeavyLimits,
+    /// Verification results kept (per session, while the recording is unchanged).
+    pub verify_cache_entries: usize,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { idle_timeout: Duration::from_secs(30 * 60) }
+        WebConfig {
+            idle_timeout: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            sessions_per_person: 16,
+            person_recheck: Duration::from_secs(1),
+            listener: ListenerConfig::default(),
+            replay: ReplayLimits::default(),
+            heavy: HeavyLimits::default(),
+            verify_cache_entries: 10_000,
+        }
     }
+}
+
+/// What the console shares with the rest of the gateway.
+pub struct WebParts {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub verifying_key: VerifyingKey,
+    /// Seals target secrets added from the console (write-only).
+    pub vault: Option<Vault>,
+    pub live: Arc<dyn LiveControl>,
+    /// Failed logins, counted together with the SSH gateway's.
+    pub logins: Arc<LoginLimiter>,
+    /// Password checks, a few at a time, shared with the SSH gateway.
+    pub passwords: PasswordChecker,
 }
 
 /// Everything the handlers share.
@@ -58,31 +111,46 @@ pub struct WebState {
     pub store: Store,
     pub blobs: BlobStore,
     pub verifying_key: VerifyingKey,
-    /// Seals target secrets added from the console (write-only).
     pub vault: Option<Vault>,
     pub live: Arc<dyn LiveControl>,
+    pub logins: Arc<LoginLimiter>,
+    pub passwords: PasswordChecker,
     pub config: WebConfig,
     sessions: auth::Sessions,
+    heavy: heavy::Heavy,
+    verified: verification::VerifyCache,
+    cursors: replay::CursorKey,
 }
 
 impl WebState {
-    pub fn new(
-        store: Store,
-        blobs: BlobStore,
-        verifying_key: VerifyingKey,
-        vault: Option<Vault>,
-        live: Arc<dyn LiveControl>,
-        config: WebConfig,
-    ) -> Arc<Self> {
-        Arc::new(WebState {
+    /// # Errors
+    /// The random source fails (for the replay cursor key).
+    pub fn new(parts: WebParts, config: WebConfig) -> Result<Arc<Self>, ApiError> {
+        let WebParts { store, blobs, verifying_key, vault, live, logins, passwords } = parts;
+        Ok(Arc::new(WebState {
             store,
             blobs,
             verifying_key,
             vault,
             live,
+            logins,
+            passwords,
+            heavy: heavy::Heavy::new(config.heavy.clone()),
+            verified: verification::VerifyCache::new(config.verify_cache_entries),
+            cursors: replay::CursorKey::random()?,
             config,
             sessions: auth::Sessions::default(),
-        })
+        }))
+    }
+
+    /// Browser sessions held now.
+    pub fn browser_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Verification results cached now.
+    pub fn cached_verifications(&self) -> usize {
+        self.verified.len()
     }
 }
 

@@ -13,7 +13,9 @@ fn op(summary: &str, role: &str) -> Value {
             "403": { "description": "Role too low, or missing X-CSRF-Token" },
             "404": { "description": "No such thing, or not yours to see" },
             "409": { "description": "The session is not live (watch, terminate)" },
-            "500": { "description": "The audit event could not be written, so nothing is shown" }
+            "429": { "description": "Login locked after too many failed attempts (SSH and web together); see Retry-After" },
+            "500": { "description": "The audit event could not be written, so nothing is shown" },
+            "503": { "description": "Busy: too many replays, exports, verifications or searches (or password checks) at once; see Retry-After" }
         }
     })
 }
@@ -27,6 +29,21 @@ pub(crate) fn document() -> Value {
         v["parameters"] = id_param();
         v
     };
+    let mut replay = with_id(op(
+        "One page of a window of one channel: the keyframe at from_us, then events to until_us. A page holds at most replay_max_events events and replay_max_bytes of events; when it stops early, truncated is true and next is the cursor of the following page (pass it as cursor, with the same until_us). Every window is audited (one recording_replayed per caller, address and session every 5 minutes)",
+        "any; user: own",
+    ));
+    let query = |name: &str, ty: &str, what: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty }, "description": what });
+    if let Some(p) = replay["parameters"].as_array_mut() {
+        p.push(query("channel", "integer", "the channel (default: the first terminal channel)"));
+        p.push(query(
+            "from_us",
+            "integer",
+            "where the window starts (microseconds into the session)",
+        ));
+        p.push(query("until_us", "integer", "where it ends (default: the end)"));
+        p.push(query("cursor", "string", "the next of the page before (replaces from_us)"));
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Keepwatch API", "version": "1" },
@@ -42,9 +59,9 @@ pub(crate) fn document() -> Value {
             "/api/v1/logout": { "post": op("Log out", "any") },
             "/api/v1/me": { "get": op("Who is logged in, and the CSRF token", "any") },
             "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit)", "any; user: own sessions; a user token without a person: none") },
-            "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and a fresh verification", "any; user: own")) },
-            "/api/v1/sessions/{id}/replay": { "get": with_id(op("A window of one channel: keyframe at from_us, then events to until_us; every window is audited (one recording_replayed per caller, address and session every 5 minutes)", "any; user: own")) },
-            "/api/v1/sessions/{id}/export": { "get": with_id(op("asciicast v2 download", "auditor")) },
+            "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and its verification (the recording verified piece by piece when it changed, the row compared on every request)", "any; user: own")) },
+            "/api/v1/sessions/{id}/replay": { "get": replay },
+            "/api/v1/sessions/{id}/export": { "get": with_id(op("asciicast v2 download, streamed as the recording is read", "auditor")) },
             "/api/v1/sessions/{id}/terminate": { "post": with_id(op("End a live session with a reason", "auditor")) },
             "/api/v1/sessions/{id}/watch": { "get": with_id(op("WebSocket: the current screen, then live output", "auditor")) },
             "/api/v1/search": { "get": op("Substring search over commands and output (q, user, target, since, until, commands_only, limit)", "any; user: own sessions") },

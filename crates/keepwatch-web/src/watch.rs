@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use keepwatch_core::{Look, Role, SessionId};
 use keepwatch_recorder::WatchStart;
-use keepwatch_recording::{Event, read_events, valid_prefix_len};
+use keepwatch_recording::Event;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::look;
-use crate::playback::{Utf8Stream, replay_window};
+use crate::playback::Utf8Stream;
 use crate::{ApiError, WebState};
 
 pub(crate) async fn watch(
@@ -28,34 +28,20 @@ pub(crate) async fn watch(
     let s = look(&st, &caller, &id, Look::Watch, "web").await?;
     let not_live = || ApiError::new(StatusCode::CONFLICT, format!("session {} is not live", s.id));
     let start = st.live.watch(s.id).await.ok_or_else(not_live)?;
+    // The screen so far is read from the recording (from the last keyframe) like a replay.
+    let screen = {
+        let _permit = st.heavy.permit("the watch").await?;
+        crate::replay::current_screen(&st, &s, start.recorded_len).await.unwrap_or_else(|e| {
+            tracing::debug!(session_id = %s.id, error = e.message, "watch: no current screen");
+            (None, 80, 24, String::new())
+        })
+    };
     let id = s.id;
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(e) = stream(&st, id, start, socket).await {
+        if let Err(e) = stream(&st, id, start, screen, socket).await {
             tracing::debug!(session_id = %id, error = %e, "watcher left");
         }
     }))
-}
-
-/// The screen so far, from the spool file's first `len` bytes: `(channel, cols, rows, dump)`.
-async fn current_screen(
-    st: &WebState,
-    id: SessionId,
-    len: u64,
-) -> Option<(Option<u32>, u32, u32, String)> {
-    let bytes = st.blobs.read_recording_range(id, 0, len).await.ok()?;
-    tokio::task::spawn_blocking(move || {
-        let bytes = &bytes[..valid_prefix_len(&bytes)];
-        let events = read_events(bytes).ok()?;
-        Some(match replay_window(&events, None, u64::MAX, None) {
-            Some(w) => {
-                (Some(w.channel), w.cols, w.rows, w.keyframe.map(|k| k.1).unwrap_or_default())
-            }
-            None => (None, 80, 24, String::new()),
-        })
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 /// How long one message may take to reach a watcher before it counts as stuck.
@@ -75,10 +61,9 @@ async fn stream(
     st: &WebState,
     id: SessionId,
     mut start: WatchStart,
+    (mut channel, cols, rows, screen): (Option<u32>, u32, u32, String),
     mut socket: WebSocket,
 ) -> Result<(), axum::Error> {
-    let (mut channel, cols, rows, screen) =
-        current_screen(st, id, start.recorded_len).await.unwrap_or((None, 80, 24, String::new()));
     send(&mut socket, json!({ "type": "screen", "cols": cols, "rows": rows, "data": screen }))
         .await?;
     let mut text = Utf8Stream::default();

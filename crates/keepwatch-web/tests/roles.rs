@@ -11,14 +11,16 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use ed25519_dalek::SigningKey;
 use futures::future::BoxFuture;
-use keepwatch_core::{AuditAction, ChannelKind, Role, SessionId, SessionStatus};
+use keepwatch_core::{
+    AuditAction, ChannelKind, LoginLimiter, LoginLimits, Role, SessionId, SessionStatus,
+};
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::{Event, Pty, RecordingWriter, SessionStart, TimedEvent};
 use keepwatch_store::{
-    AuditFilter, BlobStore, CommandRow, IndexProgress, NewAudit, NewToken, SessionRow, Store,
-    Vault, hash_password,
+    AuditFilter, BlobStore, CommandRow, IndexProgress, NewAudit, NewToken, PasswordChecker,
+    SessionRow, Store, Vault, hash_password,
 };
-use keepwatch_web::{LiveControl, WebConfig, WebState, router};
+use keepwatch_web::{LiveControl, WebConfig, WebParts, WebState, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -173,14 +175,16 @@ async fn fixture() -> Fixture {
     };
     store.add_token(&t, created).await.unwrap();
     let vault = Vault::new(&[3; 32]).unwrap();
-    let state = WebState::new(
-        store.clone(),
+    let parts = WebParts {
+        store: store.clone(),
         blobs,
-        key.verifying_key(),
-        Some(vault),
-        Arc::new(NoLiveSessions),
-        WebConfig::default(),
-    );
+        verifying_key: key.verifying_key(),
+        vault: Some(vault),
+        live: Arc::new(NoLiveSessions),
+        logins: Arc::new(LoginLimiter::new(LoginLimits::default())),
+        passwords: PasswordChecker::new(2, std::time::Duration::from_secs(5)),
+    };
+    let state = WebState::new(parts, WebConfig::default()).unwrap();
     Fixture { app: router(state), id, store, _dir: dir }
 }
 

@@ -78,6 +78,30 @@ login_failure_window_s = 900
 # waits at most this long for its turn and is refused after.
 password_checks = 2
 password_check_wait_ms = 2000
+# The web listener. Seconds a client has to send a request's head (request line and
+# headers; also how long an idle kept-alive connection stays open), and its body.
+web_header_timeout_s = 10
+web_body_timeout_s = 30
+# Web connections served at once (WebSocket watchers included); further connections wait
+# in the kernel's accept backlog until one closes.
+web_max_connections = 512
+# Console sessions: minutes without a request before one ends, hours it lasts at most,
+# and how many one person may hold (a new login ends the least recently used).
+web_session_idle_min = 30
+web_session_lifetime_h = 12
+web_sessions_per_person = 16
+# One replay response holds at most this many events and bytes of event data (as JSON),
+# and reads at most this many bytes of recording; the console fetches the next page.
+replay_max_events = 20000
+replay_max_bytes = 8388608
+replay_max_scan_bytes = 67108864
+# Replays, exports, session verifications, searches and watch starts served at once; the
+# others wait up to heavy_wait_ms (at most heavy_max_waiting of them), then get 503.
+heavy_requests = 4
+heavy_wait_ms = 5000
+heavy_max_waiting = 64
+# Sessions whose verification result is kept (until their recording changes).
+verify_cache_entries = 10000
 
 [proxy]
 # Behind a load balancer (HAProxy, a cloud TCP balancer) that sends the PROXY protocol
@@ -144,12 +168,26 @@ pub(crate) struct LimitsSection {
     pub(crate) login_failure_window_s: u64,
     pub(crate) password_checks: usize,
     pub(crate) password_check_wait_ms: u64,
+    pub(crate) web_header_timeout_s: u64,
+    pub(crate) web_body_timeout_s: u64,
+    pub(crate) web_max_connections: usize,
+    pub(crate) web_session_idle_min: u64,
+    pub(crate) web_session_lifetime_h: u64,
+    pub(crate) web_sessions_per_person: usize,
+    pub(crate) replay_max_events: usize,
+    pub(crate) replay_max_bytes: usize,
+    pub(crate) replay_max_scan_bytes: u64,
+    pub(crate) heavy_requests: usize,
+    pub(crate) heavy_wait_ms: u64,
+    pub(crate) heavy_max_waiting: usize,
+    pub(crate) verify_cache_entries: usize,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         let g = GatewayConfig::default();
         let l = keepwatch_core::LoginLimits::default();
+        let w = keepwatch_web::WebConfig::default();
         LimitsSection {
             login_grace_s: g.login_grace.as_secs(),
             max_unauthenticated: g.max_unauthenticated,
@@ -161,6 +199,19 @@ impl Default for LimitsSection {
             login_failure_window_s: l.window.as_secs(),
             password_checks: 2,
             password_check_wait_ms: 2000,
+            web_header_timeout_s: w.listener.header_timeout.as_secs(),
+            web_body_timeout_s: w.listener.body_timeout.as_secs(),
+            web_max_connections: w.listener.max_connections,
+            web_session_idle_min: w.idle_timeout.as_secs() / 60,
+            web_session_lifetime_h: w.session_lifetime.as_secs() / 3600,
+            web_sessions_per_person: w.sessions_per_person,
+            replay_max_events: w.replay.max_events,
+            replay_max_bytes: w.replay.max_bytes,
+            replay_max_scan_bytes: w.replay.max_scan_bytes,
+            heavy_requests: w.heavy.permits,
+            heavy_wait_ms: w.heavy.wait.as_millis() as u64,
+            heavy_max_waiting: w.heavy.max_waiting,
+            verify_cache_entries: w.verify_cache_entries,
         }
     }
 }
@@ -356,6 +407,34 @@ impl FileConfig {
             per_name: self.limits.login_failures_per_name.max(1),
             per_address: self.limits.login_failures_per_address.max(1),
             window: Duration::from_secs(self.limits.login_failure_window_s.max(1)),
+            ..Default::default()
+        }
+    }
+
+    /// The console's bounds.
+    pub(crate) fn web(&self) -> keepwatch_web::WebConfig {
+        let l = &self.limits;
+        keepwatch_web::WebConfig {
+            idle_timeout: Duration::from_secs(l.web_session_idle_min.max(1) * 60),
+            session_lifetime: Duration::from_secs(l.web_session_lifetime_h.max(1) * 3600),
+            sessions_per_person: l.web_sessions_per_person.max(1),
+            listener: keepwatch_web::ListenerConfig {
+                header_timeout: Duration::from_secs(l.web_header_timeout_s.max(1)),
+                body_timeout: Duration::from_secs(l.web_body_timeout_s.max(1)),
+                max_connections: l.web_max_connections.max(1),
+                shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
+            },
+            replay: keepwatch_web::ReplayLimits {
+                max_events: l.replay_max_events.max(1),
+                max_bytes: l.replay_max_bytes.max(1),
+                max_scan_bytes: l.replay_max_scan_bytes.max(1),
+            },
+            heavy: keepwatch_web::HeavyLimits {
+                permits: l.heavy_requests.max(1),
+                wait: Duration::from_millis(l.heavy_wait_ms),
+                max_waiting: l.heavy_max_waiting,
+            },
+            verify_cache_entries: l.verify_cache_entries,
             ..Default::default()
         }
     }
@@ -643,4 +722,25 @@ fn unhex(text: &[u8]) -> Option<Vec<u8>> {
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     hex(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented defaults in a new keepwatch.toml are the ones the code uses when a
+    /// setting is left out (issue 10: every limit configurable with a documented default).
+    #[test]
+    fn the_default_config_documents_the_defaults() {
+        let written: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(format!("{:?}", written.limits), format!("{:?}", LimitsSection::default()));
+        let web = written.web();
+        let d = keepwatch_web::WebConfig::default();
+        assert_eq!(web.idle_timeout, d.idle_timeout);
+        assert_eq!(web.session_lifetime, d.session_lifetime);
+        assert_eq!(web.listener.header_timeout, d.listener.header_timeout);
+        assert_eq!(web.listener.max_connections, d.listener.max_connections);
+        assert_eq!(web.replay.max_bytes, d.replay.max_bytes);
+        assert_eq!(web.heavy.permits, d.heavy.permits);
+    }
 }

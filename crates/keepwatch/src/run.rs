@@ -100,16 +100,28 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
 
     let shutdown = CancellationToken::new();
     let web_addr = web.local_addr()?;
+    let web_config = cfg.web();
+    let listener_config = web_config.listener.clone();
     let web_state = keepwatch_web::WebState::new(
-        store.clone(),
-        blobs.clone(),
-        dir.verifying_key()?,
-        Some(dir.vault()?),
-        Arc::new(Gateway(ctx.clone())),
-        keepwatch_web::WebConfig::default(),
-    );
+        keepwatch_web::WebParts {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            verifying_key: dir.verifying_key()?,
+            vault: Some(dir.vault()?),
+            live: Arc::new(Gateway(ctx.clone())),
+            logins: logins.clone(),
+            passwords: passwords.clone(),
+        },
+        web_config,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the web console: {}", e.message))?;
     crate::remote::publish(dir, &store, web_addr).await?;
-    let web_task = tokio::spawn(serve_web(web, web_state, shutdown.clone()));
+    let web_task = tokio::spawn(keepwatch_web::serve(
+        web,
+        keepwatch_web::router(web_state),
+        listener_config,
+        shutdown.clone(),
+    ));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
     let anchor_stop = CancellationToken::new();
     let anchor_task = tokio::spawn(keepwatch_recorder::run_anchors(
@@ -191,18 +203,4 @@ async fn reseal_legacy_secrets(
         }
     }
     Ok(())
-}
-
-async fn serve_web(
-    listener: TcpListener,
-    state: Arc<keepwatch_web::WebState>,
-    shutdown: CancellationToken,
-) {
-    let app =
-        keepwatch_web::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(e) =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
-    {
-        tracing::error!(error = %e, "web listener failed");
-    }
 }
