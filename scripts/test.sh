@@ -23,6 +23,7 @@ command -v mysql >/dev/null || missing+=(mariadb-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # A real load balancer in front of the gateway (the PROXY protocol test).
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v curl >/dev/null || missing+=(curl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -176,6 +176,9 @@ await step('search finds a command; the hit opens the replay at that moment', as
   await waitTerm(auditor, 'typed-42-by-alice');
   const verify = await auditor.getAttribute('#verify', 'data-intact');
   console.log(`  verify on open: intact=${verify}`);
+  // Issue 9: the console shows the fingerprint of the key its verdict trusts.
+  const fp = await auditor.textContent('#key-fingerprint');
+  if (!/SHA256:[A-Za-z0-9+/]{43}/.test(fp || '')) throw new Error(`no signing key fingerprint shown: ${JSON.stringify(fp)}`);
   await shot(auditor, '4-replay-at-hit');
 });
 

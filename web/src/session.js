@@ -31,11 +31,16 @@ export async function sessionView(main, ctx, id) {
   clear(main);
 
   const verify = s.verify || {};
+  // The key the verdict trusts: the console's own. Compare it with the fingerprint written
+  // down at `keepwatch init`, kept where the gateway cannot write.
+  const keyNote = h('p.muted.key-fingerprint', { id: 'key-fingerprint' },
+    `Signing key ${verify.key_fingerprint || 'unknown'}: compare with the fingerprint written down at init; `,
+    h('code', 'keepwatch verify --fingerprint'), ' checks against it.');
   const verifyBox = verify.intact
-    ? h('div.verify.ok', { id: 'verify', dataset: { intact: 'true' } }, '✔ Recording intact: hash chain and signatures verified.')
+    ? h('div.verify.ok', { id: 'verify', dataset: { intact: 'true' } }, '✔ Recording intact: hash chain and signatures verified.', keyNote)
     : h('div.verify.bad', { id: 'verify', dataset: { intact: 'false' } },
       h('strong', '✘ Recording failed verification'),
-      h('ul', (verify.problems || ['no verify result']).map((p) => h('li', p))));
+      h('ul', (verify.problems || ['no verify result']).map((p) => h('li', p))), keyNote);
 
   const meta = h('dl.meta', [
     ['Person', s.user], ['Target', s.target],

@@ -14,8 +14,7 @@ mod recover;
 
 pub use anchor::{AnchorConfig, AnchorError, CheckpointBoard, run_anchors, write_anchor};
 pub use integrity::{
-    Problem, check_anchors, check_audit, check_ledger, check_session, compare_row,
-    verify_recording,
+    Problem, check_anchors, check_audit, check_ledger, check_session, compare_row, verify_recording,
 };
 pub use recover::{Recovered, SYSTEM_ACTOR, recover_interrupted};
 

@@ -38,6 +38,15 @@ pub use writer::{MAX_DATA_EVENT, MAX_FIELD_LEN, RecordingWriter, SealInfo};
 
 use keepwatch_core::SessionId;
 
+/// A public key's fingerprint as people compare it: `SHA256:` and the unpadded base64 of the
+/// SHA-256 of its 32 bytes, the way OpenSSH prints key fingerprints.
+pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
+}
+
 /// The format version the writer puts in the file header: 2 added environment events and
 /// the seal of a recovered recording. Readers take [`FORMAT_VERSIONS`] and refuse others.
 pub const FORMAT_VERSION: u16 = 2;

@@ -249,6 +249,7 @@ async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
         "name": caller.viewer.person.as_ref().map_or(caller.actor(), |p| p.as_str()),
         "role": caller.viewer.role.as_str(),
         "csrf": csrf,
+        "key_fingerprint": keepwatch_recording::fingerprint(&st.verifying_key),
     })))
 }
 
@@ -347,6 +348,8 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
     v["verify"] = json!({
         "intact": problems.is_empty(),
         "problems": problems.iter().map(|p| p.what.clone()).collect::<Vec<_>>(),
+        // What the verdict trusts: compare it with the fingerprint written down at `init`.
+        "key_fingerprint": keepwatch_recording::fingerprint(&st.verifying_key),
     });
     Ok(Json(v))
 }

@@ -47,6 +47,9 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Behind a balancer: connections come from it and start with a PROXY protocol header
+    /// naming the client's address (`keepwatch-proxy`), which handlers then see.
+    pub proxy: Option<keepwatch_proxy::ProxyConfig>,
 }
 
 impl Default for ListenerConfig {
@@ -56,6 +59,7 @@ impl Default for ListenerConfig {
             body_timeout: Duration::from_secs(30),
             max_connections: 512,
             shutdown_grace: Duration::from_secs(10),
+            proxy: None,
         }
     }
 }
@@ -93,18 +97,32 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Counted { stream, _permit: permit });
         let app = app.clone();
         let body_timeout = config.body_timeout;
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(ConnectInfo(peer));
-            let body = axum::body::Body::new(DeadlineBody::new(body, body_timeout));
-            app.clone().oneshot(hyper::Request::from_parts(parts, body))
-        });
-        let conn = http.serve_connection(io, service).with_upgrades();
         let stop = shutdown.clone();
+        let (http, proxy) = (http.clone(), config.proxy.clone());
         tracker.spawn(async move {
+            let mut stream = stream;
+            // Behind a balancer, the client is who the header names (within its timeout,
+            // while this connection holds its permit).
+            let peer = match &proxy {
+                None => peer,
+                Some(p) => match keepwatch_proxy::read_header(&mut stream, peer, p).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "web: connection refused");
+                        return;
+                    }
+                },
+            };
+            let io = TokioIo::new(Counted { stream, _permit: permit });
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(ConnectInfo(peer));
+                let body = axum::body::Body::new(DeadlineBody::new(body, body_timeout));
+                app.clone().oneshot(hyper::Request::from_parts(parts, body))
+            });
+            let conn = http.serve_connection(io, service).with_upgrades();
             tokio::pin!(conn);
             let r = tokio::select! {
                 r = conn.as_mut() => r,

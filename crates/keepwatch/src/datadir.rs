@@ -412,9 +412,9 @@ impl FileConfig {
     }
 
     /// The console's bounds.
-    pub(crate) fn web(&self) -> keepwatch_web::WebConfig {
+    pub(crate) fn web(&self) -> anyhow::Result<keepwatch_web::WebConfig> {
         let l = &self.limits;
-        keepwatch_web::WebConfig {
+        Ok(keepwatch_web::WebConfig {
             idle_timeout: Duration::from_secs(l.web_session_idle_min.max(1) * 60),
             session_lifetime: Duration::from_secs(l.web_session_lifetime_h.max(1) * 3600),
             sessions_per_person: l.web_sessions_per_person.max(1),
@@ -423,6 +423,7 @@ impl FileConfig {
                 body_timeout: Duration::from_secs(l.web_body_timeout_s.max(1)),
                 max_connections: l.web_max_connections.max(1),
                 shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
+                proxy: self.proxy.config(self.proxy.web)?,
             },
             replay: keepwatch_web::ReplayLimits {
                 max_events: l.replay_max_events.max(1),
@@ -436,7 +437,7 @@ impl FileConfig {
             },
             verify_cache_entries: l.verify_cache_entries,
             ..Default::default()
-        }
+        })
     }
 
     /// Password checks shared by the SSH gateway and the web console.
@@ -700,13 +701,7 @@ pub(crate) fn read_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
         .with_context(|| format!("{} is not an ed25519 public key", path.display()))
 }
 
-/// `SHA256:` and the unpadded base64 of the SHA-256 of the public key, like OpenSSH's.
-pub(crate) fn fingerprint(key: &VerifyingKey) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
-}
+pub(crate) use keepwatch_recording::fingerprint;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -734,7 +729,7 @@ mod tests {
     fn the_default_config_documents_the_defaults() {
         let written: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         assert_eq!(format!("{:?}", written.limits), format!("{:?}", LimitsSection::default()));
-        let web = written.web();
+        let web = written.web().unwrap();
         let d = keepwatch_web::WebConfig::default();
         assert_eq!(web.idle_timeout, d.idle_timeout);
         assert_eq!(web.session_lifetime, d.session_lifetime);

@@ -100,7 +100,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
 
     let shutdown = CancellationToken::new();
     let web_addr = web.local_addr()?;
-    let web_config = cfg.web();
+    let web_config = cfg.web()?;
     let listener_config = web_config.listener.clone();
     let web_state = keepwatch_web::WebState::new(
         keepwatch_web::WebParts {

@@ -13,18 +13,19 @@ struct Haproxy {
     child: Child,
     v2_port: u16,
     v1_port: u16,
+    web_port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Haproxy {
-    fn start(gateway_port: u16) -> Haproxy {
+    fn start(gateway_port: u16, web_port: u16) -> Haproxy {
         let bin = std::path::Path::new("/usr/sbin/haproxy");
         assert!(
             bin.exists(),
             "/usr/sbin/haproxy not found: run `bash scripts/test.sh` once, which installs it (apt-get install haproxy)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let (v2_port, v1_port) = (free_port(), free_port());
+        let (v2_port, v1_port, lb_web) = (free_port(), free_port(), free_port());
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(
             &cfg,
@@ -33,7 +34,9 @@ impl Haproxy {
                  frontend ssh_v2\n  bind 127.0.0.1:{v2_port}\n  default_backend gw_v2\n\
                  backend gw_v2\n  server gw 127.0.0.1:{gateway_port} send-proxy-v2\n\
                  frontend ssh_v1\n  bind 127.0.0.1:{v1_port}\n  default_backend gw_v1\n\
-                 backend gw_v1\n  server gw 127.0.0.1:{gateway_port} send-proxy\n"
+                 backend gw_v1\n  server gw 127.0.0.1:{gateway_port} send-proxy\n\
+                 frontend web\n  bind 127.0.0.1:{lb_web}\n  default_backend gw_web\n\
+                 backend gw_web\n  server gw 127.0.0.1:{web_port} send-proxy-v2\n"
             ),
         )
         .unwrap();
@@ -45,12 +48,12 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        for port in [v2_port, v1_port] {
+        for port in [v2_port, v1_port, lb_web] {
             wait_for("haproxy to listen", Duration::from_secs(20), || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).ok()
             });
         }
-        Haproxy { child, v2_port, v1_port, _dir: dir }
+        Haproxy { child, v2_port, v1_port, web_port: lb_web, _dir: dir }
     }
 }
 
@@ -77,9 +80,10 @@ fn the_person_behind_haproxy_is_recorded_and_strangers_are_refused() {
     let env = TestEnv::new()
         .target("web01")
         .config("ssh = false", "ssh = true")
+        .config("web = false", "web = true")
         .config("trusted = [\"127.0.0.1\", \"::1\"]", "trusted = [\"127.0.0.1\"]")
         .start();
-    let lb = Haproxy::start(env.ssh_port());
+    let lb = Haproxy::start(env.ssh_port(), env.web_port());
     let v2 = ssh_via(&env, lb.v2_port, "127.0.0.2", "echo via-v2-$((1+1))");
     assert_eq!(String::from_utf8_lossy(&v2.stdout), "via-v2-2\n", "{v2:?}");
     let v1 = ssh_via(&env, lb.v1_port, "127.0.0.3", "echo via-v1-$((1+2))");
@@ -102,4 +106,15 @@ fn the_person_behind_haproxy_is_recorded_and_strangers_are_refused() {
     assert!(!stranger.status.success(), "an untrusted address was served");
     assert_eq!(env.sessions().len(), 2);
     assert!(env.log().contains("not a trusted balancer"), "{}", env.log());
+
+    // The console too: a login through the balancer is audited with the person's address.
+    let login = Command::new("curl")
+        .args(["-s", "--interface", "127.0.0.5", "-H", "content-type: application/json"])
+        .args(["-d", r#"{"name":"alice","password":"wrong"}"#])
+        .arg(format!("http://127.0.0.1:{}/api/v1/login", lb.web_port))
+        .output()
+        .expect("curl missing: run `bash scripts/test.sh` once, which installs it");
+    assert!(String::from_utf8_lossy(&login.stdout).contains("wrong name or password"), "{login:?}");
+    let refused = env.json(&["audit", "--action", "login_refused", "--json"]).to_string();
+    assert!(refused.contains("127.0.0.5"), "{refused}");
 }
