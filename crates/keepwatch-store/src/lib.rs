@@ -10,10 +10,12 @@
 
 mod blobs;
 mod chain;
+mod copy;
 mod credentials;
 mod decode;
 mod error;
 mod look;
+mod postgres;
 mod rows;
 mod search;
 mod sqlite;
@@ -21,6 +23,7 @@ mod store;
 mod vault;
 
 pub use blobs::{BlobStore, RecordingVersion};
+pub use copy::{CopyProgress, CopyReport};
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
 pub use error::{BoxError, StoreError};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};

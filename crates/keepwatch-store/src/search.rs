@@ -35,6 +35,11 @@ pub(crate) trait TextIndex {
     async fn query(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError>;
 }
 
+/// `text` as a `LIKE` pattern that matches it literally anywhere (`\` escapes).
+pub(crate) fn like_substring(text: &str) -> String {
+    format!("%{}%", like_escape(text))
+}
+
 /// `glob` (`*` matches anything, `/` included; nothing else is special) as a `LIKE`
 /// pattern (`\` escapes), the SQL form of `keepwatch_core::glob_match`.
 pub(crate) fn like_glob(glob: &str) -> String {
@@ -90,6 +95,7 @@ fn floor_char(s: &str, mut i: usize) -> usize {
 mod tests {
     #[test]
     fn like_patterns_are_literal_but_for_the_glob_star() {
+        assert_eq!(super::like_substring("100%_a\\b"), "%100\\%\\_a\\\\b%");
         assert_eq!(super::like_glob("*/etc/*_x"), "%/etc/%\\_x");
         assert_eq!(super::like_glob("plain"), "plain");
     }

@@ -16,6 +16,7 @@ use crate::error::At;
 
 mod access;
 mod audit;
+mod copy;
 mod indexing;
 mod records;
 mod search;

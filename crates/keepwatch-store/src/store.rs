@@ -15,6 +15,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 
 use crate::StoreError;
+use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
 
 mod access;
@@ -26,6 +27,8 @@ pub(crate) mod records;
 pub enum Database {
     /// An SQLite file (the embedded default: `keepwatch.db` in the data directory).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL (`postgres://user:password@host:5432/keepwatch`).
+    Postgres(String),
 }
 
 impl Database {
@@ -41,6 +44,9 @@ impl Database {
         if let Some(path) = s.strip_prefix("sqlite://") {
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Database::Postgres(s.to_owned()));
+        }
         Err(StoreError::Invalid {
             what: "[store] database: expected empty (SQLite in the data directory) or a \
                    postgres:// URL"
@@ -52,6 +58,7 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Database::Sqlite(path) => format!("SQLite {}", path.display()),
+            Database::Postgres(url) => crate::postgres::describe(url),
         }
     }
 }
@@ -60,6 +67,7 @@ impl Database {
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Sqlite(Sqlite),
+    Postgres(Postgres),
 }
 
 /// Runs `$e` with `$b` bound to the store's backend, whichever it is.
@@ -67,6 +75,7 @@ macro_rules! dispatch {
     ($self:expr, $b:ident => $e:expr) => {
         match &$self.backend {
             $crate::store::Backend::Sqlite($b) => $e,
+            $crate::store::Backend::Postgres($b) => $e,
         }
     };
 }
@@ -95,6 +104,9 @@ impl Store {
     pub async fn open(db: &Database) -> Result<Self, StoreError> {
         match db {
             Database::Sqlite(path) => Self::open_sqlite(path).await,
+            Database::Postgres(url) => {
+                Ok(Self::with_backend(Backend::Postgres(Postgres::open(url).await?)))
+            }
         }
     }
 

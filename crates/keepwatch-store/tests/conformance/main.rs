@@ -8,6 +8,7 @@
 mod support;
 
 mod chains;
+mod copy;
 mod index_status;
 mod looks;
 mod migrations;
