@@ -39,6 +39,15 @@ fi
 $SUDO mkdir -p /run/sshd
 (cd web && npm ci --no-audit --no-fund)
 
+# The store's tests and a few integration tests run on PostgreSQL too (a database of their own
+# per test on KEEPWATCH_TEST_POSTGRES). PostgreSQL is on the machine and in CI and is not
+# installed here: say how to start it rather than fail test by test.
+pg_url="${KEEPWATCH_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+if command -v pg_isready >/dev/null && ! pg_isready -q -d "$pg_url"; then
+  echo "scripts/test.sh: PostgreSQL is not reachable at $pg_url: start it (pg_ctlcluster 15 main start) or set KEEPWATCH_TEST_POSTGRES" >&2
+  exit 1
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz targets (their own workspace, built with nightly by `cargo fuzz`) must still compile.

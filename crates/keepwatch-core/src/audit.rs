@@ -41,6 +41,9 @@ pub enum AuditAction {
     /// A session was refused because the target's row no longer matches what its secret
     /// was sealed for (edited outside keepwatch, or a wrong vault key).
     TargetRowMismatch,
+    /// The metadata store was copied into another database (`keepwatch migrate`); the first
+    /// event the new database's chain adds to the copied one.
+    StoreMigrated,
 }
 
 impl AuditAction {
@@ -78,10 +81,11 @@ impl AuditAction {
             GrantRemoved => "grant_removed",
             TargetSecretResealed => "target_secret_resealed",
             TargetRowMismatch => "target_row_mismatch",
+            StoreMigrated => "store_migrated",
         }
     }
 
-    pub const ALL: [AuditAction; 31] = {
+    pub const ALL: [AuditAction; 32] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -115,6 +119,7 @@ impl AuditAction {
             GrantRemoved,
             TargetSecretResealed,
             TargetRowMismatch,
+            StoreMigrated,
         ]
     };
 }
@@ -182,12 +187,13 @@ mod tests {
                 GrantRemoved => 28,
                 TargetSecretResealed => 29,
                 TargetRowMismatch => 30,
+                StoreMigrated => 31,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();
         seen.sort();
         seen.dedup();
-        assert_eq!(seen, (0..31).collect::<Vec<_>>());
+        assert_eq!(seen, (0..32).collect::<Vec<_>>());
     }
 
     #[test]

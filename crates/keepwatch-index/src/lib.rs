@@ -169,7 +169,7 @@ impl Indexer {
     /// The database cannot be read; a recording that cannot be indexed is noted on its
     /// session instead.
     pub async fn tick(&mut self) -> Result<(), IndexError> {
-        let filter = SessionFilter { active_only: true, ..Default::default() };
+        let filter = SessionFilter::active();
         let active: Vec<SessionId> =
             self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
         for &id in &active {
@@ -234,7 +234,9 @@ impl Indexer {
 
     async fn failed(&self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
         match e {
-            IndexError::Store(StoreError::Db(_)) | IndexError::Task(_) => Err(e),
+            // The database, not the recording: try again at a later tick.
+            IndexError::Store(StoreError::Unavailable { .. } | StoreError::Conflict { .. })
+            | IndexError::Task(_) => Err(e),
             other => {
                 tracing::warn!("not indexing session {id}: {other}");
                 self.store.set_index_error(id, &other.to_string()).await?;

@@ -519,12 +519,6 @@ mod tests {
             .await
             .unwrap();
         assert!(audit.iter().any(|e| e.action == keepwatch_core::AuditAction::SessionRecovered));
-        assert!(
-            store
-                .sessions(&SessionFilter { active_only: true, ..Default::default() })
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(store.sessions(&SessionFilter::active()).await.unwrap().is_empty());
     }
 }

@@ -35,11 +35,10 @@ pub enum Recovered {
 pub async fn recover_interrupted(
     ctx: &RecorderContext,
 ) -> Result<Vec<(SessionId, Recovered)>, RecorderError> {
-    let active = ctx
-        .store
-        .sessions(&SessionFilter { active_only: true, ..Default::default() })
-        .await
-        .map_err(|source| RecorderError::Store { id: SessionId::from_bytes([0; 16]), source })?;
+    let active =
+        ctx.store.sessions(&SessionFilter::active()).await.map_err(|source| {
+            RecorderError::Store { id: SessionId::from_bytes([0; 16]), source }
+        })?;
     let mut out = Vec::new();
     for s in active {
         let outcome = recover_now(ctx, s.id, "gateway stopped while the session ran").await;

@@ -95,7 +95,7 @@ impl BlobStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::NotFound { kind: "recording", name: id.to_string() })
+        Err(StoreError::NotFound { op: "read recording", kind: "recording", id: id.to_string() })
     }
 
     /// Up to `max` bytes of a recording from byte `offset` (empty at its current end), from
@@ -126,7 +126,7 @@ impl BlobStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::NotFound { kind: "recording", name: id.to_string() })
+        Err(StoreError::NotFound { op: "read recording", kind: "recording", id: id.to_string() })
     }
 
     /// The length of a recording now: its spool file while it is being written, the sealed
@@ -261,8 +261,9 @@ impl BlobStore {
         match self.store.get(&Self::capture_key(session, transfer)).await {
             Ok(r) => Ok(r.into_stream().map_err(StoreError::from).boxed()),
             Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound {
+                op: "read captured content",
                 kind: "captured content of transfer",
-                name: transfer.to_string(),
+                id: transfer.to_string(),
             }),
             Err(e) => Err(e.into()),
         }

@@ -1,43 +1,38 @@
 //! Keepwatch storage: metadata rows, recording blobs and the credential vault.
 //!
 //! Nothing above this crate knows which backend holds the data: callers use [`Store`] and
-//! [`BlobStore`], whose methods name domain operations, not SQL. The embedded backend is
-//! SQLite plus a local directory; PostgreSQL and S3 slot in behind the same methods.
+//! [`BlobStore`], whose methods name domain operations, not SQL, and whose errors
+//! ([`StoreError`]) name no driver. The metadata backend is chosen at open by a
+//! [`Database`]: SQLite (embedded, `sqlite.rs`) or PostgreSQL (`postgres.rs`), each with
+//! its own SQL and its own versioned migrations (`migrations/<backend>/`); the shared parts
+//! are the row decoders (`decode.rs`), the hash chains (`chain.rs`) and the search interface
+//! (`search.rs`).
 
 mod blobs;
+mod chain;
+mod copy;
 mod credentials;
-mod db;
+mod decode;
+mod error;
 mod look;
+mod postgres;
 mod rows;
+mod search;
+mod sqlite;
+mod store;
 mod vault;
 
 pub use blobs::{BlobStore, RecordingVersion};
+pub use copy::{CopyProgress, CopyReport};
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
-pub use db::{NewToken, SessionFilter, Store, now_us};
+pub use error::{BoxError, StoreError};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
     IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit,
-    NewTarget, PersonRow, Resealed, SearchHit, SearchQuery, SessionRow, StoredAudit, TargetRow,
-    TargetSecret, TokenRow, TransferFilter, TransferRow,
+    NewTarget, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter, SessionListing,
+    SessionRow, StoredAudit, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
+pub use store::records::NewToken;
+pub use store::{Database, Store, now_us};
 pub use vault::{SecretKind, TargetBinding, Vault, VaultError};
-
-/// Everything that can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("blob store error: {0}")]
-    Blob(#[from] object_store::Error),
-    #[error("{kind} {name:?} already exists")]
-    Exists { kind: &'static str, name: String },
-    #[error("{kind} {name:?} not found")]
-    NotFound { kind: &'static str, name: String },
-    #[error("{what}")]
-    Invalid { what: String },
-    #[error("row {what} holds an invalid value: {detail}")]
-    Corrupt { what: String, detail: String },
-    #[error("io error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
-}

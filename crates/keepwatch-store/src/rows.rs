@@ -133,13 +133,46 @@ pub enum ContentCapture {
     Skipped { reason: String },
 }
 
-/// Which transfers to list.
+/// Which transfers to list (every filter is applied by the database).
 #[derive(Debug, Clone, Default)]
 pub struct TransferFilter {
     pub person: Option<String>,
     pub target: Option<String>,
     pub session: Option<SessionId>,
+    /// Lowercase or uppercase hex.
     pub sha256: Option<String>,
+    /// Paths matching this pattern: `*` matches anything, `/` included; letters match
+    /// ASCII case-insensitively (`keepwatch_core::glob_match`).
+    pub path: Option<String>,
+}
+
+/// Which sessions to list, newest first (every filter is applied by the database).
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    pub person: Option<String>,
+    pub target: Option<String>,
+    /// Bounds on the session's start, unix microseconds, both inclusive.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// At most this many (the newest).
+    pub limit: Option<u32>,
+}
+
+impl SessionFilter {
+    /// Every session running now.
+    pub fn active() -> Self {
+        SessionFilter { status: Some(SessionStatus::Active), ..Default::default() }
+    }
+}
+
+/// A session as listed: its row, its channels, and the last command the indexer found in
+/// it (shell, exec or stdin; not screen snapshots or environment rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionListing {
+    pub session: SessionRow,
+    pub channels: Vec<ChannelRow>,
+    pub last_command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

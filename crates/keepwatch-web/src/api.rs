@@ -294,34 +294,23 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
     let Some(person) = person_filter(&caller, q.user.clone()) else {
         return Ok(Json(json!([])));
     };
-    let filter = SessionFilter {
-        active_only: q.status.as_deref() == Some("active"),
-        person,
-        target: q.target.clone(),
-    };
-    let since = q.since.as_deref().map(parse_time).transpose()?;
-    let until = q.until.as_deref().map(parse_time).transpose()?;
     let status: Option<SessionStatus> = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => {
             Some(s.parse().map_err(|_| ApiError::bad_request(format!("unknown status {s:?}")))?)
         }
     };
-    let mut out = Vec::new();
-    for s in st.store.sessions(&filter).await? {
-        if status.is_some_and(|x| x != s.status)
-            || since.is_some_and(|t| s.started_at_us < t)
-            || until.is_some_and(|t| s.started_at_us > t)
-        {
-            continue;
-        }
-        let channels = st.store.channels(s.id).await?;
-        out.push(session_json(&s, &channels));
-        if out.len() >= q.limit.unwrap_or(200) {
-            break;
-        }
-    }
-    Ok(Json(Value::Array(out)))
+    // Every filter and the limit are applied by the store, in its query.
+    let filter = SessionFilter {
+        status,
+        person,
+        target: q.target.clone().filter(|t| !t.is_empty()),
+        since_us: q.since.as_deref().map(parse_time).transpose()?,
+        until_us: q.until.as_deref().map(parse_time).transpose()?,
+        limit: Some(q.limit.unwrap_or(200).min(u32::MAX as usize) as u32),
+    };
+    let listed = st.store.session_listings(&filter).await?;
+    Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels)).collect()))
 }
 
 async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -465,24 +454,21 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
 
 async fn live(State(st): St, caller: Caller) -> ApiResult {
     caller.require(Role::Auditor)?;
-    let filter = SessionFilter { active_only: true, ..Default::default() };
     let now = keepwatch_store::now_us();
-    let mut out = Vec::new();
-    for s in st.store.sessions(&filter).await? {
-        let last = st
-            .store
-            .commands(s.id)
-            .await?
+    let listed = st.store.session_listings(&SessionFilter::active()).await?;
+    Ok(Json(Value::Array(
+        listed
             .into_iter()
-            .rev()
-            .find(|c| c.kind != "screen" && c.kind != "env");
-        out.push(json!({
-            "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
-            "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),
-            "last_command": last.map(|c| c.command),
-        }));
-    }
-    Ok(Json(Value::Array(out)))
+            .map(|l| {
+                let s = l.session;
+                json!({
+                    "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
+                    "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),
+                    "last_command": l.last_command,
+                })
+            })
+            .collect(),
+    )))
 }
 
 #[derive(Deserialize)]

@@ -224,8 +224,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             StoreError::Exists { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
             StoreError::Invalid { .. } => Self::bad_request(e.to_string()),
+            StoreError::Conflict { .. } => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "web: store conflict");
+                Self::new(StatusCode::CONFLICT, "a concurrent change got there first; try again")
+            }
             other => {
-                tracing::error!(error = %other, "web: store failed");
+                let source = std::error::Error::source(&other).map(|s| s.to_string());
+                tracing::error!(error = %other, ?source, "web: store failed");
                 Self::internal("the store failed; see the gateway log")
             }
         }

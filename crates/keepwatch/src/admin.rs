@@ -440,9 +440,9 @@ async fn end_sessions(
     reason: &str,
 ) -> anyhow::Result<()> {
     let filter = keepwatch_store::SessionFilter {
-        active_only: true,
         person: Some(person.to_owned()),
         target: target.map(str::to_owned),
+        ..keepwatch_store::SessionFilter::active()
     };
     let live = store.sessions(&filter).await?;
     if live.is_empty() {

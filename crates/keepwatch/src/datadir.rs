@@ -11,7 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use keepwatch_core::{MaskRule, OutputMask, Role};
 use keepwatch_recorder::{RecorderConfig, RecorderContext};
 use keepwatch_ssh::GatewayConfig;
-use keepwatch_store::{BlobStore, Store, Vault, hash_password};
+use keepwatch_store::{BlobStore, Database, Store, Vault, hash_password};
 use serde::Deserialize;
 
 const CONFIG: &str = "keepwatch.toml";
@@ -113,6 +113,14 @@ web = false
 trusted = ["127.0.0.1", "::1"]
 header_timeout_s = 5
 
+[store]
+# Where the metadata lives (people, targets, grants, sessions, the search index, the ledger,
+# the audit trail, API tokens). Empty: keepwatch.db (SQLite) in this data directory. A
+# PostgreSQL URL ("postgres://USER:PASSWORD@HOST:5432/DB") lets several gateways share one
+# database; `keepwatch migrate --to URL` copies an SQLite installation into it. Recordings
+# stay in this data directory either way.
+database = ""
+
 [trust]
 # The key that signs recordings, checkpoints, the ledger, the audit trail and anchors. Keep
 # it outside the data directory (root-owned, readable by the gateway only) so that someone
@@ -149,6 +157,7 @@ pub(crate) struct FileConfig {
     pub gateway: GatewaySection,
     pub limits: LimitsSection,
     pub proxy: ProxySection,
+    pub store: StoreSection,
     pub trust: TrustSection,
     pub anchor: AnchorSection,
     pub index: IndexSection,
@@ -255,6 +264,14 @@ impl ProxySection {
     }
 }
 
+/// Where the metadata lives (`[store]`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreSection {
+    /// Empty: the SQLite file in the data directory; else a `postgres://` URL.
+    pub(crate) database: String,
+}
+
 /// Where the signing key lives.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -338,6 +355,7 @@ impl Default for FileConfig {
             gateway: GatewaySection::default(),
             limits: LimitsSection::default(),
             proxy: ProxySection::default(),
+            store: StoreSection::default(),
             trust: TrustSection::default(),
             anchor: AnchorSection::default(),
             index: IndexSection::default(),
@@ -505,9 +523,20 @@ impl DataDir {
 
     /// Creates the directory with fresh keys and an `admin` person. The signing key goes to
     /// `signing_key` when given (outside the data directory, recorded in keepwatch.toml).
-    pub(crate) async fn init(&self, signing_key: Option<&Path>) -> anyhow::Result<()> {
+    pub(crate) async fn init(
+        &self,
+        signing_key: Option<&Path>,
+        database: Option<&str>,
+    ) -> anyhow::Result<()> {
         if self.is_initialised() {
             bail!("{} is already initialised; refusing to touch it", self.root.display());
+        }
+        let db = Database::from_setting(database.unwrap_or(""), &self.path(DB))?;
+        if matches!(db, Database::Postgres(_)) && !Store::is_empty_database(&db).await? {
+            bail!(
+                "{} is not empty: init needs a new, empty database (to join an installation, copy its keepwatch.toml and keys instead)",
+                db.describe()
+            );
         }
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
@@ -542,9 +571,9 @@ impl DataDir {
         }
         let vault_key = Vault::generate_key()?;
         write_secret_file(&self.path(VAULT_KEY), hex(&vault_key).as_bytes())?;
-        let store = Store::open_sqlite(&self.path(DB))
+        let store = Store::open(&db)
             .await
-            .context("cannot create the database")?
+            .with_context(|| format!("cannot create the database ({})", db.describe()))?
             .with_audit_key(Arc::new(signing.clone()));
         let password = random_password()?;
         let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
@@ -560,13 +589,16 @@ impl DataDir {
             .await?;
         store.close().await;
         // The config goes last: its presence is what marks the directory as initialised.
-        let config = match signing_key {
+        let mut config = match signing_key {
             Some(_) => DEFAULT_CONFIG.replace(
                 "\nsigning_key = \"\"\n",
                 &format!("\nsigning_key = {:?}\n", key_path.display().to_string()),
             ),
             None => DEFAULT_CONFIG.to_owned(),
         };
+        if let Some(url) = database.filter(|d| !d.trim().is_empty()) {
+            config = config.replace("\ndatabase = \"\"\n", &format!("\ndatabase = {url:?}\n"));
+        }
         std::fs::write(self.path(CONFIG), config).context("cannot write keepwatch.toml")?;
         let fp = fingerprint(&signing.verifying_key());
         println!("Initialised {}", self.root.display());
@@ -604,13 +636,31 @@ impl DataDir {
             .with_context(|| format!("{} is not valid", self.path(CONFIG).display()))
     }
 
+    /// Where the metadata lives: `[store] database`, or keepwatch.db in the directory.
+    pub(crate) fn database(&self) -> anyhow::Result<Database> {
+        let cfg = self.config()?;
+        Database::from_setting(&cfg.store.database, &self.path(DB))
+            .with_context(|| format!("{}", self.path(CONFIG).display()))
+    }
+
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.path(CONFIG)
+    }
+
+    /// Whether a gateway (`keepwatch run`) answers on the web address it left here.
+    pub(crate) async fn gateway_answers(&self) -> bool {
+        let Ok(addr) = std::fs::read_to_string(self.path("web.addr")) else { return false };
+        let connect = tokio::net::TcpStream::connect(addr.trim());
+        matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_)))
+    }
+
     /// The metadata store; audit events it writes are signed when the signing key is
     /// readable (it is for the gateway and for root's CLI).
     pub(crate) async fn store(&self) -> anyhow::Result<Store> {
         self.require_initialised()?;
-        let store = Store::open_sqlite(&self.path(DB))
-            .await
-            .with_context(|| format!("cannot open {}", self.path(DB).display()))?;
+        let db = self.database()?;
+        let store =
+            Store::open(&db).await.with_context(|| format!("cannot open {}", db.describe()))?;
         Ok(match self.signing_key() {
             Ok(key) => store.with_audit_key(Arc::new(key)),
             Err(_) => store,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod datadir;
+mod migrate;
 mod output;
 mod playback;
 mod remote;
@@ -39,6 +40,11 @@ enum Command {
         /// cannot); keepwatch.toml records the path.
         #[arg(long, value_name = "FILE")]
         signing_key: Option<PathBuf>,
+        /// Keep the metadata in this PostgreSQL database (`postgres://USER:PASSWORD@HOST/DB`,
+        /// new and empty) instead of keepwatch.db in the data directory; recorded as
+        /// `[store] database`.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Start the SSH gateway and the web listener (runs `init` first on a new data directory).
     Run(run::RunArgs),
@@ -81,6 +87,9 @@ enum Command {
     /// Manage API tokens for automation.
     #[command(subcommand)]
     Token(remote::TokenCommand),
+    /// Copy this (SQLite) installation's metadata into an empty PostgreSQL database,
+    /// verifying every recording first; then set `[store] database` to switch.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,8 +125,8 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = datadir::DataDir::new(cli.data_dir);
     match cli.command {
-        Command::Init { signing_key } => {
-            dir.init(signing_key.as_deref()).await?;
+        Command::Init { signing_key, database } => {
+            dir.init(signing_key.as_deref(), database.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run::run(&dir, args).await,
@@ -138,5 +147,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(a) => remote::watch(&dir, a).await,
         Command::Kill(a) => remote::kill(&dir, a).await,
         Command::Token(c) => remote::token(&dir, c).await,
+        Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }
 }

@@ -24,10 +24,11 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !dir.is_initialised() {
-        dir.init(None).await?;
+        dir.init(None, None).await?;
     }
     let cfg = dir.config()?;
     let store = dir.store().await?;
+    tracing::info!(database = %dir.database()?.describe(), "metadata store open");
     let recorder = dir.recorder_context(&store, &cfg)?;
     let blobs = recorder.blobs.clone();
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)

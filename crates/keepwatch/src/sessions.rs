@@ -117,13 +117,16 @@ fn channel_label(c: &ChannelRow) -> String {
 
 /// A session's row with its channels and transfers, as `sessions --json` and `show --json`
 /// print it.
-async fn session_json(store: &Store, s: &SessionRow) -> anyhow::Result<Value> {
-    let channels = store.channels(s.id).await?;
+async fn session_json(
+    store: &Store,
+    s: &SessionRow,
+    channels: &[ChannelRow],
+) -> anyhow::Result<Value> {
     let transfers =
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
     let (env, commands): (Vec<_>, Vec<_>) =
         store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
-    let mut v = session_row_json(s, &channels);
+    let mut v = session_row_json(s, channels);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
     v["commands"] = Value::Array(commands.iter().map(crate::search::command_json).collect());
     v["environment"] = Value::Array(env.iter().map(crate::search::command_json).collect());
@@ -148,30 +151,36 @@ fn duration(s: &SessionRow) -> String {
 
 pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
-    let filter = SessionFilter { active_only: a.active, person: a.user, target: a.target };
-    let sessions = store.sessions(&filter).await?;
+    let filter = SessionFilter {
+        person: a.user,
+        target: a.target,
+        ..if a.active { SessionFilter::active() } else { SessionFilter::default() }
+    };
+    let listed = store.session_listings(&filter).await?;
     if a.json {
-        let mut out = Vec::with_capacity(sessions.len());
-        for s in &sessions {
-            out.push(session_json(&store, s).await?);
+        let mut out = Vec::with_capacity(listed.len());
+        for l in &listed {
+            out.push(session_json(&store, &l.session, &l.channels).await?);
         }
         print_json(&Value::Array(out));
     } else {
-        let mut rows = Vec::new();
-        for s in &sessions {
-            let kinds: Vec<String> =
-                store.channels(s.id).await?.iter().map(channel_label).collect();
-            rows.push(vec![
-                s.id.to_string(),
-                s.person.clone(),
-                s.target.clone(),
-                s.client_addr.clone(),
-                s.status.to_string(),
-                rfc3339(s.started_at_us),
-                duration(s),
-                kinds.join(", "),
-            ]);
-        }
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|l| {
+                let s = &l.session;
+                let kinds: Vec<String> = l.channels.iter().map(channel_label).collect();
+                vec![
+                    s.id.to_string(),
+                    s.person.clone(),
+                    s.target.clone(),
+                    s.client_addr.clone(),
+                    s.status.to_string(),
+                    rfc3339(s.started_at_us),
+                    duration(s),
+                    kinds.join(", "),
+                ]
+            })
+            .collect();
         table(
             &["ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS"],
             &rows,
@@ -202,7 +211,7 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     let s = look(&store, a.id, Look::View, "show").await?;
     let channels = store.channels(s.id).await?;
     if a.json {
-        print_json(&session_json(&store, &s).await?);
+        print_json(&session_json(&store, &s, &channels).await?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("session   {}", s.id);

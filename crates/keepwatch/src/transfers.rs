@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
-use keepwatch_core::{Look, SessionId, glob_match};
+use keepwatch_core::{Look, SessionId};
 use keepwatch_recording::{Event, TimedEvent};
 use keepwatch_store::{ContentCapture, TransferFilter, TransferRow};
 use serde_json::{Value, json};
@@ -117,13 +117,9 @@ async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode> {
         target: a.target,
         session: None,
         sha256: a.sha256.map(|h| h.to_ascii_lowercase()),
+        path: a.path,
     };
-    let rows: Vec<TransferRow> = store
-        .transfers(&filter)
-        .await?
-        .into_iter()
-        .filter(|t| a.path.as_ref().is_none_or(|p| glob_match(p, &t.path)))
-        .collect();
+    let rows: Vec<TransferRow> = store.transfers(&filter).await?;
     if a.json {
         print_json(&Value::Array(rows.iter().map(transfer_json).collect()));
     } else {

@@ -131,22 +131,11 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
 
     // The audit trail is chained: it verifies, and removing an event is reported.
     assert!(env.kw(&["verify", "--all"]).status.success());
-    let db = env.data().join("keepwatch.db");
-    sql_exec(&db, "DELETE FROM audit_events WHERE action = 'session_watched'");
+    env.sql("DELETE FROM audit_events WHERE action = 'session_watched'");
     let out = env.kw(&["verify", "--all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(text.contains("audit: event") && text.contains("removed"), "{text}");
-}
-
-fn sql_exec(db: &std::path::Path, statement: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn =
-            sqlx::sqlite::SqliteConnectOptions::new().filename(db).connect().await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut conn).await.unwrap();
-    });
 }
 
 #[test]

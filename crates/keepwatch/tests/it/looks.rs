@@ -47,7 +47,21 @@ fn try_login(port: u16, login: &str) {
 /// looks are audited by the same function as the web's.
 #[test]
 fn hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited() {
-    let mut env = TestEnv::new().target("web01").start();
+    hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited_on(TestEnv::new());
+}
+
+/// Issue 11: the same with the metadata in PostgreSQL.
+#[test]
+fn hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited_on_postgres() {
+    hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited_on(
+        TestEnv::new().postgres(),
+    );
+}
+
+fn hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited_on(
+    builder: TestEnvBuilder,
+) {
+    let mut env = builder.target("web01").start();
     let hostile = "\x1b]0;pwned\x07alice\n2026-01-01 admin login_succeeded";
     try_login(env.ssh_port(), hostile);
     let shown = env.kw_ok(&["audit", "--action", "login_refused"]);
@@ -61,10 +75,9 @@ fn hostile_names_are_escaped_in_the_trail_and_every_cli_look_is_audited() {
     assert!(!line.contains("]0;pwned\x07") && line.contains("\\x1b]0;pwned\\x07"), "{line:?}");
 
     // A row stored before actors were cleaned is escaped when printed.
-    env.sql(
-        "INSERT INTO audit_events (at_us, actor, action, detail) VALUES \
-         (1, char(27) || ']0;old' || char(7) || 'bob', 'login_refused', 'x' || char(13) || 'y')",
-    );
+    let sql = "INSERT INTO audit_events (at_us, actor, action, detail) VALUES \
+         (1, char(27) || ']0;old' || char(7) || 'bob', 'login_refused', 'x' || char(13) || 'y')";
+    env.sql(&if env.on_postgres() { sql.replace("char(", "chr(") } else { sql.to_owned() });
     let shown = env.kw_ok(&["audit", "--action", "login_refused"]);
     assert!(!shown.contains('\x1b') && !shown.contains('\r'), "{shown:?}");
     assert!(shown.contains("\\x1b]0;old\\x07bob") && shown.contains("x\\ry"), "{shown}");

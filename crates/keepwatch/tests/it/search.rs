@@ -19,7 +19,17 @@ fn commands(env: &TestEnv, id: &str) -> Vec<Value> {
 
 #[test]
 fn commands_are_found_live_listed_and_replayed_from() {
-    let mut env = TestEnv::new().target("web01").start();
+    commands_are_found_live_listed_and_replayed_from_on(TestEnv::new());
+}
+
+/// Issue 11: the same with the metadata in PostgreSQL.
+#[test]
+fn commands_are_found_live_listed_and_replayed_from_on_postgres() {
+    commands_are_found_live_listed_and_replayed_from_on(TestEnv::new().postgres());
+}
+
+fn commands_are_found_live_listed_and_replayed_from_on(builder: TestEnvBuilder) {
+    let mut env = builder.target("web01").start();
 
     let mut s = env.at_prompt("alice@web01");
     s.send("echo first-$((6*7))\n");

@@ -4,7 +4,17 @@ use crate::support::*;
 
 #[test]
 fn interactive_shell_is_recorded_exactly_as_the_client_saw_it() {
-    let env = TestEnv::new().target("web01").start();
+    interactive_shell_is_recorded_exactly_as_the_client_saw_it_on(TestEnv::new());
+}
+
+/// Issue 11: the same with the metadata in PostgreSQL.
+#[test]
+fn interactive_shell_is_recorded_exactly_as_the_client_saw_it_on_postgres() {
+    interactive_shell_is_recorded_exactly_as_the_client_saw_it_on(TestEnv::new().postgres());
+}
+
+fn interactive_shell_is_recorded_exactly_as_the_client_saw_it_on(builder: TestEnvBuilder) {
+    let env = builder.target("web01").start();
 
     let mut s = env.interactive("alice@web01");
     // Typed before the shell is up: the gateway must hold these bytes, not drop them.

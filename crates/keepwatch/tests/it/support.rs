@@ -15,6 +15,7 @@
 
 mod env;
 mod interactive;
+mod postgres;
 mod target;
 
 use std::net::TcpListener;
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub(crate) use env::TestEnv;
+pub(crate) use env::{TestEnv, TestEnvBuilder};
 pub(crate) use interactive::Interactive;
 pub(crate) use target::{HostKey, Sshd, SshdConfig, Target};
 

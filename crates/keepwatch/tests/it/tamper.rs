@@ -16,20 +16,19 @@ fn recording(env: &TestEnv, id: &str) -> std::path::PathBuf {
     env.data().join("recordings").join(format!("{id}.kwr"))
 }
 
-fn sql(env: &TestEnv, statement: &str) {
-    let db = env.data().join("keepwatch.db");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn =
-            sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut conn).await.unwrap();
-    });
-}
-
 #[test]
 fn verify_detects_each_kind_of_tampering() {
-    let mut env = TestEnv::new().target("web01").start();
+    verify_detects_each_kind_of_tampering_on(TestEnv::new());
+}
+
+/// Issue 11: the same with the metadata in PostgreSQL.
+#[test]
+fn verify_detects_each_kind_of_tampering_on_postgres() {
+    verify_detects_each_kind_of_tampering_on(TestEnv::new().postgres());
+}
+
+fn verify_detects_each_kind_of_tampering_on(builder: TestEnvBuilder) {
+    let mut env = builder.target("web01").start();
     // Six sessions, each with ~4 MB of output so their recordings have several chunks.
     for _ in 0..6 {
         let out = env.ssh("alice@web01").arg("seq 1 600000").output().unwrap();
@@ -73,8 +72,7 @@ fn verify_detects_each_kind_of_tampering() {
     std::fs::write(&path, &bytes[..last.start]).unwrap();
 
     // 5. A session deleted from the database (row and recording both).
-    sql(
-        &env,
+    env.sql(
         &format!(
             "DELETE FROM sessions WHERE id = '{deleted}'; DELETE FROM channels WHERE session_id = '{deleted}';"
         ),
@@ -82,12 +80,9 @@ fn verify_detects_each_kind_of_tampering() {
     std::fs::remove_file(recording(&env, deleted)).unwrap();
 
     // 6. Who/where edited in the database.
-    sql(
-        &env,
-        &format!(
-            "UPDATE sessions SET person = 'mallory', client_addr = '10.9.9.9:1' WHERE id = '{edited}'"
-        ),
-    );
+    env.sql(&format!(
+        "UPDATE sessions SET person = 'mallory', client_addr = '10.9.9.9:1' WHERE id = '{edited}'"
+    ));
 
     let v = env.kw(&["verify", "--all"]);
     assert_eq!(v.status.code(), Some(1));

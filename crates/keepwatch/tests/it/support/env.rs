@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use keepwatch_store::{BlobStore, IndexScope, IndexState, IndexStatus, Store};
 
+use super::postgres::TestPostgres;
 use super::target::Reach;
 use super::{
     ALICE_PASSWORD, GATEWAY_TIMEOUT, HostKey, INDEX_TIMEOUT, Interactive, Sshd, SshdConfig,
@@ -21,6 +22,7 @@ pub(crate) struct TestEnvBuilder {
     grants: Vec<Vec<String>>,
     people: Vec<[String; 3]>,
     config: Vec<(String, String)>,
+    postgres: bool,
 }
 
 impl TestEnvBuilder {
@@ -62,6 +64,13 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Metadata in a PostgreSQL database of this test's own (`init --database URL`, which
+    /// writes `[store] database`), instead of SQLite in the data directory.
+    pub(crate) fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
     /// The data directory, set up, and the sshd; the gateway not started yet.
     pub(crate) fn build(self) -> TestEnv {
         let needs_sshd =
@@ -70,6 +79,7 @@ impl TestEnvBuilder {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("alice_key");
         keygen(&key, "ed25519");
+        let postgres = self.postgres.then(TestPostgres::create);
         let env = TestEnv {
             child: None,
             ssh_port: 0,
@@ -79,8 +89,12 @@ impl TestEnvBuilder {
             store: OnceLock::new(),
             sshd,
             dir,
+            postgres,
         };
-        env.kw_ok(&["init"]);
+        match &env.postgres {
+            Some(pg) => env.kw_ok(&["init", "--database", &pg.url]),
+            None => env.kw_ok(&["init"]),
+        };
         let pubkey = env.key.with_extension("pub");
         let alice = ["user", "add", "alice", "--role", "user", "--password-stdin", "--ssh-key"];
         env.kw_stdin_ok(&[&alice[..], &[pubkey.to_str().unwrap()]].concat(), ALICE_PASSWORD);
@@ -126,6 +140,8 @@ pub(crate) struct TestEnv {
     store: OnceLock<StoreView>,
     sshd: Option<Sshd>,
     dir: tempfile::TempDir,
+    /// The gateway's database when it is PostgreSQL; dropped after the gateway is stopped.
+    postgres: Option<TestPostgres>,
 }
 
 /// The gateway's database and recordings, read from the test.
@@ -392,28 +408,50 @@ impl TestEnv {
         });
     }
 
+    /// Whether the gateway's metadata is in PostgreSQL ([`TestEnvBuilder::postgres`]).
+    pub(crate) fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// The gateway's database, as keepwatch.toml names it.
+    fn database(&self) -> keepwatch_store::Database {
+        match &self.postgres {
+            Some(pg) => keepwatch_store::Database::Postgres(pg.url.clone()),
+            None => keepwatch_store::Database::Sqlite(self.data().join("keepwatch.db")),
+        }
+    }
+
     /// Runs `statement` on the gateway's database behind keepwatch's back, as someone with
-    /// write access to the file could: to tamper with rows, or to write rows the way an older
-    /// version did. Works whether or not the gateway is running.
+    /// write access to it could: to tamper with rows, or to write rows the way an older
+    /// version did. Works whether or not the gateway is running. The statement is in the
+    /// dialect of the env's database (see [`Self::on_postgres`]).
     pub(crate) fn sql(&self, statement: &str) {
-        let db = self.data().join("keepwatch.db");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let run = sqlx::AssertSqlSafe(statement.to_owned());
         rt.block_on(async {
             use sqlx::{ConnectOptions, Connection};
-            let mut conn =
-                sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e}"));
-            conn.close().await.unwrap();
+            let done = match self.database() {
+                keepwatch_store::Database::Postgres(url) => {
+                    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                    sqlx::raw_sql(run).execute(&mut conn).await.map(|_| ())
+                }
+                keepwatch_store::Database::Sqlite(db) => {
+                    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&db)
+                        .connect()
+                        .await
+                        .unwrap();
+                    sqlx::raw_sql(run).execute(&mut conn).await.map(|_| ())
+                }
+            };
+            done.unwrap_or_else(|e| panic!("{statement}: {e}"));
         });
     }
 
     fn store(&self) -> &StoreView {
         self.store.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let store = rt.block_on(Store::open_sqlite(&self.data().join("keepwatch.db"))).unwrap();
+            let store = rt.block_on(Store::open(&self.database())).unwrap();
             let blobs = BlobStore::local(&self.data()).unwrap();
             StoreView { rt, store, blobs }
         })

@@ -2,24 +2,20 @@
 //! one table of sessions.
 
 use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_store::{BlobStore, IndexProgress, IndexScope, SessionRow, Store, StoreError};
 
-use crate::{BlobStore, IndexProgress, IndexScope, SessionRow, Store, StoreError};
+use crate::support::{TestDb, conformance};
 
-struct Env {
-    store: Store,
+struct Env<'a> {
+    store: &'a Store,
     blobs: BlobStore,
-    dir: std::path::PathBuf,
+    dir: &'a std::path::Path,
 }
 
-impl Env {
-    async fn new(name: &str) -> Env {
-        let dir = std::env::temp_dir()
-            .join(format!("keepwatch-store-index-status-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open_sqlite(&dir.join("kw.db")).await.unwrap();
-        let blobs = BlobStore::local(&dir).unwrap();
-        Env { store, blobs, dir }
+impl<'a> Env<'a> {
+    fn new(db: &'a TestDb) -> Env<'a> {
+        let blobs = BlobStore::local(db.dir()).unwrap();
+        Env { store: &db.store, blobs, dir: db.dir() }
     }
 
     /// A session started at `at` (its name's place in the table) with a recording of
@@ -78,15 +74,8 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[tokio::test]
-async fn each_state_with_the_bytes_it_covers() {
-    let env = Env::new("states").await;
+async fn each_state_with_the_bytes_it_covers(db: TestDb) {
+    let env = Env::new(&db);
     let s = &env.store;
     let never = env.session(1, SessionStatus::Closed, Some(300)).await;
     let live = env.session(2, SessionStatus::Active, Some(250)).await;
@@ -161,4 +150,8 @@ async fn each_state_with_the_bytes_it_covers() {
     let unknown = SessionId::new();
     let err = s.index_status(&env.blobs, IndexScope::Sessions(&[unknown])).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { kind: "session", .. }), "{err}");
+    drop(env);
+    db.close().await;
 }
+
+conformance!(each_state_with_the_bytes_it_covers);

@@ -6,12 +6,7 @@ use keepwatch_store::{
     AuditFilter, NewAudit, NewTarget, Resealed, Store, TargetSecret, Vault, VaultError,
 };
 
-async fn store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("kw.db")).await.unwrap();
-    store.add_person("alice", Role::User, None, &[]).await.unwrap();
-    (store, dir)
-}
+use crate::support::{TestDb, conformance};
 
 fn target(name: &str, host_key: Option<&str>) -> NewTarget {
     NewTarget {
@@ -33,9 +28,9 @@ async fn actions(store: &Store) -> Vec<(AuditAction, String)> {
     rows.into_iter().map(|e| (e.action, e.detail)).collect()
 }
 
-#[tokio::test]
-async fn legacy_secrets_are_sealed_again_once_bound_to_their_row() {
-    let (store, _dir) = store().await;
+async fn legacy_secrets_are_sealed_again_once_bound_to_their_row(db: TestDb) {
+    let store = &db.store;
+    store.add_person("alice", Role::User, None, &[]).await.unwrap();
     let vault = Vault::new(&[7; 32]).unwrap();
     let mut old = target("web01", Some("ssh-ed25519 AAAAkey"));
     old.secret = TargetSecret::Password(vault.seal_legacy("web01", b"pw1").unwrap());
@@ -60,7 +55,7 @@ async fn legacy_secrets_are_sealed_again_once_bound_to_their_row() {
     assert_eq!(vault.open(&row.binding(), row.secret.ciphertext()).unwrap().expose(), b"pw1");
     let row2 = store.target("web02").await.unwrap().unwrap();
     assert_eq!(row2.secret, bound.secret, "an already bound secret is left alone");
-    let audited = actions(&store).await;
+    let audited = actions(store).await;
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert_eq!(audited[0].0, AuditAction::TargetSecretResealed);
     assert!(
@@ -72,12 +67,13 @@ async fn legacy_secrets_are_sealed_again_once_bound_to_their_row() {
     // Once is enough.
     let again = store.reseal_legacy_secrets(&vault, "local:root").await.unwrap();
     assert_eq!(again.len(), 1, "only the unreadable one is reported again: {again:?}");
-    assert_eq!(actions(&store).await.len(), 1);
+    assert_eq!(actions(store).await.len(), 1);
+    db.close().await;
 }
 
-#[tokio::test]
-async fn pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step() {
-    let (store, _dir) = store().await;
+async fn pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step(db: TestDb) {
+    let store = &db.store;
+    store.add_person("alice", Role::User, None, &[]).await.unwrap();
     let vault = Vault::new(&[7; 32]).unwrap();
     let mut t = target("tofu", None);
     t.seal_secret(&vault, b"pw").unwrap();
@@ -110,5 +106,11 @@ async fn pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step() {
     let still = store.target("tofu").await.unwrap().unwrap();
     assert_eq!(still.host_key.as_deref(), Some(key));
     assert_eq!(still.secret, now.secret);
-    assert_eq!(actions(&store).await.len(), 1);
+    assert_eq!(actions(store).await.len(), 1);
+    db.close().await;
 }
+
+conformance!(
+    legacy_secrets_are_sealed_again_once_bound_to_their_row,
+    pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step
+);

@@ -6,20 +6,12 @@ use keepwatch_core::{AuditAction, Look, Role, SessionId, SessionStatus, Viewer};
 use keepwatch_recording::audit_chain;
 use keepwatch_store::{AuditFilter, LookError, NewAudit, NewToken, SessionRow, Store, StoreError};
 
-struct Fixture {
-    store: Store,
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+use crate::support::{TestDb, conformance};
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kw.db");
-    let store = Store::open_sqlite(&path).await.unwrap();
+async fn people(db: &TestDb) {
     for (name, role) in [("alice", Role::User), ("bob", Role::User), ("audrey", Role::Auditor)] {
-        store.add_person(name, role, None, &[]).await.unwrap();
+        db.store.add_person(name, role, None, &[]).await.unwrap();
     }
-    Fixture { store, path, _dir: dir }
 }
 
 async fn session(store: &Store, person: &str, status: SessionStatus) -> SessionId {
@@ -72,9 +64,8 @@ fn audit(actor: &str, action: AuditAction, detail: &str) -> NewAudit {
 
 /// Issue 9: one function decides and audits every look; a refused look writes nothing and
 /// says only "not found".
-#[tokio::test]
-async fn every_look_is_decided_and_audited_by_store_look() {
-    let f = fixture().await;
+async fn every_look_is_decided_and_audited_by_store_look(f: TestDb) {
+    people(&f).await;
     let closed = session(&f.store, "alice", SessionStatus::Closed).await;
     let live = session(&f.store, "alice", SessionStatus::Active).await;
     let alice = viewer("alice", Some("alice"), Role::User, "192.0.2.7:1000");
@@ -113,12 +104,12 @@ async fn every_look_is_decided_and_audited_by_store_look() {
     assert_eq!(events(&f.store).await, expected);
     let rows = f.store.audit_events(&AuditFilter::default()).await.unwrap();
     assert_eq!(rows[0].client_addr.as_deref(), Some("192.0.2.10:1000"));
+    f.close().await;
 }
 
 /// Issue 9: replays are de-duplicated by the server only: per viewer, address and session.
-#[tokio::test]
-async fn replays_are_audited_once_per_viewer_address_and_session() {
-    let f = fixture().await;
+async fn replays_are_audited_once_per_viewer_address_and_session(f: TestDb) {
+    people(&f).await;
     let a = session(&f.store, "alice", SessionStatus::Closed).await;
     let b = session(&f.store, "alice", SessionStatus::Closed).await;
     let here = viewer("audrey", None, Role::Auditor, "192.0.2.1:1000");
@@ -146,23 +137,22 @@ async fn replays_are_audited_once_per_viewer_address_and_session() {
         ]
     );
     // A fresh handle (a new CLI process) remembers nothing: its replay is audited.
-    let again = Store::open_sqlite(&f.path).await.unwrap();
+    let again = f.reopen().await;
     again.look(&here, a, Look::Replay, "cli").await.unwrap();
     assert_eq!(events(&f.store).await.len(), 7);
+    f.close().await;
 }
 
 /// A look whose audit event cannot be written is refused.
-#[tokio::test]
-async fn a_failed_audit_write_refuses_the_look() {
-    let f = fixture().await;
+async fn a_failed_audit_write_refuses_the_look(f: TestDb) {
+    people(&f).await;
     let id = session(&f.store, "alice", SessionStatus::Closed).await;
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", f.path.display())).await.unwrap();
-    sqlx::raw_sql(
+    f.sql(
         "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+         CREATE TRIGGER no_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION no_audit();",
     )
-    .execute(&raw)
-    .await
-    .unwrap();
+    .await;
     let audrey = viewer("audrey", None, Role::Auditor, "192.0.2.1:1000");
     for look in [Look::View, Look::Replay, Look::Export, Look::CaptureDownload] {
         let e = f.store.look(&audrey, id, look, "web").await.unwrap_err();
@@ -170,16 +160,16 @@ async fn a_failed_audit_write_refuses_the_look() {
         assert!(e.to_string().contains("the look is refused"), "{e}");
     }
     // A replay that failed to be audited is not remembered as audited either.
-    sqlx::raw_sql("DROP TRIGGER no_audit").execute(&raw).await.unwrap();
+    f.sql("DROP TRIGGER no_audit", "DROP TRIGGER no_audit ON audit_events").await;
     f.store.look(&audrey, id, Look::Replay, "web").await.unwrap();
     assert_eq!(events(&f.store).await.len(), 1);
+    f.close().await;
 }
 
 /// Issue 9: an actor or detail from outside (an SSH login name is whatever the client
 /// sends) is escaped and capped before it is chained, stored and logged.
-#[tokio::test]
-async fn audit_fields_are_cleaned_before_they_are_chained() {
-    let f = fixture().await;
+async fn audit_fields_are_cleaned_before_they_are_chained(f: TestDb) {
+    people(&f).await;
     let actor = format!("\x1b]0;pwned\x07alice\n{}", "x".repeat(300));
     let detail = format!("login as {actor}: \r\x1b[2J{}", "d".repeat(10_000));
     f.store
@@ -215,12 +205,12 @@ async fn audit_fields_are_cleaned_before_they_are_chained() {
         detail: &e.detail,
     };
     assert_eq!(Some(entry.hash(&audit_chain::genesis()).to_vec()), l.hash);
+    f.close().await;
 }
 
 /// Issue 9: a user token acts for a person; token changes are audited with the change.
-#[tokio::test]
-async fn user_tokens_name_a_person_and_token_changes_are_audited() {
-    let f = fixture().await;
+async fn user_tokens_name_a_person_and_token_changes_are_audited(f: TestDb) {
+    people(&f).await;
     let created = || audit("local:root", AuditAction::TokenCreated, "t");
     let t = NewToken { name: "ci", role: Role::User, person: None, sha256_hex: "aa" };
     let e = f.store.add_token(&t, created()).await.unwrap_err();
@@ -253,4 +243,13 @@ async fn user_tokens_name_a_person_and_token_changes_are_audited() {
         actions,
         [AuditAction::TokenCreated, AuditAction::TokenRemoved, AuditAction::TokenCreated]
     );
+    f.close().await;
 }
+
+conformance!(
+    every_look_is_decided_and_audited_by_store_look,
+    replays_are_audited_once_per_viewer_address_and_session,
+    a_failed_audit_write_refuses_the_look,
+    audit_fields_are_cleaned_before_they_are_chained,
+    user_tokens_name_a_person_and_token_changes_are_audited
+);

@@ -1,0 +1,248 @@
+//! What the indexer writes, in PostgreSQL: command rows (with their search entries), terminal
+//! keyframes and how far each session is indexed.
+
+use keepwatch_core::SessionId;
+
+use super::Postgres;
+use crate::decode::{self, IndexRow};
+use crate::error::At;
+use crate::rows::*;
+use crate::search::TextIndex;
+use crate::{StoreError, now_us};
+
+/// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
+macro_rules! status_select {
+    () => {
+        "SELECT s.id, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
+         p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
+         LEFT JOIN index_progress p ON p.session_id = s.id"
+    };
+}
+
+impl Postgres {
+    pub(crate) async fn add_commands(
+        &self,
+        session: SessionId,
+        rows: &[CommandRow],
+        progress: IndexProgress,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "add commands of session";
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await.at(OP, session)?;
+        let mut added = Vec::with_capacity(rows.len());
+        for c in rows {
+            let rowid: i64 = sqlx::query_scalar(
+                "INSERT INTO commands (session_id, seq, channel, kind, at_us, start_offset_us, \
+                 end_offset_us, command, prompt, output, confidence, output_truncated, full_screen) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            )
+            .bind(&id)
+            .bind(i64::from(c.seq))
+            .bind(i64::from(c.channel))
+            .bind(&c.kind)
+            .bind(c.at_us)
+            .bind(c.start_offset_us as i64)
+            .bind(c.end_offset_us.map(|v| v as i64))
+            .bind(&c.command)
+            .bind(&c.prompt)
+            .bind(&c.output)
+            .bind(&c.confidence)
+            .bind(c.output_truncated)
+            .bind(c.full_screen)
+            .fetch_one(&mut *tx)
+            .await
+            .at(OP, session)?;
+            if let Some(typed) = &c.typed {
+                sqlx::query("INSERT INTO command_typed (id, typed) VALUES ($1, $2)")
+                    .bind(rowid)
+                    .bind(typed)
+                    .execute(&mut *tx)
+                    .await
+                    .at(OP, session)?;
+            }
+            added.push((rowid, c));
+        }
+        self.index.add(&mut *tx, &added).await.at(OP, session)?;
+        sqlx::query(
+            "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (session_id) DO UPDATE SET \
+             complete = excluded.complete, commands = index_state.commands + excluded.commands, error = NULL, \
+             updated_at_us = excluded.updated_at_us",
+        )
+        .bind(&id)
+        .bind(progress == IndexProgress::Complete)
+        .bind(rows.len() as i64)
+        .bind(now_us())
+        .execute(&mut *tx)
+        .await
+        .at(OP, session)?;
+        if let IndexProgress::Partial { bytes } = progress {
+            sqlx::query(
+                "INSERT INTO index_progress (session_id, bytes_indexed) VALUES ($1, $2) \
+                 ON CONFLICT (session_id) DO UPDATE SET bytes_indexed = excluded.bytes_indexed",
+            )
+            .bind(&id)
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .at(OP, session)?;
+        }
+        tx.commit().await.at(OP, session)
+    }
+
+    pub(crate) async fn add_keyframes(
+        &self,
+        session: SessionId,
+        rows: &[KeyframeRow],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "add keyframes of session";
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await.at(OP, session)?;
+        for k in rows {
+            sqlx::query(
+                "INSERT INTO keyframes (session_id, channel, at_us, chunk_offset, skip_events, \
+                 cols, rows, screen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (session_id, channel, at_us) DO UPDATE SET chunk_offset = excluded.chunk_offset, \
+                 skip_events = excluded.skip_events, cols = excluded.cols, rows = excluded.rows, \
+                 screen = excluded.screen",
+            )
+            .bind(&id)
+            .bind(i64::from(k.channel))
+            .bind(k.at_us as i64)
+            .bind(k.chunk_offset as i64)
+            .bind(i64::from(k.skip_events))
+            .bind(i64::from(k.cols))
+            .bind(i64::from(k.rows))
+            .bind(&k.screen)
+            .execute(&mut *tx)
+            .await
+            .at(OP, session)?;
+        }
+        tx.commit().await.at(OP, session)
+    }
+
+    pub(crate) async fn keyframe_before(
+        &self,
+        session: SessionId,
+        channel: u32,
+        at_us: u64,
+    ) -> Result<Option<KeyframeRow>, StoreError> {
+        const OP: &str = "read keyframe of session";
+        let row = sqlx::query(
+            "SELECT * FROM keyframes WHERE session_id = $1 AND channel = $2 AND at_us <= $3 \
+             ORDER BY at_us DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(i64::from(channel))
+        .bind(at_us as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .at(OP, session)?;
+        row.as_ref().map(decode::keyframe).transpose().at(OP, session)
+    }
+
+    pub(crate) async fn clear_index(&self, session: SessionId) -> Result<(), StoreError> {
+        const OP: &str = "clear index of session";
+        let id = session.to_string();
+        let mut tx = self.pool.begin().await.at(OP, session)?;
+        self.index.forget(&mut *tx, &id).await.at(OP, session)?;
+        for sql in [
+            "DELETE FROM commands WHERE session_id = $1",
+            "DELETE FROM keyframes WHERE session_id = $1",
+            "DELETE FROM index_state WHERE session_id = $1",
+            "DELETE FROM index_progress WHERE session_id = $1",
+        ] {
+            sqlx::query(sql).bind(&id).execute(&mut *tx).await.at(OP, session)?;
+        }
+        tx.commit().await.at(OP, session)
+    }
+
+    pub(crate) async fn set_index_error(
+        &self,
+        session: SessionId,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
+             VALUES ($1, false, 0, $2, $3) ON CONFLICT (session_id) DO UPDATE SET error = excluded.error, \
+             updated_at_us = excluded.updated_at_us",
+        )
+        .bind(session.to_string())
+        .bind(error)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await
+        .at("set index error of session", session)?;
+        Ok(())
+    }
+
+    pub(crate) async fn sessions_to_index(&self, limit: u32) -> Result<Vec<SessionId>, StoreError> {
+        const OP: &str = "list sessions to index";
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT s.id FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
+             WHERE s.status != 'active' AND s.chain_head IS NOT NULL \
+             AND (i.session_id IS NULL OR (NOT i.complete AND i.error IS NULL)) \
+             ORDER BY s.started_at_us LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .at(OP, "")?;
+        ids.iter()
+            .map(|s| s.parse().map_err(|e| crate::error::BadValue::new("sessions.id", e)))
+            .collect::<Result<_, _>>()
+            .at(OP, "")
+    }
+
+    pub(crate) async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
+        const OP: &str = "list commands of session";
+        let rows = sqlx::query(
+            "SELECT c.*, t.typed FROM commands c LEFT JOIN command_typed t ON t.id = c.id \
+             WHERE c.session_id = $1 ORDER BY c.seq",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .at(OP, session)?;
+        rows.iter().map(decode::command).collect::<Result<_, _>>().at(OP, session)
+    }
+
+    pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        self.index.query(q).await
+    }
+
+    pub(crate) async fn index_rows(
+        &self,
+        scope: IndexScope<'_>,
+    ) -> Result<Vec<IndexRow>, StoreError> {
+        const OP: &str = "read index status";
+        let rows = match scope {
+            IndexScope::Unfinished => sqlx::query(concat!(
+                status_select!(),
+                " WHERE i.session_id IS NULL OR NOT i.complete OR i.error IS NOT NULL \
+                 ORDER BY s.started_at_us, s.id"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .at(OP, "")?,
+            IndexScope::Sessions(ids) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let row = sqlx::query(concat!(status_select!(), " WHERE s.id = $1"))
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .at(OP, id)?
+                        .ok_or_else(|| StoreError::NotFound {
+                            op: OP,
+                            kind: "session",
+                            id: id.to_string(),
+                        })?;
+                    rows.push(row);
+                }
+                rows
+            }
+        };
+        rows.iter().map(decode::index_row).collect::<Result<_, _>>().at(OP, "")
+    }
+}

@@ -1,0 +1,158 @@
+//! Search on SQLite: an FTS5 index with the trigram tokenizer (`commands_fts`, external
+//! content over `commands`), so `/etc/sudoers` and `-rf` match inside words, case-
+//! insensitively. Queries shorter than three characters cannot use trigrams and scan.
+//!
+//! Newest first means walking the index from the newest id down; `command_blocks` keeps the
+//! span of start times of each block of 1024 ids, so a search bounded in time walks only the
+//! ids that can hold such commands.
+
+use std::collections::BTreeMap;
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::StoreError;
+use crate::decode;
+use crate::error::At;
+use crate::rows::*;
+use crate::search::TextIndex;
+
+/// `command_blocks` keeps the time span of each `1 << BLOCK_BITS` command ids.
+const BLOCK_BITS: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Fts5Index {
+    pub(crate) pool: SqlitePool,
+}
+
+impl TextIndex for Fts5Index {
+    type Conn = SqliteConnection;
+
+    async fn add(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[(i64, &CommandRow)],
+    ) -> Result<(), sqlx::Error> {
+        let mut blocks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (rowid, c) in rows {
+            sqlx::query("INSERT INTO commands_fts (rowid, command, output) VALUES (?, ?, ?)")
+                .bind(rowid)
+                .bind(&c.command)
+                .bind(&c.output)
+                .execute(&mut *conn)
+                .await?;
+            let span = blocks.entry(rowid >> BLOCK_BITS).or_insert((c.at_us, c.at_us));
+            *span = (span.0.min(c.at_us), span.1.max(c.at_us));
+        }
+        for (block, (min, max)) in blocks {
+            sqlx::query(
+                "INSERT INTO command_blocks (block, min_at_us, max_at_us) VALUES (?, ?, ?) \
+                 ON CONFLICT (block) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
+                 max_at_us = max(max_at_us, excluded.max_at_us)",
+            )
+            .bind(block)
+            .bind(min)
+            .bind(max)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, conn: &mut SqliteConnection, session: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO commands_fts (commands_fts, rowid, command, output) \
+             SELECT 'delete', id, command, output FROM commands WHERE session_id = ?",
+        )
+        .bind(session)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn query(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        const OP: &str = "search";
+        // A time bound turns into an id range first, so an old window does not walk every
+        // newer match.
+        let (first_id, last_id) = if q.since_us.is_some() || q.until_us.is_some() {
+            match self.id_range(q.since_us, q.until_us).await? {
+                Some(range) => range,
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            (i64::MIN, i64::MAX)
+        };
+        let trigram = q.text.chars().count() >= 3;
+        let sql = if trigram {
+            // Walk the matches newest first and test the filters on the narrow
+            // `commands_filter` index (neighbouring ids share its pages) and on the person's
+            // or target's session ids, collected once; only the hits read their wide
+            // `commands` row. Filtering on `commands` and `sessions` rows directly costs two
+            // random page reads per match, which dominates when a filter is selective.
+            "SELECT c.*, s.person, s.target FROM ( \
+                 SELECT f.rowid AS id FROM commands_fts f \
+                 JOIN commands k INDEXED BY commands_filter ON k.id = f.rowid \
+                 WHERE commands_fts MATCH ?1 AND f.rowid >= ?9 AND f.rowid <= ?10 \
+                 AND (?2 IS NULL OR k.session_id IN (SELECT id FROM sessions WHERE person = ?2)) \
+                 AND (?3 IS NULL OR k.session_id IN (SELECT id FROM sessions WHERE target = ?3)) \
+                 AND (?4 IS NULL OR k.session_id = ?4) AND (?5 IS NULL OR k.at_us >= ?5) \
+                 AND (?6 IS NULL OR k.at_us <= ?6) \
+                 AND (?7 = 0 OR k.kind IN ('shell', 'exec', 'stdin')) \
+                 ORDER BY f.rowid DESC LIMIT ?8 \
+             ) hit JOIN commands c ON c.id = hit.id JOIN sessions s ON s.id = c.session_id \
+             ORDER BY c.id DESC"
+        } else {
+            "SELECT c.*, s.person, s.target FROM commands c JOIN sessions s ON s.id = c.session_id \
+             WHERE (instr(lower(c.command), lower(?1)) > 0 \
+             OR (?7 = 0 AND instr(lower(c.output), lower(?1)) > 0)) \
+             AND c.id >= ?9 AND c.id <= ?10 \
+             AND (?2 IS NULL OR s.person = ?2) AND (?3 IS NULL OR s.target = ?3) \
+             AND (?4 IS NULL OR c.session_id = ?4) AND (?5 IS NULL OR c.at_us >= ?5) \
+             AND (?6 IS NULL OR c.at_us <= ?6) AND (?7 = 0 OR c.kind IN ('shell', 'exec', 'stdin')) \
+             ORDER BY c.id DESC LIMIT ?8"
+        };
+        let pattern = if trigram {
+            let phrase = format!("\"{}\"", q.text.replace('"', "\"\""));
+            if q.commands_only { format!("command : {phrase}") } else { phrase }
+        } else {
+            q.text.clone()
+        };
+        let rows = sqlx::query(sql)
+            .bind(pattern)
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .bind(q.commands_only)
+            .bind(i64::from(q.limit))
+            .bind(first_id)
+            .bind(last_id)
+            .fetch_all(&self.pool)
+            .await
+            .at(OP, &q.text)?;
+        rows.iter().map(|r| decode::search_hit(r, q)).collect::<Result<_, _>>().at(OP, &q.text)
+    }
+}
+
+impl Fts5Index {
+    /// The command ids that can hold commands started within the bounds (a superset, from
+    /// `command_blocks`), or `None` when no command can.
+    async fn id_range(
+        &self,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT min(block), max(block) FROM command_blocks \
+             WHERE (?1 IS NULL OR max_at_us >= ?1) AND (?2 IS NULL OR min_at_us <= ?2)",
+        )
+        .bind(since_us)
+        .bind(until_us)
+        .fetch_one(&self.pool)
+        .await
+        .at("search", "time bounds")?;
+        Ok(first.zip(last).map(|(first, last)| {
+            (first << BLOCK_BITS, ((last + 1) << BLOCK_BITS).saturating_sub(1))
+        }))
+    }
+}

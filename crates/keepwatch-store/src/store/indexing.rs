@@ -1,0 +1,139 @@
+//! What people ran: the command rows and keyframes the indexer writes, the full-text search
+//! over them ([`crate::search`]), and how far the index is.
+//!
+//! The indexer writes its progress with the rows it produced (`add_commands`); the length of
+//! the recording is read from the blob store when asked, because a live recording grows
+//! between two indexer ticks and the difference is exactly what a reader wants to know.
+
+use keepwatch_core::SessionId;
+
+use super::{Store, dispatch};
+use crate::rows::*;
+use crate::{BlobStore, StoreError};
+
+impl Store {
+    /// Adds command rows of a session (with their search entries) and records how far the
+    /// indexer got, in one transaction: whoever reads the progress also sees the rows.
+    ///
+    /// # Errors
+    /// Database failures, including a `seq` written twice.
+    pub async fn add_commands(
+        &self,
+        session: SessionId,
+        rows: &[CommandRow],
+        progress: IndexProgress,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.add_commands(session, rows, progress).await)
+    }
+
+    /// Adds terminal keyframes of a session (a keyframe written twice is kept once).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn add_keyframes(
+        &self,
+        session: SessionId,
+        rows: &[KeyframeRow],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.add_keyframes(session, rows).await)
+    }
+
+    /// The last keyframe of a channel at or before `at_us`.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn keyframe_before(
+        &self,
+        session: SessionId,
+        channel: u32,
+        at_us: u64,
+    ) -> Result<Option<KeyframeRow>, StoreError> {
+        dispatch!(self, b => b.keyframe_before(session, channel, at_us).await)
+    }
+
+    /// Forgets what was indexed for a session (before indexing it again from the start).
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn clear_index(&self, session: SessionId) -> Result<(), StoreError> {
+        dispatch!(self, b => b.clear_index(session).await)
+    }
+
+    /// Notes that a session's recording could not be indexed, and why; it is not retried
+    /// until `reindex` asks for it.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn set_index_error(&self, session: SessionId, error: &str) -> Result<(), StoreError> {
+        dispatch!(self, b => b.set_index_error(session, error).await)
+    }
+
+    /// Ended sessions whose index is missing or incomplete (and did not fail), oldest first.
+    ///
+    /// # Errors
+    /// Database failures, or an id that does not parse.
+    pub async fn sessions_to_index(&self, limit: u32) -> Result<Vec<SessionId>, StoreError> {
+        dispatch!(self, b => b.sessions_to_index(limit).await)
+    }
+
+    /// A session's commands in order.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
+        dispatch!(self, b => b.commands(session).await)
+    }
+
+    /// Commands (and their output) containing `q.text` case-insensitively, newest first.
+    ///
+    /// # Errors
+    /// Database failures, or a row that does not parse.
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        dispatch!(self, b => b.search(q).await)
+    }
+
+    /// The index status of the sessions in `scope`: complete (the recording ended and every
+    /// event is indexed), behind (with how many bytes of the recording are indexed and how
+    /// long it is now) or error.
+    ///
+    /// # Errors
+    /// Database or blob store failures; `NotFound` for a session in
+    /// [`IndexScope::Sessions`] that does not exist.
+    pub async fn index_status(
+        &self,
+        blobs: &BlobStore,
+        scope: IndexScope<'_>,
+    ) -> Result<Vec<IndexStatus>, StoreError> {
+        let rows = dispatch!(self, b => b.index_rows(scope).await)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            // The row first, then the length: a recording only grows, so what was indexed
+            // is never reported past what was recorded.
+            let bytes_recorded = blobs.recording_len(r.session_id).await?;
+            let state = match (&r.error, r.complete) {
+                (Some(_), _) => IndexState::Error,
+                (None, true) => IndexState::Complete,
+                (None, false) => IndexState::Behind,
+            };
+            let progress = r.bytes_indexed.map(|b| b.max(0) as u64);
+            let bytes_indexed = match state {
+                IndexState::Complete => bytes_recorded.or(progress).unwrap_or(0),
+                IndexState::Behind | IndexState::Error => progress.unwrap_or(0),
+            };
+            out.push(IndexStatus {
+                session_id: r.session_id,
+                session_status: r.status,
+                state,
+                bytes_indexed,
+                bytes_recorded,
+                commands: r.commands.clamp(0, i64::from(u32::MAX)) as u32,
+                updated_at_us: r.updated_at_us,
+                error: r.error,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,97 @@
+//! Versioned migrations: a database opens at the newest schema, a second open changes
+//! nothing, and (SQLite) a database made by the schema keepwatch applied at every open before
+//! it had migrations opens unchanged, its rows and search index intact.
+
+use keepwatch_core::Role;
+use keepwatch_store::{SearchQuery, Store};
+
+use crate::search::{HOUR_US, T0, check, session, text};
+use crate::support::{Backend, TestDb, conformance};
+
+async fn reopening_changes_nothing(db: TestDb) {
+    db.store.add_person("alice", Role::User, None, &[]).await.unwrap();
+    session(&db.store, "alice", "web", T0, &["uname -a"]).await;
+    db.store.close().await;
+    for _ in 0..2 {
+        let again = db.reopen().await;
+        assert!(again.person("alice").await.unwrap().is_some());
+        check(&again, text("uname"), &["alice web uname -a"]).await;
+        again.close().await;
+    }
+}
+
+conformance!(reopening_changes_nothing);
+
+/// The schema file of keepwatch before migrations (kept verbatim in tests/data).
+const OLD_SCHEMA: &str = include_str!("../data/schema-before-migrations.sql");
+
+async fn sqlite_raw(path: &std::path::Path, sql: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.unwrap();
+}
+
+/// Issue 11: a database created by the `CREATE IF NOT EXISTS` schema opens unchanged.
+#[tokio::test]
+async fn sqlite_database_from_before_migrations_opens_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keepwatch.db");
+    sqlite_raw(&path, OLD_SCHEMA).await;
+    sqlite_raw(
+        &path,
+        "INSERT INTO people (name, role, password_hash, created_at_us) VALUES ('alice', 'user', NULL, 1); \
+         INSERT INTO person_keys (person, public_key) VALUES ('alice', 'ssh-ed25519 AAAA'); \
+         INSERT INTO person_state (name, disabled) VALUES ('alice', 1); \
+         INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, status, started_at_us) \
+           VALUES ('0195a3c4-0000-7000-8000-000000000001', 'alice', 'web', 'h:22', 'root', 'c', 'closed', 5); \
+         INSERT INTO commands (id, session_id, seq, channel, kind, at_us, start_offset_us, command, prompt, \
+           output, confidence, output_truncated, full_screen) VALUES (1, '0195a3c4-0000-7000-8000-000000000001', \
+           1, 0, 'shell', 7, 0, 'cat /etc/shadow', '$ ', 'denied', 'exact', 0, 0); \
+         INSERT INTO commands_fts (rowid, command, output) VALUES (1, 'cat /etc/shadow', 'denied');",
+    )
+    .await;
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let alice = store.person("alice").await.unwrap().unwrap();
+    assert_eq!((alice.disabled, alice.ssh_keys.len()), (true, 1));
+    check(&store, text("etc/shad"), &["alice web cat /etc/shadow"]).await;
+    check(
+        &store,
+        SearchQuery { since_us: Some(6), until_us: Some(8), ..text("DENIED") },
+        &["alice web cat /etc/shadow"],
+    )
+    .await;
+    store.close().await;
+    // Once adopted, the baseline is recorded and not run again.
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.sessions(&Default::default()).await.unwrap().len(), 1);
+    store.close().await;
+}
+
+/// A database indexed before `command_blocks` existed gets its time spans at adoption.
+#[tokio::test]
+async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    session(&db.store, "bob", "db", T0, &["echo old-1"]).await;
+    session(&db.store, "alice", "web", T0 + 48 * HOUR_US, &["echo new-1"]).await;
+    db.store.close().await;
+    // What such a database looked like: no spans, and no migrations table yet.
+    sqlite_raw(&db.sqlite_path(), "DROP TABLE command_blocks; DROP TABLE _sqlx_migrations;").await;
+    let store = db.reopen().await;
+    let window = |since: i64, until: i64| SearchQuery {
+        since_us: Some(since),
+        until_us: Some(until),
+        ..text("echo")
+    };
+    check(&store, window(T0 - HOUR_US, T0 + HOUR_US), &["bob db echo old-1"]).await;
+    check(&store, window(T0 + 47 * HOUR_US, T0 + 49 * HOUR_US), &["alice web echo new-1"]).await;
+    store.close().await;
+}

@@ -1,0 +1,247 @@
+//! `search`: a case-insensitive substring of the command line or its output, newest first,
+//! with filters, and time bounds that stay right when ids are not in time order (a session
+//! indexed after newer ones, as `reindex` does).
+
+use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_store::{CommandRow, IndexProgress, SearchQuery, SessionRow, Store};
+
+use crate::support::{TestDb, conformance};
+
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+/// 2025-01-01T00:00:00Z.
+pub(crate) const T0: i64 = 1_735_689_600_000_000;
+
+/// A session of `person` on `target` whose commands start at `at_us`, one second apart;
+/// `"cmd => output"` gives a command its output, an empty command is a screen snapshot.
+pub(crate) async fn session(
+    store: &Store,
+    person: &str,
+    target: &str,
+    at_us: i64,
+    commands: &[&str],
+) -> SessionId {
+    let id = SessionId::new();
+    store
+        .insert_session(&SessionRow {
+            id,
+            person: person.into(),
+            target: target.into(),
+            target_host: "127.0.0.1".into(),
+            target_login: "root".into(),
+            client_addr: "127.0.0.1:1".into(),
+            status: SessionStatus::Closed,
+            reason: None,
+            started_at_us: at_us,
+            ended_at_us: None,
+            chain_head: None,
+            seal_seq: None,
+            seal_signature: None,
+        })
+        .await
+        .unwrap();
+    let rows: Vec<CommandRow> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (command, output) = c.split_once(" => ").unwrap_or((c, ""));
+            CommandRow {
+                seq: i as u32 + 1,
+                channel: 0,
+                kind: if command.is_empty() { "screen" } else { "shell" }.into(),
+                at_us: at_us + i as i64 * 1_000_000,
+                start_offset_us: i as u64 * 1_000_000,
+                end_offset_us: None,
+                command: command.into(),
+                prompt: "$ ".into(),
+                output: output.into(),
+                confidence: "exact".into(),
+                output_truncated: false,
+                full_screen: command.is_empty(),
+                typed: None,
+            }
+        })
+        .collect();
+    store.add_commands(id, &rows, IndexProgress::Complete).await.unwrap();
+    id
+}
+
+/// Adds `commands` of kinds `kinds` to session `id` (which exists).
+pub(crate) async fn session_commands(
+    store: &Store,
+    id: SessionId,
+    commands: &[&str],
+    kinds: &[&str],
+) {
+    let rows: Vec<CommandRow> = commands
+        .iter()
+        .zip(kinds)
+        .enumerate()
+        .map(|(i, (c, k))| CommandRow {
+            seq: i as u32 + 1,
+            channel: 0,
+            kind: (*k).into(),
+            at_us: T0 + i as i64,
+            start_offset_us: i as u64,
+            end_offset_us: None,
+            command: (*c).into(),
+            prompt: "$ ".into(),
+            output: String::new(),
+            confidence: "exact".into(),
+            output_truncated: false,
+            full_screen: *k == "screen",
+            typed: None,
+        })
+        .collect();
+    store.add_commands(id, &rows, IndexProgress::Complete).await.unwrap();
+}
+
+/// The commands `q` finds, newest first, as `person target command`.
+pub(crate) async fn check(store: &Store, q: SearchQuery, expected: &[&str]) {
+    let hits = store.search(&SearchQuery { limit: 20, ..q.clone() }).await.unwrap();
+    let got: Vec<String> =
+        hits.iter().map(|h| format!("{} {} {}", h.person, h.target, h.command.command)).collect();
+    assert_eq!(got, expected, "{q:?}");
+}
+
+pub(crate) fn text(t: &str) -> SearchQuery {
+    SearchQuery { text: t.into(), ..SearchQuery::default() }
+}
+
+async fn filters(db: TestDb) {
+    let s = &db.store;
+    session(s, "alice", "web", T0, &["cat /etc/sudoers", " => top: sudoers open"]).await;
+    session(s, "bob", "db", T0 + HOUR_US, &["sudo rm -rf /tmp/x", "ls => sudoers.d"]).await;
+    check(s, text("sudoers"), &["bob db ls", "alice web ", "alice web cat /etc/sudoers"]).await;
+    check(s, text("-rf"), &["bob db sudo rm -rf /tmp/x"]).await;
+    check(
+        s,
+        SearchQuery { person: Some("alice".into()), ..text("sudoers") },
+        &["alice web ", "alice web cat /etc/sudoers"],
+    )
+    .await;
+    check(s, SearchQuery { target: Some("db".into()), ..text("sudoers") }, &["bob db ls"]).await;
+    check(
+        s,
+        SearchQuery { commands_only: true, ..text("sudoers") },
+        &["alice web cat /etc/sudoers"],
+    )
+    .await;
+    check(s, SearchQuery { person: Some("carol".into()), ..text("sudoers") }, &[]).await;
+    // Two characters: no trigram, a scan.
+    check(s, text("rm"), &["bob db sudo rm -rf /tmp/x"]).await;
+    db.close().await;
+}
+
+/// Hits are exact substrings, case-insensitively: never a command that merely shares
+/// trigrams with the text, and `%`, `_`, `\` and `"` are literal.
+async fn exact_substrings_any_case(db: TestDb) {
+    let s = &db.store;
+    session(
+        s,
+        "alice",
+        "web",
+        T0,
+        &[
+            "echo abcdef",
+            "echo defabc",
+            "grep 100% /var/log/x",
+            "grep 100x /var/log/x",
+            "ls a_b",
+            "ls axb",
+            "echo C:\\Temp",
+            "echo \"quoted\" => said \"QUOTED\"",
+            "SYSTEMCTL Restart nginx",
+        ],
+    )
+    .await;
+    check(s, text("abcdef"), &["alice web echo abcdef"]).await;
+    check(s, text("cdefa"), &[]).await;
+    check(s, text("100%"), &["alice web grep 100% /var/log/x"]).await;
+    check(s, text("a_b"), &["alice web ls a_b"]).await;
+    check(s, text("c:\\temp"), &["alice web echo C:\\Temp"]).await;
+    check(s, text("\"quoted\""), &["alice web echo \"quoted\""]).await;
+    check(s, text("systemctl restart"), &["alice web SYSTEMCTL Restart nginx"]).await;
+    check(s, text("RESTART NGINX"), &["alice web SYSTEMCTL Restart nginx"]).await;
+    // In the output only.
+    check(s, SearchQuery { commands_only: true, ..text("said") }, &[]).await;
+    check(s, text("SAID"), &["alice web echo \"quoted\""]).await;
+    let hits = s.search(&SearchQuery { limit: 5, ..text("restart") }).await.unwrap();
+    assert_eq!(hits[0].snippet, "SYSTEMCTL «Restart» nginx");
+    db.close().await;
+}
+
+/// The newest hits, at most `limit`, for a common word.
+async fn newest_first_within_the_limit(db: TestDb) {
+    let s = &db.store;
+    let many: Vec<String> = (0..50).map(|i| format!("echo common-{i:02}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let id = session(s, "alice", "web", T0, &many).await;
+    let hits = s.search(&SearchQuery { limit: 3, ..text("common") }).await.unwrap();
+    let got: Vec<&str> = hits.iter().map(|h| h.command.command.as_str()).collect();
+    assert_eq!(got, ["echo common-49", "echo common-48", "echo common-47"]);
+    assert!(hits.iter().all(|h| h.session_id == id));
+    let hits = s
+        .search(&SearchQuery { limit: 2, session: Some(SessionId::new()), ..text("common") })
+        .await
+        .unwrap();
+    assert!(hits.is_empty());
+    db.close().await;
+}
+
+async fn time_bounds_cover_a_session_indexed_late(db: TestDb) {
+    let s = &db.store;
+    // A recent session long enough to span two id blocks, then an old one indexed after
+    // it, so the old commands have the highest ids.
+    let recent: Vec<String> = (0..1500).map(|i| format!("echo recent-{i}")).collect();
+    let recent: Vec<&str> = recent.iter().map(String::as_str).collect();
+    session(s, "alice", "web", T0 + 48 * HOUR_US, &recent).await;
+    session(s, "bob", "db", T0, &["echo old-1", "echo old-2"]).await;
+
+    let window = |since: i64, until: i64| SearchQuery {
+        since_us: Some(since),
+        until_us: Some(until),
+        ..text("echo")
+    };
+    check(s, window(T0 - HOUR_US, T0 + HOUR_US), &["bob db echo old-2", "bob db echo old-1"]).await;
+    check(
+        s,
+        SearchQuery { until_us: Some(T0 + HOUR_US), ..text("old-") },
+        &["bob db echo old-2", "bob db echo old-1"],
+    )
+    .await;
+    check(
+        s,
+        window(T0 + 48 * HOUR_US + 1_000_000_000, T0 + 48 * HOUR_US + 1_000_500_000),
+        &["alice web echo recent-1000"],
+    )
+    .await;
+    check(s, window(T0 + 10 * HOUR_US, T0 + 20 * HOUR_US), &[]).await;
+    check(s, SearchQuery { since_us: Some(T0 + 49 * HOUR_US), ..text("echo") }, &[]).await;
+    // Two characters take the scan, with the same bounds.
+    check(
+        s,
+        SearchQuery { since_us: Some(T0 - HOUR_US), until_us: Some(T0 + HOUR_US), ..text("ol") },
+        &["bob db echo old-2", "bob db echo old-1"],
+    )
+    .await;
+    db.close().await;
+}
+
+/// A session indexed again from scratch leaves no stale hits behind.
+async fn cleared_sessions_are_not_found(db: TestDb) {
+    let s = &db.store;
+    let id = session(s, "alice", "web", T0, &["echo forgotten-word"]).await;
+    check(s, text("forgotten-word"), &["alice web echo forgotten-word"]).await;
+    s.clear_index(id).await.unwrap();
+    check(s, text("forgotten-word"), &[]).await;
+    assert!(s.commands(id).await.unwrap().is_empty());
+    db.close().await;
+}
+
+conformance!(
+    filters,
+    exact_substrings_any_case,
+    newest_first_within_the_limit,
+    time_bounds_cover_a_session_indexed_late,
+    cleared_sessions_are_not_found
+);
