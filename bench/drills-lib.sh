@@ -175,10 +175,11 @@ EOF
 
 # active_sessions: how many sessions the database calls active.
 active_sessions() {
-    "$KW" sessions --active --json 2>/dev/null | grep -o '"id"' | wc -l
+    { "$KW" sessions --active --json 2>/dev/null || true; } | { grep -o '"id"' || true; } | wc -l
 }
 
-# verify_all: `keepwatch verify --all`, bounded; sets VERIFY_OK (1/0) and VERIFY_LINE.
+# verify_all: `keepwatch verify --all`, bounded; sets VERIFY_OK (1/0), VERIFY_LINE (its last
+# line) and VERIFY_OUT (the file with all of it).
 verify_all() {
     local out=$KEEPWATCH_DATA_DIR.verify.out
     if timeout -k 5 900 "$KW" verify --all >"$out" 2>&1; then
@@ -186,6 +187,7 @@ verify_all() {
     else
         VERIFY_OK=0
     fi
+    VERIFY_OUT=$out
     VERIFY_LINE=$(tail -1 "$out" | tr -d '\r' | cut -c1-200)
 }
 

@@ -136,8 +136,10 @@ pub(crate) async fn tcp_from(
     socket
         .bind(std::net::SocketAddr::new(source, 0))
         .with_context(|| format!("cannot bind to {source}"))?;
-    let tcp =
-        socket.connect(addr).await.with_context(|| format!("connecting to {addr} from {source}"))?;
+    let tcp = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr} from {source}"))?;
     let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }

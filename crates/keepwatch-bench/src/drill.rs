@@ -23,8 +23,6 @@ pub(crate) fn median_max(values: &mut [f64]) -> (f64, f64) {
     }
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    let median =
-        if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
     (median, values[n - 1])
 }
-

@@ -161,7 +161,11 @@ pub(crate) async fn open_raw_cat(
     Ok(ch)
 }
 
-pub(crate) async fn keystroke(ch: &mut Channel<Msg>, byte: u8, timeout: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn keystroke(
+    ch: &mut Channel<Msg>,
+    byte: u8,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     ch.data(&[byte][..]).await.context("sending the keystroke")?;
     let deadline = start + timeout;

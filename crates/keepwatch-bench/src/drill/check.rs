@@ -99,7 +99,10 @@ struct Recorded {
     error: Option<String>,
 }
 
-async fn read_recording(blobs: &BlobStore, id: keepwatch_core::SessionId) -> (LineStats, Option<String>) {
+async fn read_recording(
+    blobs: &BlobStore,
+    id: keepwatch_core::SessionId,
+) -> (LineStats, Option<String>) {
     let mut tail = RecordingTail::new();
     let mut stats = LineStats::default();
     let mut events = Vec::new();
@@ -134,10 +137,8 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         Store::open_sqlite(&db).await.with_context(|| format!("cannot open {}", db.display()))?;
     let blobs = BlobStore::local(&args.data_dir)
         .with_context(|| format!("cannot open the recordings in {}", args.data_dir.display()))?;
-    let sessions = store
-        .sessions(&SessionFilter::default())
-        .await
-        .context("cannot list the sessions")?;
+    let sessions =
+        store.sessions(&SessionFilter::default()).await.context("cannot list the sessions")?;
     let mut by_tag: HashMap<String, Recorded> = HashMap::new();
     let mut untagged = Vec::new();
     let mut statuses: HashMap<String, usize> = HashMap::new();
@@ -171,8 +172,15 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         }
         let Some(rec) = by_tag.get(&c.tag) else {
             missing += 1;
-            problems.push(format!("{}: the client received {} bytes; no recording holds its tag", c.tag, c.bytes));
-            let _ = writeln!(detail, "{}\t-\t-\t{}\t{}\t0\t{}\t0\t-\t{}\t0\tno recording", c.tag, c.outcome, c.bytes, c.bytes, c.stats_last_seq);
+            problems.push(format!(
+                "{}: the client received {} bytes; no recording holds its tag",
+                c.tag, c.bytes
+            ));
+            let _ = writeln!(
+                detail,
+                "{}\t-\t-\t{}\t{}\t0\t{}\t0\t-\t{}\t0\tno recording",
+                c.tag, c.outcome, c.bytes, c.bytes, c.stats_last_seq
+            );
             continue;
         };
         matched += 1;
@@ -221,17 +229,19 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         );
     }
     for rec in &untagged {
-        let _ = writeln!(detail, "-\t{}\t{}\t-\t-\t{}\t-\t-\t-\t-\t-\tno drill output", rec.id, rec.status, rec.stats.bytes);
+        let _ = writeln!(
+            detail,
+            "-\t{}\t{}\t-\t-\t{}\t-\t-\t-\t-\t-\tno drill output",
+            rec.id, rec.status, rec.stats.bytes
+        );
     }
     if let Some(path) = &args.out {
-        std::fs::write(path, &detail).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, &detail)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
 
-    let bad_status: usize = statuses
-        .iter()
-        .filter(|(s, _)| !args.status.iter().any(|a| a == *s))
-        .map(|(_, n)| n)
-        .sum();
+    let bad_status: usize =
+        statuses.iter().filter(|(s, _)| !args.status.iter().any(|a| a == *s)).map(|(_, n)| n).sum();
     if bad_status > 0 {
         let mut list: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}:{n}")).collect();
         list.sort();

@@ -441,9 +441,10 @@ fn summarize(results: &[SessionResult], asked: usize) {
     if let (Some(slow), Some(fast)) = (rates.first(), rates.last()) {
         let mut v: Vec<f64> = rates.iter().map(|r| r.0).collect();
         let (median, _) = super::median_max(&mut v);
-        let gap = results.iter().max_by_key(|r| r.max_gap_ms).map_or((0, "-"), |r| {
-            (r.max_gap_ms, r.tag.as_str())
-        });
+        let gap = results
+            .iter()
+            .max_by_key(|r| r.max_gap_ms)
+            .map_or((0, "-"), |r| (r.max_gap_ms, r.tag.as_str()));
         let mut gaps: Vec<f64> = results.iter().map(|r| r.max_gap_ms as f64).collect();
         let (gap_median, _) = super::median_max(&mut gaps);
         println!(

@@ -112,7 +112,11 @@ pub(crate) async fn run(args: DrillFloodArgs) -> anyhow::Result<()> {
     for (name, ep) in &args.references {
         typists.push(open_typist(name, name, ep, &key, timeout).await?);
     }
-    println!("typists {} sessions through the gateway, {} reference", args.sessions, args.references.len());
+    println!(
+        "typists {} sessions through the gateway, {} reference",
+        args.sessions,
+        args.references.len()
+    );
     let store = match &args.data_dir {
         Some(d) => Some(
             Store::open_sqlite(&d.join("keepwatch.db"))

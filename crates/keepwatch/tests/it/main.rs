@@ -9,6 +9,7 @@ mod console;
 mod durability;
 mod evasion;
 mod forwarding;
+mod load;
 mod looks;
 mod refusals;
 mod search;
