@@ -132,10 +132,19 @@ pub(crate) async fn run(
         (i / 4).max(std::time::Duration::from_millis(200))
     }));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A select! reads its branches' conditions once, on entry, and stays in until a branch
+    // completes: so each branch checks the login itself when it fires. (Issue 10's drills
+    // found every session cut off at the login grace time: the grace branch, enabled before
+    // the login, was still armed after it.)
+    let mut grace_over = false;
     let result = loop {
         tokio::select! {
             r = &mut running => break r,
-            _ = tokio::time::sleep_until(deadline), if !authed.load(Ordering::Relaxed) => {
+            _ = tokio::time::sleep_until(deadline), if !grace_over => {
+                grace_over = true;
+                if authed.load(Ordering::Relaxed) {
+                    continue;
+                }
                 tracing::info!(%peer, "closed: not logged in within the login grace time");
                 let _ = handle.disconnect(russh::Disconnect::ByApplication, "keepwatch: login grace time exceeded".into(), String::new()).await;
                 // A peer that does not even read gets no more than a moment.
@@ -144,8 +153,11 @@ pub(crate) async fn run(
                     Err(_) => break Ok(()),
                 }
             }
-            _ = check.tick(), if idle.is_some() && authed.load(Ordering::Relaxed) => {
+            _ = check.tick(), if idle.is_some() => {
                 let Some(idle) = idle else { continue };
+                if !authed.load(Ordering::Relaxed) {
+                    continue;
+                }
                 if activity.idle_for() < idle {
                     continue;
                 }

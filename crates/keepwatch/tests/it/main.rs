@@ -9,6 +9,7 @@ mod console;
 mod durability;
 mod evasion;
 mod forwarding;
+mod limits;
 mod load;
 mod looks;
 mod refusals;
