@@ -110,12 +110,15 @@ EOF
 
 # --- a drill's gateway ---------------------------------------------------------------------------
 
-# new_datadir NAME: a fresh data directory with alice (the client key), target web01 (the sshd,
-# host key pinned, vaulted password) and the grant; exports KEEPWATCH_DATA_DIR.
+# new_datadir NAME: a fresh data directory with alice (the client key, and the password in
+# $WORK/alice.pw), target web01 (the sshd, host key pinned, vaulted password) and the grant;
+# exports KEEPWATCH_DATA_DIR.
 new_datadir() {
     export KEEPWATCH_DATA_DIR=$WORK/$1
     "$KW" init >"$WORK/$1.init.out" 2>&1 || die "keepwatch init failed: $(cat "$WORK/$1.init.out")"
-    "$KW" user add alice --role user --ssh-key "$WORK/client_key.pub" >/dev/null
+    [[ -s $WORK/alice.pw ]] || head -c 15 /dev/urandom | base64 | tr -d '/+=' >"$WORK/alice.pw"
+    "$KW" user add alice --role user --ssh-key "$WORK/client_key.pub" --password-stdin \
+        <"$WORK/alice.pw" >/dev/null
     echo "$DRILL_PW" | "$KW" target add web01 --host 127.0.0.1 --port "$SSHD_PORT" --login "$DRILL_USER" \
         --password-stdin --host-key "$(cut -d' ' -f1,2 "$WORK/sshd_host_key.pub")" >/dev/null
     "$KW" grant alice web01 >/dev/null

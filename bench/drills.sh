@@ -310,11 +310,15 @@ drill_flood() {
     local many=127.0.0.1 i
     for ((i = 2; i <= FLOOD_ALIASES; i++)); do many+=",127.0.0.$i"; done
     local out=$WORK/flood.out
-    timeout -k 10 $((FLOOD_PHASE_SECS * 4 + 240)) "$KWB" drill-flood --key "$WORK/client_key" \
+    # Three floods, each against the same live sessions: the issue's flood from one address,
+    # the same from many addresses, and the wrong passwords alone (so they reach the check).
+    timeout -k 10 $((FLOOD_PHASE_SECS * 6 + 300)) "$KWB" drill-flood --key "$WORK/client_key" \
         --endpoint "alice@web01@127.0.0.1:$GW_PORT" --sessions "$FLOOD_SESSIONS" \
-        --reference "direct=$DRILL_USER@127.0.0.1:$SSHD_PORT" \
-        --phase-s "$FLOOD_PHASE_SECS" --flood-sources 127.0.0.1 --flood-sources "$many" \
-        --flood-silent "$FLOOD_SILENT" --flood-logins-per-s "$FLOOD_LOGINS" \
+        --reference "direct=$DRILL_USER@127.0.0.1:$SSHD_PORT" --phase-s "$FLOOD_PHASE_SECS" \
+        --flood "one-address:127.0.0.1:$FLOOD_SILENT:$FLOOD_LOGINS" \
+        --flood "many-addresses:$many:$FLOOD_SILENT:$FLOOD_LOGINS" \
+        --flood "logins-only:$many:0:$FLOOD_LOGINS" \
+        --probe-password-file "$WORK/alice.pw" \
         --gateway-pid "$GW_PID" --data-dir "$KEEPWATCH_DATA_DIR" >"$out" 2>"$WORK/flood.err" ||
         die "drill-flood failed: $(tail -3 "$WORK/flood.err")"
     cat "$out" >&2
@@ -322,13 +326,21 @@ drill_flood() {
     alive "$GW_PID" || alive=no
     verify_all
     stop_gateway
-    p99() { field "$(grep "^phase $1 group=$2 " "$out")" p99_us; }
-    local q f1 f2 qa d_q d_f1 d_f2 lost verdict=pass why=()
-    q=$(p99 quiet gateway) f1=$(p99 flood-1 gateway) f2=$(p99 flood-2 gateway) qa=$(p99 quiet-after gateway)
-    d_q=$(p99 quiet direct) d_f1=$(p99 flood-1 direct) d_f2=$(p99 flood-2 direct)
-    lost=$(field "$(grep '^typists lost' "$out")" lost)
-    for f in "$f1" "$f2"; do
-        awk -v f="$f" -v q="$q" 'BEGIN { exit !(q > 0 && f > 0 && f <= 2 * q) }' || why+=("p99 $f µs under flood vs $q µs quiet")
+    p99() { field "$(grep "^phase $1 group=$2 " "$out" || true)" p99_us; }
+    sil() { field "$(grep "^phase $1 flood silent" "$out" || true)" "$2"; }
+    lg() { field "$(grep "^phase $1 flood logins" "$out" || true)" "$2"; }
+    ph() { field "$(grep "^phase $1 flood=" "$out" || true)" "$2"; }
+    probes() { # PHASE KIND: "ok/n"
+        local l
+        l=$(grep "^phase $1 probe=$2 " "$out" || true)
+        echo "$(field "$l" logins_ok)/$(sed -n 's/.* of \([0-9]*\) .*/\1/p' <<<"$l")"
+    }
+    local q lost verdict=pass why=() phase figure
+    q=$(p99 quiet gateway)
+    lost=$(field "$(grep '^typists lost' "$out" || true)" lost)
+    for phase in one-address many-addresses logins-only; do
+        awk -v f="$(p99 $phase gateway)" -v q="$q" 'BEGIN { exit !(q > 0 && f > 0 && f <= 2 * q) }' ||
+            why+=("$phase: p99 $(p99 $phase gateway) µs vs $q µs quiet")
     done
     [[ $lost == 0 ]] || why+=("$lost typists lost their session")
     [[ $alive == yes ]] || why+=("the gateway died")
@@ -337,19 +349,14 @@ drill_flood() {
         IFS=';'
         echo "${why[*]}"
     )"
-    probes() { # PHASE ADDRESS: "ok of n"
-        local l
-        l=$(grep "^phase $1 probe_from=$2 " "$out")
-        echo "$(field "$l" logins_ok)/$(sed -n 's/.* of \([0-9]*\) .*/\1/p' <<<"$l")"
-    }
-    sil() { field "$(grep "^phase $1 flood silent" "$out")" "$2"; }
-    lg() { field "$(grep "^phase $1 flood logins" "$out")" "$2"; }
-    cpu() { field "$(grep "^phase $1 sources=" "$out")" gateway_cpu_pct; }
-    aud() { field "$(grep "^phase $1 sources=" "$out")" "$2"; }
-    result "4. flood ($FLOOD_SILENT silent connections + $FLOOD_LOGINS wrong passwords/s; from 127.0.0.1, then $FLOOD_ALIASES addresses) with $FLOOD_SESSIONS live sessions" \
-        "keystroke echo p99 of the $FLOOD_SESSIONS sessions under each flood ≤ 2× the quiet run's; none disconnected (default \`[limits]\`)" \
-        "gateway p99 quiet $q µs, flood (1 address) $f1 µs, flood ($FLOOD_ALIASES addresses) $f2 µs, quiet again $qa µs (direct sshd alongside: $d_q / $d_f1 / $d_f2 µs); lost $lost; gateway CPU $(cpu quiet)% / $(cpu flood-1)% / $(cpu flood-2)%; silent connections held at most $(sil flood-1 held_max) / $(sil flood-2 held_max) (per address max $(sil flood-2 held_max_per_source)), $(sil flood-1 refused_at_accept) / $(sil flood-2 refused_at_accept) turned away at accept; wrong-password logins $(lg flood-1 per_s)/s / $(lg flood-2 per_s)/s: rejected $(lg flood-1 rejected) / $(lg flood-2 rejected), turned away $(lg flood-1 refused_at_accept) / $(lg flood-2 refused_at_accept), timed out $(lg flood-1 timeouts) / $(lg flood-2 timeouts); new logins from 127.0.0.1 $(probes flood-1 127.0.0.1) / $(probes flood-2 127.0.0.1), from 127.0.0.200 $(probes flood-1 127.0.0.200) / $(probes flood-2 127.0.0.200) (quiet: $(probes quiet 127.0.0.1)); audit rows written $(aud flood-1 audit_rows) / $(aud flood-2 audit_rows) (login_refused $(aud flood-1 login_refused_rows) / $(aud flood-2 login_refused_rows))" \
-        "$verdict"
+    figure="echo p99 through the gateway: quiet $q µs; one address $(p99 one-address gateway) µs; $FLOOD_ALIASES addresses $(p99 many-addresses gateway) µs; wrong passwords only $(p99 logins-only gateway) µs; quiet again $(p99 quiet-after gateway) µs (direct sshd alongside: $(p99 quiet direct) / $(p99 one-address direct) / $(p99 many-addresses direct) / $(p99 logins-only direct) / $(p99 quiet-after direct) µs); sessions lost: $lost."
+    for phase in one-address many-addresses logins-only; do
+        figure+=" **$phase**: gateway CPU $(ph $phase gateway_cpu_pct)% (machine $(ph $phase machine_busy_pct)%); silent connections held at most $(sil $phase held_max) (per address $(sil $phase held_max_per_source)), $(sil $phase refused_at_accept) turned away at accept, $(sil $phase closed_after_grace) closed at the grace time; wrong passwords $(lg $phase per_s)/s: $(lg $phase rejected) rejected (p50 $(lg $phase reject_p50_ms) ms), $(lg $phase refused_at_accept) turned away at accept, $(lg $phase timeouts) timed out; new key logins from 127.0.0.1 $(probes $phase key_from_127.0.0.1), from 127.0.0.200 $(probes $phase key_from_127.0.0.200); alice's password login $(probes $phase password_from_127.0.0.200); audit rows $(ph $phase audit_rows) ($(ph $phase login_refused_rows) login_refused)."
+    done
+    figure+=" Quiet: gateway CPU $(ph quiet gateway_cpu_pct)%, key logins $(probes quiet key_from_127.0.0.1), password $(probes quiet password_from_127.0.0.200); after: password $(probes quiet-after password_from_127.0.0.200)."
+    result "4. flood ($FLOOD_SILENT silent connections + $FLOOD_LOGINS wrong passwords/s, from 127.0.0.1, then $FLOOD_ALIASES addresses; then the passwords alone) with $FLOOD_SESSIONS live sessions" \
+        "keystroke echo p99 of the $FLOOD_SESSIONS sessions under each flood ≤ 2× the quiet run's; none disconnected; default \`[limits]\`" \
+        "$figure" "$verdict"
 }
 
 # A drill's own cleanup: its clients, its gateway, its mounts.
@@ -438,7 +445,7 @@ deadline_for() {
     crash) s=$((CRASH_ROUNDS * 420 + 600)) ;;
     storage) s=1500 ;;
     many) s=$((MANY_SECS + 2100)) ;;
-    flood) s=$((FLOOD_PHASE_SECS * 4 + 600)) ;;
+    flood) s=$((FLOOD_PHASE_SECS * 6 + 600)) ;;
     esac
     echo $((s * SCALE))
 }

@@ -116,6 +116,36 @@ pub(crate) async fn connect_from(
     })?
 }
 
+/// Logs in to `ep` from `source` with a password, within `timeout`, and leaves again.
+///
+/// # Errors
+/// Connecting failed, or the password was refused (the error says so).
+pub(crate) async fn password_login_from(
+    ep: &Endpoint,
+    password: &str,
+    timeout: Duration,
+    source: std::net::IpAddr,
+) -> anyhow::Result<()> {
+    let inner = async {
+        let tcp = tcp_from(source, &ep.host, ep.port).await?;
+        let mut handle = client::connect_stream(config(), tcp, AnyHostKey)
+            .await
+            .with_context(|| format!("connecting to {ep} from {source}"))?;
+        let auth = handle
+            .authenticate_password(&ep.user, password)
+            .await
+            .with_context(|| format!("authenticating to {ep}"))?;
+        let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "").await;
+        if !auth.success() {
+            bail!("{ep} refused the password of {}", ep.user);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, inner).await.with_context(|| {
+        format!("password login to {ep} from {source}: no answer within {}s", timeout.as_secs())
+    })?
+}
+
 /// A TCP connection to `host:port` from the local address `source`.
 pub(crate) async fn tcp_from(
     source: std::net::IpAddr,

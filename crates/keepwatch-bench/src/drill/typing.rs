@@ -48,16 +48,12 @@ pub(crate) struct DrillFloodArgs {
     /// Seconds each flood runs before its keystrokes are timed.
     #[arg(long, default_value_t = 5)]
     settle_s: u64,
-    /// One flood phase per value: the flood's source addresses, comma-separated
-    /// (repeatable: e.g. `127.0.0.1`, then sixteen loopback aliases).
-    #[arg(long = "flood-sources", value_name = "ADDRS", required = true)]
-    flood_sources: Vec<String>,
-    /// Silent connections the flood keeps trying to hold.
-    #[arg(long, default_value_t = 2000)]
-    flood_silent: usize,
-    /// Wrong-password logins per second.
-    #[arg(long, default_value_t = 200)]
-    flood_logins_per_s: u32,
+    /// One flood phase per value, as NAME:SOURCES:SILENT:LOGINS_PER_S — the flood's source
+    /// addresses (comma-separated), the silent connections it keeps trying to hold, and the
+    /// wrong-password logins it starts per second (repeatable; e.g.
+    /// `one-address:127.0.0.1:2000:200`).
+    #[arg(long = "flood", value_name = "SPEC", required = true, value_parser = FloodSpec::parse)]
+    floods: Vec<FloodSpec>,
     /// The login name the flood tries with wrong passwords.
     #[arg(long, default_value = "alice@web01")]
     flood_user: String,
@@ -67,6 +63,10 @@ pub(crate) struct DrillFloodArgs {
     probe_sources: Vec<IpAddr>,
     #[arg(long, default_value_t = 1000)]
     probe_every_ms: u64,
+    /// Also try a password login with the password in this file (the person of
+    /// `--endpoint`, from the last `--probe-source`): does the flood lock the person out?
+    #[arg(long, value_name = "FILE")]
+    probe_password_file: Option<PathBuf>,
     /// The gateway's process, for its CPU time per phase.
     #[arg(long, value_name = "PID")]
     gateway_pid: Option<u32>,
@@ -77,6 +77,33 @@ pub(crate) struct DrillFloodArgs {
     /// flood's connections).
     #[arg(long, default_value_t = 5)]
     cooldown_s: u64,
+}
+
+/// One flood phase: where it comes from and what it sends.
+#[derive(Clone, Debug)]
+struct FloodSpec {
+    name: String,
+    sources: String,
+    silent: usize,
+    logins_per_s: u32,
+}
+
+impl FloodSpec {
+    fn parse(s: &str) -> Result<Self, String> {
+        let f: Vec<&str> = s.split(':').collect();
+        let [name, sources, silent, logins] = f[..] else {
+            return Err(format!("{s:?}: expected NAME:SOURCES:SILENT:LOGINS_PER_S"));
+        };
+        for a in sources.split(',') {
+            a.parse::<IpAddr>().map_err(|e| format!("{s:?}: source {a:?}: {e}"))?;
+        }
+        Ok(FloodSpec {
+            name: name.to_owned(),
+            sources: sources.to_owned(),
+            silent: silent.parse().map_err(|e| format!("{s:?}: silent {silent:?}: {e}"))?,
+            logins_per_s: logins.parse().map_err(|e| format!("{s:?}: logins {logins:?}: {e}"))?,
+        })
+    }
 }
 
 struct Typist {
@@ -93,9 +120,10 @@ struct Phase {
     samples: Vec<(String, u64)>,
     gateway_cpu_pct: Option<f64>,
     machine_busy_pct: Option<f64>,
-    probes: Vec<(IpAddr, Result<u64, String>)>,
+    probes: Probes,
     audit: Option<(u64, u64)>,
     flood: Vec<String>,
+    spec: Option<FloodSpec>,
 }
 
 pub(crate) async fn run(args: DrillFloodArgs) -> anyhow::Result<()> {
@@ -126,25 +154,52 @@ pub(crate) async fn run(args: DrillFloodArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let mut plan: Vec<(String, Option<String>)> = vec![("quiet".into(), None)];
-    for (i, sources) in args.flood_sources.iter().enumerate() {
-        plan.push((format!("flood-{}", i + 1), Some(sources.clone())));
+    let password = match &args.probe_password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .trim_end()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut plan: Vec<(String, Option<FloodSpec>)> = vec![("quiet".into(), None)];
+    for f in &args.floods {
+        plan.push((f.name.clone(), Some(f.clone())));
     }
     plan.push(("quiet-after".into(), None));
     let mut phases = Vec::new();
-    for (name, sources) in plan {
+    for (name, spec) in plan {
+        // The gateway's CPU and the audit rows count from before the flood starts to after
+        // it stops; keystrokes are timed once it has settled.
+        let before = Snapshot::take(&args, store.as_ref()).await;
         let mut flood = None;
-        if let Some(sources) = &sources {
-            flood = Some(start_flood(&args, sources).await?);
+        if let Some(spec) = &spec {
+            flood = Some(start_flood(&args, spec).await?);
             tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
         }
-        let mut phase = measure(&args, &name, &mut typists, &key, store.as_ref()).await;
+        let (samples, probes) =
+            measure(&args, &name, &mut typists, &key, password.as_deref()).await;
+        let mut lines = Vec::new();
         if let Some(f) = flood {
-            phase.flood = stop_flood(f).await?;
+            lines = stop_flood(f).await?;
+        }
+        let after = Snapshot::take(&args, store.as_ref()).await;
+        let phase = Phase {
+            name,
+            samples,
+            gateway_cpu_pct: after.cpu_pct_since(&before),
+            machine_busy_pct: after.machine_pct_since(&before),
+            probes,
+            audit: after.audit.zip(before.audit).map(|(a, b)| (a.0 - b.0, a.1 - b.1)),
+            flood: lines,
+            spec,
+        };
+        print_phase(&phase);
+        phases.push(phase);
+        if phases.last().is_some_and(|p| p.spec.is_some()) {
             tokio::time::sleep(Duration::from_secs(args.cooldown_s)).await;
         }
-        print_phase(&phase, sources.as_deref());
-        phases.push(phase);
     }
     let lost: Vec<String> = typists
         .iter()
@@ -183,13 +238,13 @@ struct RunningFlood {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
-async fn start_flood(args: &DrillFloodArgs, sources: &str) -> anyhow::Result<RunningFlood> {
+async fn start_flood(args: &DrillFloodArgs, spec: &FloodSpec) -> anyhow::Result<RunningFlood> {
     let exe = std::env::current_exe().context("cannot find keepwatch-bench itself")?;
     let target = format!("{}:{}", args.endpoint.host, args.endpoint.port);
     let mut child = tokio::process::Command::new(exe)
-        .args(["flood", "--target", &target, "--sources", sources])
-        .args(["--silent", &args.flood_silent.to_string()])
-        .args(["--logins-per-s", &args.flood_logins_per_s.to_string()])
+        .args(["flood", "--target", &target, "--sources", &spec.sources])
+        .args(["--silent", &spec.silent.to_string()])
+        .args(["--logins-per-s", &spec.logins_per_s.to_string()])
         .args(["--user", &args.flood_user])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -234,24 +289,54 @@ async fn stop_flood(mut f: RunningFlood) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// What the gateway and the machine had done by one moment.
+struct Snapshot {
+    at: Instant,
+    gateway: Option<procstat::ProcSample>,
+    machine: Option<(f64, f64)>,
+    audit: Option<(u64, u64)>,
+}
+
+impl Snapshot {
+    async fn take(args: &DrillFloodArgs, store: Option<&Store>) -> Snapshot {
+        let audit = match store {
+            Some(s) => audit_counts(s).await,
+            None => None,
+        };
+        Snapshot {
+            at: Instant::now(),
+            gateway: args.gateway_pid.and_then(|p| procstat::sample(p).ok()),
+            machine: procstat::machine_cpu(),
+            audit,
+        }
+    }
+
+    fn cpu_pct_since(&self, before: &Snapshot) -> Option<f64> {
+        let wall = (self.at - before.at).as_secs_f64().max(0.001);
+        self.gateway.zip(before.gateway).map(|(b, a)| (b.cpu_s - a.cpu_s) / wall * 100.0)
+    }
+
+    fn machine_pct_since(&self, before: &Snapshot) -> Option<f64> {
+        self.machine.zip(before.machine).map(|(b, a)| (b.0 - a.0) / (b.1 - a.1).max(0.001) * 100.0)
+    }
+}
+
+type Probes = Vec<(String, Result<u64, String>)>;
+
+/// Types for `--phase-s` while probing logins; the samples by group, and the probes.
 async fn measure(
     args: &DrillFloodArgs,
     name: &str,
     typists: &mut [Typist],
     key: &Arc<russh::keys::PrivateKey>,
-    store: Option<&Store>,
-) -> Phase {
-    let audit_before = match store {
-        Some(s) => audit_counts(s).await,
-        None => None,
-    };
-    let cpu0 = args.gateway_pid.and_then(|p| procstat::sample(p).ok());
-    let machine0 = procstat::machine_cpu();
+    password: Option<&str>,
+) -> (Vec<(String, u64)>, Probes) {
     let t0 = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let probes = tokio::spawn(probe(
         args.endpoint.clone(),
         key.clone(),
+        password.map(str::to_owned),
         args.probe_sources.clone(),
         Duration::from_millis(args.probe_every_ms.max(100)),
         stop_rx,
@@ -274,32 +359,8 @@ async fn measure(
         }
         tokio::time::sleep(gap).await;
     }
-    let wall = t0.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
-    let probes = probes.await.unwrap_or_default();
-    let gateway_cpu_pct = args
-        .gateway_pid
-        .and_then(|p| procstat::sample(p).ok())
-        .zip(cpu0)
-        .map(|(b, a)| (b.cpu_s - a.cpu_s) / wall * 100.0);
-    let machine_busy_pct = procstat::machine_cpu()
-        .zip(machine0)
-        .map(|(b, a)| (b.0 - a.0) / (b.1 - a.1).max(0.001) * 100.0);
-    let audit = match (store, audit_before) {
-        (Some(s), Some(before)) => {
-            audit_counts(s).await.map(|after| (after.0 - before.0, after.1 - before.1))
-        }
-        _ => None,
-    };
-    Phase {
-        name: name.into(),
-        samples,
-        gateway_cpu_pct,
-        machine_busy_pct,
-        probes,
-        audit,
-        flood: Vec::new(),
-    }
+    (samples, probes.await.unwrap_or_default())
 }
 
 /// (the newest audit row's id, login_refused rows in all); differences between two reads
@@ -316,14 +377,16 @@ async fn audit_counts(store: &Store) -> Option<(u64, u64)> {
     Some((newest, refused.ok()?.len() as u64))
 }
 
-/// Fresh key logins, one per source per `every`, until `stop`: milliseconds to log in, or why not.
+/// Fresh logins until `stop`, one round per `every`: by key from each source, and by
+/// password (when given) from the last source. Each: milliseconds to log in, or why not.
 async fn probe(
     ep: Endpoint,
     key: Arc<russh::keys::PrivateKey>,
+    password: Option<String>,
     sources: Vec<IpAddr>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
-) -> Vec<(IpAddr, Result<u64, String>)> {
+) -> Probes {
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(every);
     loop {
@@ -342,12 +405,17 @@ async fn probe(
                 }
                 Err(e) => Err(format!("{e:#}")),
             };
-            out.push((source, r));
+            out.push((format!("key from {source}"), r));
+        }
+        if let (Some(pw), Some(&source)) = (&password, sources.last()) {
+            let t0 = Instant::now();
+            let r = client::password_login_from(&ep, pw, Duration::from_secs(10), source).await;
+            out.push((format!("password from {source}"), r.map(|()| t0.elapsed().as_millis() as u64).map_err(|e| format!("{e:#}"))));
         }
     }
 }
 
-fn print_phase(p: &Phase, sources: Option<&str>) {
+fn print_phase(p: &Phase) {
     let mut groups: Vec<&str> = p.samples.iter().map(|(g, _)| g.as_str()).collect();
     groups.sort_unstable();
     groups.dedup();
@@ -367,25 +435,28 @@ fn print_phase(p: &Phase, sources: Option<&str>) {
     let fmt = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.0}"));
     let (audit_rows, refused_rows) =
         p.audit.map_or(("n/a".into(), "n/a".into()), |(a, r)| (a.to_string(), r.to_string()));
+    let flood = p.spec.as_ref().map_or("none".into(), |f| {
+        format!("{}_addresses/{}_silent/{}_logins_per_s", f.sources.split(',').count(), f.silent, f.logins_per_s)
+    });
     println!(
-        "phase {} sources={} gateway_cpu_pct={} machine_busy_pct={} audit_rows={audit_rows} login_refused_rows={refused_rows}",
+        "phase {} flood={flood} gateway_cpu_pct={} machine_busy_pct={} audit_rows={audit_rows} login_refused_rows={refused_rows}",
         p.name,
-        sources.map_or("-".into(), |s| s.split(',').count().to_string()),
         fmt(p.gateway_cpu_pct),
         fmt(p.machine_busy_pct),
     );
-    let mut by_source: Vec<IpAddr> = p.probes.iter().map(|(s, _)| *s).collect();
-    by_source.sort_unstable();
-    by_source.dedup();
-    for s in by_source {
+    let mut kinds: Vec<&str> = p.probes.iter().map(|(k, _)| k.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for k in kinds {
         let mine: Vec<&Result<u64, String>> =
-            p.probes.iter().filter(|(x, _)| *x == s).map(|(_, r)| r).collect();
+            p.probes.iter().filter(|(x, _)| x == k).map(|(_, r)| r).collect();
         let mut ok: Vec<u64> = mine.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
         ok.sort_unstable();
         let failed: Vec<&String> = mine.iter().filter_map(|r| r.as_ref().err()).collect();
         println!(
-            "phase {} probe_from={s} logins_ok={} of {} login_p50_ms={} login_max_ms={}{}",
+            "phase {} probe={} logins_ok={} of {} login_p50_ms={} login_max_ms={}{}",
             p.name,
+            k.replace(' ', "_"),
             ok.len(),
             mine.len(),
             percentile(&ok, 0.5),
