@@ -487,9 +487,11 @@ fn gateway_summary(
             eprintln!("keepwatch-bench: cannot write {}: {e}", path.display());
         }
     }
-    // Steady state: the samples taken while every session that started was producing.
+    // Steady state: the samples taken while every session that started was producing, less
+    // the first fifth (buffers, the indexer's followers and the allocator settle first).
     let full = samples.iter().map(|s| s.2).max().unwrap_or(0);
-    let steady: Vec<&Sample> = samples.iter().filter(|s| full > 0 && s.2 == full).collect();
+    let all_live: Vec<&Sample> = samples.iter().filter(|s| full > 0 && s.2 == full).collect();
+    let steady = &all_live[(all_live.len() / 5).min(all_live.len())..];
     let quarter = (steady.len() / 4).max(1);
     let mean = |xs: &[&Sample]| {
         xs.iter().map(|s| s.1.rss_kib as f64).sum::<f64>() / xs.len().max(1) as f64

@@ -410,7 +410,10 @@ async fn probe(
         if let (Some(pw), Some(&source)) = (&password, sources.last()) {
             let t0 = Instant::now();
             let r = client::password_login_from(&ep, pw, Duration::from_secs(10), source).await;
-            out.push((format!("password from {source}"), r.map(|()| t0.elapsed().as_millis() as u64).map_err(|e| format!("{e:#}"))));
+            out.push((
+                format!("password from {source}"),
+                r.map(|()| t0.elapsed().as_millis() as u64).map_err(|e| format!("{e:#}")),
+            ));
         }
     }
 }
@@ -436,7 +439,12 @@ fn print_phase(p: &Phase) {
     let (audit_rows, refused_rows) =
         p.audit.map_or(("n/a".into(), "n/a".into()), |(a, r)| (a.to_string(), r.to_string()));
     let flood = p.spec.as_ref().map_or("none".into(), |f| {
-        format!("{}_addresses/{}_silent/{}_logins_per_s", f.sources.split(',').count(), f.silent, f.logins_per_s)
+        format!(
+            "{}_addresses/{}_silent/{}_logins_per_s",
+            f.sources.split(',').count(),
+            f.silent,
+            f.logins_per_s
+        )
     });
     println!(
         "phase {} flood={flood} gateway_cpu_pct={} machine_busy_pct={} audit_rows={audit_rows} login_refused_rows={refused_rows}",
