@@ -64,6 +64,15 @@ load_start() {
 
 load_ready() { grep -q '^ready' "$LOAD_OUT"; }
 
+# report_awk FILE [AWK OPTIONS...] PROGRAM: awk over a drill-load report, its columns by name
+# in c["name"] (the header line is skipped).
+report_awk() {
+    local file=$1
+    shift
+    local prog=${*: -1}
+    awk -F'\t' "${@:1:$#-1}" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } '"$prog" "$file"
+}
+
 # load_wait SECONDS: waits for the running drill-load to end; after SECONDS it is stopped
 # (SIGTERM: it closes its sessions and still writes its report). Returns 1 if it had to be.
 load_wait() {
@@ -149,8 +158,8 @@ storage_case() {
     # How long output kept reaching clients after the fault (the producer's clock), and
     # whether every client saw the gateway's message.
     local after_ms told
-    after_ms=$(awk -F'\t' -v t="$t_fault" 'NR > 1 && $10 > 0 { d = ($10 - t) / 1000; if (d > m) m = d } END { printf "%.0f", m }' "$WORK/s$name.tsv")
-    told=$(awk -F'\t' 'NR > 1 && $15 ~ /the recording failed, so the session was ended/ { n++ } END { print n + 0 }' "$WORK/s$name.tsv")
+    after_ms=$(report_awk "$WORK/s$name.tsv" -v t="$t_fault" '$c["last_ts_us"] > 0 { d = ($c["last_ts_us"] - t) / 1000; if (d > m) m = d } END { printf "%.0f", m }')
+    told=$(report_awk "$WORK/s$name.tsv" '$c["stderr"] ~ /the recording failed, so the session was ended/ { n++ } END { print n + 0 }')
     local active_now
     active_now=$(active_sessions)
     "mend_$name"

@@ -95,6 +95,30 @@ pub(crate) async fn connect(
         .with_context(|| format!("connecting to {ep}: no session within {}s", timeout.as_secs()))?
 }
 
+/// Like [`connect`] (no jump host), also returning the local address of the connection: the
+/// client address the server records.
+pub(crate) async fn connect_direct(
+    ep: &Endpoint,
+    key: &Arc<PrivateKey>,
+    timeout: Duration,
+) -> anyhow::Result<(Connected, std::net::SocketAddr)> {
+    let inner = async {
+        let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .with_context(|| format!("connecting to {ep}"))?;
+        let local = tcp.local_addr().context("the connection's local address")?;
+        let _ = tcp.set_nodelay(true);
+        let mut handle = client::connect_stream(config(), tcp, AnyHostKey)
+            .await
+            .with_context(|| format!("connecting to {ep}"))?;
+        login(&mut handle, ep, key).await?;
+        Ok((Connected { handle, _jump: None }, local))
+    };
+    tokio::time::timeout(timeout, inner)
+        .await
+        .with_context(|| format!("connecting to {ep}: no session within {}s", timeout.as_secs()))?
+}
+
 /// Like [`connect`], from the local address `source` (a loopback alias such as
 /// `127.0.0.200` needs no setup), and without a jump host.
 pub(crate) async fn connect_from(

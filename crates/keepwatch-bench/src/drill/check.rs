@@ -1,6 +1,8 @@
 //! `keepwatch-bench drill-check`: what each `drill-load` client received against what its
 //! session's recording holds, read from the data directory (spool file or sealed blob, a
-//! torn tail left out), matched by the tag in the output.
+//! torn tail left out). A client is matched to its session by the client address the gateway
+//! recorded (the client's local address and port), so a session whose recording holds no
+//! output yet is still found; the tag in the output must then agree.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -34,6 +36,10 @@ pub(crate) struct CheckArgs {
     /// beyond what its recording holds.
     #[arg(long, value_name = "MS")]
     max_loss_ms: Option<u64>,
+    /// The producer's tick: output lost from a recording that holds none of it counts from
+    /// one tick before the client's first line.
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
     /// Write the comparison of every session, tab-separated, to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -42,6 +48,7 @@ pub(crate) struct CheckArgs {
 /// A `drill-load` report line, the columns `check` needs.
 struct ClientRow {
     tag: String,
+    client_addr: String,
     outcome: String,
     bytes: u64,
     stats_last_seq: u64,
@@ -62,8 +69,9 @@ fn read_reports(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientRow>> {
                 .position(|h| *h == name)
                 .with_context(|| format!("{}: no column {name}", path.display()))
         };
-        let (tag, outcome, bytes, last_seq, first_ts, last_ts) = (
+        let (tag, addr, outcome, bytes, last_seq, first_ts, last_ts) = (
             col("tag")?,
+            col("client_addr")?,
             col("outcome")?,
             col("bytes")?,
             col("last_seq")?,
@@ -79,6 +87,7 @@ fn read_reports(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientRow>> {
             };
             rows.push(ClientRow {
                 tag: f.get(tag).copied().unwrap_or_default().to_owned(),
+                client_addr: f.get(addr).copied().unwrap_or_default().to_owned(),
                 outcome: f.get(outcome).copied().unwrap_or_default().to_owned(),
                 bytes: num(bytes)?,
                 stats_last_seq: num(last_seq)?,
@@ -139,21 +148,15 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the recordings in {}", args.data_dir.display()))?;
     let sessions =
         store.sessions(&SessionFilter::default()).await.context("cannot list the sessions")?;
-    let mut by_tag: HashMap<String, Recorded> = HashMap::new();
-    let mut untagged = Vec::new();
+    let mut by_addr: HashMap<String, Recorded> = HashMap::new();
     let mut statuses: HashMap<String, usize> = HashMap::new();
     for s in &sessions {
         let status = s.status.to_string();
         *statuses.entry(status.clone()).or_default() += 1;
         let (stats, error) = read_recording(&blobs, s.id).await;
         let rec = Recorded { id: s.id.to_string(), status, stats, error };
-        match rec.stats.tag.clone() {
-            Some(tag) => {
-                if let Some(other) = by_tag.insert(tag.clone(), rec) {
-                    bail!("two recordings carry the tag {tag} ({} and another)", other.id);
-                }
-            }
-            None => untagged.push(rec),
+        if let Some(other) = by_addr.insert(s.client_addr.clone(), rec) {
+            bail!("two sessions came from {} ({} and another)", s.client_addr, other.id);
         }
     }
     store.close().await;
@@ -170,11 +173,11 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
             no_output += 1;
             continue;
         }
-        let Some(rec) = by_tag.get(&c.tag) else {
+        let Some(rec) = by_addr.remove(&c.client_addr) else {
             missing += 1;
             problems.push(format!(
-                "{}: the client received {} bytes; no recording holds its tag",
-                c.tag, c.bytes
+                "{}: the client received {} bytes; no session came from {}",
+                c.tag, c.bytes, c.client_addr
             ));
             let _ = writeln!(
                 detail,
@@ -187,12 +190,18 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         let r = &rec.stats;
         let un = c.bytes.saturating_sub(r.bytes);
         let extra = r.bytes.saturating_sub(c.bytes);
-        let since = if r.lines > 0 { r.last_ts_us } else { c.first_ts_us };
+        let since = match r.lines {
+            0 => c.first_ts_us.saturating_sub(args.tick_ms * 1000),
+            _ => r.last_ts_us,
+        };
         let ms = c.last_ts_us.saturating_sub(since) as f64 / 1000.0;
         if un == 0 && extra == 0 {
             exact += 1;
         }
         let mut note = Vec::new();
+        if let Some(t) = r.tag.as_ref().filter(|t| **t != c.tag) {
+            note.push(format!("the recording holds the output of {t}"));
+        }
         if r.problems > 0 {
             note.push(format!("recording: {}", r.first_problem.clone().unwrap_or_default()));
         }
@@ -228,6 +237,9 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
             if note.is_empty() { "-".into() } else { note.join("; ") },
         );
     }
+    // Sessions no client claims (set-ups a client gave up on, probes).
+    let mut untagged: Vec<&Recorded> = by_addr.values().collect();
+    untagged.sort_by(|a, b| a.id.cmp(&b.id));
     for rec in &untagged {
         let _ = writeln!(
             detail,
@@ -271,7 +283,7 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let mut list: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}:{n}")).collect();
     list.sort();
     println!(
-        "check sessions={} clients={} matched={matched} exact={exact} missing={missing} no_output={no_output} untagged={} statuses={}",
+        "check sessions={} clients={} matched={matched} exact={exact} missing={missing} no_output={no_output} unclaimed={} statuses={}",
         sessions.len(),
         clients.len(),
         untagged.len(),

@@ -99,6 +99,8 @@ impl Outcome {
 
 struct SessionResult {
     tag: String,
+    /// The connection's local address: what the gateway records as the client address.
+    client_addr: Option<std::net::SocketAddr>,
     outcome: Outcome,
     exit_status: Option<u32>,
     stats: LineStats,
@@ -270,6 +272,7 @@ async fn run_session(
     let mut mark = ReadyMark(Some(shared.ready.clone()));
     let mut r = SessionResult {
         tag,
+        client_addr: None,
         outcome: Outcome::Failed,
         exit_status: None,
         stats: LineStats::default(),
@@ -282,13 +285,17 @@ async fn run_session(
     let permit = shared.gate.clone().acquire_owned().await.ok();
     let command = producer_command(&r.tag, &shared.pace);
     let started = async {
-        let conn = client::connect(&shared.endpoint, &shared.key, shared.connect_timeout).await?;
+        let (conn, local) =
+            client::connect_direct(&shared.endpoint, &shared.key, shared.connect_timeout).await?;
         let ch = conn.handle.channel_open_session().await.context("opening a session")?;
         ch.exec(true, command).await.context("starting the producer")?;
-        anyhow::Ok((conn, ch))
+        anyhow::Ok((conn, local, ch))
     };
     let (conn, mut ch) = match tokio::time::timeout(shared.connect_timeout, started).await {
-        Ok(Ok(x)) => x,
+        Ok(Ok((conn, local, ch))) => {
+            r.client_addr = Some(local);
+            (conn, ch)
+        }
         Ok(Err(e)) => {
             r.stderr = format!("{e:#}");
             r.end_ms = ms(&shared);
@@ -389,7 +396,7 @@ fn clean(s: &str) -> String {
 }
 
 /// The columns `drill-check` reads (by name, from the header).
-const COLUMNS: &str = "tag\toutcome\texit_status\tbytes\tline_bytes\tlines\tfirst_seq\tlast_seq\tfirst_ts_us\tlast_ts_us\tproblems\tfirst_data_ms\tend_ms\tmax_gap_ms\tstderr\tfirst_problem";
+const COLUMNS: &str = "tag\tclient_addr\toutcome\texit_status\tbytes\tline_bytes\tlines\tfirst_seq\tlast_seq\tfirst_ts_us\tlast_ts_us\tproblems\tfirst_data_ms\tend_ms\tmax_gap_ms\tstderr\tfirst_problem";
 
 fn write_report(path: &std::path::Path, results: &[SessionResult]) -> anyhow::Result<()> {
     let mut out = String::new();
@@ -399,8 +406,9 @@ fn write_report(path: &std::path::Path, results: &[SessionResult]) -> anyhow::Re
         let s = &r.stats;
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.tag,
+            r.client_addr.map_or("-".into(), |a| a.to_string()),
             r.outcome.as_str(),
             r.exit_status.map_or("-".into(), |e| e.to_string()),
             s.bytes,
