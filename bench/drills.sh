@@ -318,9 +318,10 @@ drill_flood() {
     local many=127.0.0.1 i
     for ((i = 2; i <= FLOOD_ALIASES; i++)); do many+=",127.0.0.$i"; done
     local out=$WORK/flood.out
-    # Three floods, each against the same live sessions: the issue's flood from one address,
-    # the same from many addresses, and the wrong passwords alone (so they reach the check).
-    timeout -k 10 $((FLOOD_PHASE_SECS * 6 + 300)) "$KWB" drill-flood --key "$WORK/client_key" \
+    # Three floods, each against the same live sessions and between two quiet phases: the
+    # issue's flood from one address, the same from many addresses, and the wrong passwords
+    # alone (so they reach the check).
+    timeout -k 10 $((FLOOD_PHASE_SECS * 8 + 300)) "$KWB" drill-flood --key "$WORK/client_key" \
         --endpoint "alice@web01@127.0.0.1:$GW_PORT" --sessions "$FLOOD_SESSIONS" \
         --reference "direct=$DRILL_USER@127.0.0.1:$SSHD_PORT" --phase-s "$FLOOD_PHASE_SECS" \
         --flood "one-address:127.0.0.1:$FLOOD_SILENT:$FLOOD_LOGINS" \
@@ -343,13 +344,19 @@ drill_flood() {
         l=$(grep "^phase $1 probe=$2 " "$out" || true)
         echo "$(field "$l" logins_ok)/$(sed -n 's/.* of \([0-9]*\) .*/\1/p' <<<"$l")"
     }
-    local q lost verdict=pass why=() phase figure
-    q=$(p99 quiet gateway)
+    # Each flood against the quiet phases on either side of it (quiet-1, flood, quiet-2, ...).
+    local lost verdict=pass why=() phase figure i=1 before after ref
     lost=$(field "$(grep '^typists lost' "$out" || true)" lost)
+    figure="echo p99 through the gateway, each flood between two quiet phases:"
     for phase in one-address many-addresses logins-only; do
-        awk -v f="$(p99 $phase gateway)" -v q="$q" 'BEGIN { exit !(q > 0 && f > 0 && f <= 2 * q) }' ||
-            why+=("$phase: p99 $(p99 $phase gateway) µs vs $q µs quiet")
+        before=$(p99 "quiet-$i" gateway) after=$(p99 "quiet-$((i + 1))" gateway)
+        ref=$(awk -v a="$before" -v b="$after" 'BEGIN { if (a > 0 && b > 0) printf "%.0f", (a + b) / 2 }')
+        awk -v f="$(p99 $phase gateway)" -v q="$ref" 'BEGIN { exit !(q > 0 && f > 0 && f <= 2 * q) }' ||
+            why+=("$phase: p99 $(p99 $phase gateway) µs vs $ref µs quiet")
+        figure+=" $phase $(p99 $phase gateway) µs vs quiet $before/$after µs ($(awk -v f="$(p99 $phase gateway)" -v q="$ref" 'BEGIN { if (q > 0) printf "%.2f", f / q }')×; direct sshd $(p99 $phase direct) vs $(p99 "quiet-$i" direct)/$(p99 "quiet-$((i + 1))" direct) µs);"
+        i=$((i + 1))
     done
+    figure+=" sessions lost: $lost."
     [[ $lost == 0 ]] || why+=("$lost typists lost their session")
     [[ $alive == yes ]] || why+=("the gateway died")
     [[ $VERIFY_OK == 1 ]] || why+=("verify --all: $VERIFY_LINE")
@@ -357,13 +364,12 @@ drill_flood() {
         IFS=';'
         echo "${why[*]}"
     )"
-    figure="echo p99 through the gateway: quiet $q µs; one address $(p99 one-address gateway) µs; $FLOOD_ALIASES addresses $(p99 many-addresses gateway) µs; wrong passwords only $(p99 logins-only gateway) µs; quiet again $(p99 quiet-after gateway) µs (direct sshd alongside: $(p99 quiet direct) / $(p99 one-address direct) / $(p99 many-addresses direct) / $(p99 logins-only direct) / $(p99 quiet-after direct) µs); sessions lost: $lost."
     for phase in one-address many-addresses logins-only; do
         figure+=" **$phase**: gateway CPU $(ph $phase gateway_cpu_pct)% (machine $(ph $phase machine_busy_pct)%); silent connections held at most $(sil $phase held_max) (per address $(sil $phase held_max_per_source)), $(sil $phase refused_at_accept) turned away at accept, $(sil $phase closed_after_grace) closed at the grace time; wrong passwords $(lg $phase per_s)/s: $(lg $phase rejected) rejected (p50 $(lg $phase reject_p50_ms) ms), $(lg $phase refused_at_accept) turned away at accept, $(lg $phase timeouts) timed out; new key logins from 127.0.0.1 $(probes $phase key_from_127.0.0.1), from 127.0.0.200 $(probes $phase key_from_127.0.0.200); alice's password login $(probes $phase password_from_127.0.0.200); audit rows $(ph $phase audit_rows) ($(ph $phase login_refused_rows) login_refused)."
     done
-    figure+=" Quiet: gateway CPU $(ph quiet gateway_cpu_pct)%, key logins $(probes quiet key_from_127.0.0.1), password $(probes quiet password_from_127.0.0.200); after: password $(probes quiet-after password_from_127.0.0.200)."
+    figure+=" Quiet: gateway CPU $(ph quiet-1 gateway_cpu_pct)%, key logins $(probes quiet-1 key_from_127.0.0.1), password $(probes quiet-1 password_from_127.0.0.200); password after the floods: $(probes quiet-4 password_from_127.0.0.200)."
     result "4. flood ($FLOOD_SILENT silent connections + $FLOOD_LOGINS wrong passwords/s, from 127.0.0.1, then $FLOOD_ALIASES addresses; then the passwords alone) with $FLOOD_SESSIONS live sessions" \
-        "keystroke echo p99 of the $FLOOD_SESSIONS sessions under each flood ≤ 2× the quiet run's; none disconnected; default \`[limits]\`" \
+        "keystroke echo p99 of the $FLOOD_SESSIONS sessions under each flood ≤ 2× that of the quiet phases before and after it (their mean); none disconnected; default \`[limits]\`" \
         "$figure" "$verdict"
 }
 
@@ -453,7 +459,7 @@ deadline_for() {
     crash) s=$((CRASH_ROUNDS * 420 + 600)) ;;
     storage) s=1500 ;;
     many) s=$((MANY_SECS + 2100)) ;;
-    flood) s=$((FLOOD_PHASE_SECS * 6 + 600)) ;;
+    flood) s=$((FLOOD_PHASE_SECS * 8 + 600)) ;;
     esac
     echo $((s * SCALE))
 }

@@ -66,8 +66,8 @@ enum Command {
     /// Time keystroke echo in sessions through the gateway, quiet and under floods.
     ///
     /// Opens `--sessions` raw `cat` sessions (and `--reference` ones) and types into them
-    /// round-robin for `--phase-s` per phase: quiet, one flood per `--flood-sources`
-    /// (a `flood` child process), quiet again. Meanwhile it logs in afresh from
+    /// round-robin for `--phase-s` per phase: quiet, then each `--flood` (a `flood` child
+    /// process) followed by a quiet phase. Meanwhile it logs in afresh from
     /// `--probe-source` addresses. Prints `phase NAME group=G keys=.. p50_us=.. p99_us=..`,
     /// the gateway's CPU, the audit rows written, the probes, and the flood's own report, then
     /// `typists lost=N` (sessions whose echo stopped).

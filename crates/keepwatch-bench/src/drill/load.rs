@@ -282,7 +282,8 @@ async fn run_session(
         stderr: String::new(),
     };
     let ms = |s: &Shared| s.start.elapsed().as_millis() as u64;
-    let permit = shared.gate.clone().acquire_owned().await.ok();
+    // Held until the first line: `--parallel` bounds the sessions being set up.
+    let mut permit = shared.gate.clone().acquire_owned().await.ok();
     let command = producer_command(&r.tag, &shared.pace);
     let started = async {
         let (conn, local) =
@@ -307,7 +308,6 @@ async fn run_session(
             return r;
         }
     };
-    let mut permit = permit;
     let deadline = tokio::time::Instant::from_std(shared.start + shared.deadline);
     let mut last_data: Option<Instant> = None;
     let mut live = false;

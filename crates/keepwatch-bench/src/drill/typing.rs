@@ -1,8 +1,8 @@
 //! `keepwatch-bench drill-flood`: keystroke echo in real sessions while the gateway is
-//! flooded. Opens the typists' sessions once, times them quiet, then under each flood (a
+//! flooded. Opens the typists' sessions once and times them quiet, then under each flood (a
 //! `keepwatch-bench flood` child process, so the flood does not share this process's
-//! threads), then quiet again; meanwhile it tries fresh logins to see whether new people
-//! still get in, and reads the gateway's CPU time and the audit rows each phase wrote.
+//! threads) with a quiet phase after each; meanwhile it tries fresh logins to see whether new
+//! people still get in, and reads the gateway's CPU time and the audit rows each phase wrote.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -163,11 +163,13 @@ pub(crate) async fn run(args: DrillFloodArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut plan: Vec<(String, Option<FloodSpec>)> = vec![("quiet".into(), None)];
-    for f in &args.floods {
+    // A quiet phase before and after every flood: each flood is compared with the quiet
+    // phases on either side of it, so load from elsewhere on the machine falls on both.
+    let mut plan: Vec<(String, Option<FloodSpec>)> = vec![("quiet-1".into(), None)];
+    for (i, f) in args.floods.iter().enumerate() {
         plan.push((f.name.clone(), Some(f.clone())));
+        plan.push((format!("quiet-{}", i + 2), None));
     }
-    plan.push(("quiet-after".into(), None));
     let mut phases = Vec::new();
     for (name, spec) in plan {
         // The gateway's CPU and the audit rows count from before the flood starts to after
