@@ -364,6 +364,9 @@ async fn run_session(
     r
 }
 
+/// Steady-state samples needed before RSS growth is judged.
+const MIN_STEADY_SAMPLES: usize = 20;
+
 /// One look at the gateway: seconds since the start, the sample, sessions producing then.
 type Sample = (f64, procstat::ProcSample, usize);
 
@@ -504,7 +507,8 @@ fn gateway_summary(
     let mean = |xs: &[&Sample]| {
         xs.iter().map(|s| s.1.rss_kib as f64).sum::<f64>() / xs.len().max(1) as f64
     };
-    let (early, late) = if steady.len() >= 4 {
+    // Too few samples say nothing about growth: only warm-up (20 samples: 100 s at 5 s).
+    let (early, late) = if steady.len() >= MIN_STEADY_SAMPLES {
         (mean(&steady[..quarter]), mean(&steady[steady.len() - quarter..]))
     } else {
         (0.0, 0.0)
@@ -512,11 +516,11 @@ fn gateway_summary(
     let rss_before = start.map_or(0, |s| s.rss_kib);
     let rss_full = steady.iter().map(|s| s.1.rss_kib).max().unwrap_or(0);
     println!(
-        "gateway rss_before_kib={rss_before} rss_max_with_sessions_kib={rss_full} rss_end_kib={} hwm_kib={} per_session_kib={:.1} sessions={full} steady_first_quarter_kib={early:.0} steady_last_quarter_kib={late:.0} steady_growth_pct={:.1} cpu_s={:.1} samples={}",
+        "gateway rss_before_kib={rss_before} rss_max_with_sessions_kib={rss_full} rss_end_kib={} hwm_kib={} per_session_kib={:.1} sessions={full} steady_first_quarter_kib={early:.0} steady_last_quarter_kib={late:.0} steady_growth_pct={} cpu_s={:.1} samples={}",
         end.map_or(0, |s| s.rss_kib),
         end.map_or(0, |s| s.hwm_kib),
         if full > 0 { (rss_full as f64 - rss_before as f64) / full as f64 } else { 0.0 },
-        if early > 0.0 { (late - early) / early * 100.0 } else { 0.0 },
+        if early > 0.0 { format!("{:.1}", (late - early) / early * 100.0) } else { "n/a".into() },
         end.zip(start).map_or(0.0, |(e, s)| e.cpu_s - s.cpu_s),
         samples.len(),
     );
