@@ -95,6 +95,114 @@ pub(crate) async fn connect(
         .with_context(|| format!("connecting to {ep}: no session within {}s", timeout.as_secs()))?
 }
 
+/// Like [`connect`] (no jump host), also returning the local address of the connection: the
+/// client address the server records.
+pub(crate) async fn connect_direct(
+    ep: &Endpoint,
+    key: &Arc<PrivateKey>,
+    timeout: Duration,
+) -> anyhow::Result<(Connected, std::net::SocketAddr)> {
+    let inner = async {
+        let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .with_context(|| format!("connecting to {ep}"))?;
+        let local = tcp.local_addr().context("the connection's local address")?;
+        let _ = tcp.set_nodelay(true);
+        let mut handle = client::connect_stream(config(), tcp, AnyHostKey)
+            .await
+            .with_context(|| format!("connecting to {ep}"))?;
+        login(&mut handle, ep, key).await?;
+        Ok((Connected { handle, _jump: None }, local))
+    };
+    tokio::time::timeout(timeout, inner)
+        .await
+        .with_context(|| format!("connecting to {ep}: no session within {}s", timeout.as_secs()))?
+}
+
+/// Like [`connect`], from the local address `source` (a loopback alias such as
+/// `127.0.0.200` needs no setup), and without a jump host.
+pub(crate) async fn connect_from(
+    ep: &Endpoint,
+    key: &Arc<PrivateKey>,
+    timeout: Duration,
+    source: std::net::IpAddr,
+) -> anyhow::Result<Connected> {
+    let inner = async {
+        let tcp = tcp_from(source, &ep.host, ep.port).await?;
+        let mut handle = client::connect_stream(config(), tcp, AnyHostKey)
+            .await
+            .with_context(|| format!("connecting to {ep} from {source}"))?;
+        login(&mut handle, ep, key).await?;
+        Ok(Connected { handle, _jump: None })
+    };
+    tokio::time::timeout(timeout, inner).await.with_context(|| {
+        format!("connecting to {ep} from {source}: no login within {}s", timeout.as_secs())
+    })?
+}
+
+/// Logs in to `ep` from `source` with a password, within `timeout`, and leaves again.
+///
+/// # Errors
+/// Connecting failed, or the password was refused (the error says so).
+pub(crate) async fn password_login_from(
+    ep: &Endpoint,
+    password: &str,
+    timeout: Duration,
+    source: std::net::IpAddr,
+) -> anyhow::Result<()> {
+    let inner = async {
+        let tcp = tcp_from(source, &ep.host, ep.port).await?;
+        let mut handle = client::connect_stream(config(), tcp, AnyHostKey)
+            .await
+            .with_context(|| format!("connecting to {ep} from {source}"))?;
+        let auth = handle
+            .authenticate_password(&ep.user, password)
+            .await
+            .with_context(|| format!("authenticating to {ep}"))?;
+        let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "").await;
+        if !auth.success() {
+            bail!("{ep} refused the password of {}", ep.user);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, inner).await.with_context(|| {
+        format!("password login to {ep} from {source}: no answer within {}s", timeout.as_secs())
+    })?
+}
+
+/// A TCP connection to `host:port` from the local address `source`.
+pub(crate) async fn tcp_from(
+    source: std::net::IpAddr,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .with_context(|| format!("{host} has no address of the kind of {source}"))?;
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("cannot make a socket")?;
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .with_context(|| format!("cannot bind to {source}"))?;
+    let tcp = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr} from {source}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The client settings every drill connection uses.
+pub(crate) fn client_config() -> Arc<client::Config> {
+    config()
+}
+
 async fn connect_inner(ep: &Endpoint, key: &Arc<PrivateKey>) -> anyhow::Result<Connected> {
     match &ep.jump {
         None => {

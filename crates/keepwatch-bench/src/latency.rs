@@ -114,7 +114,7 @@ pub(crate) async fn run(args: LatencyArgs) -> anyhow::Result<()> {
 }
 
 /// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -122,7 +122,7 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn open_raw_cat(
+pub(crate) async fn open_raw_cat(
     conn: &Connected,
     ep: &Endpoint,
     timeout: Duration,
@@ -161,7 +161,11 @@ async fn open_raw_cat(
     Ok(ch)
 }
 
-async fn keystroke(ch: &mut Channel<Msg>, byte: u8, timeout: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn keystroke(
+    ch: &mut Channel<Msg>,
+    byte: u8,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     ch.data(&[byte][..]).await.context("sending the keystroke")?;
     let deadline = start + timeout;

@@ -19,6 +19,7 @@ pub use integrity::{
 pub use recover::{Recovered, SYSTEM_ACTOR, recover_interrupted};
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -354,10 +355,20 @@ impl RecorderTask {
         let bytes = &self.out;
         let res = tokio::task::block_in_place(|| {
             file.write_all(bytes)?;
-            if sync { file.sync_data() } else { Ok(()) }
+            if sync {
+                file.sync_data()?;
+            }
+            // A spool file removed under a live session (`rm -rf spool/`) still takes writes,
+            // into an inode nothing names any more: the session would go on unrecorded, and
+            // its seal would find nothing to move. Checked at every flush (one fstat).
+            file.metadata().map(|m| m.nlink() > 0)
         });
         match res {
-            Ok(()) => self.written += bytes.len() as u64,
+            Ok(true) => self.written += bytes.len() as u64,
+            Ok(false) => self.fail(format!(
+                "the spool file {} was removed while the session was being recorded",
+                self.ctx.blobs.spool_path(self.id).display()
+            )),
             Err(e) => self.fail(format!(
                 "cannot write {}: {e}",
                 self.ctx.blobs.spool_path(self.id).display()

@@ -92,7 +92,30 @@ async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Reco
     let path = ctx.blobs.spool_path(id);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return never_started(ctx, id).await,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // No spool: either the recording never started (the target was never contacted),
+            // or the file was removed after channels ran. The second is history: keep the
+            // session, marked, for `verify` to report, rather than remove it as never started.
+            return match ctx.store.channels(id).await {
+                Ok(channels) if channels.is_empty() => never_started(ctx, id).await,
+                Ok(channels) => {
+                    let why = format!(
+                        "its recording {} is missing ({} channel(s) had run)",
+                        path.display(),
+                        channels.len()
+                    );
+                    unsealed(ctx, id, why).await
+                }
+                Err(e) => {
+                    unsealed(
+                        ctx,
+                        id,
+                        format!("{} missing, and its channels unreadable: {e}", path.display()),
+                    )
+                    .await
+                }
+            };
+        }
         Err(e) => return unsealed(ctx, id, format!("cannot read {}: {e}", path.display())).await,
     };
     let reason = reason.to_owned();

@@ -132,8 +132,10 @@ pub(crate) async fn run(
         (i / 4).max(std::time::Duration::from_millis(200))
     }));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The branches' conditions are read only when the select starts, so each branch looks
-    // at `authed` when it fires.
+    // A select! reads its branches' conditions once, on entry, and stays in until a branch
+    // completes: so each branch checks the login itself when it fires. (Issue 10's drills
+    // found every session cut off at the login grace time: the grace branch, enabled before
+    // the login, was still armed after it.)
     let grace = tokio::time::sleep_until(deadline);
     tokio::pin!(grace);
     let mut grace_over = false;

@@ -72,13 +72,24 @@ impl BlobStore {
         self.root.join(RECORDINGS).join(format!("{id}.{EXT}")).display().to_string()
     }
 
-    /// Moves a sealed spool file into the store.
+    /// Moves a sealed spool file into the store. A spool on a filesystem of its own (a
+    /// separate disk or tmpfs mounted at `spool/`) cannot be renamed into `recordings/`; it is
+    /// copied there instead, made durable, then removed from the spool.
     ///
     /// # Errors
-    /// Fails if the object store refuses the move.
+    /// Fails if the object store refuses the move, or the copy fails.
     pub async fn commit_spool(&self, id: SessionId) -> Result<(), StoreError> {
-        self.store.rename(&Self::key(SPOOL, id), &Self::key(RECORDINGS, id)).await?;
-        Ok(())
+        match self.store.rename(&Self::key(SPOOL, id), &Self::key(RECORDINGS, id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if crosses_devices(&e) => {
+                let from = self.spool_path(id);
+                let to = self.root.join(RECORDINGS).join(format!("{id}.{EXT}"));
+                tokio::task::spawn_blocking(move || copy_then_remove(&from, &to)).await.map_err(
+                    |e| StoreError::Invalid { what: format!("moving recording {id}: {e}") },
+                )?
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The bytes of a recording: the spool file of a live session, or the sealed blob.
@@ -288,4 +299,37 @@ impl BlobStore {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// Whether a rename failed because source and destination are on different filesystems.
+fn crosses_devices(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::CrossesDevices;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Copies `from` to `to` through a temporary name beside `to`, durably, then removes `from`.
+/// Until the removal both hold the same bytes; readers look at the spool first either way.
+fn copy_then_remove(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    let tmp = to.with_extension("kwr.moving");
+    let copied = std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, to));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(to)(e));
+    }
+    if let Some(dir) = to.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    std::fs::remove_file(from).map_err(io(from))
 }

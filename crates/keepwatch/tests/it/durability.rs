@@ -112,6 +112,14 @@ fn a_full_disk_ends_the_session_fail_closed_unless_the_target_says_continue() {
     }
     let ok = env.ssh("alice@closed01").arg("echo still-serving").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "still-serving\n");
+    // Its recording leaves the tmpfs for recordings/, another filesystem: a rename cannot
+    // cross it, so the store copies it (issue 10's drills found every seal failing there).
+    let id = env.sessions()[0]["id"].as_str().unwrap().to_owned();
+    let sealed = env.data().join("recordings").join(format!("{id}.kwr"));
+    wait_for("the recording to move out of the spool", std::time::Duration::from_secs(60), || {
+        sealed.exists().then_some(())
+    });
+    assert!(!spool.join(format!("{id}.kwr")).exists(), "the spool copy is removed");
 
     // A target that allows it keeps going unrecorded, and that is audited.
     let out = env.ssh("alice@open01").arg(noisy).output().unwrap();
@@ -152,4 +160,43 @@ fn a_crash_before_the_first_chunk_does_not_block_the_next_start() {
     let out = env.ssh("alice@web01").arg("echo serving-$((1+2))").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "serving-3\n");
     assert!(env.kw(&["verify", "--all"]).status.success());
+}
+
+/// Issue 10 (failure drills): `rm -rf spool/` under a live session. The recorder notices at
+/// its next flush that its file is gone and the session ends fail closed (it used to run on,
+/// unrecorded, into the unlinked file); a new session works once the directory is back; after
+/// a restart the session is kept, `interrupted`, and `verify` names its missing recording
+/// (recovery used to remove it as a session that never started).
+#[test]
+fn removing_the_spool_directory_ends_the_session_and_recovery_keeps_it() {
+    let mut env = TestEnv::new()
+        .config("flush_interval_ms = 1000", "flush_interval_ms = 200")
+        .target("web01")
+        .start();
+    let mut s = env.interactive("alice@web01");
+    s.send("while :; do echo tick-$((n=n+1)); sleep 0.05; done\n");
+    s.wait_output("tick-3");
+    let id = env.sessions()[0]["id"].as_str().unwrap().to_owned();
+    env.wait_recorded(&id, "tick-");
+    std::fs::remove_dir_all(env.data().join("spool")).unwrap();
+    let (status, _, stderr) = s.finish();
+    assert!(!status.success());
+    assert!(stderr.contains("the recording failed, so the session was ended"), "{stderr}");
+
+    std::fs::create_dir(env.data().join("spool")).unwrap();
+    let ok = env.ssh("alice@web01").arg("echo still-serving").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "still-serving\n");
+
+    assert_eq!(env.stop().code(), Some(0));
+    env.start();
+    let sessions = env.sessions();
+    let gone = sessions.iter().find(|x| x["id"] == id.as_str()).expect("the session is kept");
+    assert_eq!(gone["status"], "interrupted");
+    assert!(gone["reason"].as_str().unwrap_or("").contains("missing"), "{gone}");
+    let v = env.kw(&["verify", "--all"]);
+    assert!(!v.status.success());
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(out.contains(&format!("session {id}: recording missing")), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("session ")).count(), 1, "{out}");
+    assert_eq!(env.stop().code(), Some(0));
 }

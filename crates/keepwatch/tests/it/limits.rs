@@ -184,3 +184,35 @@ fn revocation_bites_at_the_next_channel_and_with_terminate_at_once() {
     let back = env.ssh("alice@web01").arg("echo enabled-$((1+1))").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&back.stdout), "enabled-2\n");
 }
+
+/// Issue 10 (failure drills): every session was cut off at the login grace time, logged in
+/// or not (the grace timer armed before the login was never disarmed). A session now runs
+/// past it; a connection that never speaks is still closed at it.
+#[test]
+fn the_login_grace_time_closes_silent_connections_not_sessions() {
+    let env =
+        TestEnv::new().config("login_grace_s = 30", "login_grace_s = 2").target("web01").start();
+
+    let mut silent = TcpStream::connect(("127.0.0.1", env.ssh_port())).unwrap();
+    let mut s = env.at_prompt("alice@web01");
+    // Keep the session busy for twice the grace time, each round waiting on its echo.
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut n = 0;
+    while Instant::now() < until {
+        n += 1;
+        s.send(&format!("echo alive-$((1000+{n}))\n"));
+        s.wait_output(&format!("alive-{}", 1000 + n));
+    }
+    s.send("echo still-$((40+2)); exit\n");
+    let (status, out, err) = s.finish();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("still-42"), "the session outlived the grace time: {out} {err}");
+    assert!(status.success(), "{status:?} {err}");
+
+    // The silent connection got the version line, then was closed.
+    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let r = std::io::Read::read_to_end(&mut silent, &mut got);
+    assert!(r.is_ok(), "closed, not timed out: {r:?}");
+    assert!(got.starts_with(b"SSH-2.0-Keepwatch"), "{:?}", String::from_utf8_lossy(&got));
+}

@@ -11,6 +11,7 @@ mod durability;
 mod evasion;
 mod forwarding;
 mod limits;
+mod load;
 mod looks;
 mod refusals;
 mod search;
