@@ -5,9 +5,11 @@
 //! Sans-IO. Events go in ([`Holdback::push`]) in the order the gateway recorded them and
 //! come out in that order, masked: an event waits while it, or any event before it, belongs
 //! to a line that has not ended. A stream is one channel's input, output or stderr. The
-//! recorder calls [`Holdback::release_all`] at every flush tick (and before a seal, a watch
-//! or a channel's end), so holding never delays the file by more than the flush interval
-//! and never adds to what a crash can lose. What is held is bounded: a line longer than
+//! recorder ticks twice per flush interval and lets go, at each tick, the lines that started
+//! at least half an interval before ([`Holdback::release_started_by`]); before a seal or a
+//! watch it lets everything go ([`Holdback::release_all`]). So holding delays the file by
+//! at most one flush interval, a line typed at a normal pace is never cut by a tick, and a
+//! crash loses no more than it did. What is held is bounded: a line longer than
 //! [`MAX_HELD_LINE`] is masked as it stands, and past [`MAX_HELD_BYTES`] everything goes.
 //!
 //! Each event keeps its own bytes and time: a secret spread over several events is replaced
@@ -43,6 +45,8 @@ struct Line {
     /// Absolute queue positions of the pieces of the unfinished line, in order.
     pieces: Vec<u64>,
     bytes: usize,
+    /// When the line's first held piece was recorded (event clock).
+    since_us: u64,
 }
 
 struct Slot {
@@ -134,6 +138,22 @@ impl Holdback {
         self.pop_ready(out);
     }
 
+    /// Masks, as they stand, the unfinished lines whose first piece was recorded at or before
+    /// `before_us`, and lets go what is then ready. Younger lines stay held (and so does
+    /// everything queued after them).
+    pub(crate) fn release_started_by(&mut self, before_us: u64, out: &mut Vec<TimedEvent>) {
+        let old: Vec<Stream> = self
+            .streams
+            .iter()
+            .filter(|(_, l)| !l.pieces.is_empty() && l.since_us <= before_us)
+            .map(|(s, _)| *s)
+            .collect();
+        for stream in old {
+            self.close_line(stream, None);
+        }
+        self.pop_ready(out);
+    }
+
     /// Whether nothing is held.
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
@@ -209,13 +229,18 @@ impl Holdback {
 
     fn hold(&mut self, stream: Stream, ev: TimedEvent) {
         let len = data_len(&ev.event);
+        let at_us = ev.at_us;
         let pos = self.enqueue(ev, true);
         let mask = &self.mask;
         let line = self.streams.entry(stream).or_insert_with(|| Line {
             mask: mask.channel(),
             pieces: Vec::new(),
             bytes: 0,
+            since_us: 0,
         });
+        if line.pieces.is_empty() {
+            line.since_us = at_us;
+        }
         line.pieces.push(pos);
         line.bytes += len;
     }
@@ -229,6 +254,7 @@ impl Holdback {
             mask: mask.channel(),
             pieces: Vec::new(),
             bytes: 0,
+            since_us: 0,
         });
         let pieces = std::mem::take(&mut line.pieces);
         line.bytes = 0;
@@ -406,6 +432,36 @@ mod tests {
             2 out#0 "[masked password-assignment]"
         "#]]
         .assert_eq(&show(&out));
+    }
+
+    /// A tick lets go only the lines that started by its cut-off: a line still being typed
+    /// stays whole (and so does what was queued after it), an old one goes as it stands.
+    #[test]
+    fn a_tick_lets_go_only_old_lines() {
+        let mut h = Holdback::new(OutputMask::defaults());
+        let mut out = Vec::new();
+        h.push(output(100, "password="), &mut out);
+        h.push(input(500, "ls -"), &mut out);
+        h.push(output(600, "hunter2"), &mut out);
+        assert!(out.is_empty());
+        h.release_started_by(99, &mut out);
+        assert!(out.is_empty(), "nothing started by 99: {}", show(&out));
+        h.release_started_by(100, &mut out);
+        expect_test::expect![[r#"
+            100 out#0 "password="
+        "#]]
+        .assert_eq(&show(&out));
+        // The output line (pieces at 100 and 600) was closed as it stood, its value masked;
+        // the 600 piece waits behind the input line that started at 500, until that ends.
+        out.clear();
+        h.push(input(700, "la\r"), &mut out);
+        expect_test::expect![[r#"
+            500 in#0 "ls -"
+            600 out#0 "[masked password-assignment]"
+            700 in#0 "la\r"
+        "#]]
+        .assert_eq(&show(&out));
+        assert!(h.is_empty());
     }
 
     /// Bulk data without line ends is not held; neither is a long line past the cap.

@@ -1,8 +1,9 @@
 //! The recorder: one task per session that owns its recording file.
 //!
 //! Gateways hand events to a [`Recorder`] through a bounded channel (backpressure, never an
-//! unbounded buffer). The task appends them to the session's spool file, flushes a chunk at
-//! least every `flush_interval` (the most a crash can lose), signs a checkpoint at least every
+//! unbounded buffer). The task appends them to the session's spool file, writes a chunk at
+//! most every half `flush_interval` and syncs at least every `flush_interval` (the most a
+//! crash can lose), signs a checkpoint at least every
 //! `checkpoint_interval`, and on seal moves the recording into the blob store and appends it to
 //! the ledger. A write that fails is reported on [`Recorder::failure`] so the gateway can end
 //! the session (fail closed) while other sessions go on.
@@ -147,7 +148,9 @@ impl Recorder {
         ctx.checkpoints.set(id, writer.next_seq() - 1, writer.chain_head());
         let (tx, rx) = mpsc::channel(ctx.config.queue);
         let (fail_tx, failure) = watch::channel(None);
+        let started = Instant::now();
         let task = RecorderTask {
+            started,
             ctx: ctx.clone(),
             id,
             writer: Some(writer),
@@ -160,6 +163,7 @@ impl Recorder {
             released: Vec::new(),
             written,
             watchers: None,
+            unsynced: false,
         };
         // The task is watched: if it panics (a bug), the session is sealed `interrupted` from
         // what reached the file, and the gateway, whose next record() fails, ends it.
@@ -174,7 +178,7 @@ impl Recorder {
                 recover::recover_now(&watch_ctx, id, reason).await;
             }
         });
-        Ok(Recorder { id, started: Instant::now(), tx, failure })
+        Ok(Recorder { id, started, tx, failure })
     }
 
     pub fn session_id(&self) -> SessionId {
@@ -245,17 +249,27 @@ struct RecorderTask {
     out: Vec<u8>,
     /// Events waiting for their line to end, to be masked whole.
     holdback: holdback::Holdback,
+    /// When the session started: the clock of every event (shared with the [`Recorder`]).
+    started: Instant,
     /// Events the holdback let go, on their way to the writer (reused).
     released: Vec<TimedEvent>,
     /// Bytes in the spool file.
     written: u64,
     /// Live watchers, once one asked.
     watchers: Option<broadcast::Sender<Arc<TimedEvent>>>,
+    /// Chunks were written since the last sync.
+    unsynced: bool,
 }
 
 impl RecorderTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut tick = tokio::time::interval(self.ctx.config.flush_interval);
+        // Ticks come twice per flush interval: a held line goes once it is half an interval
+        // old (so a secret typed at a normal pace is seen whole, whatever the tick's phase),
+        // and reaches the file within one interval of its first byte. Every tick writes;
+        // every other tick also syncs, so the sync rate stays once per interval.
+        let half = self.ctx.config.flush_interval / 2;
+        let mut tick = tokio::time::interval(half.max(Duration::from_millis(1)));
+        let mut sync_now = false;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -294,10 +308,11 @@ impl RecorderTask {
                     }
                 },
                 _ = tick.tick() => {
-                    // Held lines wait at most until the flush: a crash loses no more than it did.
-                    self.release_held();
+                    // Held lines wait at most one flush interval: a crash loses no more than it did.
+                    self.release_older(half);
                     let checkpoint = self.last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval;
-                    if !self.flush(checkpoint, true).await {
+                    sync_now = !sync_now;
+                    if !self.flush(checkpoint, sync_now || checkpoint).await {
                         // A quiet tick: give back what an idle session does not need.
                         if let Some(w) = self.writer.as_mut() {
                             w.release_buffers();
@@ -336,6 +351,19 @@ impl RecorderTask {
         self.released = released;
     }
 
+    /// Lets go the lines that started at least `age` ago (masked as they stand).
+    fn release_older(&mut self, age: Duration) {
+        if self.holdback.is_empty() {
+            return;
+        }
+        let now_us = self.started.elapsed().as_micros() as u64;
+        let before_us = now_us.saturating_sub(age.as_micros() as u64);
+        let mut released = std::mem::take(&mut self.released);
+        self.holdback.release_started_by(before_us, &mut released);
+        self.write_released(&mut released);
+        self.released = released;
+    }
+
     /// Writes what is pending as one chunk; `sync` also makes it durable. Returns whether
     /// anything was written.
     async fn flush(&mut self, checkpoint: bool, sync: bool) -> bool {
@@ -345,8 +373,19 @@ impl RecorderTask {
         let sign = checkpoint && (self.unsigned_chunks || w.pending_len() > 0);
         self.out.clear();
         if !w.flush_into(&mut self.out, now_us(), sign) {
+            if sync && self.unsynced {
+                // What an earlier tick wrote without a sync.
+                self.unsynced = false;
+                if let Err(e) = tokio::task::block_in_place(|| file.sync_data()) {
+                    self.fail(format!(
+                        "cannot write {}: {e}",
+                        self.ctx.blobs.spool_path(self.id).display()
+                    ));
+                }
+            }
             return false;
         }
+        self.unsynced = !sync;
         self.unsigned_chunks = !sign;
         if sign {
             self.last_checkpoint = Instant::now();
