@@ -2,7 +2,8 @@
 # Installs what the tests need and runs the whole suite: formatting, lints, unit tests and the
 # integration tests that drive the real binary with real OpenSSH (sshd as the target, ssh as
 # the person). Needs root (or sudo) on Debian/Ubuntu: it installs openssh-server and creates
-# the local login `kwtest` that the test sshd lets the gateway into.
+# the local login `kwtest` that the test sshd lets the gateway into, and builds Garage (the
+# S3-compatible server the archive tests store recordings in) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,12 @@ if ! id kwtest >/dev/null 2>&1; then
   echo 'kwtest:kwtest-pass-1' | $SUDO chpasswd
 fi
 $SUDO mkdir -p /run/sshd
+# A real S3-compatible server for the archive tests: Garage, built from crates.io once
+# (about 9 minutes on 2 cores; the tests look on PATH and in cargo's bin directory).
+if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+  echo "scripts/test.sh: installing Garage (cargo install --locked garage)"
+  CARGO_INCREMENTAL=0 cargo install --locked garage
+fi
 (cd web && npm ci --no-audit --no-fund)
 
 # The store's tests and a few integration tests run on PostgreSQL too (a database of their own

@@ -100,12 +100,7 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
         started_at_us,
     };
     let mut w = RecordingWriter::new(start, key.clone());
-    let path = blobs.spool_path(id);
-    let mut file = std::fs::OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = blobs.spool().create(id, &[]).context("cannot create the spool file")?;
     let mut out = Vec::new();
     let push = |w: &mut RecordingWriter, at_us: u64, event: Event| {
         w.push(&TimedEvent { at_us, event });
@@ -169,7 +164,7 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
             let sign = t - last_checkpoint >= 10_000_000;
             out.clear();
             if w.flush_into(&mut out, started_at_us + t as i64, sign) {
-                file.write_all(&out)?;
+                file.append(&out, false)?;
             }
             last_flush = t;
             if sign {
@@ -189,15 +184,14 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
         Seal { status: SessionStatus::Closed, reason: None, ended_at_us, unsigned_tail: None },
         ended_at_us,
     );
-    file.write_all(&tail)?;
-    file.sync_data()?;
+    file.append(&tail, true)?;
     drop(file);
     store.close_channel(id, 0, Some(0)).await.context("cannot close the channel row")?;
     store
         .finish_session(id, SessionStatus::Closed, None, &info, ended_at_us, &key)
         .await
         .context("cannot finish the session row")?;
-    blobs.commit_spool(id).await.context("cannot move the recording into the blob store")?;
+    blobs.commit_whole(id).await.context("cannot move the recording into the blob store")?;
     store.close().await;
     println!("{id}");
     eprintln!(

@@ -21,10 +21,8 @@ async fn status(store: &Store, blobs: &BlobStore, id: SessionId) -> IndexStatus 
     store.index_status(blobs, IndexScope::Sessions(&[id])).await.unwrap().remove(0)
 }
 
-fn append(path: &std::path::Path, bytes: &[u8]) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    f.write_all(bytes).unwrap();
+fn append(spool: &mut keepwatch_store::SpoolWriter, bytes: &[u8]) {
+    spool.append(bytes, false).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +61,7 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
         })
         .await
         .unwrap();
-    let spool = blobs.spool_path(id);
+    let mut spool = blobs.spool().create(id, &[]).unwrap();
     let mut w = RecordingWriter::new(start, key.clone());
     let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
     let open = Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty };
@@ -72,13 +70,13 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
         w.push(&e);
     }
     let first = w.flush(T0 + 5, false).unwrap();
-    append(&spool, &first);
+    append(&mut spool, &first);
     for e in [typed(6, "echo two\r"), out(7, "echo two\r\ntwo\r\n$ ")] {
         w.push(&e);
     }
     let second = w.flush(T0 + 8, false).unwrap();
     let (torn, rest) = second.split_at(second.len() / 2);
-    append(&spool, torn);
+    append(&mut spool, torn);
 
     let mut indexer = Indexer::new(store.clone(), blobs.clone());
     let s = status(&store, &blobs, id).await;
@@ -94,7 +92,7 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     assert!(s.updated_at_us.is_some());
     assert_eq!(s.commands, 1, "echo one ended at the next prompt");
 
-    append(&spool, rest);
+    append(&mut spool, rest);
     indexer.tick().await.unwrap();
     let s = status(&store, &blobs, id).await;
     let whole = (first.len() + second.len()) as u64;
@@ -114,9 +112,9 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
         unsigned_tail: None,
     };
     let (tail, info) = w.seal(9, seal, T0 + 10);
-    append(&spool, &tail);
+    append(&mut spool, &tail);
     store.finish_session(id, SessionStatus::Closed, None, &info, T0 + 10, &key).await.unwrap();
-    blobs.commit_spool(id).await.unwrap();
+    blobs.commit_whole(id).await.unwrap();
     indexer.tick().await.unwrap();
     let s = status(&store, &blobs, id).await;
     let all = whole + tail.len() as u64;

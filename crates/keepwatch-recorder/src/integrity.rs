@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ed25519_dalek::VerifyingKey;
 use keepwatch_core::{SessionId, SessionStatus};
 use keepwatch_recording::audit_chain;
-use keepwatch_recording::{StreamVerifier, Verified, VerifyError, ledger};
-use keepwatch_store::{BlobStore, SessionRow, Store, StoreError};
+use keepwatch_recording::manifest::{Manifest, ManifestError, SegmentHasher};
+use keepwatch_recording::{RecordingTail, StreamVerifier, Verified, VerifyError, ledger};
+use keepwatch_store::{BlobStore, Layout, SessionRow, Store, StoreError};
 
 /// One thing found wrong, for one session (or the ledger itself when `session` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +60,9 @@ pub async fn check_session(
 
 /// What [`keepwatch_recording::verify`] says of session `id`'s recording, read in pieces
 /// (never whole) up to `until` bytes (its current end without one); `None` when there is no
-/// recording. The console caches this per recording version and compares the row with
-/// [`compare_row`] on every look.
+/// recording. A recording still in the spool (live, or sealed and not yet archived) is read
+/// there; an archived one is checked as [`verify_archived`] does. The console caches this
+/// per recording version and compares the row with [`compare_row`] on every look.
 ///
 /// # Errors
 /// Store failures other than a missing recording.
@@ -70,6 +72,9 @@ pub async fn verify_recording(
     id: SessionId,
     until: Option<u64>,
 ) -> Result<Option<Result<Verified, VerifyError>>, StoreError> {
+    if !blobs.has_spool(id) {
+        return verify_archived(blobs, key, id).await;
+    }
     let mut v = StreamVerifier::new(*key);
     loop {
         let offset = v.offset();
@@ -90,6 +95,127 @@ pub async fn verify_recording(
         }
     }
     Ok(Some(v.finish()))
+}
+
+/// Verifies session `id`'s recording as the archive holds it (never the spool), a piece at
+/// a time. A whole recording is verified as it is; a segmented one through its manifest: the
+/// manifest's signature and order, then every segment it names (present, of its length and
+/// hash, in its place) while the chain and signatures are checked across them, and at the
+/// end the same chain head and chunk count as the manifest states. Segments without a
+/// manifest are reported. `None` when the archive holds nothing of it.
+///
+/// # Errors
+/// Store failures other than missing objects (which are problems).
+pub async fn verify_archived(
+    blobs: &BlobStore,
+    key: &VerifyingKey,
+    id: SessionId,
+) -> Result<Option<Result<Verified, VerifyError>>, StoreError> {
+    let archive = blobs.archive();
+    let text = match archive.layout() {
+        Layout::Segmented => archive.manifest(id).await?,
+        Layout::Whole => None,
+    };
+    let Some(text) = text else {
+        // A whole recording (the local layout, or one archived before segments).
+        let mut v = StreamVerifier::new(*key);
+        loop {
+            let piece = match blobs.read_archived_range(id, v.offset(), VERIFY_PIECE).await {
+                Ok(p) => p,
+                Err(StoreError::NotFound { .. }) if v.offset() == 0 => {
+                    if archive.layout() == Layout::Segmented
+                        && !archive.segments(id).await?.is_empty()
+                    {
+                        return Ok(Some(Err(ManifestError::Missing { session: id }.into())));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            if piece.is_empty() || v.push(&piece).is_err() {
+                break;
+            }
+        }
+        return Ok(Some(v.finish()));
+    };
+    let m = match Manifest::parse(&text, key, id) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(Err(e.into()))),
+    };
+    let mut v = StreamVerifier::new(*key);
+    let mut chain_error = None;
+    for (index, s) in m.segments.iter().enumerate() {
+        let missing = || ManifestError::SegmentMissing { index, key: s.key.clone() };
+        let Some(found) = archive.object_len(&s.key).await? else {
+            return Ok(Some(Err(missing().into())));
+        };
+        if found != s.len {
+            let e = ManifestError::SegmentLength { index, key: s.key.clone(), found, len: s.len };
+            return Ok(Some(Err(e.into())));
+        }
+        let mut hasher = SegmentHasher::default();
+        let mut at = 0;
+        while at < s.len {
+            let end = s.len.min(at + VERIFY_PIECE);
+            let Some(piece) = archive.read_object_range(&s.key, at..end).await? else {
+                return Ok(Some(Err(missing().into())));
+            };
+            if piece.is_empty() {
+                break;
+            }
+            at += piece.len() as u64;
+            hasher.update(&piece);
+            if chain_error.is_none()
+                && let Err(e) = v.push(&piece)
+            {
+                chain_error = Some(e);
+            }
+        }
+        // The segment's own hash first: it names what was changed better than the chain.
+        if hasher.finalize() != s.hash {
+            return Ok(Some(Err(ManifestError::SegmentHash { index, key: s.key.clone() }.into())));
+        }
+        if let Some(e) = chain_error {
+            return Ok(Some(Err(e)));
+        }
+    }
+    let verified = match v.finish() {
+        Ok(v) => v,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    if verified.chain_head != m.chain_head || verified.chunks != m.chunks {
+        let e = ManifestError::Head { chunks: verified.chunks, want_chunks: m.chunks };
+        return Ok(Some(Err(e.into())));
+    }
+    Ok(Some(Ok(verified)))
+}
+
+/// The seq and chain hash of every whole chunk of session `id`'s recording, read in pieces,
+/// up to the first that does not read (what anchors are compared with). `None` when there
+/// is no recording.
+async fn chunk_heads(
+    blobs: &BlobStore,
+    id: SessionId,
+) -> Result<Option<BTreeMap<u64, [u8; 32]>>, StoreError> {
+    let mut tail = RecordingTail::new();
+    let mut heads = BTreeMap::new();
+    loop {
+        let piece = match blobs.read_recording_range(id, tail.read_offset(), VERIFY_PIECE).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound { .. }) if tail.read_offset() == 0 => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if piece.is_empty() {
+            break;
+        }
+        let r = tail.push_heads(&piece, |seq, head| {
+            heads.insert(seq, head);
+        });
+        if r.is_err() {
+            break;
+        }
+    }
+    Ok(Some(heads))
 }
 
 /// The problems of session `id` given its row and what verifying its recording gave
@@ -305,24 +431,14 @@ pub async fn check_anchors(
         }
     }
     for (id, claims) in live_claims {
-        let bytes = match blobs.read_recording(id).await {
-            Ok(b) => b,
-            Err(StoreError::NotFound { .. }) => {
-                let when = time_text(claims.values().map(|(_, at)| *at).min().unwrap_or(0));
-                out.push(problem(
-                    id,
-                    format!(
-                        "live when the anchor of {when} was written, but its recording is gone"
-                    ),
-                ));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(heads) = chunk_heads(blobs, id).await? else {
+            let when = time_text(claims.values().map(|(_, at)| *at).min().unwrap_or(0));
+            out.push(problem(
+                id,
+                format!("live when the anchor of {when} was written, but its recording is gone"),
+            ));
+            continue;
         };
-        let heads: BTreeMap<u64, [u8; 32]> = keepwatch_recording::chunks(&bytes)
-            .map_while(Result::ok)
-            .map(|c| (c.seq, c.hash))
-            .collect();
         for (seq, (head, at)) in claims {
             let when = time_text(at);
             match heads.get(&seq) {

@@ -1,33 +1,35 @@
 //! The recorder: one task per session that owns its recording file.
 //!
 //! Gateways hand events to a [`Recorder`] through a bounded channel (backpressure, never an
-//! unbounded buffer). The task appends them to the session's spool file, writes a chunk at
-//! most every half `flush_interval` and syncs at least every `flush_interval` (the most a
+//! unbounded buffer). The task appends them to the session's spool file, writes what is
+//! pending every half `flush_interval` and syncs at least every `flush_interval` (the most a
 //! crash can lose), signs a checkpoint at least every
-//! `checkpoint_interval`, and on seal moves the recording into the blob store and appends it to
-//! the ledger. A write that fails is reported on [`Recorder::failure`] so the gateway can end
-//! the session (fail closed) while other sessions go on.
+//! `checkpoint_interval`, and on seal appends it to the ledger and moves the recording into the
+//! archive (a rename, or through the [`Shipper`], which also uploads it as it grows). A write
+//! that fails is reported on [`Recorder::failure`] so the gateway can end the session (fail
+//! closed) while other sessions go on.
 
 mod anchor;
 mod holdback;
 mod integrity;
 mod recover;
+mod ship;
 
 pub use anchor::{AnchorConfig, AnchorError, CheckpointBoard, run_anchors, write_anchor};
 pub use integrity::{
-    Problem, check_anchors, check_audit, check_ledger, check_session, compare_row, verify_recording,
+    Problem, check_anchors, check_audit, check_ledger, check_session, compare_row, verify_archived,
+    verify_recording,
 };
-pub use recover::{Recovered, SYSTEM_ACTOR, recover_interrupted};
+pub use recover::{Recovered, SYSTEM_ACTOR, archive_sealed_spools, recover_interrupted};
+pub use ship::{ShipConfig, Shipper};
 
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use keepwatch_core::{OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
-use keepwatch_store::{BlobStore, Store, now_us};
+use keepwatch_store::{BlobStore, Layout, SpoolWriter, Store, now_us};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// How often the recorder writes and signs.
@@ -68,12 +70,37 @@ pub struct RecorderContext {
     pub config: RecorderConfig,
     /// Every live recording's latest signed checkpoint, for anchors.
     pub checkpoints: Arc<CheckpointBoard>,
+    /// Uploads recordings into a segmented archive (idle with a local one).
+    pub shipper: Shipper,
+}
+
+impl RecorderContext {
+    /// A context whose shipper uses `ship` (ignored unless the archive is segmented).
+    pub fn new(
+        store: Store,
+        blobs: BlobStore,
+        signing_key: Arc<SigningKey>,
+        config: RecorderConfig,
+        ship: ShipConfig,
+    ) -> Self {
+        let shipper = Shipper::new(blobs.clone(), signing_key.clone(), ship);
+        RecorderContext {
+            store,
+            blobs,
+            signing_key,
+            config,
+            checkpoints: Default::default(),
+            shipper,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
     #[error("cannot create recording {path}: {source}")]
-    Create { path: String, source: std::io::Error },
+    Create { path: String, source: keepwatch_store::StoreError },
+    #[error("cannot start recording {id}: {reason}")]
+    Refused { id: SessionId, reason: String },
     #[error("recording of session {id} failed: {reason}")]
     Failed { id: SessionId, reason: String },
     #[error("cannot store session {id}: {source}")]
@@ -125,25 +152,20 @@ impl Recorder {
         start: SessionStart,
     ) -> Result<Recorder, RecorderError> {
         let id = start.session_id;
-        let path = ctx.blobs.spool_path(id);
-        let create_err =
-            |source| RecorderError::Create { path: path.display().to_string(), source };
+        if let Some(reason) = ctx.shipper.full() {
+            return Err(RecorderError::Refused { id, reason });
+        }
+        let path = ctx.blobs.spool().location(id);
+        let create_err = |source| RecorderError::Create { path: path.clone(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
         let first = writer.flush(now_us(), true).unwrap_or_default();
         let written = first.len() as u64;
-        let file = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || -> std::io::Result<std::fs::File> {
-                let mut f =
-                    std::fs::OpenOptions::new().create_new(true).append(true).open(&path)?;
-                f.write_all(&first)?;
-                f.sync_data()?;
-                Ok(f)
-            }
-        })
-        .await
-        .map_err(|e| create_err(std::io::Error::other(e)))?
-        .map_err(create_err)?;
+        let spool = ctx.blobs.spool().clone();
+        let file = tokio::task::spawn_blocking(move || spool.create(id, &first))
+            .await
+            .map_err(|e| create_err(keepwatch_store::StoreError::Invalid { what: e.to_string() }))?
+            .map_err(create_err)?;
+        let ship = ctx.shipper.follow(id, written);
         // Chunk 0 is a signed checkpoint: anchors vouch for the session from now on.
         ctx.checkpoints.set(id, writer.next_seq() - 1, writer.chain_head());
         let (tx, rx) = mpsc::channel(ctx.config.queue);
@@ -164,6 +186,7 @@ impl Recorder {
             written,
             watchers: None,
             unsynced: false,
+            ship,
         };
         // The task is watched: if it panics (a bug), the session is sealed `interrupted` from
         // what reached the file, and the gateway, whose next record() fails, ends it.
@@ -219,7 +242,7 @@ impl Recorder {
         rx.await.ok()
     }
 
-    /// Seals the recording with `status`, moves it into the blob store and ledgers it.
+    /// Seals the recording with `status`, ledgers it and moves it into the archive.
     ///
     /// # Errors
     /// Fails when the seal cannot be written or stored.
@@ -241,7 +264,7 @@ struct RecorderTask {
     ctx: RecorderContext,
     id: SessionId,
     writer: Option<RecordingWriter>,
-    file: Option<std::fs::File>,
+    file: Option<SpoolWriter>,
     fail_tx: watch::Sender<Option<String>>,
     last_checkpoint: Instant,
     unsigned_chunks: bool,
@@ -259,6 +282,8 @@ struct RecorderTask {
     watchers: Option<broadcast::Sender<Arc<TimedEvent>>>,
     /// Chunks were written since the last sync.
     unsynced: bool,
+    /// The upload of this recording into a segmented archive.
+    ship: Option<ship::ShipHandle>,
 }
 
 impl RecorderTask {
@@ -376,11 +401,8 @@ impl RecorderTask {
             if sync && self.unsynced {
                 // What an earlier tick wrote without a sync.
                 self.unsynced = false;
-                if let Err(e) = tokio::task::block_in_place(|| file.sync_data()) {
-                    self.fail(format!(
-                        "cannot write {}: {e}",
-                        self.ctx.blobs.spool_path(self.id).display()
-                    ));
+                if let Err(e) = tokio::task::block_in_place(|| file.sync()) {
+                    self.fail(e.to_string());
                 }
             }
             return false;
@@ -392,26 +414,19 @@ impl RecorderTask {
             self.ctx.checkpoints.set(self.id, w.next_seq() - 1, w.chain_head());
         }
         let bytes = &self.out;
-        let res = tokio::task::block_in_place(|| {
-            file.write_all(bytes)?;
-            if sync {
-                file.sync_data()?;
-            }
-            // A spool file removed under a live session (`rm -rf spool/`) still takes writes,
-            // into an inode nothing names any more: the session would go on unrecorded, and
-            // its seal would find nothing to move. Checked at every flush (one fstat).
-            file.metadata().map(|m| m.nlink() > 0)
-        });
+        let res = tokio::task::block_in_place(|| file.append(bytes, sync));
         match res {
-            Ok(true) => self.written += bytes.len() as u64,
-            Ok(false) => self.fail(format!(
-                "the spool file {} was removed while the session was being recorded",
-                self.ctx.blobs.spool_path(self.id).display()
-            )),
-            Err(e) => self.fail(format!(
-                "cannot write {}: {e}",
-                self.ctx.blobs.spool_path(self.id).display()
-            )),
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                if let Some(ship) = &self.ship {
+                    ship.wrote(bytes.len() as u64);
+                }
+                // An archive that has been away too long: the spool is at its bound.
+                if let Some(reason) = self.ctx.shipper.full() {
+                    self.fail(reason);
+                }
+            }
+            Err(e) => self.fail(e.to_string()),
         }
         true
     }
@@ -446,24 +461,24 @@ impl RecorderTask {
             Seal { status, reason: reason.clone(), ended_at_us: ended, unsigned_tail: None },
             ended,
         );
-        let path = self.ctx.blobs.spool_path(self.id);
-        tokio::task::block_in_place(|| {
-            file.write_all(&bytes)?;
-            file.sync_data()
-        })
-        .map_err(|e| RecorderError::Failed {
-            id: self.id,
-            reason: format!("cannot write seal to {}: {e}", path.display()),
+        tokio::task::block_in_place(|| file.append(&bytes, true)).map_err(|e| {
+            RecorderError::Failed { id: self.id, reason: format!("cannot write the seal: {e}") }
         })?;
         drop(file);
-        finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended).await?;
+        if let Some(ship) = &self.ship {
+            ship.wrote(bytes.len() as u64);
+        }
+        let ship = self.ship.take();
+        finish(&self.ctx, self.id, status, reason.as_deref(), &info, ended, ship).await?;
         // Sealed and in the ledger: the ledger's head vouches for it now.
         self.ctx.checkpoints.remove(self.id);
         Ok(info)
     }
 }
 
-/// Moves a sealed spool into the blob store and records the seal in the database and ledger.
+/// Records the seal in the database and ledger, then moves the sealed spool into the
+/// archive: renamed in whole (a local archive), or handed to the shipper, which uploads the
+/// rest and the manifest and removes the spool once the archive's copy verifies.
 async fn finish(
     ctx: &RecorderContext,
     id: SessionId,
@@ -471,15 +486,21 @@ async fn finish(
     reason: Option<&str>,
     info: &SealInfo,
     ended_at_us: i64,
+    ship: Option<ship::ShipHandle>,
 ) -> Result<(), RecorderError> {
     let store_err = |source| RecorderError::Store { id, source };
     // The row first: until the move, readers find the sealed recording in the spool, so a
-    // crash between the two leaves a consistent (if unmoved) session.
+    // crash between the two leaves a consistent (if unmoved) session, which the next start
+    // archives.
     ctx.store
         .finish_session(id, status, reason, info, ended_at_us, &ctx.signing_key)
         .await
         .map_err(store_err)?;
-    ctx.blobs.commit_spool(id).await.map_err(store_err)?;
+    match (ctx.blobs.archive().layout(), ship) {
+        (Layout::Whole, _) => ctx.blobs.commit_whole(id).await.map_err(store_err)?,
+        (Layout::Segmented, Some(ship)) => ship.sealed(),
+        (Layout::Segmented, None) => ctx.shipper.archive_sealed(id),
+    }
     Ok(())
 }
 
@@ -512,13 +533,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("db")).await.unwrap();
         let key = Arc::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
-        let ctx = RecorderContext {
-            store: store.clone(),
-            blobs: BlobStore::local(dir.path()).unwrap(),
-            signing_key: key.clone(),
-            config: RecorderConfig::default(),
-            checkpoints: Default::default(),
-        };
+        let ctx = RecorderContext::new(
+            store.clone(),
+            BlobStore::local(dir.path()).unwrap(),
+            key.clone(),
+            RecorderConfig::default(),
+            Default::default(),
+        );
         let id = SessionId::new();
         let row = SessionRow {
             id,

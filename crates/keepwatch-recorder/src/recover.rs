@@ -5,7 +5,7 @@
 
 use keepwatch_core::{AuditAction, SessionId, SessionStatus};
 use keepwatch_recording::{RecoverError, UnsignedTail, recover};
-use keepwatch_store::{NewAudit, SessionFilter, now_us};
+use keepwatch_store::{Layout, NewAudit, SessionFilter, now_us};
 
 use crate::{RecorderContext, RecorderError, finish};
 
@@ -89,10 +89,17 @@ pub(crate) async fn recover_now(ctx: &RecorderContext, id: SessionId, reason: &s
 }
 
 async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Recovered {
-    let path = ctx.blobs.spool_path(id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let spool = ctx.blobs.spool();
+    let location = spool.location(id);
+    if !spool.contains(id)
+        && ctx.blobs.archive().layout() == Layout::Segmented
+        && let Err(e) = restore_from_archive(ctx, id).await
+    {
+        return unsealed(ctx, id, format!("cannot restore {location} from the archive: {e}")).await;
+    }
+    let bytes = match spool.read_all(id) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
             // No spool: either the recording never started (the target was never contacted),
             // or the file was removed after channels ran. The second is history: keep the
             // session, marked, for `verify` to report, rather than remove it as never started.
@@ -100,23 +107,18 @@ async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Reco
                 Ok(channels) if channels.is_empty() => never_started(ctx, id).await,
                 Ok(channels) => {
                     let why = format!(
-                        "its recording {} is missing ({} channel(s) had run)",
-                        path.display(),
+                        "its recording {location} is missing ({} channel(s) had run)",
                         channels.len()
                     );
                     unsealed(ctx, id, why).await
                 }
                 Err(e) => {
-                    unsealed(
-                        ctx,
-                        id,
-                        format!("{} missing, and its channels unreadable: {e}", path.display()),
-                    )
-                    .await
+                    let why = format!("{location} missing, and its channels unreadable: {e}");
+                    unsealed(ctx, id, why).await
                 }
             };
         }
-        Err(e) => return unsealed(ctx, id, format!("cannot read {}: {e}", path.display())).await,
+        Err(e) => return unsealed(ctx, id, format!("cannot read {location}: {e}")).await,
     };
     let reason = reason.to_owned();
     let ended = now_us();
@@ -130,28 +132,96 @@ async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Reco
         Ok(r) => r,
         Err(RecoverError::Empty) => return never_started(ctx, id).await,
         Err(e) => {
-            return unsealed(ctx, id, format!("recovery refused to seal {}: {e}", path.display()))
-                .await;
+            return unsealed(ctx, id, format!("recovery refused to seal {location}: {e}")).await;
         }
     };
+    drop(bytes);
     // The sealed bytes replace the spool atomically: a crash now leaves one or the other.
-    let tmp = path.with_extension("recovering");
-    let written = std::fs::write(&tmp, &r.bytes)
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return unsealed(ctx, id, format!("cannot write {}: {e}", path.display())).await;
+    if let Err(e) = spool.replace(id, &r.bytes) {
+        return unsealed(ctx, id, format!("cannot write {location}: {e}")).await;
     }
-    if let Err(e) = finish(ctx, id, SessionStatus::Interrupted, Some(&reason), &r.seal, ended).await
+    if let Err(e) =
+        finish(ctx, id, SessionStatus::Interrupted, Some(&reason), &r.seal, ended, None).await
     {
         return unsealed(ctx, id, format!("sealed, but cannot store the seal: {e}")).await;
     }
     Recovered::Sealed { cut_bytes: r.cut_bytes, unsigned_tail: r.unsigned_tail }
 }
 
+/// Rebuilds a session's spool file from the segments its writer uploaded (the node that ran
+/// it lost its disk, or another node recovers it): the segments that follow each other from
+/// byte 0, in order. What they hold is checked by recovery like any spool. Nothing archived
+/// leaves the spool empty.
+async fn restore_from_archive(
+    ctx: &RecorderContext,
+    id: SessionId,
+) -> Result<(), keepwatch_store::StoreError> {
+    let archive = ctx.blobs.archive();
+    let segments = archive.segments(id).await?;
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let mut out = ctx.blobs.spool().restore(id)?;
+    let mut at = 0u64;
+    for s in segments {
+        if s.start != at {
+            continue; // a second copy of a range already taken, or a gap: stop there
+        }
+        let mut from = 0;
+        while from < s.size {
+            let to = s.size.min(from + (1 << 20));
+            let Some(piece) = archive.read_object_range(&s.key, from..to).await? else { break };
+            if piece.is_empty() {
+                break;
+            }
+            from += piece.len() as u64;
+            out.append(&piece)?;
+        }
+        at += from;
+        if from != s.size {
+            break;
+        }
+    }
+    tracing::warn!(session_id = %id, bytes = at, "no spool file: restored it from the archive's segments");
+    out.finish()
+}
+
+/// Archives the spool files of sessions that were sealed but not yet archived when the
+/// gateway stopped (a local archive: moved now; a segmented one: uploaded in the
+/// background). Call after [`recover_interrupted`].
+///
+/// # Errors
+/// The spool or the database cannot be read.
+pub async fn archive_sealed_spools(ctx: &RecorderContext) -> Result<usize, RecorderError> {
+    let none = SessionId::from_bytes([0; 16]);
+    let spooled = ctx
+        .blobs
+        .spool()
+        .recordings()
+        .map_err(|source| RecorderError::Store { id: none, source })?;
+    let mut n = 0;
+    for (id, _) in spooled {
+        let row =
+            ctx.store.session(id).await.map_err(|source| RecorderError::Store { id, source })?;
+        if row.is_none_or(|r| r.chain_head.is_none()) {
+            continue; // live elsewhere, or left for verify to report
+        }
+        match ctx.blobs.archive().layout() {
+            Layout::Whole => {
+                if let Err(e) = ctx.blobs.commit_whole(id).await {
+                    tracing::error!(session_id = %id, error = %e, "cannot move a sealed spool into the archive");
+                    continue;
+                }
+            }
+            Layout::Segmented => ctx.shipper.archive_sealed(id),
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 async fn never_started(ctx: &RecorderContext, id: SessionId) -> Recovered {
-    let _ = std::fs::remove_file(ctx.blobs.spool_path(id));
+    let _ = ctx.blobs.spool().remove(id);
     if let Err(e) = ctx.store.delete_unrecorded_session(id).await {
         return Recovered::Unsealed {
             reason: format!("its recording never started, and the row cannot be removed: {e}"),

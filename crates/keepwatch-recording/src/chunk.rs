@@ -22,7 +22,7 @@ pub const FLAG_SIGNED: u8 = 1 << 0;
 pub const FLAG_ZSTD: u8 = 1 << 1;
 /// The chunk's last event is the seal.
 pub const FLAG_SEAL: u8 = 1 << 2;
-const KNOWN_FLAGS: u8 = FLAG_SIGNED | FLAG_ZSTD | FLAG_SEAL;
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_SIGNED | FLAG_ZSTD | FLAG_SEAL;
 
 const SEED_DOMAIN: &[u8] = b"keepwatch-recording-v1";
 const CHECKPOINT_DOMAIN: &[u8] = b"keepwatch-checkpoint-v1";
@@ -322,13 +322,13 @@ impl<'a> Iterator for ChunkIter<'a> {
     }
 }
 
-fn le_u64(b: &[u8]) -> u64 {
+pub(crate) fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0; 8];
     a.copy_from_slice(&b[..8]);
     u64::from_le_bytes(a)
 }
 
-fn le_u32(b: &[u8]) -> u32 {
+pub(crate) fn le_u32(b: &[u8]) -> u32 {
     let mut a = [0; 4];
     a.copy_from_slice(&b[..4]);
     u32::from_le_bytes(a)

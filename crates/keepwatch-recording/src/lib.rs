@@ -14,6 +14,7 @@ pub mod audit_chain;
 mod chunk;
 mod event;
 pub mod ledger;
+pub mod manifest;
 mod read;
 mod recover;
 mod tail;

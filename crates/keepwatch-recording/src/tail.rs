@@ -75,6 +75,27 @@ impl RecordingTail {
         bytes: &[u8],
         mut each: impl FnMut(u64, &[TimedEvent]),
     ) -> Result<(), ReadError> {
+        self.push_walk(bytes, |offset, _, _, events| each(offset, events))
+    }
+
+    /// Like [`Self::push`], handing over each whole chunk's seq and chain hash instead of
+    /// its events (what anchors name).
+    ///
+    /// # Errors
+    /// The bytes are not a well-formed recording (then this reader is done with it).
+    pub fn push_heads(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u64, [u8; 32]),
+    ) -> Result<(), ReadError> {
+        self.push_walk(bytes, |_, seq, hash, _| each(seq, hash))
+    }
+
+    fn push_walk(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u64, u64, [u8; 32], &[TimedEvent]),
+    ) -> Result<(), ReadError> {
         if self.sealed && !bytes.is_empty() {
             return Err(ReadError::TrailingAfterSeal { offset: self.consumed as usize });
         }
@@ -113,7 +134,7 @@ impl RecordingTail {
             events.clear();
             chunk.decode_into(&mut self.buf, &mut events)?;
             self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
-            each(offset as u64, &events);
+            each(offset as u64, chunk.seq, chunk.hash, &events);
             prev_hash = chunk.hash;
             self.expected_seq += 1;
             pos += chunk.encoded_len();

@@ -40,6 +40,9 @@ pub enum VerifyError {
     Read(#[from] ReadError),
     #[error("chunk {seq} signature invalid")]
     SignatureInvalid { seq: u64 },
+    /// An archived recording's segments do not match its signed manifest.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
 }
 
 /// Checks a whole recording against the gateway's public key: everything

@@ -7,7 +7,6 @@
 //! transfer proves to be the whole file, or deleted when it does not.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::Mutex;
 
 use keepwatch_core::{ChannelKind, GrantPolicy, SessionId};
@@ -16,7 +15,7 @@ use keepwatch_sftp::{
     Capture, ContentId, Output, ScpTracker, SftpEvent, SftpTracker, Transfer, TransferDirection,
     TransferPolicy,
 };
-use keepwatch_store::{BlobStore, ContentCapture, TransferRow, now_us};
+use keepwatch_store::{BlobStore, CaptureWriter, ContentCapture, TransferRow, now_us};
 
 use crate::connection::{ActiveSession, Connection};
 
@@ -50,7 +49,7 @@ struct Spools {
 
 #[derive(Default)]
 struct Spool {
-    file: Option<std::fs::File>,
+    file: Option<CaptureWriter>,
     bytes: u64,
     /// The copy could not be written: why (the transfer goes on, uncaptured).
     failed: Option<String>,
@@ -102,11 +101,14 @@ impl FileChannel {
                 if spool.failed.is_some() {
                     continue;
                 }
-                let path = spools.place.path(piece.id);
-                let written = spool.write(&path, &out.forward[piece.range.clone()]);
-                if let Err(e) = written {
-                    spool.file = None;
-                    spool.failed = Some(format!("cannot write {}: {e}", path.display()));
+                let file = spool.file.get_or_insert_with(|| spools.place.writer(piece.id));
+                let data = &out.forward[piece.range.clone()];
+                match file.append(data) {
+                    Ok(()) => spool.bytes += data.len() as u64,
+                    Err(e) => {
+                        spool.file = None;
+                        spool.failed = Some(e.to_string());
+                    }
                 }
             }
         });
@@ -133,15 +135,15 @@ impl FileChannel {
             return Some(ContentCapture::Skipped { reason });
         }
         let bytes = spool.bytes;
-        if let Some(file) = spool.file
-            && let Err(e) = tokio::task::block_in_place(|| file.sync_data())
+        if let Some(mut file) = spool.file
+            && let Err(e) = tokio::task::block_in_place(|| file.sync())
         {
-            let reason = format!("cannot write {}: {e}", place.path(id).display());
+            let reason = e.to_string();
             let _ = place.blobs.discard_capture_spool(place.session, place.channel, id.0);
             return Some(ContentCapture::Skipped { reason });
         }
         match place.blobs.commit_capture(place.session, place.channel, id.0, transfer_id).await {
-            Ok(()) => Some(ContentCapture::Captured { bytes }),
+            Ok(_) => Some(ContentCapture::Captured { bytes }),
             Err(e) => {
                 Some(ContentCapture::Skipped { reason: format!("cannot store the copy: {e}") })
             }
@@ -190,24 +192,8 @@ impl FileChannel {
 }
 
 impl SpoolPlace {
-    fn path(&self, id: ContentId) -> std::path::PathBuf {
-        self.blobs.capture_spool_path(self.session, self.channel, id.0)
-    }
-}
-
-impl Spool {
-    fn write(&mut self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            self.file = Some(std::fs::File::create(path)?);
-        }
-        if let Some(f) = &mut self.file {
-            f.write_all(data)?;
-        }
-        self.bytes += data.len() as u64;
-        Ok(())
+    fn writer(&self, id: ContentId) -> CaptureWriter {
+        self.blobs.capture_writer(self.session, self.channel, id.0)
     }
 }
 

@@ -1,229 +1,232 @@
-//! Recording blobs: a local spool for sessions being written, an object store for sealed ones.
+//! Recording blobs: a local [`Spool`] for sessions being written, an [`Archive`] for sealed
+//! ones (and kept copies of transferred files).
 //!
-//! A live recording is appended to a spool file on local disk (object stores cannot append,
-//! and a crash must lose at most the last flush). On seal it moves into the object store
-//! under `recordings/<id>.kwr`. With the embedded local-directory backend the spool sits inside
-//! the store's root, so the move is a rename through `object_store`, not a copy.
-//!
-//! Copies of transferred files (for grants that keep content) take the same path: spooled to
-//! `spool/captures/<session>/<channel>-<content>` as they pass, then moved to
-//! `captures/<session>/<transfer id>` once the transfer proves to be the whole file.
+//! A live recording is appended to a spool file on the node that runs the session (object
+//! stores cannot append, and a crash must lose at most the last flush). A sealed one is in
+//! the archive: whole (`file://`, the default, where sealing is a rename) or as segments and
+//! a signed manifest (`s3://`, uploaded by the recorder's shipper while the session runs).
+//! Readers ask this type for ranges, never for a whole recording, and find a recording in
+//! the spool first: a recording only leaves the spool once the archive holds it, so one of
+//! the two reads finds it even while it moves.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod archive;
+mod spool;
+
+pub use archive::{Archive, ArchivedSegment, Layout, S3Options};
+pub use spool::{CaptureWriter, Restore, Spool, SpoolWriter};
+
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use keepwatch_core::SessionId;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use keepwatch_recording::manifest::Manifest;
 
 use crate::StoreError;
-
-const RECORDINGS: &str = "recordings";
-const CAPTURES: &str = "captures";
-const SPOOL: &str = "spool";
-const EXT: &str = "kwr";
 
 /// One state of a recording's bytes ([`BlobStore::recording_version`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingVersion {
-    /// In the sealed store (else the spool of a live session).
+    /// In the archive (else the spool of a live session, or of a sealed one not yet
+    /// archived).
     pub sealed: bool,
     pub len: u64,
     pub e_tag: Option<String>,
     pub modified_us: i64,
 }
 
+/// The spool and the archive together; see the module docs.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    store: Arc<dyn ObjectStore>,
-    root: PathBuf,
+    spool: Spool,
+    archive: Archive,
 }
 
 impl BlobStore {
-    /// A blob store in a local directory (created if missing).
+    /// The embedded layout in one local directory: the spool in `spool/`, sealed recordings
+    /// whole in `recordings/`, copies in `captures/` (created if missing).
     ///
     /// # Errors
     /// Fails if the directories cannot be created.
     pub fn local(root: &Path) -> Result<Self, StoreError> {
-        for sub in [RECORDINGS, SPOOL] {
-            let dir = root.join(sub);
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
-        }
-        let store = LocalFileSystem::new_with_prefix(root)?;
-        Ok(BlobStore { store: Arc::new(store), root: root.to_owned() })
+        Self::new(root, Archive::local(root)?)
     }
 
-    fn key(dir: &str, id: SessionId) -> ObjectPath {
-        ObjectPath::from(format!("{dir}/{id}.{EXT}"))
+    /// The spool in `data_dir/spool` and the given archive.
+    ///
+    /// # Errors
+    /// Fails if the spool directory cannot be created.
+    pub fn new(data_dir: &Path, archive: Archive) -> Result<Self, StoreError> {
+        let spool = Spool::open(data_dir.join(spool::SPOOL))?;
+        Ok(BlobStore { spool, archive })
     }
 
-    /// Where the recorder appends a live recording.
-    pub fn spool_path(&self, id: SessionId) -> PathBuf {
-        self.root.join(SPOOL).join(format!("{id}.{EXT}"))
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    pub fn archive(&self) -> &Archive {
+        &self.archive
     }
 
     /// The location of a sealed recording, for messages.
     pub fn recording_location(&self, id: SessionId) -> String {
-        self.root.join(RECORDINGS).join(format!("{id}.{EXT}")).display().to_string()
+        self.archive.recording_location(id)
     }
 
-    /// Moves a sealed spool file into the store. A spool on a filesystem of its own (a
-    /// separate disk or tmpfs mounted at `spool/`) cannot be renamed into `recordings/`; it is
-    /// copied there instead, made durable, then removed from the spool.
+    /// Moves a sealed spool file into a whole-recording archive (a rename in the default
+    /// data directory). Segmented archives are written by the recorder's shipper instead.
     ///
     /// # Errors
-    /// Fails if the object store refuses the move, or the copy fails.
-    pub async fn commit_spool(&self, id: SessionId) -> Result<(), StoreError> {
-        match self.store.rename(&Self::key(SPOOL, id), &Self::key(RECORDINGS, id)).await {
-            Ok(()) => Ok(()),
-            Err(e) if crosses_devices(&e) => {
-                let from = self.spool_path(id);
-                let to = self.root.join(RECORDINGS).join(format!("{id}.{EXT}"));
-                tokio::task::spawn_blocking(move || copy_then_remove(&from, &to)).await.map_err(
-                    |e| StoreError::Invalid { what: format!("moving recording {id}: {e}") },
-                )?
-            }
-            Err(e) => Err(e.into()),
-        }
+    /// Fails if the move fails or the archive keeps segments.
+    pub async fn commit_whole(&self, id: SessionId) -> Result<(), StoreError> {
+        let archive = self.archive.clone();
+        let from = self.spool.path(id);
+        tokio::task::spawn_blocking(move || archive.commit_whole(id, &from))
+            .await
+            .map_err(|e| StoreError::Invalid { what: format!("commit task failed: {e}") })?
     }
 
-    /// The bytes of a recording: the spool file of a live session, or the sealed blob.
-    /// The spool is looked at first: a recording only moves from the spool to the store, so
-    /// one of the two reads finds it even while it moves.
-    ///
-    /// # Errors
-    /// `NotFound` when neither exists.
-    pub async fn read_recording(&self, id: SessionId) -> Result<Bytes, StoreError> {
-        for dir in [SPOOL, RECORDINGS] {
-            match self.store.get(&Self::key(dir, id)).await {
-                Ok(r) => return Ok(r.bytes().await?),
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::NotFound { op: "read recording", kind: "recording", id: id.to_string() })
+    /// The manifest of an archived segmented recording, read without checking its
+    /// signature (readers rely on the hash chain; `verify` checks the signature).
+    async fn manifest_unverified(&self, id: SessionId) -> Result<Option<Manifest>, StoreError> {
+        let Some(text) = self.archive.manifest(id).await? else { return Ok(None) };
+        Manifest::parse_unverified(&text, id)
+            .map(Some)
+            .map_err(|e| StoreError::Invalid { what: format!("recording {id}: {e}") })
     }
 
-    /// Up to `max` bytes of a recording from byte `offset` (empty at its current end), from
-    /// the spool or the store like [`Self::read_recording`]. Followers of a live recording
-    /// call it repeatedly as the file grows.
+    /// Up to `max` bytes of a recording from byte `offset` (empty at its current end): from
+    /// the spool while it is there, else from the archive. A segmented recording answers
+    /// from one segment at a time, so a read may return fewer bytes than asked before the
+    /// end; readers read until they get none. Followers of a live recording call it
+    /// repeatedly as the file grows.
     ///
     /// # Errors
-    /// `NotFound` when neither exists.
+    /// `NotFound` when neither holds it; a segment the manifest names is missing.
     pub async fn read_recording_range(
         &self,
         id: SessionId,
         offset: u64,
         max: u64,
     ) -> Result<Bytes, StoreError> {
-        for dir in [SPOOL, RECORDINGS] {
-            let key = Self::key(dir, id);
-            let size = match self.store.head(&key).await {
-                Ok(meta) => meta.size,
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if offset >= size {
+        if let Some(b) = self.spool.read_range(id, offset, max)? {
+            return Ok(b);
+        }
+        self.read_archived_range(id, offset, max).await
+    }
+
+    /// [`Self::read_recording_range`] from the archive only (what sealing checks before it
+    /// lets the spool file go).
+    ///
+    /// # Errors
+    /// `NotFound` when the archive does not hold it; a segment the manifest names is
+    /// missing.
+    pub async fn read_archived_range(
+        &self,
+        id: SessionId,
+        offset: u64,
+        max: u64,
+    ) -> Result<Bytes, StoreError> {
+        let not_found =
+            || StoreError::NotFound { op: "read recording", kind: "recording", id: id.to_string() };
+        if let Some(len) = self.archive.whole_len(id).await? {
+            if offset >= len || max == 0 {
                 return Ok(Bytes::new());
             }
-            match self.store.get_range(&key, offset..size.min(offset.saturating_add(max))).await {
-                Ok(b) => return Ok(b),
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            let end = len.min(offset.saturating_add(max));
+            return self.archive.whole_range(id, offset..end).await?.ok_or_else(not_found);
         }
-        Err(StoreError::NotFound { op: "read recording", kind: "recording", id: id.to_string() })
+        let Some(m) = self.manifest_unverified(id).await? else {
+            return Err(not_found());
+        };
+        let Some(i) = m.segment_at(offset).filter(|_| max > 0) else {
+            return Ok(Bytes::new());
+        };
+        let s = &m.segments[i];
+        let from = offset - s.start;
+        let to = s.len.min(from.saturating_add(max));
+        match self.archive.read_object_range(&s.key, from..to).await? {
+            Some(b) => Ok(b),
+            None => Err(StoreError::Invalid {
+                what: format!(
+                    "recording {id}: segment {i} ({}) is missing from the archive",
+                    s.key
+                ),
+            }),
+        }
     }
 
-    /// The length of a recording now: its spool file while it is being written, the sealed
-    /// blob after; `None` when neither exists. Looked up in the same order as
-    /// [`Self::read_recording`], so a recording moving from one to the other is found.
+    /// The length of a recording now: its spool file while it is there, the archived one
+    /// after; `None` when neither exists.
     ///
     /// # Errors
-    /// The object store fails for another reason than a missing object.
+    /// The archive fails for another reason than a missing object.
     pub async fn recording_len(&self, id: SessionId) -> Result<Option<u64>, StoreError> {
-        for dir in [SPOOL, RECORDINGS] {
-            match self.store.head(&Self::key(dir, id)).await {
-                Ok(meta) => return Ok(Some(meta.size)),
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(len) = self.spool.len(id)? {
+            return Ok(Some(len));
         }
-        Ok(None)
+        if let Some(len) = self.archive.whole_len(id).await? {
+            return Ok(Some(len));
+        }
+        Ok(self.manifest_unverified(id).await?.map(|m| m.len))
     }
 
-    /// What identifies a recording's bytes as they are now: where it is (spool or sealed
-    /// store), its length, and the object store's version tag and modification time (for a
-    /// local file: inode, modification time and size), so that a file rewritten in place
-    /// or replaced is a new version even at the same length. `None` when neither exists.
+    /// What identifies a recording's bytes as they are now: where it is (spool or
+    /// archive), its length, and a version tag and modification time (for a local file:
+    /// inode, modification time and size; for an archived one, every object's key, size,
+    /// version tag and time), so that bytes rewritten in place or replaced are a new version
+    /// even at the same length. `None` when neither exists.
     ///
     /// # Errors
-    /// The object store fails for another reason than a missing object.
+    /// The archive fails for another reason than a missing object.
     pub async fn recording_version(
         &self,
         id: SessionId,
     ) -> Result<Option<RecordingVersion>, StoreError> {
-        for (dir, sealed) in [(SPOOL, false), (RECORDINGS, true)] {
-            match self.store.head(&Self::key(dir, id)).await {
-                Ok(meta) => {
-                    return Ok(Some(RecordingVersion {
-                        sealed,
-                        len: meta.size,
-                        e_tag: meta.e_tag,
-                        modified_us: meta.last_modified.timestamp_micros(),
-                    }));
-                }
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(meta) = self.spool.version(id)? {
+            return Ok(Some(meta));
         }
-        Ok(None)
+        let Some(objects) = self.archive.objects_version(id).await? else { return Ok(None) };
+        let Some(len) = self.recording_len(id).await? else {
+            // Segments without a manifest: what verify reports, with nothing to read.
+            return Ok(Some(RecordingVersion {
+                sealed: true,
+                len: 0,
+                e_tag: Some(objects.tag),
+                modified_us: objects.modified_us,
+            }));
+        };
+        Ok(Some(RecordingVersion {
+            sealed: true,
+            len,
+            e_tag: Some(objects.tag),
+            modified_us: objects.modified_us,
+        }))
     }
 
-    fn capture_spool_key(session: SessionId, channel: u32, content: u64) -> ObjectPath {
-        ObjectPath::from(format!("{SPOOL}/{CAPTURES}/{session}/{channel}-{content}"))
+    /// A writer for the copy of file `content` passing on `channel` of `session`.
+    pub fn capture_writer(&self, session: SessionId, channel: u32, content: u64) -> CaptureWriter {
+        self.spool.capture_writer(session, channel, content)
     }
 
-    fn capture_key(session: SessionId, transfer: i64) -> ObjectPath {
-        ObjectPath::from(format!("{CAPTURES}/{session}/{transfer}"))
-    }
-
-    /// Where the content of a file is appended while it passes on `channel`, and the
-    /// directory it is in (which the caller creates).
-    pub fn capture_spool_path(&self, session: SessionId, channel: u32, content: u64) -> PathBuf {
-        self.root
-            .join(SPOOL)
-            .join(CAPTURES)
-            .join(session.to_string())
-            .join(format!("{channel}-{content}"))
-    }
-
-    /// Moves a spooled copy of a transfer's content into the store; a copy that was never
-    /// spooled (an empty file) is stored empty.
+    /// Stores a spooled copy of a transfer's content in the archive as `transfer` and
+    /// removes the spooled one; a copy that was never spooled (an empty file) is stored
+    /// empty. Returns the bytes stored.
     ///
     /// # Errors
-    /// Fails if the object store refuses the move or the write.
+    /// Fails if the archive refuses the write, or holds another length than was sent.
     pub async fn commit_capture(
         &self,
         session: SessionId,
         channel: u32,
         content: u64,
         transfer: i64,
-    ) -> Result<(), StoreError> {
-        let from = Self::capture_spool_key(session, channel, content);
-        let to = Self::capture_key(session, transfer);
-        match self.store.rename(&from, &to).await {
-            Err(object_store::Error::NotFound { .. }) => {
-                self.store.put(&to, Bytes::new().into()).await?;
-                Ok(())
-            }
-            r => Ok(r?),
-        }
+    ) -> Result<u64, StoreError> {
+        let from = self.spool.capture_path(session, channel, content);
+        let n = self.archive.put_capture(session, transfer, &from).await?;
+        self.spool.discard_capture(session, channel, content)?;
+        Ok(n)
     }
 
     /// Deletes a spooled copy that is not the file; a missing one is fine.
@@ -236,28 +239,15 @@ impl BlobStore {
         channel: u32,
         content: u64,
     ) -> Result<(), StoreError> {
-        let path = self.capture_spool_path(session, channel, content);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::Io { path: path.display().to_string(), source: e })
-            }
-            _ => Ok(()),
-        }
+        self.spool.discard_capture(session, channel, content)
     }
 
-    /// Deletes whatever a session left in its capture spool (copies of files that never
-    /// finished, channels that broke off).
+    /// Deletes whatever a session left in its capture spool.
     ///
     /// # Errors
     /// Fails if the directory exists and cannot be removed.
     pub fn discard_session_capture_spools(&self, session: SessionId) -> Result<(), StoreError> {
-        let dir = self.root.join(SPOOL).join(CAPTURES).join(session.to_string());
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::Io { path: dir.display().to_string(), source: e })
-            }
-            _ => Ok(()),
-        }
+        self.spool.discard_session_captures(session)
     }
 
     /// The stored copy of a transfer's content, as a stream of pieces (it may be large).
@@ -269,67 +259,19 @@ impl BlobStore {
         session: SessionId,
         transfer: i64,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
-        match self.store.get(&Self::capture_key(session, transfer)).await {
-            Ok(r) => Ok(r.into_stream().map_err(StoreError::from).boxed()),
-            Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound {
-                op: "read captured content",
-                kind: "captured content of transfer",
-                id: transfer.to_string(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        self.archive.capture(session, transfer).await
     }
 
-    /// Whether a live spool file exists for `id`.
+    /// Whether a spool file exists for `id` (live, or sealed and not yet archived).
     pub fn has_spool(&self, id: SessionId) -> bool {
-        self.spool_path(id).exists()
+        self.spool.contains(id)
     }
 
-    /// The ids of every sealed recording in the store (names that are not ids are skipped).
+    /// The ids of every recording in the archive (names that are not ids are skipped).
     ///
     /// # Errors
-    /// Fails if the store cannot be listed.
+    /// Fails if the archive cannot be listed.
     pub async fn sealed_recordings(&self) -> Result<Vec<SessionId>, StoreError> {
-        let prefix = ObjectPath::from(RECORDINGS);
-        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        let mut ids: Vec<SessionId> = metas
-            .iter()
-            .filter_map(|m| m.location.filename()?.strip_suffix(".kwr")?.parse().ok())
-            .collect();
-        ids.sort();
-        Ok(ids)
+        self.archive.recordings().await
     }
-}
-
-/// Whether a rename failed because source and destination are on different filesystems.
-fn crosses_devices(e: &object_store::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::CrossesDevices;
-        }
-        source = err.source();
-    }
-    false
-}
-
-/// Copies `from` to `to` through a temporary name beside `to`, durably, then removes `from`.
-/// Until the removal both hold the same bytes; readers look at the spool first either way.
-fn copy_then_remove(from: &Path, to: &Path) -> Result<(), StoreError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| StoreError::Io { path, source }
-    };
-    let tmp = to.with_extension("kwr.moving");
-    let copied = std::fs::copy(from, &tmp)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, to));
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(to)(e));
-    }
-    if let Some(dir) = to.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
-    std::fs::remove_file(from).map_err(io(from))
 }

@@ -22,7 +22,10 @@ mod sqlite;
 mod store;
 mod vault;
 
-pub use blobs::{BlobStore, RecordingVersion};
+pub use blobs::{
+    Archive, ArchivedSegment, BlobStore, CaptureWriter, Layout, RecordingVersion, Restore,
+    S3Options, Spool, SpoolWriter,
+};
 pub use copy::{CopyProgress, CopyReport};
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
 pub use error::{BoxError, StoreError};

@@ -322,8 +322,18 @@ async fn heavy_requests_beyond_the_pool_get_503() {
     config.heavy.permits = 1;
     config.heavy.wait = Duration::from_millis(100);
     let f = fixture(config, LoginLimits::default()).await;
-    // Several MiB of output, so the export is still streaming while nobody reads it.
-    let noise: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // Several MiB of output that does not compress, so the recording file is many export
+    // pieces and the export is still streaming while nobody reads it (repetitive output
+    // compressed into one piece, the export finished at once and gave its permit back).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'!' + (x % 94) as u8
+        })
+        .collect();
     let events: Vec<_> = (0..40).map(|i| output(10 + i, 0, &noise)).collect();
     let id = session(&f, &events, 1).await;
     let auth = login(&f, "audrey").await;

@@ -11,7 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use keepwatch_core::{MaskRule, OutputMask, Role};
 use keepwatch_recorder::{RecorderConfig, RecorderContext};
 use keepwatch_ssh::GatewayConfig;
-use keepwatch_store::{BlobStore, Database, Store, Vault, hash_password};
+use keepwatch_store::{Archive, BlobStore, Database, S3Options, Store, Vault, hash_password};
 use serde::Deserialize;
 
 const CONFIG: &str = "keepwatch.toml";
@@ -140,6 +140,29 @@ syslog = false
 syslog_socket = "/dev/log"
 interval_s = 60
 
+[storage]
+# Where sealed recordings and kept copies of files go. Empty: this data directory
+# (recordings/, captures/), where sealing a recording renames its spool file. An S3 bucket
+# (any S3-compatible server) as "s3://bucket/prefix": recordings are uploaded in segments
+# while sessions run, and sealed with a signed manifest. Credentials, region and endpoint
+# come from the AWS_* variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+# AWS_ENDPOINT, ...) or the ~/.aws/credentials and ~/.aws/config profile (AWS_PROFILE).
+recordings = ""
+# An S3-compatible server that is not AWS: its URL (path-style requests), and whether plain
+# HTTP is allowed to it. Empty: AWS, or AWS_ENDPOINT.
+endpoint = ""
+region = ""
+allow_http = false
+# A live recording goes up at least this often (when anything new was written), and as soon
+# as this many bytes wait: a node that dies with its disk loses at most about this interval
+# plus the flush interval of a recording.
+segment_interval_ms = 3000
+segment_bytes = 8388608
+# While the bucket cannot be reached the local spool keeps the recordings and uploads them
+# when it answers again; past this many bytes not yet uploaded (all sessions together),
+# sessions end with a message and new ones are refused (fail closed), as on a full disk.
+outage_spool_bytes = 1073741824
+
 [index]
 # Extract commands and output from the recordings into the search index (off the data
 # path: live recordings are read back from disk, a slow index never slows a session).
@@ -160,7 +183,47 @@ pub(crate) struct FileConfig {
     pub store: StoreSection,
     pub trust: TrustSection,
     pub anchor: AnchorSection,
+    pub storage: StorageSection,
     pub index: IndexSection,
+}
+
+/// Where recordings are archived (`[storage]`); see `DEFAULT_CONFIG`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageSection {
+    pub recordings: String,
+    pub endpoint: String,
+    pub region: String,
+    pub allow_http: bool,
+    pub segment_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub outage_spool_bytes: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        let d = keepwatch_recorder::ShipConfig::default();
+        StorageSection {
+            recordings: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            allow_http: false,
+            segment_interval_ms: d.segment_interval.as_millis() as u64,
+            segment_bytes: d.segment_bytes,
+            outage_spool_bytes: d.outage_spool_bytes,
+        }
+    }
+}
+
+impl StorageSection {
+    pub(crate) fn ship(&self) -> keepwatch_recorder::ShipConfig {
+        keepwatch_recorder::ShipConfig {
+            segment_interval: Duration::from_millis(self.segment_interval_ms.max(100)),
+            segment_bytes: self.segment_bytes.clamp(64 << 10, 1 << 30),
+            outage_spool_bytes: self.outage_spool_bytes,
+            ..Default::default()
+        }
+    }
 }
 
 /// Bounds (`[limits]`); see `DEFAULT_CONFIG` for each one's meaning.
@@ -358,6 +421,7 @@ impl Default for FileConfig {
             store: StoreSection::default(),
             trust: TrustSection::default(),
             anchor: AnchorSection::default(),
+            storage: StorageSection::default(),
             index: IndexSection::default(),
         }
     }
@@ -667,8 +731,28 @@ impl DataDir {
         })
     }
 
+    /// The spool in the data directory and the archive `[storage] recordings` names (the
+    /// data directory itself by default).
     pub(crate) fn blobs(&self) -> anyhow::Result<BlobStore> {
-        BlobStore::local(&self.root).context("cannot open the recording store")
+        let storage = match self.config() {
+            Ok(c) => c.storage,
+            Err(_) if !self.is_initialised() => StorageSection::default(),
+            Err(e) => return Err(e),
+        };
+        let archive = if storage.recordings.is_empty() {
+            Archive::local(&self.root)
+        } else {
+            let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let s3 = S3Options {
+                endpoint: nonempty(&storage.endpoint),
+                region: nonempty(&storage.region),
+                allow_http: storage.allow_http,
+                access_key: None,
+            };
+            Archive::from_url(&storage.recordings, &s3)
+        }
+        .with_context(|| format!("{CONFIG} [storage] recordings: cannot open the archive"))?;
+        BlobStore::new(&self.root, archive).context("cannot open the recording spool")
     }
 
     pub(crate) fn vault(&self) -> anyhow::Result<Vault> {
@@ -732,13 +816,13 @@ impl DataDir {
         store: &Store,
         cfg: &FileConfig,
     ) -> anyhow::Result<RecorderContext> {
-        Ok(RecorderContext {
-            store: store.clone(),
-            blobs: self.blobs()?,
-            signing_key: Arc::new(self.signing_key()?),
-            config: cfg.recorder()?,
-            checkpoints: Default::default(),
-        })
+        Ok(RecorderContext::new(
+            store.clone(),
+            self.blobs()?,
+            Arc::new(self.signing_key()?),
+            cfg.recorder()?,
+            cfg.storage.ship(),
+        ))
     }
 }
 
@@ -779,6 +863,7 @@ mod tests {
     fn the_default_config_documents_the_defaults() {
         let written: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         assert_eq!(format!("{:?}", written.limits), format!("{:?}", LimitsSection::default()));
+        assert_eq!(format!("{:?}", written.storage), format!("{:?}", StorageSection::default()));
         let web = written.web().unwrap();
         let d = keepwatch_web::WebConfig::default();
         assert_eq!(web.idle_timeout, d.idle_timeout);

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use keepwatch_core::{Look, SessionId};
-use keepwatch_recording::{Event, TimedEvent, read_events};
+use keepwatch_recording::{Event, RecordingTail, TimedEvent};
 
 use crate::datadir::DataDir;
-use keepwatch_web::playback::{asciicast, pick_channel};
+use keepwatch_web::playback::{AsciicastWriter, pick_channel};
 
 #[derive(Args)]
 pub(crate) struct ReplayArgs {
@@ -57,29 +57,84 @@ pub(crate) struct ExportArgs {
     channel: Option<u32>,
 }
 
-/// The session (after its look is audited) and the events of its recording.
-async fn load(
+/// Pieces a recording is read in: memory holds one piece and its events, never the whole.
+const PIECE: u64 = 1 << 20;
+
+/// The events of a recording (sealed or live) a batch at a time, read in pieces from the
+/// spool or the archive, without an audit event of their own: the caller audits the view
+/// it is part of. A chunk still being written at the end of a live recording is left out.
+pub(crate) struct EventReader {
+    blobs: keepwatch_store::BlobStore,
+    id: SessionId,
+    tail: RecordingTail,
+    done: bool,
+}
+
+impl EventReader {
+    pub(crate) fn new(dir: &DataDir, id: SessionId) -> anyhow::Result<Self> {
+        Ok(EventReader { blobs: dir.blobs()?, id, tail: RecordingTail::new(), done: false })
+    }
+
+    /// The events of the next piece's whole chunks; `None` at the end.
+    pub(crate) async fn next(&mut self) -> anyhow::Result<Option<Vec<TimedEvent>>> {
+        let id = self.id;
+        while !self.done {
+            let piece = self
+                .blobs
+                .read_recording_range(id, self.tail.read_offset(), PIECE)
+                .await
+                .with_context(|| format!("cannot read the recording of session {id}"))?;
+            if piece.is_empty() {
+                self.done = true;
+                break;
+            }
+            let mut out = Vec::new();
+            self.tail.push(&piece, &mut out).with_context(|| {
+                format!("recording of session {id} is damaged (run `keepwatch verify {id}`)")
+            })?;
+            if !out.is_empty() {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The channel to play as [`pick_channel`] chooses it, from the channel openings read in
+/// pieces (stopping as soon as the choice is certain).
+async fn choose_channel(
+    dir: &DataDir,
+    id: SessionId,
+    asked: Option<u32>,
+) -> anyhow::Result<Option<(u32, u32, u32, Option<String>)>> {
+    let mut opens = Vec::new();
+    let mut reader = EventReader::new(dir, id)?;
+    while let Some(batch) = reader.next().await? {
+        for e in batch {
+            if let Event::ChannelOpen { channel, pty, .. } = &e.event {
+                let certain = match asked {
+                    Some(c) => *channel == c,
+                    None => pty.is_some(),
+                };
+                opens.push(e);
+                if certain {
+                    return Ok(pick_channel(&opens, asked));
+                }
+            }
+        }
+    }
+    Ok(pick_channel(&opens, asked))
+}
+
+/// Audits the look at session `id`, then returns its row.
+async fn look(
     dir: &DataDir,
     id: SessionId,
     look: Look,
     detail: &str,
-) -> anyhow::Result<(keepwatch_store::SessionRow, Vec<TimedEvent>)> {
+) -> anyhow::Result<keepwatch_store::SessionRow> {
     let store = dir.store().await?;
-    let row = crate::sessions::look(&store, id, look, detail).await?;
-    Ok((row, events(dir, id).await?))
-}
-
-/// The events of a recording (sealed or live), without an audit event of their own: the
-/// caller audits the view it is part of.
-pub(crate) async fn events(dir: &DataDir, id: SessionId) -> anyhow::Result<Vec<TimedEvent>> {
-    let bytes = dir
-        .blobs()?
-        .read_recording(id)
-        .await
-        .with_context(|| format!("cannot read the recording of session {id}"))?;
-    read_events(&bytes).with_context(|| {
-        format!("recording of session {id} is damaged (run `keepwatch verify {id}`)")
-    })
+    crate::sessions::look(&store, id, look, detail).await
 }
 
 /// One line for an event; data events show their size, not their bytes.
@@ -168,19 +223,33 @@ pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitC
         Some(path) => format!("asciicast to {}", path.display()),
         None => "asciicast to standard output".into(),
     };
-    let (row, events) = load(dir, a.id, Look::Export, &detail).await?;
-    let text = match a.format {
-        Format::Asciicast => asciicast(&events, row.started_at_us, a.channel, a.input),
+    let row = look(dir, a.id, Look::Export, &detail).await?;
+    let ch = choose_channel(dir, a.id, a.channel).await?.map_or(0, |c| c.0);
+    let Format::Asciicast = a.format;
+    let mut writer = AsciicastWriter::new(Some(ch), row.started_at_us, a.input);
+    let mut file = match &a.output {
+        Some(path) => Some(crate::output::NewFile::create(path)?),
+        None => None,
     };
-    match &a.output {
-        Some(path) => {
-            let mut file = crate::output::NewFile::create(path)?;
-            file.write(text.as_bytes())?;
-            file.commit()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut put = |text: &str| -> anyhow::Result<()> {
+        match &mut file {
+            Some(f) => f.write(text.as_bytes()),
+            None => stdout.write_all(text.as_bytes()).context("cannot write to standard output"),
         }
-        None => std::io::stdout()
-            .write_all(text.as_bytes())
-            .context("cannot write to standard output")?,
+    };
+    let mut reader = EventReader::new(dir, a.id)?;
+    let mut text = String::new();
+    while let Some(batch) = reader.next().await? {
+        text.clear();
+        writer.events(&batch, &mut text);
+        put(&text)?;
+    }
+    text.clear();
+    writer.finish(&mut text);
+    put(&text)?;
+    if let Some(f) = file {
+        f.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -210,31 +279,34 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
         bail!("--speed must be a positive number");
     }
     let (start_us, command_channel) = replay_start(dir, &a).await?;
-    let (_, events) = load(dir, a.id, Look::Replay, "replay").await?;
-    let Some((ch, ..)) = pick_channel(&events, a.channel.or(command_channel)) else {
+    look(dir, a.id, Look::Replay, "replay").await?;
+    let Some((ch, ..)) = choose_channel(dir, a.id, a.channel.or(command_channel)).await? else {
         bail!("session {} has no channel to replay", a.id);
     };
     let mut out = std::io::stdout().lock();
     let mut last = start_us;
-    for e in &events {
-        let data = match &e.event {
-            Event::Output { channel, data } | Event::ExtOutput { channel, data }
-                if *channel == ch =>
-            {
-                data
+    let mut reader = EventReader::new(dir, a.id)?;
+    while let Some(batch) = reader.next().await? {
+        for e in &batch {
+            let data = match &e.event {
+                Event::Output { channel, data } | Event::ExtOutput { channel, data }
+                    if *channel == ch =>
+                {
+                    data
+                }
+                _ => continue,
+            };
+            let mut pause = e.at_us.saturating_sub(last.max(start_us)) as f64 / 1e6 / a.speed;
+            if let Some(limit) = a.idle_limit {
+                pause = pause.min(limit);
             }
-            _ => continue,
-        };
-        let mut pause = e.at_us.saturating_sub(last.max(start_us)) as f64 / 1e6 / a.speed;
-        if let Some(limit) = a.idle_limit {
-            pause = pause.min(limit);
+            last = e.at_us;
+            if pause > 0.0 {
+                out.flush().ok();
+                tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+            }
+            out.write_all(data).context("cannot write to standard output")?;
         }
-        last = e.at_us;
-        if pause > 0.0 {
-            out.flush().ok();
-            tokio::time::sleep(Duration::from_secs_f64(pause)).await;
-        }
-        out.write_all(data).context("cannot write to standard output")?;
     }
     out.flush().ok();
     Ok(ExitCode::SUCCESS)

@@ -55,6 +55,15 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
             }
         }
     }
+    // Sealed spools the last stop left before they reached the archive.
+    let left = keepwatch_recorder::archive_sealed_spools(&recorder)
+        .await
+        .context("cannot archive the sealed recordings left in the spool")?;
+    if left > 0 {
+        eprintln!(
+            "keepwatch: archiving {left} sealed recording(s) left in the spool by the last stop"
+        );
+    }
     // One login limiter and one password checker for the SSH gateway and the console.
     let logins = Arc::new(keepwatch_core::LoginLimiter::new(cfg.login_limits()));
     let passwords = cfg.password_checker();
@@ -145,6 +154,19 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let _ = anchor_task.await;
     if let Some(indexer) = indexer {
         let _ = indexer.await;
+    }
+    // Give the archive the shutdown grace to take what the spool still holds; what it does
+    // not take stays in the spool for the next start.
+    let shipper = &ctx.recorder.shipper;
+    if shipper.uploading() > 0 {
+        let grace = cfg.gateway()?.shutdown_grace;
+        if !shipper.drained(std::time::Instant::now() + grace).await {
+            eprintln!(
+                "keepwatch: {} recording(s) ({} bytes) are not archived yet; they stay in the spool and the next start uploads them",
+                shipper.uploading(),
+                shipper.backlog()
+            );
+        }
     }
     store.close().await;
     eprintln!("keepwatch: stopped");

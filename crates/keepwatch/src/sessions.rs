@@ -258,9 +258,12 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     }
     if a.events {
         println!("events");
-        for e in crate::playback::events(dir, s.id).await? {
-            let what = crate::playback::describe(&e.event);
-            println!("  {:>12.6}s {}", e.at_us as f64 / 1e6, safe(&what));
+        let mut reader = crate::playback::EventReader::new(dir, s.id)?;
+        while let Some(batch) = reader.next().await? {
+            for e in batch {
+                let what = crate::playback::describe(&e.event);
+                println!("  {:>12.6}s {}", e.at_us as f64 / 1e6, safe(&what));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
 use keepwatch_core::{Look, SessionId};
-use keepwatch_recording::{Event, TimedEvent};
+use keepwatch_recording::{Direction, Event, TimedEvent};
 use keepwatch_store::{ContentCapture, TransferFilter, TransferRow};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -194,59 +194,79 @@ async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a session's signed recording says about the kept copy of transfer `id`.
+/// What a session's signed recording says about the kept copy of transfer `id`. The
+/// recording is read in pieces, twice: once for the transfers and notices (each channel's
+/// other events reduced to one marker between them), once to verify it up to the same byte;
+/// only events of chunks a signature vouches for count.
 async fn recorded_capture_of(
     dir: &DataDir,
     session: SessionId,
     id: i64,
 ) -> anyhow::Result<RecordedCapture> {
     let key = dir.verifying_key()?;
-    let bytes = dir
-        .blobs()?
-        .read_recording(session)
-        .await
-        .with_context(|| format!("cannot read the recording of session {session}"))?;
-    let events = tokio::task::spawn_blocking(move || signed_events(&bytes, &key, session))
-        .await
-        .context("reading the recording failed")??;
-    recorded_capture(&events, id).map_err(|why| {
-        anyhow::anyhow!(
-            "transfer {id}: the signed recording of session {session} does not vouch for a kept copy of it ({why}); nothing was written"
-        )
-    })
-}
-
-/// The events of the chunks of a recording that its signatures vouch for (all of a sealed
-/// recording; up to the last checkpoint of a live one), after verifying it with `key`.
-fn signed_events(
-    bytes: &[u8],
-    key: &ed25519_dalek::VerifyingKey,
-    session: SessionId,
-) -> anyhow::Result<Vec<TimedEvent>> {
-    let bytes = &bytes[..keepwatch_recording::valid_prefix_len(bytes)];
-    let verified = keepwatch_recording::verify(bytes, key).with_context(|| {
-        format!(
-            "the recording of session {session} does not verify (run `keepwatch verify {session}`)"
-        )
-    })?;
+    let blobs = dir.blobs()?;
+    let damaged = || format!("recording of session {session} is damaged");
+    let mut tail = keepwatch_recording::RecordingTail::new();
+    let mut kept: Vec<(u64, TimedEvent)> = Vec::new();
+    let mut marked = std::collections::HashSet::new();
+    let mut seq = 0u64;
+    loop {
+        let piece = blobs
+            .read_recording_range(session, tail.read_offset(), 1 << 20)
+            .await
+            .with_context(|| format!("cannot read the recording of session {session}"))?;
+        if piece.is_empty() {
+            break;
+        }
+        tail.push_chunks(&piece, |_, events| {
+            for e in events {
+                let ch = channel_of(&e.event);
+                match &e.event {
+                    Event::FileTransfer(_) | Event::Notice { .. } => {
+                        if let Some(c) = ch {
+                            marked.remove(&c);
+                        }
+                        kept.push((seq, e.clone()));
+                    }
+                    // Only "something else came next on this channel" matters.
+                    _ => {
+                        if let Some(c) = ch
+                            && marked.insert(c)
+                        {
+                            let marker = Event::Eof { channel: c, direction: Direction::ToTarget };
+                            kept.push((seq, TimedEvent { at_us: e.at_us, event: marker }));
+                        }
+                    }
+                }
+            }
+            seq += 1;
+        })
+        .with_context(damaged)?;
+    }
+    let whole = tail.consumed_offset();
+    let verified = keepwatch_recorder::verify_recording(&blobs, &key, session, Some(whole))
+        .await?
+        .with_context(|| format!("the recording of session {session} is missing"))?
+        .with_context(|| {
+            format!(
+                "the recording of session {session} does not verify (run `keepwatch verify {session}`)"
+            )
+        })?;
     if verified.start.session_id != session {
         bail!(
             "the recording filed under session {session} is of session {}",
             verified.start.session_id
         );
     }
-    let Some(last_signed) = verified.last_checkpoint_seq else { return Ok(Vec::new()) };
-    let mut events = Vec::new();
-    for chunk in keepwatch_recording::chunks(bytes) {
-        let chunk = chunk.with_context(|| format!("recording of session {session} is damaged"))?;
-        if chunk.seq > last_signed {
-            break;
-        }
-        events.extend(
-            chunk.events().with_context(|| format!("recording of session {session} is damaged"))?,
-        );
-    }
-    Ok(events)
+    let signed: Vec<TimedEvent> = match verified.last_checkpoint_seq {
+        Some(last) => kept.into_iter().filter(|(s, _)| *s <= last).map(|(_, e)| e).collect(),
+        None => Vec::new(),
+    };
+    recorded_capture(&signed, id).map_err(|why| {
+        anyhow::anyhow!(
+            "transfer {id}: the signed recording of session {session} does not vouch for a kept copy of it ({why}); nothing was written"
+        )
+    })
 }
 
 /// A kept copy as its recording describes it.

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod archive;
 mod balancer;
 mod console;
 mod durability;

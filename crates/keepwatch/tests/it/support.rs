@@ -14,6 +14,7 @@
 //! ```
 
 mod env;
+mod garage;
 mod interactive;
 mod postgres;
 mod target;

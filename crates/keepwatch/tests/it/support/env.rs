@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use keepwatch_store::{BlobStore, IndexScope, IndexState, IndexStatus, Store};
 
+use super::garage::{BUCKET, Garage, REGION};
 use super::postgres::TestPostgres;
 use super::target::Reach;
 use super::{
@@ -23,6 +24,7 @@ pub(crate) struct TestEnvBuilder {
     people: Vec<[String; 3]>,
     config: Vec<(String, String)>,
     postgres: bool,
+    s3: bool,
 }
 
 impl TestEnvBuilder {
@@ -58,6 +60,14 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Recordings archived in a throwaway Garage (its own data directory and ports, started
+    /// now): `[storage] recordings` points at its bucket, and every `keepwatch` command gets
+    /// its key. Fails with how to install Garage when it is missing.
+    pub(crate) fn s3(mut self) -> Self {
+        self.s3 = true;
+        self
+    }
+
     /// Replaces `from` by `to` in `keepwatch.toml` (which must contain `from`).
     pub(crate) fn config(mut self, from: &str, to: &str) -> Self {
         self.config.push((from.into(), to.into()));
@@ -80,7 +90,18 @@ impl TestEnvBuilder {
         let key = dir.path().join("alice_key");
         keygen(&key, "ed25519");
         let postgres = self.postgres.then(TestPostgres::create);
+        let garage = self.s3.then(Garage::start);
+        let mut config = self.config;
+        if let Some(g) = &garage {
+            let storage = format!("recordings = \"s3://{BUCKET}/kw\"\n",);
+            config.insert(0, ("recordings = \"\"\n".into(), storage));
+            config
+                .insert(0, ("endpoint = \"\"".into(), format!("endpoint = \"{}\"", g.endpoint())));
+            config.insert(0, ("region = \"\"".into(), format!("region = \"{REGION}\"")));
+            config.insert(0, ("allow_http = false".into(), "allow_http = true".into()));
+        }
         let env = TestEnv {
+            garage,
             child: None,
             ssh_port: 0,
             web_port: 0,
@@ -98,7 +119,7 @@ impl TestEnvBuilder {
         let pubkey = env.key.with_extension("pub");
         let alice = ["user", "add", "alice", "--role", "user", "--password-stdin", "--ssh-key"];
         env.kw_stdin_ok(&[&alice[..], &[pubkey.to_str().unwrap()]].concat(), ALICE_PASSWORD);
-        for (from, to) in &self.config {
+        for (from, to) in &config {
             let path = env.data().join("keepwatch.toml");
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains(from.as_str()), "keepwatch.toml has no {from:?}");
@@ -139,6 +160,8 @@ pub(crate) struct TestEnv {
     /// The gateway's store, opened in this process on first use: what the index waits read.
     store: OnceLock<StoreView>,
     sshd: Option<Sshd>,
+    /// The S3 server recordings are archived in, for `.s3()` environments.
+    garage: Option<Garage>,
     dir: tempfile::TempDir,
     /// The gateway's database when it is PostgreSQL; dropped after the gateway is stopped.
     postgres: Option<TestPostgres>,
@@ -190,6 +213,21 @@ impl TestEnv {
         self.web_port
     }
 
+    /// The S3 server of an `.s3()` environment.
+    pub(crate) fn garage(&mut self) -> &mut Garage {
+        self.garage.as_mut().expect("this env has no S3 archive (build it with .s3())")
+    }
+
+    /// The S3 server of an `.s3()` environment, to look at.
+    pub(crate) fn garage_ref(&self) -> &Garage {
+        self.garage.as_ref().expect("this env has no S3 archive (build it with .s3())")
+    }
+
+    /// The archive of an `.s3()` environment, as the gateway sees it.
+    pub(crate) fn archive(&self) -> keepwatch_store::Archive {
+        self.garage.as_ref().expect("this env has no S3 archive (build it with .s3())").archive()
+    }
+
     /// What the gateway logged since it was last started.
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -230,6 +268,7 @@ impl TestEnv {
             .arg("--data-dir")
             .arg(self.data())
             .args(args)
+            .envs(self.garage.iter().flat_map(Garage::env))
             .env("KEEPWATCH_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -262,6 +301,7 @@ impl TestEnv {
             .arg("--data-dir")
             .arg(self.data())
             .args(["run", "--ssh-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"])
+            .envs(self.garage.iter().flat_map(Garage::env))
             .env("KEEPWATCH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -452,7 +492,10 @@ impl TestEnv {
         self.store.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let store = rt.block_on(Store::open(&self.database())).unwrap();
-            let blobs = BlobStore::local(&self.data()).unwrap();
+            let blobs = match &self.garage {
+                None => BlobStore::local(&self.data()).unwrap(),
+                Some(g) => BlobStore::new(&self.data(), g.archive()).unwrap(),
+            };
             StoreView { rt, store, blobs }
         })
     }
