@@ -568,7 +568,7 @@ impl Relay {
                         let _ = tx.extended_data_bytes(1, Bytes::from(format!("\r\n{text}\r\n"))).await;
                         let _ = tx.eof().await;
                         let _ = tx.close().await;
-                        let _ = self.conn.handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
+                        self.conn.disconnect_terminated(text);
                         break;
                     }
                     m = up.wait() => m,

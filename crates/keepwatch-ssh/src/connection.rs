@@ -41,6 +41,9 @@ pub(crate) struct ActiveSession {
     unrecorded: AtomicBool,
 }
 
+/// How long a terminated session's client has to close the connection itself.
+const TERMINATED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) struct Connection {
     pub ctx: Arc<GatewayContext>,
     pub login: Login,
@@ -494,6 +497,18 @@ impl Connection {
                 Err(())
             }
         }
+    }
+
+    /// Ends the connection of a terminated session. The person's client is given a moment to
+    /// close on its own first: OpenSSH exits as soon as it reads a disconnect, dropping the
+    /// channel data (the reason) it has not yet written to the terminal. A client that holds
+    /// the connection open (`-N`, other channels) is disconnected when the moment is up.
+    pub(crate) fn disconnect_terminated(&self, text: String) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TERMINATED_GRACE).await;
+            let _ = handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
+        });
     }
 
     /// After the client has gone: stop the channels, seal the recording, leave the target.
