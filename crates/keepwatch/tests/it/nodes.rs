@@ -53,6 +53,7 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     // A's last output reaches the bucket, then A dies with its disk.
     on_a.send("echo last-on-a-$((8*8))\n");
     on_a.wait_output("last-on-a-64");
+    a.wait_recorded(&id_a, "last-on-a-64");
     let mut a = a;
     let spool = a.data().join("spool");
     let file = spool.join(format!("{id_a}.kwr"));
@@ -82,7 +83,7 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     );
     assert!(took < Duration::from_secs(15), "sealed {took:?} after the node died");
     assert!(b.log().contains(&format!("node {node_a} stopped answering")), "{}", b.log());
-    let shown = b.kw_ok(&["show", &id_a, "--events"]);
+    let shown = b.exported_output(&id_a);
     for marker in ["on-a-42", "still-on-a-5", "last-on-a-64"] {
         assert!(shown.contains(marker), "{marker} not in the sealed recording: {shown}");
     }
@@ -92,8 +93,38 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     on_b.send("echo after-$((9*9))\n");
     on_b.wait_output("after-81");
     assert_eq!(session(&b.sessions(), &id_b)["status"], "active");
-    let (_, _, _) = on_b.finish();
+    on_b.send("exit\n");
+    let (status, _, _) = on_b.finish();
+    assert!(status.success());
     drop(on_a);
     let nodes = b.kw_ok(&["nodes", "--json"]);
     assert!(!nodes.contains(&node_a) && nodes.contains(&node_b), "{nodes}");
+}
+
+/// A data directory copied with its `node-id` makes two processes one node: the one started
+/// second takes the node's row over, and the first, at its next heartbeat, sees it is no
+/// longer the node, ends its sessions and stops, rather than both recovering one node's
+/// sessions.
+#[test]
+fn a_second_process_under_the_same_node_name_fences_the_first() {
+    let mut a = TestEnv::new()
+        .postgres()
+        .target("web01")
+        .config("heartbeat_s = 5", "heartbeat_s = 1")
+        .config("lapse_s = 30", "lapse_s = 4")
+        .start();
+    let name = std::fs::read_to_string(a.data().join("node-id")).unwrap();
+    let mut b = a.peer();
+    std::fs::write(b.data().join("node-id"), &name).unwrap();
+    b.start();
+    assert!(b.log().contains(&format!("keepwatch: node {}", name.trim())), "{}", b.log());
+    let status = a.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(a.log().contains("was taken over"), "{}", a.log());
+    // B goes on serving as the node.
+    let out = b.ssh("alice@web01").arg("echo served-by-b").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("served-by-b"));
+    let nodes = b.json(&["nodes", "--json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["node"], name.trim());
 }

@@ -349,6 +349,12 @@ impl TestEnv {
         wait_for("the gateway to exit", GATEWAY_TIMEOUT, || child.try_wait().unwrap())
     }
 
+    /// Waits up to `within` for the gateway to exit on its own.
+    pub(crate) fn wait_exit(&mut self, within: std::time::Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("gateway not running");
+        wait_for("the gateway to exit on its own", within, || child.try_wait().unwrap())
+    }
+
     /// SIGKILL: a crash.
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
