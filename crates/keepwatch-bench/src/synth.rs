@@ -69,6 +69,7 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
         chain_head: None,
         seal_seq: None,
         seal_signature: None,
+        node: None,
     };
     let id = row.id;
     store.insert_session(&row).await.context("cannot insert the session row")?;

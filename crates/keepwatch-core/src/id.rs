@@ -93,3 +93,52 @@ impl FromStr for PersonName {
         }
     }
 }
+
+/// The name of one gateway node (`kw-a`, `node-3f9c1a2b`): letters, digits, `.`, `_` and `-`,
+/// at most 64 bytes, like a person's name. Every session belongs to the node that runs it;
+/// only that node recovers it, unless its heartbeat lapses and a survivor claims it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fresh node name, `node-` and 8 random hex digits.
+    pub fn generate() -> Self {
+        // The last bytes of a v7 UUID are random.
+        let b = uuid::Uuid::now_v7().into_bytes();
+        NodeId(format!("node-{:02x}{:02x}{:02x}{:02x}", b[12], b[13], b[14], b[15]))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({:?})", self.0)
+    }
+}
+
+/// A string that is not a node's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{input:?} is not a node name (1-64 letters, digits, '.', '_' or '-')")]
+pub struct ParseNodeIdError {
+    input: String,
+}
+
+impl FromStr for NodeId {
+    type Err = ParseNodeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if crate::valid_name(s) {
+            Ok(NodeId(s.to_owned()))
+        } else {
+            Err(ParseNodeIdError { input: s.to_owned() })
+        }
+    }
+}

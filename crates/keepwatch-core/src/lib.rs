@@ -14,7 +14,9 @@ mod secret;
 mod text;
 
 pub use audit::{AuditAction, ParseAuditActionError};
-pub use id::{ParsePersonNameError, ParseSessionIdError, PersonName, SessionId};
+pub use id::{
+    NodeId, ParseNodeIdError, ParsePersonNameError, ParseSessionIdError, PersonName, SessionId,
+};
 pub use limit::{Attempt, Locked, LoginLimiter, LoginLimits, MAX_COUNTED_NAME, RefusalAudit};
 pub use login::{LoginName, ParseLoginNameError, valid_name};
 pub use look::{Look, LookDecision, SessionScope, Viewer, may_look};

@@ -19,7 +19,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keepwatch_core::SessionId;
+use keepwatch_core::{NodeId, SessionId};
 use keepwatch_recording::{ReadError, RecordingTail};
 use keepwatch_store::{BlobStore, IndexProgress, SessionFilter, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -140,11 +140,20 @@ pub struct Indexer {
     store: Store,
     blobs: BlobStore,
     live: HashMap<SessionId, Follow>,
+    /// Live sessions are followed only on their own node (their spool is there).
+    node: Option<NodeId>,
 }
 
 impl Indexer {
     pub fn new(store: Store, blobs: BlobStore) -> Self {
-        Indexer { store, blobs, live: HashMap::new() }
+        Indexer { store, blobs, live: HashMap::new(), node: None }
+    }
+
+    /// Follows only `node`'s live sessions (another node's spool is not on this disk).
+    #[must_use]
+    pub fn on_node(mut self, node: NodeId) -> Self {
+        self.node = Some(node);
+        self
     }
 
     /// Ticks every `every` until `shutdown`; errors are logged and the next tick retries.
@@ -169,7 +178,7 @@ impl Indexer {
     /// The database cannot be read; a recording that cannot be indexed is noted on its
     /// session instead.
     pub async fn tick(&mut self) -> Result<(), IndexError> {
-        let filter = SessionFilter::active();
+        let filter = SessionFilter { node: self.node.clone(), ..SessionFilter::active() };
         let active: Vec<SessionId> =
             self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
         for &id in &active {

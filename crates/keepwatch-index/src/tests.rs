@@ -58,6 +58,7 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

@@ -20,14 +20,16 @@ pub use integrity::{
     Problem, check_anchors, check_audit, check_ledger, check_session, compare_row, verify_archived,
     verify_recording,
 };
-pub use recover::{Recovered, SYSTEM_ACTOR, archive_sealed_spools, recover_interrupted};
+pub use recover::{
+    Recovered, SYSTEM_ACTOR, archive_sealed_spools, recover_interrupted, recover_lapsed_nodes,
+};
 pub use ship::{ShipConfig, Shipper};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use keepwatch_core::{OutputMask, SessionId, SessionStatus};
+use keepwatch_core::{NodeId, OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
 use keepwatch_store::{BlobStore, Layout, SpoolWriter, Store, now_us};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -64,6 +66,9 @@ impl Default for RecorderConfig {
 /// Shared by every recorder of a gateway.
 #[derive(Clone)]
 pub struct RecorderContext {
+    /// The node these recordings are made on: new sessions are its, and recovery at start
+    /// touches only its own (and those from before nodes).
+    pub node: NodeId,
     pub store: Store,
     pub blobs: BlobStore,
     pub signing_key: Arc<SigningKey>,
@@ -77,6 +82,7 @@ pub struct RecorderContext {
 impl RecorderContext {
     /// A context whose shipper uses `ship` (ignored unless the archive is segmented).
     pub fn new(
+        node: NodeId,
         store: Store,
         blobs: BlobStore,
         signing_key: Arc<SigningKey>,
@@ -85,6 +91,7 @@ impl RecorderContext {
     ) -> Self {
         let shipper = Shipper::new(blobs.clone(), signing_key.clone(), ship);
         RecorderContext {
+            node,
             store,
             blobs,
             signing_key,
@@ -534,6 +541,7 @@ mod tests {
         let store = Store::open_sqlite(&dir.path().join("db")).await.unwrap();
         let key = Arc::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
         let ctx = RecorderContext::new(
+            "node-test".parse().unwrap(),
             store.clone(),
             BlobStore::local(dir.path()).unwrap(),
             key.clone(),
@@ -555,6 +563,7 @@ mod tests {
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         };
         store.insert_session(&row).await.unwrap();
         let start = SessionStart {

@@ -3,7 +3,7 @@
 //! Recovery never stops the gateway from starting: a session it cannot seal is marked and
 //! audited instead, and the next one is tried.
 
-use keepwatch_core::{AuditAction, SessionId, SessionStatus};
+use keepwatch_core::{AuditAction, NodeId, SessionId, SessionStatus};
 use keepwatch_recording::{RecoverError, UnsignedTail, recover};
 use keepwatch_store::{Layout, NewAudit, SessionFilter, now_us};
 
@@ -26,8 +26,10 @@ pub enum Recovered {
     Unsealed { reason: String },
 }
 
-/// Seals every session the database still calls active (see [`Recovered`]), auditing each.
-/// Returns what happened to each. Call before accepting connections.
+/// Seals every session of this node (and every session from before nodes) that the
+/// database still calls active (see [`Recovered`]), auditing each; another node's sessions
+/// are left alone. Returns what happened to each. Call after registering the node and
+/// before accepting connections.
 ///
 /// # Errors
 /// Only when the list of active sessions cannot be read; one session's failure is recorded
@@ -35,16 +37,80 @@ pub enum Recovered {
 pub async fn recover_interrupted(
     ctx: &RecorderContext,
 ) -> Result<Vec<(SessionId, Recovered)>, RecorderError> {
-    let active =
-        ctx.store.sessions(&SessionFilter::active()).await.map_err(|source| {
-            RecorderError::Store { id: SessionId::from_bytes([0; 16]), source }
-        })?;
+    let active = ctx.store.sessions(&SessionFilter::active()).await.map_err(store_error)?;
     let mut out = Vec::new();
     for s in active {
+        let mine = match &s.node {
+            Some(node) => *node == ctx.node,
+            // From before nodes: this node takes it, unless another node took it first.
+            None => {
+                ctx.store.claim_session(s.id, None, &ctx.node, None).await.map_err(store_error)?
+            }
+        };
+        // The same statement as a survivor's claim: a session a survivor has just taken
+        // (this node having been silent too long) is its to seal, not this node's.
+        if !mine
+            || !ctx
+                .store
+                .claim_session(s.id, Some(&ctx.node), &ctx.node, None)
+                .await
+                .map_err(store_error)?
+        {
+            continue;
+        }
         let outcome = recover_now(ctx, s.id, "gateway stopped while the session ran").await;
         out.push((s.id, outcome));
     }
     Ok(out)
+}
+
+/// Seals the sessions of every other node whose heartbeat is older than `lapsed_before_us`
+/// (that node died), claiming each first so that of several survivors one seals it; then
+/// forgets each such node once it owns no active session. Returns each sealed session
+/// with the node it was taken from.
+///
+/// # Errors
+/// Only when the nodes or the sessions cannot be read; one session's failure is recorded
+/// in its [`Recovered`] and the others go on.
+pub async fn recover_lapsed_nodes(
+    ctx: &RecorderContext,
+    lapsed_before_us: i64,
+) -> Result<Vec<(NodeId, SessionId, Recovered)>, RecorderError> {
+    let lapsed: Vec<NodeId> = ctx
+        .store
+        .nodes()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|n| n.id != ctx.node && n.heartbeat_at_us < lapsed_before_us)
+        .map(|n| n.id)
+        .collect();
+    let mut out = Vec::new();
+    for dead in lapsed {
+        let filter = SessionFilter { node: Some(dead.clone()), ..SessionFilter::active() };
+        for s in ctx.store.sessions(&filter).await.map_err(store_error)? {
+            let claimed = ctx
+                .store
+                .claim_session(s.id, Some(&dead), &ctx.node, Some(lapsed_before_us))
+                .await
+                .map_err(store_error)?;
+            if !claimed {
+                continue;
+            }
+            let reason = format!("gateway node {dead} stopped answering while the session ran");
+            tracing::warn!(session_id = %s.id, node = %dead, "claimed a session of a silent node");
+            let outcome = recover_now(ctx, s.id, &reason).await;
+            out.push((dead.clone(), s.id, outcome));
+        }
+        if ctx.store.forget_node(&dead, lapsed_before_us).await.map_err(store_error)? {
+            tracing::warn!(node = %dead, "forgot a node that stopped answering");
+        }
+    }
+    Ok(out)
+}
+
+fn store_error(source: keepwatch_store::StoreError) -> RecorderError {
+    RecorderError::Store { id: SessionId::from_bytes([0; 16]), source }
 }
 
 /// Seals one session from its spool as `interrupted` with `reason` (see [`Recovered`]),

@@ -337,6 +337,7 @@ impl Connection {
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: Some(ctx.recorder.node.clone()),
         };
         let id = row.id;
         let start = SessionStart {

@@ -129,6 +129,11 @@ impl GatewayContext {
         self.live.terminate(id, reason)
     }
 
+    /// Asks every live session to end with `reason` shown to the person.
+    pub fn terminate_all(&self, reason: &str) {
+        self.live.terminate_all(reason);
+    }
+
     /// The sessions live on this gateway now.
     pub fn live_sessions(&self) -> Vec<SessionId> {
         self.live.ids()

@@ -125,6 +125,7 @@ pub(crate) const TABLES: &[Table] = &[
             ("chain_head", Bytes),
             ("seal_seq", Int),
             ("seal_signature", Bytes),
+            ("node", Text),
         ],
         order_by: "started_at_us, id",
         identity: None,
@@ -281,6 +282,18 @@ pub(crate) const TABLES: &[Table] = &[
         name: "token_people",
         columns: &[("token", Text), ("person", Text)],
         order_by: "token",
+        identity: None,
+    },
+    // The node that ran the copied sessions: it keeps its name on the new database.
+    Table {
+        name: "nodes",
+        columns: &[
+            ("id", Text),
+            ("instance", Text),
+            ("started_at_us", Int),
+            ("heartbeat_at_us", Int),
+        ],
+        order_by: "id",
         identity: None,
     },
 ];

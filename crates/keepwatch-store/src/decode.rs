@@ -179,6 +179,10 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
             .transpose()?,
         seal_seq: r.opt_int("seal_seq")?.map(|v| unsigned("sessions.seal_seq", v)).transpose()?,
         seal_signature: r.opt_bytes("seal_signature")?,
+        node: match r.text("node")?.as_str() {
+            "" => None,
+            n => Some(parse("sessions.node", n)?),
+        },
     })
 }
 

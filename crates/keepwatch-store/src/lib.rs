@@ -36,6 +36,7 @@ pub use rows::{
     NewTarget, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter, SessionListing,
     SessionRow, StoredAudit, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
+pub use store::nodes::NodeRow;
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};
 pub use vault::{SecretKind, TargetBinding, Vault, VaultError};

@@ -1,6 +1,8 @@
 //! Row shapes: what the store reads and writes, converted explicitly from domain values.
 
-use keepwatch_core::{AuditAction, PersonName, RecordingFailure, Role, SessionId, SessionStatus};
+use keepwatch_core::{
+    AuditAction, NodeId, PersonName, RecordingFailure, Role, SessionId, SessionStatus,
+};
 
 #[derive(Debug, Clone)]
 pub struct PersonRow {
@@ -85,6 +87,8 @@ pub struct SessionRow {
     pub chain_head: Option<[u8; 32]>,
     pub seal_seq: Option<u64>,
     pub seal_signature: Option<Vec<u8>>,
+    /// The gateway node that runs (or ran) it; `None` for a session from before nodes.
+    pub node: Option<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +161,8 @@ pub struct SessionFilter {
     pub until_us: Option<i64>,
     /// At most this many (the newest).
     pub limit: Option<u32>,
+    /// Only the sessions of this node.
+    pub node: Option<NodeId>,
 }
 
 impl SessionFilter {

@@ -18,6 +18,7 @@ mod access;
 mod audit;
 mod copy;
 mod indexing;
+mod nodes;
 mod records;
 mod search;
 

@@ -20,6 +20,7 @@ use crate::sqlite::Sqlite;
 
 mod access;
 mod indexing;
+pub(crate) mod nodes;
 pub(crate) mod records;
 
 /// Where the metadata lives: `[store] database` in keepwatch.toml.

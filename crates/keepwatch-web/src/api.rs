@@ -262,6 +262,7 @@ fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Val
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
         "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "duration_us": (end - s.started_at_us).max(0),
+        "node": s.node.as_ref().map(|n| n.as_str()),
         "channels": channels.iter().map(|c| json!({
             "channel": c.channel, "kind": c.kind, "command": c.command, "subsystem": c.subsystem,
             "pty_term": c.pty_term, "destination": c.destination, "opened_at": rfc3339(c.opened_at_us),
@@ -308,6 +309,7 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
         since_us: q.since.as_deref().map(parse_time).transpose()?,
         until_us: q.until.as_deref().map(parse_time).transpose()?,
         limit: Some(q.limit.unwrap_or(200).min(u32::MAX as usize) as u32),
+        node: None,
     };
     let listed = st.store.session_listings(&filter).await?;
     Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels)).collect()))
@@ -692,7 +694,7 @@ async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> A
     caller.require(Role::Admin)?;
     let role: Role =
         b.role.parse().map_err(|_| ApiError::bad_request("role must be user, auditor or admin"))?;
-    if !keepwatch_core::valid_name(&b.name) || b.name == crate::CLI_TOKEN_NAME {
+    if !keepwatch_core::valid_name(&b.name) || crate::is_cli_token(&b.name) {
         return Err(ApiError::bad_request(format!("{:?} is not a valid token name", b.name)));
     }
     let person: Option<PersonName> = match b.person.as_deref().filter(|p| !p.is_empty()) {

@@ -20,8 +20,20 @@ use crate::{ApiError, WebConfig, WebState};
 
 /// The browser session cookie.
 pub(crate) const COOKIE: &str = "kw_session";
-/// The token the CLI (`watch`, `kill`) uses, kept in the data directory with mode 0600.
+/// The token the CLI (`watch`, `kill`) uses, kept in the data directory with mode 0600; each
+/// node has its own (`local-cli.<node>`), so nodes sharing a database do not replace each
+/// other's.
 pub const CLI_TOKEN_NAME: &str = "local-cli";
+
+/// The CLI token of `node`.
+pub fn cli_token_name(node: &str) -> String {
+    format!("{CLI_TOKEN_NAME}.{node}")
+}
+
+/// Whether `name` is a CLI token's (reserved: no one else may create one so named).
+pub fn is_cli_token(name: &str) -> bool {
+    name == CLI_TOKEN_NAME || name.starts_with(&format!("{CLI_TOKEN_NAME}."))
+}
 
 /// An authenticated caller: the [`Viewer`] every look is decided for.
 #[derive(Debug, Clone)]
@@ -238,7 +250,7 @@ impl FromRequestParts<Arc<WebState>> for Caller {
             };
             // The CLI's own token acts for the local OS user it names.
             let actor = match parts.headers.get("x-keepwatch-actor").and_then(|v| v.to_str().ok()) {
-                Some(local) if row.name == CLI_TOKEN_NAME && local.starts_with("local:") => {
+                Some(local) if is_cli_token(&row.name) && local.starts_with("local:") => {
                     local.to_owned()
                 }
                 _ => format!("token:{}", row.name),

@@ -38,7 +38,7 @@ use keepwatch_store::{BlobStore, PasswordChecker, Store, StoreError, Vault};
 
 pub use api::{command_json, rfc3339};
 pub use assets::{Asset, asset};
-pub use auth::{CLI_TOKEN_NAME, random_token, sha256_hex};
+pub use auth::{CLI_TOKEN_NAME, cli_token_name, is_cli_token, random_token, sha256_hex};
 pub use heavy::HeavyLimits;
 pub use index_status::index_status_json;
 pub use replay::ReplayLimits;

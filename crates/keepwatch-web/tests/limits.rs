@@ -132,6 +132,7 @@ async fn session(f: &Fixture, events: &[TimedEvent], per_chunk: usize) -> Sessio
             chain_head: Some(info.chain_head),
             seal_seq: Some(info.seq),
             seal_signature: Some(info.signature.to_vec()),
+            node: None,
         })
         .await
         .unwrap();

@@ -144,6 +144,7 @@ async fn fixture() -> Fixture {
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

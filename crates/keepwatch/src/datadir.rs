@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use keepwatch_core::{MaskRule, OutputMask, Role};
+use keepwatch_core::{MaskRule, NodeId, OutputMask, Role};
 use keepwatch_recorder::{RecorderConfig, RecorderContext};
 use keepwatch_ssh::GatewayConfig;
 use keepwatch_store::{Archive, BlobStore, Database, S3Options, Store, Vault, hash_password};
@@ -163,6 +163,17 @@ segment_bytes = 8388608
 # sessions end with a message and new ones are refused (fail closed), as on a full disk.
 outage_spool_bytes = 1073741824
 
+[node]
+# This gateway's name among the nodes that share one database (letters, digits, '.', '_',
+# '-'). Empty: the name in this data directory's node-id file, made at the first start. Every
+# node needs a data directory of its own (its spool); a copied node-id file makes two
+# processes one node, and the older one is fenced (its sessions end) at its next heartbeat.
+id = ""
+# How often this node records that it is alive, and after how long without a heartbeat
+# another node seals this node's sessions as interrupted (from the recordings in the bucket).
+heartbeat_s = 5
+lapse_s = 30
+
 [index]
 # Extract commands and output from the recordings into the search index (off the data
 # path: live recordings are read back from disk, a slow index never slows a session).
@@ -185,6 +196,36 @@ pub(crate) struct FileConfig {
     pub anchor: AnchorSection,
     pub storage: StorageSection,
     pub index: IndexSection,
+    pub node: NodeSection,
+}
+
+/// This node among those sharing the database (`[node]`); see `DEFAULT_CONFIG`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NodeSection {
+    pub id: String,
+    pub heartbeat_s: u64,
+    pub lapse_s: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { id: String::new(), heartbeat_s: 5, lapse_s: 30 }
+    }
+}
+
+impl NodeSection {
+    /// The heartbeat interval and the lapse after which a silent node's sessions are sealed.
+    pub(crate) fn timing(&self) -> anyhow::Result<(Duration, Duration)> {
+        if self.heartbeat_s == 0 || self.lapse_s < 3 * self.heartbeat_s {
+            bail!(
+                "[node] lapse_s ({}) must be at least three heartbeats (heartbeat_s = {}, at least 1) in keepwatch.toml",
+                self.lapse_s,
+                self.heartbeat_s
+            );
+        }
+        Ok((Duration::from_secs(self.heartbeat_s), Duration::from_secs(self.lapse_s)))
+    }
 }
 
 /// Where recordings are archived (`[storage]`); see `DEFAULT_CONFIG`.
@@ -423,6 +464,7 @@ impl Default for FileConfig {
             anchor: AnchorSection::default(),
             storage: StorageSection::default(),
             index: IndexSection::default(),
+            node: NodeSection::default(),
         }
     }
 }
@@ -817,12 +859,42 @@ impl DataDir {
         cfg: &FileConfig,
     ) -> anyhow::Result<RecorderContext> {
         Ok(RecorderContext::new(
+            self.node_id(cfg)?,
             store.clone(),
             self.blobs()?,
             Arc::new(self.signing_key()?),
             cfg.recorder()?,
             cfg.storage.ship(),
         ))
+    }
+}
+
+impl DataDir {
+    /// This node's name: `[node] id`, else the data directory's `node-id` file (made with a
+    /// fresh name the first time).
+    pub(crate) fn node_id(&self, cfg: &FileConfig) -> anyhow::Result<NodeId> {
+        if !cfg.node.id.is_empty() {
+            return cfg.node.id.parse().context("[node] id in keepwatch.toml");
+        }
+        let path = self.root().join("node-id");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().with_context(|| {
+                format!("{} (delete it to get a fresh node name)", path.display())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let node = NodeId::generate();
+                let mut f = std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                f.write_all(format!("{node}\n").as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(node)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
     }
 }
 

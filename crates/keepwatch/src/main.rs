@@ -87,6 +87,8 @@ enum Command {
     /// Manage API tokens for automation.
     #[command(subcommand)]
     Token(remote::TokenCommand),
+    /// List the gateway nodes sharing this database, with their heartbeats and live sessions.
+    Nodes(sessions::NodesArgs),
     /// Copy this (SQLite) installation's metadata into an empty PostgreSQL database,
     /// verifying every recording first; then set `[store] database` to switch.
     Migrate(migrate::MigrateArgs),
@@ -147,6 +149,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(a) => remote::watch(&dir, a).await,
         Command::Kill(a) => remote::kill(&dir, a).await,
         Command::Token(c) => remote::token(&dir, c).await,
+        Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }
 }

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use keepwatch_core::{AuditAction, PersonName, Role, SessionId};
+use keepwatch_core::{AuditAction, NodeId, PersonName, Role, SessionId};
 use keepwatch_store::{NewAudit, NewToken, Store, TokenRow};
-use keepwatch_web::{CLI_TOKEN_NAME, random_token, sha256_hex};
+use keepwatch_web::{CLI_TOKEN_NAME, cli_token_name, is_cli_token, random_token, sha256_hex};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -63,7 +63,13 @@ pub(crate) enum TokenCommand {
 }
 
 /// Called by `run`: a fresh local credential and the web address for this run's CLI.
-pub(crate) async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn publish(
+    dir: &DataDir,
+    store: &Store,
+    node: &NodeId,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let name = cli_token_name(node.as_str());
     let token = format!("kw_{}", random_token().map_err(|e| anyhow::anyhow!(e.message))?);
     // A new admin credential at every start: audited like any other token.
     let audit = NewAudit {
@@ -72,10 +78,10 @@ pub(crate) async fn publish(dir: &DataDir, store: &Store, addr: SocketAddr) -> a
         session_id: None,
         client_addr: None,
         detail: format!(
-            "{CLI_TOKEN_NAME} as admin (the CLI's credential for this run of the gateway)"
+            "{name} as admin (the CLI's credential for this run of the gateway on node {node})"
         ),
     };
-    store.set_token(CLI_TOKEN_NAME, Role::Admin, &sha256_hex(&token), audit).await?;
+    store.set_token(&name, Role::Admin, &sha256_hex(&token), audit).await?;
     write_private(&dir.root().join(TOKEN_FILE), &token)?;
     write_private(&dir.root().join(ADDR_FILE), &addr.to_string())?;
     Ok(())
@@ -200,9 +206,9 @@ pub(crate) async fn token(dir: &DataDir, cmd: TokenCommand) -> anyhow::Result<Ex
     let store = dir.store().await?;
     match cmd {
         TokenCommand::Create { name, role, person } => {
-            if !keepwatch_core::valid_name(&name) || name == CLI_TOKEN_NAME {
+            if !keepwatch_core::valid_name(&name) || is_cli_token(&name) {
                 bail!(
-                    "{name:?} is not a valid token name (letters, digits, . _ -; not {CLI_TOKEN_NAME})"
+                    "{name:?} is not a valid token name (letters, digits, . _ -; not {CLI_TOKEN_NAME} or {CLI_TOKEN_NAME}.*)"
                 );
             }
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("{e}"))?;

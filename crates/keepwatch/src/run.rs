@@ -31,6 +31,16 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     tracing::info!(database = %dir.database()?.describe(), "metadata store open");
     let recorder = dir.recorder_context(&store, &cfg)?;
     let blobs = recorder.blobs.clone();
+    // This node joins the others on the database before it recovers anything, so a survivor
+    // that sees its fresh heartbeat leaves its sessions to it.
+    let node = recorder.node.clone();
+    let (heartbeat, lapse) = cfg.node.timing()?;
+    let instance = keepwatch_core::SessionId::new().to_string();
+    store
+        .register_node(&node, &instance, keepwatch_store::now_us())
+        .await
+        .with_context(|| format!("cannot register node {node} in the database"))?;
+    eprintln!("keepwatch: node {node}");
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
         .context("cannot list the sessions the last stop left active")?;
@@ -125,7 +135,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         web_config,
     )
     .map_err(|e| anyhow::anyhow!("cannot start the web console: {}", e.message))?;
-    crate::remote::publish(dir, &store, web_addr).await?;
+    crate::remote::publish(dir, &store, &node, web_addr).await?;
     let web_task = tokio::spawn(keepwatch_web::serve(
         web,
         keepwatch_web::router(web_state),
@@ -141,10 +151,28 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     ));
     let indexer = cfg.index.enabled.then(|| {
         let every = Duration::from_millis(cfg.index.interval_ms.max(50));
-        let indexer = keepwatch_index::Indexer::new(store.clone(), blobs);
+        let indexer = keepwatch_index::Indexer::new(store.clone(), blobs).on_node(node.clone());
         tokio::spawn(indexer.run(every, shutdown.clone()))
     });
-    wait_for_signal().await?;
+    let fenced = CancellationToken::new();
+    let beat_stop = CancellationToken::new();
+    let beats = tokio::spawn(beat(
+        ctx.clone(),
+        Beat { node: node.clone(), instance, every: heartbeat, lapse },
+        fenced.clone(),
+        beat_stop.clone(),
+    ));
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        _ = fenced.cancelled() => {}
+    }
+    beat_stop.cancel();
+    let _ = beats.await;
+    if fenced.is_cancelled() {
+        ctx.terminate_all(
+            "keepwatch: this gateway node lost its place in the cluster, so the session was ended",
+        );
+    }
     eprintln!("keepwatch: shutting down; sealing {} live session(s)", ctx.live_sessions().len());
     shutdown.cancel();
     let _ = gateway.await;
@@ -171,6 +199,65 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     store.close().await;
     eprintln!("keepwatch: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// This node's place among the nodes sharing the database.
+struct Beat {
+    node: keepwatch_core::NodeId,
+    instance: String,
+    every: Duration,
+    lapse: Duration,
+}
+
+/// Beats every `b.every`, and after each beat seals the sessions of nodes silent for longer
+/// than `b.lapse` (see `recover_lapsed_nodes`). When the database no longer knows this
+/// process as the node (another process took the name, or the others gave it up for dead
+/// and sealed its sessions), `fenced` is cancelled and the gateway stops. A beat that
+/// cannot reach the database is retried at the next tick.
+async fn beat(
+    ctx: Arc<GatewayContext>,
+    b: Beat,
+    fenced: CancellationToken,
+    stop: CancellationToken,
+) {
+    let store = &ctx.recorder.store;
+    let mut tick = tokio::time::interval(b.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = keepwatch_store::now_us();
+        match store.node_heartbeat(&b.node, &b.instance, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(node = %b.node, "this node is no longer registered as this process: another process runs under its name, or the other nodes gave it up after {} s of silence; stopping", b.lapse.as_secs());
+                eprintln!(
+                    "keepwatch: node {} was taken over (another process with the same [node] id, or silent for over {} s); stopping",
+                    b.node,
+                    b.lapse.as_secs()
+                );
+                fenced.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(node = %b.node, error = %e, "cannot record this node's heartbeat");
+                continue;
+            }
+        }
+        let lapsed_before = now - b.lapse.as_micros() as i64;
+        match keepwatch_recorder::recover_lapsed_nodes(&ctx.recorder, lapsed_before).await {
+            Ok(sealed) => {
+                for (dead, id, outcome) in sealed {
+                    eprintln!(
+                        "keepwatch: node {dead} stopped answering; session {id}: {outcome:?}"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for silent nodes"),
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -139,6 +139,7 @@ fn session_row_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
         "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "chain_head": s.chain_head.map(|h| to_hex(&h)),
+        "node": s.node.as_ref().map(|n| n.as_str()),
         "channels": channels.iter().map(channel_json).collect::<Vec<_>>(),
     })
 }
@@ -474,5 +475,53 @@ pub(crate) async fn audit(dir: &DataDir, a: AuditArgs) -> anyhow::Result<ExitCod
             .collect();
         table(&["AT", "ACTOR", "ACTION", "SESSION", "DETAIL"], &rows);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub(crate) struct NodesArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+/// The gateway nodes sharing this database: when each started, when it last beat, and how
+/// many live sessions it owns. A node whose heartbeat is older than `[node] lapse_s` is
+/// presumed dead; the next beat of another node seals its sessions and forgets it.
+pub(crate) async fn nodes(dir: &DataDir, a: NodesArgs) -> anyhow::Result<ExitCode> {
+    let store = dir.store().await?;
+    let now = keepwatch_store::now_us();
+    let mut rows = Vec::new();
+    for n in store.nodes().await? {
+        let filter = SessionFilter { node: Some(n.id.clone()), ..SessionFilter::active() };
+        let live = store.sessions(&filter).await?.len();
+        rows.push((n, live));
+    }
+    if a.json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|(n, live)| {
+                json!({
+                    "node": n.id.as_str(), "started_at": rfc3339(n.started_at_us),
+                    "heartbeat_at": rfc3339(n.heartbeat_at_us),
+                    "heartbeat_age_s": (now - n.heartbeat_at_us).max(0) / 1_000_000,
+                    "active_sessions": live,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(n, live)| {
+            vec![
+                n.id.to_string(),
+                rfc3339(n.started_at_us),
+                format!("{} s ago", (now - n.heartbeat_at_us).max(0) / 1_000_000),
+                live.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NODE", "STARTED", "LAST HEARTBEAT", "ACTIVE SESSIONS"], &cells);
     Ok(ExitCode::SUCCESS)
 }

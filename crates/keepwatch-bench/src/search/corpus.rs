@@ -337,6 +337,7 @@ impl Iterator for Generator<'_> {
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         };
         Some((session, rows))
     }

@@ -28,7 +28,8 @@ async fn world(ship: ShipConfig) -> World {
     let blobs = BlobStore::new(&root.join("data"), archive).unwrap();
     let key = Arc::new(SigningKey::from_bytes(&[5; 32]));
     let config = RecorderConfig { flush_interval: Duration::from_millis(50), ..Default::default() };
-    let ctx = RecorderContext::new(store, blobs, key.clone(), config, ship);
+    let ctx =
+        RecorderContext::new("node-test".parse().unwrap(), store, blobs, key.clone(), config, ship);
     World { _dir: dir, root, ctx, key }
 }
 
@@ -56,6 +57,7 @@ async fn start(w: &World) -> Recorder {
         chain_head: None,
         seal_seq: None,
         seal_signature: None,
+        node: None,
     };
     w.ctx.store.insert_session(&row).await.unwrap();
     let start = SessionStart {

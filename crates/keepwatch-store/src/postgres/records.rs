@@ -1,7 +1,7 @@
 //! What happened, in PostgreSQL: sessions, channels, transfers and the ledger of sealed sessions.
 
 use ed25519_dalek::SigningKey;
-use keepwatch_core::{SessionId, SessionStatus};
+use keepwatch_core::{NodeId, SessionId, SessionStatus};
 use keepwatch_recording::SealInfo;
 use sqlx::Row;
 
@@ -20,12 +20,12 @@ macro_rules! transfer_select {
     };
 }
 
-/// The sessions a [`SessionFilter`] picks, newest first (bound as ?1..?6).
+/// The sessions a [`SessionFilter`] picks, newest first (bound as $1..$7).
 macro_rules! session_where {
     () => {
         " WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.person = $2) \
          AND ($3 IS NULL OR s.target = $3) AND ($4 IS NULL OR s.started_at_us >= $4) \
-         AND ($5 IS NULL OR s.started_at_us <= $5) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
+         AND ($5 IS NULL OR s.started_at_us <= $5) AND ($7::text IS NULL OR s.node = $7) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
     };
 }
 
@@ -39,13 +39,14 @@ fn bind_filter<'q>(
         .bind(f.since_us)
         .bind(f.until_us)
         .bind(f.limit.map(i64::from))
+        .bind(f.node.as_ref().map(|n| n.as_str().to_owned()))
 }
 
 impl Postgres {
     pub(crate) async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, status, \
-             reason, started_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             reason, started_at_us, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(s.id.to_string())
         .bind(&s.person)
@@ -56,6 +57,7 @@ impl Postgres {
         .bind(s.status.as_str())
         .bind(&s.reason)
         .bind(s.started_at_us)
+        .bind(s.node.as_ref().map_or("", NodeId::as_str))
         .execute(&self.pool)
         .await
         .at("insert session", s.id)?;

@@ -94,6 +94,7 @@ async fn live_session(store: &Store) -> SessionId {
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

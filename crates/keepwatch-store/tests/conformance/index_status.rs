@@ -37,6 +37,7 @@ impl<'a> Env<'a> {
                 chain_head: None,
                 seal_seq: None,
                 seal_signature: None,
+                node: None,
             })
             .await
             .unwrap();

@@ -31,6 +31,7 @@ async fn session(store: &Store, person: &str, status: SessionStatus) -> SessionI
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

@@ -12,6 +12,7 @@ mod copy;
 mod index_status;
 mod looks;
 mod migrations;
+mod nodes;
 mod records;
 mod search;
 mod targets;

@@ -33,6 +33,7 @@ async fn session(
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

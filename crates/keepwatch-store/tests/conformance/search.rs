@@ -36,6 +36,7 @@ pub(crate) async fn session(
             chain_head: None,
             seal_seq: None,
             seal_signature: None,
+            node: None,
         })
         .await
         .unwrap();

@@ -14,6 +14,7 @@ mod forwarding;
 mod limits;
 mod load;
 mod looks;
+mod nodes;
 mod refusals;
 mod search;
 mod secrets;

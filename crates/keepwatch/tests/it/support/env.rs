@@ -100,7 +100,10 @@ impl TestEnvBuilder {
             config.insert(0, ("region = \"\"".into(), format!("region = \"{REGION}\"")));
             config.insert(0, ("allow_http = false".into(), "allow_http = true".into()));
         }
+        let postgres_url = postgres.as_ref().map(|pg| pg.url.clone());
         let env = TestEnv {
+            env: garage.iter().flat_map(Garage::env).collect(),
+            postgres_url,
             garage,
             child: None,
             ssh_port: 0,
@@ -165,6 +168,10 @@ pub(crate) struct TestEnv {
     dir: tempfile::TempDir,
     /// The gateway's database when it is PostgreSQL; dropped after the gateway is stopped.
     postgres: Option<TestPostgres>,
+    /// The database URL when it is PostgreSQL (a [`TestEnv::peer`] shares it, not owns it).
+    postgres_url: Option<String>,
+    /// What every `keepwatch` process gets in its environment (the bucket's key).
+    env: Vec<(String, String)>,
 }
 
 /// The gateway's database and recordings, read from the test.
@@ -268,7 +275,7 @@ impl TestEnv {
             .arg("--data-dir")
             .arg(self.data())
             .args(args)
-            .envs(self.garage.iter().flat_map(Garage::env))
+            .envs(self.env.iter().cloned())
             .env("KEEPWATCH_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -301,7 +308,7 @@ impl TestEnv {
             .arg("--data-dir")
             .arg(self.data())
             .args(["run", "--ssh-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"])
-            .envs(self.garage.iter().flat_map(Garage::env))
+            .envs(self.env.iter().cloned())
             .env("KEEPWATCH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -340,6 +347,12 @@ impl TestEnv {
         assert!(st.success());
         let mut child = self.child.take().unwrap();
         wait_for("the gateway to exit", GATEWAY_TIMEOUT, || child.try_wait().unwrap())
+    }
+
+    /// Waits up to `within` for the gateway to exit on its own.
+    pub(crate) fn wait_exit(&mut self, within: std::time::Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("gateway not running");
+        wait_for("the gateway to exit on its own", within, || child.try_wait().unwrap())
     }
 
     /// SIGKILL: a crash.
@@ -450,13 +463,45 @@ impl TestEnv {
 
     /// Whether the gateway's metadata is in PostgreSQL ([`TestEnvBuilder::postgres`]).
     pub(crate) fn on_postgres(&self) -> bool {
-        self.postgres.is_some()
+        self.postgres_url.is_some()
+    }
+
+    /// Another node of this env's cluster, not started: a data directory of its own (so a
+    /// spool and a node name of its own) with this one's keys and keepwatch.toml, and the
+    /// same PostgreSQL database, bucket and targets. Drop it before this env.
+    pub(crate) fn peer(&self) -> TestEnv {
+        let url =
+            self.postgres_url.clone().expect("nodes share a database: build with .postgres()");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        for name in
+            ["keepwatch.toml", "signing.key", "signing.pub", "ssh_host_ed25519_key", "vault.key"]
+        {
+            std::fs::copy(self.data().join(name), data.join(name)).unwrap();
+        }
+        TestEnv {
+            child: None,
+            ssh_port: 0,
+            web_port: 0,
+            log: Default::default(),
+            key: self.key.clone(),
+            store: OnceLock::new(),
+            sshd: None,
+            garage: None,
+            dir,
+            postgres: None,
+            postgres_url: Some(url),
+            env: self.env.clone(),
+        }
     }
 
     /// The gateway's database, as keepwatch.toml names it.
     fn database(&self) -> keepwatch_store::Database {
-        match &self.postgres {
-            Some(pg) => keepwatch_store::Database::Postgres(pg.url.clone()),
+        match &self.postgres_url {
+            Some(url) => keepwatch_store::Database::Postgres(url.clone()),
             None => keepwatch_store::Database::Sqlite(self.data().join("keepwatch.db")),
         }
     }

@@ -1,0 +1,130 @@
+//! Several gateway nodes on one PostgreSQL database and one bucket (issue 11): each session
+//! belongs to the node that runs it, a node that starts leaves the others' live sessions
+//! alone, and when a node dies a survivor seals its sessions from the bucket once its
+//! heartbeat lapses, and they verify.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{TestEnv, wait_for};
+
+fn session<'a>(sessions: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    sessions.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no session {id}"))
+}
+
+#[test]
+fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
+    let a = TestEnv::new()
+        .postgres()
+        .s3()
+        .target("web01")
+        .config("heartbeat_s = 5", "heartbeat_s = 1")
+        .config("lapse_s = 30", "lapse_s = 4")
+        .config("segment_interval_ms = 3000", "segment_interval_ms = 300")
+        .start();
+    let mut on_a = a.at_prompt("alice@web01");
+    on_a.send("echo on-a-$((6*7))\n");
+    on_a.wait_output("on-a-42");
+    let id_a = a.sessions()[0]["id"].as_str().unwrap().to_owned();
+    let node_a = a.sessions()[0]["node"].as_str().expect("a session names its node").to_owned();
+
+    // Node B starts (its recovery runs) while A's session is live: it is left alone.
+    let mut b = a.peer();
+    b.start();
+    let node_b =
+        b.log().lines().find_map(|l| l.strip_prefix("keepwatch: node ").map(str::to_owned));
+    let node_b = node_b.expect("node B names itself");
+    assert_ne!(node_a, node_b, "each data directory is a node of its own");
+    on_a.send("echo still-on-a-$((2+3))\n");
+    on_a.wait_output("still-on-a-5");
+    assert_eq!(session(&b.sessions(), &id_a)["status"], "active");
+
+    // Both nodes serve; each session is its node's.
+    let mut on_b = b.at_prompt("alice@web01");
+    on_b.send("echo on-b-$((7*7))\n");
+    on_b.wait_output("on-b-49");
+    let listed = b.sessions();
+    let id_b = listed.iter().find(|s| s["id"] != id_a.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(session(&listed, &id_b)["node"], node_b.as_str());
+    assert_eq!(session(&listed, &id_a)["node"], node_a.as_str());
+
+    // A's last output reaches the bucket, then A dies with its disk.
+    on_a.send("echo last-on-a-$((8*8))\n");
+    on_a.wait_output("last-on-a-64");
+    a.wait_recorded(&id_a, "last-on-a-64");
+    let mut a = a;
+    let spool = a.data().join("spool");
+    let file = spool.join(format!("{id_a}.kwr"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let archive = a.archive();
+    wait_for("A's spool to be uploaded whole", Duration::from_secs(30), || {
+        let segments = rt.block_on(archive.segments(id_a.parse().unwrap())).ok()?;
+        let uploaded: u64 = segments.iter().map(|s| s.size).sum();
+        let written = std::fs::metadata(&file).ok()?.len();
+        (written > 0 && uploaded == written).then_some(())
+    });
+    let died = Instant::now();
+    a.kill9();
+    std::fs::remove_dir_all(&spool).unwrap();
+
+    // B seals A's session as interrupted within the lapse (and a heartbeat or two).
+    let sealed = wait_for("B to seal A's session", Duration::from_secs(30), || {
+        let s = session(&b.sessions(), &id_a).clone();
+        (s["status"] != "active").then_some(s)
+    });
+    let took = died.elapsed();
+    assert_eq!(sealed["status"], "interrupted", "{sealed}");
+    assert_eq!(sealed["node"], node_b.as_str(), "the survivor took it over");
+    assert!(
+        sealed["reason"].as_str().unwrap().contains(&format!("node {node_a} stopped answering")),
+        "{sealed}"
+    );
+    assert!(took < Duration::from_secs(15), "sealed {took:?} after the node died");
+    assert!(b.log().contains(&format!("node {node_a} stopped answering")), "{}", b.log());
+    let shown = b.exported_output(&id_a);
+    for marker in ["on-a-42", "still-on-a-5", "last-on-a-64"] {
+        assert!(shown.contains(marker), "{marker} not in the sealed recording: {shown}");
+    }
+    b.kw_ok(&["verify", &id_a]);
+
+    // B's own session was never touched, and the dead node is forgotten.
+    on_b.send("echo after-$((9*9))\n");
+    on_b.wait_output("after-81");
+    assert_eq!(session(&b.sessions(), &id_b)["status"], "active");
+    on_b.send("exit\n");
+    let (status, _, _) = on_b.finish();
+    assert!(status.success());
+    drop(on_a);
+    let nodes = b.kw_ok(&["nodes", "--json"]);
+    assert!(!nodes.contains(&node_a) && nodes.contains(&node_b), "{nodes}");
+}
+
+/// A data directory copied with its `node-id` makes two processes one node: the one started
+/// second takes the node's row over, and the first, at its next heartbeat, sees it is no
+/// longer the node, ends its sessions and stops, rather than both recovering one node's
+/// sessions.
+#[test]
+fn a_second_process_under_the_same_node_name_fences_the_first() {
+    let mut a = TestEnv::new()
+        .postgres()
+        .target("web01")
+        .config("heartbeat_s = 5", "heartbeat_s = 1")
+        .config("lapse_s = 30", "lapse_s = 4")
+        .start();
+    let name = std::fs::read_to_string(a.data().join("node-id")).unwrap();
+    let mut b = a.peer();
+    std::fs::write(b.data().join("node-id"), &name).unwrap();
+    b.start();
+    assert!(b.log().contains(&format!("keepwatch: node {}", name.trim())), "{}", b.log());
+    let status = a.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(a.log().contains("was taken over"), "{}", a.log());
+    // B goes on serving as the node.
+    let out = b.ssh("alice@web01").arg("echo served-by-b").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("served-by-b"));
+    let nodes = b.json(&["nodes", "--json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["node"], name.trim());
+}
