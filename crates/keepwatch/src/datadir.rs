@@ -117,8 +117,8 @@ header_timeout_s = 5
 # Where the metadata lives (people, targets, grants, sessions, the search index, the ledger,
 # the audit trail, API tokens). Empty: keepwatch.db (SQLite) in this data directory. A
 # PostgreSQL URL ("postgres://USER:PASSWORD@HOST:5432/DB") lets several gateways share one
-# database; `keepwatch migrate --to URL` copies an SQLite installation into it. Recordings
-# stay in this data directory either way.
+# database (see docs/deploy.md); `keepwatch migrate --to URL` copies an SQLite installation
+# into it. Recordings go where [storage] recordings says.
 database = ""
 
 [trust]
