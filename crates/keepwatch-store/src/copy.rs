@@ -291,6 +291,7 @@ pub(crate) const TABLES: &[Table] = &[
             ("id", Text),
             ("instance", Text),
             ("started_at_us", Int),
+            ("web_addr", Text),
             ("heartbeat_at_us", Int),
         ],
         order_by: "id",

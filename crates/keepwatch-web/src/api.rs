@@ -36,6 +36,7 @@ pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/sessions/{id}/replay", get(replay))
         .route("/api/v1/sessions/{id}/export", get(export))
         .route("/api/v1/sessions/{id}/terminate", post(terminate))
+        .route("/api/v1/nodes/terminate", post(node_terminate))
         .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
         .route("/api/v1/search", get(search))
         .route("/api/v1/index", get(crate::index_status::index_status))
@@ -397,13 +398,64 @@ async fn terminate(
         reason.chars().filter(|c| !keepwatch_core::needs_escape(*c)).take(500).collect();
     let s = look(&st, &caller, &id, Look::Terminate, &reason).await?;
     let message = format!("keepwatch: session terminated by {}: {reason}", caller.actor());
-    if !st.live.terminate(s.id, &message) {
+    if !st.live.terminate_anywhere(s.id, &message).await {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("session {} is not live on this gateway", s.id),
+            format!("session {} is not live on any gateway node", s.id),
         ));
     }
     Ok(Json(json!({ "terminated": s.id.to_string() })))
+}
+
+/// How far a node's request may be from this node's clock (either way) and still count.
+const NODE_REQUEST_WINDOW_US: i64 = 60_000_000;
+
+/// The header carrying a node request's signature: BLAKE3 keyed with the node key over the
+/// whole body, in hex.
+pub const NODE_MAC_HEADER: &str = "x-keepwatch-node-mac";
+
+/// What a node asks the node running a session (the body of `POST /api/v1/nodes/terminate`).
+#[derive(Deserialize, serde::Serialize)]
+pub struct NodeTerminate {
+    /// The asking node, for the log.
+    pub from: String,
+    pub session: String,
+    /// Shown to the person, as the asking node wrote it (it audited the termination).
+    pub message: String,
+    /// When the asking node signed it, unix µs.
+    pub at_us: i64,
+}
+
+/// Another node asks this one to end a session it runs. The asking node decided and audited
+/// the termination for its caller; this node checks the request's signature and age (a
+/// replay inside the window can only end the same session with the same message) and ends
+/// the session if it is live here.
+async fn node_terminate(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+    let Some(key) = st.live.node_key() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "this gateway takes no node requests"));
+    };
+    let mac = headers.get(NODE_MAC_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // blake3::Hash compares in constant time.
+    let signed = blake3::Hash::from_hex(mac).is_ok_and(|m| m == blake3::keyed_hash(&key, &body));
+    if !signed {
+        return Err(ApiError::unauthorized("node request not signed with this cluster's node key"));
+    }
+    let req: NodeTerminate = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a node request: {e}")))?;
+    if (keepwatch_store::now_us() - req.at_us).abs() > NODE_REQUEST_WINDOW_US {
+        return Err(ApiError::unauthorized("node request too old (or a clock is off)"));
+    }
+    let id: SessionId =
+        req.session.parse().map_err(|_| ApiError::bad_request("not a session id"))?;
+    let from = keepwatch_core::clean(&req.from, 64);
+    tracing::info!(session_id = %id, from = %from, "another node asks to end a session");
+    if !st.live.terminate(id, &req.message) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("session {id} is not live on this node"),
+        ));
+    }
+    Ok(Json(json!({ "terminated": id.to_string() })))
 }
 
 // ---- search, live, audit ----
@@ -466,7 +518,7 @@ async fn live(State(st): St, caller: Caller) -> ApiResult {
                 json!({
                     "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
                     "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),
-                    "last_command": l.last_command,
+                    "last_command": l.last_command, "node": s.node.as_ref().map(|n| n.as_str()),
                 })
             })
             .collect(),

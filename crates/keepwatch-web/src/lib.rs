@@ -36,7 +36,7 @@ use keepwatch_core::{LoginLimiter, SessionId};
 use keepwatch_recorder::WatchStart;
 use keepwatch_store::{BlobStore, PasswordChecker, Store, StoreError, Vault};
 
-pub use api::{command_json, rfc3339};
+pub use api::{NODE_MAC_HEADER, NodeTerminate, command_json, rfc3339};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, cli_token_name, is_cli_token, random_token, sha256_hex};
 pub use heavy::HeavyLimits;
@@ -46,8 +46,19 @@ pub use serve::{ListenerConfig, serve};
 
 /// What the web side may ask of the running gateway.
 pub trait LiveControl: Send + Sync + 'static {
-    /// Ends a live session, showing `message` to the person; false when it is not live.
+    /// Ends a session live on this node, showing `message` to the person; false when it is
+    /// not live here.
     fn terminate(&self, id: SessionId, message: &str) -> bool;
+    /// Ends a live session on whichever node runs it (asking that node when it is not this
+    /// one); false when no node has it live.
+    fn terminate_anywhere<'a>(&'a self, id: SessionId, message: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(self.terminate(id, message)))
+    }
+    /// The key that signs requests between the nodes sharing the database
+    /// (`POST /api/v1/nodes/terminate`); `None` refuses such requests.
+    fn node_key(&self) -> Option<[u8; 32]> {
+        None
+    }
     /// Starts watching a live session; `None` when it is not live.
     fn watch(&self, id: SessionId) -> BoxFuture<'_, Option<WatchStart>>;
     /// A target host key given as text (`ssh-ed25519 AAAA... comment`), parsed and written

@@ -173,6 +173,12 @@ id = ""
 # another node seals this node's sessions as interrupted (from the recordings in the bucket).
 heartbeat_s = 5
 lapse_s = 30
+# Where the other nodes reach this node's web listener (host:port), to end a session this
+# node runs when someone asks another node. Empty: the address the web listener is bound to
+# (set this when it listens on 0.0.0.0). Requests between nodes are signed with a key
+# derived from vault.key, which every node shares; with [proxy] web = true they start with
+# a PROXY header, so list the nodes' addresses in [proxy] trusted too.
+advertise_web = ""
 
 [index]
 # Extract commands and output from the recordings into the search index (off the data
@@ -206,11 +212,12 @@ pub(crate) struct NodeSection {
     pub id: String,
     pub heartbeat_s: u64,
     pub lapse_s: u64,
+    pub advertise_web: String,
 }
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { id: String::new(), heartbeat_s: 5, lapse_s: 30 }
+        NodeSection { id: String::new(), heartbeat_s: 5, lapse_s: 30, advertise_web: String::new() }
     }
 }
 
@@ -795,6 +802,13 @@ impl DataDir {
         }
         .with_context(|| format!("{CONFIG} [storage] recordings: cannot open the archive"))?;
         BlobStore::new(&self.root, archive).context("cannot open the recording spool")
+    }
+
+    /// The key that signs requests between the nodes sharing a database, derived from the
+    /// vault key (which every node has, and which is worth more than this key).
+    pub(crate) fn node_key(&self) -> anyhow::Result<[u8; 32]> {
+        let key = unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")?;
+        Ok(blake3::derive_key("keepwatch 2026-11 requests between gateway nodes", &key))
     }
 
     pub(crate) fn vault(&self) -> anyhow::Result<Vault> {

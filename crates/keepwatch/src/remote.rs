@@ -184,15 +184,30 @@ fn api_error(status: u16, body: &str) -> String {
 
 /// One HTTP/1.1 POST to the gateway on loopback; the status and the body.
 async fn post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| {
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("X-Keepwatch-Actor", &local_actor())];
+    let s = tokio::net::TcpStream::connect(addr).await.with_context(|| {
         format!("cannot reach the gateway at {addr}: is `keepwatch run` running?")
     })?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nX-Keepwatch-Actor: {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        local_actor(),
+    http_post(s, addr, path, &headers, body).await
+}
+
+/// One HTTP/1.1 POST of a JSON `body` on `s` (connected to `host`); the status and the body.
+pub(crate) async fn http_post(
+    mut s: tokio::net::TcpStream,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
+    ));
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;

@@ -128,7 +128,12 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
             blobs: blobs.clone(),
             verifying_key: dir.verifying_key()?,
             vault: Some(dir.vault()?),
-            live: Arc::new(Gateway(ctx.clone())),
+            live: Arc::new(Gateway {
+                ctx: ctx.clone(),
+                node: node.clone(),
+                node_key: dir.node_key()?,
+                proxy_header: cfg.proxy.web,
+            }),
             logins: logins.clone(),
             passwords: passwords.clone(),
         },
@@ -136,6 +141,15 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     )
     .map_err(|e| anyhow::anyhow!("cannot start the web console: {}", e.message))?;
     crate::remote::publish(dir, &store, &node, web_addr).await?;
+    let advertise = if cfg.node.advertise_web.is_empty() {
+        web_addr.to_string()
+    } else {
+        cfg.node.advertise_web.clone()
+    };
+    store
+        .advertise_node(&node, &instance, &advertise)
+        .await
+        .with_context(|| format!("cannot publish node {node}'s web address"))?;
     let web_task = tokio::spawn(keepwatch_web::serve(
         web,
         keepwatch_web::router(web_state),
@@ -272,17 +286,92 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 /// The running gateway as the web side sees it.
-struct Gateway(Arc<GatewayContext>);
+struct Gateway {
+    ctx: Arc<GatewayContext>,
+    node: keepwatch_core::NodeId,
+    node_key: [u8; 32],
+    /// Requests to other nodes start with a PROXY header (`[proxy] web`).
+    proxy_header: bool,
+}
+
+/// How long asking another node to end a session may take.
+const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Gateway {
+    /// Asks the node that runs session `id` (by the database) to end it; false when the
+    /// session is not live, is this node's, or that node cannot be reached or says no.
+    async fn terminate_elsewhere(&self, id: keepwatch_core::SessionId, message: &str) -> bool {
+        let store = &self.ctx.recorder.store;
+        let Ok(Some(s)) = store.session(id).await else { return false };
+        let Some(owner) = s.node.filter(|n| *n != self.node) else { return false };
+        if s.status != keepwatch_core::SessionStatus::Active {
+            return false;
+        }
+        let Ok(nodes) = store.nodes().await else { return false };
+        let Some(addr) = nodes.into_iter().find(|n| n.id == owner).map(|n| n.web_addr) else {
+            return false;
+        };
+        if addr.is_empty() {
+            return false;
+        }
+        let body = keepwatch_web::NodeTerminate {
+            from: self.node.to_string(),
+            session: id.to_string(),
+            message: message.to_owned(),
+            at_us: keepwatch_store::now_us(),
+        };
+        let Ok(body) = serde_json::to_string(&body) else { return false };
+        let mac = blake3::keyed_hash(&self.node_key, body.as_bytes()).to_hex();
+        let ask = async {
+            let mut s = tokio::net::TcpStream::connect(&addr).await?;
+            if self.proxy_header {
+                tokio::io::AsyncWriteExt::write_all(&mut s, b"PROXY UNKNOWN\r\n").await?;
+            }
+            let headers = [(keepwatch_web::NODE_MAC_HEADER, mac.as_str())];
+            crate::remote::http_post(s, &addr, "/api/v1/nodes/terminate", &headers, &body).await
+        };
+        match tokio::time::timeout(NODE_REQUEST_TIMEOUT, ask).await {
+            Ok(Ok((200, _))) => {
+                tracing::info!(session_id = %id, node = %owner, "asked the node running the session to end it");
+                true
+            }
+            Ok(Ok((status, text))) => {
+                tracing::warn!(session_id = %id, node = %owner, status, reply = %text.trim(), "the node running the session refused to end it");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(session_id = %id, node = %owner, %addr, error = %e, "cannot reach the node running the session");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(session_id = %id, node = %owner, %addr, "the node running the session did not answer in time");
+                false
+            }
+        }
+    }
+}
 
 impl keepwatch_web::LiveControl for Gateway {
     fn terminate(&self, id: keepwatch_core::SessionId, message: &str) -> bool {
-        self.0.terminate(id, message)
+        self.ctx.terminate(id, message)
+    }
+    fn terminate_anywhere<'a>(
+        &'a self,
+        id: keepwatch_core::SessionId,
+        message: &'a str,
+    ) -> futures::future::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.ctx.terminate(id, message) || self.terminate_elsewhere(id, message).await
+        })
+    }
+    fn node_key(&self) -> Option<[u8; 32]> {
+        Some(self.node_key)
     }
     fn watch(
         &self,
         id: keepwatch_core::SessionId,
     ) -> futures::future::BoxFuture<'_, Option<keepwatch_recorder::WatchStart>> {
-        Box::pin(self.0.watch(id))
+        Box::pin(self.ctx.watch(id))
     }
     fn host_key_line(&self, text: &str) -> Result<String, String> {
         russh::keys::PublicKey::from_openssh(text.trim())

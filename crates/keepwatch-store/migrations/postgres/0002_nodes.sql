@@ -9,5 +9,8 @@ CREATE TABLE nodes (
     id TEXT PRIMARY KEY,
     instance TEXT NOT NULL,
     started_at_us BIGINT NOT NULL,
+    -- Where the other nodes reach this node's web listener (live control routed to the
+    -- node that runs a session); '' until the listener is up.
+    web_addr TEXT NOT NULL DEFAULT '',
     heartbeat_at_us BIGINT NOT NULL
 );

@@ -46,11 +46,29 @@ impl Sqlite {
         Ok(r.rows_affected() == 1)
     }
 
-    pub(crate) async fn nodes(&self) -> Result<Vec<(NodeId, i64, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT id, started_at_us, heartbeat_at_us FROM nodes ORDER BY id")
-            .fetch_all(&self.pool)
+    pub(crate) async fn advertise_node(
+        &self,
+        node: &NodeId,
+        instance: &str,
+        web_addr: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE nodes SET web_addr = ?1 WHERE id = ?2 AND instance = ?3")
+            .bind(web_addr)
+            .bind(node.as_str())
+            .bind(instance)
+            .execute(&self.pool)
             .await
-            .at("list nodes", "")?;
+            .at("advertise node", node)?;
+        Ok(())
+    }
+
+    pub(crate) async fn nodes(&self) -> Result<Vec<(NodeId, i64, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, started_at_us, heartbeat_at_us, web_addr FROM nodes ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .at("list nodes", "")?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id").at("list nodes", "")?;
@@ -62,6 +80,7 @@ impl Sqlite {
                     node,
                     r.try_get("started_at_us").at("list nodes", "")?,
                     r.try_get("heartbeat_at_us").at("list nodes", "")?,
+                    r.try_get("web_addr").at("list nodes", "")?,
                 ))
             })
             .collect()

@@ -17,6 +17,8 @@ pub struct NodeRow {
     pub id: NodeId,
     pub started_at_us: i64,
     pub heartbeat_at_us: i64,
+    /// Where the other nodes reach its web listener (`host:port`); empty until it is up.
+    pub web_addr: String,
 }
 
 impl Store {
@@ -47,6 +49,19 @@ impl Store {
         dispatch!(self, b => b.node_heartbeat(node, instance, now_us).await)
     }
 
+    /// Publishes where `node` (as `instance`) takes requests from the other nodes.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn advertise_node(
+        &self,
+        node: &NodeId,
+        instance: &str,
+        web_addr: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.advertise_node(node, instance, web_addr).await)
+    }
+
     /// Every registered node, by name.
     ///
     /// # Errors
@@ -55,10 +70,11 @@ impl Store {
         let rows = dispatch!(self, b => b.nodes().await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, started_at_us, heartbeat_at_us)| NodeRow {
+            .map(|(id, started_at_us, heartbeat_at_us, web_addr)| NodeRow {
                 id,
                 started_at_us,
                 heartbeat_at_us,
+                web_addr,
             })
             .collect())
     }

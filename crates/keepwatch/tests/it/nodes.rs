@@ -128,3 +128,64 @@ fn a_second_process_under_the_same_node_name_fences_the_first() {
     assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
     assert_eq!(nodes[0]["node"], name.trim());
 }
+
+/// `keepwatch kill` on one node ends a session another node runs: the node the CLI talks to
+/// decides and audits the look, then asks the owner (a request signed with the cluster's
+/// node key) to end it; the person sees who ended it and why. A request not signed with
+/// that key is refused.
+#[test]
+fn kill_on_any_node_reaches_the_node_running_the_session() {
+    let a = TestEnv::new().postgres().target("web01").start();
+    let mut b = a.peer();
+    b.start();
+    let mut on_a = a.at_prompt("alice@web01");
+    on_a.send("echo on-a-$((6*7))\n");
+    on_a.wait_output("on-a-42");
+    let id = a.sessions()[0]["id"].as_str().unwrap().to_owned();
+
+    // Unsigned and wrongly signed node requests are refused by A; the session lives on.
+    let body = format!(
+        r#"{{"from":"mallory","session":"{id}","message":"forged","at_us":{}}}"#,
+        keepwatch_store::now_us()
+    );
+    for mac in ["", &"0".repeat(64)] {
+        let status = raw_post(a.web_port(), "/api/v1/nodes/terminate", mac, &body);
+        assert_eq!(status, 401, "mac {mac:?}");
+    }
+
+    let out = b.kw(&["kill", &id, "--reason", "asked on node b"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, stdout, stderr) = on_a.finish();
+    let shown = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+    assert!(shown.contains("keepwatch: session terminated by local:"), "{shown}");
+    assert!(shown.contains(": asked on node b"), "{shown}");
+    let s = wait_for("the session to be sealed", Duration::from_secs(30), || {
+        let s = session(&b.sessions(), &id).clone();
+        (s["status"] != "active").then_some(s)
+    });
+    assert_eq!(s["status"], "terminated", "{s}");
+    // Audited once, by the node that decided it, for the person who asked.
+    let audit = b.json(&["audit", "--session", &id, "--action", "session_terminated", "--json"]);
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    assert!(audit[0]["detail"].as_str().unwrap().contains("asked on node b"), "{audit}");
+    // Nothing live anywhere: a second kill says so.
+    let again = b.kw(&["kill", &id, "--reason", "again"]);
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("not live"), "{said}");
+}
+
+/// One HTTP POST with `mac` in the node signature header; the status.
+fn raw_post(port: u16, path: &str, mac: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nX-Keepwatch-Node-Mac: {mac}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
