@@ -11,6 +11,8 @@ fn session<'a>(sessions: &'a [serde_json::Value], id: &str) -> &'a serde_json::V
     sessions.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no session {id}"))
 }
 
+/// Three nodes; A dies with its disk while B and C both beat: exactly one of them claims and
+/// seals A's session, from the bucket, and it verifies.
 #[test]
 fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     let a = TestEnv::new()
@@ -27,13 +29,21 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     let id_a = a.sessions()[0]["id"].as_str().unwrap().to_owned();
     let node_a = a.sessions()[0]["node"].as_str().expect("a session names its node").to_owned();
 
-    // Node B starts (its recovery runs) while A's session is live: it is left alone.
+    // Nodes B and C start (their recovery runs) while A's session is live: it is left alone.
+    let name = |env: &TestEnv| {
+        let line =
+            env.log().lines().find_map(|l| l.strip_prefix("keepwatch: node ").map(str::to_owned));
+        line.expect("a node names itself")
+    };
     let mut b = a.peer();
     b.start();
-    let node_b =
-        b.log().lines().find_map(|l| l.strip_prefix("keepwatch: node ").map(str::to_owned));
-    let node_b = node_b.expect("node B names itself");
-    assert_ne!(node_a, node_b, "each data directory is a node of its own");
+    let mut c = a.peer();
+    c.start();
+    let (node_b, node_c) = (name(&b), name(&c));
+    assert!(
+        node_a != node_b && node_b != node_c && node_a != node_c,
+        "one node per data directory"
+    );
     on_a.send("echo still-on-a-$((2+3))\n");
     on_a.wait_output("still-on-a-5");
     assert_eq!(session(&b.sessions(), &id_a)["status"], "active");
@@ -49,6 +59,8 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
         .to_owned();
     assert_eq!(session(&listed, &id_b)["node"], node_b.as_str());
     assert_eq!(session(&listed, &id_a)["node"], node_a.as_str());
+    let nodes = c.json(&["nodes", "--json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 3, "{nodes}");
 
     // A's last output reaches the bucket, then A dies with its disk.
     on_a.send("echo last-on-a-$((8*8))\n");
@@ -69,20 +81,28 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     a.kill9();
     std::fs::remove_dir_all(&spool).unwrap();
 
-    // B seals A's session as interrupted within the lapse (and a heartbeat or two).
-    let sealed = wait_for("B to seal A's session", Duration::from_secs(30), || {
+    // B or C seals A's session as interrupted within the lapse (and a heartbeat or two).
+    let sealed = wait_for("a survivor to seal A's session", Duration::from_secs(30), || {
         let s = session(&b.sessions(), &id_a).clone();
         (s["status"] != "active").then_some(s)
     });
     let took = died.elapsed();
     assert_eq!(sealed["status"], "interrupted", "{sealed}");
-    assert_eq!(sealed["node"], node_b.as_str(), "the survivor took it over");
+    let survivor = sealed["node"].as_str().unwrap().to_owned();
+    assert!(survivor == node_b || survivor == node_c, "a survivor took it over: {sealed}");
+    let recovered =
+        b.json(&["audit", "--session", &id_a, "--action", "session_recovered", "--json"]);
+    assert_eq!(recovered.as_array().unwrap().len(), 1, "sealed once: {recovered}");
     assert!(
         sealed["reason"].as_str().unwrap().contains(&format!("node {node_a} stopped answering")),
         "{sealed}"
     );
+    eprintln!("A's session sealed by {survivor} {took:?} after A died (heartbeat 1 s, lapse 4 s)");
     assert!(took < Duration::from_secs(15), "sealed {took:?} after the node died");
-    assert!(b.log().contains(&format!("node {node_a} stopped answering")), "{}", b.log());
+    let (sealer, other) = if survivor == node_b { (&b, &c) } else { (&c, &b) };
+    let said = format!("node {node_a} stopped answering");
+    assert!(sealer.log().contains(&said), "{}", sealer.log());
+    assert!(!other.log().contains(&said), "both survivors sealed it: {}", other.log());
     let shown = b.exported_output(&id_a);
     for marker in ["on-a-42", "still-on-a-5", "last-on-a-64"] {
         assert!(shown.contains(marker), "{marker} not in the sealed recording: {shown}");
@@ -98,7 +118,10 @@ fn a_survivor_seals_a_dead_nodes_sessions_and_leaves_live_ones_alone() {
     assert!(status.success());
     drop(on_a);
     let nodes = b.kw_ok(&["nodes", "--json"]);
-    assert!(!nodes.contains(&node_a) && nodes.contains(&node_b), "{nodes}");
+    assert!(
+        !nodes.contains(&node_a) && nodes.contains(&node_b) && nodes.contains(&node_c),
+        "{nodes}"
+    );
 }
 
 /// A data directory copied with its `node-id` makes two processes one node: the one started
