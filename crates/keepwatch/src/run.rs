@@ -172,7 +172,13 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let beat_stop = CancellationToken::new();
     let beats = tokio::spawn(beat(
         ctx.clone(),
-        Beat { node: node.clone(), instance, every: heartbeat, lapse },
+        Beat {
+            node: node.clone(),
+            instance,
+            every: heartbeat,
+            lapse,
+            shared: matches!(dir.database()?, keepwatch_store::Database::Postgres(_)),
+        },
         fenced.clone(),
         beat_stop.clone(),
     ));
@@ -221,13 +227,19 @@ struct Beat {
     instance: String,
     every: Duration,
     lapse: Duration,
+    /// The database is shared with other nodes (PostgreSQL), which may claim this node's
+    /// sessions once its heartbeat lapses.
+    shared: bool,
 }
 
 /// Beats every `b.every`, and after each beat seals the sessions of nodes silent for longer
 /// than `b.lapse` (see `recover_lapsed_nodes`). When the database no longer knows this
 /// process as the node (another process took the name, or the others gave it up for dead
 /// and sealed its sessions), `fenced` is cancelled and the gateway stops. A beat that
-/// cannot reach the database is retried at the next tick.
+/// cannot reach the database is retried at the next tick; on a shared database, once the
+/// beats have failed for half the lapse, this node ends its live sessions itself (their
+/// recordings seal as far as they got), so that no session goes on here while a survivor
+/// may be sealing it elsewhere.
 async fn beat(
     ctx: Arc<GatewayContext>,
     b: Beat,
@@ -236,6 +248,8 @@ async fn beat(
 ) {
     let store = &ctx.recorder.store;
     let mut tick = tokio::time::interval(b.every);
+    let mut last_beat = std::time::Instant::now();
+    let mut cut_off = false;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -243,8 +257,21 @@ async fn beat(
             _ = tick.tick() => {}
         }
         let now = keepwatch_store::now_us();
-        match store.node_heartbeat(&b.node, &b.instance, now).await {
-            Ok(true) => {}
+        // A database that hangs counts as one that fails: the lease must not wait on a pool.
+        let beat = tokio::time::timeout(b.every, store.node_heartbeat(&b.node, &b.instance, now))
+            .await
+            .unwrap_or_else(|_| {
+                Err(keepwatch_store::StoreError::Unavailable {
+                    op: "node heartbeat",
+                    id: b.node.to_string(),
+                    source: "no answer within a heartbeat interval".into(),
+                })
+            });
+        match beat {
+            Ok(true) => {
+                last_beat = std::time::Instant::now();
+                cut_off = false;
+            }
             Ok(false) => {
                 tracing::error!(node = %b.node, "this node is no longer registered as this process: another process runs under its name, or the other nodes gave it up after {} s of silence; stopping", b.lapse.as_secs());
                 eprintln!(
@@ -257,6 +284,13 @@ async fn beat(
             }
             Err(e) => {
                 tracing::warn!(node = %b.node, error = %e, "cannot record this node's heartbeat");
+                if b.shared && !cut_off && last_beat.elapsed() >= b.lapse / 2 {
+                    cut_off = true;
+                    tracing::error!(node = %b.node, "no heartbeat for half the lapse: ending this node's sessions before another node claims them");
+                    ctx.terminate_all(
+                        "keepwatch: this gateway node lost its database, so the session was ended",
+                    );
+                }
                 continue;
             }
         }

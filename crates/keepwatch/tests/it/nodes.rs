@@ -212,3 +212,30 @@ fn raw_post(port: u16, path: &str, mac: &str, body: &str) -> u16 {
     s.read_to_string(&mut reply).unwrap();
     reply.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// A node cut off from the shared database cannot beat, so after `lapse_s` another node may
+/// claim its sessions: it ends them itself once its beats have failed for half the lapse, so
+/// no session goes on being relayed here while a survivor may be sealing it elsewhere.
+#[test]
+fn a_node_cut_off_from_its_database_ends_its_sessions_before_others_could_claim_them() {
+    let a = TestEnv::new()
+        .postgres()
+        .target("web01")
+        .config("heartbeat_s = 5", "heartbeat_s = 1")
+        .config("lapse_s = 30", "lapse_s = 6")
+        .start();
+    let mut on_a = a.at_prompt("alice@web01");
+    on_a.send("echo before-$((3*4))\n");
+    on_a.wait_output("before-12");
+    let cut = Instant::now();
+    a.postgres().cut_off();
+    let (_, stdout, stderr) = on_a.finish();
+    let ended = cut.elapsed();
+    a.postgres().reconnect();
+    let shown = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
+    assert!(shown.contains("this gateway node lost its database"), "{shown}");
+    eprintln!(
+        "the session ended {ended:?} after the database was cut off (heartbeat 1 s, lapse 6 s)"
+    );
+    assert!(ended < Duration::from_secs(6), "ended {ended:?} after the cut: others could claim it");
+}

@@ -461,6 +461,13 @@ impl TestEnv {
         });
     }
 
+    /// The PostgreSQL database this env owns ([`TestEnvBuilder::postgres`]).
+    pub(crate) fn postgres(&self) -> &TestPostgres {
+        self.postgres
+            .as_ref()
+            .expect("this env has no database of its own (build with .postgres())")
+    }
+
     /// Whether the gateway's metadata is in PostgreSQL ([`TestEnvBuilder::postgres`]).
     pub(crate) fn on_postgres(&self) -> bool {
         self.postgres_url.is_some()

@@ -57,6 +57,23 @@ impl TestPostgres {
     }
 }
 
+impl TestPostgres {
+    /// Cuts every client off the database (new connections refused, open ones ended), as a
+    /// network partition or a database failover would, until [`Self::reconnect`].
+    pub(crate) fn cut_off(&self) {
+        let name = &self.name;
+        admin(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"));
+        admin(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ));
+    }
+
+    /// Lets clients connect again after [`Self::cut_off`].
+    pub(crate) fn reconnect(&self) {
+        admin(format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", self.name));
+    }
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         let name = self.name.clone();
