@@ -36,8 +36,9 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let node = recorder.node.clone();
     let (heartbeat, lapse) = cfg.node.timing()?;
     let instance = keepwatch_core::SessionId::new().to_string();
+    let registered_at = store.clock_us().await.context("cannot read the database's clock")?;
     store
-        .register_node(&node, &instance, keepwatch_store::now_us())
+        .register_node(&node, &instance, registered_at)
         .await
         .with_context(|| format!("cannot register node {node} in the database"))?;
     eprintln!("keepwatch: node {node}");
@@ -256,17 +257,21 @@ async fn beat(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = keepwatch_store::now_us();
-        // A database that hangs counts as one that fails: the lease must not wait on a pool.
-        let beat = tokio::time::timeout(b.every, store.node_heartbeat(&b.node, &b.instance, now))
-            .await
-            .unwrap_or_else(|_| {
-                Err(keepwatch_store::StoreError::Unavailable {
-                    op: "node heartbeat",
-                    id: b.node.to_string(),
-                    source: "no answer within a heartbeat interval".into(),
-                })
-            });
+        // Stamped and judged by the database's clock (see `Store::clock_us`). A database that
+        // hangs counts as one that fails: the lease must not wait on a pool.
+        let mut now = 0;
+        let beat = tokio::time::timeout(b.every, async {
+            now = store.clock_us().await?;
+            store.node_heartbeat(&b.node, &b.instance, now).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(keepwatch_store::StoreError::Unavailable {
+                op: "node heartbeat",
+                id: b.node.to_string(),
+                source: "no answer within a heartbeat interval".into(),
+            })
+        });
         match beat {
             Ok(true) => {
                 last_beat = std::time::Instant::now();

@@ -9,6 +9,13 @@ use crate::StoreError;
 use crate::error::{At, BadValue};
 
 impl Postgres {
+    pub(crate) async fn clock_us(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
+            .fetch_one(&self.pool)
+            .await
+            .at("read the database clock", "")
+    }
+
     pub(crate) async fn register_node(
         &self,
         node: &NodeId,

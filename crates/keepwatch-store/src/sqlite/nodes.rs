@@ -9,6 +9,11 @@ use crate::StoreError;
 use crate::error::{At, BadValue};
 
 impl Sqlite {
+    /// One file on one host: its clock is this process's.
+    pub(crate) async fn clock_us(&self) -> Result<i64, StoreError> {
+        Ok(crate::now_us())
+    }
+
     pub(crate) async fn register_node(
         &self,
         node: &NodeId,

@@ -22,6 +22,15 @@ pub struct NodeRow {
 }
 
 impl Store {
+    /// The database's clock, unix µs: heartbeats are stamped and judged by one clock, so a
+    /// node whose own clock is off cannot look dead (or alive) to the others.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn clock_us(&self) -> Result<i64, StoreError> {
+        dispatch!(self, b => b.clock_us().await)
+    }
+
     /// Registers (or re-registers, after a restart) `node` as running now as `instance`.
     ///
     /// # Errors

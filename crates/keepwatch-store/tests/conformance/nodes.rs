@@ -94,4 +94,17 @@ async fn only_a_lapsed_owner_loses_its_sessions(db: TestDb) {
     assert!(!s.claim_session(sealed, Some(&a), &c, Some(cutoff)).await.unwrap());
 }
 
-conformance!(heartbeats_fence_a_replaced_instance, only_a_lapsed_owner_loses_its_sessions);
+/// Heartbeats are stamped with the database's clock: on this host it is the same clock as
+/// the process's, within a moment.
+async fn the_database_clock_is_a_clock(db: TestDb) {
+    let before = keepwatch_store::now_us();
+    let at = db.store.clock_us().await.unwrap();
+    let after = keepwatch_store::now_us();
+    assert!(before - SEC <= at && at <= after + SEC, "{before} {at} {after}");
+}
+
+conformance!(
+    heartbeats_fence_a_replaced_instance,
+    only_a_lapsed_owner_loses_its_sessions,
+    the_database_clock_is_a_clock
+);
