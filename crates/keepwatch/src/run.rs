@@ -251,6 +251,7 @@ async fn beat(
     let mut tick = tokio::time::interval(b.every);
     let mut last_beat = std::time::Instant::now();
     let mut cut_off = false;
+    let mut reaping: Option<tokio::task::JoinHandle<()>> = None;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -299,16 +300,24 @@ async fn beat(
                 continue;
             }
         }
-        let lapsed_before = now - b.lapse.as_micros() as i64;
-        match keepwatch_recorder::recover_lapsed_nodes(&ctx.recorder, lapsed_before).await {
-            Ok(sealed) => {
-                for (dead, id, outcome) in sealed {
-                    eprintln!(
-                        "keepwatch: node {dead} stopped answering; session {id}: {outcome:?}"
-                    );
+        // Sealing a dead node's sessions can take long (their recordings come from the
+        // bucket): it runs beside the beats, one round at a time, so this node's own
+        // heartbeat never waits on it and never lapses because of it.
+        if reaping.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            let lapsed_before = now - b.lapse.as_micros() as i64;
+            let recorder = ctx.recorder.clone();
+            reaping = Some(tokio::spawn(async move {
+                match keepwatch_recorder::recover_lapsed_nodes(&recorder, lapsed_before).await {
+                    Ok(sealed) => {
+                        for (dead, id, outcome) in sealed {
+                            eprintln!(
+                                "keepwatch: node {dead} stopped answering; session {id}: {outcome:?}"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot look for silent nodes"),
                 }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot look for silent nodes"),
+            }));
         }
     }
 }
