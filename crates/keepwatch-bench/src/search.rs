@@ -1,7 +1,8 @@
-//! The search index at scale: builds a fresh SQLite store full of synthetic sessions and
-//! commands through `Store::add_commands` (one transaction per session, as the indexer
-//! writes), then times `Store::search` for several classes of query, many different query
-//! strings each, interleaved so every class sees the same machine conditions.
+//! The search index at scale: builds a fresh store (an SQLite file by default, or an empty
+//! PostgreSQL database given by `--database`) full of synthetic sessions and commands through
+//! `Store::add_commands` (one transaction per session, as the indexer writes), then times
+//! `Store::search` for several classes of query, many different query strings each,
+//! interleaved so every class sees the same machine conditions.
 
 mod corpus;
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keepwatch_store::{IndexProgress, SearchQuery, Store};
+use keepwatch_store::{Database, IndexProgress, SearchQuery, Store};
 
 use self::corpus::{DAY_US, END_US, Plan, Rng, SPAN_DAYS, Size};
 
@@ -22,9 +23,14 @@ const P99_TARGET_MS: f64 = 200.0;
 
 #[derive(clap::Args)]
 pub(crate) struct SearchArgs {
-    /// Directory for the benchmark's database (created if missing).
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    /// Directory for the benchmark's SQLite database (created if missing); needed unless
+    /// `--database` names a PostgreSQL database.
+    #[arg(long, value_name = "DIR", required_unless_present = "database")]
+    dir: Option<PathBuf>,
+    /// A `postgres://` URL: benchmark PostgreSQL instead of SQLite. The database must exist
+    /// and be empty (no tables) unless `--reuse`.
+    #[arg(long, value_name = "URL", env = "KW_SEARCH_DATABASE")]
+    database: Option<String>,
     /// Synthetic sessions.
     #[arg(long, env = "KW_SEARCH_SESSIONS", default_value_t = 10_000)]
     sessions: u32,
@@ -44,7 +50,7 @@ pub(crate) struct SearchArgs {
     #[arg(long, env = "KW_SEARCH_SEED", default_value_t = 1)]
     seed: u64,
     /// Time the queries against the database a previous run with the same seed and sizes
-    /// left in DIR, instead of building it again.
+    /// left in DIR (or in the `--database`), instead of building it again.
     #[arg(long)]
     reuse: bool,
     /// Write every timed query as `class<TAB>ms<TAB>hits<TAB>query` to this file.
@@ -126,34 +132,25 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
     if args.sessions == 0 || args.commands < u64::from(args.sessions) {
         bail!("need at least one session and at least one command per session");
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let db = args.dir.join(DB_FILE);
+    let target = Target::from_args(&args)?;
     let size = Size {
         sessions: args.sessions,
         commands: args.commands,
         output_bytes: args.output_mb * 1_000_000,
     };
     let plan = Plan::new(size, args.seed);
-    let build = if args.reuse {
-        if !db.exists() {
-            bail!("--reuse: {} does not exist", db.display());
-        }
-        None
-    } else {
-        if db.exists() {
-            bail!(
-                "{} already exists (remove it, or pass --reuse to time queries only)",
-                db.display()
-            );
-        }
-        Some(build(&db, &plan).await?)
-    };
-    let db_bytes = db_size(&args.dir)?;
+    let backend = target.backend();
+    println!("backend {backend} {}", target.database().describe());
+    target.check(args.reuse).await?;
+    let build = if args.reuse { None } else { Some(build(&target.database(), &plan).await?) };
+    if build.is_some() {
+        target.analyze().await?;
+    }
+    let db_bytes = target.size().await?;
     if let Some(b) = &build {
         let store_s = b.store.as_secs_f64();
         println!(
-            "build sessions={} commands={} text_mb={:.1} output_mb={:.1} seconds={:.1} store_seconds={:.1} commands_per_s={:.0} mb_per_s={:.1} db_mb={:.0}",
+            "build backend={backend} sessions={} commands={} text_mb={:.1} output_mb={:.1} seconds={:.1} store_seconds={:.1} commands_per_s={:.0} mb_per_s={:.1} db_mb={:.0}",
             b.sessions,
             b.commands,
             b.text_bytes as f64 / 1e6,
@@ -165,12 +162,12 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
             db_bytes as f64 / 1e6,
         );
     } else {
-        println!("reuse db_mb={:.0}", db_bytes as f64 / 1e6);
+        println!("reuse backend={backend} db_mb={:.0}", db_bytes as f64 / 1e6);
     }
 
     let cases = cases(&plan, args.queries, args.limit, args.seed);
-    let store =
-        Store::open_sqlite(&db).await.with_context(|| format!("cannot open {}", db.display()))?;
+    let db = target.database();
+    let store = Store::open(&db).await.with_context(|| format!("cannot open {}", db.describe()))?;
     let mut raw = match &args.raw {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -220,7 +217,7 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
         let full = timed.iter().filter(|t| t.hits == args.limit as usize).count();
         let pass = p50 < P50_TARGET_MS && p99 < P99_TARGET_MS;
         println!(
-            "query class={} n={} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2} mean_hits={mean_hits:.1} full_pages={full} wrong={wrong} target={}",
+            "query backend={backend} class={} n={} p50_ms={p50:.2} p99_ms={p99:.2} max_ms={max:.2} mean_hits={mean_hits:.1} full_pages={full} wrong={wrong} target={}",
             class.name(),
             ms.len(),
             if pass { "pass" } else { "miss" },
@@ -232,8 +229,8 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
     if let Some(b) = &build {
         let store_s = b.store.as_secs_f64();
         println!(
-            "Index build: {} sessions, {} commands, {:.0} MB of text ({:.0} MB output) in {:.0} s: \
-             **{:.0} commands/s, {:.1} MB/s**; database on disk {:.0} MB.",
+            "Index build ({backend}): {} sessions, {} commands, {:.0} MB of text ({:.0} MB output) \
+             in {:.0} s: **{:.0} commands/s, {:.1} MB/s**; {} {:.0} MB.",
             b.sessions,
             b.commands,
             b.text_bytes as f64 / 1e6,
@@ -241,12 +238,13 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
             store_s,
             b.commands as f64 / store_s,
             b.text_bytes as f64 / 1e6 / store_s,
+            target.size_label(),
             db_bytes as f64 / 1e6,
         );
         println!();
     }
     println!(
-        "| Query (limit {}) | n | p50 ms | p99 ms | max ms | hits (mean) | full pages | target |",
+        "| Query ({backend}, limit {}) | n | p50 ms | p99 ms | max ms | hits (mean) | full pages | target |",
         args.limit
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
@@ -266,9 +264,9 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
 
 /// Generates the corpus on a thread of its own and writes it through the store, session by
 /// session, timing the store calls.
-async fn build(db: &Path, plan: &Plan) -> anyhow::Result<Build> {
+async fn build(db: &Database, plan: &Plan) -> anyhow::Result<Build> {
     let store =
-        Store::open_sqlite(db).await.with_context(|| format!("cannot create {}", db.display()))?;
+        Store::open(db).await.with_context(|| format!("cannot create {}", db.describe()))?;
     let started = Instant::now();
     let mut b = Build {
         sessions: 0,
@@ -324,6 +322,128 @@ async fn build(db: &Path, plan: &Plan) -> anyhow::Result<Build> {
     store.close().await;
     b.wall = started.elapsed();
     Ok(b)
+}
+
+/// Where the benchmark's store lives.
+enum Target {
+    /// `search-bench.db` in this directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
+}
+
+impl Target {
+    fn from_args(args: &SearchArgs) -> anyhow::Result<Self> {
+        if let Some(url) = args.database.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("--database: expected a postgres:// URL (SQLite is the default, in --dir)");
+            }
+            return Ok(Target::Postgres(url.to_owned()));
+        }
+        let Some(dir) = &args.dir else {
+            bail!("--dir is needed for SQLite (or pass --database postgres://...)");
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Target::Sqlite(dir.clone()))
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
+        }
+    }
+
+    fn database(&self) -> Database {
+        match self {
+            Target::Sqlite(dir) => Database::Sqlite(dir.join(DB_FILE)),
+            Target::Postgres(url) => Database::Postgres(url.clone()),
+        }
+    }
+
+    fn size_label(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "database on disk",
+            Target::Postgres(_) => "pg_database_size",
+        }
+    }
+
+    /// Without `reuse`, the database must not exist yet (SQLite) or must have no tables
+    /// (PostgreSQL); with it, it must hold a store.
+    async fn check(&self, reuse: bool) -> anyhow::Result<()> {
+        match self {
+            Target::Sqlite(dir) => {
+                let db = dir.join(DB_FILE);
+                if reuse && !db.exists() {
+                    bail!("--reuse: {} does not exist", db.display());
+                }
+                if !reuse && db.exists() {
+                    bail!(
+                        "{} already exists (remove it, or pass --reuse to time queries only)",
+                        db.display()
+                    );
+                }
+            }
+            Target::Postgres(url) => {
+                let pool = pg_connect(url).await?;
+                let tables: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM information_schema.tables \
+                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+                )
+                .fetch_one(&pool)
+                .await
+                .context("cannot list the tables of the PostgreSQL database")?;
+                pool.close().await;
+                let describe = self.database().describe();
+                if reuse && tables == 0 {
+                    bail!("--reuse: {describe} has no tables (build it first, without --reuse)");
+                }
+                if !reuse && tables > 0 {
+                    bail!(
+                        "{describe} is not empty ({tables} tables): give an empty database \
+                         (CREATE DATABASE ...), or pass --reuse to time queries only"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// On PostgreSQL, `ANALYZE` after the bulk load, as autovacuum would on a default server
+    /// (without statistics the planner guesses, and the search plans it picks can be far
+    /// slower); timed and reported apart from the build. Nothing to do on SQLite.
+    async fn analyze(&self) -> anyhow::Result<()> {
+        if let Target::Postgres(url) = self {
+            let pool = pg_connect(url).await?;
+            let t = Instant::now();
+            sqlx::query("ANALYZE").execute(&pool).await.context("ANALYZE")?;
+            println!("analyze backend=postgres seconds={:.1}", t.elapsed().as_secs_f64());
+            pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// Bytes: the SQLite files, or `pg_database_size` of the PostgreSQL database.
+    async fn size(&self) -> anyhow::Result<u64> {
+        match self {
+            Target::Sqlite(dir) => db_size(dir),
+            Target::Postgres(url) => {
+                let pool = pg_connect(url).await?;
+                let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&pool)
+                    .await
+                    .context("pg_database_size")?;
+                pool.close().await;
+                Ok(bytes.max(0) as u64)
+            }
+        }
+    }
+}
+
+async fn pg_connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.with_context(|| {
+        format!("cannot connect to {}", Database::Postgres(url.to_owned()).describe())
+    })
 }
 
 /// The bytes of the database and its WAL and shared-memory files.
