@@ -57,9 +57,15 @@ impl Postgres {
     /// Connects to `url` and brings the schema up to date.
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
         let what = describe(url);
-        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Invalid {
-            what: format!("[store] database is not a PostgreSQL URL: {e}"),
-        })?;
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid {
+                what: format!("[store] database is not a PostgreSQL URL: {e}"),
+            })?
+            // Every statement is prepared, and the search's optional filters make PostgreSQL's
+            // generic plan (chosen after five runs) scan every session's commands instead of
+            // the trigram indexes: about 1 s a search at 100,000 commands, growing with the
+            // index, against 4-46 ms with a plan made for the values given (bench/search.sh).
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
