@@ -40,22 +40,14 @@ pub async fn recover_interrupted(
     let active = ctx.store.sessions(&SessionFilter::active()).await.map_err(store_error)?;
     let mut out = Vec::new();
     for s in active {
-        let mine = match &s.node {
-            Some(node) => *node == ctx.node,
-            // From before nodes: this node takes it, unless another node took it first.
-            None => {
-                ctx.store.claim_session(s.id, None, &ctx.node, None).await.map_err(store_error)?
-            }
+        // Claimed with the same statement as a survivor's claim: a session a survivor has
+        // just taken (this node having been silent too long) is its to seal, not this
+        // node's, and one from before nodes goes to the first node that asks.
+        let from = match &s.node {
+            Some(node) if *node != ctx.node => continue,
+            owner => owner.as_ref(),
         };
-        // The same statement as a survivor's claim: a session a survivor has just taken
-        // (this node having been silent too long) is its to seal, not this node's.
-        if !mine
-            || !ctx
-                .store
-                .claim_session(s.id, Some(&ctx.node), &ctx.node, None)
-                .await
-                .map_err(store_error)?
-        {
+        if !ctx.store.claim_session(s.id, from, &ctx.node, None).await.map_err(store_error)? {
             continue;
         }
         let outcome = recover_now(ctx, s.id, "gateway stopped while the session ran").await;

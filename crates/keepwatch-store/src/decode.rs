@@ -161,6 +161,15 @@ pub(crate) fn grant_policy(r: &impl Cols) -> Result<keepwatch_core::GrantPolicy,
     })
 }
 
+pub(crate) fn node(r: &impl Cols) -> Result<NodeRow, BadValue> {
+    Ok(NodeRow {
+        id: parse("nodes.id", &r.text("id")?)?,
+        started_at_us: r.int("started_at_us")?,
+        heartbeat_at_us: r.int("heartbeat_at_us")?,
+        web_addr: r.text("web_addr")?,
+    })
+}
+
 pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
     Ok(SessionRow {
         id: session_id(r, "id")?,

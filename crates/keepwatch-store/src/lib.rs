@@ -33,10 +33,9 @@ pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
     IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit,
-    NewTarget, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter, SessionListing,
+    NewTarget, NodeRow, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter, SessionListing,
     SessionRow, StoredAudit, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
 };
-pub use store::nodes::NodeRow;
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};
 pub use vault::{SecretKind, TargetBinding, Vault, VaultError};

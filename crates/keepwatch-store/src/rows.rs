@@ -402,3 +402,13 @@ pub enum Resealed {
     /// it is, so sessions to the target are refused.
     Unreadable { target: String, reason: String },
 }
+
+/// One registered node: its name, when it started and when it last beat (unix µs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub id: NodeId,
+    pub started_at_us: i64,
+    pub heartbeat_at_us: i64,
+    /// Where the other nodes reach its web listener (`host:port`); empty until it is up.
+    pub web_addr: String,
+}

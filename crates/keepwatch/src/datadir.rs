@@ -807,13 +807,16 @@ impl DataDir {
     /// The key that signs requests between the nodes sharing a database, derived from the
     /// vault key (which every node has, and which is worth more than this key).
     pub(crate) fn node_key(&self) -> anyhow::Result<[u8; 32]> {
-        let key = unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")?;
+        let key = self.vault_key()?;
         Ok(blake3::derive_key("keepwatch 2026-11 requests between gateway nodes", &key))
     }
 
     pub(crate) fn vault(&self) -> anyhow::Result<Vault> {
-        let key = unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")?;
-        Ok(Vault::new(&key)?)
+        Ok(Vault::new(&self.vault_key()?)?)
+    }
+
+    fn vault_key(&self) -> anyhow::Result<Vec<u8>> {
+        unhex(&read(&self.path(VAULT_KEY))?).context("vault.key is not hex")
     }
 
     /// Where the signing key is: `[trust] signing_key`, or signing.key in the directory.

@@ -2,11 +2,12 @@
 //! claiming the sessions of a node whose heartbeat lapsed (see `store/nodes.rs`).
 
 use keepwatch_core::{NodeId, SessionId};
-use sqlx::Row;
 
 use super::Sqlite;
 use crate::StoreError;
-use crate::error::{At, BadValue};
+use crate::decode;
+use crate::error::At;
+use crate::rows::NodeRow;
 
 impl Sqlite {
     /// One file on one host: its clock is this process's.
@@ -67,28 +68,14 @@ impl Sqlite {
         Ok(())
     }
 
-    pub(crate) async fn nodes(&self) -> Result<Vec<(NodeId, i64, i64, String)>, StoreError> {
+    pub(crate) async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, started_at_us, heartbeat_at_us, web_addr FROM nodes ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
         .at("list nodes", "")?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id").at("list nodes", "")?;
-                let node = id
-                    .parse::<NodeId>()
-                    .map_err(|e| BadValue::new("nodes.id", e))
-                    .at("list nodes", &id)?;
-                Ok((
-                    node,
-                    r.try_get("started_at_us").at("list nodes", "")?,
-                    r.try_get("heartbeat_at_us").at("list nodes", "")?,
-                    r.try_get("web_addr").at("list nodes", "")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(decode::node).collect::<Result<_, _>>().at("list nodes", "")
     }
 
     pub(crate) async fn claim_session(

@@ -10,16 +10,7 @@ use keepwatch_core::{NodeId, SessionId};
 
 use super::{Store, dispatch};
 use crate::StoreError;
-
-/// One registered node: its name, when it started and when it last beat (unix µs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRow {
-    pub id: NodeId,
-    pub started_at_us: i64,
-    pub heartbeat_at_us: i64,
-    /// Where the other nodes reach its web listener (`host:port`); empty until it is up.
-    pub web_addr: String,
-}
+use crate::rows::NodeRow;
 
 impl Store {
     /// The database's clock, unix µs: heartbeats are stamped and judged by one clock, so a
@@ -76,16 +67,7 @@ impl Store {
     /// # Errors
     /// Database failures, or a node name the vocabulary refuses.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
-        let rows = dispatch!(self, b => b.nodes().await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, started_at_us, heartbeat_at_us, web_addr)| NodeRow {
-                id,
-                started_at_us,
-                heartbeat_at_us,
-                web_addr,
-            })
-            .collect())
+        dispatch!(self, b => b.nodes().await)
     }
 
     /// Makes `to` the owner of the active session `id` if `from` (`None`: no node, a

@@ -1,7 +1,7 @@
 //! The running gateway's API: `keepwatch watch` and `kill` from the CLI, browser logins with
 //! roles, CSRF and lockout, and the audit trail of every look (hash-chained).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,36 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// One HTTP/1.1 request to the gateway's web listener; the status and the body.
-fn http(
-    env: &TestEnv,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", env.web_port())).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
-}
 
 /// Logs in; returns the cookie header value and the CSRF token.
 fn login(env: &TestEnv, name: &str, password: &str) -> (String, String) {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{TestEnv, wait_for};
+use crate::support::{TestEnv, http, wait_for};
 
 fn session<'a>(sessions: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
     sessions.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no session {id}"))
@@ -167,12 +167,12 @@ fn kill_on_any_node_reaches_the_node_running_the_session() {
     let id = a.sessions()[0]["id"].as_str().unwrap().to_owned();
 
     // Unsigned and wrongly signed node requests are refused by A; the session lives on.
-    let body = format!(
-        r#"{{"from":"mallory","session":"{id}","message":"forged","at_us":{}}}"#,
-        keepwatch_store::now_us()
-    );
+    let body = serde_json::json!({
+        "from": "mallory", "session": id, "message": "forged", "at_us": keepwatch_store::now_us(),
+    });
     for mac in ["", &"0".repeat(64)] {
-        let status = raw_post(a.web_port(), "/api/v1/nodes/terminate", mac, &body);
+        let headers = [("X-Keepwatch-Node-Mac", mac)];
+        let (status, ..) = http(&a, "POST", "/api/v1/nodes/terminate", &headers, Some(&body));
         assert_eq!(status, 401, "mac {mac:?}");
     }
 
@@ -196,21 +196,6 @@ fn kill_on_any_node_reaches_the_node_running_the_session() {
     assert!(!again.status.success());
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("not live"), "{said}");
-}
-
-/// One HTTP POST with `mac` in the node signature header; the status.
-fn raw_post(port: u16, path: &str, mac: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nX-Keepwatch-Node-Mac: {mac}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    reply.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// A node cut off from the shared database cannot beat, so after `lapse_s` another node may
