@@ -170,6 +170,17 @@ pub(crate) fn node(r: &impl Cols) -> Result<NodeRow, BadValue> {
     })
 }
 
+pub(crate) fn web_login(r: &impl Cols) -> Result<WebLoginRow, BadValue> {
+    Ok(WebLoginRow {
+        person: parse("web_logins.person", &r.text("person")?)?,
+        role: parse("web_logins.role", &r.text("role")?)?,
+        person_created_at_us: r.int("person_created_at_us")?,
+        csrf: r.text("csrf")?,
+        started_at_us: r.int("started_at_us")?,
+        last_seen_at_us: r.int("last_seen_at_us")?,
+    })
+}
+
 pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
     Ok(SessionRow {
         id: session_id(r, "id")?,

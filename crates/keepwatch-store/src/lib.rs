@@ -35,6 +35,7 @@ pub use rows::{
     IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit,
     NewTarget, NodeRow, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter, SessionListing,
     SessionRow, StoredAudit, TargetRow, TargetSecret, TokenRow, TransferFilter, TransferRow,
+    WebLoginLimits, WebLoginRow,
 };
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};

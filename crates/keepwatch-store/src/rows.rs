@@ -412,3 +412,38 @@ pub struct NodeRow {
     /// Where the other nodes reach its web listener (`host:port`); empty until it is up.
     pub web_addr: String,
 }
+
+/// A console login (a browser session): whose, since when, and the CSRF token its
+/// state-changing requests must carry. Keyed by the SHA-256 of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebLoginRow {
+    pub person: PersonName,
+    pub role: Role,
+    /// When the person's row was created, as it was at login.
+    pub person_created_at_us: i64,
+    pub csrf: String,
+    pub started_at_us: i64,
+    pub last_seen_at_us: i64,
+}
+
+/// How long console logins last: idle and in all (µs), and how many one person holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebLoginLimits {
+    pub idle_us: i64,
+    pub lifetime_us: i64,
+    pub per_person: usize,
+}
+
+impl WebLoginLimits {
+    /// At `now_us`, a login last seen at or before the first, or started at or before the
+    /// second, has expired.
+    pub(crate) fn alive_after(&self, now_us: i64) -> (i64, i64) {
+        (now_us.saturating_sub(self.idle_us), now_us.saturating_sub(self.lifetime_us))
+    }
+
+    /// A login seen within this is not touched again (one write per login per interval, not
+    /// per request): a tenth of the idle timeout, at most 15 s.
+    pub(crate) fn touch_after_us(&self) -> i64 {
+        (self.idle_us / 10).min(15_000_000)
+    }
+}

@@ -21,6 +21,7 @@ mod indexing;
 mod nodes;
 mod records;
 mod search;
+mod web_logins;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

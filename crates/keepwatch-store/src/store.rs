@@ -22,6 +22,7 @@ mod access;
 mod indexing;
 pub(crate) mod nodes;
 pub(crate) mod records;
+mod web_logins;
 
 /// Where the metadata lives: `[store] database` in keepwatch.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -193,7 +193,7 @@ async fn login(
         }
     };
     st.logins.succeeded(attempt);
-    let (cookie, csrf) = st.sessions.create(&person, &st.config)?;
+    let (cookie, csrf) = st.sessions.create(&st, &person).await?;
     st.store
         .audit(NewAudit {
             actor: person.name.clone(),
@@ -236,16 +236,20 @@ async fn login_refused(
     Ok(())
 }
 
-async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Response {
+async fn logout(
+    State(st): St,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(c) = cookie_from_headers(&headers) {
-        st.sessions.remove(&c);
+        st.sessions.remove(&st, &c).await?;
     }
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, clear)], Json(json!({}))).into_response()
+    Ok(([(header::SET_COOKIE, clear)], Json(json!({}))).into_response())
 }
 
 async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
-    let csrf = crate::auth::csrf_of(&st, cookie_from_headers(&headers).as_deref());
+    let csrf = crate::auth::csrf_of(&st, cookie_from_headers(&headers).as_deref()).await?;
     Ok(Json(json!({
         "name": caller.viewer.person.as_ref().map_or(caller.actor(), |p| p.as_str()),
         "role": caller.viewer.role.as_str(),

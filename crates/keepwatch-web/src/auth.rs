@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use keepwatch_core::{PersonName, Role, Viewer};
-use keepwatch_store::PersonRow;
+use keepwatch_store::{PersonRow, WebLoginLimits, WebLoginRow, now_us};
 use sha2::{Digest, Sha256};
 
 use crate::{ApiError, WebConfig, WebState};
@@ -67,17 +67,6 @@ impl Caller {
     }
 }
 
-struct WebSession {
-    person: PersonName,
-    role: Role,
-    /// When the person's row was created: a person removed and added again under the same
-    /// name is someone else.
-    person_created_at_us: i64,
-    csrf: String,
-    started: Instant,
-    last_seen: Instant,
-}
-
 /// What a browser session says about its caller.
 #[derive(Clone)]
 struct SessionView {
@@ -99,12 +88,22 @@ struct PersonState {
 /// session or a token, but it must not grow without bound either).
 const PERSON_CACHE_MAX: usize = 10_000;
 
-/// Browser sessions, in memory (a restart logs everyone out), and a short cache of the
-/// people they belong to.
+/// Browser sessions, kept in the database (`Store::web_login`) so that every node sharing
+/// it serves them and a logout on one ends them on all, and a short cache of the people
+/// they belong to.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    by_hash: Mutex<HashMap<String, WebSession>>,
     people: Mutex<HashMap<String, (Instant, Option<PersonState>)>>,
+}
+
+/// The database's view of the console's session limits.
+fn limits(config: &WebConfig) -> WebLoginLimits {
+    let us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    WebLoginLimits {
+        idle_us: us(config.idle_timeout),
+        lifetime_us: us(config.session_lifetime),
+        per_person: config.sessions_per_person.max(1),
+    }
 }
 
 /// A random token: 32 bytes as hex.
@@ -126,64 +125,42 @@ impl Sessions {
     /// Starts a browser session for `person` (as their row is now); returns the cookie value
     /// and the CSRF token. A person holds at most `per_person` sessions: the one used least
     /// recently makes way.
-    pub(crate) fn create(
+    pub(crate) async fn create(
         &self,
+        st: &WebState,
         person: &PersonRow,
-        config: &WebConfig,
     ) -> Result<(String, String), ApiError> {
         let name: PersonName =
             person.name.parse().map_err(|_| ApiError::internal("person name is not valid"))?;
         let cookie = random_token()?;
         let csrf = random_token()?;
-        let now = Instant::now();
-        let s = WebSession {
-            person: name.clone(),
+        let now = now_us();
+        let row = WebLoginRow {
+            person: name,
             role: person.role,
             person_created_at_us: person.created_at_us,
             csrf: csrf.clone(),
-            started: now,
-            last_seen: now,
+            started_at_us: now,
+            last_seen_at_us: now,
         };
-        let mut map = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
-        expire(&mut map, now, config);
-        let mut mine: Vec<(Instant, String)> = map
-            .iter()
-            .filter(|(_, s)| s.person == name)
-            .map(|(k, s)| (s.last_seen, k.clone()))
-            .collect();
-        if mine.len() >= config.sessions_per_person.max(1) {
-            mine.sort();
-            for (_, k) in mine.iter().take(mine.len() + 1 - config.sessions_per_person.max(1)) {
-                map.remove(k);
-            }
-        }
-        map.insert(sha256_hex(&cookie), s);
+        st.store.add_web_login(&sha256_hex(&cookie), &row, limits(&st.config)).await?;
         Ok((cookie, csrf))
     }
 
-    pub(crate) fn remove(&self, cookie: &str) {
-        self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).remove(&sha256_hex(cookie));
-    }
-
-    /// Browser sessions held now (for tests).
-    pub(crate) fn len(&self) -> usize {
-        self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).len()
+    pub(crate) async fn remove(&self, st: &WebState, cookie: &str) -> Result<(), ApiError> {
+        Ok(st.store.remove_web_login(&sha256_hex(cookie)).await?)
     }
 
     /// The live session of `cookie` (touching it), or `None` if unknown, idle too long or
     /// older than its lifetime.
-    fn lookup(&self, cookie: &str, config: &WebConfig) -> Option<SessionView> {
-        let mut map = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        expire(&mut map, now, config);
-        let s = map.get_mut(&sha256_hex(cookie))?;
-        s.last_seen = now;
-        Some(SessionView {
-            person: s.person.clone(),
+    async fn lookup(&self, st: &WebState, cookie: &str) -> Result<Option<SessionView>, ApiError> {
+        let row = st.store.web_login(&sha256_hex(cookie), now_us(), limits(&st.config)).await?;
+        Ok(row.map(|s| SessionView {
+            person: s.person,
             role: s.role,
             person_created_at_us: s.person_created_at_us,
-            csrf: s.csrf.clone(),
-        })
+            csrf: s.csrf,
+        }))
     }
 
     /// The person's current state (their row, read at most every `person_recheck`).
@@ -215,14 +192,6 @@ impl Sessions {
         }
         Ok(state)
     }
-}
-
-/// Drops sessions idle too long or past their lifetime.
-fn expire(map: &mut HashMap<String, WebSession>, now: Instant, config: &WebConfig) {
-    map.retain(|_, s| {
-        now.duration_since(s.last_seen) < config.idle_timeout
-            && now.duration_since(s.started) < config.session_lifetime
-    });
 }
 
 pub(crate) fn client_addr(parts: &Parts) -> Option<String> {
@@ -274,7 +243,7 @@ impl FromRequestParts<Arc<WebState>> for Caller {
         let Some(cookie) = cookie_from_headers(&parts.headers) else {
             return Err(ApiError::unauthorized("not logged in"));
         };
-        let Some(session) = st.sessions.lookup(&cookie, &st.config) else {
+        let Some(session) = st.sessions.lookup(st, &cookie).await? else {
             return Err(ApiError::unauthorized("session expired; log in again"));
         };
         // The person as they are now: disabled, removed (or removed and added again) or
@@ -284,7 +253,7 @@ impl FromRequestParts<Arc<WebState>> for Caller {
             !p.disabled && p.role == session.role && p.created_at_us == session.person_created_at_us
         });
         if !same {
-            st.sessions.remove(&cookie);
+            st.sessions.remove(st, &cookie).await?;
             return Err(ApiError::unauthorized(
                 "your account was changed or disabled; log in again",
             ));
@@ -309,9 +278,12 @@ impl FromRequestParts<Arc<WebState>> for Caller {
 }
 
 /// The CSRF token of the caller's browser session (for `/me`).
-pub(crate) fn csrf_of(st: &WebState, parts_cookie: Option<&str>) -> Option<String> {
-    let cookie = parts_cookie?;
-    st.sessions.lookup(cookie, &st.config).map(|s| s.csrf)
+pub(crate) async fn csrf_of(
+    st: &WebState,
+    parts_cookie: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let Some(cookie) = parts_cookie else { return Ok(None) };
+    Ok(st.sessions.lookup(st, cookie).await?.map(|s| s.csrf))
 }
 
 pub(crate) fn cookie_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {

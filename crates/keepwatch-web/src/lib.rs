@@ -154,9 +154,12 @@ impl WebState {
         }))
     }
 
-    /// Browser sessions held now.
-    pub fn browser_sessions(&self) -> usize {
-        self.sessions.len()
+    /// Browser sessions held now (by every node sharing the database).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn browser_sessions(&self) -> Result<u64, keepwatch_store::StoreError> {
+        self.store.web_login_count().await
     }
 
     /// Verification results cached now.

@@ -496,7 +496,7 @@ async fn console_sessions_end_when_they_should() {
     let _third = login(&f, "alice").await;
     assert_eq!(me(&f, first).await, StatusCode::UNAUTHORIZED, "over the per-person cap");
     assert_eq!(me(&f, second).await, StatusCode::OK);
-    assert_eq!(f.state.browser_sessions(), 2);
+    assert_eq!(f.state.browser_sessions().await.unwrap(), 2);
 
     // A token for alice works until she is disabled.
     let token = "kw_alice-token";

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::Postgres;
 use crate::StoreError;
-use crate::copy::{CopyProgress, CopyReport, TABLES, Table, Value};
+use crate::copy::{CopyProgress, CopyReport, NOT_COPIED, TABLES, Table, Value};
 use crate::error::At;
 use crate::sqlite::Sqlite;
 
@@ -31,7 +31,7 @@ pub(crate) async fn is_empty(url: &str) -> Result<bool, StoreError> {
     .at(OP, &what)?;
     let mut empty = true;
     for name in &tables {
-        if name == "_sqlx_migrations" {
+        if name == "_sqlx_migrations" || NOT_COPIED.contains(&name.as_str()) {
             continue;
         }
         if !TABLES.iter().any(|t| t.name == name) {

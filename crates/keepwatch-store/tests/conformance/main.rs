@@ -16,3 +16,4 @@ mod nodes;
 mod records;
 mod search;
 mod targets;
+mod web_logins;
