@@ -37,6 +37,7 @@ pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/sessions/{id}/export", get(export))
         .route("/api/v1/sessions/{id}/terminate", post(terminate))
         .route("/api/v1/nodes/terminate", post(node_terminate))
+        .route("/api/v1/nodes/watch", get(crate::watch::node_watch))
         .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
         .route("/api/v1/search", get(search))
         .route("/api/v1/index", get(crate::index_status::index_status))
@@ -236,11 +237,7 @@ async fn login_refused(
     Ok(())
 }
 
-async fn logout(
-    State(st): St,
-    _caller: Caller,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(c) = cookie_from_headers(&headers) {
         st.sessions.remove(&st, &c).await?;
     }
@@ -412,11 +409,14 @@ async fn terminate(
 }
 
 /// How far a node's request may be from this node's clock (either way) and still count.
-const NODE_REQUEST_WINDOW_US: i64 = 60_000_000;
+pub(crate) const NODE_REQUEST_WINDOW_US: i64 = 60_000_000;
 
 /// The header carrying a node request's signature: BLAKE3 keyed with the node key over the
-/// whole body, in hex.
+/// whole request (the body, or the [`NODE_REQUEST_HEADER`]), in hex.
 pub const NODE_MAC_HEADER: &str = "x-keepwatch-node-mac";
+
+/// The header carrying a node request that has no body (a watch: a WebSocket upgrade).
+pub const NODE_REQUEST_HEADER: &str = "x-keepwatch-node-request";
 
 /// What a node asks the node running a session (the body of `POST /api/v1/nodes/terminate`).
 #[derive(Deserialize, serde::Serialize)]
@@ -430,25 +430,37 @@ pub struct NodeTerminate {
     pub at_us: i64,
 }
 
-/// Another node asks this one to end a session it runs. The asking node decided and audited
-/// the termination for its caller; this node checks the request's signature and age (a
-/// replay inside the window can only end the same session with the same message) and ends
-/// the session if it is live here.
-async fn node_terminate(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+/// A node request checked: signed with this cluster's node key and recent. `signed` is
+/// exactly what the MAC covers.
+pub(crate) fn check_node_request<T: serde::de::DeserializeOwned>(
+    st: &WebState,
+    headers: &HeaderMap,
+    signed: &[u8],
+    at_us: impl Fn(&T) -> i64,
+) -> Result<T, ApiError> {
     let Some(key) = st.live.node_key() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "this gateway takes no node requests"));
     };
     let mac = headers.get(NODE_MAC_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     // blake3::Hash compares in constant time.
-    let signed = blake3::Hash::from_hex(mac).is_ok_and(|m| m == blake3::keyed_hash(&key, &body));
-    if !signed {
+    let ok = blake3::Hash::from_hex(mac).is_ok_and(|m| m == blake3::keyed_hash(&key, signed));
+    if !ok {
         return Err(ApiError::unauthorized("node request not signed with this cluster's node key"));
     }
-    let req: NodeTerminate = serde_json::from_slice(&body)
+    let req: T = serde_json::from_slice(signed)
         .map_err(|e| ApiError::bad_request(format!("not a node request: {e}")))?;
-    if (keepwatch_store::now_us() - req.at_us).abs() > NODE_REQUEST_WINDOW_US {
+    if (keepwatch_store::now_us() - at_us(&req)).abs() > NODE_REQUEST_WINDOW_US {
         return Err(ApiError::unauthorized("node request too old (or a clock is off)"));
     }
+    Ok(req)
+}
+
+/// Another node asks this one to end a session it runs. The asking node decided and audited
+/// the termination for its caller; this node checks the request's signature and age (a
+/// replay inside the window can only end the same session with the same message) and ends
+/// the session if it is live here.
+async fn node_terminate(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+    let req: NodeTerminate = check_node_request(&st, &headers, &body, |r: &NodeTerminate| r.at_us)?;
     let id: SessionId =
         req.session.parse().map_err(|_| ApiError::bad_request("not a session id"))?;
     let from = keepwatch_core::clean(&req.from, 64);

@@ -36,13 +36,18 @@ use keepwatch_core::{LoginLimiter, SessionId};
 use keepwatch_recorder::WatchStart;
 use keepwatch_store::{BlobStore, PasswordChecker, Store, StoreError, Vault};
 
-pub use api::{NODE_MAC_HEADER, NodeTerminate, command_json, rfc3339};
+pub use api::{NODE_MAC_HEADER, NODE_REQUEST_HEADER, NodeTerminate, command_json, rfc3339};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, cli_token_name, is_cli_token, random_token, sha256_hex};
 pub use heavy::HeavyLimits;
 pub use index_status::index_status_json;
 pub use replay::ReplayLimits;
 pub use serve::{ListenerConfig, serve};
+pub use watch::NodeWatch;
+
+/// A watch relayed from the node that runs the session: its messages (JSON text, as
+/// `docs/api.md` describes the watch), in order.
+pub type RemoteWatch = futures::stream::BoxStream<'static, String>;
 
 /// What the web side may ask of the running gateway.
 pub trait LiveControl: Send + Sync + 'static {
@@ -61,6 +66,12 @@ pub trait LiveControl: Send + Sync + 'static {
     }
     /// Starts watching a live session; `None` when it is not live.
     fn watch(&self, id: SessionId) -> BoxFuture<'_, Option<WatchStart>>;
+    /// Watches a session live on another node, through that node
+    /// (`GET /api/v1/nodes/watch`): the watch's messages as that node sends them, ending
+    /// when it ends; `None` when no other node has it live or none can be reached.
+    fn watch_elsewhere(&self, _id: SessionId) -> BoxFuture<'_, Option<RemoteWatch>> {
+        Box::pin(std::future::ready(None))
+    }
     /// A target host key given as text (`ssh-ed25519 AAAA... comment`), parsed and written
     /// the way the gateway pins keys (no comment), or why it is not a key.
     fn host_key_line(&self, text: &str) -> Result<String, String>;
@@ -128,6 +139,7 @@ pub struct WebState {
     pub passwords: PasswordChecker,
     pub config: WebConfig,
     sessions: auth::Sessions,
+    node_nonces: watch::SeenNonces,
     heavy: heavy::Heavy,
     verified: verification::VerifyCache,
     cursors: replay::CursorKey,
@@ -151,6 +163,7 @@ impl WebState {
             cursors: replay::CursorKey::random()?,
             config,
             sessions: auth::Sessions::default(),
+            node_nonces: watch::SeenNonces::default(),
         }))
     }
 

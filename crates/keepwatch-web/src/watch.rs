@@ -2,21 +2,26 @@
 //! recorder records it. A watcher that falls behind by more than the recorder's bounded
 //! backlog is dropped and told so; it never slows the session.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use futures::StreamExt;
 use keepwatch_core::{Look, Role, SessionId};
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::Event;
+use keepwatch_store::SessionRow;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::look;
+use crate::api::{NODE_REQUEST_WINDOW_US, check_node_request, look};
 use crate::playback::Utf8Stream;
-use crate::{ApiError, WebState};
+use crate::{ApiError, NODE_REQUEST_HEADER, WebState};
 
 pub(crate) async fn watch(
     State(st): State<Arc<WebState>>,
@@ -26,8 +31,29 @@ pub(crate) async fn watch(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
     let s = look(&st, &caller, &id, Look::Watch, "web").await?;
-    let not_live = || ApiError::new(StatusCode::CONFLICT, format!("session {} is not live", s.id));
-    let start = st.live.watch(s.id).await.ok_or_else(not_live)?;
+    if let Some(start) = st.live.watch(s.id).await {
+        return watch_here(st, s, start, ws).await;
+    }
+    // Live on another node (the look above was decided and audited here, for this caller):
+    // that node streams the watch, this one relays it.
+    let Some(remote) = st.live.watch_elsewhere(s.id).await else {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("session {} is not live", s.id)));
+    };
+    let id = s.id;
+    Ok(ws.on_upgrade(move |socket| async move {
+        if let Err(e) = relay(remote, socket).await {
+            tracing::debug!(session_id = %id, error = %e, "watcher left");
+        }
+    }))
+}
+
+/// Streams a session live on this node: the screen so far, then what is recorded.
+async fn watch_here(
+    st: Arc<WebState>,
+    s: SessionRow,
+    start: WatchStart,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     // The screen so far is read from the recording (from the last keyframe) like a replay.
     let screen = {
         let _permit = st.heavy.permit("the watch").await?;
@@ -42,6 +68,99 @@ pub(crate) async fn watch(
             tracing::debug!(session_id = %id, error = %e, "watcher left");
         }
     }))
+}
+
+/// What a node asks the node running a session when one of its callers watches it (signed,
+/// in the [`crate::NODE_REQUEST_HEADER`] of `GET /api/v1/nodes/watch`).
+#[derive(Deserialize, Serialize)]
+pub struct NodeWatch {
+    /// The asking node, for the log.
+    pub from: String,
+    pub session: String,
+    /// When the asking node signed it, unix µs.
+    pub at_us: i64,
+    /// Random, used once: a request seen again is refused, so a copy of it cannot open a
+    /// second watch within the window.
+    pub nonce: String,
+}
+
+/// Node requests' nonces seen within the request window.
+#[derive(Default)]
+pub(crate) struct SeenNonces(Mutex<HashMap<String, i64>>);
+
+/// Most nonces held at once: only nodes holding the cluster key can add one, but the map is
+/// bounded all the same (a full map refuses requests until the window moves on).
+const NONCES_MAX: usize = 10_000;
+
+impl SeenNonces {
+    /// True the first time `nonce` is seen within the window.
+    fn first_use(&self, nonce: &str, now_us: i64) -> Result<bool, ApiError> {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| now_us - *at <= 2 * NODE_REQUEST_WINDOW_US);
+        if seen.contains_key(nonce) {
+            return Ok(false);
+        }
+        if seen.len() >= NONCES_MAX {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many node requests at once; try again in a minute",
+            ));
+        }
+        seen.insert(nonce.to_owned(), now_us);
+        Ok(true)
+    }
+}
+
+/// Another node relays a watch of a session live here to its caller. That node decided and
+/// audited the look; this one checks the request (signed with the cluster's node key, recent,
+/// its nonce never seen) and streams the watch exactly as it would to its own caller.
+pub(crate) async fn node_watch(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let signed =
+        headers.get(NODE_REQUEST_HEADER).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let req: NodeWatch = check_node_request(&st, &headers, &signed, |r: &NodeWatch| r.at_us)?;
+    if req.nonce.len() < 16 || !st.node_nonces.first_use(&req.nonce, keepwatch_store::now_us())? {
+        return Err(ApiError::unauthorized("node request replayed"));
+    }
+    let id: SessionId =
+        req.session.parse().map_err(|_| ApiError::bad_request("not a session id"))?;
+    let from = keepwatch_core::clean(&req.from, 64);
+    let not_live =
+        || ApiError::new(StatusCode::CONFLICT, format!("session {id} is not live on this node"));
+    let s = st.store.session(id).await?.ok_or_else(not_live)?;
+    let start = st.live.watch(id).await.ok_or_else(not_live)?;
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
+    tracing::info!(session_id = %id, from = %from, "another node relays a watch");
+    watch_here(st, s, start, ws).await
+}
+
+/// Relays a watch streamed by another node to this node's watcher; if that node stops
+/// answering mid-watch, the watcher is told so.
+async fn relay(mut remote: crate::RemoteWatch, mut socket: WebSocket) -> Result<(), axum::Error> {
+    let mut ended = false;
+    loop {
+        let msg = tokio::select! {
+            m = remote.next() => m,
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => continue,
+            },
+        };
+        let Some(msg) = msg else { break };
+        ended |= msg.contains("\"type\":\"end\"");
+        match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(msg.into()))).await {
+            Ok(r) => r?,
+            Err(_) => return Err(axum::Error::new("watcher stuck: dropped")),
+        }
+    }
+    if !ended {
+        let reason = "the gateway node running the session stopped answering; reconnect to resume";
+        send(&mut socket, json!({ "type": "end", "reason": reason })).await?;
+    }
+    socket.send(Message::Close(None)).await
 }
 
 /// How long one message may take to reach a watcher before it counts as stuck.
@@ -116,5 +235,28 @@ async fn stream(
             _ => continue,
         };
         send(&mut socket, msg).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_request_nonce_counts_once_within_the_window() {
+        let seen = SeenNonces::default();
+        let t0 = 1_700_000_000_000_000;
+        assert!(seen.first_use("n1", t0).unwrap());
+        assert!(!seen.first_use("n1", t0 + 1).unwrap(), "replayed");
+        assert!(!seen.first_use("n1", t0 + 2 * NODE_REQUEST_WINDOW_US).unwrap(), "still held");
+        // Past twice the window a request that old is refused by its age anyway; the nonce
+        // is forgotten so the map stays bounded.
+        assert!(seen.first_use("n2", t0 + 2 * NODE_REQUEST_WINDOW_US + 2).unwrap());
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+        let full = SeenNonces::default();
+        for i in 0..NONCES_MAX {
+            assert!(full.first_use(&format!("k{i}"), t0).unwrap());
+        }
+        assert!(full.first_use("one-more", t0).is_err(), "bounded");
     }
 }

@@ -346,22 +346,38 @@ struct Gateway {
 const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Gateway {
+    /// The node that runs the live session `id` (by the database) and where it takes node
+    /// requests; `None` when the session is not live, is this node's, or its node has no
+    /// address.
+    async fn owner_of(
+        &self,
+        id: keepwatch_core::SessionId,
+    ) -> Option<(keepwatch_core::NodeId, String)> {
+        let store = &self.ctx.recorder.store;
+        let s = store.session(id).await.ok()??;
+        let owner = s.node.filter(|n| *n != self.node)?;
+        if s.status != keepwatch_core::SessionStatus::Active {
+            return None;
+        }
+        let nodes = store.nodes().await.ok()?;
+        let addr = nodes.into_iter().find(|n| n.id == owner).map(|n| n.web_addr)?;
+        (!addr.is_empty()).then_some((owner, addr))
+    }
+
+    /// A connection to another node's web listener (behind a PROXY header if ours expects
+    /// one: the nodes share a configuration).
+    async fn connect_node(&self, addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        if self.proxy_header {
+            tokio::io::AsyncWriteExt::write_all(&mut s, b"PROXY UNKNOWN\r\n").await?;
+        }
+        Ok(s)
+    }
+
     /// Asks the node that runs session `id` (by the database) to end it; false when the
     /// session is not live, is this node's, or that node cannot be reached or says no.
     async fn terminate_elsewhere(&self, id: keepwatch_core::SessionId, message: &str) -> bool {
-        let store = &self.ctx.recorder.store;
-        let Ok(Some(s)) = store.session(id).await else { return false };
-        let Some(owner) = s.node.filter(|n| *n != self.node) else { return false };
-        if s.status != keepwatch_core::SessionStatus::Active {
-            return false;
-        }
-        let Ok(nodes) = store.nodes().await else { return false };
-        let Some(addr) = nodes.into_iter().find(|n| n.id == owner).map(|n| n.web_addr) else {
-            return false;
-        };
-        if addr.is_empty() {
-            return false;
-        }
+        let Some((owner, addr)) = self.owner_of(id).await else { return false };
         let body = keepwatch_web::NodeTerminate {
             from: self.node.to_string(),
             session: id.to_string(),
@@ -371,10 +387,7 @@ impl Gateway {
         let Ok(body) = serde_json::to_string(&body) else { return false };
         let mac = blake3::keyed_hash(&self.node_key, body.as_bytes()).to_hex();
         let ask = async {
-            let mut s = tokio::net::TcpStream::connect(&addr).await?;
-            if self.proxy_header {
-                tokio::io::AsyncWriteExt::write_all(&mut s, b"PROXY UNKNOWN\r\n").await?;
-            }
+            let s = self.connect_node(&addr).await?;
             let headers = [(keepwatch_web::NODE_MAC_HEADER, mac.as_str())];
             crate::remote::http_post(s, &addr, "/api/v1/nodes/terminate", &headers, &body).await
         };
@@ -396,6 +409,55 @@ impl Gateway {
                 false
             }
         }
+    }
+
+    /// Opens a watch of session `id` on the node that runs it (signed, with a fresh nonce);
+    /// `None` when no other node runs it or that node cannot be reached or says no.
+    async fn watch_elsewhere(
+        &self,
+        id: keepwatch_core::SessionId,
+    ) -> Option<keepwatch_web::RemoteWatch> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let (owner, addr) = self.owner_of(id).await?;
+        let nonce = keepwatch_web::random_token().ok()?;
+        let req = keepwatch_web::NodeWatch {
+            from: self.node.to_string(),
+            session: id.to_string(),
+            at_us: keepwatch_store::now_us(),
+            nonce,
+        };
+        let signed = serde_json::to_string(&req).ok()?;
+        let mac = blake3::keyed_hash(&self.node_key, signed.as_bytes()).to_hex();
+        let mut http = format!("ws://{addr}/api/v1/nodes/watch").into_client_request().ok()?;
+        http.headers_mut().insert(keepwatch_web::NODE_REQUEST_HEADER, signed.parse().ok()?);
+        http.headers_mut().insert(keepwatch_web::NODE_MAC_HEADER, mac.as_str().parse().ok()?);
+        let open = async {
+            let s = self.connect_node(&addr).await.map_err(|e| e.to_string())?;
+            tokio_tungstenite::client_async(http, s).await.map_err(|e| e.to_string())
+        };
+        let ws = match tokio::time::timeout(NODE_REQUEST_TIMEOUT, open).await {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => {
+                tracing::warn!(session_id = %id, node = %owner, %addr, error = %e, "cannot watch on the node running the session");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(session_id = %id, node = %owner, %addr, "the node running the session did not answer in time");
+                return None;
+            }
+        };
+        tracing::info!(session_id = %id, node = %owner, "relaying a watch from the node running the session");
+        let texts = ws
+            .take_while(|m| std::future::ready(matches!(m, Ok(m) if !m.is_close())))
+            .filter_map(|m| {
+                std::future::ready(match m {
+                    Ok(Message::Text(t)) => Some(t.to_string()),
+                    _ => None,
+                })
+            });
+        Some(texts.boxed())
     }
 }
 
@@ -420,6 +482,12 @@ impl keepwatch_web::LiveControl for Gateway {
         id: keepwatch_core::SessionId,
     ) -> futures::future::BoxFuture<'_, Option<keepwatch_recorder::WatchStart>> {
         Box::pin(self.ctx.watch(id))
+    }
+    fn watch_elsewhere(
+        &self,
+        id: keepwatch_core::SessionId,
+    ) -> futures::future::BoxFuture<'_, Option<keepwatch_web::RemoteWatch>> {
+        Box::pin(Gateway::watch_elsewhere(self, id))
     }
     fn host_key_line(&self, text: &str) -> Result<String, String> {
         russh::keys::PublicKey::from_openssh(text.trim())

@@ -40,7 +40,11 @@ impl Sqlite {
         .await;
         match r {
             Err(e) if unique_violation(&e) => {
-                return Err(StoreError::Exists { op: OP_ADD, kind: "console login", id: who.into() });
+                return Err(StoreError::Exists {
+                    op: OP_ADD,
+                    kind: "console login",
+                    id: who.into(),
+                });
             }
             r => r.at(OP_ADD, who)?,
         };

@@ -56,7 +56,11 @@ async fn idle_and_lifetime_expiry_delete_the_login(db: TestDb) {
     let mut at = T0;
     while at < T0 + 3600 * SEC - 30 * SEC {
         at += 30 * SEC;
-        assert!(s.web_login("old", at, LIMITS).await.unwrap().is_some(), "at +{}s", (at - T0) / SEC);
+        assert!(
+            s.web_login("old", at, LIMITS).await.unwrap().is_some(),
+            "at +{}s",
+            (at - T0) / SEC
+        );
     }
     assert!(s.web_login("old", T0 + 3600 * SEC, LIMITS).await.unwrap().is_none());
     // A new login sweeps the expired ones of everyone.

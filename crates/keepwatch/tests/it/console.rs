@@ -1,10 +1,6 @@
 //! The running gateway's API: `keepwatch watch` and `kill` from the CLI, browser logins with
 //! roles, CSRF and lockout, and the audit trail of every look (hash-chained).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -38,35 +34,10 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
     let id = env.sessions()[0]["id"].as_str().unwrap().to_owned();
 
     // `watch` starts from the current screen, then streams what follows.
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-        .arg("--data-dir")
-        .arg(env.data())
-        .args(["watch", &id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let seen = seen.clone();
-        let mut out = watch.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
-    wait_for("the current screen in watch", Duration::from_secs(20), || {
-        seen.lock().unwrap().contains("before-42").then_some(())
-    });
+    let watch = env.watch(&id);
+    watch.wait_output("before-42");
     s.send("echo live-$((3*3))\n");
-    wait_for("live output in watch", Duration::from_secs(20), || {
-        seen.lock().unwrap().contains("live-9").then_some(())
-    });
+    watch.wait_output("live-9");
 
     let out = env.kw(&["kill", &id, "--reason", "policy check"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -74,11 +45,8 @@ fn an_auditor_watches_and_kills_a_live_session_from_the_cli() {
     let shown = format!("{}{}", String::from_utf8_lossy(&stdout), stderr);
     assert!(shown.contains("keepwatch: session terminated by local:"), "{shown}");
     assert!(shown.contains(": policy check"), "{shown}");
-    let st = wait_for("watch to exit", Duration::from_secs(20), || watch.try_wait().unwrap());
+    let (st, _, _) = watch.finish();
     assert!(st.success());
-    reader.join().unwrap();
-    let mut err = String::new();
-    BufReader::new(watch.stderr.take().unwrap()).read_line(&mut err).unwrap();
 
     let sealed = env.sealed_sessions(1);
     assert_eq!(sealed[0]["status"], "terminated");

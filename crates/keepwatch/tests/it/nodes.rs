@@ -152,10 +152,10 @@ fn a_second_process_under_the_same_node_name_fences_the_first() {
     assert_eq!(nodes[0]["node"], name.trim());
 }
 
-/// `keepwatch kill` on one node ends a session another node runs: the node the CLI talks to
-/// decides and audits the look, then asks the owner (a request signed with the cluster's
-/// node key) to end it; the person sees who ended it and why. A request not signed with
-/// that key is refused.
+/// `keepwatch watch` and `kill` on one node reach a session another node runs: the node the
+/// CLI talks to decides and audits the look, then asks the owner (requests signed with the
+/// cluster's node key) to stream the watch or end the session; the person sees who ended it
+/// and why, and the watcher sees the end. Requests not signed with that key are refused.
 #[test]
 fn kill_on_any_node_reaches_the_node_running_the_session() {
     let a = TestEnv::new().postgres().target("web01").start();
@@ -176,12 +176,31 @@ fn kill_on_any_node_reaches_the_node_running_the_session() {
         assert_eq!(status, 401, "mac {mac:?}");
     }
 
+    // Watched through B: the screen so far, then what follows, relayed from A.
+    let watch = b.watch(&id);
+    watch.wait_output("on-a-42");
+    on_a.send("echo relayed-$((5*5))\n");
+    watch.wait_output("relayed-25");
+    let watches = b.json(&["audit", "--session", &id, "--action", "session_watched", "--json"]);
+    assert_eq!(watches.as_array().unwrap().len(), 1, "audited once, by B: {watches}");
+    // A forged watch request is refused by A.
+    let forged = serde_json::json!({
+        "from": "mallory", "session": id, "at_us": keepwatch_store::now_us(), "nonce": "0".repeat(32),
+    })
+    .to_string();
+    let headers = [("X-Keepwatch-Node-Request", forged.as_str()), ("X-Keepwatch-Node-Mac", "")];
+    let (status, ..) = http(&a, "GET", "/api/v1/nodes/watch", &headers, None);
+    assert_eq!(status, 401);
+
     let out = b.kw(&["kill", &id, "--reason", "asked on node b"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, stdout, stderr) = on_a.finish();
     let shown = format!("{}{stderr}", String::from_utf8_lossy(&stdout));
     assert!(shown.contains("keepwatch: session terminated by local:"), "{shown}");
     assert!(shown.contains(": asked on node b"), "{shown}");
+    let (status, _, said) = watch.finish();
+    assert!(status.success(), "{said}");
+    assert!(said.contains("terminated"), "the watcher is told how it ended: {said}");
     let s = wait_for("the session to be sealed", Duration::from_secs(30), || {
         let s = session(&b.sessions(), &id).clone();
         (s["status"] != "active").then_some(s)
@@ -223,4 +242,33 @@ fn a_node_cut_off_from_its_database_ends_its_sessions_before_others_could_claim_
         "the session ended {ended:?} after the database was cut off (heartbeat 1 s, lapse 6 s)"
     );
     assert!(ended < Duration::from_secs(6), "ended {ended:?} after the cut: others could claim it");
+}
+
+/// Console logins live in the shared database: a login made on node A works on node B, and
+/// logging out on B ends it on A too.
+#[test]
+fn a_console_login_on_one_node_is_a_login_on_every_node() {
+    let a = TestEnv::new().postgres().person("audrey", "auditor", "audit-pass-1").start();
+    let mut b = a.peer();
+    b.start();
+    let creds = serde_json::json!({ "name": "audrey", "password": "audit-pass-1" });
+    let (status, head, body) = http(&a, "POST", "/api/v1/login", &[], Some(&creds));
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("set-cookie: ").map(|_| l[12..].to_owned())
+        })
+        .unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = |env: &TestEnv| http(env, "GET", "/api/v1/me", &[("Cookie", &cookie)], None).0;
+    assert_eq!((me(&a), me(&b)), (200, 200));
+    let out = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let (status, ..) = http(&b, "POST", "/api/v1/logout", &out, None);
+    assert_eq!(status, 200);
+    assert_eq!((me(&a), me(&b)), (401, 401), "logged out everywhere");
 }

@@ -613,3 +613,68 @@ impl AssertOk for Output {
         String::from_utf8(self.stdout).unwrap()
     }
 }
+
+/// `keepwatch watch ID` running against a gateway, its output collected as it comes.
+pub(crate) struct Watcher {
+    child: Child,
+    seen: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestEnv {
+    /// Starts `keepwatch watch ID` on this gateway (through its web listener).
+    pub(crate) fn watch(&self, id: &str) -> Watcher {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(["watch", id])
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(String::new()));
+        let mut out = child.stdout.take().unwrap();
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        Watcher { child, seen, reader: Some(reader) }
+    }
+}
+
+impl Watcher {
+    /// Waits until the watcher has shown `text`.
+    pub(crate) fn wait_output(&self, text: &str) {
+        wait_for(&format!("{text:?} in watch"), GATEWAY_TIMEOUT, || {
+            self.seen.lock().unwrap().contains(text).then_some(())
+        });
+    }
+
+    /// Waits for `watch` to end; its status, everything it printed, and its stderr.
+    pub(crate) fn finish(mut self) -> (ExitStatus, String, String) {
+        let status = wait_for("watch to exit", GATEWAY_TIMEOUT, || self.child.try_wait().unwrap());
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        let seen = self.seen.lock().unwrap().clone();
+        (status, seen, err)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
