@@ -214,7 +214,7 @@ impl Indexer {
                 Err(e) => self.failed(id, e).await?,
             }
         }
-        for id in self.store.sessions_to_index(CATCH_UP_PER_TICK).await? {
+        for id in self.store.sessions_to_index(CATCH_UP_PER_TICK, self.node.as_ref()).await? {
             if self.live.contains_key(&id) {
                 continue; // still being sealed: followed above
             }

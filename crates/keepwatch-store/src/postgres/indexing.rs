@@ -1,7 +1,7 @@
 //! What the indexer writes, in PostgreSQL: command rows (with their search entries), terminal
 //! keyframes and how far each session is indexed.
 
-use keepwatch_core::SessionId;
+use keepwatch_core::{NodeId, SessionId};
 
 use super::Postgres;
 use crate::decode::{self, IndexRow};
@@ -176,15 +176,22 @@ impl Postgres {
         Ok(())
     }
 
-    pub(crate) async fn sessions_to_index(&self, limit: u32) -> Result<Vec<SessionId>, StoreError> {
+    pub(crate) async fn sessions_to_index(
+        &self,
+        limit: u32,
+        node: Option<&NodeId>,
+    ) -> Result<Vec<SessionId>, StoreError> {
         const OP: &str = "list sessions to index";
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT s.id FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
              WHERE s.status != 'active' AND s.chain_head IS NOT NULL \
              AND (i.session_id IS NULL OR (NOT i.complete AND i.error IS NULL)) \
+             AND ($2::text IS NULL OR s.node = $2 OR s.node = '' \
+                  OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = s.node)) \
              ORDER BY s.started_at_us LIMIT $1",
         )
         .bind(i64::from(limit))
+        .bind(node.map(NodeId::as_str))
         .fetch_all(&self.pool)
         .await
         .at(OP, "")?;

@@ -5,7 +5,7 @@
 //! the recording is read from the blob store when asked, because a live recording grows
 //! between two indexer ticks and the difference is exactly what a reader wants to know.
 
-use keepwatch_core::SessionId;
+use keepwatch_core::{NodeId, SessionId};
 
 use super::{Store, dispatch};
 use crate::rows::*;
@@ -72,11 +72,18 @@ impl Store {
     }
 
     /// Ended sessions whose index is missing or incomplete (and did not fail), oldest first.
+    /// With `node`, only those that node should catch up: its own, those from before nodes,
+    /// and those of a node no longer registered (dead and forgotten), so that two nodes do
+    /// not index the same session at once.
     ///
     /// # Errors
     /// Database failures, or an id that does not parse.
-    pub async fn sessions_to_index(&self, limit: u32) -> Result<Vec<SessionId>, StoreError> {
-        dispatch!(self, b => b.sessions_to_index(limit).await)
+    pub async fn sessions_to_index(
+        &self,
+        limit: u32,
+        node: Option<&NodeId>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        dispatch!(self, b => b.sessions_to_index(limit, node).await)
     }
 
     /// A session's commands in order.

@@ -94,6 +94,44 @@ async fn only_a_lapsed_owner_loses_its_sessions(db: TestDb) {
     assert!(!s.claim_session(sealed, Some(&a), &c, Some(cutoff)).await.unwrap());
 }
 
+/// Each node catches up the indexing of its own sealed sessions; those of a node that is gone
+/// (forgotten) are anyone's, and an unfiltered catch-up (`keepwatch index`) sees them all.
+async fn each_node_catches_up_its_own_sealed_sessions(db: TestDb) {
+    let s = &db.store;
+    let (a, b) = (node("kw-a"), node("kw-b"));
+    s.register_node(&a, "a", T0).await.unwrap();
+    s.register_node(&b, "b", T0).await.unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let mut sealed = Vec::new();
+    for owner in [Some(&a), Some(&b), None] {
+        let id = session(s, owner).await;
+        let seal = keepwatch_recording::SealInfo {
+            seq: 1,
+            chain_head: [5; 32],
+            signature: [6; 64],
+            sealed_at_us: T0,
+        };
+        s.finish_session(id, SessionStatus::Closed, None, &seal, T0 + 1, &key).await.unwrap();
+        sealed.push(id);
+    }
+    let [of_a, of_b, before_nodes] = sealed[..] else { unreachable!() };
+    let to_index = |n: Option<NodeId>| async move {
+        let mut v = s.sessions_to_index(10, n.as_ref()).await.unwrap();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<SessionId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(to_index(Some(a.clone())).await, sorted(vec![of_a, before_nodes]));
+    assert_eq!(to_index(Some(b.clone())).await, sorted(vec![of_b, before_nodes]));
+    assert_eq!(to_index(None).await, sorted(vec![of_a, of_b, before_nodes]));
+    // b dies and is forgotten: its sealed sessions are a's to catch up.
+    assert!(s.forget_node(&b, T0 + SEC).await.unwrap());
+    assert_eq!(to_index(Some(a.clone())).await, sorted(vec![of_a, of_b, before_nodes]));
+}
+
 /// Heartbeats are stamped with the database's clock: on this host it is the same clock as
 /// the process's, within a moment.
 async fn the_database_clock_is_a_clock(db: TestDb) {
@@ -106,5 +144,6 @@ async fn the_database_clock_is_a_clock(db: TestDb) {
 conformance!(
     heartbeats_fence_a_replaced_instance,
     only_a_lapsed_owner_loses_its_sessions,
+    each_node_catches_up_its_own_sealed_sessions,
     the_database_clock_is_a_clock
 );
