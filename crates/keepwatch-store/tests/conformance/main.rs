@@ -16,4 +16,5 @@ mod nodes;
 mod records;
 mod search;
 mod targets;
+mod tls;
 mod web_logins;

@@ -120,6 +120,14 @@ impl TestDb {
         }
     }
 
+    /// The PostgreSQL URL of this database.
+    pub(crate) fn postgres_url(&self) -> &str {
+        match &self.database {
+            Database::Postgres(url) => url,
+            Database::Sqlite(_) => panic!("not a PostgreSQL store"),
+        }
+    }
+
     /// Another handle on the same database (a second process, or a restart).
     pub(crate) async fn reopen(&self) -> Store {
         Store::open(&self.database).await.unwrap()
