@@ -257,10 +257,28 @@ impl Archive {
 
     /// Writes a sealed recording's manifest.
     ///
+    /// A manifest already there is never replaced knowingly: it is looked for first, because
+    /// some servers (Garage 2.5) accept a conditional create on an existing key and overwrite
+    /// it. That leaves only two writers racing within one round trip (a node that was frozen
+    /// past its lapse, resuming just as a survivor seals its session); the loser's manifest
+    /// then disagrees with the ledger, and `verify` says so.
+    ///
     /// # Errors
     /// As [`Self::put_segment`]; `Exists` when a manifest is there already.
     pub async fn put_manifest(&self, id: SessionId, text: String) -> Result<(), StoreError> {
-        self.create(&Self::manifest_key(id), Bytes::from(text)).await
+        let key = Self::manifest_key(id);
+        match self.store.head(&key).await {
+            Ok(_) => {
+                return Err(StoreError::Exists {
+                    op: "write archive object",
+                    kind: "archive object",
+                    id: key.to_string(),
+                });
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(blob_err(e)),
+        }
+        self.create(&key, Bytes::from(text)).await
     }
 
     /// The manifest of a segmented recording, as stored; `None` when there is none.

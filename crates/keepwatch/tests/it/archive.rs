@@ -46,7 +46,13 @@ fn a_segment_overwritten_in_the_bucket_fails_verify() {
     let rt = rt();
     let segments = rt.block_on(archive.segments(session)).unwrap();
     assert!(segments.len() >= 3, "{segments:?}");
-    assert!(rt.block_on(archive.manifest(session)).unwrap().is_some());
+    let manifest = rt.block_on(archive.manifest(session)).unwrap();
+    assert!(manifest.is_some());
+    // A second manifest for the session (a node frozen past its lapse, resuming after a
+    // survivor sealed its session) is refused, not written over the first as Garage would.
+    let again = rt.block_on(archive.put_manifest(session, "a second seal".into()));
+    assert!(matches!(again, Err(keepwatch_store::StoreError::Exists { .. })), "{again:?}");
+    assert_eq!(rt.block_on(archive.manifest(session)).unwrap(), manifest);
     // Read back from the bucket, a range at a time.
     let client = String::from_utf8(out.stdout).unwrap();
     let recorded = env.exported_output(&id).replace("\r\n", "\n");
