@@ -4,16 +4,19 @@
 //! itself (the confirm step), so every hit is an exact case-insensitive substring, as on
 //! SQLite. Texts shorter than three characters have no trigram and scan, as on SQLite.
 //!
-//! Newest first, in windows of ids: a GIN index cannot hand out its matches in id order, so
-//! one statement over every command has to fetch and sort every match before `LIMIT` (all
-//! 100,000 rows holding a common word), or walk the id index newest first testing every row
-//! (every row, when the text is rare): whichever the planner guesses, one of the two is
-//! slow. [`TextIndex::query`] asks instead for the newest `FIRST_WINDOW` ids, then for the
-//! next ones back in windows `GROWTH` times wider, until it has `limit` hits or has covered
-//! every id. Each window is planned for its own bounds, common text stops in the first
-//! window, and rare text costs a few windows more than one statement over everything. All
-//! windows read one snapshot (a repeatable-read transaction), so the hits are exactly what
-//! one statement would return.
+//! Newest first: a GIN index cannot hand out its matches in id order, and `pg_trgm` keeps
+//! only letters and digits in its trigrams (`usr/bin/r` narrows to rows holding the words
+//! `usr`, `bin` and one starting with `r`), so a bitmap scan over every command fetches and
+//! rechecks every candidate before `LIMIT` (115,000 rows, 3 s, for `usr/bin/r` at 1M
+//! commands), and the planner, which guesses a few dozen, picks it anyway. An unfiltered
+//! search therefore first walks the newest `FIRST_WINDOW` ids in id order with bitmap scans
+//! off (the row filter tests each one; ~20 ms), which is enough for any text that is not
+//! rare; only if that finds fewer than `limit` hits does one statement search the older ids.
+//! A person or target filter names their sessions (`session_id IN (...)`) and turns bitmap
+//! scans off, so the plan starts from those sessions' commands (the session index) and tests
+//! each one, instead of fetching every trigram match. Both statements read one
+//! snapshot (a repeatable-read transaction), so the hits are exactly what one statement over
+//! everything would return.
 //!
 //! The index lives on the command rows themselves, so writing or deleting a row is indexing
 //! or forgetting it: [`TextIndex::add`] and [`TextIndex::forget`] have nothing to do.
@@ -26,10 +29,8 @@ use crate::error::At;
 use crate::rows::*;
 use crate::search::{TextIndex, like_substring};
 
-/// Ids in the first (newest) window.
+/// Ids walked in order before falling back to the trigram indexes.
 const FIRST_WINDOW: i64 = 8192;
-/// Each window back is this many times wider than the one before.
-const GROWTH: i64 = 4;
 
 #[derive(Debug, Clone)]
 pub(crate) struct TrigramIndex {
@@ -45,7 +46,8 @@ macro_rules! search_select {
              WHERE ",
             $matches,
             " AND c.id > $9 AND c.id <= $10 \
-             AND ($2::text IS NULL OR s.person = $2) AND ($3::text IS NULL OR s.target = $3) \
+             AND ($2::text IS NULL OR c.session_id IN (SELECT id FROM sessions WHERE person = $2)) \
+             AND ($3::text IS NULL OR c.session_id IN (SELECT id FROM sessions WHERE target = $3)) \
              AND ($4::text IS NULL OR c.session_id = $4) AND ($5::bigint IS NULL OR c.at_us >= $5) \
              AND ($6::bigint IS NULL OR c.at_us <= $6) \
              AND (NOT $7 OR c.kind IN ('shell', 'exec', 'stdin')) \
@@ -82,50 +84,82 @@ impl TextIndex for TrigramIndex {
             return Ok(Vec::new());
         }
         let pattern = like_substring(&q.text);
-        let session = q.session.map(|s| s.to_string());
         let mut tx = self.pool.begin().await.at(OP, &q.text)?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await
             .at(OP, &q.text)?;
-        let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT min(id), max(id) FROM commands")
+        let mut hits = Vec::new();
+        let mut high = i64::MAX;
+        let filtered = q.person.is_some()
+            || q.target.is_some()
+            || q.session.is_some()
+            || q.since_us.is_some()
+            || q.until_us.is_some();
+        if !filtered {
+            let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM commands")
                 .fetch_one(&mut *tx)
                 .await
                 .at(OP, &q.text)?;
-        let mut hits = Vec::new();
-        let Some((first, last)) = first.zip(last) else { return Ok(hits) };
-        // One session's commands are few and indexed by session: no windows needed.
-        let mut width = if q.session.is_some() { i64::MAX } else { FIRST_WINDOW };
-        let mut high = last;
-        while hits.len() < q.limit as usize {
-            let low = high.saturating_sub(width);
-            // The oldest window is open below, so every id is covered exactly once.
-            let low = if low < first { i64::MIN } else { low };
-            let rows = sqlx::query(sql)
-                .bind(&pattern)
-                .bind(&q.person)
-                .bind(&q.target)
-                .bind(&session)
-                .bind(q.since_us)
-                .bind(q.until_us)
-                .bind(q.commands_only)
-                .bind(i64::from(q.limit) - hits.len() as i64)
-                .bind(low)
-                .bind(high)
-                .fetch_all(&mut *tx)
+            let Some(last) = last else { return Ok(hits) };
+            high = last.saturating_sub(FIRST_WINDOW);
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
                 .await
                 .at(OP, &q.text)?;
-            for r in &rows {
-                hits.push(decode::search_hit(r, q).at(OP, &q.text)?);
-            }
-            if low == i64::MIN {
-                break;
-            }
-            high = low;
-            width = width.saturating_mul(GROWTH);
+            self.window(&mut tx, sql, q, &pattern, (high, last), &mut hits).await?;
+            sqlx::query("SET LOCAL enable_bitmapscan = on")
+                .execute(&mut *tx)
+                .await
+                .at(OP, &q.text)?;
+        }
+        // A person's or target's sessions hold a few percent of the commands: reading all of
+        // them through the session index and testing each row is bounded by that history,
+        // where a bitmap scan of the trigram matches is bounded by nothing.
+        let by_sessions = q.person.is_some() || q.target.is_some();
+        if by_sessions {
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .at(OP, &q.text)?;
+        }
+        if hits.len() < q.limit as usize {
+            self.window(&mut tx, sql, q, &pattern, (i64::MIN, high), &mut hits).await?;
         }
         tx.commit().await.at(OP, &q.text)?;
         Ok(hits)
+    }
+}
+
+impl TrigramIndex {
+    /// Appends the hits with `low < id <= high`, newest first, up to `q.limit` in all.
+    async fn window(
+        &self,
+        tx: &mut PgConnection,
+        sql: &'static str,
+        q: &SearchQuery,
+        pattern: &str,
+        (low, high): (i64, i64),
+        hits: &mut Vec<SearchHit>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "search";
+        let rows = sqlx::query(sql)
+            .bind(pattern)
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .bind(q.commands_only)
+            .bind(i64::from(q.limit) - hits.len() as i64)
+            .bind(low)
+            .bind(high)
+            .fetch_all(tx)
+            .await
+            .at(OP, &q.text)?;
+        for r in &rows {
+            hits.push(decode::search_hit(r, q).at(OP, &q.text)?);
+        }
+        Ok(())
     }
 }

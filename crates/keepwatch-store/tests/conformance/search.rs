@@ -239,10 +239,11 @@ async fn cleared_sessions_are_not_found(db: TestDb) {
     db.close().await;
 }
 
-/// Hits spread over PostgreSQL's id windows (newest 8,192 ids, then windows four times wider,
-/// `postgres/search.rs`): the hits on both sides of the first boundary come out in order,
-/// a limit reached exactly at the boundary stops there, and the rest continue below it. On
-/// SQLite there are no windows and the answers must be the same.
+/// Hits on both sides of PostgreSQL's first window (the newest 8,192 ids, walked in order
+/// before one statement searches the older ids, `postgres/search.rs`) come out in order, a
+/// limit reached exactly at the boundary stops there, and the rest continue below it; a
+/// person filter finds its one command below the window. On SQLite there is no window and the
+/// answers must be the same.
 async fn hits_across_id_windows(db: TestDb) {
     const FIRST_WINDOW: usize = 8192;
     let s = &db.store;
