@@ -239,10 +239,67 @@ async fn cleared_sessions_are_not_found(db: TestDb) {
     db.close().await;
 }
 
+/// Hits on both sides of PostgreSQL's first window (the newest 8,192 ids, walked in order
+/// before one statement searches the older ids, `postgres/search.rs`) come out in order, a
+/// limit reached exactly at the boundary stops there, and the rest continue below it; a
+/// person filter finds its one command below the window. On SQLite there is no window and the
+/// answers must be the same.
+async fn hits_across_id_windows(db: TestDb) {
+    const FIRST_WINDOW: usize = 8192;
+    let s = &db.store;
+    let n = FIRST_WINDOW + 100;
+    // Indexes from the newest: 0 is the last command, FIRST_WINDOW - 1 the oldest in the
+    // first window, FIRST_WINDOW the newest below it.
+    let needles = [0, 1, FIRST_WINDOW - 1, FIRST_WINDOW, FIRST_WINDOW + 1, n - 1];
+    let commands: Vec<String> = (0..n)
+        .map(|i| {
+            let from_newest = n - 1 - i;
+            if needles.contains(&from_newest) {
+                format!("echo needle-{from_newest}")
+            } else {
+                format!("echo filler-{i}")
+            }
+        })
+        .collect();
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    // Bob's one command first: the oldest id, below every window boundary.
+    session(s, "bob", "db", T0 - HOUR_US, &["echo needle-bob"]).await;
+    session(s, "alice", "web", T0, &commands).await;
+    let all: Vec<String> = needles.iter().map(|i| format!("alice web echo needle-{i}")).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+
+    let limited = |limit: u32| SearchQuery { limit, ..text("needle-") };
+    let found = |hits: Vec<keepwatch_store::SearchHit>| -> Vec<String> {
+        hits.into_iter()
+            .map(|h| format!("{} {} {}", h.person, h.target, h.command.command))
+            .collect()
+    };
+    // The limit met exactly by the first window's hits.
+    assert_eq!(found(s.search(&limited(3)).await.unwrap()), all[..3]);
+    // One past the boundary, then two.
+    assert_eq!(found(s.search(&limited(4)).await.unwrap()), all[..4]);
+    assert_eq!(found(s.search(&limited(5)).await.unwrap()), all[..5]);
+    // Everything, bob's oldest command last.
+    let mut everything = all.clone();
+    everything.push("bob db echo needle-bob");
+    check(s, text("needle-"), &everything).await;
+    // A filter that only the oldest command passes, found through every window.
+    check(
+        s,
+        SearchQuery { person: Some("bob".into()), ..text("needle") },
+        &["bob db echo needle-bob"],
+    )
+    .await;
+    // A rare text in the oldest window only.
+    check(s, text("needle-8291"), &["alice web echo needle-8291"]).await;
+    db.close().await;
+}
+
 conformance!(
     filters,
     exact_substrings_any_case,
     newest_first_within_the_limit,
     time_bounds_cover_a_session_indexed_late,
-    cleared_sessions_are_not_found
+    cleared_sessions_are_not_found,
+    hits_across_id_windows
 );
