@@ -266,6 +266,9 @@ pub async fn reindex(
     id: SessionId,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u32, IndexError> {
+    // Read before clearing: a recording this node cannot read (not found here, a bucket
+    // that is down) must not cost the session the index it has.
+    blobs.read_recording_range(id, 0, 1).await?;
     store.clear_index(id).await?;
     let mut follow = Follow::new();
     if !follow.advance(store, blobs, id, progress).await? {

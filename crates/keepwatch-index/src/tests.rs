@@ -128,6 +128,15 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     let commands: Vec<String> =
         store.commands(id).await.unwrap().into_iter().map(|c| c.command).collect();
     assert_eq!(commands, ["echo one", "echo two"]);
+
+    // Reindexed where the recording cannot be read (another node's disk): an error, and the
+    // index it had is kept.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let unreadable = BlobStore::local(&elsewhere).unwrap();
+    assert!(crate::reindex(&store, &unreadable, id, &mut |_| {}).await.is_err());
+    assert_eq!(store.commands(id).await.unwrap().len(), 2, "the index survives");
+    assert_eq!(status(&store, &blobs, id).await.state, IndexState::Complete);
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
