@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use keepwatch_recording::{Event, RecordingTail};
 use keepwatch_core::NodeId;
+use keepwatch_recording::{Event, RecordingTail};
 use keepwatch_store::{Archive, BlobStore, Database, S3Options, SessionFilter, Store};
 
 use super::lines::LineStats;
@@ -171,7 +171,9 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
             if !db.exists() {
                 bail!("no keepwatch.db in {}", args.data_dir.display());
             }
-            Store::open_sqlite(&db).await.with_context(|| format!("cannot open {}", db.display()))?
+            Store::open_sqlite(&db)
+                .await
+                .with_context(|| format!("cannot open {}", db.display()))?
         }
     };
     let blobs = match &args.recordings {
