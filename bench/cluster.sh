@@ -22,6 +22,9 @@
 #   KW_CLUSTER_POSTGRES [postgres://postgres@127.0.0.1:5432/postgres]
 #                                the server, and a database there to run CREATE/DROP from
 #   KW_CLUSTER_PG_NAME [kw_cluster_bench]   the database created (refused if it exists)
+#   KW_CLUSTER_ARCHIVE [s3]      s3: the shared Garage bucket; local: no bucket, each node
+#                                archives into its own data directory (no Garage needed; the
+#                                bucket rows then say not measured)
 #   KW_CLUSTER_DEADLINE [1800]   seconds for the whole run after the build (a watchdog)
 #   KW_CLUSTER_KEEP=1            keep the work directory and the database
 #   KW_CLUSTER_OUT=FILE          also write the report there
@@ -48,6 +51,7 @@ PAD=${KW_CLUSTER_PAD:-60}
 PG_SERVER=${KW_CLUSTER_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_NAME=${KW_CLUSTER_PG_NAME:-kw_cluster_bench}
 DEADLINE=${KW_CLUSTER_DEADLINE:-1800}
+ARCHIVE=${KW_CLUSTER_ARCHIVE:-s3}
 # The target login (as in the integration tests; scripts/test.sh makes it). Its password is
 # never changed here: other test runs on this machine rely on it.
 TARGET_USER=kwtest
@@ -60,10 +64,18 @@ export KEEPWATCH_LOG=${KEEPWATCH_LOG:-warn}
 ((NODES >= 1 && NODES <= 26)) || die "KW_CLUSTER_NODES must be 1..26"
 ((SESSIONS >= NODES)) || die "KW_CLUSTER_SESSIONS must be at least KW_CLUSTER_NODES"
 [[ $PG_NAME =~ ^[a-z_][a-z0-9_]*$ ]] || die "KW_CLUSTER_PG_NAME must be a plain lower-case name"
+[[ $ARCHIVE == s3 || $ARCHIVE == local ]] || die "KW_CLUSTER_ARCHIVE must be s3 or local"
 GARAGE=$(command -v garage || echo "${CARGO_HOME:-$HOME/.cargo}/bin/garage")
-[[ -x $GARAGE ]] || die "Garage is not installed: cargo install --locked garage"
-command -v psql >/dev/null || die "psql is missing (apt-get install postgresql-client)"
-[[ -x /usr/sbin/sshd ]] || die "sshd is missing (apt-get install openssh-server)"
+[[ $ARCHIVE == local || -x $GARAGE ]] || die "Garage is not installed: cargo install --locked garage (or KW_CLUSTER_ARCHIVE=local)"
+need_pkgs=()
+[[ -x /usr/sbin/sshd ]] || need_pkgs+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
 psql "$PG_SERVER" -qAtc 'select 1' >/dev/null 2>&1 ||
     die "PostgreSQL at $PG_SERVER does not answer (pg_ctlcluster 15 main start)"
 
@@ -159,9 +171,12 @@ track_pid "$SSHD_PID"
 wait_until 10 "sshd on port $SSHD_PORT" port_in_use "$SSHD_PORT" || die "sshd did not start: $(tail -3 "$WORK/sshd.log")"
 
 # ==== the bucket: single-node Garage, metrics on its admin port ================================
-RPC=$(free_port) S3=$(free_port) ADMIN=$(free_port)
-METRICS_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-cat >"$WORK/garage.toml" <<EOF
+HAVE_METRICS=0
+GARAGE_PID=
+if [[ $ARCHIVE == s3 ]]; then
+    RPC=$(free_port) S3=$(free_port) ADMIN=$(free_port)
+    METRICS_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    cat >"$WORK/garage.toml" <<EOF
 metadata_dir = "$WORK/garage/meta"
 data_dir = "$WORK/garage/data"
 db_engine = "sqlite"
@@ -177,26 +192,27 @@ root_domain = ".s3.garage.localhost"
 api_bind_addr = "127.0.0.1:$ADMIN"
 metrics_token = "$METRICS_TOKEN"
 EOF
-g() { "$GARAGE" -c "$WORK/garage.toml" "$@"; }
-RUST_LOG=garage=warn "$GARAGE" -c "$WORK/garage.toml" server >"$WORK/garage.log" 2>&1 &
-GARAGE_PID=$!
-track_pid "$GARAGE_PID"
-garage_up() { g status >/dev/null 2>&1; }
-wait_until 60 "garage to answer" garage_up || die "garage did not start: $(tail -5 "$WORK/garage.log")"
-g layout assign -z dc1 -c 10G "$(g node id -q | cut -d@ -f1)" >/dev/null
-g layout apply --version 1 >/dev/null
-g bucket create "$BUCKET" >/dev/null
-KEY=$(g key create kw-cluster)
-AWS_ACCESS_KEY_ID=$(sed -n 's/^ *Key ID: *//p' <<<"$KEY")
-AWS_SECRET_ACCESS_KEY=$(sed -n 's/^ *Secret key: *//p' <<<"$KEY")
-export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-[[ -n $AWS_ACCESS_KEY_ID && -n $AWS_SECRET_ACCESS_KEY ]] || die "cannot read the key from \`garage key create\`: $KEY"
-g bucket allow --read --write --owner "$BUCKET" --key kw-cluster >/dev/null
-wait_until 30 "garage's S3 port" port_in_use "$S3" || die "garage does not serve S3"
-metrics() { curl -sf -H "Authorization: Bearer $METRICS_TOKEN" "http://127.0.0.1:$ADMIN/metrics"; }
-HAVE_METRICS=1
-metrics >"$WORK/metrics.probe" 2>/dev/null && grep -q '^api_s3_request_counter\|^# HELP' "$WORK/metrics.probe" || HAVE_METRICS=0
-log "garage $("$GARAGE" --version 2>/dev/null | head -1) on 127.0.0.1:$S3; metrics: $([[ $HAVE_METRICS == 1 ]] && echo yes || echo no)"
+    g() { "$GARAGE" -c "$WORK/garage.toml" "$@"; }
+    RUST_LOG=garage=warn "$GARAGE" -c "$WORK/garage.toml" server >"$WORK/garage.log" 2>&1 &
+    GARAGE_PID=$!
+    track_pid "$GARAGE_PID"
+    garage_up() { g status >/dev/null 2>&1; }
+    wait_until 60 "garage to answer" garage_up || die "garage did not start: $(tail -5 "$WORK/garage.log")"
+    g layout assign -z dc1 -c 10G "$(g node id -q | cut -d@ -f1)" >/dev/null
+    g layout apply --version 1 >/dev/null
+    g bucket create "$BUCKET" >/dev/null
+    KEY=$(g key create kw-cluster)
+    AWS_ACCESS_KEY_ID=$(sed -n 's/^ *Key ID: *//p' <<<"$KEY")
+    AWS_SECRET_ACCESS_KEY=$(sed -n 's/^ *Secret key: *//p' <<<"$KEY")
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    [[ -n $AWS_ACCESS_KEY_ID && -n $AWS_SECRET_ACCESS_KEY ]] || die "cannot read the key from \`garage key create\`: $KEY"
+    g bucket allow --read --write --owner "$BUCKET" --key kw-cluster >/dev/null
+    wait_until 30 "garage's S3 port" port_in_use "$S3" || die "garage does not serve S3"
+    metrics() { curl -sf -H "Authorization: Bearer $METRICS_TOKEN" "http://127.0.0.1:$ADMIN/metrics"; }
+    HAVE_METRICS=1
+    metrics >"$WORK/metrics.probe" 2>/dev/null && grep -q '^api_s3_request_counter\|^# HELP' "$WORK/metrics.probe" || HAVE_METRICS=0
+    log "garage $("$GARAGE" --version 2>/dev/null | head -1) on 127.0.0.1:$S3; metrics: $([[ $HAVE_METRICS == 1 ]] && echo yes || echo no)"
+fi
 
 # ==== the database =============================================================================
 if [[ -n $(psql "$PG_SERVER" -qAtc "select 1 from pg_database where datname = '$PG_NAME'") ]]; then
@@ -216,11 +232,13 @@ first=$WORK/${NAMES[0]}
 KEEPWATCH_DATA_DIR=$first "$KW" init --database "$DB_URL" >"$WORK/init.out" 2>&1 ||
     die "keepwatch init failed: $(cat "$WORK/init.out")"
 toml=$first/keepwatch.toml
-sed -i -e "s|^recordings = \"\"|recordings = \"s3://$BUCKET/$PREFIX\"|" \
-    -e "s|^endpoint = \"\"|endpoint = \"http://127.0.0.1:$S3\"|" \
-    -e 's|^region = ""|region = "garage"|' -e 's|^allow_http = false|allow_http = true|' "$toml"
-grep -q "^recordings = \"s3://$BUCKET/$PREFIX\"" "$toml" && grep -q '^id = ""' "$toml" &&
-    grep -q "^database = \"$DB_URL\"" "$toml" || die "cannot configure $toml"
+if [[ $ARCHIVE == s3 ]]; then
+    sed -i -e "s|^recordings = \"\"|recordings = \"s3://$BUCKET/$PREFIX\"|" \
+        -e "s|^endpoint = \"\"|endpoint = \"http://127.0.0.1:$S3\"|" \
+        -e 's|^region = ""|region = "garage"|' -e 's|^allow_http = false|allow_http = true|' "$toml"
+    grep -q "^recordings = \"s3://$BUCKET/$PREFIX\"" "$toml" || die "cannot configure $toml"
+fi
+grep -q '^id = ""' "$toml" && grep -q "^database = \"$DB_URL\"" "$toml" || die "cannot configure $toml"
 export KEEPWATCH_DATA_DIR=$first
 "$KW" user add alice --role user --ssh-key "$WORK/client_key.pub" >/dev/null
 echo "$TARGET_PW" | "$KW" target add web01 --host 127.0.0.1 --port "$SSHD_PORT" --login "$TARGET_USER" \
@@ -307,7 +325,7 @@ CLIENT_PIDS=()
 sample() {
     local label=$1 procs=() n pg s3="" c
     for n in "${NAMES[@]}"; do procs+=("$n=${PID[$n]}"); done
-    procs+=("postgres=$POSTMASTER" "pgdb=$POSTMASTER:$PG_NAME" "garage=$GARAGE_PID" "sshd=$SSHD_PID"
+    procs+=("postgres=$POSTMASTER" "pgdb=$POSTMASTER:$PG_NAME" "garage=${GARAGE_PID:-}" "sshd=$SSHD_PID"
         "clients=$(
             IFS=,
             echo "${CLIENT_PIDS[*]:-}"
@@ -398,19 +416,38 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A CHECK
 checks_ok=1
 for n in "${NAMES[@]}"; do
-    CHECK[$n]=$("$KWB" drill-check --data-dir "$WORK/$n" --database "$DB_URL" --node "$n" \
-        --recordings "s3://$BUCKET/$PREFIX" --s3-endpoint "http://127.0.0.1:$S3" --s3-region garage \
-        --s3-allow-http --report "$WORK/$n.tsv" --status closed --exact --out "$WORK/$n.check.tsv" 2>&1) ||
+    bucket=()
+    [[ $ARCHIVE == s3 ]] && bucket=(--recordings "s3://$BUCKET/$PREFIX" --s3-endpoint "http://127.0.0.1:$S3"
+        --s3-region garage --s3-allow-http)
+    CHECK[$n]=$("$KWB" drill-check --data-dir "$WORK/$n" --database "$DB_URL" --node "$n" "${bucket[@]}" \
+        --report "$WORK/$n.tsv" --status closed --exact --out "$WORK/$n.check.tsv" 2>&1) ||
         checks_ok=0
     printf '%s\n' "${CHECK[$n]}" | sed "s/^/$n: /" >&2
 done
 t0=$(date +%s.%N)
 VERIFY_OK=1
-timeout -k 5 900 "$KW" verify --all >"$WORK/verify.out" 2>&1 || VERIFY_OK=0
+if [[ $ARCHIVE == s3 ]]; then
+    # Any node reads every recording from the bucket: one verify --all over the database.
+    VERIFY_WHAT="verify --all"
+    timeout -k 5 900 "$KW" verify --all >"$WORK/verify.out" 2>&1 || VERIFY_OK=0
+else
+    # Without a bucket a node holds only its own recordings: each node verifies its sessions.
+    VERIFY_WHAT="verify of each node's sessions from its own data directory"
+    : >"$WORK/verify.out"
+    for n in "${NAMES[@]}"; do
+        mapfile -t ids < <(awk -F'\t' 'NR > 1 && $2 != "-" { print $2 }' "$WORK/$n.check.tsv" 2>/dev/null)
+        ((${#ids[@]})) || continue
+        KEEPWATCH_DATA_DIR=$WORK/$n timeout -k 5 900 "$KW" verify "${ids[@]}" >>"$WORK/verify.out" 2>&1 || VERIFY_OK=0
+    done
+fi
 VERIFY_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 VERIFY_LINE=$(tail -1 "$WORK/verify.out" | cut -c1-200)
-OBJECTS=$(g bucket info "$BUCKET" 2>/dev/null | sed -n 's/^ *Objects: *//p' | head -1)
-OBJECTS=${OBJECTS:-?}
+OBJECTS="n/a (no bucket)"
+if [[ $ARCHIVE == s3 ]]; then
+    g bucket info "$BUCKET" >"$WORK/bucket.info" 2>&1 || true
+    OBJECTS=$(sed -n 's/^ *Objects: *//p' "$WORK/bucket.info" | head -1)
+    OBJECTS=${OBJECTS:-?}
+fi
 INDEXED=$(psql "$DB_URL" -qAtc "select count(*) from commands" 2>/dev/null || echo '?')
 SESSION_ROWS=$(psql "$DB_URL" -qAtc "select count(*) from sessions" 2>/dev/null || echo '?')
 
@@ -442,7 +479,7 @@ for n in "${NAMES[@]}"; do
         why+=("$n: $(grep '^check problem' <<<"${CHECK[$n]}" | head -2 | cut -c16- | tr '\n' ' ')")
 done
 ((checks_ok)) || why+=("drill-check could not run on every node")
-[[ $VERIFY_OK == 1 ]] || why+=("verify --all: $VERIFY_LINE")
+[[ $VERIFY_OK == 1 ]] || why+=("$VERIFY_WHAT: $VERIFY_LINE")
 ((${#why[@]} == 0)) || verdict="**FAIL**: $(
     IFS=';'
     echo "${why[*]}"
@@ -463,7 +500,7 @@ ELAPSED=$(($(date +%s) - START_TS))
     echo "$SESSIONS sessions ($(
         IFS=/
         echo "${COUNT[*]}"
-    ) per node), each an exec of the drills' producer: $LINES_PER_TICK lines of ~$((PAD + 40)) bytes every $TICK_MS ms for ${SECS}s; one PostgreSQL database, one Garage bucket (s3://$BUCKET/$PREFIX), default node configuration. All producing after ${READY_S}s; steady state (every session producing, until 3 s before the first producer could end) ${W_STEADY}s; whole run (first connection until every session was sealed and archived) ${W_ALL}s, of which ${SEAL_S}s after the last client ended."
+    ) per node), each an exec of the drills' producer: $LINES_PER_TICK lines of ~$((PAD + 40)) bytes every $TICK_MS ms for ${SECS}s; one PostgreSQL database, $([[ $ARCHIVE == s3 ]] && echo "one Garage bucket (s3://$BUCKET/$PREFIX)" || echo "no bucket (each node archives into its own data directory)"), default node configuration. All producing after ${READY_S}s; steady state (every session producing, until 3 s before the first producer could end) ${W_STEADY}s; whole run (first connection until every session was sealed and archived) ${W_ALL}s, of which ${SEAL_S}s after the last client ended."
     echo
     echo "| Node | Sessions | Ran to the end | Delivered bytes | Recorded bytes | Recorded = delivered | CPU s, whole run | CPU, steady | CPU ms/s per session, steady | CPU s per GiB relayed | RSS with sessions, KiB |"
     echo "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
@@ -479,14 +516,14 @@ ELAPSED=$(($(date +%s) - START_TS))
     if [[ $HAVE_METRICS == 1 ]]; then
         echo "| Bucket S3 requests/s (Garage /metrics, api_s3_request_counter) | $(rate s3_requests start sealed) | $(rate s3_requests ready steady) |"
     else
-        echo "| Bucket S3 requests/s | not measured (no Garage metrics) | not measured |"
+        echo "| Bucket S3 requests/s | not measured ($([[ $ARCHIVE == s3 ]] && echo "no Garage metrics" || echo "no bucket: KW_CLUSTER_ARCHIVE=local")) | not measured |"
     fi
-    echo "| Garage CPU (s; % of a core) | $(delta garage start sealed) ($(pct_of garage start sealed)%) | $(delta garage ready steady) ($(pct_of garage ready steady)%) |"
+    [[ $ARCHIVE == s3 ]] && echo "| Garage CPU (s; % of a core) | $(delta garage start sealed) ($(pct_of garage start sealed)%) | $(delta garage ready steady) ($(pct_of garage ready steady)%) |"
     echo "| Target sshd and producers CPU (s; % of a core) | $(delta sshd start sealed) ($(pct_of sshd start sealed)%) | $(delta sshd ready steady) ($(pct_of sshd ready steady)%) |"
     echo "| Clients (keepwatch-bench drill-load) CPU (s; % of a core) | $CLIENTS_CPU ($(awk -v c="$CLIENTS_CPU" -v w="$W_ALL" 'BEGIN { printf "%.0f", 100 * c / w }')%) | $(delta clients ready steady) ($(pct_of clients ready steady)%) |"
     echo "| Machine busy, every process ($(nproc) cores) | $(awk -v b="$(delta machine_busy start sealed)" -v t="$(delta machine_total start sealed)" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * b / t }') | ${machine_pct}% |"
     echo
-    echo "Bucket: ${s3_detail:-no request counts}objects in the bucket at the end: $OBJECTS. PostgreSQL: $SESSION_ROWS session rows, $INDEXED command rows indexed. verify --all: $([[ $VERIFY_OK == 1 ]] && echo "ok" || echo "FAILED") in ${VERIFY_S}s ($VERIFY_LINE)."
+    echo "Bucket requests over the whole run, by endpoint: ${s3_detail:-none counted, }objects in the bucket at the end: $OBJECTS. PostgreSQL: $SESSION_ROWS session rows, $INDEXED command rows indexed. $VERIFY_WHAT: $([[ $VERIFY_OK == 1 ]] && echo "ok" || echo "FAILED") in ${VERIFY_S}s ($VERIFY_LINE)."
     echo
     for n in "${NAMES[@]}"; do
         echo "$n: $(grep '^ready' "$WORK/$n.load.out"); $(grep '^load rate_bps' "$WORK/$n.load.out" | cut -d' ' -f2-); $(grep '^check unrecorded' <<<"${CHECK[$n]}" | cut -d' ' -f2-)"
