@@ -202,8 +202,8 @@ EOF
     g layout apply --version 1 >/dev/null
     g bucket create "$BUCKET" >/dev/null
     KEY=$(g key create kw-cluster)
-    AWS_ACCESS_KEY_ID=$(sed -n 's/^ *Key ID: *//p' <<<"$KEY")
-    AWS_SECRET_ACCESS_KEY=$(sed -n 's/^ *Secret key: *//p' <<<"$KEY")
+    AWS_ACCESS_KEY_ID=$(sed -n 's/^[[:space:]]*Key ID:[[:space:]]*//p' <<<"$KEY")
+    AWS_SECRET_ACCESS_KEY=$(sed -n 's/^[[:space:]]*Secret key:[[:space:]]*//p' <<<"$KEY")
     export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
     [[ -n $AWS_ACCESS_KEY_ID && -n $AWS_SECRET_ACCESS_KEY ]] || die "cannot read the key from \`garage key create\`: $KEY"
     g bucket allow --read --write --owner "$BUCKET" --key kw-cluster >/dev/null
@@ -445,7 +445,7 @@ VERIFY_LINE=$(tail -1 "$WORK/verify.out" | cut -c1-200)
 OBJECTS="n/a (no bucket)"
 if [[ $ARCHIVE == s3 ]]; then
     g bucket info "$BUCKET" >"$WORK/bucket.info" 2>&1 || true
-    OBJECTS=$(sed -n 's/^ *Objects: *//p' "$WORK/bucket.info" | head -1)
+    OBJECTS=$(sed -n 's/^[[:space:]]*Objects:[[:space:]]*//p' "$WORK/bucket.info" | head -1)
     OBJECTS=${OBJECTS:-?}
 fi
 INDEXED=$(psql "$DB_URL" -qAtc "select count(*) from commands" 2>/dev/null || echo '?')
