@@ -2,15 +2,19 @@
 //! session's recording holds, read from the data directory (spool file or sealed blob, a
 //! torn tail left out). A client is matched to its session by the client address the gateway
 //! recorded (the client's local address and port), so a session whose recording holds no
-//! output yet is still found; the tag in the output must then agree.
+//! output yet is still found; the tag in the output must then agree. A node of several
+//! (`bench/cluster.sh`) is checked with `--database` (the shared PostgreSQL), `--recordings`
+//! (the shared bucket) and `--node` (its sessions only: two nodes' clients may have the same
+//! local address).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use keepwatch_core::NodeId;
 use keepwatch_recording::{Event, RecordingTail};
-use keepwatch_store::{BlobStore, SessionFilter, Store};
+use keepwatch_store::{Archive, BlobStore, Database, S3Options, SessionFilter, Store};
 
 use super::lines::LineStats;
 use super::median_max;
@@ -43,6 +47,26 @@ pub(crate) struct CheckArgs {
     /// Write the comparison of every session, tab-separated, to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// The metadata in this PostgreSQL database (`postgres://...`) instead of the data
+    /// directory's keepwatch.db.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Sealed recordings in this archive (`s3://bucket/prefix`, keys from the `AWS_*`
+    /// environment) instead of the data directory's recordings/; live ones are still read
+    /// from the data directory's spool.
+    #[arg(long, value_name = "URL")]
+    recordings: Option<String>,
+    /// The S3 server of `--recordings` when it is not AWS (`http://127.0.0.1:3900`).
+    #[arg(long, value_name = "URL", requires = "recordings")]
+    s3_endpoint: Option<String>,
+    #[arg(long, requires = "recordings")]
+    s3_region: Option<String>,
+    /// Allow plain HTTP to `--s3-endpoint`.
+    #[arg(long, requires = "recordings")]
+    s3_allow_http: bool,
+    /// Only the sessions this gateway node ran (one node of several on `--database`).
+    #[arg(long, value_name = "NAME")]
+    node: Option<NodeId>,
 }
 
 /// A `drill-load` report line, the columns `check` needs.
@@ -138,16 +162,37 @@ async fn read_recording(
 
 pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let clients = read_reports(&args.reports)?;
-    let db = args.data_dir.join("keepwatch.db");
-    if !db.exists() {
-        bail!("no keepwatch.db in {}", args.data_dir.display());
+    let store = match &args.database {
+        Some(url) => Store::open(&Database::Postgres(url.clone()))
+            .await
+            .context("cannot open the PostgreSQL database")?,
+        None => {
+            let db = args.data_dir.join("keepwatch.db");
+            if !db.exists() {
+                bail!("no keepwatch.db in {}", args.data_dir.display());
+            }
+            Store::open_sqlite(&db)
+                .await
+                .with_context(|| format!("cannot open {}", db.display()))?
+        }
+    };
+    let blobs = match &args.recordings {
+        Some(url) => {
+            let s3 = S3Options {
+                endpoint: args.s3_endpoint.clone(),
+                region: args.s3_region.clone(),
+                allow_http: args.s3_allow_http,
+                access_key: None,
+            };
+            let archive = Archive::from_url(url, &s3)
+                .with_context(|| format!("cannot open the archive {url}"))?;
+            BlobStore::new(&args.data_dir, archive)
+        }
+        None => BlobStore::local(&args.data_dir),
     }
-    let store =
-        Store::open_sqlite(&db).await.with_context(|| format!("cannot open {}", db.display()))?;
-    let blobs = BlobStore::local(&args.data_dir)
-        .with_context(|| format!("cannot open the recordings in {}", args.data_dir.display()))?;
-    let sessions =
-        store.sessions(&SessionFilter::default()).await.context("cannot list the sessions")?;
+    .with_context(|| format!("cannot open the recordings of {}", args.data_dir.display()))?;
+    let filter = SessionFilter { node: args.node.clone(), ..Default::default() };
+    let sessions = store.sessions(&filter).await.context("cannot list the sessions")?;
     let mut by_addr: HashMap<String, Recorded> = HashMap::new();
     let mut statuses: HashMap<String, usize> = HashMap::new();
     for s in &sessions {
