@@ -69,7 +69,7 @@ pub enum AnchorError {
     Syslog { path: String, source: std::io::Error },
 }
 
-/// Signs and writes one anchor now; returns it.
+/// Signs and writes one anchor now (to the database, the file and syslog); returns it.
 ///
 /// # Errors
 /// The store cannot be read or a sink cannot be written (the others are still tried).
@@ -89,6 +89,11 @@ pub async fn write_anchor(
     };
     let line = anchor.to_line(&ctx.signing_key);
     let mut first_err = None;
+    // The database keeps every node's anchors in one place (the copies that matter against
+    // someone who can rewrite the database are the file's and syslog's).
+    if let Err(e) = ctx.store.add_anchor(&ctx.node, anchor.at_us, &line).await {
+        first_err = Some(AnchorError::Store(e));
+    }
     if let Some(path) = &cfg.file {
         let r = tokio::task::block_in_place(|| {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;

@@ -289,6 +289,12 @@ pub(crate) const TABLES: &[Table] = &[
         order_by: "token",
         identity: None,
     },
+    Table {
+        name: "anchors",
+        columns: &[("id", Int), ("node", Text), ("at_us", Int), ("line", Text)],
+        order_by: "id",
+        identity: Some("id"),
+    },
     // The node that ran the copied sessions: it keeps its name on the new database.
     Table {
         name: "nodes",

@@ -19,6 +19,7 @@ use crate::error::At;
 pub(crate) use copy::is_empty;
 
 mod access;
+mod anchors;
 mod audit;
 mod copy;
 mod indexing;

@@ -15,6 +15,7 @@ use crate::StoreError;
 use crate::error::At;
 
 mod access;
+mod anchors;
 mod audit;
 mod copy;
 mod indexing;

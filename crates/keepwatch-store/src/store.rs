@@ -19,6 +19,7 @@ use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
 
 mod access;
+mod anchors;
 mod indexing;
 pub(crate) mod nodes;
 pub(crate) mod records;

@@ -65,6 +65,10 @@ pub(crate) struct VerifyArgs {
     /// hold every anchor signed by the trusted key (history only grows).
     #[arg(long, value_name = "FILE")]
     anchor: Vec<PathBuf>,
+    /// Also check against the anchors the database keeps (every node's; weaker than a file
+    /// kept elsewhere, since whoever can rewrite the database can delete them too).
+    #[arg(long)]
+    stored_anchors: bool,
 }
 
 #[derive(Args)]
@@ -279,8 +283,17 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
     let key = trusted_key(dir, &a)?;
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
-    if !a.anchor.is_empty() {
-        let (anchors, notes) = signed_anchors(&a.anchor, &key)?;
+    if !a.anchor.is_empty() || a.stored_anchors {
+        let mut sources: Vec<(String, String)> = Vec::new();
+        for path in &a.anchor {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the anchor file {}", path.display()))?;
+            sources.push((path.display().to_string(), text));
+        }
+        if a.stored_anchors {
+            sources.push(("the database".into(), store.anchor_lines().await?.join("\n")));
+        }
+        let (anchors, notes) = signed_anchors(&sources, &key)?;
         for n in notes {
             eprintln!("keepwatch: {}", safe(&n));
         }
@@ -412,14 +425,12 @@ fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::V
 
 /// Every anchor signed by `key` in `files`, and notes about lines that were not.
 fn signed_anchors(
-    files: &[PathBuf],
+    sources: &[(String, String)],
     key: &ed25519_dalek::VerifyingKey,
 ) -> anyhow::Result<(Vec<Anchor>, Vec<String>)> {
     let mut anchors = Vec::new();
     let mut notes = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the anchor file {}", path.display()))?;
+    for (name, text) in sources {
         for (i, line) in text.lines().enumerate() {
             if !line.contains("KWANCHOR1") {
                 continue;
@@ -427,18 +438,17 @@ fn signed_anchors(
             match Anchor::parse(line, key) {
                 Ok(p) if p.signed => anchors.push(p.anchor),
                 Ok(_) => notes.push(format!(
-                    "{} line {}: an anchor not signed by the trusted key (ignored; forged or another installation's)",
-                    path.display(),
+                    "{name} line {}: an anchor not signed by the trusted key (ignored; forged or another installation's)",
                     i + 1
                 )),
-                Err(e) => notes.push(format!("{} line {}: {e}", path.display(), i + 1)),
+                Err(e) => notes.push(format!("{name} line {}: {e}", i + 1)),
             }
         }
     }
     if anchors.is_empty() {
         bail!(
             "no anchor signed by the trusted key in {}",
-            files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            sources.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     Ok((anchors, notes))

@@ -83,12 +83,12 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
     session(&db.store, "bob", "db", T0, &["echo old-1"]).await;
     session(&db.store, "alice", "web", T0 + 48 * HOUR_US, &["echo new-1"]).await;
     db.store.close().await;
-    // What such a database looked like: no spans, no nodes, no console logins, and no
-    // migrations table yet.
+    // What such a database looked like: no spans, no nodes, no console logins or anchors,
+    // and no migrations table yet.
     sqlite_raw(
         &db.sqlite_path(),
         "DROP TABLE command_blocks; DROP TABLE _sqlx_migrations; DROP INDEX sessions_node_active; \
-         ALTER TABLE sessions DROP COLUMN node; DROP TABLE nodes; DROP TABLE web_logins;",
+         ALTER TABLE sessions DROP COLUMN node; DROP TABLE nodes; DROP TABLE web_logins; DROP TABLE anchors;",
     )
     .await;
     let store = db.reopen().await;

@@ -1,7 +1,6 @@
 //! The running gateway's API: `keepwatch watch` and `kill` from the CLI, browser logins with
 //! roles, CSRF and lockout, and the audit trail of every look (hash-chained).
 
-
 use serde_json::{Value, json};
 
 use crate::support::*;

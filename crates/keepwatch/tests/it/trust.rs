@@ -208,6 +208,11 @@ fn anchors_catch_deleted_history_and_spools_cut_back() {
     let before = env.kw(&["verify", "--all", "--anchor", anchors.to_str().unwrap()]);
     let shown = String::from_utf8_lossy(&before.stdout);
     assert!(!shown.contains("ledger:") && !shown.contains("audit:"), "intact before: {shown}");
+    // The database keeps the same anchors.
+    let stored = env.kw(&["verify", "--all", "--stored-anchors"]);
+    let shown = String::from_utf8_lossy(&stored.stdout);
+    assert!(shown.contains("anchor(s), the newest of"), "{shown}");
+    assert!(!shown.contains("ledger:") && !shown.contains("audit:"), "intact before: {shown}");
 
     // Cut the live spool back to its first chunk (the session's identity), as if the
     // gateway had died right after it started.
@@ -244,4 +249,14 @@ fn anchors_catch_deleted_history_and_spools_cut_back() {
     assert!(out.contains("ledger: entry 2 differs"), "{out}");
     assert!(out.contains("audit events were deleted"), "{out}");
     assert!(out.contains(&format!("session {live}: recording cut back")), "{out}");
+    // The anchors the database keeps catch it too, unless they are deleted with the rest:
+    // then verify says there is nothing to check against, and fails.
+    let v = env.kw(&["verify", "--all", "--stored-anchors"]);
+    assert!(!v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).contains("ledger: entry 2 differs"));
+    env.sql("DELETE FROM anchors");
+    let v = env.kw(&["verify", "--all", "--stored-anchors"]);
+    assert!(!v.status.success());
+    let said = String::from_utf8_lossy(&v.stderr);
+    assert!(said.contains("no anchor signed by the trusted key in the database"), "{said}");
 }
