@@ -114,7 +114,7 @@ pub(crate) enum HostKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reach {
     Sshd,
-    /// A loopback port nothing listens on.
+    /// A loopback port nothing listens on (port 1: privileged, never a test's).
     ClosedPort,
 }
 
