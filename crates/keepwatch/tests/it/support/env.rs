@@ -12,7 +12,7 @@ use super::postgres::TestPostgres;
 use super::target::Reach;
 use super::{
     ALICE_PASSWORD, GATEWAY_TIMEOUT, HostKey, INDEX_TIMEOUT, Interactive, Sshd, SshdConfig,
-    TARGET_USER, Target, free_port, keygen, wait_for,
+    TARGET_USER, Target, keygen, wait_for,
 };
 
 /// Builds a [`TestEnv`]; an example is in the docs of `support`.
