@@ -5,11 +5,12 @@
 //! Sans-IO. Events go in ([`Holdback::push`]) in the order the gateway recorded them and
 //! come out in that order, masked: an event waits while it, or any event before it, belongs
 //! to a line that has not ended. A stream is one channel's input, output or stderr. The
-//! recorder ticks twice per flush interval and lets go, at each tick, the lines that started
-//! at least half an interval before ([`Holdback::release_started_by`]); before a seal or a
-//! watch it lets everything go ([`Holdback::release_all`]). So holding delays the file by
-//! at most one flush interval, a line typed at a normal pace is never cut by a tick, and a
-//! crash loses no more than it did. What is held is bounded: a line longer than
+//! recorder ticks twice per flush interval and lets go, at each tick, the lines idle for half
+//! an interval (no byte since) and those that started more than [`MAX_HELD_INTERVALS`]
+//! intervals before ([`Holdback::release_stale`]); before a seal or a watch it lets
+//! everything go ([`Holdback::release_all`]). So a line typed at any steady pace, however
+//! slow the machine, is never cut by a tick, and what is held reaches the file within
+//! `MAX_HELD_INTERVALS` + 1 intervals. What is held is bounded: a line longer than
 //! [`MAX_HELD_LINE`] is masked as it stands, and past [`MAX_HELD_BYTES`] everything goes.
 //!
 //! Each event keeps its own bytes and time: a secret spread over several events is replaced
@@ -24,6 +25,9 @@ use keepwatch_recording::{Event, TimedEvent};
 pub(crate) const MAX_HELD_LINE: usize = 4096;
 /// Bytes of data events held in all; past this everything is let go.
 pub(crate) const MAX_HELD_BYTES: usize = 1 << 20;
+/// A line still growing this many flush intervals after its first byte is let go as it
+/// stands, so a crash loses at most this much more of a line being typed.
+pub(crate) const MAX_HELD_INTERVALS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Way {
@@ -47,6 +51,8 @@ struct Line {
     bytes: usize,
     /// When the line's first held piece was recorded (event clock).
     since_us: u64,
+    /// When its newest held piece was recorded.
+    last_us: u64,
 }
 
 struct Slot {
@@ -138,14 +144,21 @@ impl Holdback {
         self.pop_ready(out);
     }
 
-    /// Masks, as they stand, the unfinished lines whose first piece was recorded at or before
-    /// `before_us`, and lets go what is then ready. Younger lines stay held (and so does
-    /// everything queued after them).
-    pub(crate) fn release_started_by(&mut self, before_us: u64, out: &mut Vec<TimedEvent>) {
+    /// Masks, as they stand, the unfinished lines whose newest piece was recorded at or before
+    /// `idle_by_us`, or whose first piece at or before `started_by_us`, and lets go what is
+    /// then ready. Other lines stay held (and so does everything queued after them).
+    pub(crate) fn release_stale(
+        &mut self,
+        idle_by_us: u64,
+        started_by_us: u64,
+        out: &mut Vec<TimedEvent>,
+    ) {
         let old: Vec<Stream> = self
             .streams
             .iter()
-            .filter(|(_, l)| !l.pieces.is_empty() && l.since_us <= before_us)
+            .filter(|(_, l)| {
+                !l.pieces.is_empty() && (l.last_us <= idle_by_us || l.since_us <= started_by_us)
+            })
             .map(|(s, _)| *s)
             .collect();
         for stream in old {
@@ -237,10 +250,12 @@ impl Holdback {
             pieces: Vec::new(),
             bytes: 0,
             since_us: 0,
+            last_us: 0,
         });
         if line.pieces.is_empty() {
             line.since_us = at_us;
         }
+        line.last_us = at_us;
         line.pieces.push(pos);
         line.bytes += len;
     }
@@ -255,6 +270,7 @@ impl Holdback {
             pieces: Vec::new(),
             bytes: 0,
             since_us: 0,
+            last_us: 0,
         });
         let pieces = std::mem::take(&mut line.pieces);
         line.bytes = 0;
@@ -434,31 +450,48 @@ mod tests {
         .assert_eq(&show(&out));
     }
 
-    /// A tick lets go only the lines that started by its cut-off: a line still being typed
-    /// stays whole (and so does what was queued after it), an old one goes as it stands.
+    /// A tick lets go only the lines idle since its cut-off: a line still being typed stays
+    /// whole however long ago it started (and so does what was queued after it), an idle one
+    /// goes as it stands.
     #[test]
-    fn a_tick_lets_go_only_old_lines() {
+    fn a_tick_lets_go_only_idle_lines() {
         let mut h = Holdback::new(OutputMask::defaults());
         let mut out = Vec::new();
         h.push(output(100, "password="), &mut out);
         h.push(input(500, "ls -"), &mut out);
         h.push(output(600, "hunter2"), &mut out);
         assert!(out.is_empty());
-        h.release_started_by(99, &mut out);
-        assert!(out.is_empty(), "nothing started by 99: {}", show(&out));
-        h.release_started_by(100, &mut out);
+        h.release_stale(99, 0, &mut out);
+        assert!(out.is_empty(), "nothing idle by 99: {}", show(&out));
+        // The input line is idle by 500, but it waits behind the output line, which is not.
+        h.release_stale(500, 0, &mut out);
+        assert!(out.is_empty(), "the output line is still growing: {}", show(&out));
+        h.release_stale(600, 0, &mut out);
         expect_test::expect![[r#"
             100 out#0 "password="
-        "#]]
-        .assert_eq(&show(&out));
-        // The output line (pieces at 100 and 600) was closed as it stood, its value masked;
-        // the 600 piece waits behind the input line that started at 500, until that ends.
-        out.clear();
-        h.push(input(700, "la\r"), &mut out);
-        expect_test::expect![[r#"
             500 in#0 "ls -"
             600 out#0 "[masked password-assignment]"
-            700 in#0 "la\r"
+        "#]]
+        .assert_eq(&show(&out));
+        assert!(h.is_empty());
+    }
+
+    /// A line that keeps growing is let go once it started before the absolute cut-off.
+    #[test]
+    fn a_line_typed_for_too_long_goes_as_it_stands() {
+        let mut h = Holdback::new(OutputMask::defaults());
+        let mut out = Vec::new();
+        for (i, key) in ["e", "c", "h", "o"].iter().enumerate() {
+            h.push(input(100 + 100 * i as u64, key), &mut out);
+        }
+        h.release_stale(350, 99, &mut out);
+        assert!(out.is_empty(), "not idle, not too old: {}", show(&out));
+        h.release_stale(350, 100, &mut out);
+        expect_test::expect![[r#"
+            100 in#0 "e"
+            200 in#0 "c"
+            300 in#0 "h"
+            400 in#0 "o"
         "#]]
         .assert_eq(&show(&out));
         assert!(h.is_empty());

@@ -340,8 +340,9 @@ impl RecorderTask {
                     }
                 },
                 _ = tick.tick() => {
-                    // Held lines wait at most one flush interval: a crash loses no more than it did.
-                    self.release_older(half);
+                    // A held line goes once it has been idle for half an interval, or has been
+                    // growing for `MAX_HELD_INTERVALS`: a crash loses at most that of it.
+                    self.release_stale(half, self.ctx.config.flush_interval * holdback::MAX_HELD_INTERVALS);
                     let checkpoint = self.last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval;
                     sync_now = !sync_now;
                     if !self.flush(checkpoint, sync_now || checkpoint).await {
@@ -383,15 +384,15 @@ impl RecorderTask {
         self.released = released;
     }
 
-    /// Lets go the lines that started at least `age` ago (masked as they stand).
-    fn release_older(&mut self, age: Duration) {
+    /// Lets go the lines idle for `idle` or started at least `age` ago (masked as they stand).
+    fn release_stale(&mut self, idle: Duration, age: Duration) {
         if self.holdback.is_empty() {
             return;
         }
         let now_us = self.started.elapsed().as_micros() as u64;
-        let before_us = now_us.saturating_sub(age.as_micros() as u64);
+        let ago = |d: Duration| now_us.saturating_sub(d.as_micros() as u64);
         let mut released = std::mem::take(&mut self.released);
-        self.holdback.release_started_by(before_us, &mut released);
+        self.holdback.release_stale(ago(idle), ago(age), &mut released);
         self.write_released(&mut released);
         self.released = released;
     }
