@@ -93,6 +93,46 @@ impl FromStr for SessionStatus {
     }
 }
 
+/// The protocol a target speaks and its sessions run: which front end serves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    #[default]
+    Ssh,
+    Postgres,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Ssh, Protocol::Postgres];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Ssh => "ssh",
+            Protocol::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown protocol name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown protocol {0:?} (known: ssh, postgres)")]
+pub struct ParseProtocolError(String);
+
+impl FromStr for Protocol {
+    type Err = ParseProtocolError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| ParseProtocolError(s.to_owned()))
+    }
+}
+
 /// What an SSH channel was opened for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelKind {

@@ -551,6 +551,7 @@ mod tests {
         );
         let id = SessionId::new();
         let row = SessionRow {
+            protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),
             target: "web01".into(),

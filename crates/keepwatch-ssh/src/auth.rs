@@ -85,6 +85,7 @@ impl ConnHandler {
                     self.ctx.logins.succeeded(a);
                 }
                 self.ctx
+                    .sessions
                     .store
                     .audit(NewAudit {
                         actor: login.person.clone(),
@@ -121,6 +122,7 @@ impl ConnHandler {
             String::new()
         };
         self.ctx
+            .sessions
             .store
             .audit(NewAudit {
                 actor: user.to_owned(),
@@ -139,7 +141,7 @@ impl ConnHandler {
         cred: &Credential<'_>,
     ) -> Result<Result<Login, Denial>, ConnError> {
         let Ok(name) = LoginName::parse(user) else { return Ok(Err(Denial::UnknownPerson)) };
-        let person = self.ctx.store.person(&name.person).await?;
+        let person = self.ctx.sessions.store.person(&name.person).await?;
         let ok = match cred {
             Credential::Key(key) => person.as_ref().is_some_and(|p| {
                 p.ssh_keys.iter().any(|line| {
@@ -163,8 +165,8 @@ impl ConnHandler {
             return Ok(Err(Denial::PersonDisabled));
         }
         if let Some(target) = &name.target {
-            let exists = self.ctx.store.target(target).await?.is_some();
-            let granted = self.ctx.store.is_granted(&person.name, target).await?;
+            let exists = self.ctx.sessions.store.target(target).await?.is_some();
+            let granted = self.ctx.sessions.store.is_granted(&person.name, target).await?;
             if let AccessDecision::Deny(d) = authorize_connect(exists, granted) {
                 return Ok(Err(d));
             }
@@ -252,9 +254,13 @@ impl russh::server::Handler for ConnHandler {
     ) -> Result<bool, Self::Error> {
         // The channel task asks the target for the agent only under the same grant.
         let allowed = match &self.login {
-            Some(Login { person, target: Some(target) }) => {
-                self.ctx.store.grant_policy(person, target).await?.is_some_and(|g| g.agent_forward)
-            }
+            Some(Login { person, target: Some(target) }) => self
+                .ctx
+                .sessions
+                .store
+                .grant_policy(person, target)
+                .await?
+                .is_some_and(|g| g.agent_forward),
             _ => false,
         };
         if !allowed {
@@ -278,7 +284,7 @@ impl russh::server::Handler for ConnHandler {
             return Ok(());
         };
         let policy = match &login.target {
-            Some(t) => self.ctx.store.grant_policy(&login.person, t).await?,
+            Some(t) => self.ctx.sessions.store.grant_policy(&login.person, t).await?,
             None => None,
         };
         let dest = format!("{host_to_connect}:{port_to_connect}");
@@ -327,6 +333,7 @@ impl russh::server::Handler for ConnHandler {
         };
         let allowed = self
             .ctx
+            .sessions
             .store
             .grant_policy(&login.person, &target)
             .await?
@@ -368,17 +375,18 @@ impl ConnHandler {
     /// Revocation bites at every channel: the person must still be enabled and, when a
     /// target was named, still hold the grant. Refusals are audited.
     async fn still_allowed(&self, login: &Login, what: &str) -> Result<bool, ConnError> {
-        let person = self.ctx.store.person(&login.person).await?;
+        let person = self.ctx.sessions.store.person(&login.person).await?;
         let why = match (&person, &login.target) {
             (None, _) => Some("the person was removed"),
             (Some(p), _) if p.disabled => Some("the person is disabled"),
-            (Some(_), Some(t)) if !self.ctx.store.is_granted(&login.person, t).await? => {
+            (Some(_), Some(t)) if !self.ctx.sessions.store.is_granted(&login.person, t).await? => {
                 Some("the grant was revoked")
             }
             _ => None,
         };
         let Some(why) = why else { return Ok(true) };
         self.ctx
+            .sessions
             .store
             .audit(NewAudit {
                 actor: login.person.clone(),
@@ -393,6 +401,7 @@ impl ConnHandler {
 
     async fn refuse_channel(&self, login: &Login, what: &str) -> Result<(), ConnError> {
         self.ctx
+            .sessions
             .store
             .audit(NewAudit {
                 actor: login.person.clone(),
@@ -411,6 +420,7 @@ impl ConnHandler {
     async fn refuse_forwarding(&self, what: String) -> Result<(), ConnError> {
         let actor = self.login.as_ref().map_or_else(|| "unknown".to_owned(), |l| l.person.clone());
         self.ctx
+            .sessions
             .store
             .audit(NewAudit {
                 actor,

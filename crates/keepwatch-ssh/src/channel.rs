@@ -79,8 +79,13 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
             }
         }
         (None, _, _) => {
-            let granted =
-                conn.ctx.store.granted_targets(&conn.login.person).await.unwrap_or_default();
+            let granted = conn
+                .ctx
+                .sessions
+                .store
+                .granted_targets(&conn.login.person)
+                .await
+                .unwrap_or_default();
             Err(format!(
                 "keepwatch: no target named; connect as {}@TARGET (granted: {})",
                 conn.login.person,
@@ -251,7 +256,7 @@ async fn relay(
         forward_agent(conn, s, &up_tx, &mut up_rx, &mut held, u32::from(id)).await;
     }
     let place = SpoolPlace {
-        blobs: conn.ctx.recorder.blobs.clone(),
+        blobs: conn.ctx.sessions.recorder.blobs.clone(),
         session: s.id,
         channel: u32::from(id),
     };
@@ -283,7 +288,7 @@ async fn relay(
         // Masked like the recording masks it: a secret on an exec line reaches no disk.
         command: match &kind {
             ChannelKind::Exec { command } => {
-                let masked = conn.ctx.recorder.config.mask.apply_once(command);
+                let masked = conn.ctx.sessions.recorder.config.mask.apply_once(command);
                 Some(String::from_utf8_lossy(&masked).into_owned())
             }
             _ => None,
@@ -298,7 +303,7 @@ async fn relay(
         closed_at_us: None,
         exit_status: None,
     };
-    if let Err(e) = conn.ctx.store.add_channel(s.id, &row).await {
+    if let Err(e) = conn.ctx.sessions.store.add_channel(s.id, &row).await {
         tracing::error!(session_id = %s.id, error = %e, "cannot store channel");
     }
     conn.record(s, Event::ChannelOpen { channel, kind: kind.clone(), pty })
@@ -326,7 +331,7 @@ async fn relay(
         refuse(conn, id, &client_tx, replied, &text).await;
         let close = Event::ChannelClose { channel, exit_status: Some(1), exit_signal: None };
         let _ = conn.record(s, close).await;
-        let _ = conn.ctx.store.close_channel(s.id, channel, Some(1)).await;
+        let _ = conn.ctx.sessions.store.close_channel(s.id, channel, Some(1)).await;
         return Ok(());
     }
     if !replied {
@@ -499,7 +504,7 @@ impl Relay {
 
     async fn client_to_target(&self, mut rx: ChannelReadHalf) {
         let (channel, up) = (self.channel, &self.target);
-        let mut terminate = self.s.terminate.clone();
+        let mut terminate = self.s.termination();
         loop {
             let msg = tokio::select! {
                 m = rx.wait() => m,
@@ -551,7 +556,7 @@ impl Relay {
 
     async fn target_to_client(self: Arc<Self>, held: Vec<ChannelMsg>, mut up: ChannelReadHalf) {
         let (channel, tx) = (self.channel, &self.client);
-        let mut terminate = self.s.terminate.clone();
+        let mut terminate = self.s.termination();
         let mut exit_status = None;
         let mut exit_signal = None;
         let mut held = held.into_iter();
@@ -563,7 +568,7 @@ impl Relay {
                 None => tokio::select! {
                     biased;
                     _ = terminated(&mut terminate) => {
-                        let text = self.s.terminate.borrow().clone().unwrap_or_default();
+                        let text = self.s.terminated().unwrap_or_default();
                         let _ = self.record(Event::Notice { channel: Some(channel), text: text.clone() }).await;
                         let _ = tx.extended_data_bytes(1, Bytes::from(format!("\r\n{text}\r\n"))).await;
                         let _ = tx.eof().await;
@@ -646,7 +651,9 @@ impl Relay {
         }
         let _ = self.record(Event::ChannelClose { channel, exit_status, exit_signal }).await;
         let _ = tx.close().await;
-        if let Err(e) = self.conn.ctx.store.close_channel(self.s.id, channel, exit_status).await {
+        if let Err(e) =
+            self.conn.ctx.sessions.store.close_channel(self.s.id, channel, exit_status).await
+        {
             tracing::warn!(session_id = %self.s.id, error = %e, "cannot store channel close");
         }
     }

@@ -4,15 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use keepwatch_core::{AuditAction, GrantPolicy, RecordingFailure, SessionId, SessionStatus};
-use keepwatch_recorder::Recorder;
-use keepwatch_recording::{Event, SessionStart};
-use keepwatch_store::{NewAudit, SessionRow, TargetRow, now_us};
+use keepwatch_core::AuditAction;
+use keepwatch_recording::Event;
+use keepwatch_session::{LiveSession, Opening};
+use keepwatch_store::NewAudit;
 use russh::Channel;
 use russh::client;
 use russh::server::{Handle, Msg};
 use tokio::net::TcpStream;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -23,22 +23,23 @@ use crate::auth::{ConnHandler, Login};
 use crate::upstream::{self, UpstreamError, UpstreamHandler};
 
 /// A session that reached its target: what every channel of the connection relays through.
+/// The session layer's part (id, target, grant, recorder, termination) is reached through
+/// `Deref`; this adds the SSH connection to the target.
 pub(crate) struct ActiveSession {
-    pub id: SessionId,
-    pub target: TargetRow,
-    pub recorder: Recorder,
+    pub session: LiveSession,
     pub upstream: client::Handle<UpstreamHandler>,
-    /// Set (to the text shown to the person) when the session must end now.
-    pub terminate: watch::Receiver<Option<String>>,
-    /// What the person's grant allows on this target (file transfers, forwarding).
-    pub grant: GrantPolicy,
     /// Connections the target accepts for `ssh -R`; taken by the first allowed forward.
     forwarded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::upstream::Forwarded>>>,
     /// Connections to the agent socket the target offers for `ssh -A`; taken by the first
     /// channel that forwards the agent, `None` from the start unless the grant allows it.
     agents: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Channel<client::Msg>>>>,
-    /// With `on_recording_failure = "continue"`, set once the recording has failed.
-    unrecorded: AtomicBool,
+}
+
+impl std::ops::Deref for ActiveSession {
+    type Target = LiveSession;
+    fn deref(&self) -> &LiveSession {
+        &self.session
+    }
 }
 
 /// How long a terminated session's client has to close the connection itself.
@@ -165,7 +166,7 @@ pub(crate) async fn run(
                 }
                 let text = format!("keepwatch: session ended after {} minutes without activity", idle.as_secs() / 60);
                 match cell.get().and_then(|c| c.session.get()).and_then(|s| s.as_ref().ok()) {
-                    Some(s) => { ctx.terminate(s.id, &text); }
+                    Some(s) => { ctx.sessions.live().terminate(s.id, &text); }
                     None => { let _ = handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await; }
                 }
                 activity.touch();
@@ -284,141 +285,34 @@ impl Connection {
         self.session.get_or_init(|| self.start_session(target)).await.clone()
     }
 
-    async fn audit(&self, action: AuditAction, session_id: Option<SessionId>, detail: String) {
-        let a = NewAudit {
-            actor: self.login.person.clone(),
-            action,
-            session_id,
-            client_addr: Some(self.peer.to_string()),
-            detail,
-        };
-        if let Err(e) = self.ctx.store.audit(a).await {
-            tracing::error!(error = %e, %action, "cannot write audit event");
-        }
-    }
-
     async fn start_session(&self, target_name: &str) -> Result<Arc<ActiveSession>, String> {
         let ctx = &self.ctx;
-        let refused = |e: String| format!("keepwatch: {e}");
-        let target = match ctx.store.target(target_name).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(refused(format!("target {target_name} not found"))),
-            Err(e) => {
-                tracing::error!(error = %e, "store failed");
-                return Err(refused("internal error; session refused".into()));
-            }
+        let opening = Opening {
+            person: &self.login.person,
+            target: target_name,
+            protocol: keepwatch_core::Protocol::Ssh,
+            client_addr: self.peer,
         };
-        // No grant (revoked since login, or a target picked from the menu that is not
-        // granted) means no session: never a default that allows everything. Checked before
-        // anything is recorded or the target contacted.
-        let grant = match ctx.store.grant_policy(&self.login.person, &target.name).await {
-            Ok(Some(g)) => g,
-            Ok(None) => {
-                let why = format!("{} holds no grant on target {}", self.login.person, target.name);
-                self.audit(AuditAction::SessionRefused, None, why).await;
-                return Err(refused(format!("access to {target_name} denied")));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the grant");
-                return Err(refused("internal error; session refused".into()));
-            }
-        };
-        let row = SessionRow {
-            id: SessionId::new(),
-            person: self.login.person.clone(),
-            target: target.name.clone(),
-            target_host: format!("{}:{}", target.host, target.port),
-            target_login: target.login.clone(),
-            client_addr: crate::client_addr(self.peer),
-            status: SessionStatus::Active,
-            reason: None,
-            started_at_us: now_us(),
-            ended_at_us: None,
-            chain_head: None,
-            seal_seq: None,
-            seal_signature: None,
-            node: Some(ctx.recorder.node.clone()),
-        };
-        let id = row.id;
-        let start = SessionStart {
-            session_id: id,
-            user: row.person.clone(),
-            target: row.target.clone(),
-            target_host: row.target_host.clone(),
-            target_login: row.target_login.clone(),
-            client_addr: row.client_addr.clone(),
-            started_at_us: row.started_at_us,
-        };
-        // Fail closed: no recording, no session. The row goes in first so a crash between
-        // the two leaves an `active` row that recovery finds.
-        if let Err(e) = ctx.store.insert_session(&row).await {
-            tracing::error!(session_id = %id, error = %e, "cannot store session");
-            self.audit(
-                AuditAction::SessionRefused,
-                None,
-                format!("target {}: cannot store session: {e}", target.name),
-            )
-            .await;
-            return Err(refused("cannot start the recording; session refused".into()));
-        }
-        let recorder = match Recorder::start(&ctx.recorder, start).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(session_id = %id, error = %e, "cannot start recording");
-                let _ = ctx.store.delete_unrecorded_session(id).await;
-                self.audit(
-                    AuditAction::SessionRefused,
-                    None,
-                    format!("target {}: {e}", target.name),
-                )
-                .await;
-                return Err(refused("cannot start the recording; session refused".into()));
-            }
-        };
-        let terminate = ctx.live.insert(id, recorder.clone());
-        self.audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
-
-        // The secret opens only for the row it was sealed for: a row edited outside keepwatch
-        // (another host, port, login, host key, ...) refuses here, before the target is
-        // contacted, so the secret never reaches the edited host.
-        let secret = ctx.vault.open(&target.binding(), target.secret.ciphertext()).map_err(|e| {
-            UpstreamError::TargetChanged {
-                target: target.name.clone(),
-                reason: match e {
-                    keepwatch_store::VaultError::Decrypt { .. } => "its stored settings no longer \
-                        match what its credential was sealed for (changed outside keepwatch, or \
-                        a wrong vault key), so the credential stays sealed"
-                        .into(),
-                    keepwatch_store::VaultError::Legacy { .. } => "its credential was sealed by \
-                        an older keepwatch and not sealed again at start (restart `keepwatch run`)"
-                        .into(),
-                    other => other.to_string(),
-                },
-            }
-        });
+        let session = ctx.sessions.open(opening).await.map_err(|r| r.0)?;
+        let target = &session.target;
+        let secret = session
+            .open_secret()
+            .map_err(|reason| UpstreamError::TargetChanged { target: target.name.clone(), reason });
         let connected = match &secret {
             Ok(secret) => {
-                upstream::connect(&target, secret.clone(), ctx.config.connect_timeout).await
+                upstream::connect(target, secret.clone(), ctx.config.connect_timeout).await
             }
             Err(e) => Err(e.clone()),
         };
         let up = match connected {
             Ok(up) => up,
             Err(e) => {
-                let reason = e.to_string();
                 let action = match e {
                     UpstreamError::HostKeyMismatch { .. } => AuditAction::HostKeyMismatch,
                     UpstreamError::TargetChanged { .. } => AuditAction::TargetRowMismatch,
                     _ => AuditAction::SessionRefused,
                 };
-                self.audit(action, Some(id), reason.clone()).await;
-                let _ =
-                    recorder.record(Event::Notice { channel: None, text: reason.clone() }).await;
-                if let Err(e) = recorder.seal(SessionStatus::Refused, Some(reason.clone())).await {
-                    tracing::error!(session_id = %id, error = %e, "cannot seal refused session");
-                }
-                ctx.live.remove(id);
-                return Err(refused(reason));
+                return Err(session.refuse(action, e.to_string()).await.0);
             }
         };
         if let (Some(line), Ok(secret)) = (up.first_seen_key, &secret) {
@@ -429,16 +323,17 @@ impl Connection {
             let audit = NewAudit {
                 actor: self.login.person.clone(),
                 action: AuditAction::HostKeyPinned,
-                session_id: Some(id),
+                session_id: Some(session.id),
                 client_addr: Some(self.peer.to_string()),
                 detail: format!(
                     "target {}: {line} (secret sealed again for the pinned key)",
                     target.name
                 ),
             };
-            let pinned = match ctx.vault.seal(&pinned.binding(), secret.expose()) {
+            let store = &ctx.sessions.store;
+            let pinned = match ctx.sessions.vault.seal(&pinned.binding(), secret.expose()) {
                 Ok(sealed) => {
-                    ctx.store
+                    store
                         .pin_host_key(
                             &target.name,
                             &line,
@@ -451,53 +346,24 @@ impl Connection {
                 Err(e) => Err(keepwatch_store::StoreError::Invalid { what: e.to_string() }),
             };
             if let Err(e) = pinned {
-                tracing::warn!(session_id = %id, error = %e, "cannot pin host key");
+                tracing::warn!(session_id = %session.id, error = %e, "cannot pin host key");
             }
         }
         drop(secret);
-        tracing::info!(session_id = %id, target = %target.name, "session started");
+        tracing::info!(session_id = %session.id, target = %target.name, "session started");
+        let agents = session.grant.agent_forward.then_some(up.agents);
         Ok(Arc::new(ActiveSession {
-            id,
-            target,
-            recorder,
+            session,
             upstream: up.handle,
-            terminate,
-            agents: std::sync::Mutex::new(grant.agent_forward.then_some(up.agents)),
-            grant,
+            agents: std::sync::Mutex::new(agents),
             forwarded: std::sync::Mutex::new(Some(up.forwarded)),
-            unrecorded: AtomicBool::new(false),
         }))
     }
 
     /// Hands an event to the recorder, applying the target's recording-failure policy.
     /// An error means the session must end (the termination has been requested already).
     pub(crate) async fn record(&self, s: &ActiveSession, event: Event) -> Result<(), ()> {
-        if s.unrecorded.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let Err(e) = s.recorder.record(event).await else { return Ok(()) };
-        match s.target.on_recording_failure {
-            RecordingFailure::Continue => {
-                if !s.unrecorded.swap(true, Ordering::Relaxed) {
-                    self.audit(
-                        AuditAction::RecordingFailed,
-                        Some(s.id),
-                        format!(
-                            "{e}; session continues unrecorded (on_recording_failure = continue)"
-                        ),
-                    )
-                    .await;
-                }
-                Ok(())
-            }
-            RecordingFailure::Close => {
-                self.audit(AuditAction::RecordingFailed, Some(s.id), format!("{e}; session ended"))
-                    .await;
-                self.ctx
-                    .terminate(s.id, "keepwatch: the recording failed, so the session was ended");
-                Err(())
-            }
-        }
+        s.session.record(event).await.map_err(|_| ())
     }
 
     /// Ends the connection of a terminated session. The person's client is given a moment to
@@ -518,27 +384,10 @@ impl Connection {
         self.tasks.close();
         self.tasks.wait().await;
         let Some(Ok(s)) = self.session.get() else { return };
-        if let Err(e) = self.ctx.recorder.blobs.discard_session_capture_spools(s.id) {
+        if let Err(e) = self.ctx.sessions.recorder.blobs.discard_session_capture_spools(s.id) {
             tracing::warn!(session_id = %s.id, error = %e, "cannot delete capture spools");
         }
-        let terminated = s.terminate.borrow().clone();
-        let (status, reason) = match terminated {
-            Some(text) => (SessionStatus::Terminated, Some(text)),
-            None => (SessionStatus::Closed, None),
-        };
-        match s.recorder.seal(status, reason.clone()).await {
-            Ok(_) => tracing::info!(session_id = %s.id, %status, "session sealed"),
-            Err(e) => {
-                tracing::error!(session_id = %s.id, error = %e, "cannot seal recording; it will be sealed as interrupted on the next start")
-            }
-        }
-        self.audit(
-            AuditAction::SessionEnded,
-            Some(s.id),
-            format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
-        )
-        .await;
+        s.session.seal().await;
         let _ = s.upstream.disconnect(russh::Disconnect::ByApplication, "", "").await;
-        self.ctx.live.remove(s.id);
     }
 }

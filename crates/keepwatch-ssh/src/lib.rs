@@ -16,18 +16,14 @@ mod transfer;
 mod tunnel;
 mod upstream;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keepwatch_core::LoginLimiter;
-use keepwatch_core::SessionId;
-use keepwatch_recorder::{Recorder, RecorderContext};
-use keepwatch_store::{PasswordChecker, Store, Vault};
+use keepwatch_session::SessionLayer;
+use keepwatch_store::PasswordChecker;
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -78,9 +74,8 @@ impl Default for GatewayConfig {
 
 /// Everything a connection needs, shared by all of them.
 pub struct GatewayContext {
-    pub store: Store,
-    pub vault: Vault,
-    pub recorder: RecorderContext,
+    /// Opens, records and seals sessions; holds the ones live on this node.
+    pub sessions: Arc<SessionLayer>,
     pub config: GatewayConfig,
     pub host_key: PrivateKey,
     /// Failed logins, shared with the web console.
@@ -88,14 +83,11 @@ pub struct GatewayContext {
     /// Password checks, shared with the web console.
     pub passwords: PasswordChecker,
     admission: Arc<admission::Admission>,
-    live: LiveSessions,
 }
 
 impl GatewayContext {
     pub fn new(
-        store: Store,
-        vault: Vault,
-        recorder: RecorderContext,
+        sessions: Arc<SessionLayer>,
         config: GatewayConfig,
         host_key: PrivateKey,
         logins: Arc<LoginLimiter>,
@@ -105,84 +97,12 @@ impl GatewayContext {
             config.max_unauthenticated,
             config.max_unauthenticated_per_address,
         );
-        GatewayContext {
-            store,
-            vault,
-            recorder,
-            config,
-            host_key,
-            logins,
-            passwords,
-            admission,
-            live: LiveSessions::default(),
-        }
+        GatewayContext { sessions, config, host_key, logins, passwords, admission }
     }
 
     /// Connections that have not logged in yet.
     pub fn unauthenticated(&self) -> usize {
         self.admission.held()
-    }
-
-    /// Asks a live session to end with `reason` shown to the person. Returns false if the
-    /// session is not live on this gateway.
-    pub fn terminate(&self, id: SessionId, reason: &str) -> bool {
-        self.live.terminate(id, reason)
-    }
-
-    /// Asks every live session to end with `reason` shown to the person.
-    pub fn terminate_all(&self, reason: &str) {
-        self.live.terminate_all(reason);
-    }
-
-    /// The sessions live on this gateway now.
-    pub fn live_sessions(&self) -> Vec<SessionId> {
-        self.live.ids()
-    }
-
-    /// Starts watching a live session (see `Recorder::watch`); `None` when it is not live.
-    pub async fn watch(&self, id: SessionId) -> Option<keepwatch_recorder::WatchStart> {
-        let recorder = self.live.recorder(id)?;
-        recorder.watch().await
-    }
-}
-
-/// Termination switches of the sessions running on this gateway. Touched only when a
-/// session starts, ends or is terminated, never on the data path.
-#[derive(Default)]
-struct LiveSessions(Mutex<HashMap<SessionId, Live>>);
-
-/// A live session's termination switch (the reason, once set) and its recorder (for watchers).
-type Live = (watch::Sender<Option<String>>, Recorder);
-
-impl LiveSessions {
-    fn insert(&self, id: SessionId, recorder: Recorder) -> watch::Receiver<Option<String>> {
-        let (tx, rx) = watch::channel(None);
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (tx, recorder));
-        rx
-    }
-    fn recorder(&self, id: SessionId) -> Option<Recorder> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map(|(_, r)| r.clone())
-    }
-    fn remove(&self, id: SessionId) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    }
-    fn terminate(&self, id: SessionId, reason: &str) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&id) {
-            Some((tx, _)) => {
-                tx.send_replace(Some(reason.to_owned()));
-                true
-            }
-            None => false,
-        }
-    }
-    fn terminate_all(&self, reason: &str) {
-        for (tx, _) in self.0.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            tx.send_replace(Some(reason.to_owned()));
-        }
-    }
-    fn ids(&self) -> Vec<SessionId> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 }
 
@@ -274,17 +194,12 @@ pub async fn serve(ctx: Arc<GatewayContext>, listener: TcpListener, shutdown: Ca
         });
     }
     drop(listener);
-    ctx.live.terminate_all("gateway shutting down");
+    ctx.sessions.live().terminate_all("gateway shutting down");
     tracker.close();
     if tokio::time::timeout(ctx.config.shutdown_grace, tracker.wait()).await.is_err() {
         tracing::warn!(
-            remaining = ctx.live.ids().len(),
+            remaining = ctx.sessions.live().ids().len(),
             "shutdown grace period passed with sessions unsealed"
         );
     }
-}
-
-/// The address a client connected from, as recorded.
-fn client_addr(peer: SocketAddr) -> String {
-    peer.to_string()
 }

@@ -16,7 +16,7 @@ pub(crate) async fn choose(
     rx: &mut ChannelReadHalf,
     tx: &ChannelWriteHalf<Msg>,
 ) -> Option<(String, Vec<u8>)> {
-    let targets = conn.ctx.store.granted_targets(&conn.login.person).await.ok()?;
+    let targets = conn.ctx.sessions.store.granted_targets(&conn.login.person).await.ok()?;
     let say = |s: String| tx.data_bytes(Bytes::from(s.replace('\n', "\r\n")));
     if targets.is_empty() {
         let _ = say(format!("keepwatch: no targets are granted to {}\n", conn.login.person)).await;

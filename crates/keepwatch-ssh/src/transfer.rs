@@ -236,7 +236,7 @@ pub(crate) async fn record_events(
                     ranges: t.ranges.clone(),
                     capture: None,
                 };
-                let stored = conn.ctx.store.add_transfer(&row).await;
+                let stored = conn.ctx.sessions.store.add_transfer(&row).await;
                 if let Err(err) = &stored {
                     tracing::error!(session_id = %s.id, error = %err, "cannot store transfer");
                 }
@@ -273,7 +273,7 @@ async fn capture_note(
     transfer_id: i64,
 ) -> Option<String> {
     let outcome = files.keep_or_discard(capture, transfer_id).await?;
-    if let Err(e) = conn.ctx.store.record_capture(transfer_id, &outcome).await {
+    if let Err(e) = conn.ctx.sessions.store.record_capture(transfer_id, &outcome).await {
         tracing::error!(session_id = %s.id, error = %e, "cannot store a capture outcome");
     }
     let dir = match t.direction {

@@ -186,7 +186,7 @@ async fn pump(
         closed_at_us: None,
         exit_status: None,
     };
-    if let Err(e) = conn.ctx.store.add_channel(s.id, &row).await {
+    if let Err(e) = conn.ctx.sessions.store.add_channel(s.id, &row).await {
         tracing::error!(session_id = %s.id, error = %e, "cannot store tunnel");
     }
     let open = Event::TunnelOpen {
@@ -217,7 +217,7 @@ async fn pump(
             tunnel.carry(Way::ToPerson, &mut target_rx, &mut to_person),
         )
     };
-    let mut terminate = s.terminate.clone();
+    let mut terminate = s.termination();
     tokio::select! {
         _ = relay => {}
         _ = terminate.wait_for(Option::is_some) => {}
@@ -226,7 +226,7 @@ async fn pump(
     let close =
         Event::TunnelClose { channel: ch, bytes_to_target: to_target, bytes_to_client: to_person };
     let _ = conn.record(s, close).await;
-    let _ = conn.ctx.store.close_channel(s.id, ch, None).await;
+    let _ = conn.ctx.sessions.store.close_channel(s.id, ch, None).await;
 }
 
 /// What both directions of one tunnel share.

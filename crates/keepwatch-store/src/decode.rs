@@ -133,6 +133,7 @@ pub(crate) fn target(r: &impl Cols) -> Result<TargetRow, BadValue> {
             ciphers: split_list(r.opt_text("ciphers")?),
             macs: split_list(r.opt_text("macs")?),
         },
+        protocol: parse("targets.protocol", &r.text("protocol")?)?,
         created_at_us: r.int("created_at_us")?,
     })
 }
@@ -190,6 +191,7 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
         target_login: r.text("target_login")?,
         client_addr: r.text("client_addr")?,
         status: parse("sessions.status", &r.text("status")?)?,
+        protocol: parse("sessions.protocol", &r.text("protocol")?)?,
         reason: r.opt_text("reason")?,
         started_at_us: r.int("started_at_us")?,
         ended_at_us: r.opt_int("ended_at_us")?,

@@ -1,7 +1,7 @@
 //! Row shapes: what the store reads and writes, converted explicitly from domain values.
 
 use keepwatch_core::{
-    AuditAction, NodeId, PersonName, RecordingFailure, Role, SessionId, SessionStatus,
+    AuditAction, NodeId, PersonName, Protocol, RecordingFailure, Role, SessionId, SessionStatus,
 };
 
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct NewTarget {
     pub trust_on_first_use: bool,
     pub on_recording_failure: RecordingFailure,
     pub algorithms: Algorithms,
+    /// Which front end serves it.
+    pub protocol: Protocol,
 }
 
 /// SSH algorithm names to offer a target, in preference order; empty = the gateway's
@@ -68,6 +70,8 @@ pub struct TargetRow {
     pub trust_on_first_use: bool,
     pub on_recording_failure: RecordingFailure,
     pub algorithms: Algorithms,
+    /// Which front end serves it.
+    pub protocol: Protocol,
     pub created_at_us: i64,
 }
 
@@ -89,6 +93,8 @@ pub struct SessionRow {
     pub seal_signature: Option<Vec<u8>>,
     /// The gateway node that runs (or ran) it; `None` for a session from before nodes.
     pub node: Option<NodeId>,
+    /// The protocol it ran (its target's, when it started).
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

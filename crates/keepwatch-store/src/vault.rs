@@ -14,7 +14,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use keepwatch_core::{RecordingFailure, Secret};
+use keepwatch_core::{Protocol, RecordingFailure, Secret};
 
 use crate::rows::{Algorithms, NewTarget, TargetRow, TargetSecret};
 
@@ -68,6 +68,7 @@ pub struct TargetBinding<'a> {
     pub trust_on_first_use: bool,
     pub on_recording_failure: RecordingFailure,
     pub algorithms: &'a Algorithms,
+    pub protocol: Protocol,
 }
 
 impl TargetBinding<'_> {
@@ -103,6 +104,11 @@ impl TargetBinding<'_> {
         list(&mut out, &self.algorithms.host_key);
         list(&mut out, &self.algorithms.ciphers);
         list(&mut out, &self.algorithms.macs);
+        // Appended only for protocols after SSH, so secrets sealed before targets had a
+        // protocol still open; a target moved to another protocol does not.
+        if self.protocol != Protocol::Ssh {
+            field(&mut out, self.protocol.as_str().as_bytes());
+        }
         out
     }
 }
@@ -154,6 +160,7 @@ impl TargetRow {
             trust_on_first_use: self.trust_on_first_use,
             on_recording_failure: self.on_recording_failure,
             algorithms: &self.algorithms,
+            protocol: self.protocol,
         }
     }
 }
@@ -172,6 +179,7 @@ impl NewTarget {
             trust_on_first_use: self.trust_on_first_use,
             on_recording_failure: self.on_recording_failure,
             algorithms: &self.algorithms,
+            protocol: self.protocol,
         }
     }
 
@@ -320,6 +328,7 @@ mod tests {
             trust_on_first_use: false,
             on_recording_failure: RecordingFailure::Close,
             algorithms: Algorithms::default(),
+            protocol: Protocol::Ssh,
             created_at_us: 0,
         }
     }
@@ -355,6 +364,7 @@ mod tests {
             ("host key removed", |t| t.host_key = None),
             ("host key changed", |t| t.host_key = Some("ssh-ed25519 AAAAother".into())),
             ("trust on first use", |t| t.trust_on_first_use = true),
+            ("protocol", |t| t.protocol = Protocol::Postgres),
             ("recording failure", |t| t.on_recording_failure = RecordingFailure::Continue),
             ("kex", |t| t.algorithms.kex = vec!["diffie-hellman-group1-sha1".into()]),
             ("host key algorithms", |t| t.algorithms.host_key = vec!["ssh-rsa".into()]),

@@ -79,10 +79,10 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let logins = Arc::new(keepwatch_core::LoginLimiter::new(cfg.login_limits()));
     let passwords = cfg.password_checker();
     reseal_legacy_secrets(dir, &store).await?;
+    let sessions =
+        Arc::new(keepwatch_session::SessionLayer::new(store.clone(), dir.vault()?, recorder));
     let ctx = Arc::new(GatewayContext::new(
-        store.clone(),
-        dir.vault()?,
-        recorder,
+        sessions.clone(),
         cfg.gateway()?,
         dir.host_key()?,
         logins.clone(),
@@ -104,7 +104,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     eprintln!(
         "keepwatch: signing key {} (fingerprint {}); anchors every {}s to {}{}",
         dir.signing_key_path().display(),
-        crate::datadir::fingerprint(&ctx.recorder.signing_key.verifying_key()),
+        crate::datadir::fingerprint(&sessions.recorder.signing_key.verifying_key()),
         anchors.interval.as_secs(),
         anchors.file.as_ref().map_or("no file".into(), |f| f.display().to_string()),
         anchors
@@ -130,7 +130,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
             verifying_key: dir.verifying_key()?,
             vault: Some(dir.vault()?),
             live: Arc::new(Gateway {
-                ctx: ctx.clone(),
+                sessions: sessions.clone(),
                 node: node.clone(),
                 node_key: dir.node_key()?,
                 proxy_header: cfg.proxy.web,
@@ -160,7 +160,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
     let anchor_stop = CancellationToken::new();
     let anchor_task = tokio::spawn(keepwatch_recorder::run_anchors(
-        ctx.recorder.clone(),
+        sessions.recorder.clone(),
         anchors,
         anchor_stop.clone(),
     ));
@@ -172,7 +172,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let fenced = CancellationToken::new();
     let beat_stop = CancellationToken::new();
     let beats = tokio::spawn(beat(
-        ctx.clone(),
+        sessions.clone(),
         Beat {
             node: node.clone(),
             instance,
@@ -190,11 +190,11 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     beat_stop.cancel();
     let _ = beats.await;
     if fenced.is_cancelled() {
-        ctx.terminate_all(
+        sessions.live().terminate_all(
             "keepwatch: this gateway node lost its place in the cluster, so the session was ended",
         );
     }
-    eprintln!("keepwatch: shutting down; sealing {} live session(s)", ctx.live_sessions().len());
+    eprintln!("keepwatch: shutting down; sealing {} live session(s)", sessions.live().ids().len());
     shutdown.cancel();
     let _ = gateway.await;
     let _ = web_task.await;
@@ -206,7 +206,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     }
     // Give the archive the shutdown grace to take what the spool still holds; what it does
     // not take stays in the spool for the next start.
-    let shipper = &ctx.recorder.shipper;
+    let shipper = &sessions.recorder.shipper;
     if shipper.uploading() > 0 {
         let grace = cfg.gateway()?.shutdown_grace;
         if !shipper.drained(std::time::Instant::now() + grace).await {
@@ -242,12 +242,12 @@ struct Beat {
 /// recordings seal as far as they got), so that no session goes on here while a survivor
 /// may be sealing it elsewhere.
 async fn beat(
-    ctx: Arc<GatewayContext>,
+    sessions: Arc<keepwatch_session::SessionLayer>,
     b: Beat,
     fenced: CancellationToken,
     stop: CancellationToken,
 ) {
-    let store = &ctx.recorder.store;
+    let store = &sessions.recorder.store;
     let mut tick = tokio::time::interval(b.every);
     let mut last_beat = std::time::Instant::now();
     let mut cut_off = false;
@@ -293,7 +293,7 @@ async fn beat(
                 if b.shared && !cut_off && last_beat.elapsed() >= b.lapse / 2 {
                     cut_off = true;
                     tracing::error!(node = %b.node, "no heartbeat for half the lapse: ending this node's sessions before another node claims them");
-                    ctx.terminate_all(
+                    sessions.live().terminate_all(
                         "keepwatch: this gateway node lost its database, so the session was ended",
                     );
                 }
@@ -305,7 +305,7 @@ async fn beat(
         // heartbeat never waits on it and never lapses because of it.
         if reaping.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
             let lapsed_before = now - b.lapse.as_micros() as i64;
-            let recorder = ctx.recorder.clone();
+            let recorder = sessions.recorder.clone();
             reaping = Some(tokio::spawn(async move {
                 match keepwatch_recorder::recover_lapsed_nodes(&recorder, lapsed_before).await {
                     Ok(sealed) => {
@@ -335,7 +335,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 /// The running gateway as the web side sees it.
 struct Gateway {
-    ctx: Arc<GatewayContext>,
+    sessions: Arc<keepwatch_session::SessionLayer>,
     node: keepwatch_core::NodeId,
     node_key: [u8; 32],
     /// Requests to other nodes start with a PROXY header (`[proxy] web`).
@@ -353,7 +353,7 @@ impl Gateway {
         &self,
         id: keepwatch_core::SessionId,
     ) -> Option<(keepwatch_core::NodeId, String)> {
-        let store = &self.ctx.recorder.store;
+        let store = &self.sessions.recorder.store;
         let s = store.session(id).await.ok()??;
         let owner = s.node.filter(|n| *n != self.node)?;
         if s.status != keepwatch_core::SessionStatus::Active {
@@ -463,7 +463,7 @@ impl Gateway {
 
 impl keepwatch_web::LiveControl for Gateway {
     fn terminate(&self, id: keepwatch_core::SessionId, message: &str) -> bool {
-        self.ctx.terminate(id, message)
+        self.sessions.live().terminate(id, message)
     }
     fn terminate_anywhere<'a>(
         &'a self,
@@ -471,7 +471,8 @@ impl keepwatch_web::LiveControl for Gateway {
         message: &'a str,
     ) -> futures::future::BoxFuture<'a, bool> {
         Box::pin(async move {
-            self.ctx.terminate(id, message) || self.terminate_elsewhere(id, message).await
+            self.sessions.live().terminate(id, message)
+                || self.terminate_elsewhere(id, message).await
         })
     }
     fn node_key(&self) -> Option<[u8; 32]> {
@@ -481,7 +482,7 @@ impl keepwatch_web::LiveControl for Gateway {
         &self,
         id: keepwatch_core::SessionId,
     ) -> futures::future::BoxFuture<'_, Option<keepwatch_recorder::WatchStart>> {
-        Box::pin(self.ctx.watch(id))
+        Box::pin(self.sessions.live().watch(id))
     }
     fn watch_elsewhere(
         &self,

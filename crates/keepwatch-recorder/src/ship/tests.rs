@@ -44,6 +44,7 @@ fn quick() -> ShipConfig {
 async fn start(w: &World) -> Recorder {
     let id = SessionId::new();
     let row = SessionRow {
+        protocol: keepwatch_core::Protocol::Ssh,
         id,
         person: "alice".into(),
         target: "web01".into(),

@@ -126,7 +126,7 @@ impl Postgres {
         sqlx::query(
             "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
              trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
-             created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             created_at_us, protocol) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&t.name)
         .bind(&t.host)
@@ -142,6 +142,7 @@ impl Postgres {
         .bind(join_list(&t.algorithms.ciphers))
         .bind(join_list(&t.algorithms.macs))
         .bind(now_us())
+        .bind(t.protocol.as_str())
         .execute(&self.pool)
         .await
         .map_err(|e| {

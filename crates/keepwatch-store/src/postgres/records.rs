@@ -46,7 +46,7 @@ impl Postgres {
     pub(crate) async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, status, \
-             reason, started_at_us, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             reason, started_at_us, node, protocol) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(s.id.to_string())
         .bind(&s.person)
@@ -58,6 +58,7 @@ impl Postgres {
         .bind(&s.reason)
         .bind(s.started_at_us)
         .bind(s.node.as_ref().map_or("", NodeId::as_str))
+        .bind(s.protocol.as_str())
         .execute(&self.pool)
         .await
         .at("insert session", s.id)?;

@@ -88,7 +88,8 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
     sqlite_raw(
         &db.sqlite_path(),
         "DROP TABLE command_blocks; DROP TABLE _sqlx_migrations; DROP INDEX sessions_node_active; \
-         ALTER TABLE sessions DROP COLUMN node; DROP TABLE nodes; DROP TABLE web_logins; DROP TABLE anchors;",
+         ALTER TABLE sessions DROP COLUMN node; DROP TABLE nodes; DROP TABLE web_logins; DROP TABLE anchors; \
+         ALTER TABLE sessions DROP COLUMN protocol; ALTER TABLE targets DROP COLUMN protocol;",
     )
     .await;
     let store = db.reopen().await;

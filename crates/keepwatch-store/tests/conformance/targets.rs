@@ -10,6 +10,7 @@ use crate::support::{TestDb, conformance};
 
 fn target(name: &str, host_key: Option<&str>) -> NewTarget {
     NewTarget {
+        protocol: keepwatch_core::Protocol::Ssh,
         name: name.into(),
         host: "10.0.0.5".into(),
         port: 22,
@@ -110,7 +111,49 @@ async fn pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step(db: Te
     db.close().await;
 }
 
+/// Issue 12: a target and its sessions carry their protocol, and a secret sealed for one
+/// protocol does not open for another.
+async fn targets_and_sessions_carry_their_protocol(db: TestDb) {
+    use keepwatch_core::{Protocol, SessionId, SessionStatus};
+    let store = &db.store;
+    let vault = Vault::new(&[7; 32]).unwrap();
+    let mut pg = target("pgprod", None);
+    pg.protocol = Protocol::Postgres;
+    pg.seal_secret(&vault, b"pw").unwrap();
+    store.add_target(&pg).await.unwrap();
+    store.add_target(&target("web01", None)).await.unwrap();
+    let mut row = store.target("pgprod").await.unwrap().unwrap();
+    assert_eq!(row.protocol, Protocol::Postgres);
+    assert_eq!(store.target("web01").await.unwrap().unwrap().protocol, Protocol::Ssh);
+    assert_eq!(vault.open(&row.binding(), row.secret.ciphertext()).unwrap().expose(), b"pw");
+    row.protocol = Protocol::Ssh;
+    assert!(vault.open(&row.binding(), row.secret.ciphertext()).is_err());
+
+    let id = SessionId::new();
+    let session = keepwatch_store::SessionRow {
+        protocol: Protocol::Postgres,
+        id,
+        person: "alice".into(),
+        target: "pgprod".into(),
+        target_host: "10.0.0.5:5432".into(),
+        target_login: "app".into(),
+        client_addr: "192.0.2.1:50000".into(),
+        status: SessionStatus::Active,
+        reason: None,
+        started_at_us: 1,
+        ended_at_us: None,
+        chain_head: None,
+        seal_seq: None,
+        seal_signature: None,
+        node: None,
+    };
+    store.insert_session(&session).await.unwrap();
+    assert_eq!(store.session(id).await.unwrap().unwrap().protocol, Protocol::Postgres);
+    db.close().await;
+}
+
 conformance!(
+    targets_and_sessions_carry_their_protocol,
     legacy_secrets_are_sealed_again_once_bound_to_their_row,
     pinning_a_first_seen_key_seals_the_secret_again_in_the_same_step
 );
