@@ -32,6 +32,8 @@ pub const DEFAULT_MASK_RULES: &[(&str, &str)] = &[
         r#"(?i-u)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)["']?[ \t]*[:=][ \t]*(?P<secret>"[^"\r\n]+"|'[^'\r\n]+'|[^\s"',;]+)"#,
     ),
     ("bearer-token", r"(?i-u)\bbearer[ \t]+(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)"),
+    // `CREATE ROLE ... PASSWORD 'x'`, `ALTER USER ... WITH ENCRYPTED PASSWORD 'x'` (SQL).
+    ("sql-password", r"(?i-u)\bpassword[ \t]+(?P<secret>'(?:[^']|'')*')"),
     ("github-token", r"(?-u)\bgh[pousr]_[A-Za-z0-9]{36}\b"),
 ];
 
@@ -304,6 +306,10 @@ mod tests {
             ("DB_PASSWORD=hunter2 next", "DB_PASSWORD=[masked password-assignment] next"),
             ("password: \"two words\"\n", "password: [masked password-assignment]\n"),
             ("[sudo] password for kwtest: ", "[sudo] password for kwtest: "),
+            (
+                "ALTER ROLE app WITH ENCRYPTED PASSWORD 'it''s s3cret';",
+                "ALTER ROLE app WITH ENCRYPTED PASSWORD [masked sql-password];",
+            ),
             ("Password: \r\nnext line", "Password: \r\nnext line"),
             (
                 "Authorization: Bearer abcdefghijklmnop.qrstuvwx==\n",

@@ -38,7 +38,12 @@ pub struct SessionIndexer {
     /// next event in it.
     chunk_offset: u64,
     event_in_chunk: u32,
+    /// Database statements sent and not answered yet, by their seq: channel, time, text.
+    statements: HashMap<u64, (u32, u64, String)>,
 }
+
+/// Statements waiting for their outcome, at most; past this the oldest is indexed without.
+const MAX_PENDING_STATEMENTS: usize = 10_000;
 
 /// When the last keyframe of a terminal channel was taken.
 #[derive(Default)]
@@ -228,17 +233,62 @@ impl SessionIndexer {
                     ..self.row(*channel, "env", at, Some(at))
                 });
             }
+            Event::Statement(st) => {
+                let mut text = st.text.clone();
+                if !st.params.is_empty() {
+                    let params: Vec<String> = st
+                        .params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| match p {
+                            Some(v) => format!("${}={v}", i + 1),
+                            None => format!("${}=NULL", i + 1),
+                        })
+                        .collect();
+                    text = format!("{text} -- {}", params.join(", "));
+                }
+                if self.statements.len() >= MAX_PENDING_STATEMENTS
+                    && let Some(&oldest) = self.statements.keys().min()
+                {
+                    self.statement_done(oldest, at, "(no result seen)".into());
+                }
+                self.statements.insert(st.seq, (st.channel, at, capped(text).0));
+            }
+            Event::StatementResult(r) => {
+                let outcome = r.outcome.to_string();
+                // Its statement may be before where this indexing started.
+                self.statements
+                    .entry(r.seq)
+                    .or_insert_with(|| (r.channel, at, format!("(statement {})", r.seq)));
+                self.statement_done(r.seq, at, outcome);
+            }
             Event::Seal(_) => self.finish(at),
             Event::Eof { .. }
             | Event::Notice { .. }
             | Event::TunnelOpen { .. }
             | Event::TunnelClose { .. }
-            | Event::FileTransfer(_) => {}
+            | Event::FileTransfer(_)
+            | Event::Transaction { .. } => {}
         }
+    }
+
+    /// Indexes statement `seq` with its outcome.
+    fn statement_done(&mut self, seq: u64, at: u64, output: String) {
+        let Some((channel, start, command)) = self.statements.remove(&seq) else { return };
+        self.push(CommandRow {
+            command,
+            output: capped(output).0,
+            ..self.row(channel, "sql", start, Some(at))
+        });
     }
 
     /// The recording ended (sealed, or cut short): every channel's last command is done.
     pub fn finish(&mut self, at_us: u64) {
+        let mut waiting: Vec<u64> = self.statements.keys().copied().collect();
+        waiting.sort_unstable();
+        for seq in waiting {
+            self.statement_done(seq, at_us, "(no result: the session ended)".into());
+        }
         let mut open: Vec<_> = self.channels.drain().collect();
         open.sort_by_key(|(channel, _)| *channel);
         for (channel, state) in open {
@@ -419,6 +469,50 @@ mod tests {
 
     fn typed(at: u64, s: &str) -> TimedEvent {
         ev(at, Event::Input { channel: 0, data: s.as_bytes().to_vec() })
+    }
+
+    /// Database statements are indexed with their parameters and outcome, spanning from
+    /// when they were sent to when the answer came; one never answered is indexed at the end.
+    #[test]
+    fn statements_are_indexed_with_their_outcome() {
+        use keepwatch_recording::{Outcome, Statement, StatementResult};
+        let statement = |at, seq, text: &str, params: Vec<Option<String>>| {
+            let extended = !params.is_empty();
+            let st = Statement { channel: 0, seq, text: text.into(), params, extended };
+            ev(at, Event::Statement(st))
+        };
+        let result = |at, seq, outcome| {
+            ev(at, Event::StatementResult(StatementResult { channel: 0, seq, outcome }))
+        };
+        let mut ix = SessionIndexer::new();
+        for e in [
+            statement(10, 0, "INSERT INTO t VALUES ($1, $2)", vec![Some("7".into()), None]),
+            statement(11, 1, "SELECT * FROM nope", vec![]),
+            result(20, 0, Outcome::Done { tag: "INSERT 0 1".into(), rows: Some(1) }),
+            result(21, 1, Outcome::Failed { sqlstate: "42P01".into(), message: "no".into() }),
+            statement(30, 2, "SELECT pg_sleep(100)", vec![]),
+        ] {
+            ix.event(&e);
+        }
+        ix.finish(40);
+        let rows: Vec<String> = ix
+            .drain_rows()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}-{:?} {} => {}",
+                    r.seq, r.kind, r.start_offset_us, r.end_offset_us, r.command, r.output
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "1 sql 10-Some(20) INSERT INTO t VALUES ($1, $2) -- $1=7, $2=NULL => INSERT 0 1",
+                "2 sql 11-Some(21) SELECT * FROM nope => ERROR 42P01: no",
+                "3 sql 30-Some(40) SELECT pg_sleep(100) => (no result: the session ended)",
+            ]
+        );
     }
 
     #[test]

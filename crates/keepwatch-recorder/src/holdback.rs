@@ -194,6 +194,17 @@ impl Holdback {
                     *value = String::from_utf8_lossy(&masked).into_owned();
                 }
             }
+            Event::Statement(st) => {
+                if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(st.text.as_bytes()) {
+                    st.text = String::from_utf8_lossy(&masked).into_owned();
+                }
+                for value in st.params.iter_mut().flatten() {
+                    if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(value.as_bytes())
+                    {
+                        *value = String::from_utf8_lossy(&masked).into_owned();
+                    }
+                }
+            }
             Event::ChannelClose { channel, .. } => {
                 let channel = *channel;
                 let ended: Vec<Stream> =
@@ -545,6 +556,16 @@ mod tests {
                 at_us: 3,
                 event: Event::ChannelClose { channel: 0, exit_status: Some(0), exit_signal: None },
             },
+            TimedEvent {
+                at_us: 4,
+                event: Event::Statement(keepwatch_recording::Statement {
+                    channel: 1,
+                    seq: 0,
+                    text: "ALTER ROLE app PASSWORD 'x'; SELECT 'password=hunter22'".into(),
+                    params: vec![None, Some("token=abcdefghijklmnop".into())],
+                    extended: true,
+                }),
+            },
         ];
         let (out, drained) = run(events, false);
         assert!(drained);
@@ -553,6 +574,7 @@ mod tests {
             1 Env { channel: 0, name: "LC_X", value: "api_key=[masked password-assignment]", forwarded: true }
             2 out#0 "partial"
             3 ChannelClose { channel: 0, exit_status: Some(0), exit_signal: None }
+            4 Statement(Statement { channel: 1, seq: 0, text: "ALTER ROLE app PASSWORD [masked sql-password]; SELECT 'password=[masked password-assignment]'", params: [None, Some("token=[masked password-assignment]")], extended: true })
         "#]]
         .assert_eq(&show(&out));
     }

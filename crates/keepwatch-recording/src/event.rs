@@ -148,6 +148,88 @@ pub enum Event {
         value: String,
         forwarded: bool,
     },
+    /// A statement a database client sent (a simple query, or the execution of a prepared
+    /// statement), recorded before it is forwarded. Version 3.
+    Statement(Statement),
+    /// What came of statement `seq`. Version 3.
+    StatementResult(StatementResult),
+    /// The database connection's transaction status changed (`ReadyForQuery`). Version 3.
+    Transaction {
+        channel: u32,
+        status: TransactionStatus,
+    },
+}
+
+/// What [`Event::Statement`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub channel: u32,
+    /// Numbers the session's statements from 0; its result names it.
+    pub seq: u64,
+    /// The SQL text (mask rules applied).
+    pub text: String,
+    /// Bound parameters, as text (binary ones as hex, mask rules applied); `None` is NULL.
+    /// Empty for a simple query.
+    pub params: Vec<Option<String>>,
+    /// Sent with the extended protocol (Parse/Bind/Execute) rather than as a simple query.
+    pub extended: bool,
+}
+
+/// What [`Event::StatementResult`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementResult {
+    pub channel: u32,
+    pub seq: u64,
+    pub outcome: Outcome,
+}
+
+/// How a statement ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Completed: the command tag (`INSERT 0 5`, `SELECT 10`) and its row count, if any.
+    Done { tag: String, rows: Option<u64> },
+    /// The server refused or failed it.
+    Failed { sqlstate: String, message: String },
+    /// An empty query string.
+    Empty,
+    /// A portal ran to its row limit and waits for another Execute.
+    Suspended,
+    /// Not run: an earlier statement of the same pipeline failed.
+    Skipped,
+    /// Refused by the gateway; never reached the target.
+    Refused { reason: String },
+}
+
+impl std::fmt::Display for Outcome {
+    /// `INSERT 0 5`, `ERROR 42P01: relation "x" does not exist`, `refused by keepwatch: ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Done { tag, .. } => f.write_str(tag),
+            Outcome::Failed { sqlstate, message } => write!(f, "ERROR {sqlstate}: {message}"),
+            Outcome::Empty => f.write_str("empty query"),
+            Outcome::Suspended => f.write_str("suspended (row limit reached)"),
+            Outcome::Skipped => f.write_str("skipped (an earlier statement failed)"),
+            Outcome::Refused { reason } => write!(f, "refused by keepwatch: {reason}"),
+        }
+    }
+}
+
+/// A database connection's transaction status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransactionStatus {
+    Idle,
+    InTransaction,
+    Failed,
+}
+
+impl TransactionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionStatus::Idle => "idle",
+            TransactionStatus::InTransaction => "in transaction",
+            TransactionStatus::Failed => "failed transaction",
+        }
+    }
 }
 
 /// What [`Event::FileTransfer`] records.
@@ -208,6 +290,19 @@ const TAG_FILE_TRANSFER: u8 = 14;
 const TAG_ENV: u8 = 15;
 /// A seal with an unsigned tail (crash recovery); tag 10 is a seal without one.
 const TAG_SEAL_RECOVERED: u8 = 16;
+// Version 3.
+const TAG_STATEMENT: u8 = 17;
+const TAG_STATEMENT_RESULT: u8 = 18;
+const TAG_TRANSACTION: u8 = 19;
+/// A statement records at most this many parameters; more are left out.
+pub const MAX_PARAMS: usize = 1024;
+
+const OUTCOME_DONE: u8 = 0;
+const OUTCOME_FAILED: u8 = 1;
+const OUTCOME_EMPTY: u8 = 2;
+const OUTCOME_SUSPENDED: u8 = 3;
+const OUTCOME_SKIPPED: u8 = 4;
+const OUTCOME_REFUSED: u8 = 5;
 /// A transfer records at most this many ranges; more are merged into the last one.
 const MAX_RANGES: usize = 1024;
 
@@ -259,6 +354,9 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
         Event::FileOperation { .. } => TAG_FILE_OPERATION,
         Event::FileTransfer(_) => TAG_FILE_TRANSFER,
         Event::Env { .. } => TAG_ENV,
+        Event::Statement(_) => TAG_STATEMENT,
+        Event::StatementResult(_) => TAG_STATEMENT_RESULT,
+        Event::Transaction { .. } => TAG_TRANSACTION,
     };
     out.push(tag);
     put_varint(out, at_us);
@@ -419,6 +517,60 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
             }
             out.push(u8::from(t.complete));
         }
+        Event::Statement(st) => {
+            put_varint(out, u64::from(st.channel));
+            put_varint(out, st.seq);
+            put_str(out, &st.text);
+            out.push(u8::from(st.extended));
+            let params = &st.params[..st.params.len().min(MAX_PARAMS)];
+            put_varint(out, params.len() as u64);
+            for p in params {
+                match p {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(1);
+                        put_str(out, v);
+                    }
+                }
+            }
+        }
+        Event::StatementResult(r) => {
+            put_varint(out, u64::from(r.channel));
+            put_varint(out, r.seq);
+            match &r.outcome {
+                Outcome::Done { tag, rows } => {
+                    out.push(OUTCOME_DONE);
+                    put_str(out, tag);
+                    match rows {
+                        None => out.push(0),
+                        Some(n) => {
+                            out.push(1);
+                            put_varint(out, *n);
+                        }
+                    }
+                }
+                Outcome::Failed { sqlstate, message } => {
+                    out.push(OUTCOME_FAILED);
+                    put_str(out, sqlstate);
+                    put_str(out, message);
+                }
+                Outcome::Empty => out.push(OUTCOME_EMPTY),
+                Outcome::Suspended => out.push(OUTCOME_SUSPENDED),
+                Outcome::Skipped => out.push(OUTCOME_SKIPPED),
+                Outcome::Refused { reason } => {
+                    out.push(OUTCOME_REFUSED);
+                    put_str(out, reason);
+                }
+            }
+        }
+        Event::Transaction { channel, status } => {
+            put_varint(out, u64::from(*channel));
+            out.push(match status {
+                TransactionStatus::Idle => 0,
+                TransactionStatus::InTransaction => 1,
+                TransactionStatus::Failed => 2,
+            });
+        }
     }
 }
 
@@ -567,7 +719,7 @@ impl Decoder<'_> {
     fn event(&mut self) -> Result<TimedEvent, DecodeError> {
         let tag_at = self.pos;
         let tag = self.u8()?;
-        if !(TAG_SESSION_START..=TAG_SEAL_RECOVERED).contains(&tag) {
+        if !(TAG_SESSION_START..=TAG_TRANSACTION).contains(&tag) {
             return Err(DecodeError::UnknownTag { tag, at: tag_at });
         }
         let at_us = self.varint()?;
@@ -684,6 +836,54 @@ impl Decoder<'_> {
                 name: self.string("environment variable name")?,
                 value: self.string("environment variable value")?,
                 forwarded: self.code("environment forwarded", 1)? == 1,
+            },
+            TAG_STATEMENT => {
+                let channel = self.u32()?;
+                let seq = self.varint()?;
+                let text = self.string("statement text")?;
+                let extended = self.code("statement protocol", 1)? == 1;
+                let at = self.pos;
+                let n = self.varint()?;
+                // Each parameter takes at least one byte: a count beyond that is corrupt.
+                if n > MAX_PARAMS as u64 || n > (self.buf.len() - self.pos) as u64 {
+                    return Err(DecodeError::OutOfRange { value: n, at });
+                }
+                let mut params = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    params.push(if self.present()? {
+                        Some(self.string("statement parameter")?)
+                    } else {
+                        None
+                    });
+                }
+                Event::Statement(Statement { channel, seq, text, params, extended })
+            }
+            TAG_STATEMENT_RESULT => {
+                let channel = self.u32()?;
+                let seq = self.varint()?;
+                let outcome = match self.code("statement outcome", OUTCOME_REFUSED)? {
+                    OUTCOME_DONE => Outcome::Done {
+                        tag: self.string("command tag")?,
+                        rows: if self.present()? { Some(self.varint()?) } else { None },
+                    },
+                    OUTCOME_FAILED => Outcome::Failed {
+                        sqlstate: self.string("sqlstate")?,
+                        message: self.string("error message")?,
+                    },
+                    OUTCOME_EMPTY => Outcome::Empty,
+                    OUTCOME_SUSPENDED => Outcome::Suspended,
+                    OUTCOME_SKIPPED => Outcome::Skipped,
+                    _ => Outcome::Refused { reason: self.string("refusal reason")? },
+                };
+                Event::StatementResult(StatementResult { channel, seq, outcome })
+            }
+            TAG_TRANSACTION => Event::Transaction {
+                channel: self.u32()?,
+                status: match self.code("transaction status", 2)? {
+                    0 => TransactionStatus::Idle,
+                    1 => TransactionStatus::InTransaction,
+                    _ => TransactionStatus::Failed,
+                },
             },
             // The range check above leaves only TAG_SEAL and TAG_SEAL_RECOVERED.
             _ => {

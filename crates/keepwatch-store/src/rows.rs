@@ -243,7 +243,7 @@ pub struct CommandRow {
     /// 1-based, per session.
     pub seq: u32,
     pub channel: u32,
-    /// `shell`, `exec`, `stdin`, `file` or `screen`.
+    /// `shell`, `exec`, `stdin`, `file`, `env`, `screen` or `sql`.
     pub kind: String,
     /// Wall clock of the start, unix microseconds.
     pub at_us: i64,

@@ -215,6 +215,24 @@ pub(crate) fn describe(e: &Event) -> String {
                 if t.complete { "" } else { " (partial)" }
             )
         }
+        Event::Statement(st) => {
+            let how = if st.extended { "extended" } else { "simple" };
+            let params = if st.params.is_empty() {
+                String::new()
+            } else {
+                let shown: Vec<String> = st
+                    .params
+                    .iter()
+                    .map(|p| p.as_deref().map_or("NULL".into(), |v| format!("{v:?}")))
+                    .collect();
+                format!(" params [{}]", shown.join(", "))
+            };
+            format!("#{} statement {} ({how}) {:?}{params}", st.channel, st.seq, st.text)
+        }
+        Event::StatementResult(r) => format!("#{} statement {}: {}", r.channel, r.seq, r.outcome),
+        Event::Transaction { channel, status } => {
+            format!("#{channel} transaction {}", status.as_str())
+        }
     }
 }
 

@@ -4,7 +4,10 @@ use expect_test::{Expect, expect};
 
 use super::*;
 use crate::event::{decode_all, encode};
-use crate::{FileTransfer, UnsignedTail, ledger, read_events, verify};
+use crate::{
+    FileTransfer, Outcome, Statement, StatementResult, TransactionStatus, UnsignedTail, ledger,
+    read_events, verify,
+};
 
 #[test]
 fn every_event_kind_round_trips() {
@@ -112,6 +115,42 @@ fn extreme_values_round_trip() {
                 forwarded: false,
             },
         ),
+        ev(
+            6,
+            Event::Statement(Statement {
+                channel: 0,
+                seq: u64::MAX,
+                text: "SELECT $1, $2".into(),
+                params: vec![Some("42".into()), None, Some(String::new())],
+                extended: true,
+            }),
+        ),
+        ev(
+            7,
+            Event::Statement(Statement {
+                channel: 1,
+                seq: 0,
+                text: String::new(),
+                params: vec![],
+                extended: false,
+            }),
+        ),
+        ev(8, result(Outcome::Done { tag: "INSERT 0 5".into(), rows: Some(5) })),
+        ev(8, result(Outcome::Done { tag: "BEGIN".into(), rows: None })),
+        ev(
+            9,
+            result(Outcome::Failed {
+                sqlstate: "42P01".into(),
+                message: "relation \"x\" does not exist".into(),
+            }),
+        ),
+        ev(9, result(Outcome::Empty)),
+        ev(9, result(Outcome::Suspended)),
+        ev(9, result(Outcome::Skipped)),
+        ev(9, result(Outcome::Refused { reason: "read-only grant".into() })),
+        ev(10, Event::Transaction { channel: 0, status: TransactionStatus::Idle }),
+        ev(10, Event::Transaction { channel: 0, status: TransactionStatus::InTransaction }),
+        ev(10, Event::Transaction { channel: 0, status: TransactionStatus::Failed }),
     ];
     let mut buf = Vec::new();
     for e in &events {
@@ -120,6 +159,10 @@ fn extreme_values_round_trip() {
     let mut back = Vec::new();
     decode_all(&buf, &mut back).unwrap();
     assert_eq!(back, events);
+}
+
+fn result(outcome: Outcome) -> Event {
+    Event::StatementResult(StatementResult { channel: 0, seq: 3, outcome })
 }
 
 fn check_decode(payload: &[u8], expect: Expect) {
@@ -225,7 +268,7 @@ fn format_is_pinned() {
     bytes.extend(tail);
     let dump: String = bytes.chunks(32).map(|row| hex(row) + "\n").collect();
     expect![[r#"
-        4b575245430002000193f1c20000700080000000000000014b57434800000000
+        4b575245430003000193f1c20000700080000000000000014b57434800000000
         00000000030000000000000000220000002200000001000193f1c20000700080
         00000000000001016101740168016c01630203020001780192fdd42ccd449564
         7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000

@@ -139,12 +139,12 @@ fn bad_magic_and_version() {
     "#]],
     );
     check(
-        |b, _| b[6] = 3,
+        |b, _| b[6] = 4,
         expect![[r#"
-        verify: error: unsupported recording format version 3 (this reader knows 1 to 2)
-        read: error: unsupported recording format version 3 (this reader knows 1 to 2)
-        valid prefix: 0 of 693 bytes (0 chunks)
-    "#]],
+            verify: error: unsupported recording format version 4 (this reader knows 1 to 3)
+            read: error: unsupported recording format version 4 (this reader knows 1 to 3)
+            valid prefix: 0 of 693 bytes (0 chunks)
+        "#]],
     );
     check(
         |b, _| b.truncate(10),
