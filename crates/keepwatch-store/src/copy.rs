@@ -50,7 +50,13 @@ pub(crate) const NOT_COPIED: &[&str] = &["web_logins"];
 pub(crate) const TABLES: &[Table] = &[
     Table {
         name: "people",
-        columns: &[("name", Text), ("role", Text), ("password_hash", Text), ("created_at_us", Int)],
+        columns: &[
+            ("name", Text),
+            ("role", Text),
+            ("password_hash", Text),
+            ("created_at_us", Int),
+            ("scram_verifier", Text),
+        ],
         order_by: "name",
         identity: None,
     },
@@ -85,6 +91,9 @@ pub(crate) const TABLES: &[Table] = &[
             ("macs", Text),
             ("created_at_us", Int),
             ("protocol", Text),
+            ("database_name", Text),
+            ("tls", Text),
+            ("tls_ca", Text),
         ],
         order_by: "name",
         identity: None,

@@ -107,6 +107,7 @@ pub(crate) fn person(r: &impl Cols, ssh_keys: Vec<String>) -> Result<PersonRow, 
         ssh_keys,
         created_at_us: r.int("created_at_us")?,
         disabled: r.opt_flag("disabled")?.unwrap_or(false),
+        scram_verifier: r.opt_text("scram_verifier")?,
     })
 }
 
@@ -134,6 +135,17 @@ pub(crate) fn target(r: &impl Cols) -> Result<TargetRow, BadValue> {
             macs: split_list(r.opt_text("macs")?),
         },
         protocol: parse("targets.protocol", &r.text("protocol")?)?,
+        database: match r.opt_text("database_name")? {
+            None => None,
+            Some(name) => Some(DatabaseTarget {
+                name,
+                tls: match r.opt_text("tls")? {
+                    Some(t) => parse("targets.tls", &t)?,
+                    None => TlsMode::default(),
+                },
+                ca: r.opt_text("tls_ca")?,
+            }),
+        },
         created_at_us: r.int("created_at_us")?,
     })
 }

@@ -13,6 +13,9 @@ pub struct PersonRow {
     pub created_at_us: i64,
     /// A disabled person can log in nowhere, and their live sessions get no new channels.
     pub disabled: bool,
+    /// Their password as a SCRAM-SHA-256 verifier (PostgreSQL's text form), for the
+    /// PostgreSQL front end; written with the password.
+    pub scram_verifier: Option<String>,
 }
 
 /// The target's credential, as the vault holds it (ciphertext only).
@@ -47,6 +50,52 @@ pub struct NewTarget {
     pub algorithms: Algorithms,
     /// Which front end serves it.
     pub protocol: Protocol,
+    /// For a database target: which database, and how to reach it.
+    pub database: Option<DatabaseTarget>,
+}
+
+/// Where a database target's sessions go, beyond host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseTarget {
+    /// The database sessions open.
+    pub name: String,
+    pub tls: TlsMode,
+    /// PEM certificates to verify the server against (`verify-full`); `None`: system roots.
+    pub ca: Option<String>,
+}
+
+/// How the gateway secures its connection to a database target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain TCP (the password still never travels in clear under SCRAM).
+    Disable,
+    /// TLS, the certificate not checked.
+    #[default]
+    Require,
+    /// TLS, the certificate checked against the CA and the host name.
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub const ALL: [TlsMode; 3] = [TlsMode::Disable, TlsMode::Require, TlsMode::VerifyFull];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown TLS mode {s:?} (known: disable, require, verify-full)"))
+    }
 }
 
 /// SSH algorithm names to offer a target, in preference order; empty = the gateway's
@@ -72,6 +121,7 @@ pub struct TargetRow {
     pub algorithms: Algorithms,
     /// Which front end serves it.
     pub protocol: Protocol,
+    pub database: Option<DatabaseTarget>,
     pub created_at_us: i64,
 }
 

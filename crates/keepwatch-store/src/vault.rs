@@ -16,7 +16,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use keepwatch_core::{Protocol, RecordingFailure, Secret};
 
-use crate::rows::{Algorithms, NewTarget, TargetRow, TargetSecret};
+use crate::rows::{Algorithms, DatabaseTarget, NewTarget, TargetRow, TargetSecret};
 
 const NONCE_LEN: usize = 24;
 /// The first bytes of a ciphertext bound to a whole target row.
@@ -69,6 +69,7 @@ pub struct TargetBinding<'a> {
     pub on_recording_failure: RecordingFailure,
     pub algorithms: &'a Algorithms,
     pub protocol: Protocol,
+    pub database: Option<&'a DatabaseTarget>,
 }
 
 impl TargetBinding<'_> {
@@ -108,6 +109,21 @@ impl TargetBinding<'_> {
         // protocol still open; a target moved to another protocol does not.
         if self.protocol != Protocol::Ssh {
             field(&mut out, self.protocol.as_str().as_bytes());
+            match self.database {
+                None => out.push(0),
+                Some(d) => {
+                    out.push(1);
+                    field(&mut out, d.name.as_bytes());
+                    field(&mut out, d.tls.as_str().as_bytes());
+                    match &d.ca {
+                        None => out.push(0),
+                        Some(ca) => {
+                            out.push(1);
+                            field(&mut out, ca.as_bytes());
+                        }
+                    }
+                }
+            }
         }
         out
     }
@@ -117,6 +133,12 @@ impl std::fmt::Display for TargetBinding<'_> {
     /// `root@10.0.0.5:22 (password, host key ssh-ed25519 AAAA…)`, for audit events.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}:{} ({}", self.login, self.host, self.port, self.kind.as_str())?;
+        if let Some(d) = self.database {
+            write!(f, ", {} database {}, tls {}", self.protocol, d.name, d.tls.as_str())?;
+            if d.ca.is_some() {
+                f.write_str(" with its own CA")?;
+            }
+        }
         match (self.host_key, self.trust_on_first_use) {
             (Some(k), _) => write!(f, ", host key {k}")?,
             (None, true) => f.write_str(", host key pinned on first use")?,
@@ -161,6 +183,7 @@ impl TargetRow {
             on_recording_failure: self.on_recording_failure,
             algorithms: &self.algorithms,
             protocol: self.protocol,
+            database: self.database.as_ref(),
         }
     }
 }
@@ -180,6 +203,7 @@ impl NewTarget {
             on_recording_failure: self.on_recording_failure,
             algorithms: &self.algorithms,
             protocol: self.protocol,
+            database: self.database.as_ref(),
         }
     }
 
@@ -329,6 +353,7 @@ mod tests {
             on_recording_failure: RecordingFailure::Close,
             algorithms: Algorithms::default(),
             protocol: Protocol::Ssh,
+            database: None,
             created_at_us: 0,
         }
     }

@@ -684,6 +684,7 @@ async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>)
     };
     let vault = st.vault.as_ref().ok_or_else(|| ApiError::internal("the vault is not open"))?;
     let mut target = keepwatch_store::NewTarget {
+        database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: b.name.clone(),
         host: b.host.clone(),

@@ -319,6 +319,7 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                 None => None,
             };
             let mut target = NewTarget {
+                database: None,
                 protocol: keepwatch_core::Protocol::Ssh,
                 name: a.name.clone(),
                 host: a.host.clone(),

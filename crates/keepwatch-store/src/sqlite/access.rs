@@ -10,7 +10,7 @@ use crate::error::{At, unique_violation};
 use crate::rows::*;
 use crate::{StoreError, now_us};
 
-const PERSON_SELECT: &str = "SELECT p.name, p.role, p.password_hash, p.created_at_us, s.disabled \
+const PERSON_SELECT: &str = "SELECT p.name, p.role, p.password_hash, p.created_at_us, p.scram_verifier, s.disabled \
      FROM people p LEFT JOIN person_state s ON s.name = p.name";
 
 impl Sqlite {
@@ -121,12 +121,27 @@ impl Sqlite {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Sets a person's SCRAM verifier; false when there is no such person.
+    pub(crate) async fn set_scram_verifier(
+        &self,
+        name: &str,
+        verifier: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE people SET scram_verifier = ? WHERE name = ?")
+            .bind(verifier)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .at("set SCRAM verifier", name)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     pub(crate) async fn add_target(&self, t: &NewTarget) -> Result<(), StoreError> {
         const OP: &str = "add target";
         sqlx::query(
             "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
              trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
-             created_at_us, protocol) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at_us, protocol, database_name, tls, tls_ca) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.name)
         .bind(&t.host)
@@ -143,6 +158,9 @@ impl Sqlite {
         .bind(join_list(&t.algorithms.macs))
         .bind(now_us())
         .bind(t.protocol.as_str())
+        .bind(t.database.as_ref().map(|d| d.name.as_str()))
+        .bind(t.database.as_ref().map(|d| d.tls.as_str()))
+        .bind(t.database.as_ref().and_then(|d| d.ca.as_deref()))
         .execute(&self.pool)
         .await
         .map_err(|e| {

@@ -61,6 +61,15 @@ impl Store {
         dispatch!(self, b => b.remove_person(name).await)
     }
 
+    /// Sets a person's SCRAM-SHA-256 verifier (PostgreSQL's text form); false when there is
+    /// no such person.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn set_scram_verifier(&self, name: &str, verifier: &str) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.set_scram_verifier(name, verifier).await)
+    }
+
     /// # Errors
     /// `Exists` if the name is taken.
     pub async fn add_target(&self, t: &NewTarget) -> Result<(), StoreError> {

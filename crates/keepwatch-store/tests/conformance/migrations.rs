@@ -89,7 +89,9 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
         &db.sqlite_path(),
         "DROP TABLE command_blocks; DROP TABLE _sqlx_migrations; DROP INDEX sessions_node_active; \
          ALTER TABLE sessions DROP COLUMN node; DROP TABLE nodes; DROP TABLE web_logins; DROP TABLE anchors; \
-         ALTER TABLE sessions DROP COLUMN protocol; ALTER TABLE targets DROP COLUMN protocol;",
+         ALTER TABLE sessions DROP COLUMN protocol; ALTER TABLE targets DROP COLUMN protocol; \
+         ALTER TABLE targets DROP COLUMN database_name; ALTER TABLE targets DROP COLUMN tls; \
+         ALTER TABLE targets DROP COLUMN tls_ca; ALTER TABLE people DROP COLUMN scram_verifier;",
     )
     .await;
     let store = db.reopen().await;

@@ -198,6 +198,7 @@ async fn people_targets_and_grants(db: TestDb) {
     assert_eq!(s.people().await.unwrap()[0].role, Role::Auditor);
 
     let t = keepwatch_store::NewTarget {
+        database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: "web".into(),
         host: "10.0.0.5".into(),

@@ -10,6 +10,7 @@ use crate::support::{TestDb, conformance};
 
 fn target(name: &str, host_key: Option<&str>) -> NewTarget {
     NewTarget {
+        database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: name.into(),
         host: "10.0.0.5".into(),
@@ -119,13 +120,26 @@ async fn targets_and_sessions_carry_their_protocol(db: TestDb) {
     let vault = Vault::new(&[7; 32]).unwrap();
     let mut pg = target("pgprod", None);
     pg.protocol = Protocol::Postgres;
+    pg.database = Some(keepwatch_store::DatabaseTarget {
+        name: "app".into(),
+        tls: keepwatch_store::TlsMode::VerifyFull,
+        ca: Some("-----BEGIN CERTIFICATE-----".into()),
+    });
     pg.seal_secret(&vault, b"pw").unwrap();
     store.add_target(&pg).await.unwrap();
     store.add_target(&target("web01", None)).await.unwrap();
     let mut row = store.target("pgprod").await.unwrap().unwrap();
     assert_eq!(row.protocol, Protocol::Postgres);
     assert_eq!(store.target("web01").await.unwrap().unwrap().protocol, Protocol::Ssh);
+    assert_eq!(row.database, pg.database);
     assert_eq!(vault.open(&row.binding(), row.secret.ciphertext()).unwrap().expose(), b"pw");
+    // A downgraded TLS mode, another CA or another protocol does not open the secret.
+    let mut edited = row.clone();
+    edited.database.as_mut().unwrap().tls = keepwatch_store::TlsMode::Disable;
+    assert!(vault.open(&edited.binding(), row.secret.ciphertext()).is_err());
+    let mut edited = row.clone();
+    edited.database.as_mut().unwrap().ca = None;
+    assert!(vault.open(&edited.binding(), row.secret.ciphertext()).is_err());
     row.protocol = Protocol::Ssh;
     assert!(vault.open(&row.binding(), row.secret.ciphertext()).is_err());
 
@@ -149,6 +163,14 @@ async fn targets_and_sessions_carry_their_protocol(db: TestDb) {
     };
     store.insert_session(&session).await.unwrap();
     assert_eq!(store.session(id).await.unwrap().unwrap().protocol, Protocol::Postgres);
+
+    // A person's SCRAM verifier is kept beside the password hash.
+    store.add_person("alice", Role::User, Some("$argon2id$x"), &[]).await.unwrap();
+    assert_eq!(store.person("alice").await.unwrap().unwrap().scram_verifier, None);
+    assert!(store.set_scram_verifier("alice", "SCRAM-SHA-256$4096:c2FsdA==$a:b").await.unwrap());
+    assert!(!store.set_scram_verifier("nobody", "x").await.unwrap());
+    let alice = store.person("alice").await.unwrap().unwrap();
+    assert_eq!(alice.scram_verifier.as_deref(), Some("SCRAM-SHA-256$4096:c2FsdA==$a:b"));
     db.close().await;
 }
 
