@@ -6,8 +6,11 @@
 
 mod event;
 mod frame;
+mod login;
 mod message;
+mod scram;
 mod track;
+pub mod wire;
 
 pub use event::{
     CommandTag, Copy, CopyDirection, EncryptionRequest, Outcome, Parameter, PgEvent, QueryKind,
@@ -16,9 +19,14 @@ pub use event::{
 pub use frame::{
     Frame, FrameMode, FrameReader, MAX_STARTUP_PACKET_LEN, ParseMessageError, Side, message_name,
 };
+pub use login::{LoginError, TargetLogin, md5_password};
 pub use message::{
     AuthRequest, BackendMessage, Bind, FrontendMessage, ServerMessage, Target, TransactionStatus,
     WireText,
+};
+pub use scram::{
+    DEFAULT_ITERATIONS, MAX_ITERATIONS, ParseVerifierError, SCRAM_SHA_256, ScramClient, ScramError,
+    ScramServer, ScramVerifier,
 };
 pub use track::{PgTracker, TrackError};
 
