@@ -96,7 +96,7 @@ impl Bind<'_> {
 }
 
 /// What Describe and Close name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     Statement,
     Portal,

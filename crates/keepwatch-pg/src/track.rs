@@ -218,6 +218,9 @@ struct Session {
     /// After an error in the extended protocol the server discards every message up to the
     /// next Sync; set when that Sync has not been sent yet.
     discarding: bool,
+    /// What the client defined while discarding (never defined on the server), so that a
+    /// skipped Execute is reported with the text the client meant. Cleared at Sync.
+    intended: HashMap<(Target, String), Held>,
     copy: Option<CopyState>,
     /// Statements waiting for the ReadyForQuery that gives their transaction status.
     held: Vec<Statement>,
@@ -234,6 +237,7 @@ impl Session {
             statements: HashMap::new(),
             portals: HashMap::new(),
             discarding: false,
+            intended: HashMap::new(),
             copy: None,
             held: Vec::new(),
         }
@@ -290,7 +294,8 @@ impl Session {
             }
             M::Bind(bind) if !self.discarding => self.on_bind(&bind, now)?,
             M::Execute { portal, .. } => {
-                let sql = match self.portals.get(&*portal) {
+                let intended = self.intended.get(&(Target::Portal, portal.to_string()));
+                let sql = match intended.or_else(|| self.portals.get(&*portal)) {
                     Some(held) => self.budget.rehold(held, 0)?,
                     None => self.budget.hold_text("", 0, 0)?,
                 };
@@ -312,13 +317,23 @@ impl Session {
                 let name = name.into_owned();
                 self.push_step(Step::Close { target, name, removed, sent_us: now })?;
             }
-            M::Parse { .. } | M::Bind(_) | M::Describe { .. } | M::Close { .. } => {
-                // Discarded by the server until the next Sync: it defines nothing.
+            M::Parse { statement, text, .. } => {
+                // Discarded by the server until the next Sync: it defines nothing, but a
+                // skipped Execute is reported with what the client meant.
+                let sql =
+                    self.budget.hold_text(&text, self.limits.max_text_len, statement.len())?;
+                self.intend(Target::Statement, statement.into_owned(), sql)?;
             }
+            M::Bind(bind) => {
+                let sql = self.resolve_bind(&bind, bind.portal.len())?;
+                self.intend(Target::Portal, bind.portal.into_owned(), sql)?;
+            }
+            M::Describe { .. } | M::Close { .. } => {}
             M::Sync => {
                 // The server ignores Sync during COPY FROM STDIN (libpq sends one early).
                 if !self.copy.as_ref().is_some_and(CopyState::awaits_client) {
                     self.discarding = false;
+                    self.intended.clear();
                     self.push_step(Step::Sync)?;
                 }
             }
@@ -352,7 +367,17 @@ impl Session {
         Ok(())
     }
 
-    fn on_bind(&mut self, bind: &Bind<'_>, now: u64) -> Result<(), TrackError> {
+    fn intend(&mut self, target: Target, name: String, sql: Held) -> Result<(), TrackError> {
+        let limit = self.limits.max_prepared;
+        if self.intended.len() >= limit {
+            return Err(TrackError::TooManyStatements { limit });
+        }
+        self.intended.insert((target, name), sql);
+        Ok(())
+    }
+
+    /// The bound statement's text (as the client sees it) and the rendered parameters.
+    fn resolve_bind(&self, bind: &Bind<'_>, extra: usize) -> Result<Held, TrackError> {
         let max = self.limits.max_parameter_len;
         let parameters: Arc<[Parameter]> = bind
             .parameters
@@ -360,11 +385,16 @@ impl Session {
             .enumerate()
             .map(|(i, value)| render_parameter(*value, bind.is_binary(i), max))
             .collect();
-        let (text, text_len) = match self.statements.get(&*bind.statement) {
+        let intended = self.intended.get(&(Target::Statement, bind.statement.to_string()));
+        let (text, text_len) = match intended.or_else(|| self.statements.get(&*bind.statement)) {
             Some(held) => (held.text.clone(), held.text_len),
             None => (Arc::from(""), 0),
         };
-        let sql = self.budget.hold(text, text_len, parameters, 0)?;
+        self.budget.hold(text, text_len, parameters, extra)
+    }
+
+    fn on_bind(&mut self, bind: &Bind<'_>, now: u64) -> Result<(), TrackError> {
+        let sql = self.resolve_bind(bind, 0)?;
         let entry = self.budget.rehold(&sql, bind.portal.len())?;
         let limit = self.limits.max_prepared;
         if self.portals.len() >= limit && !self.portals.contains_key(&*bind.portal) {
@@ -705,6 +735,7 @@ impl Session {
             None => events.push(self.unfollowed(frame, "ReadyForQuery with nothing pending")),
         }
         self.discarding = false;
+        self.intended.clear();
         self.flush_held(Some(status), events);
         if status == TransactionStatus::Idle && self.steps.is_empty() {
             // Portals end with their transaction; with nothing in flight none is left.
