@@ -2,5 +2,7 @@
 //! checked against PostgreSQL's own (`scram_postgres`), and real psql and pgbench traffic
 //! through a tee (`traffic`).
 
+mod postgres;
+mod scram_postgres;
 mod script;
 mod track;
