@@ -6,3 +6,4 @@ mod postgres;
 mod scram_postgres;
 mod script;
 mod track;
+mod traffic;
