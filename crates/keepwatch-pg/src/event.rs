@@ -45,7 +45,7 @@ pub enum PgEvent {
     /// An ErrorResponse before the first ReadyForQuery (a refused login, say).
     StartupError(ServerMessage),
     Statement(Statement),
-    Copy(Copy),
+    Copy(CopyTransfer),
     Notice(ServerMessage),
     /// LISTEN/NOTIFY: a notification delivered to this session.
     Notification {
@@ -162,7 +162,7 @@ pub enum Parameter {
 
 /// A COPY: the bytes of its CopyData messages one way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copy {
+pub struct CopyTransfer {
     pub direction: CopyDirection,
     /// Bytes of CopyData (headers not counted).
     pub bytes: u64,

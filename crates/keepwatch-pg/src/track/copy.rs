@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::event::{Copy, CopyDirection};
+use crate::event::{CopyDirection, CopyTransfer};
 
 #[derive(Debug)]
 pub(super) struct CopyState {
@@ -64,8 +64,8 @@ impl CopyState {
         self.ended_us = now;
     }
 
-    pub(super) fn into_event(self, now: u64) -> Copy {
-        Copy {
+    pub(super) fn into_event(self, now: u64) -> CopyTransfer {
+        CopyTransfer {
             direction: self.direction,
             bytes: self.bytes,
             sha256: self.sha256.finalize().into(),
