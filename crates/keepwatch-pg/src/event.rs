@@ -350,3 +350,28 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CommandTag;
+
+    #[test]
+    fn command_tags_split_into_command_and_rows() {
+        let check = |tag: &str, command: &str, rows: Option<u64>| {
+            let parsed = CommandTag::parse(tag);
+            assert_eq!((parsed.command.as_str(), parsed.rows), (command, rows), "{tag}");
+        };
+        check("INSERT 0 5", "INSERT", Some(5));
+        check("UPDATE 3", "UPDATE", Some(3));
+        check("DELETE 0", "DELETE", Some(0));
+        check("SELECT 10", "SELECT", Some(10));
+        check("MERGE 2", "MERGE", Some(2));
+        check("COPY 4", "COPY", Some(4));
+        check("FETCH 1", "FETCH", Some(1));
+        check("MOVE 7", "MOVE", Some(7));
+        check("CREATE TABLE", "CREATE TABLE", None);
+        check("BEGIN", "BEGIN", None);
+        check("SELECT x", "SELECT x", None);
+        check("", "", None);
+    }
+}

@@ -64,6 +64,27 @@ fn startup_with_ssl_refused_and_scram() {
 }
 
 #[test]
+fn gssenc_then_ssl_refused_as_libpq_tries_them() {
+    let script = Script::new()
+        .raw(Side::Frontend, &[0, 0, 0, 8, 4, 210, 22, 48])
+        .raw(Side::Backend, b"N")
+        .raw(Side::Frontend, &[0, 0, 0, 8, 4, 210, 22, 47])
+        .raw(Side::Backend, b"N")
+        .startup();
+    let (events, error) = script.run(Limits::default());
+    assert_eq!(error, None);
+    let lines: Vec<String> = events.iter().take(3).map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "GssEnc request refused",
+            "Ssl request refused",
+            "startup 3.0 database=\"app\" user=\"alice\""
+        ]
+    );
+}
+
+#[test]
 fn a_refused_login_is_a_startup_error() {
     let mut startup = pgwire::messages::startup::Startup::default();
     startup.protocol_number_minor = 0;
