@@ -44,6 +44,11 @@ pub enum AuditAction {
     /// The metadata store was copied into another database (`keepwatch migrate`); the first
     /// event the new database's chain adds to the copied one.
     StoreMigrated,
+    /// A database client asked to cancel the running statement (a CancelRequest with the key
+    /// the gateway handed it), forwarded to the target.
+    SessionCancelRequested,
+    /// A person's password was set again (`keepwatch user passwd`).
+    PasswordChanged,
 }
 
 impl AuditAction {
@@ -82,10 +87,12 @@ impl AuditAction {
             TargetSecretResealed => "target_secret_resealed",
             TargetRowMismatch => "target_row_mismatch",
             StoreMigrated => "store_migrated",
+            SessionCancelRequested => "cancel_requested",
+            PasswordChanged => "password_changed",
         }
     }
 
-    pub const ALL: [AuditAction; 32] = {
+    pub const ALL: [AuditAction; 34] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -120,6 +127,8 @@ impl AuditAction {
             TargetSecretResealed,
             TargetRowMismatch,
             StoreMigrated,
+            SessionCancelRequested,
+            PasswordChanged,
         ]
     };
 }
@@ -188,6 +197,8 @@ mod tests {
                 TargetSecretResealed => 29,
                 TargetRowMismatch => 30,
                 StoreMigrated => 31,
+                SessionCancelRequested => 32,
+                PasswordChanged => 33,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -2,6 +2,7 @@
 //!
 //! Nothing here does IO, so every rule can be tested with plain values.
 
+mod admission;
 mod audit;
 mod id;
 mod limit;
@@ -13,6 +14,7 @@ mod redact;
 mod secret;
 mod text;
 
+pub use admission::{Admission, Full, Slot};
 pub use audit::{AuditAction, ParseAuditActionError};
 pub use id::{
     NodeId, ParseNodeIdError, ParsePersonNameError, ParseSessionIdError, PersonName, SessionId,

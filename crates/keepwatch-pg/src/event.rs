@@ -44,6 +44,11 @@ pub enum PgEvent {
     },
     /// An ErrorResponse before the first ReadyForQuery (a refused login, say).
     StartupError(ServerMessage),
+    /// A statement as it leaves the client (a Query, or an Execute with the text and
+    /// parameters of the portal it runs), before the server has seen it: what a gateway
+    /// records before forwarding. Its outcome comes later as a [`Statement`] with the same
+    /// `seq` (several, for a Query holding several statements).
+    Sent(Sent),
     Statement(Statement),
     Copy(CopyTransfer),
     Notice(ServerMessage),
@@ -67,9 +72,22 @@ pub enum EncryptionRequest {
     GssEnc,
 }
 
+/// A statement as sent; see [`PgEvent::Sent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Numbers the connection's statements from 0.
+    pub seq: u64,
+    pub kind: QueryKind,
+    pub text: Arc<str>,
+    pub parameters: Arc<[Parameter]>,
+}
+
 /// A statement and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
+    /// The [`Sent`] it answers. A failed Parse, Bind, Describe or Close with no Execute
+    /// behind it gets a `seq` (and a `Sent`) of its own when it is reported.
+    pub seq: u64,
     pub kind: QueryKind,
     /// The SQL text, cut to [`crate::Limits::max_text_len`] bytes. For a simple Query holding
     /// several statements, each of its statements carries the whole query text.
@@ -276,6 +294,13 @@ impl fmt::Display for PgEvent {
                 write!(f, "cancel request pid={pid} key={}", hex(secret_key))
             }
             PgEvent::Authentication(request) => write!(f, "authentication {request:?}"),
+            PgEvent::Sent(s) => {
+                write!(f, "sent #{} {:?} {:?}", s.seq, s.kind, s.text)?;
+                if !s.parameters.is_empty() {
+                    write!(f, " params={:?}", s.parameters)?;
+                }
+                Ok(())
+            }
             PgEvent::ParameterStatus { name, value } => write!(f, "parameter {name}={value:?}"),
             PgEvent::BackendKeyData { pid, secret_key } => {
                 write!(f, "backend key pid={pid} key={}", hex(secret_key))

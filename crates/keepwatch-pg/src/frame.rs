@@ -106,6 +106,11 @@ impl FrameReader {
         self.mode
     }
 
+    /// Starts a frontend reader past the startup phase: typed messages from the first byte.
+    pub fn start_typed(&mut self) {
+        self.mode = FrameMode::Typed;
+    }
+
     /// Tells a backend reader that the next byte answers an SSLRequest or GSSENCRequest.
     pub fn expect_negotiation_reply(&mut self) {
         self.mode = FrameMode::NegotiationReply;

@@ -99,7 +99,7 @@ pub mod wire;
 
 pub use event::{
     CommandTag, CopyDirection, CopyTransfer, EncryptionRequest, Outcome, Parameter, PgEvent,
-    QueryKind, Statement, Unfollowed,
+    QueryKind, Sent, Statement, Unfollowed,
 };
 pub use frame::{
     Frame, FrameMode, FrameReader, MAX_STARTUP_PACKET_LEN, ParseMessageError, Side, message_name,

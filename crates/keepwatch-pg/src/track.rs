@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::Limits;
 use crate::event::{
-    CommandTag, EncryptionRequest, Outcome, Parameter, PgEvent, QueryKind, Statement, Unfollowed,
-    hex,
+    CommandTag, EncryptionRequest, Outcome, Parameter, PgEvent, QueryKind, Sent, Statement,
+    Unfollowed, hex,
 };
 use crate::frame::{Frame, FrameReader, ParseMessageError, Side};
 use crate::message::{BackendMessage, Bind, FrontendMessage, Target, TransactionStatus};
@@ -51,6 +51,26 @@ impl PgTracker {
             session: Session::new(limits),
             failed: None,
         }
+    }
+
+    /// A tracker for a connection whose startup and login are done (a gateway that logs
+    /// into the target itself): both streams start with typed messages, and the session is
+    /// ready for queries.
+    pub fn after_login(limits: Limits) -> Self {
+        let mut t = PgTracker::new(limits);
+        t.front.start_typed();
+        t.session.ready = true;
+        t
+    }
+
+    /// Bytes the client sent that do not yet make a whole message (held by the tracker).
+    pub fn frontend_buffered(&self) -> usize {
+        self.front.buffered()
+    }
+
+    /// Bytes the server sent that do not yet make a whole message.
+    pub fn backend_buffered(&self) -> usize {
+        self.back.buffered()
     }
 
     /// Feeds bytes the client sent, at `now_us` (any clock in microseconds, the same for
@@ -183,6 +203,8 @@ struct Session {
     copy: Option<CopyState>,
     /// Statements waiting for the ReadyForQuery that gives their transaction status.
     held: Vec<Statement>,
+    /// The `seq` of the next statement sent.
+    next_seq: u64,
 }
 
 impl Session {
@@ -199,6 +221,7 @@ impl Session {
             intended: HashMap::new(),
             copy: None,
             held: Vec::new(),
+            next_seq: 0,
         }
     }
 
@@ -231,13 +254,14 @@ impl Session {
             M::Password(_) => {}
             M::Query { text } => {
                 let sql = self.budget.hold_text(&text, self.limits.max_text_len, 0)?;
+                let seq = self.sent(QueryKind::Simple, &sql, events);
                 if self.discarding {
                     self.push_statement(
-                        statement(QueryKind::Simple, &sql, now, now, Outcome::Skipped),
+                        statement(seq, QueryKind::Simple, &sql, now, now, Outcome::Skipped),
                         events,
                     );
                 } else {
-                    self.push_step(Step::Query { sql, next_start_us: now })?;
+                    self.push_step(Step::Query { sql, next_start_us: now, seq })?;
                 }
             }
             M::Parse { statement, text, .. } if !self.discarding => {
@@ -258,11 +282,12 @@ impl Session {
                     Some(held) => self.budget.rehold(held, 0)?,
                     None => self.budget.hold_text("", 0, 0)?,
                 };
+                let seq = self.sent(QueryKind::Extended, &sql, events);
                 if self.discarding {
-                    let s = statement(QueryKind::Extended, &sql, now, now, Outcome::Skipped);
+                    let s = statement(seq, QueryKind::Extended, &sql, now, now, Outcome::Skipped);
                     self.push_statement(s, events);
                 } else {
-                    self.push_step(Step::Execute { sql, sent_us: now })?;
+                    self.push_step(Step::Execute { sql, sent_us: now, seq })?;
                 }
             }
             M::Describe { target, name } if !self.discarding => {
@@ -488,6 +513,19 @@ impl Session {
         }
     }
 
+    /// Numbers a statement leaving the client and reports it.
+    pub(super) fn sent(&mut self, kind: QueryKind, sql: &Held, events: &mut Vec<PgEvent>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        events.push(PgEvent::Sent(Sent {
+            seq,
+            kind,
+            text: sql.text.clone(),
+            parameters: sql.parameters.clone(),
+        }));
+        seq
+    }
+
     fn answers_statement(&self) -> bool {
         matches!(self.steps.front(), Some(Step::Query { .. } | Step::Execute { .. }))
     }
@@ -495,13 +533,13 @@ impl Session {
     /// The front step (a Query or an Execute) produced an outcome.
     fn complete_statement(&mut self, outcome: Outcome, now: u64, events: &mut Vec<PgEvent>) {
         match self.steps.front_mut() {
-            Some(Step::Query { sql, next_start_us }) => {
-                let s = statement(QueryKind::Simple, sql, *next_start_us, now, outcome);
+            Some(Step::Query { sql, next_start_us, seq }) => {
+                let s = statement(*seq, QueryKind::Simple, sql, *next_start_us, now, outcome);
                 *next_start_us = now;
                 self.push_statement(s, events);
             }
-            Some(Step::Execute { sql, sent_us }) => {
-                let s = statement(QueryKind::Extended, sql, *sent_us, now, outcome);
+            Some(Step::Execute { sql, sent_us, seq }) => {
+                let s = statement(*seq, QueryKind::Extended, sql, *sent_us, now, outcome);
                 self.steps.pop_front();
                 self.push_statement(s, events);
             }
@@ -553,11 +591,11 @@ impl Session {
     fn finish(&mut self, now: u64, events: &mut Vec<PgEvent>) {
         while let Some(step) = self.steps.pop_front() {
             let s = match step {
-                Step::Execute { sql, sent_us } => {
-                    statement(QueryKind::Extended, &sql, sent_us, now, Outcome::Unanswered)
+                Step::Execute { sql, sent_us, seq } => {
+                    statement(seq, QueryKind::Extended, &sql, sent_us, now, Outcome::Unanswered)
                 }
-                Step::Query { sql, next_start_us } => {
-                    statement(QueryKind::Simple, &sql, next_start_us, now, Outcome::Unanswered)
+                Step::Query { sql, next_start_us, seq } => {
+                    statement(seq, QueryKind::Simple, &sql, next_start_us, now, Outcome::Unanswered)
                 }
                 _ => continue,
             };
@@ -583,6 +621,7 @@ impl Session {
 }
 
 fn statement(
+    seq: u64,
     kind: QueryKind,
     sql: &Held,
     started_us: u64,
@@ -590,6 +629,7 @@ fn statement(
     outcome: Outcome,
 ) -> Statement {
     Statement {
+        seq,
         kind,
         text: sql.text.clone(),
         text_len: sql.text_len,

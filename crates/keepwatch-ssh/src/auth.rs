@@ -17,8 +17,8 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure};
 
 use crate::GatewayContext;
-use crate::admission::Slot;
 use crate::connection::{Activity, Connection};
+use keepwatch_core::Slot;
 
 /// Who logged in, once authentication succeeded.
 #[derive(Debug, Clone)]

@@ -18,9 +18,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::GatewayContext;
-use crate::admission::Slot;
 use crate::auth::{ConnHandler, Login};
 use crate::upstream::{self, UpstreamError, UpstreamHandler};
+use keepwatch_core::Slot;
 
 /// A session that reached its target: what every channel of the connection relays through.
 /// The session layer's part (id, target, grant, recorder, termination) is reached through

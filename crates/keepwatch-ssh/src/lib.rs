@@ -6,7 +6,6 @@
 //! task, target→client in a spawned one). A failure in one connection is logged with its
 //! session id and ends only that connection.
 
-mod admission;
 pub mod agent;
 mod auth;
 mod channel;
@@ -82,7 +81,7 @@ pub struct GatewayContext {
     pub logins: Arc<LoginLimiter>,
     /// Password checks, shared with the web console.
     pub passwords: PasswordChecker,
-    admission: Arc<admission::Admission>,
+    admission: Arc<keepwatch_core::Admission>,
 }
 
 impl GatewayContext {
@@ -93,7 +92,7 @@ impl GatewayContext {
         logins: Arc<LoginLimiter>,
         passwords: PasswordChecker,
     ) -> Self {
-        let admission = admission::Admission::new(
+        let admission = keepwatch_core::Admission::new(
             config.max_unauthenticated,
             config.max_unauthenticated_per_address,
         );

@@ -34,6 +34,14 @@ pub(crate) enum UserCommand {
     },
     /// Enable a disabled person again.
     Enable { name: String },
+    /// Set a person's password again (read from standard input): for SSH, the console and
+    /// PostgreSQL (people added before the PostgreSQL front end need this once for it).
+    Passwd {
+        name: String,
+        /// Read the password from standard input (required: passwords are never arguments).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Remove a person with their keys and grants (their recorded sessions stay).
     Remove {
         name: String,
@@ -76,13 +84,29 @@ pub(crate) enum TargetCommand {
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("secret").required(true).args(["password_stdin", "key"])))]
-#[command(group(clap::ArgGroup::new("hostkey").required(true).args(["host_key", "trust_on_first_use"])))]
+#[command(group(clap::ArgGroup::new("hostkey").args(["host_key", "trust_on_first_use"])))]
 pub(crate) struct TargetAdd {
     name: String,
+    /// What the target speaks: ssh (people connect with ssh, sftp, scp) or postgres (any
+    /// PostgreSQL client, to the gateway's pg_listen).
+    #[arg(long, default_value = "ssh")]
+    protocol: keepwatch_core::Protocol,
     #[arg(long)]
     host: String,
-    #[arg(long, default_value_t = 22)]
-    port: u16,
+    /// Default 22 for ssh, 5432 for postgres.
+    #[arg(long)]
+    port: Option<u16>,
+    /// postgres: the database sessions open.
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    /// postgres: how the gateway reaches the target: require (TLS, certificate not checked;
+    /// the default), verify-full (TLS, certificate and host name checked against --ca or the
+    /// system's roots) or disable.
+    #[arg(long, value_name = "MODE", default_value = "require")]
+    tls: keepwatch_store::TlsMode,
+    /// postgres with --tls verify-full: PEM file of the CA that signed the target's certificate.
+    #[arg(long, value_name = "PEM_FILE")]
+    ca: Option<PathBuf>,
     /// The account on the target that sessions log in as.
     #[arg(long)]
     login: String,
@@ -199,14 +223,12 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
                     .with_context(|| format!("{} is not an OpenSSH public key", path.display()))?;
                 keys.push(key.to_openssh().context("cannot encode key")?);
             }
-            let hash = if a.password_stdin {
-                Some(
-                    hash_password(&read_stdin_secret("password")?)
-                        .map_err(|e| anyhow::anyhow!(e))?,
-                )
+            let password = if a.password_stdin {
+                Some(password_pair(&read_stdin_secret("password")?)?)
             } else {
                 None
             };
+            let hash = password.as_ref().map(|(hash, _)| hash.clone());
             if keys.is_empty() && hash.is_none() {
                 bail!(
                     "user {} needs a way to log in: pass --ssh-key FILE and/or --password-stdin",
@@ -214,6 +236,9 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
                 );
             }
             store.add_person(&a.name, a.role, hash.as_deref(), &keys).await?;
+            if let Some((hash, scram)) = &password {
+                store.set_password(&a.name, hash, scram).await?;
+            }
             audit(&store, AuditAction::UserAdded, format!("user {} role {}", a.name, a.role))
                 .await?;
             println!("added user {} ({})", a.name, a.role);
@@ -225,6 +250,14 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
             audit(&store, AuditAction::UserDisabled, format!("user {name}")).await?;
             println!("disabled {name}: no new logins or channels");
             end_sessions(dir, &store, &name, None, terminate, "access revoked").await?;
+        }
+        UserCommand::Passwd { name, password_stdin: _ } => {
+            let (hash, scram) = password_pair(&read_stdin_secret("password")?)?;
+            if !store.set_password(&name, &hash, &scram).await? {
+                bail!("no person named {name} (see `keepwatch user list`)");
+            }
+            audit(&store, AuditAction::PasswordChanged, format!("user {name}")).await?;
+            println!("set the password of {name} (SSH, console and PostgreSQL)");
         }
         UserCommand::Enable { name } => {
             if !store.set_person_disabled(&name, false).await? {
@@ -277,6 +310,18 @@ pub(crate) async fn user(dir: &DataDir, cmd: UserCommand) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// A password as it is kept: its argon2id hash (SSH, the console) and its SCRAM-SHA-256
+/// verifier (PostgreSQL, which never shows the server the password).
+fn password_pair(password: &str) -> anyhow::Result<(String, String)> {
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let hash = hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
+    let scram = keepwatch_pg::ScramVerifier::new(password)
+        .map_err(|e| anyhow::anyhow!("cannot make the PostgreSQL verifier: {e}"))?;
+    Ok((hash, scram.to_string()))
+}
+
 pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     match cmd {
@@ -318,18 +363,53 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                 }
                 None => None,
             };
+            let postgres = a.protocol == keepwatch_core::Protocol::Postgres;
+            let database = if postgres {
+                if a.key.is_some() || host_key.is_some() || a.trust_on_first_use {
+                    bail!(
+                        "a postgres target takes --password-stdin (no --key, --host-key or --trust-on-first-use); TLS is set with --tls and --ca"
+                    );
+                }
+                let Some(name) = a.database.clone() else {
+                    bail!("a postgres target needs --database NAME (the database sessions open)");
+                };
+                let ca = match &a.ca {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                if ca.is_some() && a.tls != keepwatch_store::TlsMode::VerifyFull {
+                    bail!("--ca is used only with --tls verify-full");
+                }
+                keepwatch_pg_gateway::tls::client_config(a.tls, ca.as_deref())
+                    .map_err(|e| anyhow::anyhow!("--tls {}: {e}", a.tls.as_str()))?;
+                Some(keepwatch_store::DatabaseTarget { name, tls: a.tls, ca })
+            } else {
+                if host_key.is_none() && !a.trust_on_first_use {
+                    bail!(
+                        "an ssh target needs --host-key KEY (from ssh-keyscan) or --trust-on-first-use"
+                    );
+                }
+                if a.database.is_some() || a.ca.is_some() {
+                    bail!("--database and --ca are for postgres targets (--protocol postgres)");
+                }
+                None
+            };
+            let port = a.port.unwrap_or(if postgres { 5432 } else { 22 });
             let mut target = NewTarget {
-                database: None,
-                protocol: keepwatch_core::Protocol::Ssh,
+                protocol: a.protocol,
                 name: a.name.clone(),
                 host: a.host.clone(),
-                port: a.port,
+                port,
                 login: a.login.clone(),
                 secret,
                 host_key,
                 trust_on_first_use: a.trust_on_first_use,
                 on_recording_failure: a.on_recording_failure,
                 algorithms,
+                database,
             };
             // Bound to the whole row: an edit of it outside keepwatch makes the secret unusable.
             target.seal_secret(&vault, plaintext.expose())?;
@@ -340,7 +420,7 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                 format!("target {} {}", a.name, target.binding()),
             )
             .await?;
-            println!("added target {} ({}@{}:{})", a.name, a.login, a.host, a.port);
+            println!("added {} target {} ({}@{}:{})", a.protocol, a.name, a.login, a.host, port);
         }
         TargetCommand::List { json } => {
             let targets = store.targets().await?;
@@ -353,6 +433,9 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                             "secret_kind": t.secret.kind(), "host_key": t.host_key,
                             "trust_on_first_use": t.trust_on_first_use,
                             "on_recording_failure": t.on_recording_failure.as_str(),
+                            "protocol": t.protocol.as_str(),
+                            "database": t.database.as_ref().map(|d| d.name.clone()),
+                            "tls": t.database.as_ref().map(|d| d.tls.as_str()),
                             "created_at": rfc3339(t.created_at_us),
                         }))
                         .collect::<Vec<_>>()
@@ -366,15 +449,24 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                             (None, true) => "first use",
                             (None, false) => "none",
                         };
+                        let pin = match &t.database {
+                            Some(d) => format!("tls {}", d.tls.as_str()),
+                            None => pin.into(),
+                        };
+                        let address = match &t.database {
+                            Some(d) => format!("{}@{}:{}/{}", t.login, t.host, t.port, d.name),
+                            None => format!("{}@{}:{}", t.login, t.host, t.port),
+                        };
                         vec![
                             t.name.clone(),
-                            format!("{}@{}:{}", t.login, t.host, t.port),
+                            t.protocol.to_string(),
+                            address,
                             t.secret.kind().into(),
-                            pin.into(),
+                            pin,
                         ]
                     })
                     .collect();
-                table(&["NAME", "ADDRESS", "SECRET", "HOST KEY"], &rows);
+                table(&["NAME", "PROTOCOL", "ADDRESS", "SECRET", "HOST KEY / TLS"], &rows);
             }
         }
     }

@@ -21,6 +21,9 @@ const SIGNING_PUB: &str = "signing.pub";
 const VAULT_KEY: &str = "vault.key";
 const DB: &str = "keepwatch.db";
 const ANCHORS: &str = "anchors.log";
+/// The PostgreSQL front end's certificate and key (PEM); replace both to use your own.
+const PG_TLS_CERT: &str = "pg-tls.crt";
+const PG_TLS_KEY: &str = "pg-tls.key";
 
 const DEFAULT_CONFIG: &str = r#"# Keepwatch configuration. Every setting is shown with its default.
 
@@ -28,6 +31,10 @@ const DEFAULT_CONFIG: &str = r#"# Keepwatch configuration. Every setting is show
 ssh_listen = "127.0.0.1:2222"
 # The console and the HTTP API (docs/api.md); log in with a password from `user add`.
 web_listen = "127.0.0.1:8080"
+# Where PostgreSQL clients connect (user=USER@TARGET, sslmode=require). Empty: on
+# 127.0.0.1:6432 when a postgres target exists, else off. TLS uses pg-tls.crt and pg-tls.key
+# in the data directory (made by init; replace them with your own).
+pg_listen = ""
 
 [recording]
 # Chunks reach disk at least this often: a crash loses at most this much of a session.
@@ -193,6 +200,7 @@ interval_ms = 1000
 pub(crate) struct FileConfig {
     pub ssh_listen: String,
     pub web_listen: String,
+    pub pg_listen: String,
     pub recording: RecordingSection,
     pub gateway: GatewaySection,
     pub limits: LimitsSection,
@@ -462,6 +470,7 @@ impl Default for FileConfig {
         FileConfig {
             ssh_listen: "127.0.0.1:2222".into(),
             web_listen: "127.0.0.1:8080".into(),
+            pg_listen: String::new(),
             recording: RecordingSection::default(),
             gateway: GatewaySection::default(),
             limits: LimitsSection::default(),
@@ -530,6 +539,20 @@ impl FileConfig {
             max_channels: self.limits.max_channels_per_connection.max(1),
             proxy: self.proxy.config(self.proxy.ssh)?,
         })
+    }
+
+    /// The PostgreSQL front end's settings (the same bounds as SSH's).
+    pub(crate) fn postgres(&self) -> keepwatch_pg_gateway::PgGatewayConfig {
+        keepwatch_pg_gateway::PgGatewayConfig {
+            login_grace: Duration::from_secs(self.limits.login_grace_s.max(1)),
+            max_unauthenticated: self.limits.max_unauthenticated.max(1),
+            max_unauthenticated_per_address: self.limits.max_unauthenticated_per_address.max(1),
+            connect_timeout: Duration::from_secs(self.gateway.connect_timeout_s.max(1)),
+            shutdown_grace: Duration::from_secs(self.gateway.shutdown_grace_s),
+            limits: keepwatch_pg::Limits::default(),
+            idle_timeout: (self.limits.idle_timeout_s > 0)
+                .then(|| Duration::from_secs(self.limits.idle_timeout_s)),
+        }
     }
 
     /// The login limiter shared by the SSH gateway and the web console.
@@ -665,6 +688,7 @@ impl DataDir {
             .to_openssh(russh::keys::ssh_key::LineEnding::LF)
             .context("cannot encode the SSH host key")?;
         write_secret_file(&self.path(HOST_KEY), host_key_text.as_bytes())?;
+        self.pg_tls()?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
         let signing = SigningKey::from_bytes(&seed);
@@ -862,6 +886,28 @@ impl DataDir {
             syslog: a.syslog.then(|| PathBuf::from(&a.syslog_socket)),
             interval: Duration::from_secs(a.interval_s.clamp(1, 60)),
         }
+    }
+
+    /// The PostgreSQL front end's TLS settings from `pg-tls.crt` and `pg-tls.key`, made
+    /// (self-signed for localhost and this host's name) when missing.
+    pub(crate) fn pg_tls(&self) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+        let (cert, key) = (self.path(PG_TLS_CERT), self.path(PG_TLS_KEY));
+        if !cert.exists() && !key.exists() {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let mut names = vec!["localhost", "127.0.0.1"];
+            if !host.trim().is_empty() {
+                names.push(host.trim());
+            }
+            let (cert_pem, key_pem) =
+                keepwatch_pg_gateway::tls::self_signed(&names).map_err(|e| anyhow::anyhow!(e))?;
+            write_secret_file(&key, key_pem.as_bytes())?;
+            std::fs::write(&cert, cert_pem)
+                .with_context(|| format!("cannot write {}", cert.display()))?;
+        }
+        let cert_pem = read(&cert)?;
+        let key_pem = read(&key)?;
+        keepwatch_pg_gateway::tls::server_config(&cert_pem, &key_pem)
+            .map_err(|e| anyhow::anyhow!("{} and {}: {e}", cert.display(), key.display()))
     }
 
     pub(crate) fn host_key(&self) -> anyhow::Result<russh::keys::PrivateKey> {

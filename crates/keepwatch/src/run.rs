@@ -20,6 +20,10 @@ pub(crate) struct RunArgs {
     /// Web listen address (default from keepwatch.toml: 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     web_listen: Option<String>,
+    /// PostgreSQL listen address (default from keepwatch.toml; empty there: 127.0.0.1:6432
+    /// when a postgres target exists, else off).
+    #[arg(long, value_name = "ADDR")]
+    pg_listen: Option<String>,
 }
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -96,7 +100,28 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let web = TcpListener::bind(&web_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {web_addr}"))?;
+    let pg_addr = match args.pg_listen.unwrap_or(cfg.pg_listen.clone()) {
+        a if !a.is_empty() => Some(a),
+        _ => {
+            let targets = store.targets().await.context("cannot read the targets")?;
+            targets
+                .iter()
+                .any(|t| t.protocol == keepwatch_core::Protocol::Postgres)
+                .then(|| "127.0.0.1:6432".to_owned())
+        }
+    };
+    let pg = match &pg_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for PostgreSQL on {addr}"))?,
+        ),
+        None => None,
+    };
     eprintln!("keepwatch: SSH gateway listening on {}", ssh.local_addr()?);
+    if let Some(pg) = &pg {
+        eprintln!("keepwatch: PostgreSQL gateway listening on {}", pg.local_addr()?);
+    }
     eprintln!("keepwatch: web listening on {}", web.local_addr()?);
     eprintln!("keepwatch: the console is at http://{}/", web.local_addr()?);
     eprintln!("keepwatch: data directory {}", dir.root().display());
@@ -158,6 +183,18 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         shutdown.clone(),
     ));
     let gateway = tokio::spawn(keepwatch_ssh::serve(ctx.clone(), ssh, shutdown.clone()));
+    let pg_gateway = match pg {
+        Some(pg) => {
+            let pg_ctx = Arc::new(keepwatch_pg_gateway::PgGatewayContext::new(
+                sessions.clone(),
+                cfg.postgres(),
+                dir.pg_tls()?,
+                logins.clone(),
+            ));
+            Some(tokio::spawn(keepwatch_pg_gateway::serve(pg_ctx, pg, shutdown.clone())))
+        }
+        None => None,
+    };
     let anchor_stop = CancellationToken::new();
     let anchor_task = tokio::spawn(keepwatch_recorder::run_anchors(
         sessions.recorder.clone(),
@@ -197,6 +234,9 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     eprintln!("keepwatch: shutting down; sealing {} live session(s)", sessions.live().ids().len());
     shutdown.cancel();
     let _ = gateway.await;
+    if let Some(pg) = pg_gateway {
+        let _ = pg.await;
+    }
     let _ = web_task.await;
     // After the gateway: the last anchor covers the sessions it sealed on the way down.
     anchor_stop.cancel();

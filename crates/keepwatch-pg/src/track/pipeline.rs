@@ -17,6 +17,7 @@ pub(super) enum Step {
     Query {
         sql: Held,
         next_start_us: u64,
+        seq: u64,
     },
     /// `replaced`: what the name meant before, put back if the Parse fails or is skipped.
     Parse {
@@ -46,6 +47,7 @@ pub(super) enum Step {
     Execute {
         sql: Held,
         sent_us: u64,
+        seq: u64,
     },
     Sync,
     FunctionCall,
@@ -64,15 +66,22 @@ impl Session {
                 self.steps.push_front(step);
                 events.push(PgEvent::UnsolicitedError(error));
             }
-            Some(Step::Query { sql, next_start_us }) => {
-                let s =
-                    statement(QueryKind::Simple, &sql, next_start_us, now, Outcome::Error(error));
+            Some(Step::Query { sql, next_start_us, seq }) => {
+                let s = statement(
+                    seq,
+                    QueryKind::Simple,
+                    &sql,
+                    next_start_us,
+                    now,
+                    Outcome::Error(error),
+                );
                 self.push_statement(s, events);
                 // The rest of that query string is not run; ReadyForQuery follows.
-                self.steps.push_front(Step::Query { sql, next_start_us: now });
+                self.steps.push_front(Step::Query { sql, next_start_us: now, seq });
             }
-            Some(Step::Execute { sql, sent_us }) => {
-                let s = statement(QueryKind::Extended, &sql, sent_us, now, Outcome::Error(error));
+            Some(Step::Execute { sql, sent_us, seq }) => {
+                let s =
+                    statement(seq, QueryKind::Extended, &sql, sent_us, now, Outcome::Error(error));
                 self.push_statement(s, events);
                 self.skip_until_sync(now, events);
             }
@@ -98,10 +107,10 @@ impl Session {
                 }
                 let outcome = Outcome::Error(error);
                 let s = match execute {
-                    Some(Step::Execute { sql, sent_us }) => {
-                        statement(QueryKind::Extended, &sql, sent_us, now, outcome)
+                    Some(Step::Execute { sql, sent_us, seq }) => {
+                        statement(seq, QueryKind::Extended, &sql, sent_us, now, outcome)
                     }
-                    _ => self.failed_step_statement(&failed[0], now, outcome),
+                    _ => self.failed_step_statement(&failed[0], now, outcome, events),
                 };
                 self.push_statement(s, events);
                 for step in failed.into_iter().rev() {
@@ -112,8 +121,17 @@ impl Session {
         }
     }
 
-    fn failed_step_statement(&self, step: &Step, now: u64, outcome: Outcome) -> Statement {
+    /// The statement a failed step with no Execute behind it stands for; it was never sent
+    /// as a statement, so it is numbered (and reported sent) now.
+    fn failed_step_statement(
+        &mut self,
+        step: &Step,
+        now: u64,
+        outcome: Outcome,
+        events: &mut Vec<PgEvent>,
+    ) -> Statement {
         let empty = Statement {
+            seq: 0,
             kind: QueryKind::Extended,
             text: Arc::from(""),
             text_len: 0,
@@ -137,10 +155,20 @@ impl Session {
             Step::Close { removed, sent_us, .. } => (removed.as_ref(), *sent_us),
             _ => (None, now),
         };
-        match sql {
-            Some(sql) => statement(QueryKind::Extended, sql, sent_us, now, outcome),
-            None => Statement { started_us: sent_us, outcome, ..empty },
-        }
+        let (text, text_len, parameters) = match sql {
+            Some(h) => (h.text.clone(), h.text_len, h.parameters.clone()),
+            None => (Arc::from(""), 0, Arc::from([])),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let sent = crate::event::Sent {
+            seq,
+            kind: QueryKind::Extended,
+            text: text.clone(),
+            parameters: parameters.clone(),
+        };
+        events.push(PgEvent::Sent(sent));
+        Statement { seq, text, text_len, parameters, started_us: sent_us, outcome, ..empty }
     }
 
     /// After an error in the extended protocol: the server skips everything up to the next
@@ -152,13 +180,20 @@ impl Session {
                 break;
             }
             match self.steps.pop_front() {
-                Some(Step::Execute { sql, sent_us }) => {
-                    let s = statement(QueryKind::Extended, &sql, sent_us, now, Outcome::Skipped);
+                Some(Step::Execute { sql, sent_us, seq }) => {
+                    let s =
+                        statement(seq, QueryKind::Extended, &sql, sent_us, now, Outcome::Skipped);
                     self.push_statement(s, events);
                 }
-                Some(Step::Query { sql, next_start_us }) => {
-                    let s =
-                        statement(QueryKind::Simple, &sql, next_start_us, now, Outcome::Skipped);
+                Some(Step::Query { sql, next_start_us, seq }) => {
+                    let s = statement(
+                        seq,
+                        QueryKind::Simple,
+                        &sql,
+                        next_start_us,
+                        now,
+                        Outcome::Skipped,
+                    );
                     self.push_statement(s, events);
                 }
                 Some(other) => undone.push(other),
@@ -207,8 +242,9 @@ impl Session {
                 // The server is past them: drop them up to the Sync or Query it answers.
                 while let Some(step) = self.steps.pop_front() {
                     match step {
-                        Step::Execute { sql, sent_us } => {
+                        Step::Execute { sql, sent_us, seq } => {
                             let s = statement(
+                                seq,
                                 QueryKind::Extended,
                                 &sql,
                                 sent_us,
@@ -217,8 +253,9 @@ impl Session {
                             );
                             self.push_statement(s, events);
                         }
-                        Step::Query { sql, next_start_us } => {
+                        Step::Query { sql, next_start_us, seq } => {
                             let s = statement(
+                                seq,
                                 QueryKind::Simple,
                                 &sql,
                                 next_start_us,

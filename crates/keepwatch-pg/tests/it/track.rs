@@ -136,6 +136,7 @@ fn simple_query_with_several_statements() {
             authentication Ok
             parameter server_version="15.20"
             backend key pid=4242 key=01020304
+            sent #0 Simple "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2); SELECT * FROM t"
             simple "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2); SELECT * FROM t" -> CREATE TABLE (idle) @106..117
             simple "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2); SELECT * FROM t" -> INSERT 2 (idle) @117..118
             simple "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2); SELECT * FROM t" -> SELECT 2 (idle) @118..122
@@ -164,10 +165,15 @@ fn failing_statement_in_a_transaction_then_rollback() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Simple "BEGIN"
             simple "BEGIN" -> BEGIN (in transaction) @6..7
+            sent #1 Simple "INSERT INTO t VALUES (1)"
             simple "INSERT INTO t VALUES (1)" -> ERROR 23505: duplicate key value violates unique constraint "t_pkey" (failed transaction) @9..10
+            sent #2 Simple "UPDATE t SET a = 2"
             simple "UPDATE t SET a = 2" -> ERROR 25P02: current transaction is aborted (failed transaction) @12..13
+            sent #3 Simple "ROLLBACK"
             simple "ROLLBACK" -> ROLLBACK (idle) @15..16
+            sent #4 Simple ""
             simple "" -> empty query (idle) @18..19
         "#]],
     );
@@ -198,6 +204,9 @@ fn extended_protocol_pipelined_with_parameters() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "INSERT INTO t VALUES ($1, $2, $3)" params=[Text { text: "42", len: 2 }, Binary { hex: "00000007", len: 4 }, Null]
+            sent #1 Extended "INSERT INTO t VALUES ($1, $2, $3)" params=[Text { text: "é", len: 2 }, Text { text: "x", len: 1 }, Text { text: "", len: 0 }]
+            sent #2 Extended "SELECT $1::int" params=[Binary { hex: "00000001", len: 4 }]
             extended "INSERT INTO t VALUES ($1, $2, $3)" ["42", \x00000007, NULL] -> INSERT 1 (idle) @8..17
             extended "INSERT INTO t VALUES ($1, $2, $3)" ["é", "x", ""] -> INSERT 1 (idle) @10..19
             extended "SELECT $1::int" [\x00000001] -> SELECT 1 (idle) @13..23
@@ -233,6 +242,10 @@ fn an_error_skips_the_rest_of_the_pipeline_until_sync() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "SELECT 1"
+            sent #1 Extended "SELECT 1/0"
+            sent #2 Extended "SELECT 3"
+            sent #3 Simple "SELECT 4"
             extended "SELECT 1" -> SELECT 1 (idle) @8..20
             extended "SELECT 1/0" -> ERROR 22012: division by zero (idle) @11..23
             extended "SELECT 3" -> skipped (idle) @14..23
@@ -266,6 +279,7 @@ fn a_parse_error_is_one_failed_statement() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "SELEC 1" params=[Text { text: "1", len: 1 }]
             extended "SELEC 1" ["1"] -> ERROR 42601: syntax error at or near "SELEC" (idle) @9..11
         "#]],
     );
@@ -294,8 +308,11 @@ fn messages_after_an_error_and_before_sync_are_discarded() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "SELECT 1/0"
+            sent #1 Extended "SELECT 2"
             extended "SELECT 1/0" -> ERROR 22012: division by zero (idle) @8..11
             extended "SELECT 2" -> skipped (idle) @14..14
+            sent #2 Extended ""
             extended "" -> ERROR 26000: prepared statement "never" does not exist (idle) @18..20
         "#]],
     );
@@ -321,7 +338,9 @@ fn portal_suspended_at_max_rows() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "SELECT * FROM generate_series(1, 3)"
             extended "SELECT * FROM generate_series(1, 3)" -> suspended (in transaction) @8..14
+            sent #1 Extended "SELECT * FROM generate_series(1, 3)"
             extended "SELECT * FROM generate_series(1, 3)" -> SELECT 1 (in transaction) @16..19
         "#]],
     );
@@ -366,8 +385,10 @@ fn copy_from_stdin_and_to_stdout() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Simple "COPY t FROM STDIN"
             copy In 12 bytes sha256=2aea860edf2a80612508fe114c77f1c9ede1d14ef8167844a4aa78baad5f9d1f rows=2 @7..11
             simple "COPY t FROM STDIN" -> COPY 2 (idle) @6..11
+            sent #1 Simple "COPY t TO STDOUT"
             copy Out 12 bytes sha256=2aea860edf2a80612508fe114c77f1c9ede1d14ef8167844a4aa78baad5f9d1f rows=2 @14..18
             simple "COPY t TO STDOUT" -> COPY 2 (idle) @13..18
         "#]],
@@ -390,6 +411,7 @@ fn copy_failed_by_the_client() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Simple "COPY t FROM STDIN"
             copy In 2 bytes sha256=4355a46b19d348dc2f57c046f8ef63d4538ebb936000f3c9ee954a27460dd865 failed by client: "interrupted" @7..10
             simple "COPY t FROM STDIN" -> ERROR 57014: COPY from stdin failed: interrupted (idle) @6..10
         "#]],
@@ -416,6 +438,7 @@ fn extended_copy_ignores_the_sync_sent_before_the_data() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Extended "COPY t FROM STDIN"
             copy In 2 bytes sha256=10159baf262b43a92d95db59dae1f72c645127301661e0a3ce4e38b295a97c58 rows=1 @12..16
             extended "COPY t FROM STDIN" -> COPY 1 (idle) @8..16
         "#]],
@@ -435,6 +458,7 @@ fn notices_notifications_and_parameters() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Simple "LISTEN jobs; DROP TABLE IF EXISTS nope"
             notice NOTICE 00000: table "nope" does not exist, skipping
             simple "LISTEN jobs; DROP TABLE IF EXISTS nope" -> LISTEN (idle) @6..7
             simple "LISTEN jobs; DROP TABLE IF EXISTS nope" -> DROP TABLE (idle) @7..9
@@ -480,6 +504,8 @@ fn the_connection_ending_reports_what_was_unanswered() {
     check_session(
         script,
         expect![[r#"
+            sent #0 Simple "SELECT pg_sleep(100)"
+            sent #1 Extended "SELECT 2"
             unfollowed frontend partial at 99: connection ended inside a message (3 bytes: 530000)
             simple "SELECT pg_sleep(100)" -> unanswered (no status) @6..11
             extended "SELECT 2" -> unanswered (no status) @9..11

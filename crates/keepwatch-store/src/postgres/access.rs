@@ -121,18 +121,23 @@ impl Postgres {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Sets a person's SCRAM verifier; false when there is no such person.
-    pub(crate) async fn set_scram_verifier(
+    /// Sets a person's password: its argon2id hash and its SCRAM verifier together; false
+    /// when there is no such person.
+    pub(crate) async fn set_password(
         &self,
         name: &str,
-        verifier: &str,
+        hash: &str,
+        scram_verifier: &str,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE people SET scram_verifier = $1 WHERE name = $2")
-            .bind(verifier)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .at("set SCRAM verifier", name)?;
+        let r = sqlx::query(
+            "UPDATE people SET password_hash = $1, scram_verifier = $2 WHERE name = $3",
+        )
+        .bind(hash)
+        .bind(scram_verifier)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .at("set password", name)?;
         Ok(r.rows_affected() == 1)
     }
 

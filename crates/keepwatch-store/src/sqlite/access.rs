@@ -121,18 +121,22 @@ impl Sqlite {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Sets a person's SCRAM verifier; false when there is no such person.
-    pub(crate) async fn set_scram_verifier(
+    /// Sets a person's password: its argon2id hash and its SCRAM verifier together; false
+    /// when there is no such person.
+    pub(crate) async fn set_password(
         &self,
         name: &str,
-        verifier: &str,
+        hash: &str,
+        scram_verifier: &str,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE people SET scram_verifier = ? WHERE name = ?")
-            .bind(verifier)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .at("set SCRAM verifier", name)?;
+        let r =
+            sqlx::query("UPDATE people SET password_hash = ?, scram_verifier = ? WHERE name = ?")
+                .bind(hash)
+                .bind(scram_verifier)
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .at("set password", name)?;
         Ok(r.rows_affected() == 1)
     }
 

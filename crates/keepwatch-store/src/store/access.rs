@@ -61,13 +61,19 @@ impl Store {
         dispatch!(self, b => b.remove_person(name).await)
     }
 
-    /// Sets a person's SCRAM-SHA-256 verifier (PostgreSQL's text form); false when there is
-    /// no such person.
+    /// Sets a person's password: its argon2id hash (SSH, the console) and its SCRAM-SHA-256
+    /// verifier (PostgreSQL's text form, for the PostgreSQL front end) together; false when
+    /// there is no such person.
     ///
     /// # Errors
     /// Database failures only.
-    pub async fn set_scram_verifier(&self, name: &str, verifier: &str) -> Result<bool, StoreError> {
-        dispatch!(self, b => b.set_scram_verifier(name, verifier).await)
+    pub async fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        scram_verifier: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.set_password(name, hash, scram_verifier).await)
     }
 
     /// # Errors

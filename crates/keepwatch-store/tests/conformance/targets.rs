@@ -167,10 +167,12 @@ async fn targets_and_sessions_carry_their_protocol(db: TestDb) {
     // A person's SCRAM verifier is kept beside the password hash.
     store.add_person("alice", Role::User, Some("$argon2id$x"), &[]).await.unwrap();
     assert_eq!(store.person("alice").await.unwrap().unwrap().scram_verifier, None);
-    assert!(store.set_scram_verifier("alice", "SCRAM-SHA-256$4096:c2FsdA==$a:b").await.unwrap());
-    assert!(!store.set_scram_verifier("nobody", "x").await.unwrap());
+    let verifier = "SCRAM-SHA-256$4096:c2FsdA==$a:b";
+    assert!(store.set_password("alice", "$argon2id$y", verifier).await.unwrap());
+    assert!(!store.set_password("nobody", "h", "x").await.unwrap());
     let alice = store.person("alice").await.unwrap().unwrap();
-    assert_eq!(alice.scram_verifier.as_deref(), Some("SCRAM-SHA-256$4096:c2FsdA==$a:b"));
+    assert_eq!(alice.scram_verifier.as_deref(), Some(verifier));
+    assert_eq!(alice.password_hash.as_deref(), Some("$argon2id$y"));
     db.close().await;
 }
 

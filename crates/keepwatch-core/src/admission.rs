@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// The pre-login slots of one gateway.
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     max_total: usize,
     max_per_address: usize,
     held: Mutex<Held>,
@@ -23,30 +23,30 @@ struct Held {
 /// balancer it is taken in two steps: in all at accept, for the client's address once the
 /// PROXY header names it.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     admission: Arc<Admission>,
     address: Option<IpAddr>,
 }
 
-/// Why a connection was turned away before its SSH handshake.
+/// Why a connection was turned away before its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Full {
+pub enum Full {
     Total(usize),
     Address(usize),
 }
 
 impl Admission {
-    pub(crate) fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+    pub fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
         Arc::new(Admission { max_total, max_per_address, held: Mutex::default() })
     }
 
     /// A slot for a new connection from `address`, if one is free.
-    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Full> {
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Full> {
         self.admit_unaddressed()?.for_address(address)
     }
 
     /// A slot counted in all only, for a connection whose client is not known yet.
-    pub(crate) fn admit_unaddressed(self: &Arc<Self>) -> Result<Slot, Full> {
+    pub fn admit_unaddressed(self: &Arc<Self>) -> Result<Slot, Full> {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if h.total >= self.max_total {
             return Err(Full::Total(self.max_total));
@@ -56,14 +56,14 @@ impl Admission {
     }
 
     /// Connections holding a slot now.
-    pub(crate) fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 }
 
 impl Slot {
     /// Counts the slot for `address` too, if that address has room.
-    pub(crate) fn for_address(mut self, address: IpAddr) -> Result<Slot, Full> {
+    pub fn for_address(mut self, address: IpAddr) -> Result<Slot, Full> {
         let a = self.admission.clone();
         let mut h = a.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = h.by_address.entry(address).or_default();

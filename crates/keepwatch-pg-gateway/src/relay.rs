@@ -1,0 +1,517 @@
+//! A logged-in person's session: opened through the session layer, the target logged into,
+//! then two pumps. Each pump feeds what it read to the connection's tracker, records what
+//! that completes, and only then forwards the whole messages read (a partial message waits
+//! for its end), so no statement reaches the target before it is in the recording.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use keepwatch_core::{AuditAction, ChannelKind, Protocol};
+use keepwatch_pg::{Parameter, PgEvent, PgTracker, QueryKind, Side};
+use keepwatch_recording::{
+    Event, FileTransfer, Outcome, Statement, StatementResult, TransactionStatus,
+};
+use keepwatch_session::{LiveSession, Opening};
+use keepwatch_store::{ChannelRow, now_us};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{LoggedIn, Stream, fatal};
+use crate::upstream::{self, Backend, frame_bytes};
+use crate::{CancelKey, PgGatewayContext};
+
+/// The one channel a database session has in its recording.
+const CHANNEL: u32 = 0;
+const READ_BUF: usize = 64 * 1024;
+
+pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: CancellationToken) {
+    let LoggedIn { mut stream, person, target, parameters, peer } = login;
+    let opening = Opening {
+        person: &person,
+        target: &target,
+        protocol: Protocol::Postgres,
+        client_addr: peer,
+    };
+    let session = match ctx.sessions.open(opening).await {
+        Ok(s) => Arc::new(s),
+        Err(refusal) => {
+            fatal(&mut stream, "28000", &refusal.0).await;
+            return;
+        }
+    };
+    let database = session.target.database.as_ref().map(|d| d.name.clone()).unwrap_or_default();
+    let asked = parameters.iter().find(|(n, _)| n == "database").map(|(_, v)| v.as_str());
+    let user = format!("{person}@{target}");
+    if let Some(asked) = asked.filter(|a| !a.is_empty() && *a != database && *a != user) {
+        let why = format!(
+            "target {target} serves database {database}, not {asked}; connect with dbname={database}"
+        );
+        let refusal = session.refuse(AuditAction::SessionRefused, why).await;
+        fatal(&mut stream, "3D000", &refusal.0).await;
+        return;
+    }
+    let password = match session.open_secret() {
+        Ok(s) => String::from_utf8_lossy(s.expose()).into_owned(),
+        Err(reason) => {
+            let why = format!("target {target} refused: {reason}");
+            let refusal = session.refuse(AuditAction::TargetRowMismatch, why).await;
+            fatal(&mut stream, "28000", &refusal.0).await;
+            return;
+        }
+    };
+    let cfg = &ctx.config;
+    let connected = upstream::connect(
+        &session.target,
+        &password,
+        &parameters,
+        cfg.connect_timeout,
+        cfg.limits.max_message_len,
+    )
+    .await;
+    drop(password);
+    let up = match connected {
+        Ok(up) => up,
+        Err(why) => {
+            let refusal = session.refuse(AuditAction::SessionRefused, why).await;
+            fatal(&mut stream, "08006", &refusal.0).await;
+            return;
+        }
+    };
+    tracing::info!(session_id = %session.id, %target, "postgres session started");
+    let passed: Vec<String> = parameters
+        .iter()
+        .filter(|(n, _)| upstream::passed(n))
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let dropped: Vec<&str> = parameters
+        .iter()
+        .filter(|(n, _)| n != "database" && !upstream::passed(n))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut opened = vec![
+        Event::ChannelOpen {
+            channel: CHANNEL,
+            kind: ChannelKind::Subsystem { name: "postgres".into() },
+            pty: None,
+        },
+        Event::Notice {
+            channel: Some(CHANNEL),
+            text: format!(
+                "postgres: database {database} as {} (client parameters: {}{})",
+                session.target.login,
+                if passed.is_empty() { "none".into() } else { passed.join(", ") },
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not passed on: {}", dropped.join(", "))
+                }
+            ),
+        },
+    ];
+    let row = ChannelRow {
+        channel: CHANNEL,
+        kind: "subsystem".into(),
+        command: None,
+        subsystem: Some("postgres".into()),
+        pty_term: None,
+        destination: None,
+        opened_at_us: now_us(),
+        closed_at_us: None,
+        exit_status: None,
+    };
+    if let Err(e) = ctx.sessions.store.add_channel(session.id, &row).await {
+        tracing::warn!(session_id = %session.id, error = %e, "cannot store channel");
+    }
+    for ev in opened.drain(..) {
+        if session.record(ev).await.is_err() {
+            fatal(
+                &mut stream,
+                "58030",
+                "keepwatch: the recording failed, so the session was ended",
+            )
+            .await;
+            finish(&ctx, &session, None).await;
+            return;
+        }
+    }
+    // The client gets the gateway's cancel key, never the target's.
+    let key = up.key.clone().and_then(|(pid, secret)| {
+        let addr = format!("{}:{}", session.target.host, session.target.port);
+        ctx.register_cancel(Backend { session: session.id, addr, pid, secret })
+    });
+    let mut hello =
+        keepwatch_pg::wire::authentication(&keepwatch_pg::AuthRequest::Ok).unwrap_or_default();
+    let (status, ready) = up.greeting.split_at(up.greeting.len().saturating_sub(6));
+    hello.extend_from_slice(status);
+    if let Some(k) = &key {
+        let mut body = k.pid.to_be_bytes().to_vec();
+        body.extend_from_slice(&k.secret);
+        hello.extend_from_slice(&frame_bytes(b'K', &body));
+    }
+    hello.extend_from_slice(ready);
+    if stream.write_all(&hello).await.is_err() {
+        finish(&ctx, &session, key.as_ref()).await;
+        return;
+    }
+    let relay = Relay {
+        session: session.clone(),
+        tracker: Arc::new(Mutex::new(PgTracker::after_login(cfg.limits))),
+        started: Instant::now(),
+        last_activity: Arc::new(AtomicU64::new(0)),
+        done: CancellationToken::new(),
+        transaction: Arc::new(Mutex::new(None)),
+    };
+    let (client_r, client_w) = tokio::io::split(stream);
+    let (target_r, target_w) = tokio::io::split(up.stream);
+    let idle = cfg.idle_timeout;
+    let back = tokio::spawn({
+        let relay = relay.clone();
+        let leftover = up.leftover;
+        async move { relay.target_to_client(target_r, client_w, leftover).await }
+    });
+    relay.client_to_target(client_r, target_w, idle, shutdown).await;
+    relay.done.cancel();
+    let _ = back.await;
+    let mut events = Vec::new();
+    relay.lock_tracker().finish(relay.now(), &mut events);
+    for ev in events {
+        let _ = relay.record(ev).await;
+    }
+    finish(&ctx, &session, key.as_ref()).await;
+}
+
+async fn finish(ctx: &PgGatewayContext, session: &LiveSession, key: Option<&CancelKey>) {
+    if let Some(k) = key {
+        ctx.forget_cancel(k);
+    }
+    let close = Event::ChannelClose { channel: CHANNEL, exit_status: None, exit_signal: None };
+    let _ = session.record(close).await;
+    let _ = ctx.sessions.store.close_channel(session.id, CHANNEL, None).await;
+    session.seal().await;
+}
+
+#[derive(Clone)]
+struct Relay {
+    session: Arc<LiveSession>,
+    tracker: Arc<Mutex<PgTracker>>,
+    started: Instant,
+    /// Microseconds since `started` when data last moved, for the idle timeout.
+    last_activity: Arc<AtomicU64>,
+    /// Cancelled when either side is done: the other stops too.
+    done: CancellationToken,
+    /// The transaction status last recorded.
+    transaction: Arc<Mutex<Option<keepwatch_pg::TransactionStatus>>>,
+}
+
+impl Relay {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn lock_tracker(&self) -> std::sync::MutexGuard<'_, PgTracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds `data` from `side` to the tracker: the events it completes, and how many bytes of
+    /// a message it holds unfinished; or why the stream cannot be followed.
+    fn track(&self, side: Side, data: &[u8]) -> Result<(Vec<PgEvent>, usize), String> {
+        let now = self.now();
+        self.last_activity.store(now, Ordering::Relaxed);
+        let mut events = Vec::new();
+        let mut t = self.lock_tracker();
+        let r = match side {
+            Side::Frontend => t.from_frontend(data, now, &mut events),
+            Side::Backend => t.from_backend(data, now, &mut events),
+        };
+        let held = match side {
+            Side::Frontend => t.frontend_buffered(),
+            Side::Backend => t.backend_buffered(),
+        };
+        drop(t);
+        match r {
+            Ok(()) => Ok((events, held)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Records the events; false when the session must end (the recording failed).
+    async fn record_all(&self, events: Vec<PgEvent>) -> bool {
+        for ev in events {
+            if !self.record(ev).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn record(&self, ev: PgEvent) -> bool {
+        for event in self.to_recording(ev) {
+            if self.session.record(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// What the recording keeps of a tracker event.
+    fn to_recording(&self, ev: PgEvent) -> Vec<Event> {
+        let notice = |text: String| Event::Notice { channel: Some(CHANNEL), text };
+        match ev {
+            PgEvent::Sent(sent) => vec![Event::Statement(Statement {
+                channel: CHANNEL,
+                seq: sent.seq,
+                text: sent.text.to_string(),
+                params: sent.parameters.iter().map(render).collect(),
+                extended: sent.kind == QueryKind::Extended,
+            })],
+            PgEvent::Statement(st) => {
+                let outcome = match st.outcome {
+                    keepwatch_pg::Outcome::Complete(tag) => Outcome::Done {
+                        tag: match tag.rows {
+                            Some(n) => format!("{} {n}", tag.command),
+                            None => tag.command,
+                        },
+                        rows: tag.rows,
+                    },
+                    keepwatch_pg::Outcome::Error(m) => {
+                        Outcome::Failed { sqlstate: m.code, message: m.message }
+                    }
+                    keepwatch_pg::Outcome::EmptyQuery => Outcome::Empty,
+                    keepwatch_pg::Outcome::Suspended => Outcome::Suspended,
+                    keepwatch_pg::Outcome::Skipped => Outcome::Skipped,
+                    keepwatch_pg::Outcome::Unanswered => Outcome::Failed {
+                        sqlstate: String::new(),
+                        message: "no answer: the connection ended first".into(),
+                    },
+                };
+                let mut out = vec![Event::StatementResult(StatementResult {
+                    channel: CHANNEL,
+                    seq: st.seq,
+                    outcome,
+                })];
+                if let Some(status) = st.transaction {
+                    let mut last = self.transaction.lock().unwrap_or_else(|e| e.into_inner());
+                    if *last != Some(status) {
+                        *last = Some(status);
+                        let status = match status {
+                            keepwatch_pg::TransactionStatus::Idle => TransactionStatus::Idle,
+                            keepwatch_pg::TransactionStatus::InTransaction => {
+                                TransactionStatus::InTransaction
+                            }
+                            keepwatch_pg::TransactionStatus::Failed => TransactionStatus::Failed,
+                        };
+                        out.push(Event::Transaction { channel: CHANNEL, status });
+                    }
+                }
+                out
+            }
+            PgEvent::Copy(c) => {
+                let upload = c.direction == keepwatch_pg::CopyDirection::In;
+                let path = match c.direction {
+                    keepwatch_pg::CopyDirection::In => "COPY FROM STDIN",
+                    keepwatch_pg::CopyDirection::Out => "COPY TO STDOUT",
+                    keepwatch_pg::CopyDirection::Both => "COPY BOTH",
+                };
+                let complete = c.client_failure.is_none() && c.rows.is_some();
+                let mut out = vec![Event::FileTransfer(FileTransfer {
+                    channel: CHANNEL,
+                    path: path.into(),
+                    upload,
+                    bytes: c.bytes,
+                    size: complete.then_some(c.bytes),
+                    sha256: Some(c.sha256),
+                    ranges: Vec::new(),
+                    complete,
+                })];
+                if let Some(why) = c.client_failure {
+                    out.push(notice(format!("the client abandoned the copy: {why}")));
+                }
+                out
+            }
+            PgEvent::Notice(m) => {
+                vec![notice(format!("{} {}: {}", m.severity, m.code, m.message))]
+            }
+            PgEvent::Notification { pid, channel, payload } => {
+                vec![notice(format!("notification on {channel} from backend {pid}: {payload}"))]
+            }
+            PgEvent::UnsolicitedError(m) | PgEvent::StartupError(m) => {
+                vec![notice(format!("server {} {}: {}", m.severity, m.code, m.message))]
+            }
+            PgEvent::ParameterStatus { name, value } => {
+                vec![notice(format!("server parameter {name} = {value}"))]
+            }
+            PgEvent::Unfollowed(u) => {
+                // Not understood: its bytes go into the recording as they passed.
+                let mut data = u.tag.map(|t| vec![t]).unwrap_or_default();
+                data.extend_from_slice(&u.bytes);
+                let raw = match u.side {
+                    Side::Frontend => Event::Input { channel: CHANNEL, data },
+                    Side::Backend => Event::Output { channel: CHANNEL, data },
+                };
+                let cut = if u.bytes.len() < u.len {
+                    format!(" (first {} of {} bytes kept)", u.bytes.len(), u.len)
+                } else {
+                    String::new()
+                };
+                vec![notice(format!("{} message not followed: {}{cut}", u.side, u.reason)), raw]
+            }
+            PgEvent::Terminate => Vec::new(),
+            other => vec![notice(format!("{other:?}"))],
+        }
+    }
+
+    async fn client_to_target(
+        &self,
+        mut client: ReadHalf<Stream>,
+        mut target: WriteHalf<Stream>,
+        idle: Option<std::time::Duration>,
+        shutdown: CancellationToken,
+    ) {
+        let mut terminate = self.session.termination();
+        let mut buf = vec![0u8; READ_BUF];
+        let mut unsent: Vec<u8> = Vec::new();
+        loop {
+            let idle_left = idle.map(|i| {
+                let since = self.now().saturating_sub(self.last_activity.load(Ordering::Relaxed));
+                i.saturating_sub(std::time::Duration::from_micros(since))
+            });
+            let n = tokio::select! {
+                r = client.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                },
+                _ = terminate.changed() => {
+                    let _ = target.write_all(&frame_bytes(b'X', &[])).await;
+                    break;
+                }
+                _ = shutdown.cancelled() => {
+                    self.session.layer().live().terminate(
+                        self.session.id,
+                        "keepwatch: the gateway is shutting down, so the session was ended",
+                    );
+                    let _ = target.write_all(&frame_bytes(b'X', &[])).await;
+                    break;
+                }
+                _ = self.done.cancelled() => break,
+                _ = tokio::time::sleep(idle_left.unwrap_or(std::time::Duration::MAX)), if idle_left.is_some() => {
+                    if idle_left.is_some_and(|l| l.is_zero()) {
+                        self.session.layer().live().terminate(
+                            self.session.id,
+                            "keepwatch: the session was idle too long, so it was ended",
+                        );
+                    }
+                    continue;
+                }
+            };
+            let (events, held) = match self.track(Side::Frontend, &buf[..n]) {
+                Ok(x) => x,
+                Err(why) => {
+                    let text = format!(
+                        "the client's stream cannot be followed ({why}); the connection was closed"
+                    );
+                    let _ =
+                        self.session.record(Event::Notice { channel: Some(CHANNEL), text }).await;
+                    self.session.layer().live().terminate(
+                        self.session.id,
+                        "keepwatch: protocol error; the connection was closed",
+                    );
+                    break;
+                }
+            };
+            if !self.record_all(events).await {
+                break;
+            }
+            unsent.extend_from_slice(&buf[..n]);
+            let ready = unsent.len().saturating_sub(held);
+            if ready > 0 {
+                if target.write_all(&unsent[..ready]).await.is_err() {
+                    break;
+                }
+                unsent.drain(..ready);
+            }
+        }
+        let _ = target.shutdown().await;
+        self.done.cancel();
+    }
+
+    async fn target_to_client(
+        &self,
+        mut target: ReadHalf<Stream>,
+        mut client: WriteHalf<Stream>,
+        leftover: Vec<u8>,
+    ) {
+        let mut terminate = self.session.termination();
+        let mut buf = vec![0u8; READ_BUF.max(leftover.len())];
+        let mut unsent: Vec<u8> = Vec::new();
+        let mut first = Some(leftover).filter(|l| !l.is_empty());
+        loop {
+            let n = if let Some(l) = first.take() {
+                buf[..l.len()].copy_from_slice(&l);
+                l.len()
+            } else {
+                tokio::select! {
+                    r = target.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    },
+                    _ = terminate.changed() => {
+                        let why = self.session.terminated().unwrap_or_default();
+                        let text = format!("terminating connection due to administrator command: {why}");
+                        let _ = self.session.record(Event::Notice { channel: Some(CHANNEL), text: text.clone() }).await;
+                        fatal(&mut client, "57P01", &text).await;
+                        break;
+                    }
+                    _ = self.done.cancelled() => break,
+                }
+            };
+            let (events, held) = match self.track(Side::Backend, &buf[..n]) {
+                Ok(x) => x,
+                Err(why) => {
+                    let text = format!(
+                        "the target's stream cannot be followed ({why}); the connection was closed"
+                    );
+                    let _ =
+                        self.session.record(Event::Notice { channel: Some(CHANNEL), text }).await;
+                    fatal(&mut client, "08P01", "keepwatch: the target's answer could not be followed; the connection was closed").await;
+                    break;
+                }
+            };
+            if !self.record_all(events).await {
+                fatal(
+                    &mut client,
+                    "58030",
+                    "keepwatch: the recording failed, so the session was ended",
+                )
+                .await;
+                break;
+            }
+            unsent.extend_from_slice(&buf[..n]);
+            let ready = unsent.len().saturating_sub(held);
+            if ready > 0 {
+                if client.write_all(&unsent[..ready]).await.is_err() {
+                    break;
+                }
+                unsent.drain(..ready);
+            }
+        }
+        let _ = client.shutdown().await;
+        self.done.cancel();
+    }
+}
+
+/// A parameter as the recording keeps it: text, binary as `\x` hex, NULL as `None`; a value
+/// cut short says how long it was.
+fn render(p: &Parameter) -> Option<String> {
+    match p {
+        Parameter::Null => None,
+        Parameter::Text { text, len } if *len > text.len() => {
+            Some(format!("{text}… ({len} bytes)"))
+        }
+        Parameter::Text { text, .. } => Some(text.clone()),
+        Parameter::Binary { hex, len } if *len * 2 > hex.len() => {
+            Some(format!("\\x{hex}… ({len} bytes)"))
+        }
+        Parameter::Binary { hex, .. } => Some(format!("\\x{hex}")),
+    }
+}
