@@ -23,7 +23,7 @@ const LIMITS: Limits = Limits {
 };
 
 /// user=u, database=d, protocol 3.0.
-const STARTUP: &[u8] = b"\0\0\0\x1a\0\x03\0\0user\0u\0database\0d\0\0";
+const STARTUP: &[u8] = b"\0\0\0\x1b\0\x03\0\0user\0u\0database\0d\0\0";
 
 /// Feeds `runs` (direction, bytes); each run's pieces share its index as their time.
 fn run(startup: bool, runs: &[(bool, Vec<&[u8]>)]) -> (Vec<PgEvent>, Option<TrackError>) {

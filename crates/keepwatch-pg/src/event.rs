@@ -90,7 +90,9 @@ pub struct Statement {
     pub seq: u64,
     pub kind: QueryKind,
     /// The SQL text, cut to [`crate::Limits::max_text_len`] bytes. For a simple Query holding
-    /// several statements, each of its statements carries the whole query text.
+    /// several statements, each of its statements carries the whole query text. Empty when an
+    /// Execute names a portal the client never bound (the server answers with an error), or a
+    /// Bind names a statement prepared with SQL `PREPARE` rather than Parse.
     pub text: Arc<str>,
     /// The text's length as sent, in bytes.
     pub text_len: usize,

@@ -7,6 +7,7 @@ use pgwire::messages::response::ErrorResponse;
 use pgwire::messages::startup::{Authentication, Password, SASLInitialResponse, SASLResponse};
 
 use crate::message::AuthRequest;
+use crate::scram::ScramError;
 
 /// A message could not be encoded (too long for its type, or a request `pgwire` cannot
 /// write).
@@ -98,11 +99,8 @@ pub fn error_response(
 /// # Errors
 ///
 /// The body is not a SASLInitialResponse.
-pub fn parse_sasl_initial_response(body: &[u8]) -> Result<(String, &[u8]), EncodeMessageError> {
-    let bad = |reason: &str| EncodeMessageError {
-        message: "SASLInitialResponse",
-        reason: reason.to_owned(),
-    };
+pub fn parse_sasl_initial_response(body: &[u8]) -> Result<(String, &[u8]), ScramError> {
+    let bad = |problem| ScramError::Malformed { message: "SASLInitialResponse", problem };
     let nul = body.iter().position(|&b| b == 0).ok_or_else(|| bad("no mechanism"))?;
     let mechanism = String::from_utf8_lossy(&body[..nul]).into_owned();
     let rest = &body[nul + 1..];

@@ -231,8 +231,11 @@ impl Session {
         now: u64,
         events: &mut Vec<PgEvent>,
     ) {
-        let first = !self.ready;
-        self.ready = true;
+        if !self.ready {
+            // The end of startup, not the answer to anything the client sent.
+            self.ready = true;
+            return;
+        }
         match self.steps.front() {
             Some(Step::Sync | Step::Query { .. } | Step::FunctionCall) => {
                 self.steps.pop_front();
@@ -270,7 +273,6 @@ impl Session {
                     }
                 }
             }
-            None if first => {}
             None => events.push(self.unfollowed(frame, "ReadyForQuery with nothing pending")),
         }
         self.discarding = false;

@@ -85,6 +85,29 @@ fn gssenc_then_ssl_refused_as_libpq_tries_them() {
 }
 
 #[test]
+fn a_query_sent_before_startup_ends_is_answered_after_it() {
+    let mut startup = pgwire::messages::startup::Startup::default();
+    startup.protocol_number_minor = 0;
+    startup.parameters.insert("user".into(), "alice".into());
+    let script = Script::new()
+        .fe(startup)
+        .query("SELECT 1")
+        .be(pgwire::messages::startup::Authentication::Ok)
+        .ready('I')
+        .data_rows(1)
+        .complete("SELECT 1")
+        .ready('I');
+    check(
+        script,
+        expect![[r#"
+            startup 3.0 user="alice"
+            authentication Ok
+            simple "SELECT 1" -> SELECT 1 (idle) @2..6
+        "#]],
+    );
+}
+
+#[test]
 fn a_refused_login_is_a_startup_error() {
     let mut startup = pgwire::messages::startup::Startup::default();
     startup.protocol_number_minor = 0;
