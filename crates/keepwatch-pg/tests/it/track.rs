@@ -101,6 +101,7 @@ fn a_query_sent_before_startup_ends_is_answered_after_it() {
         script,
         expect![[r#"
             startup 3.0 user="alice"
+            sent #0 Simple "SELECT 1"
             authentication Ok
             simple "SELECT 1" -> SELECT 1 (idle) @2..6
         "#]],
