@@ -251,6 +251,20 @@ async fn all_sessions(store: &Store) -> anyhow::Result<Vec<SessionId>> {
 
 /// Lists what `show` prints under "commands".
 pub(crate) fn print_commands(commands: &[CommandRow]) {
+    // Database statements carry their outcome (command tag or error) in one more column.
+    if commands.iter().any(|c| c.kind == "sql") {
+        let rows: Vec<Vec<String>> = commands
+            .iter()
+            .map(|c| {
+                let mut cells = command_cells(c);
+                let outcome = if c.kind == "sql" { first_line(&c.output) } else { "" };
+                cells.push(outcome.to_owned());
+                cells
+            })
+            .collect();
+        table(&["#", "OFFSET", "KIND", "COMMAND", "OUTCOME"], &rows);
+        return;
+    }
     let rows: Vec<Vec<String>> = commands.iter().map(command_cells).collect();
     table(&["#", "OFFSET", "KIND", "COMMAND"], &rows);
 }

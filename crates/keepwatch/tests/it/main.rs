@@ -15,6 +15,7 @@ mod limits;
 mod load;
 mod looks;
 mod nodes;
+mod postgres;
 mod refusals;
 mod search;
 mod secrets;

@@ -16,6 +16,7 @@
 mod env;
 mod garage;
 mod interactive;
+mod pg_target;
 mod postgres;
 mod target;
 
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use env::{TestEnv, TestEnvBuilder};
 pub(crate) use interactive::Interactive;
+pub(crate) use pg_target::PgTarget;
 pub(crate) use target::{HostKey, Sshd, SshdConfig, Target};
 
 pub(crate) const TARGET_USER: &str = "kwtest";

@@ -108,6 +108,7 @@ impl TestEnvBuilder {
             child: None,
             ssh_port: 0,
             web_port: 0,
+            pg_port: 0,
             log: Default::default(),
             key,
             store: OnceLock::new(),
@@ -158,6 +159,7 @@ pub(crate) struct TestEnv {
     child: Option<Child>,
     ssh_port: u16,
     web_port: u16,
+    pg_port: u16,
     log: Arc<Mutex<String>>,
     key: PathBuf,
     /// The gateway's store, opened in this process on first use: what the index waits read.
@@ -214,6 +216,11 @@ impl TestEnv {
 
     pub(crate) fn ssh_port(&self) -> u16 {
         self.ssh_port
+    }
+
+    /// Where the gateway takes PostgreSQL clients.
+    pub(crate) fn pg_port(&self) -> u16 {
+        self.pg_port
     }
 
     pub(crate) fn web_port(&self) -> u16 {
@@ -310,6 +317,7 @@ impl TestEnv {
             .arg("--data-dir")
             .arg(self.data())
             .args(["run", "--ssh-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"])
+            .args(["--pg-listen", "127.0.0.1:0"])
             .envs(self.env.iter().cloned())
             .env("KEEPWATCH_LOG", "info")
             .stdin(Stdio::null())
@@ -337,6 +345,7 @@ impl TestEnv {
         };
         self.ssh_port = port_of("SSH gateway listening on");
         self.web_port = port_of("web listening on");
+        self.pg_port = port_of("PostgreSQL gateway listening on");
     }
 
     fn pid(&self) -> u32 {
@@ -425,6 +434,18 @@ impl TestEnv {
         keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
     }
 
+    /// The events recorded so far, live or sealed (a chunk still being written left out).
+    pub(crate) fn recorded_events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
+        let spool = self.data().join("spool").join(format!("{id}.kwr"));
+        let sealed = self.data().join("recordings").join(format!("{id}.kwr"));
+        let Ok(bytes) = std::fs::read(&spool).or_else(|_| std::fs::read(&sealed)) else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        let _ = keepwatch_recording::RecordingTail::new().push(&bytes, &mut events);
+        events.into_iter().map(|e| e.event).collect()
+    }
+
     /// The concatenated output ("o") events of an asciicast export.
     pub(crate) fn exported_output(&self, id: &str) -> String {
         let cast = self.kw_ok(&["export", id, "--format", "asciicast"]);
@@ -495,6 +516,7 @@ impl TestEnv {
             child: None,
             ssh_port: 0,
             web_port: 0,
+            pg_port: 0,
             log: Default::default(),
             key: self.key.clone(),
             store: OnceLock::new(),

@@ -1,0 +1,268 @@
+//! The PostgreSQL front end with real clients: `psql` through the gateway to a PostgreSQL
+//! server of the test's own that asks for a SCRAM password and presents a certificate.
+
+use std::process::{Command, Output, Stdio};
+
+use keepwatch_recording::{Event, Outcome};
+
+use crate::support::*;
+
+/// A gateway with person alice and target `pgprod` (granted) in front of `pg`, reached
+/// with `tls` (`verify-full` checks the test CA), plus extra CLI setup before the start.
+fn gateway(pg: &PgTarget, tls: &str, more: impl FnOnce(&TestEnv)) -> TestEnv {
+    let mut env = TestEnv::new().build();
+    let port = pg.port.to_string();
+    let ca = pg.ca();
+    let mut args = vec![
+        "target",
+        "add",
+        "pgprod",
+        "--protocol",
+        "postgres",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--login",
+        pg.login,
+        "--password-stdin",
+        "--database",
+        "app",
+        "--tls",
+        tls,
+    ];
+    if tls == "verify-full" {
+        args.extend(["--ca", ca.to_str().unwrap()]);
+    }
+    env.kw_stdin_ok(&args, pg.password);
+    env.kw_ok(&["grant", "alice", "pgprod"]);
+    more(&env);
+    env.start();
+    env
+}
+
+/// `psql` through the gateway as `user` with `password`; extra arguments after.
+fn psql(env: &TestEnv, user: &str, password: &str, sslmode: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("psql");
+    c.arg(format!(
+        "host=127.0.0.1 port={} user={user} dbname=app sslmode={sslmode} connect_timeout=10",
+        env.pg_port()
+    ))
+    .args(["-X", "-A", "-t"])
+    .args(args)
+    .env("PGPASSWORD", password)
+    .stdin(Stdio::null());
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Statements and their outcomes, in order: `text => outcome`.
+fn statements(events: &[Event]) -> Vec<String> {
+    let mut texts = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            Event::Statement(s) => {
+                texts.insert(s.seq, s.text.clone());
+            }
+            Event::StatementResult(r) => out.push(format!(
+                "{} => {}",
+                texts.get(&r.seq).cloned().unwrap_or_default(),
+                r.outcome
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// DDL, DML, a rollback, a failing statement and COPY both ways, through TLS on both legs
+/// (the target's certificate checked against its CA) with the target asking for SCRAM:
+/// every statement is recorded with its outcome, the copies with their sizes and SHA-256,
+/// the session verifies and is searchable.
+#[test]
+fn a_psql_session_is_recorded_statement_by_statement() {
+    let pg = PgTarget::start();
+    let env = gateway(&pg, "verify-full", |_| {});
+    let dir = env.dir();
+    std::fs::write(dir.join("in.csv"), "3,c\n4,d\n").unwrap();
+    let script = format!(
+        "CREATE TABLE items (id int PRIMARY KEY, name text);\n\
+         INSERT INTO items VALUES (1, 'a'), (2, 'b');\n\
+         BEGIN;\nUPDATE items SET name = 'z' WHERE id = 1;\nROLLBACK;\n\
+         SELECT * FROM missing_table;\n\
+         \\copy items FROM '{in_csv}' WITH (FORMAT csv)\n\
+         \\copy items TO '{out_csv}' WITH (FORMAT csv)\n\
+         SELECT count(*) FROM items WHERE name <> 'z';\n",
+        in_csv = dir.join("in.csv").display(),
+        out_csv = dir.join("out.csv").display(),
+    );
+    std::fs::write(dir.join("script.sql"), script).unwrap();
+    let f = dir.join("script.sql");
+    let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "require", &["-f", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(shown.contains("relation \"missing_table\" does not exist"), "{shown}");
+    assert!(shown.lines().any(|l| l.trim() == "4"), "four rows at the end: {shown}");
+    // Directly on the target: the rollback held, the copy landed.
+    assert_eq!(
+        pg.psql("app", "SELECT string_agg(name, ',' ORDER BY id) FROM items").trim(),
+        "a,b,c,d"
+    );
+
+    let id = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let events = env.events(&id);
+    let list = statements(&events);
+    for expected in [
+        "CREATE TABLE items (id int PRIMARY KEY, name text); => CREATE TABLE",
+        "INSERT INTO items VALUES (1, 'a'), (2, 'b'); => INSERT 2",
+        "BEGIN; => BEGIN",
+        "UPDATE items SET name = 'z' WHERE id = 1; => UPDATE 1",
+        "ROLLBACK; => ROLLBACK",
+        "SELECT * FROM missing_table; => ERROR 42P01: relation \"missing_table\" does not exist",
+        "SELECT count(*) FROM items WHERE name <> 'z'; => SELECT 1",
+    ] {
+        assert!(list.iter().any(|s| s == expected), "no {expected:?} in {list:#?}");
+    }
+    let copies: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::FileTransfer(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let (up, down) = (&copies[0], &copies[1]);
+    assert!(up.upload && up.complete && up.bytes == 8, "{up:?}");
+    assert_eq!(hex(&up.sha256.unwrap()), sha256_hex(&dir.join("in.csv")));
+    assert!(!down.upload && down.complete, "{down:?}");
+    assert_eq!(down.bytes, std::fs::metadata(dir.join("out.csv")).unwrap().len());
+    assert_eq!(hex(&down.sha256.unwrap()), sha256_hex(&dir.join("out.csv")));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Transaction { status, .. } if *status == keepwatch_recording::TransactionStatus::InTransaction)),
+        "the transaction status is recorded"
+    );
+    // The vaulted password never reached the person or the disk in clear.
+    assert!(!shown.contains(pg.password));
+    assert!(env.kw(&["verify", "--all"]).status.success());
+    env.wait_indexed(&id);
+    let hits = env.kw_ok(&["search", "missing_table"]);
+    assert!(hits.contains(&id), "{hits}");
+    let show = env.kw_ok(&["show", &id]);
+    assert!(show.contains("sql") && show.contains("42P01"), "{show}");
+}
+
+/// A wrong password, plaintext, an ungranted target and a target that refuses the vaulted
+/// credential: each refused with a PostgreSQL error that says why, and audited.
+#[test]
+fn refusals_say_why() {
+    let pg = PgTarget::start();
+    let env = gateway(&pg, "require", |env| {
+        let port = pg.port.to_string();
+        let base = ["target", "add", "", "--protocol", "postgres", "--host", "127.0.0.1", "--port"];
+        let mut other = base.to_vec();
+        other[2] = "pgother";
+        other.extend([&port, "--login", pg.login, "--password-stdin", "--database", "app"]);
+        env.kw_stdin_ok(&other, pg.password);
+        let mut bad = base.to_vec();
+        bad[2] = "pgbadpw";
+        bad.extend([&port, "--login", pg.login, "--password-stdin", "--database", "app"]);
+        env.kw_stdin_ok(&bad, "not-the-password");
+        env.kw_ok(&["grant", "alice", "pgbadpw"]);
+    });
+    let q = ["-c", "SELECT 1"];
+    let out = psql(&env, "alice@pgprod", "wrong", "require", &q).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("password authentication failed for user \"alice@pgprod\""),
+        "{}",
+        text(&out)
+    );
+    let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "disable", &q).output().unwrap();
+    assert!(text(&out).contains("only over TLS"), "{}", text(&out));
+    let out = psql(&env, "alice@pgother", ALICE_PASSWORD, "require", &q).output().unwrap();
+    assert!(text(&out).contains("keepwatch: access to pgother denied"), "{}", text(&out));
+    let out = psql(&env, "alice@pgbadpw", ALICE_PASSWORD, "require", &q).output().unwrap();
+    let shown = text(&out);
+    assert!(shown.contains("target pgbadpw refused the vaulted credential"), "{shown}");
+    assert!(!shown.contains("not-the-password"));
+    // Only the target that refused left a session, sealed `refused`.
+    let sessions = env.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["status"], "refused");
+    let refused = env.kw_ok(&["audit", "--action", "login_refused"]);
+    assert!(refused.contains("wrong password"), "{refused}");
+    let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "require", &q).output().unwrap();
+    assert!(out.status.success(), "the right password still works: {}", text(&out));
+}
+
+/// A cancel (what psql sends on Ctrl-C) reaches the target through the gateway's own key;
+/// `keepwatch kill` ends a session with the admin-shutdown error naming why.
+#[test]
+fn cancel_and_kill() {
+    let pg = PgTarget::start();
+    let env = gateway(&pg, "require", |_| {});
+    let sleeping = |env: &TestEnv| {
+        let child =
+            psql(env, "alice@pgprod", ALICE_PASSWORD, "require", &["-c", "SELECT pg_sleep(60)"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+        let id = wait_for("a live session", GATEWAY_TIMEOUT_PG, || {
+            env.sessions()
+                .iter()
+                .find(|s| s["status"] == "active")
+                .map(|s| s["id"].as_str().unwrap().to_owned())
+        });
+        wait_for("the statement in the recording", GATEWAY_TIMEOUT_PG, || {
+            env.recorded_events(&id)
+                .iter()
+                .any(|e| matches!(e, Event::Statement(s) if s.text.contains("pg_sleep")))
+                .then_some(())
+        });
+        (child, id)
+    };
+    let (child, id) = sleeping(&env);
+    assert!(
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(text(&out).contains("canceling statement due to user request"), "{}", text(&out));
+    let sealed = env.sealed_sessions(1);
+    assert_eq!(sealed[0]["id"], id.as_str());
+    let events = env.events(&id);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::StatementResult(r) if matches!(&r.outcome, Outcome::Failed { sqlstate, .. } if sqlstate == "57014"))),
+        "{:?}",
+        statements(&events)
+    );
+    assert!(env.kw_ok(&["audit", "--action", "cancel_requested"]).contains(&id));
+
+    let (child, id) = sleeping(&env);
+    let out = env.kw(&["kill", &id, "--reason", "policy check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out);
+    assert!(shown.contains("terminating connection due to administrator command"), "{shown}");
+    assert!(shown.contains("policy check"), "{shown}");
+    let sessions = env.sealed_sessions(2);
+    let killed = sessions.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert_eq!(killed["status"], "terminated");
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
+
+const GATEWAY_TIMEOUT_PG: std::time::Duration = std::time::Duration::from_secs(60);
