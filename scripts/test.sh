@@ -25,6 +25,11 @@ command -v mysql >/dev/null || missing+=(mariadb-client)
 # A real load balancer in front of the gateway (the PROXY protocol test).
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl)
+# The PostgreSQL front end's tests: psql as the person, and a PostgreSQL server of each test's
+# own (initdb, pg_ctl) behind the gateway, with TLS from a CA openssl makes.
+command -v psql >/dev/null || missing+=(postgresql-client)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
