@@ -214,6 +214,35 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+impl Event {
+    /// The database events as a psql-like transcript (terminal text, `\r\n` line ends), for
+    /// replay, export and watching: a statement as `=> TEXT` (its parameters on the next
+    /// line), its outcome below it. `None` for every other event.
+    pub fn transcript(&self) -> Option<String> {
+        let crlf = |s: &str| s.replace("\r\n", "\n").replace('\n', "\r\n");
+        match self {
+            Event::Statement(st) => {
+                let mut out = format!("=> {}\r\n", crlf(&st.text));
+                if !st.params.is_empty() {
+                    let shown: Vec<String> = st
+                        .params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| match p {
+                            Some(v) => format!("${} = '{}'", i + 1, v.replace('\'', "''")),
+                            None => format!("${} = NULL", i + 1),
+                        })
+                        .collect();
+                    out.push_str(&format!("   -- {}\r\n", crlf(&shown.join(", "))));
+                }
+                Some(out)
+            }
+            Event::StatementResult(r) => Some(format!("{}\r\n\r\n", crlf(&r.outcome.to_string()))),
+            _ => None,
+        }
+    }
+}
+
 /// A database connection's transaction status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransactionStatus {

@@ -144,7 +144,10 @@ impl AsciicastWriter {
                 Event::Resize { channel, cols, rows } if *channel == ch => {
                     json!([t, "r", format!("{cols}x{rows}")])
                 }
-                _ => continue,
+                ev => match ev.transcript() {
+                    Some(text) => json!([t, "o", text]),
+                    None => continue,
+                },
             };
             self.header(80, 24, None, out);
             out.push_str(&line.to_string());

@@ -232,7 +232,11 @@ async fn stream(
             Event::Resize { channel: c, cols, rows } if Some(*c) == channel => {
                 json!({ "type": "resize", "cols": cols, "rows": rows })
             }
-            _ => continue,
+            // A database session's statements and outcomes, as psql would show them.
+            ev => match ev.transcript() {
+                Some(text) => json!({ "type": "output", "data": text }),
+                None => continue,
+            },
         };
         send(&mut socket, msg).await?;
     }

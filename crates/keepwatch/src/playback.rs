@@ -39,6 +39,9 @@ pub(crate) struct ReplayArgs {
 pub(crate) enum Format {
     /// asciicast v2 (asciinema play, asciinema-player).
     Asciicast,
+    /// One JSON object per database statement: its offset, text, parameters, outcome and
+    /// the transaction status after it (database sessions).
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -237,14 +240,21 @@ pub(crate) fn describe(e: &Event) -> String {
 }
 
 pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let format = match a.format {
+        Format::Asciicast => "asciicast",
+        Format::Jsonl => "jsonl",
+    };
     let detail = match &a.output {
-        Some(path) => format!("asciicast to {}", path.display()),
-        None => "asciicast to standard output".into(),
+        Some(path) => format!("{format} to {}", path.display()),
+        None => format!("{format} to standard output"),
     };
     let row = look(dir, a.id, Look::Export, &detail).await?;
     let ch = choose_channel(dir, a.id, a.channel).await?.map_or(0, |c| c.0);
-    let Format::Asciicast = a.format;
-    let mut writer = AsciicastWriter::new(Some(ch), row.started_at_us, a.input);
+    let mut writer = match a.format {
+        Format::Asciicast => Some(AsciicastWriter::new(Some(ch), row.started_at_us, a.input)),
+        Format::Jsonl => None,
+    };
+    let mut statements = StatementLines::default();
     let mut file = match &a.output {
         Some(path) => Some(crate::output::NewFile::create(path)?),
         None => None,
@@ -260,16 +270,99 @@ pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitC
     let mut text = String::new();
     while let Some(batch) = reader.next().await? {
         text.clear();
-        writer.events(&batch, &mut text);
+        match &mut writer {
+            Some(w) => w.events(&batch, &mut text),
+            None => statements.events(&batch, row.started_at_us, &mut text),
+        }
         put(&text)?;
     }
     text.clear();
-    writer.finish(&mut text);
+    match &mut writer {
+        Some(w) => w.finish(&mut text),
+        None => statements.finish(row.started_at_us, &mut text),
+    }
     put(&text)?;
     if let Some(f) = file {
         f.commit()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `export --format jsonl`: a line per statement once its outcome is known (or the
+/// recording ends), in the order they were sent.
+#[derive(Default)]
+struct StatementLines {
+    /// Sent, waiting for an outcome: seq, offset, the line so far.
+    waiting: std::collections::BTreeMap<u64, serde_json::Value>,
+    /// Answered, waiting for the transaction status that follows (written only on change).
+    answered: Vec<serde_json::Value>,
+    transaction: Option<&'static str>,
+}
+
+impl StatementLines {
+    fn events(
+        &mut self,
+        events: &[keepwatch_recording::TimedEvent],
+        started_at_us: i64,
+        out: &mut String,
+    ) {
+        for e in events {
+            match &e.event {
+                Event::Statement(st) => {
+                    let line = serde_json::json!({
+                        "seq": st.seq,
+                        "offset_us": e.at_us,
+                        "at": crate::output::rfc3339(started_at_us + e.at_us as i64),
+                        "protocol": if st.extended { "extended" } else { "simple" },
+                        "text": st.text,
+                        "params": st.params,
+                    });
+                    self.waiting.insert(st.seq, line);
+                }
+                Event::StatementResult(r) => {
+                    let Some(mut line) = self.waiting.remove(&r.seq) else { continue };
+                    let start = line["offset_us"].as_u64().unwrap_or(e.at_us);
+                    line["duration_us"] = e.at_us.saturating_sub(start).into();
+                    match &r.outcome {
+                        keepwatch_recording::Outcome::Done { tag, rows } => {
+                            line["outcome"] = "ok".into();
+                            line["tag"] = tag.clone().into();
+                            line["rows"] = (*rows).into();
+                        }
+                        keepwatch_recording::Outcome::Failed { sqlstate, message } => {
+                            line["outcome"] = "error".into();
+                            line["sqlstate"] = sqlstate.clone().into();
+                            line["message"] = message.clone().into();
+                        }
+                        other => line["outcome"] = other.to_string().into(),
+                    }
+                    self.answered.push(line);
+                    continue;
+                }
+                Event::Transaction { status, .. } => self.transaction = Some(status.as_str()),
+                _ => {}
+            }
+            self.flush(out);
+        }
+    }
+
+    /// Writes the answered statements with the transaction status after them.
+    fn flush(&mut self, out: &mut String) {
+        for mut line in self.answered.drain(..) {
+            line["transaction"] = self.transaction.into();
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+
+    fn finish(&mut self, _started_at_us: i64, out: &mut String) {
+        self.flush(out);
+        for (_, mut line) in std::mem::take(&mut self.waiting) {
+            line["outcome"] = "no result recorded".into();
+            self.answered.push(line);
+        }
+        self.flush(out);
+    }
 }
 
 /// Where `--at`/`--at-command` start (microseconds), and the channel of the command.
@@ -306,13 +399,21 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
     let mut reader = EventReader::new(dir, a.id)?;
     while let Some(batch) = reader.next().await? {
         for e in &batch {
+            let transcript;
             let data = match &e.event {
                 Event::Output { channel, data } | Event::ExtOutput { channel, data }
                     if *channel == ch =>
                 {
-                    data
+                    data.as_slice()
                 }
-                _ => continue,
+                // A database session: its statements and outcomes, as psql would show them.
+                ev => match ev.transcript() {
+                    Some(t) => {
+                        transcript = t;
+                        transcript.as_bytes()
+                    }
+                    None => continue,
+                },
             };
             let mut pause = e.at_us.saturating_sub(last.max(start_us)) as f64 / 1e6 / a.speed;
             if let Some(limit) = a.idle_limit {

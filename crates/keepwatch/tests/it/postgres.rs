@@ -163,6 +163,19 @@ fn a_psql_session_is_recorded_statement_by_statement() {
     assert!(hits.contains(&id), "{hits}");
     let show = env.kw_ok(&["show", &id]);
     assert!(show.contains("sql") && show.contains("42P01"), "{show}");
+    // Replay is a psql-like transcript; the JSON lines export has one statement per line.
+    let replay = env.kw_ok(&["replay", &id, "--idle-limit", "0"]);
+    assert!(replay.contains("=> SELECT * FROM missing_table;\r\nERROR 42P01"), "{replay}");
+    let lines = env.kw_ok(&["export", &id, "--format", "jsonl"]);
+    let rows: Vec<serde_json::Value> =
+        lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let update = rows.iter().find(|r| r["text"] == "UPDATE items SET name = 'z' WHERE id = 1;");
+    let update = update.unwrap_or_else(|| panic!("{lines}"));
+    assert_eq!(update["tag"], "UPDATE 1");
+    assert_eq!(update["rows"], 1);
+    assert_eq!(update["transaction"], "in transaction");
+    let failed = rows.iter().find(|r| r["outcome"] == "error").unwrap();
+    assert_eq!(failed["sqlstate"], "42P01");
 }
 
 /// A wrong password, plaintext, an ungranted target and a target that refuses the vaulted
