@@ -260,7 +260,7 @@ async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
 fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Value {
     let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
     json!({
-        "id": s.id.to_string(), "user": s.person, "target": s.target, "target_host": s.target_host,
+        "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
         "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "duration_us": (end - s.started_at_us).max(0),

@@ -139,7 +139,7 @@ async fn session_json(
 
 fn session_row_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
     json!({
-        "id": s.id.to_string(), "user": s.person, "target": s.target, "target_host": s.target_host,
+        "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
         "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "chain_head": s.chain_head.map(|h| to_hex(&h)),
