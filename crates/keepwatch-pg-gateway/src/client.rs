@@ -246,12 +246,13 @@ async fn authenticate(
     let stored = known.and_then(|p| p.scram_verifier.as_deref()).and_then(|v| v.parse().ok());
     let has_verifier = stored.is_some();
     // Unknown, disabled or without a verifier: the same exchange against a verifier nobody
-    // knows the password of, refused at the end.
+    // knows the password of (made once, so that no login costs more than another), refused
+    // at the end.
     let verifier = match stored {
         Some(v) => v,
-        None => match ScramVerifier::new(&format!("{:?}", std::time::SystemTime::now())) {
-            Ok(v) => v,
-            Err(_) => return false,
+        None => match nobodys_verifier() {
+            Some(v) => v,
+            None => return false,
         },
     };
     let passed = match scram_exchange(stream, reader, verifier).await {
@@ -290,6 +291,18 @@ async fn authenticate(
     };
     fatal(stream, "28P01", &text).await;
     false
+}
+
+/// A verifier of a random password, made once.
+fn nobodys_verifier() -> Option<ScramVerifier> {
+    static VERIFIER: std::sync::OnceLock<Option<ScramVerifier>> = std::sync::OnceLock::new();
+    VERIFIER
+        .get_or_init(|| {
+            let mut pw = [0u8; 24];
+            getrandom::fill(&mut pw).ok()?;
+            ScramVerifier::new(&format!("{pw:?}")).ok()
+        })
+        .clone()
 }
 
 /// The server side of SCRAM-SHA-256: `Ok(true)` when the client proved the password (the
