@@ -279,3 +279,64 @@ fn cancel_and_kill() {
 }
 
 const GATEWAY_TIMEOUT_PG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `pg_dump` through the gateway, then its dump restored through the gateway with `psql -f`
+/// (COPY out, then COPY in from the script itself): the data comes back whole, both sessions
+/// verify.
+#[test]
+fn pg_dump_and_restore_through_the_gateway() {
+    let pg = PgTarget::start();
+    pg.psql(
+        "app",
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric); \
+         INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.5 FROM generate_series(1, 500) g",
+    );
+    let env = gateway(&pg, "verify-full", |_| {});
+    let dump = env.dir().join("dump.sql");
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=alice@pgprod dbname=app sslmode=require",
+        env.pg_port()
+    );
+    let out = Command::new("pg_dump")
+        .arg(&conninfo)
+        .arg("-f")
+        .arg(&dump)
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let before = pg.psql("app", "SELECT count(*), sum(balance) FROM accounts");
+    pg.psql("app", "DROP TABLE accounts");
+    let out = psql(
+        &env,
+        "alice@pgprod",
+        ALICE_PASSWORD,
+        "require",
+        &["-v", "ON_ERROR_STOP=1", "-f", dump.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg.psql("app", "SELECT count(*), sum(balance) FROM accounts"), before);
+    let sessions = env.sealed_sessions(2);
+    for s in &sessions {
+        let events = env.events(s["id"].as_str().unwrap());
+        let copies =
+            events.iter().filter(|e| matches!(e, Event::FileTransfer(t) if t.complete)).count();
+        assert_eq!(copies, 1, "one whole COPY each way: {:?}", statements(&events));
+    }
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
+
+/// A client that connects and never finishes its login is cut off after the login grace.
+#[test]
+fn a_silent_postgres_client_is_cut_off() {
+    let env = TestEnv::new().config("login_grace_s = 30", "login_grace_s = 1").start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", env.pg_port())).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed, nothing said");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+}
