@@ -30,6 +30,10 @@ command -v curl >/dev/null || missing+=(curl)
 command -v psql >/dev/null || missing+=(postgresql-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null || missing+=(openssl)
+# Drivers through the PostgreSQL front end: JDBC (Debian's) on the machine's Java; psycopg below.
+[ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+command -v java >/dev/null || missing+=(default-jre-headless)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -50,6 +54,14 @@ if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/gar
   CARGO_INCREMENTAL=0 cargo install --locked garage
 fi
 (cd web && npm ci --no-audit --no-fund)
+# psycopg from PyPI, in a virtualenv of the tests' own (the driver test finds it there).
+venv="${KEEPWATCH_TEST_VENV:-$HOME/.cache/keepwatch/venv}"
+if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
+  echo "scripts/test.sh: installing psycopg into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'psycopg[binary]'
+fi
+export KEEPWATCH_TEST_PYTHON="$venv/bin/python"
 
 # The store's tests and a few integration tests run on PostgreSQL too (a database of their own
 # per test on KEEPWATCH_TEST_POSTGRES). PostgreSQL is on the machine and in CI and is not

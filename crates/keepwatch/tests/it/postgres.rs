@@ -340,3 +340,95 @@ fn a_silent_postgres_client_is_cut_off() {
     assert_eq!(n, 0, "closed, nothing said");
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
 }
+
+/// Drivers, unchanged, through the gateway: psycopg (PyPI; server-side binding with typed and
+/// NULL parameters, executemany, a rollback) and JDBC (Debian's driver on the machine's Java;
+/// after five executions it switches to a named server-side statement). Every statement is
+/// recorded with its parameters.
+#[test]
+fn psycopg_and_jdbc_work_unchanged() {
+    let pg = PgTarget::start();
+    pg.psql("app", "CREATE TABLE notes (id int PRIMARY KEY, body text, score float8)");
+    let env = gateway(&pg, "require", |_| {});
+    let port = env.pg_port().to_string();
+    let python = std::env::var("KEEPWATCH_TEST_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/keepwatch/venv/bin/python", std::env::var("HOME").unwrap())
+    });
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), user="alice@pgprod",
+                       dbname="app", password=sys.argv[2], sslmode="require")
+with conn.cursor() as cur:
+    cur.execute("INSERT INTO notes VALUES (%s, %s, %s)", (1, "from psycopg", None))
+    cur.executemany("INSERT INTO notes VALUES (%s, %s, %s)", [(2, "two", 2.5), (3, "three", 3.5)])
+conn.commit()
+conn.autocommit = True
+try:
+    with conn.transaction():
+        conn.execute("UPDATE notes SET body = 'gone' WHERE id = 1")
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+print(conn.execute("SELECT body FROM notes WHERE id = %s", (1,)).fetchone()[0])
+"#;
+    let out =
+        Command::new(&python).args(["-c", script, &port, ALICE_PASSWORD]).output().unwrap_or_else(
+            |e| panic!("{python}: {e}: run `bash scripts/test.sh` (it installs psycopg)"),
+        );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from psycopg");
+
+    let java = env.dir().join("Notes.java");
+    std::fs::write(
+        &java,
+        r#"
+import java.sql.*;
+public class Notes {
+    public static void main(String[] a) throws Exception {
+        String url = "jdbc:postgresql://127.0.0.1:" + a[0] + "/app?sslmode=require";
+        try (Connection c = DriverManager.getConnection(url, "alice@pgprod", a[1])) {
+            try (PreparedStatement p = c.prepareStatement("SELECT body FROM notes WHERE id = ?")) {
+                for (int i = 0; i < 7; i++) {
+                    p.setInt(1, 2 + i % 2);
+                    try (ResultSet r = p.executeQuery()) { r.next(); System.out.println(r.getString(1)); }
+                }
+            }
+        }
+    }
+}
+"#,
+    )
+    .unwrap();
+    let out = Command::new("java")
+        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(&java)
+        .args([&port, ALICE_PASSWORD])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| *l == "two").count(), 4);
+
+    let sessions = env.sealed_sessions(2);
+    let all: Vec<Event> =
+        sessions.iter().flat_map(|s| env.events(s["id"].as_str().unwrap())).collect();
+    let sent: Vec<&keepwatch_recording::Statement> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Statement(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        sent.iter().any(|s| s.text.starts_with("INSERT INTO notes VALUES ($1, $2, $3)")
+            && s.params.len() == 3
+            && s.params[1].as_deref() == Some("from psycopg")
+            && s.params[2].is_none()),
+        "{sent:#?}"
+    );
+    let jdbc: Vec<_> =
+        sent.iter().filter(|s| s.text == "SELECT body FROM notes WHERE id = $1").collect();
+    // JDBC's seven executions, and psycopg's one.
+    assert_eq!(jdbc.len(), 8, "{sent:#?}");
+    assert!(jdbc.iter().all(|s| s.extended && s.params.len() == 1));
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
