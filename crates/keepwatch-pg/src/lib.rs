@@ -80,6 +80,18 @@
 //!   cleartext.
 //! - [`wire`] encodes the messages a gateway sends itself with `pgwire`'s codecs.
 //!
+//! # Read-only grants
+//!
+//! [`read_only`] decides whether SQL text only reads, for a grant that allows nothing else
+//! (issue 12). Each statement is parsed with `sqlparser` (PostgreSQL dialect), never matched
+//! with a regex, and every nested statement, clause, FROM item and function is walked: queries
+//! without `FOR UPDATE`/`SELECT INTO`/data-modifying `WITH`, EXPLAIN of those, SHOW, settings
+//! other than the role, transaction control and `COPY ... TO STDOUT` pass; a function passes
+//! only if [`READ_ONLY_FUNCTIONS`] names it (unqualified or in `pg_catalog`). Anything else,
+//! and text the parser cannot read, is a [`Refusal`] naming the statement kind or function.
+//! The decision sees the text only, not the target's catalog: a view that calls a writing
+//! function, or a same-named function a user put earlier on the search path, is beyond it.
+//!
 //! # Codecs
 //!
 //! Bodies are decoded here, not with `pgwire`'s `Message::decode`: its decoders (0.42) read fields
@@ -93,6 +105,7 @@ mod event;
 mod frame;
 mod login;
 mod message;
+mod policy;
 mod scram;
 mod track;
 pub mod wire;
@@ -109,6 +122,7 @@ pub use message::{
     AuthRequest, BackendMessage, Bind, FrontendMessage, ServerMessage, Target, TransactionStatus,
     WireText,
 };
+pub use policy::{READ_ONLY_FUNCTIONS, Refusal, read_only};
 pub use scram::{
     DEFAULT_ITERATIONS, MAX_ITERATIONS, ParseVerifierError, SCRAM_SHA_256, ScramClient, ScramError,
     ScramServer, ScramVerifier,
