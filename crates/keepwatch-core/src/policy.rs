@@ -173,6 +173,9 @@ pub struct GrantPolicy {
     /// Keep a copy of each transferred file's content in the blob store, for files that move
     /// whole, in order and within this many bytes; `None` keeps no copies.
     pub capture_content: Option<u64>,
+    /// Database targets: every statement is parsed, and one that could write is refused
+    /// before it reaches the target.
+    pub read_only: bool,
 }
 
 /// The capture cap when a grant keeps file content without naming one.
@@ -189,6 +192,7 @@ impl Default for GrantPolicy {
             agent_forward: false,
             record_tunnel_bytes: false,
             capture_content: None,
+            read_only: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keepwatch_core::{AuditAction, ChannelKind, Protocol};
-use keepwatch_pg::{Parameter, PgEvent, PgTracker, QueryKind, Side};
+use keepwatch_pg::{FrameReader, Parameter, PgEvent, PgTracker, QueryKind, Side};
 use keepwatch_recording::{
     Event, FileTransfer, Outcome, Statement, StatementResult, TransactionStatus,
 };
@@ -163,14 +163,17 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         transaction: Arc::new(Mutex::new(None)),
     };
     let (client_r, client_w) = tokio::io::split(stream);
+    let client_w = Arc::new(tokio::sync::Mutex::new(client_w));
     let (target_r, target_w) = tokio::io::split(up.stream);
     let idle = cfg.idle_timeout;
     let back = tokio::spawn({
         let relay = relay.clone();
         let leftover = up.leftover;
+        let client_w = client_w.clone();
         async move { relay.target_to_client(target_r, client_w, leftover).await }
     });
-    relay.client_to_target(client_r, target_w, idle, shutdown).await;
+    let gate = session.grant.read_only.then(|| Gate::new(cfg.limits.max_message_len));
+    relay.client_to_target(client_r, target_w, client_w, gate, idle, shutdown).await;
     relay.done.cancel();
     let _ = back.await;
     let mut events = Vec::new();
@@ -361,10 +364,13 @@ impl Relay {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn client_to_target(
         &self,
         mut client: ReadHalf<Stream>,
         mut target: WriteHalf<Stream>,
+        client_w: ClientWriter,
+        mut gate: Option<Gate>,
         idle: Option<std::time::Duration>,
         shutdown: CancellationToken,
     ) {
@@ -404,6 +410,14 @@ impl Relay {
                     continue;
                 }
             };
+            if let Some(gate) = &mut gate {
+                // A read-only grant: message by message, each statement decided before it
+                // is tracked and forwarded.
+                if !self.through_gate(gate, &buf[..n], &mut target, &client_w).await {
+                    break;
+                }
+                continue;
+            }
             let (events, held) = match self.track(Side::Frontend, &buf[..n]) {
                 Ok(x) => x,
                 Err(why) => {
@@ -438,7 +452,7 @@ impl Relay {
     async fn target_to_client(
         &self,
         mut target: ReadHalf<Stream>,
-        mut client: WriteHalf<Stream>,
+        client: ClientWriter,
         leftover: Vec<u8>,
     ) {
         let mut terminate = self.session.termination();
@@ -459,7 +473,7 @@ impl Relay {
                         let why = self.session.terminated().unwrap_or_default();
                         let text = format!("terminating connection due to administrator command: {why}");
                         let _ = self.session.record(Event::Notice { channel: Some(CHANNEL), text: text.clone() }).await;
-                        fatal(&mut client, "57P01", &text).await;
+                        fatal(&mut *client.lock().await, "57P01", &text).await;
                         break;
                     }
                     _ = self.done.cancelled() => break,
@@ -473,13 +487,13 @@ impl Relay {
                     );
                     let _ =
                         self.session.record(Event::Notice { channel: Some(CHANNEL), text }).await;
-                    fatal(&mut client, "08P01", "keepwatch: the target's answer could not be followed; the connection was closed").await;
+                    fatal(&mut *client.lock().await, "08P01", "keepwatch: the target's answer could not be followed; the connection was closed").await;
                     break;
                 }
             };
             if !self.record_all(events).await {
                 fatal(
-                    &mut client,
+                    &mut *client.lock().await,
                     "58030",
                     "keepwatch: the recording failed, so the session was ended",
                 )
@@ -489,14 +503,187 @@ impl Relay {
             unsent.extend_from_slice(&buf[..n]);
             let ready = unsent.len().saturating_sub(held);
             if ready > 0 {
-                if client.write_all(&unsent[..ready]).await.is_err() {
+                if client.lock().await.write_all(&unsent[..ready]).await.is_err() {
                     break;
                 }
                 unsent.drain(..ready);
             }
         }
-        let _ = client.shutdown().await;
+        let _ = client.lock().await.shutdown().await;
         self.done.cancel();
+    }
+}
+
+/// The client's writing half, shared: the target's answers, and the gateway's own answers
+/// to statements a read-only grant refuses.
+type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<Stream>>>;
+
+/// A read-only grant's gate on the client's messages.
+struct Gate {
+    reader: FrameReader,
+    /// After a refused Parse: the reason, until the Sync that ends its batch (the messages
+    /// in between are dropped, as the server would skip them after an error).
+    refusing: Option<String>,
+}
+
+impl Gate {
+    fn new(max_message_len: u32) -> Self {
+        let mut reader = FrameReader::new(Side::Frontend, max_message_len);
+        reader.start_typed();
+        Gate { reader, refusing: None }
+    }
+}
+
+/// What the gate does with one whole message.
+enum Verdict {
+    Forward,
+    Drop,
+    /// Answer the client in the server's stead (an error and ReadyForQuery).
+    Answer(Vec<u8>),
+    /// End the connection, saying why.
+    Close(String),
+}
+
+/// The text of a NUL-terminated string at the start of `body`, and what follows it.
+fn cstr(body: &[u8]) -> Option<(String, &[u8])> {
+    let end = body.iter().position(|&b| b == 0)?;
+    Some((String::from_utf8_lossy(&body[..end]).into_owned(), &body[end + 1..]))
+}
+
+impl Relay {
+    /// Passes `data` through a read-only grant's gate: whole messages only, each statement
+    /// decided (`keepwatch_pg::read_only`) before it is tracked, recorded and forwarded; a
+    /// refused one is recorded as refused and answered with an error by the gateway. False
+    /// when the connection must end.
+    async fn through_gate(
+        &self,
+        gate: &mut Gate,
+        data: &[u8],
+        target: &mut WriteHalf<Stream>,
+        client: &ClientWriter,
+    ) -> bool {
+        gate.reader.push(data);
+        loop {
+            let (tag, body) = match gate.reader.next_frame() {
+                Ok(Some(f)) => (f.tag.unwrap_or(0), f.body.to_vec()),
+                Ok(None) => return true,
+                Err(e) => {
+                    let why = format!("the client's stream cannot be followed ({e})");
+                    return self.close(&why).await;
+                }
+            };
+            let message = frame_bytes(tag, &body);
+            match self.decide(gate, tag, &body).await {
+                Verdict::Forward => {
+                    let events = match self.track(Side::Frontend, &message) {
+                        Ok((events, _)) => events,
+                        Err(why) => {
+                            return self
+                                .close(&format!("the client's stream cannot be followed ({why})"))
+                                .await;
+                        }
+                    };
+                    if !self.record_all(events).await || target.write_all(&message).await.is_err() {
+                        return false;
+                    }
+                }
+                Verdict::Drop => {}
+                Verdict::Answer(bytes) => {
+                    if client.lock().await.write_all(&bytes).await.is_err() {
+                        return false;
+                    }
+                }
+                Verdict::Close(why) => return self.close(&why).await,
+            }
+        }
+    }
+
+    async fn decide(&self, gate: &mut Gate, tag: u8, body: &[u8]) -> Verdict {
+        if let Some(reason) = &gate.refusing {
+            return match tag {
+                b'S' => {
+                    let answer = self.refusal_answer(reason);
+                    gate.refusing = None;
+                    Verdict::Answer(answer)
+                }
+                b'X' => Verdict::Forward,
+                _ => Verdict::Drop,
+            };
+        }
+        let (text, extended) = match tag {
+            b'Q' => match cstr(body) {
+                Some((text, _)) => (text, false),
+                None => return Verdict::Close("a malformed Query".into()),
+            },
+            b'P' => match cstr(body).and_then(|(_, rest)| cstr(rest)) {
+                Some((text, _)) => (text, true),
+                None => return Verdict::Close("a malformed Parse".into()),
+            },
+            b'F' => {
+                return Verdict::Close(
+                    "a fast-path function call, which a read-only grant refuses".into(),
+                );
+            }
+            _ => return Verdict::Forward,
+        };
+        let Err(refusal) = keepwatch_pg::read_only(&text) else { return Verdict::Forward };
+        let reason = refusal.to_string();
+        let seq = {
+            let mut t = self.lock_tracker();
+            t.is_idle().then(|| t.take_seq())
+        };
+        let Some(seq) = seq else {
+            // Answers to earlier messages are still on their way: one of ours now would
+            // come out of order. Fail closed.
+            return Verdict::Close(format!(
+                "a statement a read-only grant refuses ({reason}) arrived while answers to earlier ones were pending"
+            ));
+        };
+        let statement = Statement { channel: CHANNEL, seq, text, params: Vec::new(), extended };
+        let result = StatementResult {
+            channel: CHANNEL,
+            seq,
+            outcome: Outcome::Refused { reason: format!("read-only grant: {reason}") },
+        };
+        for ev in [Event::Statement(statement), Event::StatementResult(result)] {
+            if self.session.record(ev).await.is_err() {
+                return Verdict::Close("the recording failed".into());
+            }
+        }
+        self.session
+            .audit(
+                AuditAction::SessionRefused,
+                format!("statement refused: read-only grant: {reason}"),
+            )
+            .await;
+        if extended {
+            gate.refusing = Some(reason);
+            Verdict::Drop
+        } else {
+            Verdict::Answer(self.refusal_answer(&reason))
+        }
+    }
+
+    /// The error a refused statement gets, then ReadyForQuery with the status unchanged.
+    fn refusal_answer(&self, reason: &str) -> Vec<u8> {
+        let text = format!("keepwatch: read-only grant: {reason}");
+        let mut out =
+            keepwatch_pg::wire::error_response("ERROR", "42501", &text).unwrap_or_default();
+        let status = match self.lock_tracker().transaction_status() {
+            keepwatch_pg::TransactionStatus::Idle => b'I',
+            keepwatch_pg::TransactionStatus::InTransaction => b'T',
+            keepwatch_pg::TransactionStatus::Failed => b'E',
+        };
+        out.extend_from_slice(&frame_bytes(b'Z', &[status]));
+        out
+    }
+
+    /// Ends the connection over what the gate could not let through; recorded.
+    async fn close(&self, why: &str) -> bool {
+        let text = format!("{why}; the connection was closed");
+        let _ = self.session.record(Event::Notice { channel: Some(CHANNEL), text }).await;
+        self.session.layer().live().terminate(self.session.id, &format!("keepwatch: {why}"));
+        false
     }
 }
 

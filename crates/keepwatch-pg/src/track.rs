@@ -63,6 +63,27 @@ impl PgTracker {
         t
     }
 
+    /// Whether the server owes the client nothing: no step unanswered, no copy under way,
+    /// nothing being discarded after an error. Only then may a gateway answer the client in
+    /// the server's stead without putting answers out of order.
+    pub fn is_idle(&self) -> bool {
+        let s = &self.session;
+        s.steps.is_empty() && s.copy.is_none() && !s.discarding && self.front.buffered() == 0
+    }
+
+    /// The transaction status the server last reported.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.session.status
+    }
+
+    /// Numbers a statement the gateway answers itself (refused, never sent): the `seq` the
+    /// next [`PgEvent::Sent`] would have had.
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.session.next_seq;
+        self.session.next_seq += 1;
+        seq
+    }
+
     /// Bytes the client sent that do not yet make a whole message (held by the tracker).
     pub fn frontend_buffered(&self) -> usize {
         self.front.buffered()
@@ -205,6 +226,8 @@ struct Session {
     held: Vec<Statement>,
     /// The `seq` of the next statement sent.
     next_seq: u64,
+    /// The transaction status of the last ReadyForQuery.
+    status: TransactionStatus,
 }
 
 impl Session {
@@ -222,6 +245,7 @@ impl Session {
             copy: None,
             held: Vec::new(),
             next_seq: 0,
+            status: TransactionStatus::Idle,
         }
     }
 

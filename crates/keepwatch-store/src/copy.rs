@@ -120,6 +120,7 @@ pub(crate) const TABLES: &[Table] = &[
             ("capture_max_bytes", Int),
             ("agent_forward", Flag),
             ("record_tunnel_bytes", Flag),
+            ("read_only", Flag),
         ],
         order_by: "person, target",
         identity: None,

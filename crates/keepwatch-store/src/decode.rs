@@ -167,6 +167,7 @@ pub(crate) fn grant_policy(r: &impl Cols) -> Result<keepwatch_core::GrantPolicy,
         remote_forward: r.flag("remote_forward")?,
         agent_forward: r.flag("agent_forward")?,
         record_tunnel_bytes: r.flag("record_tunnel_bytes")?,
+        read_only: r.flag("read_only")?,
         capture_content: r
             .opt_int("capture_max_bytes")?
             .map(|v| unsigned("grant_options.capture_max_bytes", v))

@@ -167,6 +167,12 @@ pub(crate) struct GrantArgs {
     /// tunnel's channel), not only their counts.
     #[arg(long)]
     record_tunnel_bytes: bool,
+    /// Database targets: only statements that cannot write are let through. Each statement
+    /// is parsed (a real SQL parser, PostgreSQL's dialect); anything that writes, or calls a
+    /// function not known to be read-only, or does not parse, is refused with an error and
+    /// recorded as refused.
+    #[arg(long)]
+    read_only: bool,
     /// Keep a copy of every file moved by SFTP or SCP, both ways, in the blob store
     /// (`keepwatch transfers get ID --out FILE`). Only files that move whole and in order
     /// within --capture-max-bytes are kept; for the others the transfer says why not.
@@ -488,6 +494,7 @@ pub(crate) async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCod
         remote_forward: a.allow_remote_forward,
         agent_forward: a.allow_agent_forward,
         record_tunnel_bytes: a.record_tunnel_bytes,
+        read_only: a.read_only,
         capture_content: a
             .capture_content
             .then(|| a.capture_max_bytes.unwrap_or(DEFAULT_CAPTURE_MAX_BYTES)),

@@ -277,6 +277,7 @@ impl Session {
         }
         self.discarding = false;
         self.intended.clear();
+        self.status = status;
         self.flush_held(Some(status), events);
         if status == TransactionStatus::Idle && self.steps.is_empty() {
             // Portals end with their transaction; with nothing in flight none is left.

@@ -282,16 +282,17 @@ impl Sqlite {
         .await
         .at(OP, &id)?;
         sqlx::query(
-            "INSERT INTO grant_options (person, target, capture_max_bytes, agent_forward, record_tunnel_bytes) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET \
+            "INSERT INTO grant_options (person, target, capture_max_bytes, agent_forward, record_tunnel_bytes, \
+             read_only) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET \
              capture_max_bytes = excluded.capture_max_bytes, agent_forward = excluded.agent_forward, \
-             record_tunnel_bytes = excluded.record_tunnel_bytes",
+             record_tunnel_bytes = excluded.record_tunnel_bytes, read_only = excluded.read_only",
         )
         .bind(person)
         .bind(target)
         .bind(policy.capture_content.map(|v| v as i64))
         .bind(policy.agent_forward)
         .bind(policy.record_tunnel_bytes)
+        .bind(policy.read_only)
         .execute(&mut *tx)
         .await
         .at(OP, &id)?;
@@ -307,7 +308,8 @@ impl Sqlite {
         let id = format!("{person}@{target}");
         let row = sqlx::query(
             "SELECT g.*, o.capture_max_bytes, coalesce(o.agent_forward, 0) AS agent_forward, \
-             coalesce(o.record_tunnel_bytes, 0) AS record_tunnel_bytes FROM grants g \
+             coalesce(o.record_tunnel_bytes, 0) AS record_tunnel_bytes, \
+             coalesce(o.read_only, 0) AS read_only FROM grants g \
              LEFT JOIN grant_options o ON o.person = g.person AND o.target = g.target \
              WHERE g.person = ? AND g.target = ?",
         )

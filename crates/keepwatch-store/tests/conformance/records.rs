@@ -228,6 +228,7 @@ async fn people_targets_and_grants(db: TestDb) {
         forward_to: vec!["db:5432".into()],
         agent_forward: true,
         capture_content: Some(1 << 20),
+        read_only: true,
         ..GrantPolicy::default()
     };
     s.grant("alice", "web", &policy).await.unwrap();

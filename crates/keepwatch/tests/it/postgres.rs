@@ -432,3 +432,71 @@ public class Notes {
     assert!(jdbc.iter().all(|s| s.extended && s.params.len() == 1));
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
+
+/// A read-only grant: reads pass; a write is refused by the gateway with a PostgreSQL error
+/// (SQLSTATE 42501) in the simple and the extended protocol alike, recorded as refused,
+/// never reaching the target, and the connection goes on.
+#[test]
+fn a_read_only_grant_refuses_writes() {
+    let pg = PgTarget::start();
+    pg.psql(
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')",
+    );
+    let env = gateway(&pg, "require", |env| {
+        env.kw_ok(&["grant", "alice", "pgprod", "--read-only"]);
+    });
+    let out = psql(
+        &env,
+        "alice@pgprod",
+        ALICE_PASSWORD,
+        "require",
+        &[
+            "-c",
+            "SELECT name FROM items WHERE id = 1",
+            "-c",
+            "DELETE FROM items",
+            "-c",
+            "SELECT count(*) FROM items",
+        ],
+    )
+    .output()
+    .unwrap();
+    let shown = text(&out);
+    assert!(shown.contains("keepwatch: read-only grant:"), "{shown}");
+    assert!(shown.lines().any(|l| l.trim() == "1"), "the count after the refusal: {shown}");
+    let python = std::env::var("KEEPWATCH_TEST_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/keepwatch/venv/bin/python", std::env::var("HOME").unwrap())
+    });
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), user="alice@pgprod",
+                       dbname="app", password=sys.argv[2], sslmode="require", autocommit=True)
+try:
+    conn.execute("UPDATE items SET name = %s WHERE id = %s", ("z", 1))
+    print("not refused")
+except psycopg.Error as e:
+    print("refused", e.sqlstate)
+print(conn.execute("SELECT name FROM items WHERE id = %s", (1,)).fetchone()[0])
+"#;
+    let port = env.pg_port().to_string();
+    let out = Command::new(&python).args(["-c", script, &port, ALICE_PASSWORD]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused 42501\na");
+    assert_eq!(pg.psql("app", "SELECT string_agg(name, ',') FROM items").trim(), "a");
+    let sessions = env.sealed_sessions(2);
+    let all: Vec<Event> =
+        sessions.iter().flat_map(|s| env.events(s["id"].as_str().unwrap())).collect();
+    let list = statements(&all);
+    assert!(
+        list.iter()
+            .any(|s| s.starts_with("DELETE FROM items => refused by keepwatch: read-only grant")),
+        "{list:#?}"
+    );
+    assert!(
+        list.iter().any(|s| s.starts_with("UPDATE items SET name = $1 WHERE id = $2 => refused")),
+        "{list:#?}"
+    );
+    assert!(list.iter().any(|s| s == "SELECT count(*) FROM items => SELECT 1"), "{list:#?}");
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
