@@ -67,6 +67,7 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         &parameters,
         cfg.connect_timeout,
         cfg.limits.max_message_len,
+        session.grant.read_only,
     )
     .await;
     drop(password);

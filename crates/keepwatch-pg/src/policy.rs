@@ -417,7 +417,6 @@ impl Visitor for ReadOnly {
             Statement::Query(_)
             | Statement::Explain { .. }
             | Statement::ShowVariable { .. }
-            | Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
             | Statement::Savepoint { .. }
@@ -425,11 +424,22 @@ impl Visitor for ReadOnly {
             // LISTEN and UNLISTEN only change what this session is told; NOTIFY tells others.
             | Statement::LISTEN { .. }
             | Statement::UNLISTEN { .. } => return ControlFlow::Continue(()),
+            // The gateway opens read-only sessions read-only on the server too; a
+            // transaction may not ask to write.
+            Statement::StartTransaction { modes, .. } if !asks_to_write(modes) => {
+                return ControlFlow::Continue(());
+            }
+            Statement::StartTransaction { .. } => {
+                "a READ WRITE transaction is not read-only".to_owned()
+            }
             Statement::Set(set) => match set_refusal(set) {
                 None => return ControlFlow::Continue(()),
                 Some(refusal) => refusal,
             },
             Statement::Reset(reset) => match &reset.reset {
+                Reset::ConfigurationParameter(name) if is_guard_setting(name) => {
+                    format!("RESET {name} would lift the server's read-only guard")
+                }
                 Reset::ConfigurationParameter(name) if !is_identity_setting(name) => {
                     return ControlFlow::Continue(());
                 }
@@ -538,6 +548,9 @@ fn set_refusal(set: &Set) -> Option<String> {
         Set::MultipleAssignments { assignments } => {
             assignments.iter().find_map(|a| identity_refusal(&a.name))
         }
+        Set::SetTransaction { modes, .. } if asks_to_write(modes) => {
+            Some("a READ WRITE transaction is not read-only".to_owned())
+        }
         Set::SetTimeZone { .. }
         | Set::SetNames { .. }
         | Set::SetNamesDefault {}
@@ -549,7 +562,28 @@ fn set_refusal(set: &Set) -> Option<String> {
 }
 
 fn identity_refusal(variable: &ObjectName) -> Option<String> {
+    if is_guard_setting(variable) {
+        return Some(format!("SET {variable} would lift the server's read-only guard"));
+    }
     is_identity_setting(variable).then(|| format!("SET {variable} changes the role"))
+}
+
+/// `default_transaction_read_only` and `transaction_read_only`: the server-side guard the
+/// gateway sets for a read-only session, under the parser's check.
+fn is_guard_setting(name: &ObjectName) -> bool {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(ident)] => {
+            let name = folded(ident);
+            name == "default_transaction_read_only" || name == "transaction_read_only"
+        }
+        _ => false,
+    }
+}
+
+/// Whether transaction modes ask for READ WRITE.
+fn asks_to_write(modes: &[sqlparser::ast::TransactionMode]) -> bool {
+    use sqlparser::ast::{TransactionAccessMode, TransactionMode};
+    modes.iter().any(|m| matches!(m, TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)))
 }
 
 /// `role` and `session_authorization` set as plain parameters (`SET role = x`,

@@ -66,7 +66,6 @@ const ALLOWED: &[&str] = &[
     "RESET statement_timeout",
     "BEGIN",
     "BEGIN READ ONLY",
-    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ WRITE",
     "START TRANSACTION",
     "COMMIT",
     "END",
@@ -171,6 +170,24 @@ const REFUSED: &[(&str, &str)] = &[
     ("COPY t FROM '/etc/passwd'", "COPY FROM writes"),
     ("COPY (DELETE FROM t RETURNING *) TO STDOUT", "DELETE writes"),
     ("SET ROLE admin", "SET ROLE changes the role"),
+    (
+        "SET default_transaction_read_only = off",
+        "SET default_transaction_read_only would lift the server's read-only guard",
+    ),
+    (
+        "set TRANSACTION_READ_ONLY to false",
+        "SET TRANSACTION_READ_ONLY would lift the server's read-only guard",
+    ),
+    (
+        "RESET default_transaction_read_only",
+        "RESET default_transaction_read_only would lift the server's read-only guard",
+    ),
+    ("BEGIN READ WRITE", "a READ WRITE transaction is not read-only"),
+    (
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+        "a READ WRITE transaction is not read-only",
+    ),
+    ("SET TRANSACTION READ WRITE", "a READ WRITE transaction is not read-only"),
     ("SET ROLE NONE", "SET ROLE changes the role"),
     ("SET LOCAL ROLE admin", "SET ROLE changes the role"),
     ("SET role = 'admin'", "SET role changes the role"),

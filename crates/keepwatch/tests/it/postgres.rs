@@ -498,5 +498,16 @@ print(conn.execute("SELECT name FROM items WHERE id = %s", (1,)).fetchone()[0])
         "{list:#?}"
     );
     assert!(list.iter().any(|s| s == "SELECT count(*) FROM items => SELECT 1"), "{list:#?}");
+    // Under the parser's check, the server's own guard: a write the text does not show
+    // (a function, here the target's own) fails on the target.
+    pg.psql(
+        "app",
+        "CREATE FUNCTION lower(int) RETURNS int LANGUAGE sql AS 'DELETE FROM items RETURNING 1'",
+    );
+    let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "require", &["-c", "SELECT lower(1)"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("read-only transaction"), "{}", text(&out));
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM items").trim(), "1");
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
