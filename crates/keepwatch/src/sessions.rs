@@ -163,10 +163,16 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
     };
     let listed = store.session_listings(&filter).await?;
     if a.json {
-        let mut out = Vec::with_capacity(listed.len());
-        for l in &listed {
-            out.push(session_json(&store, &l.session, &l.channels).await?);
-        }
+        // The rows with their channels and last command; a session's commands, transfers and
+        // environment are `show ID --json`'s (a database session can hold millions).
+        let out: Vec<Value> = listed
+            .iter()
+            .map(|l| {
+                let mut v = session_row_json(&l.session, &l.channels);
+                v["last_command"] = l.last_command.clone().into();
+                v
+            })
+            .collect();
         print_json(&Value::Array(out));
     } else {
         let rows: Vec<Vec<String>> = listed
