@@ -42,8 +42,12 @@ impl std::ops::Deref for ActiveSession {
     }
 }
 
-/// How long a terminated session's client has to close the connection itself.
-const TERMINATED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a terminated session's client has to close the connection itself. OpenSSH
+/// closes as soon as it has printed the reason and seen the channel close; the grace only
+/// ends clients that hold the connection open. Two seconds proved too short on a loaded
+/// machine: ssh had not printed the reason before the disconnect dropped it (CI, a JVM
+/// starting beside it).
+const TERMINATED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) struct Connection {
     pub ctx: Arc<GatewayContext>,
