@@ -571,13 +571,7 @@ fn identity_refusal(variable: &ObjectName) -> Option<String> {
 /// `default_transaction_read_only` and `transaction_read_only`: the server-side guard the
 /// gateway sets for a read-only session, under the parser's check.
 fn is_guard_setting(name: &ObjectName) -> bool {
-    match name.0.as_slice() {
-        [ObjectNamePart::Identifier(ident)] => {
-            let name = folded(ident);
-            name == "default_transaction_read_only" || name == "transaction_read_only"
-        }
-        _ => false,
-    }
+    setting_is(name, &["default_transaction_read_only", "transaction_read_only"])
 }
 
 /// Whether transaction modes ask for READ WRITE.
@@ -589,11 +583,13 @@ fn asks_to_write(modes: &[sqlparser::ast::TransactionMode]) -> bool {
 /// `role` and `session_authorization` set as plain parameters (`SET role = x`,
 /// `RESET role`) change who the session is, as `SET ROLE` does.
 fn is_identity_setting(name: &ObjectName) -> bool {
+    setting_is(name, &["role", "session_authorization"])
+}
+
+/// Whether `name` is one plain identifier, as PostgreSQL resolves it, among `settings`.
+fn setting_is(name: &ObjectName, settings: &[&str]) -> bool {
     match name.0.as_slice() {
-        [ObjectNamePart::Identifier(ident)] => {
-            let name = folded(ident);
-            name == "role" || name == "session_authorization"
-        }
+        [ObjectNamePart::Identifier(ident)] => settings.contains(&folded(ident).as_str()),
         _ => false,
     }
 }
