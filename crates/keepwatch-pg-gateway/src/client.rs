@@ -21,10 +21,21 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) type Stream = Box<dyn Io>;
 
-/// A whole message as read: its type byte (`None` for startup packets) and body.
+/// A whole message as read: the frame, owned (its type byte is `None` for startup packets).
 pub(crate) struct Message {
+    pub side: Side,
+    pub mode: keepwatch_pg::FrameMode,
+    pub offset: u64,
     pub tag: Option<u8>,
     pub body: Vec<u8>,
+}
+
+impl Message {
+    /// The frame again, to decode.
+    pub(crate) fn frame(&self) -> keepwatch_pg::Frame<'_> {
+        let Message { side, mode, offset, tag, ref body } = *self;
+        keepwatch_pg::Frame { side, mode, offset, tag, body }
+    }
 }
 
 /// Reads the next whole message from `stream` through `reader`; `None` at a clean end.
@@ -35,7 +46,10 @@ pub(crate) async fn read_message(
     let mut buf = [0u8; 8192];
     loop {
         match reader.next_frame() {
-            Ok(Some(f)) => return Ok(Some(Message { tag: f.tag, body: f.body.to_vec() })),
+            Ok(Some(f)) => {
+                let (side, mode, offset, tag) = (f.side, f.mode, f.offset, f.tag);
+                return Ok(Some(Message { side, mode, offset, tag, body: f.body.to_vec() }));
+            }
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -107,14 +121,7 @@ async fn login(ctx: &PgGatewayContext, socket: TcpStream, peer: SocketAddr) -> O
                 return None;
             }
         };
-        let frame = keepwatch_pg::Frame {
-            side: Side::Frontend,
-            mode: keepwatch_pg::FrameMode::Startup,
-            offset: 0,
-            tag: msg.tag,
-            body: &msg.body,
-        };
-        match FrontendMessage::decode(&frame) {
+        match FrontendMessage::decode(&msg.frame()) {
             Ok(FrontendMessage::SslRequest) if !tls => {
                 stream.write_all(b"S").await.ok()?;
                 // Anything sent after the request but before the handshake would be
@@ -341,7 +348,7 @@ async fn expect_password_message(
     reader: &mut FrameReader,
 ) -> Result<Vec<u8>, String> {
     match read_message(stream, reader).await? {
-        Some(Message { tag: Some(b'p'), body }) => Ok(body),
+        Some(Message { tag: Some(b'p'), body, .. }) => Ok(body),
         Some(_) => Err("expected a SASL response".into()),
         None => Err("the client left during authentication".into()),
     }

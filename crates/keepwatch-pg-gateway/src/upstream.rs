@@ -138,7 +138,7 @@ pub(crate) async fn connect(
     let mut key = None;
     let mut authenticated = false;
     loop {
-        let Message { tag, body } =
+        let msg: Message =
             match tokio::time::timeout(timeout, read_message(&mut stream, &mut reader)).await {
                 Ok(Ok(Some(m))) => m,
                 Ok(Ok(None)) => {
@@ -156,14 +156,8 @@ pub(crate) async fn connect(
                     ));
                 }
             };
-        let tag = tag.unwrap_or(0);
-        let frame = keepwatch_pg::Frame {
-            side: Side::Backend,
-            mode: keepwatch_pg::FrameMode::Typed,
-            offset: 0,
-            tag: Some(tag),
-            body: &body,
-        };
+        let (tag, body) = (msg.tag.unwrap_or(0), msg.body.as_slice());
+        let frame = msg.frame();
         let message =
             BackendMessage::decode(&frame).map_err(|e| format!("target {}: {e}", target.name))?;
         match message {
@@ -190,7 +184,7 @@ pub(crate) async fn connect(
                 key = Some((pid, secret_key.to_vec()))
             }
             BackendMessage::ReadyForQuery(_) if authenticated => {
-                greeting.extend_from_slice(&frame_bytes(tag, &body));
+                greeting.extend_from_slice(&frame_bytes(tag, body));
                 let leftover = reader.partial().to_vec();
                 return Ok(Upstream { stream, greeting, key, leftover });
             }
@@ -199,7 +193,7 @@ pub(crate) async fn connect(
             | BackendMessage::NegotiateProtocolVersion { .. }
                 if authenticated =>
             {
-                greeting.extend_from_slice(&frame_bytes(tag, &body));
+                greeting.extend_from_slice(&frame_bytes(tag, body));
             }
             other => {
                 return Err(format!("target {} sent {other:?} during login", target.name));
