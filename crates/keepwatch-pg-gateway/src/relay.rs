@@ -465,11 +465,11 @@ impl Relay {
                 buf[..l.len()].copy_from_slice(&l);
                 l.len()
             } else {
+                // Termination first: the other pump ends the target connection when it sees
+                // it (then `done` and a closed read follow), and the person must get the
+                // reason rather than a bare close.
                 tokio::select! {
-                    r = target.read(&mut buf) => match r {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    },
+                    biased;
                     _ = terminate.changed() => {
                         let why = self.session.terminated().unwrap_or_default();
                         let text = format!("terminating connection due to administrator command: {why}");
@@ -478,6 +478,10 @@ impl Relay {
                         break;
                     }
                     _ = self.done.cancelled() => break,
+                    r = target.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    },
                 }
             };
             let (events, held) = match self.track(Side::Backend, &buf[..n]) {
