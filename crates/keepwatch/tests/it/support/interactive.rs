@@ -69,9 +69,11 @@ impl Interactive {
     pub(crate) fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
         let st = wait_for("ssh to exit", GATEWAY_TIMEOUT, || self.child.try_wait().unwrap());
         drop(self.stdin.take());
-        // The reader threads end at EOF, right after the process exits.
+        // The reader threads end at EOF, right after the process exits. Both: the reason a
+        // terminated session gives arrives on stderr, and reading it before its reader had
+        // caught up was a flake under load (the message was there, the test read too early).
         wait_for("ssh output to drain", Duration::from_secs(10), || {
-            Arc::strong_count(&self.out).eq(&1).then_some(())
+            (Arc::strong_count(&self.out) == 1 && Arc::strong_count(&self.err) == 1).then_some(())
         });
         let out = self.out.lock().unwrap().clone();
         (st, out, self.stderr())
