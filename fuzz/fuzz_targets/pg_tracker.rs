@@ -28,6 +28,9 @@ const STARTUP: &[u8] = b"\0\0\0\x1b\0\x03\0\0user\0u\0database\0d\0\0";
 /// Feeds `runs` (direction, bytes); each run's pieces share its index as their time.
 fn run(startup: bool, runs: &[(bool, Vec<&[u8]>)]) -> (Vec<PgEvent>, Option<TrackError>) {
     let mut tracker = PgTracker::new(LIMITS);
+    // Result rows are kept too: the DataRow and RowDescription decoding is fuzzed with the
+    // rest.
+    tracker.capture_rows(4);
     let mut events = Vec::new();
     if startup {
         tracker.from_frontend(STARTUP, 0, &mut events).expect("a valid startup packet");

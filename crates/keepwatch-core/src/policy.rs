@@ -176,6 +176,14 @@ pub struct GrantPolicy {
     /// Database targets: every statement is parsed, and one that could write is refused
     /// before it reaches the target.
     pub read_only: bool,
+    /// Database targets: statement kinds refused, as their leading keywords in upper case
+    /// (`DROP`, `ALTER TABLE`, `TRUNCATE`); a rule matches every kind it begins.
+    pub deny_statements: Vec<String>,
+    /// Database targets: tables no statement may name (unqualified; compared without case).
+    pub deny_tables: Vec<String>,
+    /// Database targets: the first this many rows of each result go into the recording,
+    /// masked value by value; `None` records none.
+    pub capture_rows: Option<u32>,
 }
 
 /// The capture cap when a grant keeps file content without naming one.
@@ -193,6 +201,9 @@ impl Default for GrantPolicy {
             record_tunnel_bytes: false,
             capture_content: None,
             read_only: false,
+            deny_statements: Vec::new(),
+            deny_tables: Vec::new(),
+            capture_rows: None,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct SessionIndexer {
     event_in_chunk: u32,
     /// Database statements sent and not answered yet, by their seq: channel, time, text.
     statements: HashMap<u64, (u32, u64, String)>,
+    /// Rows captured for statements not answered yet, as text, by their seq.
+    rows: HashMap<u64, String>,
 }
 
 /// Statements waiting for their outcome, at most; past this the oldest is indexed without.
@@ -262,6 +264,22 @@ impl SessionIndexer {
                     .or_insert_with(|| (r.channel, at, format!("(statement {})", r.seq)));
                 self.statement_done(r.seq, at, outcome);
             }
+            Event::Rows(r) => {
+                if self.statements.contains_key(&r.seq) {
+                    let mut text = String::new();
+                    if !r.columns.is_empty() {
+                        text.push_str(&r.columns.join(" | "));
+                        text.push('\n');
+                    }
+                    for row in &r.rows {
+                        let values: Vec<&str> =
+                            row.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+                        text.push_str(&values.join(" | "));
+                        text.push('\n');
+                    }
+                    self.rows.insert(r.seq, text);
+                }
+            }
             Event::Seal(_) => self.finish(at),
             Event::Eof { .. }
             | Event::Notice { .. }
@@ -273,8 +291,11 @@ impl SessionIndexer {
     }
 
     /// Indexes statement `seq` with its outcome.
-    fn statement_done(&mut self, seq: u64, at: u64, output: String) {
+    fn statement_done(&mut self, seq: u64, at: u64, mut output: String) {
         let Some((channel, start, command)) = self.statements.remove(&seq) else { return };
+        if let Some(rows) = self.rows.remove(&seq) {
+            output = format!("{rows}{output}");
+        }
         self.push(CommandRow {
             command,
             output: capped(output).0,

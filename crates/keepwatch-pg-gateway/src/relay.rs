@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keepwatch_core::{AuditAction, ChannelKind, Protocol};
-use keepwatch_pg::{FrameReader, Parameter, PgEvent, PgTracker, QueryKind, Side};
+use keepwatch_pg::{FrameReader, Parameter, PgEvent, PgTracker, QueryKind, Side, StatementRules};
 use keepwatch_recording::{
-    Event, FileTransfer, Outcome, Statement, StatementResult, TransactionStatus,
+    Event, FileTransfer, Outcome, Rows, Statement, StatementResult, TransactionStatus,
 };
 use keepwatch_session::{LiveSession, Opening};
 use keepwatch_store::{ChannelRow, now_us};
@@ -51,6 +51,18 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         fatal(&mut stream, "3D000", &refusal.0).await;
         return;
     }
+    let g = &session.grant;
+    let gate = match StatementRules::new(g.read_only, &g.deny_statements, &g.deny_tables) {
+        Ok(rules) if rules.is_empty() => None,
+        Ok(rules) => Some(Gate::new(rules, ctx.config.limits.max_message_len)),
+        Err(e) => {
+            // The CLI checks rules as the grant is made: a bad one in the store refuses all.
+            let why = format!("the grant's statement rules cannot be used: {e}");
+            let refusal = session.refuse(AuditAction::SessionRefused, why).await;
+            fatal(&mut stream, "42501", &refusal.0).await;
+            return;
+        }
+    };
     let password = match session.open_secret() {
         Ok(s) => String::from_utf8_lossy(s.expose()).into_owned(),
         Err(reason) => {
@@ -155,9 +167,13 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         finish(&ctx, &session, key.as_ref()).await;
         return;
     }
+    let mut tracker = PgTracker::after_login(cfg.limits);
+    if let Some(rows) = session.grant.capture_rows {
+        tracker.capture_rows(rows.min(keepwatch_recording::MAX_ROWS as u32) as usize);
+    }
     let relay = Relay {
         session: session.clone(),
-        tracker: Arc::new(Mutex::new(PgTracker::after_login(cfg.limits))),
+        tracker: Arc::new(Mutex::new(tracker)),
         started: Instant::now(),
         last_activity: Arc::new(AtomicU64::new(0)),
         done: CancellationToken::new(),
@@ -173,7 +189,6 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         let client_w = client_w.clone();
         async move { relay.target_to_client(target_r, client_w, leftover).await }
     });
-    let gate = session.grant.read_only.then(|| Gate::new(cfg.limits.max_message_len));
     relay.client_to_target(client_r, target_w, client_w, gate, idle, shutdown).await;
     relay.done.cancel();
     let _ = back.await;
@@ -310,6 +325,13 @@ impl Relay {
                 }
                 out
             }
+            PgEvent::Rows(r) => vec![Event::Rows(Rows {
+                channel: CHANNEL,
+                seq: r.seq,
+                columns: r.columns,
+                rows: r.rows,
+                left_out: r.left_out,
+            })],
             PgEvent::Copy(c) => {
                 let upload = c.direction == keepwatch_pg::CopyDirection::In;
                 let path = match c.direction {
@@ -412,8 +434,8 @@ impl Relay {
                 }
             };
             if let Some(gate) = &mut gate {
-                // A read-only grant: message by message, each statement decided before it
-                // is tracked and forwarded.
+                // Statement rules: message by message, each statement decided before it is
+                // tracked and forwarded.
                 if !self.through_gate(gate, &buf[..n], &mut target, &client_w).await {
                     break;
                 }
@@ -523,8 +545,9 @@ impl Relay {
 /// to statements a read-only grant refuses.
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<Stream>>>;
 
-/// A read-only grant's gate on the client's messages.
+/// The gate of a grant with statement rules (read-only, deny rules) on the client's messages.
 struct Gate {
+    rules: StatementRules,
     reader: FrameReader,
     /// After a refused Parse: the reason, until the Sync that ends its batch (the messages
     /// in between are dropped, as the server would skip them after an error).
@@ -532,10 +555,10 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(max_message_len: u32) -> Self {
+    fn new(rules: StatementRules, max_message_len: u32) -> Self {
         let mut reader = FrameReader::new(Side::Frontend, max_message_len);
         reader.start_typed();
-        Gate { reader, refusing: None }
+        Gate { rules, reader, refusing: None }
     }
 }
 
@@ -556,8 +579,8 @@ fn cstr(body: &[u8]) -> Option<(String, &[u8])> {
 }
 
 impl Relay {
-    /// Passes `data` through a read-only grant's gate: whole messages only, each statement
-    /// decided (`keepwatch_pg::read_only`) before it is tracked, recorded and forwarded; a
+    /// Passes `data` through the grant's gate: whole messages only, each statement decided
+    /// (`StatementRules::check`) before it is tracked, recorded and forwarded; a
     /// refused one is recorded as refused and answered with an error by the gateway. False
     /// when the connection must end.
     async fn through_gate(
@@ -626,12 +649,12 @@ impl Relay {
             },
             b'F' => {
                 return Verdict::Close(
-                    "a fast-path function call, which a read-only grant refuses".into(),
+                    "a fast-path function call, which a grant with statement rules refuses".into(),
                 );
             }
             _ => return Verdict::Forward,
         };
-        let Err(refusal) = keepwatch_pg::read_only(&text) else { return Verdict::Forward };
+        let Err(refusal) = gate.rules.check(&text) else { return Verdict::Forward };
         let reason = refusal.to_string();
         let seq = {
             let mut t = self.lock_tracker();
@@ -641,14 +664,14 @@ impl Relay {
             // Answers to earlier messages are still on their way: one of ours now would
             // come out of order. Fail closed.
             return Verdict::Close(format!(
-                "a statement a read-only grant refuses ({reason}) arrived while answers to earlier ones were pending"
+                "a statement the grant refuses ({reason}) arrived while answers to earlier ones were pending"
             ));
         };
         let statement = Statement { channel: CHANNEL, seq, text, params: Vec::new(), extended };
         let result = StatementResult {
             channel: CHANNEL,
             seq,
-            outcome: Outcome::Refused { reason: format!("read-only grant: {reason}") },
+            outcome: Outcome::Refused { reason: reason.clone() },
         };
         for ev in [Event::Statement(statement), Event::StatementResult(result)] {
             if self.session.record(ev).await.is_err() {
@@ -656,10 +679,7 @@ impl Relay {
             }
         }
         self.session
-            .audit(
-                AuditAction::SessionRefused,
-                format!("statement refused: read-only grant: {reason}"),
-            )
+            .audit(AuditAction::SessionRefused, format!("statement refused: {reason}"))
             .await;
         if extended {
             gate.refusing = Some(reason);
@@ -671,7 +691,7 @@ impl Relay {
 
     /// The error a refused statement gets, then ReadyForQuery with the status unchanged.
     fn refusal_answer(&self, reason: &str) -> Vec<u8> {
-        let text = format!("keepwatch: read-only grant: {reason}");
+        let text = format!("keepwatch: {reason}");
         let mut out =
             keepwatch_pg::wire::error_response("ERROR", "42501", &text).unwrap_or_default();
         let status = match self.lock_tracker().transaction_status() {

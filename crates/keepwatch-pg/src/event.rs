@@ -50,6 +50,9 @@ pub enum PgEvent {
     /// `seq` (several, for a Query holding several statements).
     Sent(Sent),
     Statement(Statement),
+    /// The first rows of a statement's result, when the tracker captures rows
+    /// ([`crate::PgTracker::capture_rows`]); before that statement's [`Statement`].
+    Rows(Rows),
     Copy(CopyTransfer),
     Notice(ServerMessage),
     /// LISTEN/NOTIFY: a notification delivered to this session.
@@ -178,6 +181,19 @@ pub enum Parameter {
         hex: String,
         len: usize,
     },
+}
+
+/// Rows of a result kept for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rows {
+    /// The statement's `seq`.
+    pub seq: u64,
+    /// Column names, when the result's description came with it (a simple query).
+    pub columns: Vec<String>,
+    /// Values rendered as parameters are; `None` is NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Rows of the result past the capture's limits, counted only.
+    pub left_out: u64,
 }
 
 /// A COPY: the bytes of its CopyData messages one way.
@@ -311,6 +327,13 @@ impl fmt::Display for PgEvent {
                 write!(f, "negotiate protocol 3.{newest_minor} unrecognized={unrecognized:?}")
             }
             PgEvent::StartupError(e) => write!(f, "startup error {e}"),
+            PgEvent::Rows(r) => {
+                write!(f, "rows #{} columns={:?} rows={:?}", r.seq, r.columns, r.rows)?;
+                if r.left_out > 0 {
+                    write!(f, " left_out={}", r.left_out)?;
+                }
+                Ok(())
+            }
             PgEvent::Statement(s) => {
                 let kind = match s.kind {
                     QueryKind::Simple => "simple",

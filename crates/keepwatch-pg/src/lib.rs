@@ -112,7 +112,7 @@ pub mod wire;
 
 pub use event::{
     CommandTag, CopyDirection, CopyTransfer, EncryptionRequest, Outcome, Parameter, PgEvent,
-    QueryKind, Sent, Statement, Unfollowed,
+    QueryKind, Rows, Sent, Statement, Unfollowed,
 };
 pub use frame::{
     Frame, FrameMode, FrameReader, MAX_STARTUP_PACKET_LEN, ParseMessageError, Side, message_name,
@@ -122,12 +122,12 @@ pub use message::{
     AuthRequest, BackendMessage, Bind, FrontendMessage, ServerMessage, Target, TransactionStatus,
     WireText,
 };
-pub use policy::{READ_ONLY_FUNCTIONS, Refusal, read_only};
+pub use policy::{BadRule, READ_ONLY_FUNCTIONS, Refusal, StatementRules, read_only};
 pub use scram::{
     DEFAULT_ITERATIONS, MAX_ITERATIONS, ParseVerifierError, SCRAM_SHA_256, ScramClient, ScramError,
     ScramServer, ScramVerifier,
 };
-pub use track::{PgTracker, TrackError};
+pub use track::{MAX_CAPTURED_BYTES, PgTracker, TrackError};
 
 /// The bounds that keep a tracker's memory in check whatever its peers send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -222,14 +222,14 @@ impl ServerMessage {
 }
 
 /// Reads a body with every access checked.
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     frame: &'a Frame<'a>,
     message: &'static str,
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(frame: &'a Frame<'a>, message: &'static str) -> Self {
+    pub(crate) fn new(frame: &'a Frame<'a>, message: &'static str) -> Self {
         Cursor { frame, message, pos: 0 }
     }
 
@@ -243,7 +243,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn bytes(&mut self, n: usize, problem: &'static str) -> Result<&'a [u8], ParseMessageError> {
+    pub(crate) fn bytes(
+        &mut self,
+        n: usize,
+        problem: &'static str,
+    ) -> Result<&'a [u8], ParseMessageError> {
         let body: &'a [u8] = self.frame.body;
         let end = self.pos.checked_add(n).filter(|&end| end <= body.len());
         let Some(end) = end else { return Err(self.error(problem)) };
@@ -256,12 +260,12 @@ impl<'a> Cursor<'a> {
         Ok(self.bytes(1, "body ends before a byte field")?[0])
     }
 
-    fn i16(&mut self) -> Result<i16, ParseMessageError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, ParseMessageError> {
         let b = self.bytes(2, "body ends inside a 16-bit field")?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn i32(&mut self) -> Result<i32, ParseMessageError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, ParseMessageError> {
         let b = self.bytes(4, "body ends inside a 32-bit field")?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -276,7 +280,7 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    fn cstr(&mut self) -> Result<WireText<'a>, ParseMessageError> {
+    pub(crate) fn cstr(&mut self) -> Result<WireText<'a>, ParseMessageError> {
         let body: &'a [u8] = self.frame.body;
         let rest = &body[self.pos..];
         let Some(nul) = rest.iter().position(|&b| b == 0) else {

@@ -63,21 +63,24 @@ impl Refusal {
 /// A [`Refusal`] for the first statement, clause or function that is not known to be
 /// read-only, or for text the parser cannot read.
 pub fn read_only(sql: &str) -> Result<(), Refusal> {
-    let chain = chain_tokens(sql);
-    if chain > MAX_CHAIN_TOKENS {
-        return Err(Refusal::new(format!(
-            "the statement has {chain} operators and keywords, over the {MAX_CHAIN_TOKENS} a read-only grant parses"
-        )));
-    }
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
-        Refusal::new(format!(
-            "the statement cannot be parsed, so a read-only grant refuses it: {e}"
-        ))
-    })?;
-    match statements.visit(&mut ReadOnly) {
+    match parse(sql, "a read-only grant")?.visit(&mut ReadOnly) {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(refusal) => Err(refusal),
     }
+}
+
+/// The statements of `sql`, or why `grant` refuses text it cannot judge: too deep a chain of
+/// operators (see [`MAX_CHAIN_TOKENS`]) or text the parser cannot read.
+fn parse(sql: &str, grant: &str) -> Result<Vec<Statement>, Refusal> {
+    let chain = chain_tokens(sql);
+    if chain > MAX_CHAIN_TOKENS {
+        return Err(Refusal::new(format!(
+            "the statement has {chain} operators and keywords, over the {MAX_CHAIN_TOKENS} {grant} parses"
+        )));
+    }
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        Refusal::new(format!("the statement cannot be parsed, so {grant} refuses it: {e}"))
+    })
 }
 
 /// The most operators and keywords a text may hold, a bound on how deep its syntax tree goes.
@@ -676,6 +679,9 @@ fn kind(statement: &Statement) -> String {
     }
     words
 }
+
+mod rules;
+pub use rules::{BadRule, StatementRules};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The tracker: both directions' messages, in the order they pass, turned into events.
 
 mod budget;
+mod capture;
 mod copy;
 mod pipeline;
 
@@ -15,6 +16,8 @@ use crate::event::{
 use crate::frame::{Frame, FrameReader, ParseMessageError, Side};
 use crate::message::{BackendMessage, Bind, FrontendMessage, Target, TransactionStatus};
 use budget::{Budget, Held};
+use capture::Capture;
+pub use capture::MAX_CAPTURED_BYTES;
 use copy::CopyState;
 use pipeline::Step;
 
@@ -69,6 +72,12 @@ impl PgTracker {
     pub fn is_idle(&self) -> bool {
         let s = &self.session;
         s.steps.is_empty() && s.copy.is_none() && !s.discarding && self.front.buffered() == 0
+    }
+
+    /// Keeps the first `rows` rows of each statement's result, reported as [`PgEvent::Rows`]
+    /// (0, the default, keeps none).
+    pub fn capture_rows(&mut self, rows: usize) {
+        self.session.capture_limit = rows;
     }
 
     /// The transaction status the server last reported.
@@ -228,6 +237,9 @@ struct Session {
     next_seq: u64,
     /// The transaction status of the last ReadyForQuery.
     status: TransactionStatus,
+    /// Rows of each result to keep (0: none), and those being kept for the front statement.
+    capture_limit: usize,
+    capture: Option<Capture>,
 }
 
 impl Session {
@@ -246,6 +258,8 @@ impl Session {
             held: Vec::new(),
             next_seq: 0,
             status: TransactionStatus::Idle,
+            capture_limit: 0,
+            capture: None,
         }
     }
 
@@ -468,13 +482,24 @@ impl Session {
             M::RowDescription(_) | M::NoData => match self.steps.front() {
                 Some(Step::Describe { .. }) => drop(self.steps.pop_front()),
                 Some(Step::Query { .. } | Step::Execute { .. })
-                    if matches!(message, M::RowDescription(_)) => {}
+                    if matches!(message, M::RowDescription(_)) =>
+                {
+                    if self.capture_limit > 0 {
+                        self.capture = Some(Capture::described(frame));
+                    }
+                }
                 _ => {
                     events.push(self.unfollowed(frame, "row description with no statement pending"))
                 }
             },
             M::DataRow(_) => match self.steps.front() {
-                Some(Step::Query { .. } | Step::Execute { .. }) => {}
+                Some(Step::Query { .. } | Step::Execute { .. }) => {
+                    if self.capture_limit > 0 {
+                        let max = self.limits.max_parameter_len;
+                        let capture = self.capture.get_or_insert_with(Capture::default);
+                        capture.row(frame, self.capture_limit, max);
+                    }
+                }
                 _ => events.push(self.unfollowed(frame, "DataRow with no statement pending")),
             },
             M::CommandComplete { tag } => {
@@ -556,6 +581,7 @@ impl Session {
 
     /// The front step (a Query or an Execute) produced an outcome.
     fn complete_statement(&mut self, outcome: Outcome, now: u64, events: &mut Vec<PgEvent>) {
+        self.flush_capture(events);
         match self.steps.front_mut() {
             Some(Step::Query { sql, next_start_us, seq }) => {
                 let s = statement(*seq, QueryKind::Simple, sql, *next_start_us, now, outcome);
@@ -568,6 +594,17 @@ impl Session {
                 self.push_statement(s, events);
             }
             _ => {}
+        }
+    }
+
+    /// Reports the rows kept for the statement at the front, which is ending.
+    fn flush_capture(&mut self, events: &mut Vec<PgEvent>) {
+        let seq = match self.steps.front() {
+            Some(Step::Query { seq, .. } | Step::Execute { seq, .. }) => Some(*seq),
+            _ => None,
+        };
+        if let Some(rows) = self.capture.take().zip(seq).and_then(|(c, seq)| c.into_rows(seq)) {
+            events.push(PgEvent::Rows(rows));
         }
     }
 

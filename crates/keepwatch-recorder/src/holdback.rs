@@ -182,6 +182,13 @@ impl Holdback {
 
     /// Events that are not data: masked where they carry text a person gave, and a closed
     /// channel's lines end with it.
+    /// Applies the mask rules to one text value, in place.
+    fn mask_text(&self, text: &mut String) {
+        if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(text.as_bytes()) {
+            *text = String::from_utf8_lossy(&masked).into_owned();
+        }
+    }
+
     fn other(&mut self, event: &mut Event) {
         match event {
             Event::ChannelOpen { kind: keepwatch_core::ChannelKind::Exec { command }, .. } => {
@@ -189,20 +196,17 @@ impl Holdback {
                     *command = masked;
                 }
             }
-            Event::Env { value, .. } => {
-                if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(value.as_bytes()) {
-                    *value = String::from_utf8_lossy(&masked).into_owned();
+            Event::Env { value, .. } => self.mask_text(value),
+            Event::Statement(st) => {
+                self.mask_text(&mut st.text);
+                for value in st.params.iter_mut().flatten() {
+                    self.mask_text(value);
                 }
             }
-            Event::Statement(st) => {
-                if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(st.text.as_bytes()) {
-                    st.text = String::from_utf8_lossy(&masked).into_owned();
-                }
-                for value in st.params.iter_mut().flatten() {
-                    if let std::borrow::Cow::Owned(masked) = self.mask.apply_once(value.as_bytes())
-                    {
-                        *value = String::from_utf8_lossy(&masked).into_owned();
-                    }
+            // Value by value: a secret in a row is masked as it would be in a parameter.
+            Event::Rows(r) => {
+                for value in r.rows.iter_mut().flatten().flatten() {
+                    self.mask_text(value);
                 }
             }
             Event::ChannelClose { channel, .. } => {

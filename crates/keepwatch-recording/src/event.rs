@@ -158,6 +158,24 @@ pub enum Event {
         channel: u32,
         status: TransactionStatus,
     },
+    /// The first rows of statement `seq`'s result, kept under a grant that captures rows.
+    /// Version 4.
+    Rows(Rows),
+}
+
+/// What [`Event::Rows`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rows {
+    pub channel: u32,
+    pub seq: u64,
+    /// The result's column names, when its description was part of the statement's answer
+    /// (a simple query); empty when the client had it described earlier.
+    pub columns: Vec<String>,
+    /// Each row's values as text (binary ones as `\x` hex; mask rules applied); `None` is
+    /// NULL. At most [`MAX_ROWS`] rows of [`MAX_COLUMNS`] values.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Rows of the result past the grant's number (or the capture's byte bound), counted.
+    pub left_out: u64,
 }
 
 /// What [`Event::Statement`] records.
@@ -238,6 +256,21 @@ impl Event {
                 Some(out)
             }
             Event::StatementResult(r) => Some(format!("{}\r\n\r\n", crlf(&r.outcome.to_string()))),
+            Event::Rows(r) => {
+                let mut out = String::new();
+                if !r.columns.is_empty() {
+                    out.push_str(&format!(" {}\r\n", crlf(&r.columns.join(" | "))));
+                }
+                for row in &r.rows {
+                    let values: Vec<&str> =
+                        row.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+                    out.push_str(&format!(" {}\r\n", crlf(&values.join(" | "))));
+                }
+                if r.left_out > 0 {
+                    out.push_str(&format!(" ({} more rows not kept)\r\n", r.left_out));
+                }
+                Some(out)
+            }
             _ => None,
         }
     }
@@ -323,8 +356,14 @@ const TAG_SEAL_RECOVERED: u8 = 16;
 const TAG_STATEMENT: u8 = 17;
 const TAG_STATEMENT_RESULT: u8 = 18;
 const TAG_TRANSACTION: u8 = 19;
+// Version 4.
+const TAG_ROWS: u8 = 20;
 /// A statement records at most this many parameters; more are left out.
 pub const MAX_PARAMS: usize = 1024;
+/// A rows event keeps at most this many rows; more are left out.
+pub const MAX_ROWS: usize = 1000;
+/// A row keeps at most this many values (PostgreSQL's own limit of columns).
+pub const MAX_COLUMNS: usize = 1664;
 
 const OUTCOME_DONE: u8 = 0;
 const OUTCOME_FAILED: u8 = 1;
@@ -386,6 +425,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
         Event::Statement(_) => TAG_STATEMENT,
         Event::StatementResult(_) => TAG_STATEMENT_RESULT,
         Event::Transaction { .. } => TAG_TRANSACTION,
+        Event::Rows(_) => TAG_ROWS,
     };
     out.push(tag);
     put_varint(out, at_us);
@@ -600,6 +640,32 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
                 TransactionStatus::Failed => 2,
             });
         }
+        Event::Rows(r) => {
+            put_varint(out, u64::from(r.channel));
+            put_varint(out, r.seq);
+            let columns = &r.columns[..r.columns.len().min(MAX_COLUMNS)];
+            put_varint(out, columns.len() as u64);
+            for c in columns {
+                put_str(out, c);
+            }
+            let rows = &r.rows[..r.rows.len().min(MAX_ROWS)];
+            put_varint(out, rows.len() as u64);
+            for row in rows {
+                let row = &row[..row.len().min(MAX_COLUMNS)];
+                put_varint(out, row.len() as u64);
+                for v in row {
+                    match v {
+                        None => out.push(0),
+                        Some(v) => {
+                            out.push(1);
+                            put_str(out, v);
+                        }
+                    }
+                }
+            }
+            let kept = rows.len() as u64;
+            put_varint(out, r.left_out + (r.rows.len() as u64 - kept));
+        }
     }
 }
 
@@ -741,6 +807,17 @@ impl Decoder<'_> {
         Ok(value)
     }
 
+    /// A count of items that each take at least one byte, at most `max`: more than that, or
+    /// more than the bytes left, is corrupt.
+    fn count(&mut self, max: usize) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        if n > max as u64 || n > (self.buf.len() - self.pos) as u64 {
+            return Err(DecodeError::OutOfRange { value: n, at });
+        }
+        Ok(n as usize)
+    }
+
     fn present(&mut self) -> Result<bool, DecodeError> {
         Ok(self.code("option marker", 1)? == 1)
     }
@@ -748,7 +825,7 @@ impl Decoder<'_> {
     fn event(&mut self) -> Result<TimedEvent, DecodeError> {
         let tag_at = self.pos;
         let tag = self.u8()?;
-        if !(TAG_SESSION_START..=TAG_TRANSACTION).contains(&tag) {
+        if !(TAG_SESSION_START..=TAG_ROWS).contains(&tag) {
             return Err(DecodeError::UnknownTag { tag, at: tag_at });
         }
         let at_us = self.varint()?;
@@ -914,6 +991,31 @@ impl Decoder<'_> {
                     _ => TransactionStatus::Failed,
                 },
             },
+            TAG_ROWS => {
+                let channel = self.u32()?;
+                let seq = self.varint()?;
+                let n = self.count(MAX_COLUMNS)?;
+                let mut columns = Vec::with_capacity(n);
+                for _ in 0..n {
+                    columns.push(self.string("column name")?);
+                }
+                let n = self.count(MAX_ROWS)?;
+                let mut rows = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let width = self.count(MAX_COLUMNS)?;
+                    let mut row = Vec::with_capacity(width);
+                    for _ in 0..width {
+                        row.push(if self.present()? {
+                            Some(self.string("row value")?)
+                        } else {
+                            None
+                        });
+                    }
+                    rows.push(row);
+                }
+                let left_out = self.varint()?;
+                Event::Rows(Rows { channel, seq, columns, rows, left_out })
+            }
             // The range check above leaves only TAG_SEAL and TAG_SEAL_RECOVERED.
             _ => {
                 let at = self.pos;

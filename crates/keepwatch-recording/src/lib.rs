@@ -29,8 +29,9 @@ pub use chunk::{
     FileHeader, chain_seed, chunks, header,
 };
 pub use event::{
-    DecodeError, Direction, Event, FileTransfer, MAX_PARAMS, Outcome, Pty, Seal, SessionStart,
-    Statement, StatementResult, TimedEvent, TransactionStatus, UnsignedTail,
+    DecodeError, Direction, Event, FileTransfer, MAX_COLUMNS, MAX_PARAMS, MAX_ROWS, Outcome, Pty,
+    Rows, Seal, SessionStart, Statement, StatementResult, TimedEvent, TransactionStatus,
+    UnsignedTail,
 };
 pub use read::{read_events, valid_prefix_len};
 pub use recover::{RecoverError, Recovery, recover};
@@ -50,9 +51,9 @@ pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
 }
 
 /// The format version the writer puts in the file header: 2 added environment events and
-/// the seal of a recovered recording, 3 the database statement events. Readers take
-/// [`FORMAT_VERSIONS`] and refuse others.
-pub const FORMAT_VERSION: u16 = 3;
+/// the seal of a recovered recording, 3 the database statement events, 4 captured result
+/// rows. Readers take [`FORMAT_VERSIONS`] and refuse others.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The versions readers accept (each version is the next without its new events).
 pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u16> = 1..=FORMAT_VERSION;

@@ -150,6 +150,11 @@ pub(crate) fn target(r: &impl Cols) -> Result<TargetRow, BadValue> {
     })
 }
 
+/// A list kept one item per line.
+fn lines(text: &str) -> Vec<String> {
+    text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
 pub(crate) fn grant_policy(r: &impl Cols) -> Result<keepwatch_core::GrantPolicy, BadValue> {
     Ok(keepwatch_core::GrantPolicy {
         upload: r.flag("upload")?,
@@ -158,16 +163,17 @@ pub(crate) fn grant_policy(r: &impl Cols) -> Result<keepwatch_core::GrantPolicy,
             .opt_int("max_file_size")?
             .map(|v| unsigned("grants.max_file_size", v))
             .transpose()?,
-        forward_to: r
-            .text("forward_to")?
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        forward_to: lines(&r.text("forward_to")?),
         remote_forward: r.flag("remote_forward")?,
         agent_forward: r.flag("agent_forward")?,
         record_tunnel_bytes: r.flag("record_tunnel_bytes")?,
         read_only: r.flag("read_only")?,
+        deny_statements: lines(&r.text("deny_statements")?),
+        deny_tables: lines(&r.text("deny_tables")?),
+        capture_rows: r
+            .opt_int("capture_rows")?
+            .map(|v| narrow("grant_options.capture_rows", v))
+            .transpose()?,
         capture_content: r
             .opt_int("capture_max_bytes")?
             .map(|v| unsigned("grant_options.capture_max_bytes", v))

@@ -173,6 +173,21 @@ pub(crate) struct GrantArgs {
     /// recorded as refused.
     #[arg(long)]
     read_only: bool,
+    /// Database targets: refuse statements of this kind, given as a SQL command's leading
+    /// keywords (`DROP`, `TRUNCATE`, "ALTER TABLE"; repeatable or comma-separated). Nested
+    /// statements count (a DELETE inside WITH); text that does not parse is refused.
+    #[arg(long = "deny", value_name = "KIND", value_delimiter = ',')]
+    deny: Vec<String>,
+    /// Database targets: refuse any statement that names this table (`payroll` or
+    /// `hr.payroll`; repeatable or comma-separated), anywhere in it, in any schema, even
+    /// inside a string. A view or function that reads it, or SQL built at run time, is not
+    /// seen: pair with --read-only or the database's own privileges for a hard boundary.
+    #[arg(long = "deny-table", value_name = "TABLE", value_delimiter = ',')]
+    deny_table: Vec<String>,
+    /// Database targets: keep the first N rows of each result in the recording, each value
+    /// masked by the mask rules (off by default: results are counted, not kept).
+    #[arg(long, value_name = "N")]
+    capture_rows: Option<u32>,
     /// Keep a copy of every file moved by SFTP or SCP, both ways, in the blob store
     /// (`keepwatch transfers get ID --out FILE`). Only files that move whole and in order
     /// within --capture-max-bytes are kept; for the others the transfer says why not.
@@ -486,6 +501,8 @@ pub(crate) async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCod
             bail!("--allow-forward {p:?} needs HOST:PORT (use * for any port)");
         }
     }
+    let (deny_statements, deny_tables) =
+        keepwatch_pg::StatementRules::normalized(&a.deny, &a.deny_table)?;
     let policy = GrantPolicy {
         upload: !a.no_upload,
         download: !a.no_download,
@@ -495,6 +512,9 @@ pub(crate) async fn grant(dir: &DataDir, a: GrantArgs) -> anyhow::Result<ExitCod
         agent_forward: a.allow_agent_forward,
         record_tunnel_bytes: a.record_tunnel_bytes,
         read_only: a.read_only,
+        deny_statements,
+        deny_tables,
+        capture_rows: a.capture_rows.filter(|n| *n > 0),
         capture_content: a
             .capture_content
             .then(|| a.capture_max_bytes.unwrap_or(DEFAULT_CAPTURE_MAX_BYTES)),

@@ -218,6 +218,11 @@ pub(crate) fn describe(e: &Event) -> String {
                 if t.complete { "" } else { " (partial)" }
             )
         }
+        Event::Rows(r) => {
+            let more =
+                if r.left_out > 0 { format!(" (+{} not kept)", r.left_out) } else { String::new() };
+            format!("#{} rows of statement {}: {} kept{more}", r.channel, r.seq, r.rows.len())
+        }
         Event::Statement(st) => {
             let how = if st.extended { "extended" } else { "simple" };
             let params = if st.params.is_empty() {
@@ -337,6 +342,14 @@ impl StatementLines {
                         other => line["outcome"] = other.to_string().into(),
                     }
                     self.answered.push(line);
+                    continue;
+                }
+                Event::Rows(r) => {
+                    if let Some(line) = self.waiting.get_mut(&r.seq) {
+                        line["columns"] = serde_json::json!(r.columns);
+                        line["result_rows"] = serde_json::json!(r.rows);
+                        line["result_rows_left_out"] = r.left_out.into();
+                    }
                     continue;
                 }
                 Event::Transaction { status, .. } => self.transaction = Some(status.as_str()),

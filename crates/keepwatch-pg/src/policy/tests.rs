@@ -2,7 +2,7 @@
 
 use sqlparser::ast::{Ident, ObjectName};
 
-use super::{MAX_CHAIN_TOKENS, READ_ONLY_FUNCTIONS, check_function, read_only};
+use super::{MAX_CHAIN_TOKENS, READ_ONLY_FUNCTIONS, StatementRules, check_function, read_only};
 
 /// Statements a read-only grant lets through.
 const ALLOWED: &[&str] = &[
@@ -319,4 +319,73 @@ fn deep_nesting_is_refused_without_overflow() {
     // Long lists of values are not chains and are not bounded.
     let list = format!("SELECT * FROM t WHERE a IN (1{})", ", $1, 'x'".repeat(50_000));
     check(&list, None).unwrap();
+}
+
+fn rules(read_only: bool, kinds: &[&str], tables: &[&str]) -> StatementRules {
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    StatementRules::new(read_only, &owned(kinds), &owned(tables)).unwrap()
+}
+
+fn refused(rules: &StatementRules, sql: &str) -> String {
+    match rules.check(sql) {
+        Ok(()) => panic!("{sql:?} was allowed"),
+        Err(r) => r.reason,
+    }
+}
+
+#[test]
+fn deny_rules_by_kind_hold_for_nested_statements_and_every_spelling() {
+    let r = rules(false, &["drop", "ALTER TABLE", "delete"], &[]);
+    assert!(r.check("SELECT 1; INSERT INTO t VALUES (1); ALTER ROLE x RENAME TO y").is_ok());
+    assert!(r.check("-- only a comment").is_ok());
+    for sql in [
+        "DROP TABLE t",
+        "drop index i",
+        "SELECT 1; DROP VIEW v",
+        "ALTER TABLE t ADD COLUMN c int",
+        "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
+        "DELETE FROM t WHERE id = $1",
+    ] {
+        let why = refused(&r, sql);
+        assert!(why.ends_with("statements are denied by the grant"), "{sql}: {why}");
+    }
+    assert!(refused(&r, "DROP TABLE t").starts_with("DROP statements"));
+    // Text that cannot be judged is refused, not let through.
+    assert!(refused(&r, "DROPP TABLE t").contains("cannot be parsed"));
+}
+
+#[test]
+fn deny_rules_by_table_see_every_mention() {
+    let r = rules(false, &[], &["hr.Payroll"]);
+    assert!(r.check("SELECT * FROM staff").is_ok());
+    for sql in [
+        "SELECT * FROM payroll",
+        "select * from HR.PAYROLL p join staff s on s.id = p.id",
+        "SELECT * FROM \"payroll\"",
+        "UPDATE payroll SET pay = pay * 2",
+        "TRUNCATE payroll",
+        "COPY payroll TO STDOUT",
+        "SELECT 'payroll'::regclass",
+        "DO $$ BEGIN EXECUTE 'DELETE FROM payroll'; END $$",
+        "WITH x AS (SELECT 1) SELECT * FROM x, (SELECT * FROM finance.payroll) y",
+    ] {
+        assert_eq!(refused(&r, sql), "table payroll is denied by the grant", "{sql}");
+    }
+    assert!(refused(&r, "SELECT * FROM U&\"p\\0061yroll\"").contains("Unicode escapes"));
+}
+
+#[test]
+fn read_only_and_deny_rules_together_and_bad_rules() {
+    let r = rules(true, &["select"], &[]);
+    assert_eq!(refused(&r, "INSERT INTO t VALUES (1)"), "read-only grant: INSERT writes");
+    assert_eq!(refused(&r, "SELECT 1"), "SELECT statements are denied by the grant");
+    assert!(rules(false, &[], &[]).check("not sql at all").is_ok(), "no rules, no parsing");
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let bad = StatementRules::new(false, &owned(&["DELET"]), &[]).unwrap_err();
+    assert!(bad.to_string().contains("not a statement kind"), "{bad}");
+    let bad = StatementRules::new(false, &[], &owned(&["a b"])).unwrap_err();
+    assert!(bad.to_string().contains("not a table name"), "{bad}");
+    let (kinds, tables) =
+        StatementRules::normalized(&owned(&["alter  table"]), &owned(&["HR.Payroll"])).unwrap();
+    assert_eq!((kinds, tables), (vec!["ALTER TABLE".to_owned()], vec!["payroll".to_owned()]));
 }

@@ -60,6 +60,7 @@ impl Session {
             return;
         }
         self.end_copy_by_server(None, now, events);
+        self.flush_capture(events);
         match self.steps.pop_front() {
             None => events.push(PgEvent::UnsolicitedError(error)),
             Some(step @ (Step::Sync | Step::FunctionCall)) => {

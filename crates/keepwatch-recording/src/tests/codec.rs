@@ -5,8 +5,8 @@ use expect_test::{Expect, expect};
 use super::*;
 use crate::event::{decode_all, encode};
 use crate::{
-    FileTransfer, Outcome, Statement, StatementResult, TransactionStatus, UnsignedTail, ledger,
-    read_events, verify,
+    FileTransfer, Outcome, Rows, Statement, StatementResult, TransactionStatus, UnsignedTail,
+    ledger, read_events, verify,
 };
 
 #[test]
@@ -151,6 +151,26 @@ fn extreme_values_round_trip() {
         ev(10, Event::Transaction { channel: 0, status: TransactionStatus::Idle }),
         ev(10, Event::Transaction { channel: 0, status: TransactionStatus::InTransaction }),
         ev(10, Event::Transaction { channel: 0, status: TransactionStatus::Failed }),
+        ev(
+            11,
+            Event::Rows(Rows {
+                channel: 0,
+                seq: 3,
+                columns: vec!["id".into(), "name".into()],
+                rows: vec![vec![Some("1".into()), None], vec![Some("2".into()), Some("b".into())]],
+                left_out: 7,
+            }),
+        ),
+        ev(
+            11,
+            Event::Rows(Rows {
+                channel: 0,
+                seq: 4,
+                columns: Vec::new(),
+                rows: Vec::new(),
+                left_out: 0,
+            }),
+        ),
     ];
     let mut buf = Vec::new();
     for e in &events {
@@ -268,7 +288,7 @@ fn format_is_pinned() {
     bytes.extend(tail);
     let dump: String = bytes.chunks(32).map(|row| hex(row) + "\n").collect();
     expect![[r#"
-        4b575245430003000193f1c20000700080000000000000014b57434800000000
+        4b575245430004000193f1c20000700080000000000000014b57434800000000
         00000000030000000000000000220000002200000001000193f1c20000700080
         00000000000001016101740168016c01630203020001780192fdd42ccd449564
         7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000

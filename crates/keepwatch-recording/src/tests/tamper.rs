@@ -139,10 +139,10 @@ fn bad_magic_and_version() {
     "#]],
     );
     check(
-        |b, _| b[6] = 4,
+        |b, _| b[6] = 5,
         expect![[r#"
-            verify: error: unsupported recording format version 4 (this reader knows 1 to 3)
-            read: error: unsupported recording format version 4 (this reader knows 1 to 3)
+            verify: error: unsupported recording format version 5 (this reader knows 1 to 4)
+            read: error: unsupported recording format version 5 (this reader knows 1 to 4)
             valid prefix: 0 of 693 bytes (0 chunks)
         "#]],
     );

@@ -283,9 +283,12 @@ impl Sqlite {
         .at(OP, &id)?;
         sqlx::query(
             "INSERT INTO grant_options (person, target, capture_max_bytes, agent_forward, record_tunnel_bytes, \
-             read_only) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (person, target) DO UPDATE SET \
+             read_only, deny_statements, deny_tables, capture_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (person, target) DO UPDATE SET \
              capture_max_bytes = excluded.capture_max_bytes, agent_forward = excluded.agent_forward, \
-             record_tunnel_bytes = excluded.record_tunnel_bytes, read_only = excluded.read_only",
+             record_tunnel_bytes = excluded.record_tunnel_bytes, read_only = excluded.read_only, \
+             deny_statements = excluded.deny_statements, deny_tables = excluded.deny_tables, \
+             capture_rows = excluded.capture_rows",
         )
         .bind(person)
         .bind(target)
@@ -293,6 +296,9 @@ impl Sqlite {
         .bind(policy.agent_forward)
         .bind(policy.record_tunnel_bytes)
         .bind(policy.read_only)
+        .bind(policy.deny_statements.join("\n"))
+        .bind(policy.deny_tables.join("\n"))
+        .bind(policy.capture_rows.map(i64::from))
         .execute(&mut *tx)
         .await
         .at(OP, &id)?;
@@ -309,7 +315,9 @@ impl Sqlite {
         let row = sqlx::query(
             "SELECT g.*, o.capture_max_bytes, coalesce(o.agent_forward, 0) AS agent_forward, \
              coalesce(o.record_tunnel_bytes, 0) AS record_tunnel_bytes, \
-             coalesce(o.read_only, 0) AS read_only FROM grants g \
+             coalesce(o.read_only, 0) AS read_only, \
+             coalesce(o.deny_statements, '') AS deny_statements, \
+             coalesce(o.deny_tables, '') AS deny_tables, o.capture_rows FROM grants g \
              LEFT JOIN grant_options o ON o.person = g.person AND o.target = g.target \
              WHERE g.person = ? AND g.target = ?",
         )

@@ -229,6 +229,9 @@ async fn people_targets_and_grants(db: TestDb) {
         agent_forward: true,
         capture_content: Some(1 << 20),
         read_only: true,
+        deny_statements: vec!["DROP".into(), "ALTER TABLE".into()],
+        deny_tables: vec!["payroll".into()],
+        capture_rows: Some(5),
         ..GrantPolicy::default()
     };
     s.grant("alice", "web", &policy).await.unwrap();

@@ -480,7 +480,10 @@ except psycopg.Error as e:
 print(conn.execute("SELECT name FROM items WHERE id = %s", (1,)).fetchone()[0])
 "#;
     let port = env.pg_port().to_string();
-    let out = Command::new(&python).args(["-c", script, &port, ALICE_PASSWORD]).output().unwrap();
+    let out =
+        Command::new(&python).args(["-c", script, &port, ALICE_PASSWORD]).output().unwrap_or_else(
+            |e| panic!("{python}: {e}: run `bash scripts/test.sh` (it installs psycopg)"),
+        );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused 42501\na");
     assert_eq!(pg.psql("app", "SELECT string_agg(name, ',') FROM items").trim(), "a");
@@ -509,5 +512,107 @@ print(conn.execute("SELECT name FROM items WHERE id = %s", (1,)).fetchone()[0])
         .unwrap();
     assert!(text(&out).contains("read-only transaction"), "{}", text(&out));
     assert_eq!(pg.psql("app", "SELECT count(*) FROM items").trim(), "1");
+    assert!(env.kw(&["verify", "--all"]).status.success());
+}
+
+/// Deny rules by statement kind and by table: a denied statement is answered by the gateway
+/// (42501, naming the rule), recorded as refused and never reaches the target, nested or
+/// disguised alike; the rest of the session goes on. Rows are kept for the record under
+/// `--capture-rows`, the first N of each result, masked value by value.
+#[test]
+fn deny_rules_and_captured_rows() {
+    let pg = PgTarget::start();
+    pg.psql(
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); \
+         INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 5) g; \
+         INSERT INTO items VALUES (6, 'password=hunter2-secret'); \
+         CREATE TABLE payroll (who text, pay int); INSERT INTO payroll VALUES ('bob', 100)",
+    );
+    let env = gateway(&pg, "require", |env| {
+        let bad = env.kw(&["grant", "alice", "pgprod", "--deny", "DELET"]);
+        assert!(!bad.status.success());
+        assert!(text(&bad).contains("not a statement kind"), "{}", text(&bad));
+        env.kw_ok(&[
+            "grant",
+            "alice",
+            "pgprod",
+            "--deny",
+            "drop,truncate",
+            "--deny",
+            "delete",
+            "--deny-table",
+            "public.payroll",
+            "--capture-rows",
+            "3",
+        ]);
+    });
+    let run = |sql: &str| {
+        let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "require", &["-At", "-c", sql])
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    assert!(run("DROP TABLE items").contains("keepwatch: DROP statements are denied by the grant"));
+    let nested = run("WITH gone AS (DELETE FROM items RETURNING *) SELECT count(*) FROM gone");
+    assert!(nested.contains("DELETE statements are denied"), "{nested}");
+    for sql in
+        ["SELECT * FROM payroll", "SELECT pay FROM \"payroll\"", "SELECT 'payroll'::regclass"]
+    {
+        let said = run(sql);
+        assert!(said.contains("keepwatch: table payroll is denied by the grant"), "{sql}: {said}");
+    }
+    // Allowed statements run, and writes that no rule names are not refused.
+    assert_eq!(run("UPDATE items SET name = 'first' WHERE id = 1").trim(), "UPDATE 1");
+    let rows = run("SELECT id, name FROM items ORDER BY id");
+    assert_eq!(rows.lines().count(), 6, "{rows}");
+    assert!(rows.contains("hunter2-secret"), "the person still sees every row: {rows}");
+    let secret = run("SELECT name FROM items WHERE id = 6");
+    assert!(secret.contains("hunter2-secret"), "{secret}");
+    // Nothing denied reached the target.
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM items").trim(), "6");
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM payroll").trim(), "1");
+
+    let sessions = env.sealed_sessions(8);
+    let all: Vec<Event> =
+        sessions.iter().flat_map(|s| env.events(s["id"].as_str().unwrap())).collect();
+    let list = statements(&all);
+    assert!(
+        list.iter().any(|s| s
+            == "DROP TABLE items => refused by keepwatch: DROP statements are denied by the grant"),
+        "{list:#?}"
+    );
+    let kept: Vec<&keepwatch_recording::Rows> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rows(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let listing = kept
+        .iter()
+        .find(|r| r.left_out > 0)
+        .unwrap_or_else(|| panic!("the 6-row result was captured: {kept:#?}"));
+    assert_eq!(listing.columns, ["id", "name"]);
+    assert_eq!(listing.rows.len(), 3);
+    assert_eq!(listing.left_out, 3);
+    assert_eq!(listing.rows[0], [Some("1".to_owned()), Some("first".to_owned())]);
+    let masked = kept
+        .iter()
+        .find(|r| r.rows.len() == 1 && r.columns == ["name"])
+        .unwrap_or_else(|| panic!("{kept:#?}"));
+    let value = masked.rows[0][0].as_deref().unwrap_or_default();
+    assert!(!value.contains("hunter2") && value.contains("[masked"), "{value}");
+    // Captured rows are searchable as the statement's output, and in the jsonl export.
+    let id = sessions
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .find(|id| env.events(id).iter().any(|e| matches!(e, Event::Rows(r) if r.left_out > 0)))
+        .unwrap();
+    env.wait_indexed(&id);
+    let found = env.kw_ok(&["search", "item-3"]);
+    assert!(found.contains(&id), "{found}");
+    let jsonl = env.kw_ok(&["export", &id, "--format", "jsonl"]);
+    assert!(jsonl.contains("\"result_rows_left_out\":3"), "{jsonl}");
     assert!(env.kw(&["verify", "--all"]).status.success());
 }

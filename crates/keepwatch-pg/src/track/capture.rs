@@ -1,0 +1,93 @@
+//! Result rows kept for the record under a grant that captures them: the first rows of each
+//! statement's result, every value rendered as a parameter is (text, binary as hex, cut to
+//! [`crate::Limits::max_parameter_len`]), and at most [`MAX_CAPTURED_BYTES`] of them.
+
+use crate::event::{Parameter, Rows};
+use crate::frame::Frame;
+use crate::message::Cursor;
+
+/// Bytes of rendered values one statement's capture holds at most; rows past it are counted
+/// in [`Rows::left_out`], not kept.
+pub const MAX_CAPTURED_BYTES: usize = 256 << 10;
+
+/// Rows being kept for the statement at the front.
+#[derive(Debug, Default)]
+pub(super) struct Capture {
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+    bytes: usize,
+    left_out: u64,
+}
+
+impl Capture {
+    /// A RowDescription's column names. A body that does not parse gives no names (the rows
+    /// are still kept).
+    pub(super) fn described(frame: &Frame<'_>) -> Self {
+        let mut c = Cursor::new(frame, "RowDescription");
+        let mut columns = Vec::new();
+        if let Ok(n) = c.i16() {
+            for _ in 0..n.max(0) {
+                let Ok(name) = c.cstr() else { break };
+                // Table OID, column number, type OID, size, modifier, format: 18 bytes.
+                if c.bytes(18, "column description cut short").is_err() {
+                    break;
+                }
+                columns.push(name.into_owned());
+            }
+        }
+        Capture { columns, ..Capture::default() }
+    }
+
+    /// Keeps one DataRow when there is room for it among `limit` rows.
+    pub(super) fn row(&mut self, frame: &Frame<'_>, limit: usize, max_value: usize) {
+        if self.rows.len() >= limit || self.bytes >= MAX_CAPTURED_BYTES {
+            self.left_out += 1;
+            return;
+        }
+        let mut c = Cursor::new(frame, "DataRow");
+        let Ok(n) = c.i16() else {
+            self.left_out += 1;
+            return;
+        };
+        let mut row = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1664));
+        for _ in 0..n.max(0) {
+            let Ok(len) = c.i32() else { break };
+            let value = if len < 0 {
+                None
+            } else {
+                let Ok(bytes) = c.bytes(len as usize, "value cut short") else { break };
+                Some(bytes)
+            };
+            row.push(render(value, max_value));
+        }
+        self.bytes += row.iter().flatten().map(String::len).sum::<usize>() + row.len();
+        self.rows.push(row);
+    }
+
+    pub(super) fn into_rows(self, seq: u64) -> Option<Rows> {
+        (!self.rows.is_empty() || self.left_out > 0).then_some(Rows {
+            seq,
+            columns: self.columns,
+            rows: self.rows,
+            left_out: self.left_out,
+        })
+    }
+}
+
+/// A value as the record keeps it: text when it reads as text, else hex (the format codes
+/// that would say which live in messages a gateway may not have seen for this result).
+fn render(value: Option<&[u8]>, max: usize) -> Option<String> {
+    let value = value?;
+    let textual = std::str::from_utf8(value)
+        .is_ok_and(|t| !t.chars().any(|ch| ch.is_control() && !matches!(ch, '\t' | '\n' | '\r')));
+    let p = super::render_parameter(Some(value), !textual, max);
+    match p {
+        Parameter::Null => None,
+        Parameter::Text { text, len } if len > text.len() => Some(format!("{text}… ({len} bytes)")),
+        Parameter::Text { text, .. } => Some(text),
+        Parameter::Binary { hex, len } if len * 2 > hex.len() => {
+            Some(format!("\\x{hex}… ({len} bytes)"))
+        }
+        Parameter::Binary { hex, .. } => Some(format!("\\x{hex}")),
+    }
+}
