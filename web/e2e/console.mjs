@@ -7,6 +7,7 @@
 // message and exits), and the audit page shows each step. A `user` cannot reach another
 // person's session. Screenshots of each page go to web/e2e/artifacts/.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,9 @@ const AUDITOR = ['audra', 'audra-pw-31'];
 const BOB = ['bob', 'bob-pw-77'];
 const ADMIN = ['ada', 'ada-pw-13'];
 const REASON = 'e2e: suspicious activity';
+// The PostgreSQL the statement timeline's session goes to (scripts/test.sh checks it is up).
+const PG_HOST = process.env.KEEPWATCH_E2E_PG_HOST || '127.0.0.1';
+const PG_PORT = process.env.KEEPWATCH_E2E_PG_PORT || '5432';
 
 const dir = tempDir('kw-e2e-');
 const sshd = await startSshd(dir);
@@ -88,6 +92,11 @@ await step('set up: data dir, people (alice user, audra auditor, bob user), targ
   gw.addPerson(ADMIN[0], 'admin', ADMIN[1]);
   gw.addTarget('web01', sshd);
   gw.kw(['grant', 'alice', 'web01']);
+  // A database target: the machine's PostgreSQL (trust auth, so the vaulted password is not
+  // asked for), reached by the PostgreSQL front end.
+  gw.kw(['target', 'add', 'pgdb', '--protocol', 'postgres', '--host', PG_HOST, '--port', PG_PORT, '--login', 'postgres',
+    '--password-stdin', '--database', 'postgres', '--tls', 'require'], 'unused-under-trust');
+  gw.kw(['grant', 'alice', 'pgdb']);
   await gw.start();
 });
 
@@ -404,6 +413,41 @@ await step('an admin adds a person, targets (a host key, or trust on first use t
   const st = await auditor.evaluate(async () => (await fetch('/api/v1/people')).status);
   if (st !== 403) throw new Error(`an auditor got HTTP ${st} for /api/v1/people`);
   if (await auditor.isVisible('#nav a[data-route="admin"]')) throw new Error('an auditor sees the Admin link');
+});
+
+await step('a database session: its statements form a timeline with outcomes, and a search hit opens the replay at the statement', async () => {
+  current = auditor;
+  const conn = `host=127.0.0.1 port=${gw.pgPort} user=alice@pgdb dbname=postgres sslmode=require connect_timeout=10`;
+  const r = spawnSync('psql', [conn, '-X', '-At', '-c', "SELECT 'kw-e2e-sql-' || 40 + 2", '-c', 'SELECT * FROM kw_e2e_no_such_table'], {
+    encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'alice-pw-9' },
+  });
+  if (r.error) throw new Error(`cannot run psql: ${r.error.message} (apt-get install postgresql-client; scripts/test.sh does)`);
+  if (!r.stdout.includes('kw-e2e-sql-42')) {
+    throw new Error(`psql through the gateway failed (is PostgreSQL up on ${PG_HOST}:${PG_PORT}? pg_ctlcluster 15 main start): ${r.stdout}${r.stderr}`);
+  }
+  await auditor.goto(`${gw.base}/#/sessions?q=kw-e2e-sql`);
+  await waitFor('a search hit for the statement', async () => {
+    await auditor.waitForSelector('#search-results table, #search-results .empty, #search-results .error', { timeout: 10000 });
+    if (await auditor.$('#search-results tr.search-hit [data-action="open-hit"]')) return true;
+    await auditor.evaluate(() => { document.getElementById('search-results').replaceChildren(); });
+    await auditor.click('#search-submit');
+    return false;
+  }, 20000, 300);
+  await auditor.click('#search-results tr.search-hit [data-action="open-hit"]');
+  await auditor.waitForSelector('.player-term[data-ready]', { timeout: 15000 });
+  const title = await auditor.textContent('#cmd-title');
+  if (!/Statements \(2\)/.test(title || '')) throw new Error(`the list is titled ${JSON.stringify(title)}, not a timeline of 2 statements`);
+  const currentCmd = await auditor.textContent('#cmd-list li.current');
+  if (!currentCmd || !currentCmd.includes('kw-e2e-sql-')) throw new Error(`the timeline highlights ${JSON.stringify(currentCmd)}, not the hit`);
+  const ok = await auditor.textContent('#cmd-list li .outcome.ok');
+  const failed = await auditor.textContent('#cmd-list li .outcome.failed');
+  if (ok !== 'SELECT 1') throw new Error(`the first statement's outcome shows ${JSON.stringify(ok)}`);
+  if (!failed || !failed.startsWith('ERROR 42P01')) throw new Error(`the failed statement's outcome shows ${JSON.stringify(failed)}`);
+  if (await auditor.$$eval('.seek-markers .marker.failed', (m) => m.length) !== 1) throw new Error('no red marker for the failed statement');
+  await waitTerm(auditor, "=> SELECT 'kw-e2e-sql-'").catch(async (e) => {
+    throw new Error(`${e.message}; the terminal shows ${JSON.stringify((await termText(auditor)).slice(-400))}`);
+  });
+  await shot(auditor, '12-statements');
 });
 
 console.log(`console: ${passed} passed, 0 failed`);

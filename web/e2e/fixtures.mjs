@@ -139,7 +139,8 @@ export class Gateway {
   }
 
   async start() {
-    this.child = spawn(this.bin, ['--data-dir', this.data, 'run', '--ssh-listen', '127.0.0.1:0', '--web-listen', '127.0.0.1:0'], {
+    this.child = spawn(this.bin, ['--data-dir', this.data, 'run', '--ssh-listen', '127.0.0.1:0', '--web-listen', '127.0.0.1:0',
+      '--pg-listen', '127.0.0.1:0'], {
       stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KEEPWATCH_LOG: process.env.KEEPWATCH_LOG || 'info' },
     });
     this.child.stderr.setEncoding('utf8');
@@ -150,6 +151,7 @@ export class Gateway {
       return line ? Number(line.trim().split(':').pop()) : null;
     }, 30000);
     this.sshPort = await portOf('SSH gateway listening on');
+    this.pgPort = await portOf('PostgreSQL gateway listening on');
     this.webPort = await portOf('web listening on');
     this.base = `http://127.0.0.1:${this.webPort}`;
   }

@@ -9,6 +9,14 @@ import { Player } from './player.js';
 const SPEEDS = [0.5, 1, 2, 4, 8, 16];
 
 /** A table over objects whose fields the API may extend: one column per key seen. */
+/** A statement outcome's class: `failed` (an ERROR), `refused` (by keepwatch) or `ok`. */
+function outcomeClass(outcome) {
+  if (!outcome) return 'failed';
+  if (outcome.startsWith('ERROR') || outcome.startsWith('no result')) return 'failed';
+  if (outcome.startsWith('refused by keepwatch')) return 'refused';
+  return 'ok';
+}
+
 function genericTable(rows, { empty, skip = [] } = {}) {
   const keys = [];
   for (const r of rows) for (const k of Object.keys(r)) if (!keys.includes(k) && !skip.includes(k)) keys.push(k);
@@ -73,7 +81,7 @@ export async function sessionView(main, ctx, id) {
   const seekbar = h('div.seekbar', { id: 'seekbar', tabIndex: 0, role: 'slider', 'aria-label': 'Seek' }, fill, markers, head);
   const seekInfo = h('span.muted.seek-info', { id: 'seek-info' });
   const cmdList = h('ol.cmd-list', { id: 'cmd-list' });
-  const cmdTitle = h('h3');
+  const cmdTitle = h('h3', { id: 'cmd-title' });
   const channelSel = ttys.length > 1
     ? h('select', { id: 'channel', title: 'Terminal channel' }, ttys.map((c) => h('option', { value: c.channel }, `channel ${c.channel}`)))
     : null;
@@ -105,18 +113,21 @@ export async function sessionView(main, ctx, id) {
     const mine = allCommands.filter((c) => String(c.channel) === String(player.channel));
     commands = mine.length ? mine : allCommands;
     currentIdx = -1;
-    cmdTitle.textContent = `Commands (${commands.length})`;
+    // A database session's commands are its statements: a timeline with each outcome.
+    const sql = commands.length > 0 && commands.every((c) => c.kind === 'sql');
+    cmdTitle.textContent = `${sql ? 'Statements' : 'Commands'} (${commands.length})`;
     cmdItems = commands.map((c, i) => h('li', {
       dataset: { seq: c.seq, offset: c.offset_us, idx: i },
       onclick: () => player && player.seek(c.offset_us),
-    }, h('span.cmd-time', fmtOffset(c.offset_us)), ' ', h('code.cmd', c.command || '(empty)')));
+    }, h('span.cmd-time', fmtOffset(c.offset_us)), ' ', h('code.cmd', c.command || '(empty)'),
+    ...(sql ? [' ', h(`span.outcome.${outcomeClass(c.outcome)}`, c.outcome || 'no result')] : [])));
     clear(cmdList);
     if (cmdItems.length) cmdList.append(...cmdItems);
     else cmdList.append(h('li.muted', 'No commands were extracted from this session.'));
     clear(markers);
     const d = player.duration || 1;
     for (const c of commands) {
-      const m = h('span.marker', { title: `${fmtOffset(c.offset_us)} ${c.command || ''}` });
+      const m = h(`span.marker${sql ? `.${outcomeClass(c.outcome)}` : ''}`, { title: `${fmtOffset(c.offset_us)} ${c.command || ''}${sql ? ` → ${c.outcome || 'no result'}` : ''}` });
       m.style.left = `${Math.min(100, (c.offset_us / d) * 100)}%`;
       markers.append(m);
     }

@@ -275,11 +275,14 @@ fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Val
 
 /// A command row as the API and `keepwatch show --json` give it.
 pub fn command_json(c: &CommandRow) -> Value {
+    // A database statement's outcome (`SELECT 3`, `ERROR 42P01: ...`, `refused by keepwatch:
+    // ...`) is the last line of its indexed output, after any rows the grant kept.
+    let outcome = (c.kind == "sql").then(|| c.output.lines().last().unwrap_or_default());
     json!({
         "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
         "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
         "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
-        "output_truncated": c.output_truncated, "typed": c.typed,
+        "output_truncated": c.output_truncated, "typed": c.typed, "outcome": outcome,
     })
 }
 

@@ -341,33 +341,32 @@ impl WindowBuilder {
             }
             let Some(ch) = self.channel else { continue };
             let before = e.at_us < self.from_us && self.emulate && self.keyframe.is_none();
-            match &e.event {
-                Event::Output { channel, data } | Event::ExtOutput { channel, data }
-                    if *channel == ch =>
-                {
-                    if before {
-                        let s = self.text.push(data);
-                        if let Some(t) = &mut self.term {
-                            t.feed(&s);
-                        }
-                        continue;
+            if let Some(data) = shown(&e.event, ch) {
+                if before {
+                    let s = self.text.push(&data);
+                    if let Some(t) = &mut self.term {
+                        t.feed(&s);
                     }
-                    self.begin(offset);
-                    let mut text = self.text.clone();
-                    let s = text.push(data);
-                    if s.is_empty() {
-                        self.text = text;
-                        continue;
-                    }
-                    let cost = EVENT_OVERHEAD + json_str_len(&s);
-                    if self.full(cost) {
-                        self.stop(ch, offset, i, e.at_us);
-                        return ControlFlow::Break(());
-                    }
-                    self.text = text;
-                    self.out_bytes += cost;
-                    self.out.push(json!([e.at_us, "o", s]));
+                    continue;
                 }
+                self.begin(offset);
+                let mut text = self.text.clone();
+                let s = text.push(&data);
+                if s.is_empty() {
+                    self.text = text;
+                    continue;
+                }
+                let cost = EVENT_OVERHEAD + json_str_len(&s);
+                if self.full(cost) {
+                    self.stop(ch, offset, i, e.at_us);
+                    return ControlFlow::Break(());
+                }
+                self.text = text;
+                self.out_bytes += cost;
+                self.out.push(json!([e.at_us, "o", s]));
+                continue;
+            }
+            match &e.event {
                 Event::Resize { channel, cols, rows } if *channel == ch => {
                     if before {
                         self.size = (*cols, *rows);
@@ -446,6 +445,25 @@ impl WindowBuilder {
             next: self.next,
         })
     }
+}
+
+/// What channel `ch`'s screen shows of an event: its output, or a database event's
+/// psql-like transcript (statements, kept rows, outcomes).
+fn shown(event: &Event, ch: u32) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
+    let channel = match event {
+        Event::Output { channel, data } | Event::ExtOutput { channel, data } => {
+            return (*channel == ch).then_some(Cow::Borrowed(data.as_slice()));
+        }
+        Event::Statement(s) => s.channel,
+        Event::StatementResult(r) => r.channel,
+        Event::Rows(r) => r.channel,
+        _ => return None,
+    };
+    if channel != ch {
+        return None;
+    }
+    event.transcript().map(|t| Cow::Owned(t.into_bytes()))
 }
 
 /// A bound on the JSON of one event besides its text: `[at_us,"o",` and `]` and a comma.
