@@ -24,6 +24,8 @@ use pgwire::messages::startup::{
 pub(crate) struct Script {
     pub(crate) steps: Vec<(Side, Vec<u8>, u64)>,
     now: u64,
+    /// Result rows the tracker keeps (`PgTracker::capture_rows`); 0 keeps none.
+    capture: usize,
 }
 
 fn encode(m: &impl Message) -> Vec<u8> {
@@ -155,6 +157,37 @@ impl Script {
         s
     }
 
+    /// The tracker runs keeping `rows` rows of each result.
+    pub(crate) fn capturing(mut self, rows: usize) -> Self {
+        self.capture = rows;
+        self
+    }
+
+    /// A result with named text columns and these rows (`None` is NULL).
+    pub(crate) fn table(self, columns: &[&str], rows: &[&[Option<&[u8]>]]) -> Self {
+        use pgwire::messages::data::FieldDescription;
+        let fields = columns
+            .iter()
+            .enumerate()
+            .map(|(i, name)| FieldDescription::new((*name).into(), 0, i as i16 + 1, 25, -1, -1, 0))
+            .collect();
+        let mut s = self.be(RowDescription::new(fields));
+        for row in rows {
+            let mut data = BytesMut::new();
+            for value in *row {
+                match value {
+                    None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        data.extend_from_slice(v);
+                    }
+                }
+            }
+            s = s.be(DataRow::new(data, row.len() as i16));
+        }
+        s
+    }
+
     pub(crate) fn data_rows(mut self, n: usize) -> Self {
         for _ in 0..n {
             self = self.be(DataRow::new(BytesMut::new(), 0));
@@ -197,6 +230,7 @@ impl Script {
 
     /// This script followed by `other`'s steps, `other`'s times shifted to come after.
     pub(crate) fn steps_from(mut self, other: Script) -> Self {
+        self.capture = self.capture.max(other.capture);
         let base = self.now;
         for (side, bytes, at) in other.steps {
             self.steps.push((side, bytes, base + at));
@@ -217,6 +251,7 @@ impl Script {
         chunk: usize,
     ) -> (Vec<PgEvent>, Option<TrackError>) {
         let mut tracker = PgTracker::new(limits);
+        tracker.capture_rows(self.capture);
         let mut events = Vec::new();
         let mut end = 0;
         for (side, bytes, at) in &self.steps {

@@ -669,3 +669,41 @@ fn memory_held_goes_back_when_statements_are_answered() {
     assert_eq!(tracker.held_bytes(), 0);
     assert_eq!(tracker.buffered(), 0);
 }
+
+/// Under a grant that captures rows: the first N rows of each result, named by the result's
+/// description, values as text (binary as hex, long ones cut with their length), NULL as
+/// NULL, the rest counted; reported before the statement's outcome, on errors too.
+#[test]
+fn captured_rows_come_before_their_outcome() {
+    let long = vec![b'x'; 300];
+    let script = Script::new()
+        .capturing(2)
+        .query("SELECT id, name FROM t")
+        .table(
+            &["id", "name"],
+            &[&[Some(b"1"), Some(b"a")], &[Some(b"2"), None], &[Some(b"3"), Some(b"c")]],
+        )
+        .complete("SELECT 3")
+        .ready('I')
+        .query("SELECT blob, long FROM t")
+        .table(&["blob", "long"], &[&[Some(&[0u8, 1, 0xff]), Some(&long)]])
+        .error("57014", "canceling statement due to user request")
+        .ready('I')
+        .query("SELECT 1 WHERE false")
+        .table(&["?column?"], &[])
+        .complete("SELECT 0")
+        .ready('I');
+    check_session(
+        script,
+        expect![[r#"
+            sent #0 Simple "SELECT id, name FROM t"
+            rows #0 columns=["id", "name"] rows=[[Some("1"), Some("a")], [Some("2"), None]] left_out=1
+            simple "SELECT id, name FROM t" -> SELECT 3 (idle) @6..11
+            sent #1 Simple "SELECT blob, long FROM t"
+            rows #1 columns=["blob", "long"] rows=[[Some("\\x0001ff"), Some("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (300 bytes)")]]
+            simple "SELECT blob, long FROM t" -> ERROR 57014: canceling statement due to user request (idle) @13..16
+            sent #2 Simple "SELECT 1 WHERE false"
+            simple "SELECT 1 WHERE false" -> SELECT 0 (idle) @18..20
+        "#]],
+    );
+}
