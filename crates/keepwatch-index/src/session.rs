@@ -277,7 +277,11 @@ impl SessionIndexer {
                         text.push_str(&values.join(" | "));
                         text.push('\n');
                     }
-                    self.rows.insert(r.seq, text);
+                    // A simple query's statements share a seq: their rows add up, within
+                    // what a command's output keeps.
+                    let kept = self.rows.entry(r.seq).or_default();
+                    kept.push_str(&text);
+                    *kept = capped(std::mem::take(kept)).0;
                 }
             }
             Event::Seal(_) => self.finish(at),

@@ -52,9 +52,8 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         return;
     }
     let g = &session.grant;
-    let gate = match StatementRules::new(g.read_only, &g.deny_statements, &g.deny_tables) {
-        Ok(rules) if rules.is_empty() => None,
-        Ok(rules) => Some(Gate::new(rules, ctx.config.limits.max_message_len)),
+    let rules = match StatementRules::new(g.read_only, &g.deny_statements, &g.deny_tables) {
+        Ok(rules) => rules,
         Err(e) => {
             // The CLI checks rules as the grant is made: a bad one in the store refuses all.
             let why = format!("the grant's statement rules cannot be used: {e}");
@@ -79,7 +78,7 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         &parameters,
         cfg.connect_timeout,
         cfg.limits.max_message_len,
-        session.grant.read_only,
+        &rules,
     )
     .await;
     drop(password);
@@ -171,7 +170,10 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
     if let Some(rows) = session.grant.capture_rows {
         tracker.capture_rows(rows.min(keepwatch_recording::MAX_ROWS as u32) as usize);
     }
+    let pinned = !rules.is_empty();
+    let gate = pinned.then(|| Gate::new(rules, cfg.limits.max_message_len));
     let relay = Relay {
+        pinned,
         session: session.clone(),
         tracker: Arc::new(Mutex::new(tracker)),
         started: Instant::now(),
@@ -212,6 +214,9 @@ async fn finish(ctx: &PgGatewayContext, session: &LiveSession, key: Option<&Canc
 
 #[derive(Clone)]
 struct Relay {
+    /// The grant has statement rules, read under the settings the gateway pinned
+    /// (`keepwatch_pg::PINNED_SETTINGS`): the server saying one changed ends the session.
+    pinned: bool,
     session: Arc<LiveSession>,
     tracker: Arc<Mutex<PgTracker>>,
     started: Instant,
@@ -271,6 +276,20 @@ impl Relay {
             }
         }
         true
+    }
+
+    /// Under statement rules: a pinned setting the server reports changed (`name = value`).
+    fn unpinned(&self, events: &[PgEvent]) -> Option<String> {
+        if !self.pinned {
+            return None;
+        }
+        events.iter().find_map(|e| match e {
+            PgEvent::ParameterStatus { name, value } => keepwatch_pg::PINNED_SETTINGS
+                .iter()
+                .find(|(p, v)| name.eq_ignore_ascii_case(p) && !value.eq_ignore_ascii_case(v))
+                .map(|_| format!("{name} to {value}")),
+            _ => None,
+        })
     }
 
     /// What the recording keeps of a tracker event.
@@ -518,6 +537,21 @@ impl Relay {
                     break;
                 }
             };
+            if let Some(changed) = self.unpinned(&events) {
+                // The rules read statements under the pinned settings; past this they could
+                // be fooled. Nothing more passes.
+                let _ = self.record_all(events).await;
+                let text = format!(
+                    "keepwatch: the server changed {changed}, which the grant's statement rules need unchanged; the session was ended"
+                );
+                let _ = self
+                    .session
+                    .record(Event::Notice { channel: Some(CHANNEL), text: text.clone() })
+                    .await;
+                fatal(&mut *client.lock().await, "42501", &text).await;
+                self.session.layer().live().terminate(self.session.id, &text);
+                break;
+            }
             if !self.record_all(events).await {
                 fatal(
                     &mut *client.lock().await,

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use keepwatch_core::{AuditAction, SessionId};
-use keepwatch_pg::{AuthRequest, BackendMessage, FrameReader, Side, TargetLogin};
+use keepwatch_pg::{
+    AuthRequest, BackendMessage, FrameReader, PINNED_SETTINGS, Side, StatementRules, TargetLogin,
+};
 use keepwatch_store::{NewAudit, TargetRow, TlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -83,7 +85,7 @@ pub(crate) async fn connect(
     client_params: &[(String, String)],
     timeout: Duration,
     max_message_len: u32,
-    read_only: bool,
+    rules: &StatementRules,
 ) -> Result<Upstream, String> {
     let Some(db) = &target.database else {
         return Err(format!("target {} names no database", target.name));
@@ -126,7 +128,15 @@ pub(crate) async fn connect(
     let mut params = vec![("user".to_owned(), target.login.clone())];
     params.push(("database".to_owned(), db.name.clone()));
     params.extend(client_params.iter().filter(|(n, _)| passed(n)).cloned());
-    if read_only {
+    if !rules.is_empty() {
+        // The settings the rules' parser reads statements under, whatever the client asked
+        // for and whatever the role's or database's defaults say (startup wins over both).
+        params.retain(|(n, _)| !PINNED_SETTINGS.iter().any(|(p, _)| n.eq_ignore_ascii_case(p)));
+        for (name, value) in PINNED_SETTINGS {
+            params.push(((*name).to_owned(), (*value).to_owned()));
+        }
+    }
+    if rules.read_only() {
         // Under the gateway's parser check, the server's own guard: a view or a function
         // that writes fails too. The check refuses statements that would lift it.
         params.push(("default_transaction_read_only".to_owned(), "on".to_owned()));

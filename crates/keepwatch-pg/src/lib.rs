@@ -122,7 +122,9 @@ pub use message::{
     AuthRequest, BackendMessage, Bind, FrontendMessage, ServerMessage, Target, TransactionStatus,
     WireText,
 };
-pub use policy::{BadRule, READ_ONLY_FUNCTIONS, Refusal, StatementRules, read_only};
+pub use policy::{
+    BadRule, PINNED_SETTINGS, READ_ONLY_FUNCTIONS, Refusal, StatementRules, read_only,
+};
 pub use scram::{
     DEFAULT_ITERATIONS, MAX_ITERATIONS, ParseVerifierError, SCRAM_SHA_256, ScramClient, ScramError,
     ScramServer, ScramVerifier,

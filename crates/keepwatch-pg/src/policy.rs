@@ -681,7 +681,7 @@ fn kind(statement: &Statement) -> String {
 }
 
 mod rules;
-pub use rules::{BadRule, StatementRules};
+pub use rules::{BadRule, PINNED_SETTINGS, StatementRules};
 
 #[cfg(test)]
 mod tests;

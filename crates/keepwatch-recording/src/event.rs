@@ -237,7 +237,20 @@ impl Event {
     /// replay, export and watching: a statement as `=> TEXT` (its parameters on the next
     /// line), its outcome below it. `None` for every other event.
     pub fn transcript(&self) -> Option<String> {
-        let crlf = |s: &str| s.replace("\r\n", "\n").replace('\n', "\r\n");
+        // Line ends become `\r\n`; every other control character is shown escaped, so a
+        // statement, value or name cannot move the cursor or rewrite what an auditor sees.
+        let crlf = |s: &str| {
+            let mut out = String::with_capacity(s.len());
+            for c in s.replace("\r\n", "\n").chars() {
+                match c {
+                    '\n' => out.push_str("\r\n"),
+                    '\t' => out.push('\t'),
+                    c if c.is_control() => out.extend(c.escape_default()),
+                    c => out.push(c),
+                }
+            }
+            out
+        };
         match self {
             Event::Statement(st) => {
                 let mut out = format!("=> {}\r\n", crlf(&st.text));

@@ -345,10 +345,14 @@ impl StatementLines {
                     continue;
                 }
                 Event::Rows(r) => {
+                    // A simple query's statements share a seq: their rows add up.
                     if let Some(line) = self.waiting.get_mut(&r.seq) {
                         line["columns"] = serde_json::json!(r.columns);
-                        line["result_rows"] = serde_json::json!(r.rows);
-                        line["result_rows_left_out"] = r.left_out.into();
+                        let mut rows = line["result_rows"].as_array().cloned().unwrap_or_default();
+                        rows.extend(r.rows.iter().map(|row| serde_json::json!(row)));
+                        line["result_rows"] = rows.into();
+                        let left_out = line["result_rows_left_out"].as_u64().unwrap_or(0);
+                        line["result_rows_left_out"] = (left_out + r.left_out).into();
                     }
                     continue;
                 }

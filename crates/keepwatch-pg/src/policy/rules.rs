@@ -113,6 +113,11 @@ impl StatementRules {
         Ok((rules.kinds.iter().map(|k| k.join(" ")).collect(), rules.tables))
     }
 
+    /// A read-only grant (the server's own read-only guard goes on too).
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// No rule at all: statements go through unparsed.
     pub fn is_empty(&self) -> bool {
         !self.read_only && self.kinds.is_empty() && self.tables.is_empty()
@@ -129,10 +134,23 @@ impl StatementRules {
             return Ok(());
         }
         let grant = if self.read_only { "a read-only grant" } else { "the grant's deny rules" };
+        if let Some(hazard) = lexing_hazard(sql) {
+            return Err(Refusal::new(format!(
+                "the statement has {hazard}, which PostgreSQL and the gateway's parser could read differently, so {grant} refuses it"
+            )));
+        }
+        if let Some(setting) = pinned_setting(sql) {
+            return Err(Refusal::new(format!(
+                "the statement names {setting}, which must stay as the gateway set it for {grant} to read statements as PostgreSQL does"
+            )));
+        }
         if let Some(table) = self.named_table(sql)? {
             return Err(Refusal::new(format!("table {table} is denied by the grant")));
         }
         let statements = parse(sql, grant)?;
+        if let ControlFlow::Break(r) = statements.visit(&mut Encoding) {
+            return Err(r);
+        }
         if !self.kinds.is_empty()
             && let ControlFlow::Break(r) = statements.visit(&mut Kinds(&self.kinds))
         {
@@ -182,13 +200,155 @@ impl StatementRules {
     }
 }
 
+/// Settings the gateway pins on a session with statement rules (at startup): with
+/// `standard_conforming_strings` off a backslash escapes a quote in any string, and a
+/// client encoding other than UTF-8 (SJIS, BIG5, GBK...) makes a byte the gateway reads as a
+/// backslash or quote part of a character. Either would let PostgreSQL see code where the
+/// gateway's parser saw a string. A statement may not name them (`SET`, `set_config`,
+/// `ALTER ROLE ... SET`).
+pub const PINNED_SETTINGS: &[(&str, &str)] =
+    &[("standard_conforming_strings", "on"), ("client_encoding", "UTF8")];
+
+fn pinned_setting(sql: &str) -> Option<&'static str> {
+    let lower = sql.to_ascii_lowercase();
+    PINNED_SETTINGS.iter().map(|(name, _)| *name).find(|name| lower.contains(name))
+}
+
+/// `SET NAMES` changes the client encoding without naming it.
+struct Encoding;
+
+impl Visitor for Encoding {
+    type Break = Refusal;
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
+        match statement {
+            Statement::Set(sqlparser::ast::Set::SetNames { .. }) => {
+                ControlFlow::Break(Refusal::new(
+                    "SET NAMES changes the client encoding, which the gateway pins for the grant's rules",
+                ))
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+/// The first place where PostgreSQL's lexer (`scan.l`) and the parser's tokenizer could
+/// split `sql` differently, which would let text PostgreSQL runs as code pass as a string or
+/// comment: a dollar-quote tag (or parameter) with a non-ASCII character or starting with a
+/// digit, and an operator with `/*` or `--` inside it (PostgreSQL ends the operator there).
+/// Strings, quoted names, comments and dollar-quoted bodies are skipped as PostgreSQL reads
+/// them, with `standard_conforming_strings` on (pinned: [`PINNED_SETTINGS`]).
+fn lexing_hazard(sql: &str) -> Option<&'static str> {
+    let b = sql.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let op = |c: u8| b"~!@#^&|`?+-*/%<>=".contains(&c);
+    let mut i = 0;
+    while i < b.len() {
+        let next = b.get(i + 1).copied();
+        match b[i] {
+            b'-' if next == Some(b'-') => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'/' if next == Some(b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            quote @ (b'\'' | b'"') => {
+                // An E'...' string takes backslash escapes; every other string and a quoted
+                // name end at a lone quote (a doubled one is part of it).
+                let escapes = quote == b'\''
+                    && i > 0
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && (i < 2 || !ident(b[i - 2]) && b[i - 2] != b'$');
+                i += 1;
+                while i < b.len() {
+                    let escaped = escapes && b[i] == b'\\';
+                    let doubled = b[i] == quote && b.get(i + 1) == Some(&quote);
+                    if escaped || doubled {
+                        i += 2;
+                    } else if b[i] == quote {
+                        i += 1;
+                        break;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'$' if i > 0 && (ident(b[i - 1]) || b[i - 1] == b'$') => i += 1,
+            b'$' => {
+                let start = i + 1;
+                let mut end = start;
+                while end < b.len() && ident(b[end]) {
+                    end += 1;
+                }
+                let tag = &b[start..end];
+                if tag.iter().any(|&c| c >= 0x80) {
+                    return Some("a dollar quote or parameter with non-ASCII characters");
+                }
+                if tag.first().is_some_and(u8::is_ascii_digit) {
+                    if !tag.iter().all(u8::is_ascii_digit) || b.get(end) == Some(&b'$') {
+                        return Some("a dollar quote whose tag starts with a digit");
+                    }
+                    i = end;
+                } else if b.get(end) == Some(&b'$') {
+                    let delimiter = &b[i..=end];
+                    let body = end + 1;
+                    i = match b[body..].windows(delimiter.len()).position(|w| w == delimiter) {
+                        Some(at) => body + at + delimiter.len(),
+                        None => b.len(),
+                    };
+                } else {
+                    i = end;
+                }
+            }
+            c if op(c) => {
+                let start = i;
+                while i < b.len() && op(b[i]) {
+                    i += 1;
+                }
+                let run = &b[start..i];
+                if run.windows(2).skip(1).any(|w| w == b"/*" || w == b"--") {
+                    return Some("an operator with a comment start inside it");
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// The identifier-like words of a string's content.
 fn words(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).filter(|w| !w.is_empty())
 }
 
 fn kind_rule(rule: &str) -> Result<Vec<String>, BadRule> {
-    let words: Vec<String> = rule.split_whitespace().map(str::to_ascii_uppercase).collect();
+    let mut words: Vec<String> = rule.split_whitespace().map(str::to_ascii_uppercase).collect();
+    // Synonyms PostgreSQL has and the parser folds: a USER is a ROLE, TRUNCATE TABLE is
+    // TRUNCATE.
+    if matches!(words.first().map(String::as_str), Some("CREATE" | "ALTER" | "DROP"))
+        && words.get(1).is_some_and(|w| w == "USER")
+    {
+        words[1] = "ROLE".into();
+    }
+    if words.first().is_some_and(|w| w == "TRUNCATE") {
+        words.truncate(1);
+    }
     let known = words.first().is_some_and(|w| COMMANDS.contains(&w.as_str()));
     if !known || words.iter().any(|w| !w.chars().all(|c| c.is_ascii_alphabetic())) {
         return Err(BadRule(format!(
@@ -222,13 +382,33 @@ impl Visitor for Kinds<'_> {
             _ => kind(statement),
         };
         let written = statement.to_string().to_ascii_uppercase();
-        let written: Vec<&str> = written.split_whitespace().take(4).collect();
-        let named: Vec<&str> = named.split_whitespace().collect();
+        // What else the statement does: a cursor and a COPY out read (as SELECT does).
+        let also = match statement {
+            Statement::Declare { .. } => Some("SELECT"),
+            Statement::Copy { to: true, .. } => Some("SELECT"),
+            _ => None,
+        };
+        for words in [Some(named.as_str()), Some(written.as_str()), also].into_iter().flatten() {
+            self.check(words)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// `SELECT ... INTO` creates a table.
+    fn pre_visit_select(&mut self, select: &sqlparser::ast::Select) -> ControlFlow<Refusal> {
+        if select.into.is_some() {
+            self.check("CREATE TABLE")?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Kinds<'_> {
+    /// Breaks when a rule begins `words` (a kind, or a statement's leading words).
+    fn check(&self, words: &str) -> ControlFlow<Refusal> {
+        let words: Vec<&str> = words.split_whitespace().take(4).collect();
         for rule in self.0 {
-            let begins = |words: &[&str]| {
-                rule.len() <= words.len() && rule.iter().zip(words).all(|(r, w)| r == w)
-            };
-            if begins(&named) || begins(&written) {
+            if rule.len() <= words.len() && rule.iter().zip(&words).all(|(r, w)| r == w) {
                 return ControlFlow::Break(Refusal::new(format!(
                     "{} statements are denied by the grant",
                     rule.join(" ")

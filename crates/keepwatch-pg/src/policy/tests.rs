@@ -277,6 +277,13 @@ fn psql_describe_queries_are_read_only() {
     assert!(queries.len() > 30, "the corpus lost its queries");
     let failures: Vec<String> = queries.iter().filter_map(|sql| check(sql, None).err()).collect();
     assert!(failures.is_empty(), "{} wrong:\n{}", failures.len(), failures.join("\n"));
+    // And as the gateway decides them: with the lexing and pinned-setting checks first.
+    let gate = rules(true, &["DROP"], &["payroll"]);
+    let refused: Vec<String> = queries
+        .iter()
+        .filter_map(|sql| gate.check(sql).err().map(|r| format!("{sql:?}: {}", r.reason)))
+        .collect();
+    assert!(refused.is_empty(), "{} refused:\n{}", refused.len(), refused.join("\n"));
 }
 
 #[test]
@@ -388,4 +395,59 @@ fn read_only_and_deny_rules_together_and_bad_rules() {
     let (kinds, tables) =
         StatementRules::normalized(&owned(&["alter  table"]), &owned(&["HR.Payroll"])).unwrap();
     assert_eq!((kinds, tables), (vec!["ALTER TABLE".to_owned()], vec!["payroll".to_owned()]));
+}
+
+/// Text PostgreSQL's lexer and the parser's could split differently is refused under any
+/// rule: what one reads as a string or comment the other may run (an attacker's review
+/// found each of these passing before).
+#[test]
+fn text_the_two_lexers_could_read_differently_is_refused() {
+    let deny = rules(false, &["DROP"], &["payroll"]);
+    let read_only = rules(true, &[], &[]);
+    for sql in [
+        // PostgreSQL: a `$·$` dollar quote; the parser: a placeholder and a name.
+        "SELECT $·$x, 1 /*$·$; DROP TABLE payroll; -- */",
+        "SELECT $a·$x$a·$",
+        // PostgreSQL ends an operator at `/*` or `--`; the parser reads one operator.
+        "SELECT 1 -/* 2 --*/ 1; DROP TABLE payroll",
+        "SELECT 1 +-- x\n; DROP TABLE payroll",
+        // PostgreSQL 14 and older: `$1abc$` is a parameter then a name.
+        "PREPARE p(text) AS SELECT $1abc$; DROP TABLE t; --$1abc$",
+        "SELECT $1$x$1$",
+    ] {
+        for r in [&deny, &read_only] {
+            let why = refused(r, sql);
+            assert!(why.contains("could read differently"), "{sql}: {why}");
+        }
+    }
+    // The settings the rules read under may not be named, in any statement.
+    for sql in [
+        "SET standard_conforming_strings = off",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "ALTER ROLE me SET client_encoding = 'SJIS'",
+        "SET CLIENT_ENCODING TO 'BIG5'",
+    ] {
+        assert!(refused(&deny, sql).contains("must stay as the gateway set it"), "{sql}");
+    }
+    assert!(refused(&deny, "SET NAMES 'SJIS'").contains("SET NAMES"));
+    // What both read alike passes: strings, comments, parameters, operators, dollar quotes.
+    for sql in [
+        "SELECT $1::int + $2, 'a--b', E'it\\'s', \"we\"\"ird\" FROM t -- note",
+        "SELECT /* a /* nested */ comment */ 1 --- dashes",
+        "SELECT $$ $x· $$, $tag$ -/* $tag$, a$b FROM t WHERE x <> -1",
+    ] {
+        assert!(deny.check(sql).is_ok(), "{sql}: {:?}", deny.check(sql));
+    }
+}
+
+#[test]
+fn kind_rules_know_postgresql_synonyms_and_what_else_a_statement_does() {
+    let r = rules(false, &["ALTER USER", "TRUNCATE TABLE", "CREATE TABLE", "SELECT"], &[]);
+    assert!(refused(&r, "ALTER USER bob WITH PASSWORD 'x'").contains("ALTER ROLE"));
+    assert!(refused(&r, "TRUNCATE payroll").starts_with("TRUNCATE statements"));
+    assert!(refused(&r, "SELECT * INTO copy FROM t").contains("denied by the grant"));
+    assert!(refused(&r, "DECLARE c CURSOR FOR SELECT * FROM t").starts_with("SELECT statements"));
+    assert!(refused(&r, "COPY t TO STDOUT").starts_with("SELECT statements"));
+    let ct = rules(false, &["CREATE TABLE"], &[]);
+    assert!(refused(&ct, "SELECT 1 AS a INTO t2").starts_with("CREATE TABLE statements"));
 }

@@ -74,13 +74,30 @@ impl Capture {
     }
 }
 
-/// A value as the record keeps it: text when it reads as text, else hex (the format codes
-/// that would say which live in messages a gateway may not have seen for this result).
+/// A value as the record keeps it: text when it is UTF-8 (control characters escaped, so
+/// mask rules still see the rest of it), else hex; either cut as a parameter is. (The format
+/// codes that would say text or binary live in messages a gateway may not have seen for
+/// this result.)
 fn render(value: Option<&[u8]>, max: usize) -> Option<String> {
     let value = value?;
-    let textual = std::str::from_utf8(value)
-        .is_ok_and(|t| !t.chars().any(|ch| ch.is_control() && !matches!(ch, '\t' | '\n' | '\r')));
-    let p = super::render_parameter(Some(value), !textual, max);
+    let Ok(text) = std::str::from_utf8(value) else {
+        return shown(super::render_parameter(Some(value), true, max));
+    };
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| {
+            let e: Vec<char> = if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            e
+        })
+        .collect();
+    shown(super::render_parameter(Some(escaped.as_bytes()), false, max))
+}
+
+fn shown(p: Parameter) -> Option<String> {
     match p {
         Parameter::Null => None,
         Parameter::Text { text, len } if len > text.len() => Some(format!("{text}… ({len} bytes)")),

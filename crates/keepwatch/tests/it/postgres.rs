@@ -562,6 +562,16 @@ fn deny_rules_and_captured_rows() {
         let said = run(sql);
         assert!(said.contains("keepwatch: table payroll is denied by the grant"), "{sql}: {said}");
     }
+    // Text PostgreSQL would lex differently from the gateway's parser is refused: here a
+    // dollar quote the parser does not see hides a DROP in what it takes for a comment.
+    let hidden = run("SELECT $·$x, 1 /*$·$; DROP TABLE payroll; -- */");
+    assert!(hidden.contains("could read differently"), "{hidden}");
+    // The client encoding the rules read under is pinned, whatever the client asks.
+    let out = psql(&env, "alice@pgprod", ALICE_PASSWORD, "require", &["-At", "-c", "\\encoding"])
+        .env("PGCLIENTENCODING", "SJIS")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).trim(), "UTF8");
     // Allowed statements run, and writes that no rule names are not refused.
     assert_eq!(run("UPDATE items SET name = 'first' WHERE id = 1").trim(), "UPDATE 1");
     let rows = run("SELECT id, name FROM items ORDER BY id");
@@ -573,7 +583,7 @@ fn deny_rules_and_captured_rows() {
     assert_eq!(pg.psql("app", "SELECT count(*) FROM items").trim(), "6");
     assert_eq!(pg.psql("app", "SELECT count(*) FROM payroll").trim(), "1");
 
-    let sessions = env.sealed_sessions(8);
+    let sessions = env.sealed_sessions(10);
     let all: Vec<Event> =
         sessions.iter().flat_map(|s| env.events(s["id"].as_str().unwrap())).collect();
     let list = statements(&all);
