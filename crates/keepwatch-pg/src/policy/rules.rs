@@ -151,10 +151,18 @@ impl StatementRules {
         if let ControlFlow::Break(r) = statements.visit(&mut Encoding) {
             return Err(r);
         }
-        if !self.kinds.is_empty()
-            && let ControlFlow::Break(r) = statements.visit(&mut Kinds(&self.kinds))
-        {
-            return Err(r);
+        if !self.kinds.is_empty() {
+            let mut kinds = Kinds { rules: &self.kinds, routine: false };
+            if let ControlFlow::Break(r) = statements.visit(&mut kinds) {
+                return Err(r);
+            }
+            if kinds.routine
+                && let Some(rule) = self.kind_in_strings(sql)
+            {
+                return Err(Refusal::new(format!(
+                    "a routine's body holds {rule}, which the grant denies"
+                )));
+            }
         }
         if self.read_only
             && let ControlFlow::Break(r) = statements.visit(&mut ReadOnly)
@@ -162,6 +170,21 @@ impl StatementRules {
             return Err(Refusal::new(format!("read-only grant: {}", r.reason)));
         }
         Ok(())
+    }
+
+    /// The first kind rule whose first keyword stands as a word in one of the text's strings
+    /// (a function's body is one).
+    fn kind_in_strings(&self, sql: &str) -> Option<String> {
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+        tokens.iter().find_map(|token| {
+            let text = match token {
+                Token::SingleQuotedString(s) | Token::EscapedStringLiteral(s) => s.as_str(),
+                Token::DollarQuotedString(d) => d.value.as_str(),
+                _ => return None,
+            };
+            let words: Vec<String> = words(text).map(str::to_ascii_uppercase).collect();
+            self.kinds.iter().find(|rule| words.contains(&rule[0])).map(|rule| rule.join(" "))
+        })
     }
 
     /// The first denied table the text names, as an identifier or as a word in a string.
@@ -334,7 +357,8 @@ fn lexing_hazard(sql: &str) -> Option<&'static str> {
 
 /// The identifier-like words of a string's content.
 fn words(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).filter(|w| !w.is_empty())
+    // `$` splits too: a nested dollar quote's tag may stand right after a name.
+    s.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
 }
 
 fn kind_rule(rule: &str) -> Result<Vec<String>, BadRule> {
@@ -359,17 +383,21 @@ fn kind_rule(rule: &str) -> Result<Vec<String>, BadRule> {
 }
 
 fn table_rule(rule: &str) -> Result<String, BadRule> {
-    let name = rule.rsplit('.').next().unwrap_or_default().trim_matches('"');
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
+    let name = rule.rsplit('.').next().unwrap_or_default();
+    if name.is_empty() || rule.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
         return Err(BadRule(format!(
-            "{rule:?} is not a table name: give it as TABLE or SCHEMA.TABLE"
+            "{rule:?} is not a table name: give it unquoted, as TABLE or SCHEMA.TABLE"
         )));
     }
     Ok(name.to_lowercase())
 }
 
-/// Breaks at the first statement, nested ones included, whose kind a rule begins.
-struct Kinds<'a>(&'a [Vec<String>]);
+/// Breaks at the first statement, nested ones included, whose kind a rule begins; notes a
+/// routine (function, procedure, trigger, rule) being defined, whose body it cannot see.
+struct Kinds<'a> {
+    rules: &'a [Vec<String>],
+    routine: bool,
+}
 
 impl Visitor for Kinds<'_> {
     type Break = Refusal;
@@ -381,6 +409,10 @@ impl Visitor for Kinds<'_> {
             Statement::Query(_) => "SELECT".to_owned(),
             _ => kind(statement),
         };
+        self.routine |= matches!(
+            named.as_str(),
+            "CREATE FUNCTION" | "CREATE PROCEDURE" | "CREATE TRIGGER" | "CREATE RULE"
+        );
         let written = statement.to_string().to_ascii_uppercase();
         // What else the statement does: a cursor and a COPY out read (as SELECT does).
         let also = match statement {
@@ -407,7 +439,7 @@ impl Kinds<'_> {
     /// Breaks when a rule begins `words` (a kind, or a statement's leading words).
     fn check(&self, words: &str) -> ControlFlow<Refusal> {
         let words: Vec<&str> = words.split_whitespace().take(4).collect();
-        for rule in self.0 {
+        for rule in self.rules {
             if rule.len() <= words.len() && rule.iter().zip(&words).all(|(r, w)| r == w) {
                 return ControlFlow::Break(Refusal::new(format!(
                     "{} statements are denied by the grant",

@@ -451,3 +451,17 @@ fn kind_rules_know_postgresql_synonyms_and_what_else_a_statement_does() {
     let ct = rules(false, &["CREATE TABLE"], &[]);
     assert!(refused(&ct, "SELECT 1 AS a INTO t2").starts_with("CREATE TABLE statements"));
 }
+
+#[test]
+fn routine_bodies_and_nested_quotes_are_read_for_rules() {
+    let r = rules(false, &["DROP"], &["payroll"]);
+    let body = "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN DROP TABLE t; END$$";
+    assert!(r.check(body).is_err(), "a routine whose body drops passed --deny DROP");
+    // A function that does not drop is not refused for its body.
+    let fine = "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS $$SELECT 1$$";
+    assert!(r.check(fine).is_ok(), "{:?}", r.check(fine));
+    let nested = "SELECT $f$BEGIN EXECUTE $q$DELETE FROM payroll$q$; END$f$";
+    assert_eq!(refused(&r, nested), "table payroll is denied by the grant");
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert!(StatementRules::new(false, &[], &owned(&["hr.\"pay.roll\""])).is_err());
+}

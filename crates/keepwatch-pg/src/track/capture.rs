@@ -10,6 +10,9 @@ use crate::message::Cursor;
 /// in [`Rows::left_out`], not kept.
 pub const MAX_CAPTURED_BYTES: usize = 256 << 10;
 
+/// Values of a row kept at most (PostgreSQL's own limit of columns); the recording's too.
+const MAX_VALUES: usize = 1664;
+
 /// Rows being kept for the statement at the front.
 #[derive(Debug, Default)]
 pub(super) struct Capture {
@@ -49,18 +52,29 @@ impl Capture {
             self.left_out += 1;
             return;
         };
-        let mut row = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1664));
-        for _ in 0..n.max(0) {
+        let width = usize::try_from(n).unwrap_or(0).min(MAX_VALUES);
+        let mut row = Vec::with_capacity(width);
+        let mut bytes = 0;
+        for _ in 0..width {
             let Ok(len) = c.i32() else { break };
             let value = if len < 0 {
                 None
             } else {
-                let Ok(bytes) = c.bytes(len as usize, "value cut short") else { break };
-                Some(bytes)
+                let Ok(raw) = c.bytes(len as usize, "value cut short") else { break };
+                Some(raw)
             };
-            row.push(render(value, max_value));
+            let value = render(value, max_value);
+            // What a value costs held, not only its text.
+            bytes += std::mem::size_of::<Option<String>>() + value.as_ref().map_or(0, String::len);
+            if self.bytes + bytes > MAX_CAPTURED_BYTES {
+                // Past the bound: the row is counted, not kept, and so are the rest.
+                self.bytes = MAX_CAPTURED_BYTES;
+                self.left_out += 1;
+                return;
+            }
+            row.push(value);
         }
-        self.bytes += row.iter().flatten().map(String::len).sum::<usize>() + row.len();
+        self.bytes += bytes;
         self.rows.push(row);
     }
 
