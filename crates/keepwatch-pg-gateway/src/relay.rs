@@ -300,7 +300,7 @@ impl Relay {
                 channel: CHANNEL,
                 seq: sent.seq,
                 text: sent.text.to_string(),
-                params: sent.parameters.iter().map(render).collect(),
+                params: sent.parameters.iter().map(Parameter::recorded).collect(),
                 extended: sent.kind == QueryKind::Extended,
             })],
             PgEvent::Statement(st) => {
@@ -743,21 +743,5 @@ impl Relay {
         let _ = self.session.record(Event::Notice { channel: Some(CHANNEL), text }).await;
         self.session.layer().live().terminate(self.session.id, &format!("keepwatch: {why}"));
         false
-    }
-}
-
-/// A parameter as the recording keeps it: text, binary as `\x` hex, NULL as `None`; a value
-/// cut short says how long it was.
-fn render(p: &Parameter) -> Option<String> {
-    match p {
-        Parameter::Null => None,
-        Parameter::Text { text, len } if *len > text.len() => {
-            Some(format!("{text}… ({len} bytes)"))
-        }
-        Parameter::Text { text, .. } => Some(text.clone()),
-        Parameter::Binary { hex, len } if *len * 2 > hex.len() => {
-            Some(format!("\\x{hex}… ({len} bytes)"))
-        }
-        Parameter::Binary { hex, .. } => Some(format!("\\x{hex}")),
     }
 }

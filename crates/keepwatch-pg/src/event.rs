@@ -196,6 +196,24 @@ pub struct Rows {
     pub left_out: u64,
 }
 
+impl Parameter {
+    /// The value as a recording keeps it: text, binary as `\x` hex, NULL as `None`; a value
+    /// cut short says how long it was.
+    pub fn recorded(&self) -> Option<String> {
+        match self {
+            Parameter::Null => None,
+            Parameter::Text { text, len } if *len > text.len() => {
+                Some(format!("{text}… ({len} bytes)"))
+            }
+            Parameter::Text { text, .. } => Some(text.clone()),
+            Parameter::Binary { hex, len } if *len * 2 > hex.len() => {
+                Some(format!("\\x{hex}… ({len} bytes)"))
+            }
+            Parameter::Binary { hex, .. } => Some(format!("\\x{hex}")),
+        }
+    }
+}
+
 /// A COPY: the bytes of its CopyData messages one way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyTransfer {

@@ -2,7 +2,7 @@
 //! statement's result, every value rendered as a parameter is (text, binary as hex, cut to
 //! [`crate::Limits::max_parameter_len`]), and at most [`MAX_CAPTURED_BYTES`] of them.
 
-use crate::event::{Parameter, Rows};
+use crate::event::Rows;
 use crate::frame::Frame;
 use crate::message::Cursor;
 
@@ -95,7 +95,7 @@ impl Capture {
 fn render(value: Option<&[u8]>, max: usize) -> Option<String> {
     let value = value?;
     let Ok(text) = std::str::from_utf8(value) else {
-        return shown(super::render_parameter(Some(value), true, max));
+        return super::render_parameter(Some(value), true, max).recorded();
     };
     let escaped: String = text
         .chars()
@@ -108,17 +108,5 @@ fn render(value: Option<&[u8]>, max: usize) -> Option<String> {
             e
         })
         .collect();
-    shown(super::render_parameter(Some(escaped.as_bytes()), false, max))
-}
-
-fn shown(p: Parameter) -> Option<String> {
-    match p {
-        Parameter::Null => None,
-        Parameter::Text { text, len } if len > text.len() => Some(format!("{text}… ({len} bytes)")),
-        Parameter::Text { text, .. } => Some(text),
-        Parameter::Binary { hex, len } if len * 2 > hex.len() => {
-            Some(format!("\\x{hex}… ({len} bytes)"))
-        }
-        Parameter::Binary { hex, .. } => Some(format!("\\x{hex}")),
-    }
+    super::render_parameter(Some(escaped.as_bytes()), false, max).recorded()
 }
