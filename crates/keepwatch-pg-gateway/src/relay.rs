@@ -626,16 +626,17 @@ impl Relay {
     ) -> bool {
         gate.reader.push(data);
         loop {
-            let (tag, body) = match gate.reader.next_frame() {
-                Ok(Some(f)) => (f.tag.unwrap_or(0), f.body.to_vec()),
+            // The whole message, copied once out of the reader: its type byte, its length,
+            // its body.
+            let message = match gate.reader.next_frame() {
+                Ok(Some(f)) => frame_bytes(f.tag.unwrap_or(0), f.body),
                 Ok(None) => return true,
                 Err(e) => {
                     let why = format!("the client's stream cannot be followed ({e})");
                     return self.close(&why).await;
                 }
             };
-            let message = frame_bytes(tag, &body);
-            match self.decide(gate, tag, &body).await {
+            match self.decide(gate, message[0], &message[5..]).await {
                 Verdict::Forward => {
                     let events = match self.track(Side::Frontend, &message) {
                         Ok((events, _)) => events,

@@ -289,6 +289,25 @@ impl Event {
     }
 }
 
+impl Event {
+    /// What channel `ch`'s screen shows of this event: its output, or a database event's
+    /// psql-like transcript ([`Event::transcript`]); `None` for everything else and for
+    /// other channels.
+    pub fn shown_on(&self, ch: u32) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        let channel = match self {
+            Event::Output { channel, data } | Event::ExtOutput { channel, data } => {
+                return (*channel == ch).then_some(Cow::Borrowed(data.as_slice()));
+            }
+            Event::Statement(s) => s.channel,
+            Event::StatementResult(r) => r.channel,
+            Event::Rows(r) => r.channel,
+            _ => return None,
+        };
+        (channel == ch).then(|| self.transcript()).flatten().map(|t| Cow::Owned(t.into_bytes()))
+    }
+}
+
 /// A database connection's transaction status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransactionStatus {

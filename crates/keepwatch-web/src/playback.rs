@@ -341,7 +341,7 @@ impl WindowBuilder {
             }
             let Some(ch) = self.channel else { continue };
             let before = e.at_us < self.from_us && self.emulate && self.keyframe.is_none();
-            if let Some(data) = shown(&e.event, ch) {
+            if let Some(data) = e.event.shown_on(ch) {
                 if before {
                     let s = self.text.push(&data);
                     if let Some(t) = &mut self.term {
@@ -445,25 +445,6 @@ impl WindowBuilder {
             next: self.next,
         })
     }
-}
-
-/// What channel `ch`'s screen shows of an event: its output, or a database event's
-/// psql-like transcript (statements, kept rows, outcomes).
-fn shown(event: &Event, ch: u32) -> Option<std::borrow::Cow<'_, [u8]>> {
-    use std::borrow::Cow;
-    let channel = match event {
-        Event::Output { channel, data } | Event::ExtOutput { channel, data } => {
-            return (*channel == ch).then_some(Cow::Borrowed(data.as_slice()));
-        }
-        Event::Statement(s) => s.channel,
-        Event::StatementResult(r) => r.channel,
-        Event::Rows(r) => r.channel,
-        _ => return None,
-    };
-    if channel != ch {
-        return None;
-    }
-    event.transcript().map(|t| Cow::Owned(t.into_bytes()))
 }
 
 /// A bound on the JSON of one event besides its text: `[at_us,"o",` and `]` and a comma.

@@ -416,22 +416,8 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
     let mut reader = EventReader::new(dir, a.id)?;
     while let Some(batch) = reader.next().await? {
         for e in &batch {
-            let transcript;
-            let data = match &e.event {
-                Event::Output { channel, data } | Event::ExtOutput { channel, data }
-                    if *channel == ch =>
-                {
-                    data.as_slice()
-                }
-                // A database session: its statements and outcomes, as psql would show them.
-                ev => match ev.transcript() {
-                    Some(t) => {
-                        transcript = t;
-                        transcript.as_bytes()
-                    }
-                    None => continue,
-                },
-            };
+            // Output, or a database session's statements and outcomes as psql shows them.
+            let Some(data) = e.event.shown_on(ch) else { continue };
             let mut pause = e.at_us.saturating_sub(last.max(start_us)) as f64 / 1e6 / a.speed;
             if let Some(limit) = a.idle_limit {
                 pause = pause.min(limit);
@@ -441,7 +427,7 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
                 out.flush().ok();
                 tokio::time::sleep(Duration::from_secs_f64(pause)).await;
             }
-            out.write_all(data).context("cannot write to standard output")?;
+            out.write_all(&data).context("cannot write to standard output")?;
         }
     }
     out.flush().ok();

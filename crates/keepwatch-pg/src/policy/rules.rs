@@ -413,7 +413,7 @@ impl Visitor for Kinds<'_> {
             named.as_str(),
             "CREATE FUNCTION" | "CREATE PROCEDURE" | "CREATE TRIGGER" | "CREATE RULE"
         );
-        let written = statement.to_string().to_ascii_uppercase();
+        let written = leading_words(statement).to_ascii_uppercase();
         // What else the statement does: a cursor and a COPY out read (as SELECT does).
         let also = match statement {
             Statement::Declare { .. } => Some("SELECT"),
@@ -435,10 +435,35 @@ impl Visitor for Kinds<'_> {
     }
 }
 
+/// The most words of a statement a rule is compared with.
+const RULE_WORDS: usize = 4;
+
+/// The first [`RULE_WORDS`] words of the statement as written back by the parser, without
+/// writing out the rest of it (a nested statement would otherwise be written out again for
+/// every statement around it).
+fn leading_words(statement: &Statement) -> String {
+    use std::fmt::Write as _;
+    /// Stops the formatting once a word past the last one compared has begun.
+    struct Words(String);
+    impl std::fmt::Write for Words {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.push_str(s);
+            if self.0.split_whitespace().nth(RULE_WORDS).is_some() {
+                return Err(std::fmt::Error);
+            }
+            Ok(())
+        }
+    }
+    let mut words = Words(String::new());
+    // The error is how `Words` stops the formatting once it has enough.
+    let _ = write!(words, "{statement}");
+    words.0
+}
+
 impl Kinds<'_> {
     /// Breaks when a rule begins `words` (a kind, or a statement's leading words).
     fn check(&self, words: &str) -> ControlFlow<Refusal> {
-        let words: Vec<&str> = words.split_whitespace().take(4).collect();
+        let words: Vec<&str> = words.split_whitespace().take(RULE_WORDS).collect();
         for rule in self.rules {
             if rule.len() <= words.len() && rule.iter().zip(&words).all(|(r, w)| r == w) {
                 return ControlFlow::Break(Refusal::new(format!(
