@@ -25,6 +25,8 @@ command -v mysql >/dev/null || missing+=(mariadb-client)
 # A real load balancer in front of the gateway (the PROXY protocol test).
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl)
+# Prometheus' promtool checks what GET /metrics serves.
+command -v promtool >/dev/null || missing+=(prometheus)
 # The PostgreSQL front end's tests: psql as the person, and a PostgreSQL server of each test's
 # own (initdb, pg_ctl) behind the gateway, with TLS from a CA openssl makes.
 command -v psql >/dev/null || missing+=(postgresql-client)

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::{METRICS, Refused};
+
 /// The pre-login slots of one gateway.
 #[derive(Debug)]
 pub struct Admission {
@@ -49,6 +51,7 @@ impl Admission {
     pub fn admit_unaddressed(self: &Arc<Self>) -> Result<Slot, Full> {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if h.total >= self.max_total {
+            METRICS.refused(Refused::Admission);
             return Err(Full::Total(self.max_total));
         }
         h.total += 1;
@@ -70,6 +73,7 @@ impl Slot {
         if *n >= a.max_per_address {
             // `self` drops after the lock is released and gives its total back.
             drop(h);
+            METRICS.refused(Refused::Admission);
             return Err(Full::Address(a.max_per_address));
         }
         *n += 1;

@@ -49,6 +49,9 @@ pub enum AuditAction {
     SessionCancelRequested,
     /// A person's password was set again (`keepwatch user passwd`).
     PasswordChanged,
+    /// A database statement the grant's rules refuse was answered by the gateway and never
+    /// reached the target.
+    StatementRefused,
 }
 
 impl AuditAction {
@@ -89,10 +92,11 @@ impl AuditAction {
             StoreMigrated => "store_migrated",
             SessionCancelRequested => "cancel_requested",
             PasswordChanged => "password_changed",
+            StatementRefused => "statement_refused",
         }
     }
 
-    pub const ALL: [AuditAction; 34] = {
+    pub const ALL: [AuditAction; 35] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -129,6 +133,7 @@ impl AuditAction {
             StoreMigrated,
             SessionCancelRequested,
             PasswordChanged,
+            StatementRefused,
         ]
     };
 }
@@ -199,6 +204,7 @@ mod tests {
                 StoreMigrated => 31,
                 SessionCancelRequested => 32,
                 PasswordChanged => 33,
+                StatementRefused => 34,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -9,6 +9,7 @@ mod limit;
 mod login;
 mod look;
 mod mask;
+pub mod metrics;
 mod policy;
 mod redact;
 mod secret;

@@ -15,6 +15,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::metrics::{METRICS, Refused};
+
 /// The limits, from `keepwatch.toml`'s `[limits]`.
 #[derive(Debug, Clone)]
 pub struct LoginLimits {
@@ -167,6 +169,7 @@ impl LoginLimiter {
             }
         }
         if !wait.is_zero() {
+            METRICS.refused(Refused::LoginLocked);
             return Err(Locked { retry_after: wait.max(Duration::from_secs(1)) });
         }
         if map.len() + 2 > self.limits.max_entries {

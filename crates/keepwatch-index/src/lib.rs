@@ -19,6 +19,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{NodeId, SessionId};
 use keepwatch_recording::{ReadError, RecordingTail};
 use keepwatch_store::{BlobStore, IndexProgress, SessionFilter, Store, StoreError};
@@ -222,7 +223,24 @@ impl Indexer {
                 self.failed(id, e).await?;
             }
         }
+        self.report_lag();
         Ok(())
+    }
+
+    /// How far behind the live recordings the index is, for the metrics.
+    fn report_lag(&self) {
+        let lag: u64 = self
+            .live
+            .iter()
+            .filter_map(|(&id, f)| {
+                let len = self.blobs.spool_len(id).ok().flatten()?;
+                Some(len.saturating_sub(f.tail.consumed_offset()))
+            })
+            .sum();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        METRICS.index_ticked(now, self.live.len(), lag);
     }
 
     /// A session ended without a readable seal yet (it is being sealed right now, or its

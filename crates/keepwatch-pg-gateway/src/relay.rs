@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use keepwatch_core::metrics::{Direction, METRICS};
 use keepwatch_core::{AuditAction, ChannelKind, Protocol};
 use keepwatch_pg::{FrameReader, Parameter, PgEvent, PgTracker, QueryKind, Side, StatementRules};
 use keepwatch_recording::{
@@ -484,6 +485,7 @@ impl Relay {
                 if target.write_all(&unsent[..ready]).await.is_err() {
                     break;
                 }
+                METRICS.relayed(Protocol::Postgres, Direction::ToTarget, ready);
                 unsent.drain(..ready);
             }
         }
@@ -567,6 +569,7 @@ impl Relay {
                 if client.lock().await.write_all(&unsent[..ready]).await.is_err() {
                     break;
                 }
+                METRICS.relayed(Protocol::Postgres, Direction::ToClient, ready);
                 unsent.drain(..ready);
             }
         }
@@ -649,6 +652,7 @@ impl Relay {
                     if !self.record_all(events).await || target.write_all(&message).await.is_err() {
                         return false;
                     }
+                    METRICS.relayed(Protocol::Postgres, Direction::ToTarget, message.len());
                 }
                 Verdict::Drop => {}
                 Verdict::Answer(bytes) => {
@@ -713,9 +717,7 @@ impl Relay {
                 return Verdict::Close("the recording failed".into());
             }
         }
-        self.session
-            .audit(AuditAction::SessionRefused, format!("statement refused: {reason}"))
-            .await;
+        self.session.audit(AuditAction::StatementRefused, reason.clone()).await;
         if extended {
             gate.refusing = Some(reason);
             Verdict::Drop

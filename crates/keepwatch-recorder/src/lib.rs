@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
+use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{NodeId, OutputMask, SessionId, SessionStatus};
 use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
 use keepwatch_store::{BlobStore, Layout, SpoolWriter, Store, now_us};
@@ -167,6 +168,7 @@ impl Recorder {
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
         let first = writer.flush(now_us(), true).unwrap_or_default();
         let written = first.len() as u64;
+        METRICS.recorded(first.len());
         let spool = ctx.blobs.spool().clone();
         let file = tokio::task::spawn_blocking(move || spool.create(id, &first))
             .await
@@ -193,6 +195,7 @@ impl Recorder {
             written,
             watchers: None,
             unsynced: false,
+            pending_since_us: None,
             ship,
         };
         // The task is watched: if it panics (a bug), the session is sealed `interrupted` from
@@ -289,6 +292,8 @@ struct RecorderTask {
     watchers: Option<broadcast::Sender<Arc<TimedEvent>>>,
     /// Chunks were written since the last sync.
     unsynced: bool,
+    /// When the oldest event not yet in the file reached the recorder (its `at_us`).
+    pending_since_us: Option<u64>,
     /// The upload of this recording into a segmented archive.
     ship: Option<ship::ShipHandle>,
 }
@@ -364,6 +369,9 @@ impl RecorderTask {
             released.clear();
             return;
         };
+        if self.pending_since_us.is_none() {
+            self.pending_since_us = released.first().map(|ev| ev.at_us);
+        }
         let watchers = self.watchers.as_ref().filter(|tx| tx.receiver_count() > 0);
         for ev in released.drain(..) {
             w.push(&ev);
@@ -422,12 +430,15 @@ impl RecorderTask {
             self.ctx.checkpoints.set(self.id, w.next_seq() - 1, w.chain_head());
         }
         let bytes = &self.out;
+        let began = Instant::now();
         let res = tokio::task::block_in_place(|| file.append(bytes, sync));
         match res {
             Ok(()) => {
-                self.written += bytes.len() as u64;
+                let n = bytes.len();
+                self.wrote(began, n);
+                self.written += n as u64;
                 if let Some(ship) = &self.ship {
-                    ship.wrote(bytes.len() as u64);
+                    ship.wrote(n as u64);
                 }
                 // An archive that has been away too long: the spool is at its bound.
                 if let Some(reason) = self.ctx.shipper.full() {
@@ -439,8 +450,22 @@ impl RecorderTask {
         true
     }
 
+    /// Counts a chunk written in the time since `began`: its bytes, how long the write took,
+    /// and how long the oldest event in it waited.
+    fn wrote(&mut self, began: Instant, n: usize) {
+        METRICS.flush_seconds.observe(began.elapsed());
+        METRICS.recorded(n);
+        if let Some(at_us) = self.pending_since_us.take() {
+            let now_us = self.started.elapsed().as_micros() as u64;
+            METRICS
+                .recording_lag_seconds
+                .observe(Duration::from_micros(now_us.saturating_sub(at_us)));
+        }
+    }
+
     fn fail(&mut self, reason: String) {
         tracing::error!(session_id = %self.id, %reason, "recording failed");
+        METRICS.recording_failed();
         self.writer = None;
         self.file = None;
         let _ = self.fail_tx.send(Some(reason));
@@ -469,9 +494,11 @@ impl RecorderTask {
             Seal { status, reason: reason.clone(), ended_at_us: ended, unsigned_tail: None },
             ended,
         );
+        let began = Instant::now();
         tokio::task::block_in_place(|| file.append(&bytes, true)).map_err(|e| {
             RecorderError::Failed { id: self.id, reason: format!("cannot write the seal: {e}") }
         })?;
+        self.wrote(began, bytes.len());
         drop(file);
         if let Some(ship) = &self.ship {
             ship.wrote(bytes.len() as u64);

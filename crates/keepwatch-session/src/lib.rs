@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keepwatch_core::Secret;
+use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{
     AuditAction, GrantPolicy, Protocol, RecordingFailure, SessionId, SessionStatus,
 };
@@ -154,6 +155,7 @@ impl SessionLayer {
             }
         };
         let terminate = self.live.insert(id, recorder.clone());
+        METRICS.session_started(target.protocol);
         audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
         Ok(LiveSession {
             id,
@@ -164,6 +166,7 @@ impl SessionLayer {
             client_addr: opening.client_addr,
             terminate,
             unrecorded: AtomicBool::new(false),
+            counted_end: AtomicBool::new(false),
             layer: self.clone(),
         })
     }
@@ -203,7 +206,17 @@ pub struct LiveSession {
     terminate: watch::Receiver<Option<String>>,
     /// With `on_recording_failure = "continue"`, set once the recording has failed.
     unrecorded: AtomicBool,
+    /// The session's end was counted in the metrics (once, however it ended).
+    counted_end: AtomicBool,
     layer: Arc<SessionLayer>,
+}
+
+impl Drop for LiveSession {
+    /// Dropped without a seal (a front end's task panicked): recovery will seal it
+    /// `interrupted` at the next start, and the metrics count it so now.
+    fn drop(&mut self) {
+        self.count_end(SessionStatus::Interrupted);
+    }
 }
 
 /// The session must end: its recording failed (the termination has been requested).
@@ -267,6 +280,12 @@ impl LiveSession {
         }
     }
 
+    fn count_end(&self, status: SessionStatus) {
+        if !self.counted_end.swap(true, Ordering::Relaxed) {
+            METRICS.session_ended(self.target.protocol, status);
+        }
+    }
+
     /// Changes when the session must end, to the text shown to the person.
     pub fn termination(&self) -> watch::Receiver<Option<String>> {
         self.terminate.clone()
@@ -286,6 +305,7 @@ impl LiveSession {
             tracing::error!(session_id = %self.id, error = %e, "cannot seal refused session");
         }
         self.layer.live.remove(self.id);
+        self.count_end(SessionStatus::Refused);
         refusal(reason)
     }
 
@@ -306,6 +326,7 @@ impl LiveSession {
             format!("status {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
         self.audit(AuditAction::SessionEnded, detail).await;
         self.layer.live.remove(self.id);
+        self.count_end(status);
         status
     }
 }

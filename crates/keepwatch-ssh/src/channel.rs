@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use keepwatch_core::ChannelKind;
+use keepwatch_core::metrics::{self, METRICS};
+use keepwatch_core::{ChannelKind, Protocol};
 use keepwatch_recording::{Direction, Event, Pty};
 use keepwatch_store::{ChannelRow, now_us};
 use russh::server::Msg;
@@ -513,7 +514,10 @@ impl Relay {
             };
             let Some(msg) = msg else { break };
             let go_on = match msg {
-                ChannelMsg::Data { data } => self.client_data(data).await,
+                ChannelMsg::Data { data } => {
+                    METRICS.relayed(Protocol::Ssh, metrics::Direction::ToTarget, data.len());
+                    self.client_data(data).await
+                }
                 ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                     let _ = self
                         .record(Event::Resize { channel, cols: col_width, rows: row_height })
@@ -584,6 +588,7 @@ impl Relay {
             match msg {
                 ChannelMsg::Data { data } => {
                     self.conn.activity.touch();
+                    METRICS.relayed(Protocol::Ssh, metrics::Direction::ToClient, data.len());
                     let ok = match &self.files {
                         None => {
                             self.watch_output(&data);
@@ -603,6 +608,7 @@ impl Relay {
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
+                    METRICS.relayed(Protocol::Ssh, metrics::Direction::ToClient, data.len());
                     self.watch_output(&data);
                     if !self.record(Event::ExtOutput { channel, data: data.to_vec() }).await {
                         continue;

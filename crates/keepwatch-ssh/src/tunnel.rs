@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use keepwatch_core::Protocol;
+use keepwatch_core::metrics::{self, METRICS};
 use keepwatch_recording::Event;
 use keepwatch_store::{ChannelRow, now_us};
 use russh::server::Msg;
@@ -223,6 +225,8 @@ async fn pump(
         _ = terminate.wait_for(Option::is_some) => {}
         _ = conn.cancel.cancelled() => {}
     }
+    METRICS.relayed(Protocol::Ssh, metrics::Direction::ToTarget, to_target as usize);
+    METRICS.relayed(Protocol::Ssh, metrics::Direction::ToClient, to_person as usize);
     let close =
         Event::TunnelClose { channel: ch, bytes_to_target: to_target, bytes_to_client: to_person };
     let _ = conn.record(s, close).await;

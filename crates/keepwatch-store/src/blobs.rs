@@ -267,6 +267,14 @@ impl BlobStore {
         self.spool.contains(id)
     }
 
+    /// The length of session `id`'s spool file, if it has one on this node.
+    ///
+    /// # Errors
+    /// Fails if the file's metadata cannot be read.
+    pub fn spool_len(&self, id: SessionId) -> Result<Option<u64>, StoreError> {
+        self.spool.len(id)
+    }
+
     /// The ids of every recording in the archive (names that are not ids are skipped).
     ///
     /// # Errors

@@ -27,6 +27,7 @@ type ApiResult = Result<Json<Value>, ApiError>;
 pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
@@ -523,6 +524,14 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
             })
             .collect(),
     ))
+}
+
+/// This node's counters in Prometheus' text format (`docs/metrics.md`). Auditors and admins:
+/// the counts say who is busy when, which is not for everyone.
+async fn metrics(caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Auditor)?;
+    let body = keepwatch_core::metrics::METRICS.render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
 async fn live(State(st): St, caller: Caller) -> ApiResult {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use keepwatch_core::SessionId;
+use keepwatch_core::metrics::METRICS;
 use keepwatch_recorder::{Problem, compare_row, verify_recording};
 use keepwatch_recording::{Verified, VerifyError};
 use keepwatch_store::{RecordingVersion, SessionRow};
@@ -81,6 +82,7 @@ pub(crate) async fn check(st: &WebState, row: &SessionRow) -> Result<Vec<Problem
         return Ok(compare_row(id, row, None));
     };
     let problems = compare_row(id, row, Some(&outcome));
+    METRICS.verified(problems.is_empty());
     st.verified.put(id, version, outcome);
     Ok(problems)
 }

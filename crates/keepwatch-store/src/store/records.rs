@@ -1,6 +1,7 @@
 //! What happened: sessions, channels, transfers, the ledger of sealed sessions, the audit
 //! trail and API tokens.
 
+use keepwatch_core::metrics::{METRICS, Refused};
 use keepwatch_core::{PersonName, Role, SessionId, SessionStatus};
 
 use super::{Store, dispatch};
@@ -202,6 +203,9 @@ impl Store {
     /// Database failures only.
     pub async fn audit(&self, a: NewAudit) -> Result<(), StoreError> {
         let a = clean_audit(a);
+        if let Some(why) = Refused::of_audit(a.action) {
+            METRICS.refused(why);
+        }
         let r = dispatch!(self, b => b.audit(&a, self.signer()).await);
         log_audit(&a, r.as_ref().map(|_| true));
         r

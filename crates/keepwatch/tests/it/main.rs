@@ -14,6 +14,7 @@ mod forwarding;
 mod limits;
 mod load;
 mod looks;
+mod metrics;
 mod nodes;
 mod postgres;
 mod refusals;

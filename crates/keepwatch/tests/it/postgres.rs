@@ -592,6 +592,22 @@ fn deny_rules_and_captured_rows() {
             == "DROP TABLE items => refused by keepwatch: DROP statements are denied by the grant"),
         "{list:#?}"
     );
+    // Each refusal is audited as a refused statement, naming the rule, and counted.
+    let audited = env.kw_ok(&["audit", "--action", "statement_refused"]);
+    assert!(audited.contains("DROP statements are denied by the grant"), "{audited}");
+    let token = env.kw_ok(&["token", "create", "--name", "prom", "--role", "auditor"]);
+    let (_, _, metrics) = http(
+        &env,
+        "GET",
+        "/metrics",
+        &[("Authorization", &format!("Bearer {}", token.trim()))],
+        None,
+    );
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keepwatch_refusals_total{reason=\"statement\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(refused.parse::<u64>().unwrap() >= 3, "{metrics}");
     let kept: Vec<&keepwatch_recording::Rows> = all
         .iter()
         .filter_map(|e| match e {

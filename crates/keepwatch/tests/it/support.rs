@@ -38,7 +38,7 @@ const SETUP_HINT: &str = "run `bash scripts/test.sh` once (as root): it installs
 /// How long a test waits for the indexer: it ticks every second, but this machine is shared.
 const INDEX_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a test waits for anything else the gateway does on its own (seal, listen, exit).
-const GATEWAY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const GATEWAY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
