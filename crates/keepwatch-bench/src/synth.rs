@@ -56,6 +56,7 @@ pub(crate) async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let duration_us = a.duration_s * 1_000_000;
     let started_at_us = now_us() - duration_us as i64;
     let row = SessionRow {
+        stated_reason: None,
         protocol: keepwatch_core::Protocol::Ssh,
         id: SessionId::new(),
         person: a.user.clone(),

@@ -290,7 +290,8 @@ impl SessionIndexer {
             | Event::TunnelOpen { .. }
             | Event::TunnelClose { .. }
             | Event::FileTransfer(_)
-            | Event::Transaction { .. } => {}
+            | Event::Transaction { .. }
+            | Event::Context { .. } => {}
         }
     }
 

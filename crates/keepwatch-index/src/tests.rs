@@ -45,6 +45,7 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     };
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),

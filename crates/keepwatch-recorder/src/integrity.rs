@@ -232,13 +232,18 @@ pub fn compare_row(
     };
     let mut out = Vec::new();
     let s = &v.start;
-    let fields: [(&str, String, String); 6] = [
+    let fields: [(&str, String, String); 7] = [
         ("user", row.person.clone(), s.user.clone()),
         ("target", row.target.clone(), s.target.clone()),
         ("target host", row.target_host.clone(), s.target_host.clone()),
         ("target login", row.target_login.clone(), s.target_login.clone()),
         ("client address", row.client_addr.clone(), s.client_addr.clone()),
         ("start time", row.started_at_us.to_string(), s.started_at_us.to_string()),
+        (
+            "stated reason",
+            row.stated_reason.clone().unwrap_or_default(),
+            v.reason.clone().unwrap_or_default(),
+        ),
     ];
     if s.session_id != id {
         out.push(problem(id, format!("recording belongs to session {}", s.session_id)));

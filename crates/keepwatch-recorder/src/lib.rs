@@ -150,14 +150,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates the spool file and writes the first chunk (the session's identity) before
-    /// returning, so a session never starts without a recording.
+    /// Creates the spool file and writes the first chunk (the session's identity, with the
+    /// reason the person gave, if any) before returning, so a session never starts without
+    /// a recording.
     ///
     /// # Errors
     /// Fails when the recording file cannot be created or written.
     pub async fn start(
         ctx: &RecorderContext,
         start: SessionStart,
+        reason: Option<String>,
     ) -> Result<Recorder, RecorderError> {
         let id = start.session_id;
         if let Some(reason) = ctx.shipper.full() {
@@ -166,6 +168,9 @@ impl Recorder {
         let path = ctx.blobs.spool().location(id);
         let create_err = |source| RecorderError::Create { path: path.clone(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
+        if let Some(reason) = reason {
+            writer.push(&TimedEvent { at_us: 0, event: Event::Context { reason } });
+        }
         let first = writer.flush(now_us(), true).unwrap_or_default();
         let written = first.len() as u64;
         METRICS.recorded(first.len());
@@ -578,6 +583,7 @@ mod tests {
         );
         let id = SessionId::new();
         let row = SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),
@@ -604,7 +610,7 @@ mod tests {
             client_addr: row.client_addr.clone(),
             started_at_us: row.started_at_us,
         };
-        let rec = Recorder::start(&ctx, start).await.unwrap();
+        let rec = Recorder::start(&ctx, start, None).await.unwrap();
         rec.record(Event::Output { channel: 0, data: b"before\n".to_vec() }).await.unwrap();
         let _ = rec.record(Event::Output { channel: 0, data: PANIC_MARKER.to_vec() }).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

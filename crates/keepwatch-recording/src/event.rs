@@ -161,6 +161,12 @@ pub enum Event {
     /// The first rows of statement `seq`'s result, kept under a grant that captures rows.
     /// Version 4.
     Rows(Rows),
+    /// Why the person opened the session, as they gave it at connect (a target with
+    /// `--require-reason`). In chunk 0 right after `SessionStart`: part of the signed
+    /// identity. Version 5.
+    Context {
+        reason: String,
+    },
 }
 
 /// What [`Event::Rows`] records.
@@ -390,6 +396,8 @@ const TAG_STATEMENT_RESULT: u8 = 18;
 const TAG_TRANSACTION: u8 = 19;
 // Version 4.
 const TAG_ROWS: u8 = 20;
+/// Version 5.
+const TAG_CONTEXT: u8 = 21;
 /// A statement records at most this many parameters; more are left out.
 pub const MAX_PARAMS: usize = 1024;
 /// A rows event keeps at most this many rows; more are left out.
@@ -458,6 +466,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
         Event::StatementResult(_) => TAG_STATEMENT_RESULT,
         Event::Transaction { .. } => TAG_TRANSACTION,
         Event::Rows(_) => TAG_ROWS,
+        Event::Context { .. } => TAG_CONTEXT,
     };
     out.push(tag);
     put_varint(out, at_us);
@@ -539,6 +548,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, at_us: u64, event: &Event, max_field: us
             }
             put_str(out, text);
         }
+        Event::Context { reason } => put_str(out, reason),
         Event::Seal(seal) => {
             out.push(status_code(seal.status));
             match &seal.reason {
@@ -857,7 +867,7 @@ impl Decoder<'_> {
     fn event(&mut self) -> Result<TimedEvent, DecodeError> {
         let tag_at = self.pos;
         let tag = self.u8()?;
-        if !(TAG_SESSION_START..=TAG_ROWS).contains(&tag) {
+        if !(TAG_SESSION_START..=TAG_CONTEXT).contains(&tag) {
             return Err(DecodeError::UnknownTag { tag, at: tag_at });
         }
         let at_us = self.varint()?;
@@ -917,6 +927,7 @@ impl Decoder<'_> {
                 channel: if self.present()? { Some(self.u32()?) } else { None },
                 text: self.string("notice text")?,
             },
+            TAG_CONTEXT => Event::Context { reason: self.string("reason")? },
             TAG_TUNNEL_OPEN => Event::TunnelOpen {
                 channel: self.u32()?,
                 host: self.string("tunnel host")?,

@@ -52,8 +52,9 @@ pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
 
 /// The format version the writer puts in the file header: 2 added environment events and
 /// the seal of a recovered recording, 3 the database statement events, 4 captured result
-/// rows. Readers take [`FORMAT_VERSIONS`] and refuse others.
-pub const FORMAT_VERSION: u16 = 4;
+/// rows, 5 the reason a person gave for a session. Readers take [`FORMAT_VERSIONS`] and
+/// refuse others.
+pub const FORMAT_VERSION: u16 = 5;
 
 /// The versions readers accept (each version is the next without its new events).
 pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u16> = 1..=FORMAT_VERSION;
@@ -103,6 +104,8 @@ pub enum ReadError {
     NoSessionStart,
     #[error("chunk {seq}: session start after the first event")]
     SessionStartMisplaced { seq: u64 },
+    #[error("chunk {seq}: the session's reason is not right after the session start")]
+    ContextMisplaced { seq: u64 },
     #[error("session start names session {event} but the file header names {header}")]
     SessionMismatch { header: SessionId, event: SessionId },
     #[error("chunk {seq}: seal is not the last event")]

@@ -15,6 +15,8 @@ use crate::event::{Event, Seal, SessionStart, TimedEvent};
 pub(crate) struct Summary {
     pub session_id: SessionId,
     pub start: SessionStart,
+    /// The reason the person gave (the `Context` right after the start), if any.
+    pub reason: Option<String>,
     pub chunks: u64,
     pub chain_head: [u8; 32],
     pub last_at_us: u64,
@@ -128,9 +130,14 @@ impl Checker {
                 else {
                     return Err(ReadError::NoSessionStart.into());
                 };
+                let reason = match events.get(1).map(|e| &e.event) {
+                    Some(Event::Context { reason }) => Some(reason.clone()),
+                    _ => None,
+                };
                 self.summary.insert(Summary {
                     session_id: *session_id,
                     start: start.clone(),
+                    reason,
                     chunks: 0,
                     chain_head: [0; 32],
                     last_at_us: 0,
@@ -195,6 +202,10 @@ pub(crate) fn check_events(
         match &ev.event {
             Event::SessionStart(_) if seq != 0 || i != 0 => {
                 return Err(ReadError::SessionStartMisplaced { seq });
+            }
+            // The reason is part of the identity: right after the start, or nowhere.
+            Event::Context { .. } if seq != 0 || i != 1 => {
+                return Err(ReadError::ContextMisplaced { seq });
             }
             Event::Seal(_) if i != last => return Err(ReadError::SealNotLast { seq }),
             Event::Seal(s) => seal = Some(s.clone()),

@@ -21,6 +21,8 @@ use crate::writer::SealInfo;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub start: SessionStart,
+    /// The reason the person gave at connect, signed with the start (version 5).
+    pub reason: Option<String>,
     /// `None` for an active session, or a sealed one whose tail was cut off: the
     /// caller compares with what the database says.
     pub seal: Option<Seal>,
@@ -251,6 +253,7 @@ impl StreamVerifier {
         };
         Ok(Verified {
             start: summary.start,
+            reason: summary.reason,
             seal,
             seal_info,
             chain_head: summary.chain_head,

@@ -146,6 +146,7 @@ pub(crate) fn target(r: &impl Cols) -> Result<TargetRow, BadValue> {
                 ca: r.opt_text("tls_ca")?,
             }),
         },
+        require_reason: r.flag("require_reason")?,
         created_at_us: r.int("created_at_us")?,
     })
 }
@@ -212,6 +213,7 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
         status: parse("sessions.status", &r.text("status")?)?,
         protocol: parse("sessions.protocol", &r.text("protocol")?)?,
         reason: r.opt_text("reason")?,
+        stated_reason: r.opt_text("stated_reason")?,
         started_at_us: r.int("started_at_us")?,
         ended_at_us: r.opt_int("ended_at_us")?,
         chain_head: r

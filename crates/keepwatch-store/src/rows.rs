@@ -52,6 +52,8 @@ pub struct NewTarget {
     pub protocol: Protocol,
     /// For a database target: which database, and how to reach it.
     pub database: Option<DatabaseTarget>,
+    /// A session on it opens only with a reason given at connect.
+    pub require_reason: bool,
 }
 
 /// Where a database target's sessions go, beyond host and port.
@@ -122,6 +124,8 @@ pub struct TargetRow {
     /// Which front end serves it.
     pub protocol: Protocol,
     pub database: Option<DatabaseTarget>,
+    /// A session on it opens only with a reason given at connect.
+    pub require_reason: bool,
     pub created_at_us: i64,
 }
 
@@ -134,7 +138,10 @@ pub struct SessionRow {
     pub target_login: String,
     pub client_addr: String,
     pub status: SessionStatus,
+    /// Why the session ended (a termination's or a refusal's reason).
     pub reason: Option<String>,
+    /// Why the person opened it, as they gave it at connect (also signed in the recording).
+    pub stated_reason: Option<String>,
     pub started_at_us: i64,
     pub ended_at_us: Option<i64>,
     /// Chain head and signature of the seal, once sealed.
@@ -219,6 +226,8 @@ pub struct SessionFilter {
     pub limit: Option<u32>,
     /// Only the sessions of this node.
     pub node: Option<NodeId>,
+    /// Only sessions whose stated reason contains this text (case-insensitive; ASCII case).
+    pub reason: Option<String>,
 }
 
 impl SessionFilter {

@@ -343,6 +343,7 @@ mod tests {
 
     fn target() -> TargetRow {
         TargetRow {
+            require_reason: false,
             name: "web01".into(),
             host: "10.0.0.5".into(),
             port: 22,

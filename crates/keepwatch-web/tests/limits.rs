@@ -119,6 +119,7 @@ async fn session(f: &Fixture, events: &[TimedEvent], per_chunk: usize) -> Sessio
     std::fs::write(recording_path(&f.dir, id), bytes).unwrap();
     f.store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),

@@ -131,6 +131,7 @@ async fn fixture() -> Fixture {
     std::fs::write(dir.path().join("recordings").join(format!("{id}.kwr")), bytes).unwrap();
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),

@@ -324,6 +324,7 @@ impl Iterator for Generator<'_> {
         }
         let ended_at_us = ctx.at_us + self.rng.range(1_000_000, 600_000_000) as i64;
         let session = SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id: self.session_id(sp.started_at_us),
             person: person.clone(),

@@ -44,6 +44,7 @@ fn quick() -> ShipConfig {
 async fn start(w: &World) -> Recorder {
     let id = SessionId::new();
     let row = SessionRow {
+        stated_reason: None,
         protocol: keepwatch_core::Protocol::Ssh,
         id,
         person: "alice".into(),
@@ -70,7 +71,7 @@ async fn start(w: &World) -> Recorder {
         client_addr: row.client_addr,
         started_at_us: row.started_at_us,
     };
-    Recorder::start(&w.ctx, start).await.unwrap()
+    Recorder::start(&w.ctx, start, None).await.unwrap()
 }
 
 /// Output that does not compress, so segments fill up.
@@ -275,7 +276,7 @@ async fn start_result(w: &World) -> String {
         client_addr: "c".into(),
         started_at_us: now_us(),
     };
-    match Recorder::start(&w.ctx, start).await {
+    match Recorder::start(&w.ctx, start, None).await {
         Ok(_) => "started".into(),
         Err(e) => e.to_string(),
     }

@@ -288,7 +288,7 @@ fn format_is_pinned() {
     bytes.extend(tail);
     let dump: String = bytes.chunks(32).map(|row| hex(row) + "\n").collect();
     expect![[r#"
-        4b575245430004000193f1c20000700080000000000000014b57434800000000
+        4b575245430005000193f1c20000700080000000000000014b57434800000000
         00000000030000000000000000220000002200000001000193f1c20000700080
         00000000000001016101740168016c01630203020001780192fdd42ccd449564
         7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000
@@ -322,6 +322,37 @@ fn version_1_recordings_still_verify() {
     assert_eq!(crate::header(&bytes).unwrap().version, 1);
     expect!["ok: 2 chunks, seal closed at chunk 1, last checkpoint 1, user a"]
         .assert_eq(&render_verify(&verify(&bytes, &key().verifying_key())));
+    // The same events in every later version's header (the version is not hashed) read too.
+    for version in 2..crate::FORMAT_VERSION {
+        let mut b = bytes.clone();
+        b[6..8].copy_from_slice(&version.to_le_bytes());
+        let v = verify(&b, &key().verifying_key()).unwrap();
+        assert_eq!((v.chunks, v.reason), (2, None), "version {version}");
+    }
+}
+
+/// The reason a person gave is signed right after the session start, and read back by
+/// `verify`; anywhere else it is a structural error, so it cannot be added or moved later.
+#[test]
+fn the_stated_reason_is_part_of_the_signed_identity() {
+    let context = Event::Context { reason: "CHG-42 disk full".into() };
+    let mut w = RecordingWriter::new(start(), key());
+    w.push(&ev(0, context.clone()));
+    let mut bytes = w.flush(T0, true).unwrap();
+    w.push(&ev(10, out(0, "x")));
+    let (tail, _) = w.seal(20, closed(), T0 + 20);
+    bytes.extend(tail);
+    let v = verify(&bytes, &key().verifying_key()).unwrap();
+    assert_eq!(v.reason.as_deref(), Some("CHG-42 disk full"));
+    assert!(read_events(&bytes).unwrap().iter().any(|e| e.event == context));
+
+    let mut w = RecordingWriter::new(start(), key());
+    let mut bytes = w.flush(T0, true).unwrap();
+    w.push(&ev(10, context));
+    let (tail, _) = w.seal(20, closed(), T0 + 20);
+    bytes.extend(tail);
+    let e = verify(&bytes, &key().verifying_key()).unwrap_err();
+    assert_eq!(e.to_string(), "chunk 1: the session's reason is not right after the session start");
 }
 
 #[test]

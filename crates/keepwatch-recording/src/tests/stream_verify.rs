@@ -26,6 +26,7 @@ fn by_walk(bytes: &[u8], key: &SigningKey) -> Result<Verified, VerifyError> {
     };
     Ok(Verified {
         start: s.start,
+        reason: s.reason,
         seal,
         seal_info,
         chain_head: s.chain_head,

@@ -139,10 +139,10 @@ fn bad_magic_and_version() {
     "#]],
     );
     check(
-        |b, _| b[6] = 5,
+        |b, _| b[6] = 6,
         expect![[r#"
-            verify: error: unsupported recording format version 5 (this reader knows 1 to 4)
-            read: error: unsupported recording format version 5 (this reader knows 1 to 4)
+            verify: error: unsupported recording format version 6 (this reader knows 1 to 5)
+            read: error: unsupported recording format version 6 (this reader knows 1 to 5)
             valid prefix: 0 of 693 bytes (0 chunks)
         "#]],
     );

@@ -146,7 +146,7 @@ impl Postgres {
         sqlx::query(
             "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
              trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
-             created_at_us, protocol, database_name, tls, tls_ca) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             created_at_us, protocol, database_name, tls, tls_ca, require_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(&t.name)
         .bind(&t.host)
@@ -166,6 +166,7 @@ impl Postgres {
         .bind(t.database.as_ref().map(|d| d.name.as_str()))
         .bind(t.database.as_ref().map(|d| d.tls.as_str()))
         .bind(t.database.as_ref().and_then(|d| d.ca.as_deref()))
+        .bind(t.require_reason)
         .execute(&self.pool)
         .await
         .map_err(|e| {

@@ -25,7 +25,8 @@ macro_rules! session_where {
     () => {
         " WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.person = $2) \
          AND ($3 IS NULL OR s.target = $3) AND ($4 IS NULL OR s.started_at_us >= $4) \
-         AND ($5 IS NULL OR s.started_at_us <= $5) AND ($7::text IS NULL OR s.node = $7) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
+         AND ($5 IS NULL OR s.started_at_us <= $5) AND ($7::text IS NULL OR s.node = $7) \
+         AND ($8::text IS NULL OR strpos(lower(s.stated_reason), lower($8)) > 0) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
     };
 }
 
@@ -40,13 +41,14 @@ fn bind_filter<'q>(
         .bind(f.until_us)
         .bind(f.limit.map(i64::from))
         .bind(f.node.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(f.reason.clone())
 }
 
 impl Postgres {
     pub(crate) async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, person, target, target_host, target_login, client_addr, status, \
-             reason, started_at_us, node, protocol) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             reason, started_at_us, node, protocol, stated_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(s.id.to_string())
         .bind(&s.person)
@@ -59,6 +61,7 @@ impl Postgres {
         .bind(s.started_at_us)
         .bind(s.node.as_ref().map_or("", NodeId::as_str))
         .bind(s.protocol.as_str())
+        .bind(&s.stated_reason)
         .execute(&self.pool)
         .await
         .at("insert session", s.id)?;

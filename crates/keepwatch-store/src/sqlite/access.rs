@@ -145,7 +145,7 @@ impl Sqlite {
         sqlx::query(
             "INSERT INTO targets (name, host, port, login, secret_kind, secret, host_key, \
              trust_on_first_use, on_recording_failure, kex_algorithms, host_key_algorithms, ciphers, macs, \
-             created_at_us, protocol, database_name, tls, tls_ca) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at_us, protocol, database_name, tls, tls_ca, require_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.name)
         .bind(&t.host)
@@ -165,6 +165,7 @@ impl Sqlite {
         .bind(t.database.as_ref().map(|d| d.name.as_str()))
         .bind(t.database.as_ref().map(|d| d.tls.as_str()))
         .bind(t.database.as_ref().and_then(|d| d.ca.as_deref()))
+        .bind(t.require_reason)
         .execute(&self.pool)
         .await
         .map_err(|e| {

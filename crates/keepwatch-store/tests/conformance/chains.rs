@@ -81,6 +81,7 @@ async fn live_session(store: &Store) -> SessionId {
     let id = SessionId::new();
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: "alice".into(),

@@ -46,6 +46,7 @@ async fn sqlite_copies_into_postgres_row_for_row() {
     s.add_person("bob", Role::Auditor, None, &[]).await.unwrap();
     s.set_person_disabled("bob", true).await.unwrap();
     s.add_target(&keepwatch_store::NewTarget {
+        require_reason: false,
         database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: "web".into(),

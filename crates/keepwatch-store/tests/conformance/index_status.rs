@@ -24,6 +24,7 @@ impl<'a> Env<'a> {
         let id = SessionId::new();
         self.store
             .insert_session(&SessionRow {
+                stated_reason: None,
                 protocol: keepwatch_core::Protocol::Ssh,
                 id,
                 person: "alice".into(),

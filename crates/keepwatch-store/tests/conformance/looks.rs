@@ -18,6 +18,7 @@ async fn session(store: &Store, person: &str, status: SessionStatus) -> SessionI
     let id = SessionId::new();
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: person.into(),

@@ -94,7 +94,8 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
          ALTER TABLE targets DROP COLUMN tls_ca; ALTER TABLE people DROP COLUMN scram_verifier; \
          ALTER TABLE grant_options DROP COLUMN read_only; \
          ALTER TABLE grant_options DROP COLUMN deny_statements; ALTER TABLE grant_options DROP COLUMN deny_tables; \
-         ALTER TABLE grant_options DROP COLUMN capture_rows;",
+         ALTER TABLE grant_options DROP COLUMN capture_rows; \
+         ALTER TABLE targets DROP COLUMN require_reason; ALTER TABLE sessions DROP COLUMN stated_reason;",
     )
     .await;
     let store = db.reopen().await;

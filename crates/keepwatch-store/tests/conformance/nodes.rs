@@ -16,6 +16,7 @@ fn node(name: &str) -> NodeId {
 async fn session(store: &Store, owner: Option<&NodeId>) -> SessionId {
     let id = SessionId::new();
     let row = SessionRow {
+        stated_reason: None,
         protocol: keepwatch_core::Protocol::Ssh,
         id,
         person: "alice".into(),

@@ -20,6 +20,7 @@ async fn session(
     let id = SessionId::new();
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: person.into(),
@@ -198,6 +199,7 @@ async fn people_targets_and_grants(db: TestDb) {
     assert_eq!(s.people().await.unwrap()[0].role, Role::Auditor);
 
     let t = keepwatch_store::NewTarget {
+        require_reason: false,
         database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: "web".into(),

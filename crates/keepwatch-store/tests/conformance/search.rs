@@ -23,6 +23,7 @@ pub(crate) async fn session(
     let id = SessionId::new();
     store
         .insert_session(&SessionRow {
+            stated_reason: None,
             protocol: keepwatch_core::Protocol::Ssh,
             id,
             person: person.into(),

@@ -10,6 +10,7 @@ use crate::support::{TestDb, conformance};
 
 fn target(name: &str, host_key: Option<&str>) -> NewTarget {
     NewTarget {
+        require_reason: false,
         database: None,
         protocol: keepwatch_core::Protocol::Ssh,
         name: name.into(),
@@ -145,6 +146,7 @@ async fn targets_and_sessions_carry_their_protocol(db: TestDb) {
 
     let id = SessionId::new();
     let session = keepwatch_store::SessionRow {
+        stated_reason: None,
         protocol: Protocol::Postgres,
         id,
         person: "alice".into(),
