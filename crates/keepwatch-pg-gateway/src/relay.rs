@@ -25,14 +25,22 @@ use crate::{CancelKey, PgGatewayContext};
 /// The one channel a database session has in its recording.
 const CHANNEL: u32 = 0;
 const READ_BUF: usize = 64 * 1024;
+/// The setting a person gives a session's reason in: `PGOPTIONS='-c keepwatch.reason=...'`.
+const REASON_SETTING: &str = "keepwatch.reason";
 
 pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: CancellationToken) {
     let LoggedIn { mut stream, person, target, parameters, peer } = login;
+    // `options` is the gateway's own (never passed on): the reason, if the person gave one.
+    let reason = parameters
+        .iter()
+        .find(|(n, _)| n == "options")
+        .and_then(|(_, v)| keepwatch_pg::option_setting(v, REASON_SETTING));
     let opening = Opening {
         person: &person,
         target: &target,
         protocol: Protocol::Postgres,
         client_addr: peer,
+        reason: reason.as_deref(),
     };
     let session = match ctx.sessions.open(opening).await {
         Ok(s) => Arc::new(s),
@@ -122,6 +130,11 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
             ),
         },
     ];
+    let notice = ctx.sessions.notice();
+    if let Some(text) = notice {
+        let text = format!("shown to the person at connect: {text}");
+        opened.push(Event::Notice { channel: Some(CHANNEL), text });
+    }
     let row = ChannelRow {
         channel: CHANNEL,
         kind: "subsystem".into(),
@@ -162,6 +175,9 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         body.extend_from_slice(&k.secret);
         hello.extend_from_slice(&frame_bytes(b'K', &body));
     }
+    if let Some(text) = notice {
+        hello.extend_from_slice(&notice_message(text));
+    }
     hello.extend_from_slice(ready);
     if stream.write_all(&hello).await.is_err() {
         finish(&ctx, &session, key.as_ref()).await;
@@ -201,6 +217,18 @@ pub(crate) async fn run(ctx: Arc<PgGatewayContext>, login: LoggedIn, shutdown: C
         let _ = relay.record(ev).await;
     }
     finish(&ctx, &session, key.as_ref()).await;
+}
+
+/// A NoticeResponse carrying `text` (which holds no NUL: notices are cleaned of controls).
+fn notice_message(text: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (code, value) in [(b'S', "NOTICE"), (b'V', "NOTICE"), (b'C', "00000"), (b'M', text)] {
+        body.push(code);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    frame_bytes(b'N', &body)
 }
 
 async fn finish(ctx: &PgGatewayContext, session: &LiveSession, key: Option<&CancelKey>) {

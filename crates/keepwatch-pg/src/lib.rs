@@ -105,6 +105,7 @@ mod event;
 mod frame;
 mod login;
 mod message;
+mod options;
 mod policy;
 mod scram;
 mod track;
@@ -122,6 +123,7 @@ pub use message::{
     AuthRequest, BackendMessage, Bind, FrontendMessage, ServerMessage, Target, TransactionStatus,
     WireText,
 };
+pub use options::{option_setting, split_options};
 pub use policy::{
     BadRule, PINNED_SETTINGS, READ_ONLY_FUNCTIONS, Refusal, StatementRules, read_only,
 };

@@ -34,7 +34,12 @@ pub struct SessionLayer {
     pub vault: Vault,
     pub recorder: RecorderContext,
     live: LiveRegistry,
+    /// Shown to the person at connect (and recorded as shown); `None` shows nothing.
+    notice: Option<String>,
 }
+
+/// The notice shown at connect unless `[gateway] notice` says otherwise.
+pub const DEFAULT_NOTICE: &str = "keepwatch: this session is recorded and may be reviewed";
 
 /// Why no session was opened: one line for the person, already prefixed `keepwatch: `.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +65,49 @@ pub struct Opening<'a> {
     pub protocol: Protocol,
     /// The person's address, as recorded and audited.
     pub client_addr: SocketAddr,
+    /// Why the person opens the session, as they gave it at connect (SSH: asked in the
+    /// terminal or `KEEPWATCH_REASON`; PostgreSQL: `keepwatch.reason` in the startup
+    /// options). Required by a target with `require_reason`.
+    pub reason: Option<&'a str>,
+}
+
+/// The most of a reason kept (the rest is cut, saying so).
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// How a person gives a reason over `protocol`: the end of the line refusing a session
+/// without one.
+pub fn how_to_give_a_reason(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Ssh => {
+            "give one with ssh -o SetEnv=KEEPWATCH_REASON='TICKET-123 why', or open an \
+             interactive shell to be asked"
+        }
+        Protocol::Postgres => {
+            "give one with PGOPTIONS='-c keepwatch.reason=TICKET-123' (or options in the \
+             connection string)"
+        }
+    }
 }
 
 impl SessionLayer {
     pub fn new(store: Store, vault: Vault, recorder: RecorderContext) -> Self {
-        SessionLayer { store, vault, recorder, live: LiveRegistry::default() }
+        SessionLayer { store, vault, recorder, live: LiveRegistry::default(), notice: None }
+    }
+
+    /// Shows `text` at connect: its first 24 lines, each cleaned of control characters and
+    /// cut at 256 bytes; empty shows nothing.
+    #[must_use]
+    pub fn with_notice(mut self, text: &str) -> Self {
+        let lines: Vec<String> =
+            text.trim().lines().take(24).map(|l| keepwatch_core::clean(l, 256)).collect();
+        let text = lines.join("\n");
+        self.notice = (!text.is_empty()).then_some(text);
+        self
+    }
+
+    /// The notice to show at connect, if any.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
     }
 
     /// The sessions live on this node.
@@ -109,6 +152,19 @@ impl SessionLayer {
                 return Err(refusal("internal error; session refused"));
             }
         };
+        let reason = opening
+            .reason
+            .map(|r| keepwatch_core::clean(r.trim(), MAX_REASON_BYTES))
+            .filter(|r| !r.is_empty());
+        if target.require_reason && reason.is_none() {
+            let why = format!("target {} requires a reason; none was given", target.name);
+            audit(AuditAction::SessionRefused, None, why).await;
+            return Err(refusal(format_args!(
+                "target {} requires a reason for each session: {}",
+                target.name,
+                how_to_give_a_reason(opening.protocol)
+            )));
+        }
         let row = SessionRow {
             protocol: target.protocol,
             id: SessionId::new(),
@@ -119,6 +175,7 @@ impl SessionLayer {
             client_addr: opening.client_addr.to_string(),
             status: SessionStatus::Active,
             reason: None,
+            stated_reason: reason.clone(),
             started_at_us: now_us(),
             ended_at_us: None,
             chain_head: None,
@@ -144,7 +201,7 @@ impl SessionLayer {
             audit(AuditAction::SessionRefused, None, why).await;
             return Err(refusal("cannot start the recording; session refused"));
         }
-        let recorder = match Recorder::start(&self.recorder, start).await {
+        let recorder = match Recorder::start(&self.recorder, start, reason.clone()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(session_id = %id, error = %e, "cannot start recording");
@@ -156,7 +213,11 @@ impl SessionLayer {
         };
         let terminate = self.live.insert(id, recorder.clone());
         METRICS.session_started(target.protocol);
-        audit(AuditAction::SessionStarted, Some(id), format!("target {}", target.name)).await;
+        let detail = match &reason {
+            Some(r) => format!("target {}; reason: {r}", target.name),
+            None => format!("target {}", target.name),
+        };
+        audit(AuditAction::SessionStarted, Some(id), detail).await;
         Ok(LiveSession {
             id,
             target,

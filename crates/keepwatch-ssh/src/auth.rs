@@ -343,7 +343,7 @@ impl russh::server::Handler for ConnHandler {
             return Ok(false);
         }
         let conn = self.connection(login, session).await;
-        let Ok(s) = conn.session(&target).await else { return Ok(false) };
+        let Ok(s) = conn.session(&target, None).await else { return Ok(false) };
         let (ok, text) = match s.upstream.tcpip_forward(address, *port).await {
             Ok(bound) => {
                 if *port == 0 {

@@ -95,7 +95,16 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
         }
     };
     let session = match target {
-        Ok(t) => conn.session(&t).await,
+        Ok(t) => {
+            let Some(reason) =
+                reason_for(&conn, &t, &kind, &mut req, &mut rx, &tx, id, &mut replied).await
+            else {
+                let _ = tx.eof().await;
+                let _ = tx.close().await;
+                return;
+            };
+            conn.session(&t, reason.as_deref()).await
+        }
         Err(e) => Err(e),
     };
     let session = match session {
@@ -105,6 +114,45 @@ pub(crate) async fn run(conn: Arc<Connection>, channel: Channel<Msg>) {
     if let Err(line) = relay(&conn, &session, id, kind, req, rx, tx.clone(), replied).await {
         end_with_line(&tx, &line).await;
     }
+}
+
+/// The environment variable a person gives a session's reason in (`ssh -o SetEnv=...`).
+const REASON_ENV: &str = "KEEPWATCH_REASON";
+
+/// The reason for the connection's session: `KEEPWATCH_REASON` from the channel's
+/// environment, else, for the channel that starts the session on a target that requires
+/// one, asked in the terminal when the channel is an interactive shell (the session layer
+/// refuses a session without one, saying how to give it). `None` when the person left
+/// while asked.
+#[allow(clippy::too_many_arguments)]
+async fn reason_for(
+    conn: &Connection,
+    target: &str,
+    kind: &ChannelKind,
+    req: &mut Requests,
+    rx: &mut ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+    id: ChannelId,
+    replied: &mut bool,
+) -> Option<Option<String>> {
+    if let Some(e) = req.env.iter().find(|e| e.name == REASON_ENV) {
+        return Some(Some(e.value.clone()));
+    }
+    let interactive = matches!((kind, &req.pty), (ChannelKind::Shell, Some(_)));
+    if conn.has_session() || !interactive {
+        return Some(None);
+    }
+    let store = &conn.ctx.sessions.store;
+    if !store.target(target).await.ok().flatten().is_some_and(|t| t.require_reason) {
+        return Some(None);
+    }
+    if !*replied {
+        let _ = conn.handle.channel_success(id).await;
+        *replied = true;
+    }
+    let (reason, rest) = crate::menu::ask_reason(conn, rx, tx, target).await?;
+    req.early.extend_from_slice(&rest);
+    Some(Some(reason))
 }
 
 /// Tells the person why, ends the channel with exit status 1.
@@ -337,6 +385,13 @@ async fn relay(
     }
     if !replied {
         let _ = conn.handle.channel_success(id).await;
+    }
+    // The notice comes before the target's first output, and is recorded as shown.
+    if let (ChannelKind::Shell, Some(notice)) = (&kind, conn.ctx.sessions.notice()) {
+        let line = format!("{}\r\n", notice.replace('\n', "\r\n"));
+        let shown = Event::ExtOutput { channel, data: line.clone().into_bytes() };
+        conn.record(s, shown).await.map_err(|_| recording_failed())?;
+        let _ = client_tx.extended_data_bytes(1, Bytes::from(line)).await;
     }
     let relay = Arc::new(Relay {
         conn: conn.clone(),

@@ -283,19 +283,34 @@ impl Connection {
         self.tasks.spawn(f);
     }
 
-    /// The session of this connection, started on first use with `target`. Later channels
-    /// share it whatever they ask. The error is the line to show the person.
-    pub(crate) async fn session(&self, target: &str) -> Result<Arc<ActiveSession>, String> {
-        self.session.get_or_init(|| self.start_session(target)).await.clone()
+    /// The session of this connection, started on first use with `target` and the reason
+    /// the person gave. Later channels share it whatever they ask. The error is the line to
+    /// show the person.
+    pub(crate) async fn session(
+        &self,
+        target: &str,
+        reason: Option<&str>,
+    ) -> Result<Arc<ActiveSession>, String> {
+        self.session.get_or_init(|| self.start_session(target, reason)).await.clone()
     }
 
-    async fn start_session(&self, target_name: &str) -> Result<Arc<ActiveSession>, String> {
+    /// Whether the connection's session was started (or refused) already.
+    pub(crate) fn has_session(&self) -> bool {
+        self.session.initialized()
+    }
+
+    async fn start_session(
+        &self,
+        target_name: &str,
+        reason: Option<&str>,
+    ) -> Result<Arc<ActiveSession>, String> {
         let ctx = &self.ctx;
         let opening = Opening {
             person: &self.login.person,
             target: target_name,
             protocol: keepwatch_core::Protocol::Ssh,
             client_addr: self.peer,
+            reason,
         };
         let session = ctx.sessions.open(opening).await.map_err(|r| r.0)?;
         let target = &session.target;

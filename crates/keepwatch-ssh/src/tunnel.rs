@@ -35,7 +35,7 @@ pub(crate) async fn run_local(
 ) {
     let ch = u32::from(channel.id());
     let Some(target) = conn.login.target.clone() else { return };
-    let Ok(s) = conn.session(&target).await else {
+    let Ok(s) = conn.session(&target, None).await else {
         let _ = channel.close().await;
         return;
     };

@@ -263,7 +263,8 @@ fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Val
     json!({
         "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
-        "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
+        "reason": s.reason, "stated_reason": s.stated_reason,
+        "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "duration_us": (end - s.started_at_us).max(0),
         "node": s.node.as_ref().map(|n| n.as_str()),
         "channels": channels.iter().map(|c| json!({
@@ -295,6 +296,7 @@ struct SessionsQuery {
     since: Option<String>,
     until: Option<String>,
     limit: Option<usize>,
+    reason: Option<String>,
 }
 
 async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>) -> ApiResult {
@@ -316,6 +318,7 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
         until_us: q.until.as_deref().map(parse_time).transpose()?,
         limit: Some(q.limit.unwrap_or(200).min(u32::MAX as usize) as u32),
         node: None,
+        reason: q.reason.clone().filter(|r| !r.is_empty()),
     };
     let listed = st.store.session_listings(&filter).await?;
     Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels)).collect()))
@@ -647,14 +650,18 @@ async fn add_person(State(st): St, caller: Caller, Json(b): Json<NewPersonBody>)
 async fn targets(State(st): St, caller: Caller) -> ApiResult {
     caller.require(Role::Admin)?;
     let rows = st.store.targets().await?;
-    Ok(Json(rows
-        .iter()
-        .map(|t| json!({
-            "name": t.name, "host": t.host, "port": t.port, "login": t.login,
-            "secret_kind": t.secret.kind(), "host_key": t.host_key,
-            "trust_on_first_use": t.trust_on_first_use, "created_at": rfc3339(t.created_at_us),
-        }))
-        .collect()))
+    Ok(Json(
+        rows.iter()
+            .map(|t| {
+                json!({
+                    "name": t.name, "host": t.host, "port": t.port, "login": t.login,
+                    "secret_kind": t.secret.kind(), "host_key": t.host_key,
+                    "trust_on_first_use": t.trust_on_first_use, "require_reason": t.require_reason,
+                    "created_at": rfc3339(t.created_at_us),
+                })
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -668,6 +675,8 @@ struct NewTargetBody {
     host_key: Option<String>,
     /// Pin whatever key the target shows first instead (explicitly: never by default).
     trust_on_first_use: Option<bool>,
+    /// Every session on it needs a reason given at connect.
+    require_reason: Option<bool>,
 }
 
 async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>) -> ApiResult {
@@ -697,6 +706,7 @@ async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>)
     let vault = st.vault.as_ref().ok_or_else(|| ApiError::internal("the vault is not open"))?;
     let mut target = keepwatch_store::NewTarget {
         database: None,
+        require_reason: b.require_reason.unwrap_or(false),
         protocol: keepwatch_core::Protocol::Ssh,
         name: b.name.clone(),
         host: b.host.clone(),

@@ -122,6 +122,12 @@ pub(crate) struct TargetAdd {
     /// Pin the first host key the target presents.
     #[arg(long)]
     trust_on_first_use: bool,
+    /// Every session on it needs a reason (a ticket id or a few words), given at connect:
+    /// asked in an interactive ssh terminal, or `ssh -o SetEnv=KEEPWATCH_REASON=...`, or
+    /// `PGOPTIONS='-c keepwatch.reason=...'`. Kept with the session and signed in its
+    /// recording; a session without one is refused with a line saying how to give one.
+    #[arg(long)]
+    require_reason: bool,
     /// What happens when the recording cannot be written: close (default) or continue.
     #[arg(long, default_value = "close")]
     on_recording_failure: RecordingFailure,
@@ -431,6 +437,7 @@ pub(crate) async fn target(dir: &DataDir, cmd: TargetCommand) -> anyhow::Result<
                 on_recording_failure: a.on_recording_failure,
                 algorithms,
                 database,
+                require_reason: a.require_reason,
             };
             // Bound to the whole row: an edit of it outside keepwatch makes the secret unusable.
             target.seal_secret(&vault, plaintext.expose())?;

@@ -62,6 +62,9 @@ shutdown_grace_s = 10
 # recorded as "[redacted N bytes]" (docs/secrets.md). Default: password, passphrase, passcode,
 # pin, secret, token and "password" in several languages.
 # secret_prompts = ["password", "passphrase", "pin"]
+# Shown at connect (on an SSH shell before the target's first output, as a NOTICE to a
+# PostgreSQL client) and recorded with what the person saw. "" shows nothing.
+# notice = "keepwatch: this session is recorded and may be reviewed"
 
 [limits]
 # Bounds on what a stranger (or a person with an ordinary grant) can make the gateway hold.
@@ -463,6 +466,8 @@ pub(crate) struct GatewaySection {
     pub shutdown_grace_s: u64,
     /// Words that make an output line ending in `:` a password prompt (lowercase).
     pub secret_prompts: Vec<String>,
+    /// Shown to the person at connect and recorded; empty shows nothing.
+    pub notice: String,
 }
 
 impl Default for FileConfig {
@@ -505,6 +510,7 @@ impl Default for GatewaySection {
             connect_timeout_s: d.connect_timeout.as_secs(),
             shutdown_grace_s: d.shutdown_grace.as_secs(),
             secret_prompts: d.secret_prompts.to_vec(),
+            notice: keepwatch_session::DEFAULT_NOTICE.to_owned(),
         }
     }
 }

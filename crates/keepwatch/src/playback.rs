@@ -171,6 +171,7 @@ pub(crate) fn describe(e: &Event) -> String {
         Event::Notice { channel, text } => {
             format!("{} notice {text}", channel.map(|c| format!("#{c}")).unwrap_or_default())
         }
+        Event::Context { reason } => format!("reason {reason}"),
         Event::Seal(s) => {
             let tail = s
                 .unsigned_tail

@@ -83,8 +83,10 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let logins = Arc::new(keepwatch_core::LoginLimiter::new(cfg.login_limits()));
     let passwords = cfg.password_checker();
     reseal_legacy_secrets(dir, &store).await?;
-    let sessions =
-        Arc::new(keepwatch_session::SessionLayer::new(store.clone(), dir.vault()?, recorder));
+    let sessions = Arc::new(
+        keepwatch_session::SessionLayer::new(store.clone(), dir.vault()?, recorder)
+            .with_notice(&cfg.gateway.notice),
+    );
     let ctx = Arc::new(GatewayContext::new(
         sessions.clone(),
         cfg.gateway()?,

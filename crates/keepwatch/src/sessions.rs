@@ -31,6 +31,9 @@ pub(crate) struct ListArgs {
     /// Only sessions to this target.
     #[arg(long, value_name = "T")]
     target: Option<String>,
+    /// Only sessions whose stated reason contains this text (a ticket id, a word).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -141,7 +144,8 @@ fn session_row_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
     json!({
         "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
-        "reason": s.reason, "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
+        "reason": s.reason, "stated_reason": s.stated_reason,
+        "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "chain_head": s.chain_head.map(|h| to_hex(&h)),
         "node": s.node.as_ref().map(|n| n.as_str()),
         "channels": channels.iter().map(channel_json).collect::<Vec<_>>(),
@@ -159,6 +163,7 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
     let filter = SessionFilter {
         person: a.user,
         target: a.target,
+        reason: a.reason,
         ..if a.active { SessionFilter::active() } else { SessionFilter::default() }
     };
     let listed = store.session_listings(&filter).await?;
@@ -229,6 +234,9 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     println!("user      {}", safe(&s.person));
     println!("target    {} ({}@{})", safe(&s.target), safe(&s.target_login), safe(&s.target_host));
     println!("client    {}", safe(&s.client_addr));
+    if let Some(r) = &s.stated_reason {
+        println!("reason    {}", safe(r));
+    }
     println!(
         "status    {}{}",
         s.status,

@@ -8,6 +8,7 @@ mod support;
 mod archive;
 mod balancer;
 mod console;
+mod context;
 mod durability;
 mod evasion;
 mod forwarding;

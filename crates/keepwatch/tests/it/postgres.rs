@@ -642,3 +642,64 @@ fn deny_rules_and_captured_rows() {
     assert!(jsonl.contains("\"result_rows_left_out\":3"), "{jsonl}");
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
+
+/// A database target that requires a reason: without one psql is refused with a line that
+/// says how to give one; given in `PGOPTIONS` it is kept with the session and signed in its
+/// recording (and never passed to the target). The notice reaches psql as a NOTICE and is
+/// recorded.
+#[test]
+fn a_reason_in_pgoptions_is_kept_and_the_notice_is_shown() {
+    let pg = PgTarget::start();
+    let env = gateway(&pg, "require", |env| {
+        let port = pg.port.to_string();
+        env.kw_stdin_ok(
+            &[
+                "target",
+                "add",
+                "pgwhy",
+                "--protocol",
+                "postgres",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--login",
+                pg.login,
+                "--password-stdin",
+                "--database",
+                "app",
+                "--tls",
+                "require",
+                "--require-reason",
+            ],
+            pg.password,
+        );
+        env.kw_ok(&["grant", "alice", "pgwhy"]);
+    });
+    let out =
+        psql(&env, "alice@pgwhy", ALICE_PASSWORD, "require", &["-c", "SELECT 1"]).output().unwrap();
+    assert!(!out.status.success());
+    let shown = text(&out);
+    assert!(shown.contains("target pgwhy requires a reason for each session"), "{shown}");
+    assert!(shown.contains("PGOPTIONS='-c keepwatch.reason="), "{shown}");
+
+    let out = psql(&env, "alice@pgwhy", ALICE_PASSWORD, "require", &["-c", "SELECT 40 + 2"])
+        .env("PGOPTIONS", "-c keepwatch.reason=CHG-9\\ vacuum")
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.lines().any(|l| l.trim() == "42"), "{shown}");
+    assert!(
+        shown.contains("NOTICE:  keepwatch: this session is recorded and may be reviewed"),
+        "{shown}"
+    );
+    let sessions = env.sealed_sessions(1);
+    assert_eq!(sessions[0]["stated_reason"], "CHG-9 vacuum");
+    let id = sessions[0]["id"].as_str().unwrap();
+    let events = env.events(id);
+    assert_eq!(events[1], Event::Context { reason: "CHG-9 vacuum".into() });
+    assert!(events.iter().any(|e| matches!(e, Event::Notice { text, .. }
+        if text == "shown to the person at connect: keepwatch: this session is recorded and may be reviewed")));
+    env.kw_ok(&["verify", id]);
+}
