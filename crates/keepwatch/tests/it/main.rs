@@ -10,6 +10,7 @@ mod balancer;
 mod console;
 mod durability;
 mod evasion;
+mod events;
 mod forwarding;
 mod limits;
 mod load;

@@ -18,6 +18,7 @@ mod garage;
 mod interactive;
 mod pg_target;
 mod postgres;
+mod rsyslog;
 mod target;
 
 use std::net::TcpListener;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 pub(crate) use env::{TestEnv, TestEnvBuilder};
 pub(crate) use interactive::Interactive;
 pub(crate) use pg_target::PgTarget;
+pub(crate) use rsyslog::{Received, Rsyslog};
 pub(crate) use target::{HostKey, Sshd, SshdConfig, Target};
 
 pub(crate) const TARGET_USER: &str = "kwtest";
