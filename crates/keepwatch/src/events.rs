@@ -63,7 +63,7 @@ impl Default for EventsSection {
 }
 
 /// One `[[events.webhook]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookSection {
     url: String,
@@ -75,6 +75,19 @@ pub(crate) struct WebhookSection {
     max_attempts: u32,
     #[serde(default)]
     ca: String,
+}
+
+/// Without the secret.
+impl std::fmt::Debug for WebhookSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSection")
+            .field("url", &self.url)
+            .field("secret", &"[redacted]")
+            .field("events", &self.events)
+            .field("max_attempts", &self.max_attempts)
+            .field("ca", &self.ca)
+            .finish()
+    }
 }
 
 fn default_attempts() -> u32 {
@@ -252,14 +265,25 @@ fn hostname() -> String {
 impl Feed {
     async fn run(mut self, stop: CancellationToken) {
         let what = self.sink.describe();
-        let mut after = match self.start_cursor().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(sink = %what, error = %format!("{e:#}"), "the event feed cannot start");
-                return;
-            }
-        };
         let mut backoff = Duration::from_secs(1);
+        let mut after = loop {
+            match self.start_cursor().await {
+                Ok(c) => break c,
+                Err(Start::Fatal(e)) => {
+                    tracing::error!(sink = %what, error = %format!("{e:#}"), "the event feed cannot start");
+                    return;
+                }
+                Err(Start::Retry(e)) => {
+                    tracing::warn!(sink = %what, error = %format!("{e:#}"), "the event feed cannot start yet; retrying in {backoff:?}");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        backoff = Duration::from_secs(1);
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             if deadline.is_none() && stop.is_cancelled() {
@@ -311,25 +335,27 @@ impl Feed {
 
     /// The id after which to start: the cursor file's, else (first start) the trail's
     /// current head (or its beginning with `backfill = true`), written down at once.
-    async fn start_cursor(&self) -> anyhow::Result<i64> {
+    async fn start_cursor(&self) -> Result<i64, Start> {
         match std::fs::read_to_string(&self.cursor) {
-            Ok(text) => text.trim().parse().with_context(|| {
-                format!(
+            Ok(text) => text.trim().parse().map_err(|_| {
+                Start::Fatal(anyhow::anyhow!(
                     "the event cursor {} does not hold an id; remove it to start from the newest event",
                     self.cursor.display()
-                )
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let head = if self.backfill {
                     0
                 } else {
-                    let head = self.store.audit_head().await.context("cannot read the audit head")?;
-                    head.map_or(0, |(id, _)| id)
+                    let head = self.store.audit_head().await.context("cannot read the audit head");
+                    head.map_err(Start::Retry)?.map_or(0, |(id, _)| id)
                 };
-                write_cursor(&self.cursor, head)?;
+                write_cursor(&self.cursor, head).map_err(Start::Retry)?;
                 Ok(head)
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.cursor.display())),
+            Err(e) => Err(Start::Retry(
+                anyhow::Error::new(e).context(format!("cannot read {}", self.cursor.display())),
+            )),
         }
     }
 
@@ -367,6 +393,12 @@ impl Feed {
         let channels = self.store.channels(id).await.map_err(read)?.len();
         Ok(Some(format::session_summary(ended, &row, SessionCounts { channels }, &self.node)))
     }
+}
+
+/// Why a feed could not start: for good (a cursor that holds no id), or for now.
+enum Start {
+    Fatal(anyhow::Error),
+    Retry(anyhow::Error),
 }
 
 enum Pass {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::format::{OutEvent, SyslogOrigin, octet_counted, rfc5424};
@@ -195,23 +195,32 @@ impl SyslogSink {
     }
 
     async fn send(&mut self, messages: &[String]) -> std::io::Result<()> {
-        if let Some(Conn::Tcp(s)) = &self.conn
-            && peer_closed(s)
-        {
-            self.conn = None;
-        }
-        if let Some(Conn::Tls(s)) = &self.conn
-            && peer_closed(s.get_ref().0)
-        {
-            self.conn = None;
-        }
-        if self.conn.is_none() {
+        let open = match &mut self.conn {
+            Some(Conn::Tcp(s)) => still_open(s).await,
+            Some(Conn::Tls(s)) => still_open(s).await,
+            Some(Conn::Udp(_)) => true,
+            None => false,
+        };
+        if !open {
             self.conn = Some(self.connect().await?);
         }
         match self.conn.as_mut() {
             Some(Conn::Udp(sock)) => {
+                // Each datagram on its own: one too large, or a refusal the last one's ICMP
+                // left behind, does not keep the others from going.
+                let (mut failed, mut last) = (0, None);
                 for m in messages {
-                    sock.send(m.as_bytes()).await?;
+                    if let Err(e) = sock.send(m.as_bytes()).await {
+                        failed += 1;
+                        last = Some(e);
+                    }
+                }
+                if let Some(e) = last {
+                    let n = messages.len();
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("{failed} of {n} datagram(s) not sent: {e}"),
+                    ));
                 }
             }
             Some(Conn::Tcp(s)) => {
@@ -264,14 +273,17 @@ fn framed(messages: &[String]) -> Vec<u8> {
     messages.iter().flat_map(|m| octet_counted(m)).collect()
 }
 
-/// Whether a syslog receiver closed the connection (it never sends anything, so anything
-/// readable means it is going away): checked before each batch, so a restarted receiver
-/// is reconnected to instead of taking a batch into a dead socket.
-fn peer_closed(s: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    match s.try_read(&mut probe) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+/// Whether a syslog connection is still open: a read that would wait means it is (a
+/// receiver sends nothing; TLS session tickets are taken in by the read), an end or an error
+/// that the receiver closed it or went away. Checked before each batch, so a restarted
+/// receiver is reconnected to instead of taking a batch into a dead socket.
+async fn still_open<S: AsyncRead + Unpin>(s: &mut S) -> bool {
+    let mut probe = [0u8; 512];
+    // A zero timeout polls the read once.
+    match tokio::time::timeout(Duration::ZERO, s.read(&mut probe)).await {
+        Err(_) => true,
+        Ok(Ok(0) | Err(_)) => false,
+        Ok(Ok(_)) => true,
     }
 }
 
