@@ -213,6 +213,29 @@ fn events_reach_rsyslog_over_udp() {
     }
 }
 
+/// A receiver that goes away holds neither a session nor its events: the session runs, the
+/// feed keeps its cursor (and notices the dead connection), and the events arrive once the
+/// receiver is back.
+#[test]
+fn a_syslog_receiver_that_is_down_gets_the_events_when_it_is_back() {
+    let mut rsyslog = Rsyslog::start();
+    let builder = TestEnv::new().target("web01");
+    let env = events_config(builder, "", &format!("tcp://127.0.0.1:{}", rsyslog.tcp_port)).start();
+    let first = one_session(&env, &[]);
+    rsyslog.wait_message(Received::Tcp, "the first session's summary", |m| {
+        m.contains(" session_summary ") && m.contains(&first)
+    });
+
+    rsyslog.kill();
+    let second = one_session(&env, &[&first]);
+    rsyslog.restart();
+    for kind in ["session_started", "session_ended", "session_summary"] {
+        rsyslog.wait_message(Received::Tcp, &format!("{kind} after the receiver came back"), |m| {
+            m.contains(&format!(" {kind} ")) && m.contains(&format!("session=\"{second}\""))
+        });
+    }
+}
+
 /// What the webhook receiver got: each request's headers (lowercased names) and body.
 type Requests = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 

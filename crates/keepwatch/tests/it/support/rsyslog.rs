@@ -122,23 +122,30 @@ input(type="imtcp" address="127.0.0.1" port="{tls_port}" ruleset="tls"
             "rsyslogd refuses the test's config: {}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let child = Command::new(RSYSLOGD)
-            .arg("-n")
-            .arg("-f")
-            .arg(root.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(root.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{INSTALL_HINT} ({e})"));
+        let child = spawn(root);
         let r = Rsyslog { dir, child, udp_port, tcp_port, tls_port };
+        r.wait_listening();
+        r
+    }
+
+    fn wait_listening(&self) {
         wait_for("rsyslogd's listeners", GATEWAY_TIMEOUT, || {
             let tcp_up = |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            (tcp_up(tcp_port) && tcp_up(tls_port) && udp_bound(udp_port)).then_some(())
+            let up = tcp_up(self.tcp_port) && tcp_up(self.tls_port) && udp_bound(self.udp_port);
+            up.then_some(())
         });
-        r
+    }
+
+    /// Kills rsyslogd (the receiver goes down; its files stay).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts rsyslogd again on the same ports and files.
+    pub(crate) fn restart(&mut self) {
+        self.child = spawn(self.dir.path());
+        self.wait_listening();
     }
 
     pub(crate) fn ca(&self) -> PathBuf {
@@ -166,6 +173,20 @@ input(type="imtcp" address="127.0.0.1" port="{tls_port}" ruleset="tls"
     pub(crate) fn wait_message(&self, r: Received, what: &str, f: impl Fn(&str) -> bool) -> String {
         wait_for(what, GATEWAY_TIMEOUT, || self.messages(r).into_iter().find(|m| f(m)))
     }
+}
+
+fn spawn(root: &Path) -> Child {
+    Command::new(RSYSLOGD)
+        .arg("-n")
+        .arg("-f")
+        .arg(root.join("rsyslog.conf"))
+        .arg("-i")
+        .arg(root.join("rsyslogd.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{INSTALL_HINT} ({e})"))
 }
 
 /// Whether something listens on UDP port `port` (from /proc/net/udp: the port in hex).
