@@ -334,29 +334,40 @@ impl Feed {
     }
 
     /// The id after which to start: the cursor file's, else (first start) the trail's
-    /// current head (or its beginning with `backfill = true`), written down at once.
+    /// current head (or its beginning with `backfill = true`), written down at once. A
+    /// cursor past the head (the database was replaced by another) starts at the head, or
+    /// the feed would wait for ids that may never come.
     async fn start_cursor(&self) -> Result<i64, Start> {
-        match std::fs::read_to_string(&self.cursor) {
-            Ok(text) => text.trim().parse().map_err(|_| {
-                Start::Fatal(anyhow::anyhow!(
-                    "the event cursor {} does not hold an id; remove it to start from the newest event",
-                    self.cursor.display()
-                ))
-            }),
+        let path = self.cursor.display();
+        let head = self.store.audit_head().await.context("cannot read the audit head");
+        let head = head.map_err(Start::Retry)?.map_or(0, |(id, _)| id);
+        let start = match std::fs::read_to_string(&self.cursor) {
+            Ok(text) => {
+                let cursor: i64 = text.trim().parse().map_err(|_| {
+                    Start::Fatal(anyhow::anyhow!(
+                        "the event cursor {path} does not hold an id; remove it to start from the newest event"
+                    ))
+                })?;
+                if cursor <= head {
+                    return Ok(cursor);
+                }
+                tracing::warn!(cursor = %path, at = cursor, head, "the event cursor is past the newest audit event (was the database replaced?); starting from the newest");
+                head
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let head = if self.backfill {
+                if self.backfill {
                     0
                 } else {
-                    let head = self.store.audit_head().await.context("cannot read the audit head");
-                    head.map_err(Start::Retry)?.map_or(0, |(id, _)| id)
-                };
-                write_cursor(&self.cursor, head).map_err(Start::Retry)?;
-                Ok(head)
+                    head
+                }
             }
-            Err(e) => Err(Start::Retry(
-                anyhow::Error::new(e).context(format!("cannot read {}", self.cursor.display())),
-            )),
-        }
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!("cannot read {path}"));
+                return Err(Start::Retry(e));
+            }
+        };
+        write_cursor(&self.cursor, start).map_err(Start::Retry)?;
+        Ok(start)
     }
 
     /// Reads a page after `after` and hands it to the sink.

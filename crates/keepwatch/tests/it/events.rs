@@ -144,9 +144,15 @@ fn events_reach_rsyslog_over_tls_and_a_jsonl_file_across_a_restart() {
         "{seen:?}"
     );
 
-    // A restart resumes from the cursors: the next session's events come, none twice, and
-    // syslog, now over plain TCP, gets only the new ones.
+    // A restart resumes from the cursors: what the CLI audited while the gateway was down
+    // and the next session's events come, none twice, and syslog, now over plain TCP, gets
+    // only the new ones. The file's cursor was put past the newest event (as if the
+    // database had been replaced): it starts from the newest instead of waiting.
     env.stop();
+    env.kw_stdin_ok(&["user", "add", "bob", "--role", "user", "--password-stdin"], "bob-pw-1\n");
+    let file_cursor = env.data().join("events/file.cursor");
+    assert!(file_cursor.exists());
+    std::fs::write(&file_cursor, "999999999\n").unwrap();
     let config = env.data().join("keepwatch.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let tls = format!("syslog = \"tls://127.0.0.1:{}\"", rsyslog.tls_port);
@@ -188,6 +194,11 @@ fn events_reach_rsyslog_over_tls_and_a_jsonl_file_across_a_restart() {
     check_summary(&summary.json, &second);
     let over_tcp = rsyslog.messages(Received::Tcp);
     assert!(!over_tcp.iter().any(|m| m.contains(&id)), "{over_tcp:?}");
+    assert!(
+        over_tcp.iter().any(|m| m.contains(" user_added ") && m.contains("bob")),
+        "the event written while the gateway was down: {over_tcp:?}"
+    );
+    assert!(!all.iter().any(|e| e["type"] == "user_added"), "the file restarted at the newest");
     assert!(rsyslog.messages(Received::Udp).is_empty());
 }
 
