@@ -204,8 +204,18 @@ fn events_reach_rsyslog_over_tls_and_a_jsonl_file_across_a_restart() {
 
 #[test]
 fn events_reach_rsyslog_over_udp() {
+    events_reach_rsyslog_over_udp_on(TestEnv::new());
+}
+
+/// The feed tails a shared PostgreSQL trail the same way.
+#[test]
+fn events_reach_rsyslog_over_udp_on_postgres() {
+    events_reach_rsyslog_over_udp_on(TestEnv::new().postgres());
+}
+
+fn events_reach_rsyslog_over_udp_on(builder: TestEnvBuilder) {
     let rsyslog = Rsyslog::start();
-    let builder = TestEnv::new().target("web01");
+    let builder = builder.target("web01");
     let env = events_config(builder, "", &format!("udp://127.0.0.1:{}", rsyslog.udp_port))
         .config("syslog_facility = \"authpriv\"", "syslog_facility = \"local0\"")
         .start();
