@@ -257,55 +257,125 @@ fn a_syslog_receiver_that_is_down_gets_the_events_when_it_is_back() {
     }
 }
 
-/// What the webhook receiver got: each request's headers (lowercased names) and body.
+/// What the webhook receiver got: each request's headers (lowercased names; the path as
+/// `:path`) and body.
 type Requests = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
-/// A tiny HTTP receiver: answers 500 to its first request and 200 to every other.
-fn webhook_receiver() -> (u16, Requests) {
+/// A tiny HTTP receiver (HTTPS with `tls`): answers 500 to its first request when
+/// `fail_first`, and 200 to every other.
+fn webhook_receiver(tls: Option<Arc<rustls::ServerConfig>>, fail_first: bool) -> (u16, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got: Requests = Arc::default();
     let seen = got.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap();
-                headers.push((k.trim().to_lowercase(), v.trim().to_owned()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap();
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let first = {
-                let mut g = seen.lock().unwrap();
-                g.push((headers, String::from_utf8(body).unwrap()));
-                g.len() == 1
+            let Ok(conn) = conn else { continue };
+            // A failed handshake or a broken request is the client's problem: next.
+            let _ = match &tls {
+                Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                    Ok(tls) => serve(rustls::StreamOwned::new(tls, conn), &seen, fail_first),
+                    Err(_) => continue,
+                },
+                None => serve(conn, &seen, fail_first),
             };
-            let status = if first { "500 Internal Server Error" } else { "200 OK" };
-            let _ =
-                write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (port, got)
 }
 
+fn serve<S: Read + Write>(s: S, seen: &Requests, fail_first: bool) -> std::io::Result<()> {
+    let bad = |what: &str| std::io::Error::other(what.to_owned());
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).ok_or_else(|| bad("no request line"))?;
+    let mut headers = vec![(":path".to_owned(), path.to_owned())];
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').ok_or_else(|| bad("a header without a colon"))?;
+        headers.push((k.trim().to_lowercase(), v.trim().to_owned()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| bad("no content-length"))?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    let first = {
+        let mut g = seen.lock().unwrap();
+        g.push((headers, String::from_utf8_lossy(&body).into_owned()));
+        g.len() == 1
+    };
+    let status = if first && fail_first { "500 Internal Server Error" } else { "200 OK" };
+    let out = reader.get_mut();
+    write!(out, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    out.flush()
+}
+
+/// The receiver's TLS settings: the certificate `ca` signed for 127.0.0.1.
+fn server_tls(ca: &TestCa) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = std::fs::read(ca.cert()).unwrap();
+    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&std::fs::read(ca.key()).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+/// A webhook over HTTPS is delivered when its `ca` signed the receiver's certificate, and
+/// never when it did not (given up after its attempts, logged).
+#[test]
+fn webhooks_over_https_check_the_receivers_certificate() {
+    let dirs = tempfile::tempdir().unwrap();
+    let (good, other) = (dirs.path().join("good"), dirs.path().join("other"));
+    std::fs::create_dir(&good).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    let (good, other) = (TestCa::new(&good, "kw-hook-ca"), TestCa::new(&other, "kw-other-ca"));
+    let (port, got) = webhook_receiver(Some(server_tls(&good)), false);
+    let hook = |path: &str, ca: &TestCa| {
+        format!(
+            "[[events.webhook]]\nurl = \"https://127.0.0.1:{port}/{path}\"\nsecret = \"s-{path}\"\n\
+             events = [\"session_started\"]\nmax_attempts = 2\nca = \"{}\"\n",
+            ca.ca().display()
+        )
+    };
+    let hooks = format!("{}{}", hook("trusted", &good), hook("untrusted", &other));
+    let env = TestEnv::new()
+        .target("web01")
+        .config("# ca = \"\"\n", &format!("# ca = \"\"\n{hooks}"))
+        .start();
+    let id = one_session(&env, &[]);
+    let requests = wait_for("the trusted delivery", std::time::Duration::from_secs(60), || {
+        let g = got.lock().unwrap();
+        (!g.is_empty()).then(|| g.clone())
+    });
+    let (headers, body) = &requests[0];
+    assert!(headers.contains(&(":path".into(), "/trusted".into())), "{headers:?}");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["session"], id.as_str());
+    wait_for("the untrusted delivery given up", std::time::Duration::from_secs(60), || {
+        env.log().contains("webhook delivery dropped after its last attempt").then_some(())
+    });
+    let g = got.lock().unwrap();
+    assert_eq!(g.len(), 1, "only the trusted webhook got through: {g:?}");
+}
+
 #[test]
 fn webhooks_carry_chosen_events_signed_and_retried() {
-    let (port, got) = webhook_receiver();
+    let (port, got) = webhook_receiver(None, true);
     let hook = format!(
         "[[events.webhook]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"kw-hook-secret\"\nevents = [\"session_started\", \"session_summary\"]\n"
     );

@@ -13,6 +13,7 @@
 //! env.wait_indexed(&id);
 //! ```
 
+mod ca;
 mod env;
 mod garage;
 mod interactive;
@@ -26,6 +27,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub(crate) use ca::TestCa;
 pub(crate) use env::{TestEnv, TestEnvBuilder};
 pub(crate) use interactive::Interactive;
 pub(crate) use pg_target::PgTarget;

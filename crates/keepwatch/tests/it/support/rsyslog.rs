@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{GATEWAY_TIMEOUT, free_port, wait_for};
+use super::{GATEWAY_TIMEOUT, TestCa, free_port, wait_for};
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 const INSTALL_HINT: &str = "rsyslogd (with its gnutls driver) is missing: `bash scripts/test.sh` installs it (apt-get install rsyslog rsyslog-gnutls)";
@@ -27,16 +27,6 @@ pub(crate) enum Received {
     Tls,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Rsyslog {
     pub(crate) fn start() -> Rsyslog {
         assert!(Path::new(RSYSLOGD).exists(), "{INSTALL_HINT}");
@@ -48,39 +38,7 @@ impl Rsyslog {
         assert!(gtls, "{INSTALL_HINT}");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(root));
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        ssl(&[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=kw-syslog-ca"],
-        ]
-        .concat());
-        ssl(&[
-            &["req"][..],
-            &ec,
-            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-        ]
-        .concat());
-        std::fs::write(root.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-            .unwrap();
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
+        let ca = TestCa::new(root, "kw-syslog-ca");
         std::fs::create_dir(root.join("work")).unwrap();
         let (udp_port, tcp_port, tls_port) = (free_port(), free_port(), free_port());
         let p = |name: &str| root.join(name).display().to_string();
@@ -104,9 +62,9 @@ input(type="imtcp" address="127.0.0.1" port="{tls_port}" ruleset="tls"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 "#,
             work = p("work"),
-            ca = p("ca.crt"),
-            cert = p("server.crt"),
-            key = p("server.key"),
+            ca = ca.ca().display(),
+            cert = ca.cert().display(),
+            key = ca.key().display(),
             udp = p("udp.log"),
             tcp = p("tcp.log"),
             tls = p("tls.log"),
