@@ -77,11 +77,11 @@ pub(crate) struct WebhookSection {
     ca: String,
 }
 
-/// Without the secret.
+/// Without the secret, or the URL (its path may hold a token).
 impl std::fmt::Debug for WebhookSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSection")
-            .field("url", &self.url)
+            .field("url", &"[redacted: may hold a token]")
             .field("secret", &"[redacted]")
             .field("events", &self.events)
             .field("max_attempts", &self.max_attempts)
@@ -183,13 +183,12 @@ pub(crate) fn start(
         };
         sinks.push(("syslog".to_owned(), Sink::Syslog(SyslogSink::new(url, tls, origin))));
     }
-    for w in &cfg.webhook {
-        let url = webhook::parse_url(&w.url).map_err(anyhow::Error::msg)?;
+    for (n, w) in cfg.webhook.iter().enumerate() {
+        // Named by its place, not its URL: paths often carry a token (Slack's do).
+        let which = format!("[[events.webhook]] number {}", n + 1);
+        let url = webhook::parse_url(&w.url).map_err(|e| anyhow::anyhow!("{which}: {e}"))?;
         if w.secret.is_empty() {
-            bail!(
-                "[[events.webhook]] {}: no secret (receivers check the signature with it)",
-                w.url
-            );
+            bail!("{which}: no secret (receivers check the signature with it)");
         }
         let known: HashSet<&str> = keepwatch_core::AuditAction::ALL
             .iter()
@@ -197,16 +196,9 @@ pub(crate) fn start(
             .chain([format::SESSION_SUMMARY])
             .collect();
         if let Some(unknown) = w.events.iter().find(|e| !known.contains(e.as_str())) {
-            bail!(
-                "[[events.webhook]] {}: unknown event type {unknown:?} (docs/events.md lists them)",
-                w.url
-            );
+            bail!("{which}: unknown event type {unknown:?} (docs/events.md lists them)");
         }
-        let tls = if url.https {
-            Some(tls_settings(&w.ca, &format!("[[events.webhook]] {} ca", w.url))?)
-        } else {
-            None
-        };
+        let tls = if url.https { Some(tls_settings(&w.ca, &format!("{which} ca"))?) } else { None };
         // A cursor per URL, so reordering the webhooks keeps each one's place.
         let name = format!("webhook-{}", &blake3::hash(w.url.as_bytes()).to_hex()[..12]);
         let hook = Webhook {

@@ -31,10 +31,9 @@ pub(crate) struct WebhookUrl {
     pub(crate) path: String,
 }
 
+/// Parses the URL; an error leaves the URL out (its path may hold a token).
 pub(crate) fn parse_url(s: &str) -> Result<WebhookUrl, String> {
-    let bad = |why: &str| {
-        format!("[[events.webhook]] url = {s:?}: {why} (write https://HOST[:PORT]/PATH)")
-    };
+    let bad = |why: &str| format!("url: {why} (write https://HOST[:PORT]/PATH)");
     let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = s.strip_prefix("http://") {
@@ -67,9 +66,12 @@ pub(crate) struct Webhook {
 }
 
 impl Webhook {
+    /// The URL without its path, which may hold a token: what logs name.
     pub(crate) fn describe(&self) -> String {
         let scheme = if self.url.https { "https" } else { "http" };
-        format!("{scheme}://{}:{}{}", self.url.host, self.url.port, self.url.path)
+        let host = &self.url.host;
+        let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        format!("{scheme}://{host}:{}/…", self.url.port)
     }
 
     /// Delivers each chosen event in turn, retrying each up to `max_attempts` times; always
