@@ -137,7 +137,7 @@ pub(crate) fn split_host_port(s: &str) -> Result<(String, Option<u16>), &'static
             None => (s, None),
         }
     };
-    if host.is_empty() || host.contains(['/', '@', ' ']) {
+    if host.is_empty() || host.contains(|c: char| matches!(c, '/' | '@' | ' ') || c.is_control()) {
         return Err("no host, or not a plain host name");
     }
     let port = port.map(|p| p.parse::<u16>().map_err(|_| "not a port number")).transpose()?;
@@ -339,7 +339,15 @@ mod tests {
         check("tcp://10.0.0.1:1601", Transport::Tcp, "10.0.0.1", 1601);
         check("tls://[::1]:6514", Transport::Tls, "::1", 6514);
         check("tls://[::1]", Transport::Tls, "::1", 6514);
-        for bad in ["logs:514", "http://x", "udp://", "udp://x:port", "tcp://a@b:1", "tls://[::1"] {
+        for bad in [
+            "logs:514",
+            "http://x",
+            "udp://",
+            "udp://x:port",
+            "tcp://a@b:1",
+            "tls://[::1",
+            "udp://a\r\nb",
+        ] {
             let e = parse_syslog_url(bad).unwrap_err();
             assert!(e.contains("udp://HOST:514"), "{bad}: {e}");
         }
