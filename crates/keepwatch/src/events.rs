@@ -152,7 +152,7 @@ impl Feeds {
 
 /// Starts a feed per configured sink (none when `[events]` names none). Settings that
 /// cannot work (an unknown facility, a bad URL, an unreadable CA file) stop `run` here.
-pub(crate) fn start(
+pub(crate) async fn start(
     cfg: &EventsSection,
     data_dir: &Path,
     store: &Store,
@@ -219,21 +219,26 @@ pub(crate) fn start(
         })?;
     }
     let interval = Duration::from_millis(cfg.interval_ms.max(100));
-    let tasks = sinks
-        .into_iter()
-        .map(|(name, sink)| {
-            eprintln!("keepwatch: sending events to {}", sink.describe());
-            let feed = Feed {
-                store: store.clone(),
-                node: node.to_owned(),
-                cursor: dir.join(format!("{name}.cursor")),
-                sink,
-                interval,
-                backfill: cfg.backfill,
-            };
-            tokio::spawn(feed.run(stop.clone()))
-        })
-        .collect();
+    let mut tasks = Vec::new();
+    for (name, sink) in sinks {
+        eprintln!("keepwatch: sending events to {}", sink.describe());
+        let feed = Feed {
+            store: store.clone(),
+            node: node.to_owned(),
+            cursor: dir.join(format!("{name}.cursor")),
+            sink,
+            interval,
+            backfill: cfg.backfill,
+        };
+        // Where to start is settled before `run` goes on, so a first start's "from now on"
+        // is before anything this run audits (recovery, the first sessions).
+        let first = tokio::time::timeout(Duration::from_secs(10), feed.start_cursor())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Start::Retry(anyhow::anyhow!("the database did not answer within 10 s")))
+            });
+        tasks.push(tokio::spawn(feed.run(first, stop.clone())));
+    }
     Ok(Feeds { stop, tasks })
 }
 
@@ -255,11 +260,17 @@ fn hostname() -> String {
 }
 
 impl Feed {
-    async fn run(mut self, stop: CancellationToken) {
+    /// `first`: the first attempt at the start cursor, made before `run` went on.
+    async fn run(mut self, first: Result<i64, Start>, stop: CancellationToken) {
         let what = self.sink.describe();
         let mut backoff = Duration::from_secs(1);
+        let mut attempt = Some(first);
         let mut after = loop {
-            match self.start_cursor().await {
+            let r = match attempt.take() {
+                Some(r) => r,
+                None => self.start_cursor().await,
+            };
+            match r {
                 Ok(c) => break c,
                 Err(Start::Fatal(e)) => {
                     tracing::error!(sink = %what, error = %format!("{e:#}"), "the event feed cannot start");

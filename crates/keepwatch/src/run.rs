@@ -49,6 +49,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     // Before recovery, so that what recovery audits is sent too; it reads the audit trail
     // after the fact, so nothing below waits on it.
     let feeds = crate::events::start(&cfg.events, dir.root(), &store, &node.to_string())
+        .await
         .context("cannot start the event feed ([events] in keepwatch.toml)")?;
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
