@@ -32,6 +32,10 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v psql >/dev/null || missing+=(postgresql-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null || missing+=(openssl)
+# The event feed's tests: Debian's rsyslogd as the syslog receiver (UDP, TCP, and TLS through
+# its gnutls driver).
+[ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || missing+=(rsyslog-gnutls)
 # Drivers through the PostgreSQL front end: JDBC (Debian's) on the machine's Java; psycopg below.
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 command -v java >/dev/null || missing+=(default-jre-headless)

@@ -196,6 +196,34 @@ advertise_web = ""
 enabled = true
 # How often live recordings are read into the index.
 interval_ms = 1000
+
+[events]
+# The event feed for a SIEM (docs/events.md): audit events and session summaries as JSON,
+# each with its audit id. Off while nothing is named. Each sink follows the audit trail
+# about once a second and keeps its place in events/*.cursor here, so a restart resumes
+# (at least once: dedupe by id). A receiver that is down never holds a session. On a shared
+# PostgreSQL database every node with [events] sends every event: set it on one node.
+# JSON lines appended to a file ("-": stdout).
+file = ""
+# Syslog (RFC 5424, the JSON as MSG): "udp://HOST:514", "tcp://HOST:601" or
+# "tls://HOST:6514" (octet-counted framing over TCP and TLS; UDP is fire-and-forget).
+syslog = ""
+# For tls://: the CA that signed the receiver's certificate (PEM). Empty: the system's.
+syslog_ca = ""
+# kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0-7.
+syslog_facility = "authpriv"
+# A sink's first start sends only events from then on; true: the whole trail first.
+backfill = false
+interval_ms = 1000
+# Webhooks: each chosen event POSTed as JSON, signed in X-Keepwatch-Signature
+# ("sha256=" and the hex HMAC-SHA256 of the body with the secret), retried with backoff
+# up to max_attempts times, then dropped (logged). Empty events: every type.
+# [[events.webhook]]
+# url = "https://hooks.example/keepwatch"
+# secret = "a long random string"
+# events = ["recordings_verified", "session_terminated", "host_key_mismatch"]
+# max_attempts = 6
+# ca = ""
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +242,7 @@ pub(crate) struct FileConfig {
     pub storage: StorageSection,
     pub index: IndexSection,
     pub node: NodeSection,
+    pub events: crate::events::EventsSection,
 }
 
 /// This node among those sharing the database (`[node]`); see `DEFAULT_CONFIG`.
@@ -486,6 +515,7 @@ impl Default for FileConfig {
             storage: StorageSection::default(),
             index: IndexSection::default(),
             node: NodeSection::default(),
+            events: crate::events::EventsSection::default(),
         }
     }
 }

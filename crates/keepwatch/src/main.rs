@@ -3,6 +3,7 @@
 
 mod admin;
 mod datadir;
+mod events;
 mod migrate;
 mod output;
 mod playback;

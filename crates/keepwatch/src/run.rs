@@ -46,6 +46,11 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         .await
         .with_context(|| format!("cannot register node {node} in the database"))?;
     eprintln!("keepwatch: node {node}");
+    // Before recovery, so that what recovery audits is sent too; it reads the audit trail
+    // after the fact, so nothing below waits on it.
+    let feeds = crate::events::start(&cfg.events, dir.root(), &store, &node.to_string())
+        .await
+        .context("cannot start the event feed ([events] in keepwatch.toml)")?;
     let recovered = keepwatch_recorder::recover_interrupted(&recorder)
         .await
         .context("cannot list the sessions the last stop left active")?;
@@ -240,6 +245,8 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         let _ = pg.await;
     }
     let _ = web_task.await;
+    // After the gateway: the feed sends the events of the sessions it sealed on the way down.
+    feeds.stop().await;
     // After the gateway: the last anchor covers the sessions it sealed on the way down.
     anchor_stop.cancel();
     let _ = anchor_task.await;

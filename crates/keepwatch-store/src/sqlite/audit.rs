@@ -87,6 +87,21 @@ impl Sqlite {
         rows.iter().map(decode::audit).collect::<Result<_, _>>().at(OP, "")
     }
 
+    pub(crate) async fn audit_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        const OP: &str = "list audit events after";
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .at(OP, after)?;
+        rows.iter().map(decode::stored_audit).collect::<Result<_, _>>().at(OP, after)
+    }
+
     pub(crate) async fn audit_chain(&self) -> Result<Vec<AuditLink>, StoreError> {
         const OP: &str = "read audit chain";
         let rows = sqlx::query(

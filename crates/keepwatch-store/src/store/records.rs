@@ -220,6 +220,21 @@ impl Store {
         dispatch!(self, b => b.audit_events(f).await)
     }
 
+    /// At most `limit` audit events with an id above `after`, oldest first, exactly as
+    /// stored: how the event feed follows the trail (ids grow in the order events commit,
+    /// see `chain.rs`). Raw rather than typed, so that a row with an action this version
+    /// does not know (or one edited by hand) is still sent instead of stopping the feed.
+    ///
+    /// # Errors
+    /// Database failures only.
+    pub async fn audit_events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        dispatch!(self, b => b.audit_events_after(after, limit).await)
+    }
+
     /// Every audit event, oldest first, with its chain hash and signature (absent when the
     /// event has no chain row), for `verify`.
     ///

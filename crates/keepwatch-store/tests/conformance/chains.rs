@@ -161,3 +161,43 @@ async fn concurrent_ledger_appends_form_one_chain(db: TestDb) {
 }
 
 conformance!(concurrent_audit_appends_form_one_chain, concurrent_ledger_appends_form_one_chain);
+
+/// The event feed's tail: events after an id, oldest first, a page at a time, exactly as
+/// stored (an action this version does not know is returned, not an error that would stop
+/// the feed).
+async fn audit_events_after_pages_oldest_first(db: TestDb) {
+    let store = db.store.clone().with_audit_key(key());
+    assert!(store.audit_events_after(0, 10).await.unwrap().is_empty());
+    for i in 0..5 {
+        store
+            .audit(NewAudit {
+                actor: "alice".into(),
+                action: AuditAction::Searched,
+                session_id: None,
+                client_addr: Some("10.0.0.1".into()),
+                detail: format!("event {i}"),
+            })
+            .await
+            .unwrap();
+    }
+    let first = store.audit_events_after(0, 2).await.unwrap();
+    let details: Vec<_> = first.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["event 0", "event 1"]);
+    assert_eq!(first[0].action, "searched");
+    assert_eq!(first[0].client_addr.as_deref(), Some("10.0.0.1"));
+    let rest = store.audit_events_after(first[1].id, 10).await.unwrap();
+    let details: Vec<_> = rest.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["event 2", "event 3", "event 4"]);
+    assert!(rest.windows(2).all(|w| w[0].id < w[1].id));
+    let head = store.audit_head().await.unwrap().unwrap().0;
+    assert_eq!(head, rest[2].id);
+    assert!(store.audit_events_after(head, 10).await.unwrap().is_empty());
+
+    let edit = format!("UPDATE audit_events SET action = 'from_the_future' WHERE id = {head}");
+    db.sql(&edit, &edit).await;
+    let edited = store.audit_events_after(head - 1, 10).await.unwrap();
+    assert_eq!(edited[0].action, "from_the_future");
+    db.close().await;
+}
+
+conformance!(audit_events_after_pages_oldest_first);

@@ -11,6 +11,7 @@ mod console;
 mod context;
 mod durability;
 mod evasion;
+mod events;
 mod forwarding;
 mod limits;
 mod load;

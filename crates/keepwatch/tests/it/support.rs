@@ -13,11 +13,13 @@
 //! env.wait_indexed(&id);
 //! ```
 
+mod ca;
 mod env;
 mod garage;
 mod interactive;
 mod pg_target;
 mod postgres;
+mod rsyslog;
 mod target;
 
 use std::net::TcpListener;
@@ -25,9 +27,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub(crate) use ca::TestCa;
 pub(crate) use env::{TestEnv, TestEnvBuilder};
 pub(crate) use interactive::Interactive;
 pub(crate) use pg_target::PgTarget;
+pub(crate) use rsyslog::{Received, Rsyslog};
 pub(crate) use target::{HostKey, Sshd, SshdConfig, Target};
 
 pub(crate) const TARGET_USER: &str = "kwtest";
