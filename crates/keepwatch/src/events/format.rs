@@ -95,6 +95,7 @@ pub(crate) fn session_summary(
             "protocol": s.protocol.as_str(),
             "status": s.status.as_str(),
             "reason": s.reason,
+            "stated_reason": s.stated_reason,
             "started": rfc3339(s.started_at_us),
             "ended": s.ended_at_us.map(rfc3339),
             "duration_s": duration_s,
@@ -143,7 +144,7 @@ pub(crate) fn severity(action: &str, detail: &str) -> Severity {
     match a {
         HostKeyMismatch | RecordingFailed | TargetRowMismatch => Severity::Error,
         LoginRefused | ForwardingRefused | SessionRefused | SessionRecovered
-        | SessionTerminated => Severity::Warning,
+        | SessionTerminated | StatementRefused => Severity::Warning,
         // "N checked, M problem(s)" (`keepwatch verify`): a failed verify is a warning.
         RecordingsVerified if !detail.ends_with(" 0 problem(s)") => Severity::Warning,
         RecordingsVerified | SessionStarted | SessionEnded | HostKeyPinned | TokenCreated
@@ -364,6 +365,7 @@ mod tests {
         use keepwatch_core::{Protocol, SessionId, SessionStatus};
         let id: SessionId = "0190e0c0-0000-7000-8000-000000000001".parse().unwrap();
         let row = SessionRow {
+            stated_reason: Some("CHG-1".into()),
             id,
             person: "alice".into(),
             target: "web01".into(),
