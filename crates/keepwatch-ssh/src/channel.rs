@@ -386,12 +386,21 @@ async fn relay(
     if !replied {
         let _ = conn.handle.channel_success(id).await;
     }
-    // The notice comes before the target's first output, and is recorded as shown.
+    // The notice comes before the target's first output, and is recorded as shown: on a
+    // terminal like that output, on stderr for a shell without one (its stdout may be piped).
     if let (ChannelKind::Shell, Some(notice)) = (&kind, conn.ctx.sessions.notice()) {
         let line = format!("{}\r\n", notice.replace('\n', "\r\n"));
-        let shown = Event::ExtOutput { channel, data: line.clone().into_bytes() };
-        conn.record(s, shown).await.map_err(|_| recording_failed())?;
-        let _ = client_tx.extended_data_bytes(1, Bytes::from(line)).await;
+        let data = line.clone().into_bytes();
+        if req.pty.is_some() {
+            conn.record(s, Event::Output { channel, data })
+                .await
+                .map_err(|_| recording_failed())?;
+            let _ = client_tx.data_bytes(Bytes::from(line)).await;
+        } else {
+            let shown = Event::ExtOutput { channel, data };
+            conn.record(s, shown).await.map_err(|_| recording_failed())?;
+            let _ = client_tx.extended_data_bytes(1, Bytes::from(line)).await;
+        }
     }
     let relay = Arc::new(Relay {
         conn: conn.clone(),

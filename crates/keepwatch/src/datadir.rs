@@ -197,6 +197,13 @@ enabled = true
 # How often live recordings are read into the index.
 interval_ms = 1000
 
+[verify]
+# Every recording, the ledger and the audit chain verified on a schedule (what
+# `keepwatch verify --all` checks, against this gateway's key), by one live node. Each round
+# is audited `recordings_verified`, with one more event per session that has a problem, so a
+# failure reaches the event feed, syslog and webhooks. Seconds between rounds; 0 is off.
+interval_s = 86400
+
 [events]
 # The event feed for a SIEM (docs/events.md): audit events and session summaries as JSON,
 # each with its audit id. Off while nothing is named. Each sink follows the audit trail
@@ -241,6 +248,7 @@ pub(crate) struct FileConfig {
     pub anchor: AnchorSection,
     pub storage: StorageSection,
     pub index: IndexSection,
+    pub verify: VerifySection,
     pub node: NodeSection,
     pub events: crate::events::EventsSection,
 }
@@ -472,6 +480,20 @@ pub(crate) struct MaskSection {
     pub pattern: String,
 }
 
+/// Audit readiness: every recording verified on a schedule while `run` runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct VerifySection {
+    /// Seconds between rounds; 0 turns the schedule off.
+    pub interval_s: u64,
+}
+
+impl Default for VerifySection {
+    fn default() -> Self {
+        VerifySection { interval_s: 86_400 }
+    }
+}
+
 /// The search index, kept current from the recordings while `run` runs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -514,6 +536,7 @@ impl Default for FileConfig {
             anchor: AnchorSection::default(),
             storage: StorageSection::default(),
             index: IndexSection::default(),
+            verify: VerifySection::default(),
             node: NodeSection::default(),
             events: crate::events::EventsSection::default(),
         }

@@ -9,6 +9,7 @@ mod output;
 mod playback;
 mod remote;
 mod run;
+mod scheduled;
 mod search;
 mod sessions;
 mod transfers;

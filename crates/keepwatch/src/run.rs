@@ -213,6 +213,17 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         let indexer = keepwatch_index::Indexer::new(store.clone(), blobs).on_node(node.clone());
         tokio::spawn(indexer.run(every, shutdown.clone()))
     });
+    let scheduled_verify = (cfg.verify.interval_s > 0).then(|| {
+        let schedule = crate::scheduled::Schedule {
+            store: store.clone(),
+            blobs: sessions.recorder.blobs.clone(),
+            key: sessions.recorder.signing_key.verifying_key(),
+            node: node.clone(),
+            every: Duration::from_secs(cfg.verify.interval_s),
+            lapse,
+        };
+        tokio::spawn(crate::scheduled::verify_on_schedule(Arc::new(schedule), shutdown.clone()))
+    });
     let fenced = CancellationToken::new();
     let beat_stop = CancellationToken::new();
     let beats = tokio::spawn(beat(
@@ -252,6 +263,9 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     let _ = anchor_task.await;
     if let Some(indexer) = indexer {
         let _ = indexer.await;
+    }
+    if let Some(verifying) = scheduled_verify {
+        let _ = verifying.await;
     }
     // Give the archive the shutdown grace to take what the spool still holds; what it does
     // not take stays in the spool for the next start.

@@ -1,14 +1,13 @@
 //! Listing, showing and verifying sessions, and listing audit events.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use keepwatch_core::{AuditAction, Look, SessionId, SessionStatus};
-use keepwatch_recorder::{Problem, check_anchors, check_audit, check_ledger, check_session};
+use keepwatch_core::{AuditAction, Look, SessionId};
+use keepwatch_recorder::{Problem, check_anchors, check_session, verify_all};
 use keepwatch_recording::anchor::Anchor;
 use keepwatch_store::{
     AuditFilter, ChannelRow, NewAudit, SessionFilter, SessionRow, Store, TransferFilter,
@@ -323,61 +322,9 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
         problems.extend(check_anchors(&store, &blobs, &anchors).await?);
     }
     if a.all {
-        let mut rows: BTreeMap<SessionId, SessionRow> = store
-            .sessions(&SessionFilter::default())
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
-        let (ledger_problems, ledgered) = check_ledger(&store, &key, &rows).await?;
-        problems.extend(ledger_problems);
-        problems.extend(check_audit(&store, &key).await?);
-        let mut ids: BTreeSet<SessionId> = rows.keys().copied().collect();
-        ids.extend(blobs.sealed_recordings().await?);
-        for id in ids {
-            let row = rows.get(&id);
-            if row.is_none() && ledgered.contains(&id) {
-                continue; // already reported by the ledger walk
-            }
-            if row.is_some_and(|r| r.chain_head.is_some()) && !ledgered.contains(&id) {
-                problems.push(Problem {
-                    session: Some(id),
-                    what: "sealed session missing from the ledger".into(),
-                });
-            }
-            problems.extend(check_session(&blobs, &key, id, row).await?);
-            checked += 1;
-        }
-        // A session that was live when the rows were read may have sealed since (its row,
-        // ledger entry and file change together, but not all at once for a reader): look at
-        // those once more before calling anything about them a problem.
-        let moved: BTreeSet<SessionId> = problems
-            .iter()
-            .filter_map(|p| p.session)
-            .filter(|id| rows.get(id).is_some_and(|r| r.status == SessionStatus::Active))
-            .collect();
-        if !moved.is_empty() {
-            for id in &moved {
-                if let Some(r) = store.session(*id).await? {
-                    rows.insert(*id, r);
-                }
-            }
-            problems.retain(|p| !p.session.is_some_and(|s| moved.contains(&s)));
-            let (again, ledgered) = check_ledger(&store, &key, &rows).await?;
-            problems.extend(
-                again.into_iter().filter(|p| p.session.is_some_and(|s| moved.contains(&s))),
-            );
-            for id in &moved {
-                let row = rows.get(id);
-                if row.is_some_and(|r| r.chain_head.is_some()) && !ledgered.contains(id) {
-                    problems.push(Problem {
-                        session: Some(*id),
-                        what: "sealed session missing from the ledger".into(),
-                    });
-                }
-                problems.extend(check_session(&blobs, &key, *id, row).await?);
-            }
-        }
+        let (n, found) = verify_all(&store, &blobs, &key).await?;
+        checked = n;
+        problems.extend(found);
     } else {
         for id in &a.ids {
             let row = store.session(*id).await?;

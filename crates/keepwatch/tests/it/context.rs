@@ -84,7 +84,7 @@ fn a_target_that_requires_a_reason_refuses_without_one_and_signs_the_one_given()
     assert!(
         env.events(&asked)
             .iter()
-            .any(|e| matches!(e, Event::ExtOutput { data, .. } if *data == notice)),
+            .any(|e| matches!(e, Event::Output { data, .. } if *data == notice)),
         "the notice is in the recording"
     );
     env.kw_ok(&["verify", &asked]);

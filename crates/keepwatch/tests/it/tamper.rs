@@ -114,3 +114,31 @@ fn verify_detects_each_kind_of_tampering_on(builder: TestEnvBuilder) {
         ids.iter().find(|i| ![flipped, truncated, dropped, unsealed, deleted, edited].contains(i));
     assert!(fine.is_none());
 }
+
+/// The gateway verifies everything on a schedule (`[verify] interval_s`): an edited row is
+/// found without anyone running `verify`, audited as a failed verify naming the session (what
+/// the event feed, syslog and webhooks carry), and counted in the metrics.
+#[test]
+fn the_scheduled_verify_finds_an_edited_row() {
+    let env = TestEnv::new().target("web01").config("interval_s = 86400", "interval_s = 1").start();
+    let out = env.ssh("alice@web01").arg("echo sealed").output().unwrap();
+    assert!(out.status.success());
+    let id = env.sealed_sessions(1)[0]["id"].as_str().unwrap().to_owned();
+    let round = |needle: &str| {
+        let needle = needle.to_owned();
+        wait_for(&format!("a scheduled verify saying {needle:?}"), GATEWAY_TIMEOUT, || {
+            let audit = env.json(&["audit", "--action", "recordings_verified", "--json"]);
+            audit.as_array().unwrap().iter().find_map(|e| {
+                let by_scheduler = e["actor"].as_str().unwrap().starts_with("scheduler:");
+                let detail = e["detail"].as_str().unwrap();
+                (by_scheduler && detail.contains(&needle)).then(|| e.clone())
+            })
+        })
+    };
+    round("1 checked, 0 problem(s)");
+    env.sql(&format!("UPDATE sessions SET target_host = 'elsewhere:22' WHERE id = '{id}'"));
+    let found = round("database row edited: target host");
+    assert_eq!(found["session"], id.as_str(), "{found}");
+    assert!(found["detail"].as_str().unwrap().starts_with("scheduled: 1 checked, 1 problem(s)"));
+    round("1 checked, 1 problem(s)");
+}
