@@ -52,6 +52,10 @@ pub enum AuditAction {
     /// A database statement the grant's rules refuse was answered by the gateway and never
     /// reached the target.
     StatementRefused,
+    /// An auditor or admin put tags on a session (the detail names them).
+    SessionTagged,
+    /// An auditor or admin took tags off a session (the detail names them).
+    SessionUntagged,
 }
 
 impl AuditAction {
@@ -93,10 +97,12 @@ impl AuditAction {
             SessionCancelRequested => "cancel_requested",
             PasswordChanged => "password_changed",
             StatementRefused => "statement_refused",
+            SessionTagged => "session_tagged",
+            SessionUntagged => "session_untagged",
         }
     }
 
-    pub const ALL: [AuditAction; 35] = {
+    pub const ALL: [AuditAction; 37] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -134,6 +140,8 @@ impl AuditAction {
             SessionCancelRequested,
             PasswordChanged,
             StatementRefused,
+            SessionTagged,
+            SessionUntagged,
         ]
     };
 }
@@ -205,6 +213,8 @@ mod tests {
                 SessionCancelRequested => 32,
                 PasswordChanged => 33,
                 StatementRefused => 34,
+                SessionTagged => 35,
+                SessionUntagged => 36,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -13,6 +13,7 @@ pub mod metrics;
 mod policy;
 mod redact;
 mod secret;
+mod tag;
 mod text;
 
 pub use admission::{Admission, Full, Slot};
@@ -35,6 +36,9 @@ pub use redact::{
     DEFAULT_SECRET_PROMPTS, InputPiece, SecretInputDetector, default_secret_prompts, strip_escapes,
 };
 pub use secret::Secret;
+pub use tag::{
+    MAX_TAG_LEN, MAX_TAGS_PER_SESSION, ParseTagError, TAG_RULE, Tag, parse_tags, valid_tag,
+};
 pub use text::{MAX_ACTOR_BYTES, MAX_DETAIL_BYTES, clean, escape_controls, needs_escape};
 
 use std::fmt;
