@@ -153,6 +153,12 @@ pub(crate) const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "session_tags",
+        columns: &[("session_id", Text), ("tag", Text), ("added_by", Text), ("added_at_us", Int)],
+        order_by: "session_id, tag",
+        identity: None,
+    },
+    Table {
         name: "channels",
         columns: &[
             ("session_id", Text),

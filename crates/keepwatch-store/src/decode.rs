@@ -229,6 +229,14 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRow, BadValue> {
     })
 }
 
+pub(crate) fn session_tag(r: &impl Cols) -> Result<SessionTag, BadValue> {
+    Ok(SessionTag {
+        tag: r.text("tag")?,
+        added_by: r.text("added_by")?,
+        added_at_us: r.int("added_at_us")?,
+    })
+}
+
 pub(crate) fn channel(r: &impl Cols) -> Result<ChannelRow, BadValue> {
     Ok(ChannelRow {
         channel: narrow("channels.channel", r.int("channel")?)?,

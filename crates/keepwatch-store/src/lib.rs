@@ -34,8 +34,8 @@ pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
     DatabaseTarget, IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow,
     NewAudit, NewTarget, NodeRow, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter,
-    SessionListing, SessionRow, StoredAudit, TargetRow, TargetSecret, TlsMode, TokenRow,
-    TransferFilter, TransferRow, WebLoginLimits, WebLoginRow,
+    SessionListing, SessionRow, SessionTag, StoredAudit, TagChange, TargetRow, TargetSecret,
+    TlsMode, TokenRow, TransferFilter, TransferRow, WebLoginLimits, WebLoginRow,
 };
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};

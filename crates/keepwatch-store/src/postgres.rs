@@ -26,6 +26,7 @@ mod indexing;
 mod nodes;
 mod records;
 mod search;
+mod tags;
 mod web_logins;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -2,6 +2,7 @@
 
 use keepwatch_core::{
     AuditAction, NodeId, PersonName, Protocol, RecordingFailure, Role, SessionId, SessionStatus,
+    Tag,
 };
 
 #[derive(Debug, Clone)]
@@ -228,6 +229,8 @@ pub struct SessionFilter {
     pub node: Option<NodeId>,
     /// Only sessions whose stated reason contains this text (case-insensitive; ASCII case).
     pub reason: Option<String>,
+    /// Only sessions that carry this tag (exactly; tags are stored lowercase).
+    pub tag: Option<String>,
 }
 
 impl SessionFilter {
@@ -244,6 +247,27 @@ pub struct SessionListing {
     pub session: SessionRow,
     pub channels: Vec<ChannelRow>,
     pub last_command: Option<String>,
+    /// The session's tags, sorted.
+    pub tags: Vec<String>,
+}
+
+/// Tags put on or taken off a session by someone, audited with the change
+/// ([`crate::Store::add_session_tags`], [`crate::Store::remove_session_tags`]).
+#[derive(Debug, Clone)]
+pub struct TagChange<'a> {
+    pub session: SessionId,
+    pub tags: &'a [Tag],
+    /// Who: `local:<user>`, `token:<name>`, `web:<person>`, as in the audit trail.
+    pub actor: &'a str,
+    pub client_addr: Option<&'a str>,
+}
+
+/// One tag on a session, with who put it there and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTag {
+    pub tag: String,
+    pub added_by: String,
+    pub added_at_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +358,8 @@ pub struct SearchQuery {
     pub until_us: Option<i64>,
     /// Match command lines only, not output or screen snapshots.
     pub commands_only: bool,
+    /// Only in sessions that carry this tag.
+    pub tag: Option<String>,
     pub limit: u32,
 }
 

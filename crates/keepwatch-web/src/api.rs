@@ -7,13 +7,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use keepwatch_core::{
-    AuditAction, Look, PersonName, RefusalAudit, Role, SessionId, SessionScope, SessionStatus,
+    AuditAction, Look, PersonName, RefusalAudit, Role, SessionId, SessionScope, SessionStatus, Tag,
+    parse_tags,
 };
 use keepwatch_store::{
     AuditFilter, CommandRow, LookError, NewAudit, NewToken, SearchQuery, SessionFilter, SessionRow,
-    TargetSecret, TransferFilter,
+    TagChange, TargetSecret, TransferFilter,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +38,8 @@ pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/sessions/{id}/replay", get(replay))
         .route("/api/v1/sessions/{id}/export", get(export))
         .route("/api/v1/sessions/{id}/terminate", post(terminate))
+        .route("/api/v1/sessions/{id}/tags", post(add_tags))
+        .route("/api/v1/sessions/{id}/tags/{tag}", delete(remove_tag))
         .route("/api/v1/nodes/terminate", post(node_terminate))
         .route("/api/v1/nodes/watch", get(crate::watch::node_watch))
         .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
@@ -258,12 +261,16 @@ async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
 
 // ---- sessions ----
 
-fn session_json(s: &SessionRow, channels: &[keepwatch_store::ChannelRow]) -> Value {
+fn session_json(
+    s: &SessionRow,
+    channels: &[keepwatch_store::ChannelRow],
+    tags: &[String],
+) -> Value {
     let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
     json!({
         "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
-        "reason": s.reason, "stated_reason": s.stated_reason,
+        "reason": s.reason, "stated_reason": s.stated_reason, "tags": tags,
         "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "duration_us": (end - s.started_at_us).max(0),
         "node": s.node.as_ref().map(|n| n.as_str()),
@@ -297,6 +304,7 @@ struct SessionsQuery {
     until: Option<String>,
     limit: Option<usize>,
     reason: Option<String>,
+    tag: Option<String>,
 }
 
 async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>) -> ApiResult {
@@ -319,9 +327,10 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
         limit: Some(q.limit.unwrap_or(200).min(u32::MAX as usize) as u32),
         node: None,
         reason: q.reason.clone().filter(|r| !r.is_empty()),
+        tag: q.tag.as_deref().filter(|t| !t.is_empty()).map(tag_param).transpose()?,
     };
     let listed = st.store.session_listings(&filter).await?;
-    Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels)).collect()))
+    Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels, &l.tags)).collect()))
 }
 
 async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -332,7 +341,8 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
     let (env, commands): (Vec<_>, Vec<_>) =
         st.store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
     let problems = crate::verification::check(&st, &s).await?;
-    let mut v = session_json(&s, &channels);
+    let tags: Vec<String> = st.store.session_tags(s.id).await?.into_iter().map(|t| t.tag).collect();
+    let mut v = session_json(&s, &channels, &tags);
     v["transfers"] = transfers
         .iter()
         .map(|t| {
@@ -386,6 +396,62 @@ async fn export(
         body,
     )
         .into_response())
+}
+
+/// A tag given in a query or a path, checked and lowercased (400 naming the rule).
+fn tag_param(t: &str) -> Result<String, ApiError> {
+    Tag::parse(t).map(|t| t.to_string()).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct TagsBody {
+    tags: Vec<String>,
+}
+
+/// Puts tags on a session (auditors and admins), audited as `session_tagged` with the ones
+/// it did not carry yet; answers the tags added and the session's tags now.
+async fn add_tags(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(b): Json<TagsBody>,
+) -> ApiResult {
+    caller.require(Role::Auditor)?;
+    let id = parse_id(&id)?;
+    let tags = parse_tags(&b.tags).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let added = st.store.add_session_tags(&tag_change(&caller, id, &tags)).await?;
+    tags_answer(&st, id, "added", &added).await
+}
+
+/// Takes a tag off a session (auditors and admins), audited as `session_untagged` when the
+/// session carried it.
+async fn remove_tag(
+    State(st): St,
+    caller: Caller,
+    Path((id, tag)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(Role::Auditor)?;
+    let id = parse_id(&id)?;
+    let tags = vec![Tag::parse(&tag).map_err(|e| ApiError::bad_request(e.to_string()))?];
+    let removed = st.store.remove_session_tags(&tag_change(&caller, id, &tags)).await?;
+    tags_answer(&st, id, "removed", &removed).await
+}
+
+fn tag_change<'a>(caller: &'a Caller, session: SessionId, tags: &'a [Tag]) -> TagChange<'a> {
+    TagChange {
+        session,
+        tags,
+        actor: caller.actor(),
+        client_addr: caller.viewer.client_addr.as_deref(),
+    }
+}
+
+async fn tags_answer(st: &WebState, id: SessionId, what: &str, changed: &[Tag]) -> ApiResult {
+    let now: Vec<String> = st.store.session_tags(id).await?.into_iter().map(|t| t.tag).collect();
+    let changed: Vec<&str> = changed.iter().map(Tag::as_str).collect();
+    let mut v = json!({ "session": id.to_string(), "tags": now });
+    v[what] = json!(changed);
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -491,6 +557,7 @@ struct SearchParams {
     since: Option<String>,
     until: Option<String>,
     commands_only: Option<bool>,
+    tag: Option<String>,
     limit: Option<u32>,
 }
 
@@ -512,6 +579,7 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
         since_us: p.since.as_deref().map(parse_time).transpose()?,
         until_us: p.until.as_deref().map(parse_time).transpose()?,
         commands_only: p.commands_only.unwrap_or(false),
+        tag: p.tag.as_deref().map(tag_param).transpose()?,
         limit: p.limit.unwrap_or(50).clamp(1, 500),
     };
     let hits = st.store.search(&q).await?;

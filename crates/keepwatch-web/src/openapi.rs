@@ -44,6 +44,13 @@ pub(crate) fn document() -> Value {
         p.push(query("until_us", "integer", "where it ends (default: the end)"));
         p.push(query("cursor", "string", "the next of the page before (replaces from_us)"));
     }
+    let mut untag = with_id(op(
+        "Take one tag off a session, audited as session_untagged when it carried it; answers removed and the session's tags",
+        "auditor or admin",
+    ));
+    if let Some(p) = untag["parameters"].as_array_mut() {
+        p.push(json!({ "name": "tag", "in": "path", "required": true, "schema": { "type": "string" } }));
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Keepwatch API", "version": "1" },
@@ -58,13 +65,15 @@ pub(crate) fn document() -> Value {
             "/api/v1/login": { "post": op("Log in with name and password; sets the session cookie", "anyone") },
             "/api/v1/logout": { "post": op("Log out", "any") },
             "/api/v1/me": { "get": op("Who is logged in, and the CSRF token", "any") },
-            "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit)", "any; user: own sessions; a user token without a person: none") },
+            "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit, reason, tag), each with its tags", "any; user: own sessions; a user token without a person: none") },
             "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and its verification (the recording verified piece by piece when it changed, the row compared on every request)", "any; user: own")) },
             "/api/v1/sessions/{id}/replay": { "get": replay },
             "/api/v1/sessions/{id}/export": { "get": with_id(op("asciicast v2 download, streamed as the recording is read", "auditor")) },
             "/api/v1/sessions/{id}/terminate": { "post": with_id(op("End a live session with a reason", "auditor")) },
+            "/api/v1/sessions/{id}/tags": { "post": with_id(op("Put tags on a session: body {\"tags\": [...]}, each 1 to 64 characters of a-z 0-9 . _ : / - (lowercased; at most 32 a session), audited as session_tagged with the ones added; answers added and the session's tags", "auditor or admin")) },
+            "/api/v1/sessions/{id}/tags/{tag}": { "delete": untag },
             "/api/v1/sessions/{id}/watch": { "get": with_id(op("WebSocket: the current screen, then live output", "auditor")) },
-            "/api/v1/search": { "get": op("Substring search over commands and output (q, user, target, since, until, commands_only, limit)", "any; user: own sessions") },
+            "/api/v1/search": { "get": op("Substring search over commands and output (q, user, target, since, until, commands_only, tag, limit)", "any; user: own sessions") },
             "/api/v1/index": { "get": op("Index status: sessions not fully indexed, or those named (session=ID,ID); state complete, behind or error, bytes indexed of bytes recorded", "auditor") },
             "/api/v1/live": { "get": op("Active sessions with their last command", "auditor") },
             "/api/v1/audit": { "get": op("Audit events, newest first (actor, session, action, limit)", "auditor") },

@@ -305,6 +305,42 @@ async fn every_endpoint_for_every_role() {
             [401, 403, 403, 409, 409, 403, 403],
             false,
         ),
+        // Issue 13: auditors and admins tag sessions; a bad tag names the rule.
+        (
+            "POST",
+            format!("/api/v1/sessions/{id}/tags"),
+            Some(json!({"tags": ["incident-42"]})),
+            [401, 403, 403, 200, 200, 403, 403],
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{id}/tags"),
+            Some(json!({"tags": ["no spaces"]})),
+            [401, 403, 403, 400, 400, 403, 403],
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{}/tags", SessionId::new()),
+            Some(json!({"tags": ["x"]})),
+            [401, 403, 403, 404, 404, 403, 403],
+            false,
+        ),
+        (
+            "GET",
+            "/api/v1/sessions?tag=incident-42".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+            true,
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/sessions/{id}/tags/incident-42"),
+            None,
+            [401, 403, 403, 200, 200, 403, 403],
+            false,
+        ),
         (
             "GET",
             "/api/v1/search?q=secret-output".into(),

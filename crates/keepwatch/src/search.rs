@@ -36,6 +36,9 @@ pub(crate) struct SearchArgs {
     /// Match command lines only, not output or screen snapshots.
     #[arg(long)]
     commands_only: bool,
+    /// Only sessions tagged TAG (`keepwatch tag`).
+    #[arg(long, value_name = "TAG")]
+    tag: Option<keepwatch_core::Tag>,
     /// At most this many hits, newest first.
     #[arg(long, value_name = "N", default_value_t = 20)]
     limit: u32,
@@ -107,6 +110,7 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
         since_us: a.since.as_deref().map(parse_time).transpose().context("--since")?,
         until_us: a.until.as_deref().map(parse_time).transpose().context("--until")?,
         commands_only: a.commands_only,
+        tag: a.tag.as_ref().map(|t| t.to_string()),
         limit: a.limit.max(1),
     };
     store

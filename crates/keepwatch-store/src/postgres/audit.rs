@@ -288,7 +288,7 @@ impl Postgres {
 }
 
 /// Appends a cleaned event and its chain link, inside the caller's transaction.
-async fn append_audit(
+pub(super) async fn append_audit(
     conn: &mut PgConnection,
     a: &NewAudit,
     signer: Option<&SigningKey>,

@@ -20,13 +20,14 @@ macro_rules! transfer_select {
     };
 }
 
-/// The sessions a [`SessionFilter`] picks, newest first (bound as $1..$7).
+/// The sessions a [`SessionFilter`] picks, newest first (bound as $1..$9).
 macro_rules! session_where {
     () => {
         " WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.person = $2) \
          AND ($3 IS NULL OR s.target = $3) AND ($4 IS NULL OR s.started_at_us >= $4) \
          AND ($5 IS NULL OR s.started_at_us <= $5) AND ($7::text IS NULL OR s.node = $7) \
-         AND ($8::text IS NULL OR strpos(lower(s.stated_reason), lower($8)) > 0) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
+         AND ($8::text IS NULL OR strpos(lower(s.stated_reason), lower($8)) > 0) \
+         AND ($9::text IS NULL OR s.id IN (SELECT t.session_id FROM session_tags t WHERE t.tag = $9)) ORDER BY s.started_at_us DESC, s.id DESC LIMIT $6"
     };
 }
 
@@ -42,6 +43,7 @@ fn bind_filter<'q>(
         .bind(f.limit.map(i64::from))
         .bind(f.node.as_ref().map(|n| n.as_str().to_owned()))
         .bind(f.reason.clone())
+        .bind(f.tag.as_ref().map(|t| t.to_ascii_lowercase()))
 }
 
 impl Postgres {
@@ -192,6 +194,7 @@ impl Postgres {
                 session: decode::session(r).at(OP, "")?,
                 channels: Vec::new(),
                 last_command: r.try_get("last_command").at(OP, "")?,
+                tags: Vec::new(),
             });
         }
         let ids: Vec<String> = out.iter().map(|l| l.session.id.to_string()).collect();
@@ -207,8 +210,11 @@ impl Postgres {
             let id = decode::session_id(c, "session_id").at(OP, "")?;
             by_id.entry(id).or_default().push(decode::channel(c).at(OP, id)?);
         }
+        let listed: Vec<SessionId> = out.iter().map(|l| l.session.id).collect();
+        let mut tags = self.tags_of(&listed).await?;
         for l in &mut out {
             l.channels = by_id.remove(&l.session.id).unwrap_or_default();
+            l.tags = tags.remove(&l.session.id).unwrap_or_default();
         }
         Ok(out)
     }

@@ -12,7 +12,7 @@
 //! search therefore first walks the newest `FIRST_WINDOW` ids in id order with bitmap scans
 //! off (the row filter tests each one; ~20 ms), which is enough for any text that is not
 //! rare; only if that finds fewer than `limit` hits does one statement search the older ids.
-//! A person or target filter names their sessions (`session_id IN (...)`) and turns bitmap
+//! A person, target or tag filter names their sessions (`session_id IN (...)`) and turns bitmap
 //! scans off, so the plan starts from those sessions' commands (the session index) and tests
 //! each one, instead of fetching every trigram match. Both statements read one
 //! snapshot (a repeatable-read transaction), so the hits are exactly what one statement over
@@ -38,7 +38,7 @@ pub(crate) struct TrigramIndex {
 }
 
 /// The hits and their sessions; `$1` is the pattern, `$2`..`$7` the filters, `$8` the limit,
-/// `$9` < id <= `$10` the window.
+/// `$9` < id <= `$10` the window, `$11` the tag.
 macro_rules! search_select {
     ($matches:literal) => {
         concat!(
@@ -51,6 +51,7 @@ macro_rules! search_select {
              AND ($4::text IS NULL OR c.session_id = $4) AND ($5::bigint IS NULL OR c.at_us >= $5) \
              AND ($6::bigint IS NULL OR c.at_us <= $6) \
              AND (NOT $7 OR c.kind IN ('shell', 'exec', 'stdin')) \
+             AND ($11::text IS NULL OR c.session_id IN (SELECT session_id FROM session_tags WHERE tag = $11)) \
              ORDER BY c.id DESC LIMIT $8"
         )
     };
@@ -93,6 +94,7 @@ impl TextIndex for TrigramIndex {
         let mut high = i64::MAX;
         let filtered = q.person.is_some()
             || q.target.is_some()
+            || q.tag.is_some()
             || q.session.is_some()
             || q.since_us.is_some()
             || q.until_us.is_some();
@@ -116,7 +118,7 @@ impl TextIndex for TrigramIndex {
         // A person's or target's sessions hold a few percent of the commands: reading all of
         // them through the session index and testing each row is bounded by that history,
         // where a bitmap scan of the trigram matches is bounded by nothing.
-        let by_sessions = q.person.is_some() || q.target.is_some();
+        let by_sessions = q.person.is_some() || q.target.is_some() || q.tag.is_some();
         if by_sessions {
             sqlx::query("SET LOCAL enable_bitmapscan = off")
                 .execute(&mut *tx)
@@ -154,6 +156,7 @@ impl TrigramIndex {
             .bind(i64::from(q.limit) - hits.len() as i64)
             .bind(low)
             .bind(high)
+            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
             .fetch_all(tx)
             .await
             .at(OP, &q.text)?;

@@ -280,7 +280,7 @@ impl Sqlite {
 }
 
 /// Appends a cleaned event and its chain link, inside the caller's transaction.
-async fn append_audit(
+pub(super) async fn append_audit(
     conn: &mut SqliteConnection,
     a: &NewAudit,
     signer: Option<&SigningKey>,

@@ -97,6 +97,7 @@ impl TextIndex for Fts5Index {
                  AND (?4 IS NULL OR k.session_id = ?4) AND (?5 IS NULL OR k.at_us >= ?5) \
                  AND (?6 IS NULL OR k.at_us <= ?6) \
                  AND (?7 = 0 OR k.kind IN ('shell', 'exec', 'stdin')) \
+                 AND (?11 IS NULL OR k.session_id IN (SELECT session_id FROM session_tags WHERE tag = ?11)) \
                  ORDER BY f.rowid DESC LIMIT ?8 \
              ) hit JOIN commands c ON c.id = hit.id JOIN sessions s ON s.id = c.session_id \
              ORDER BY c.id DESC"
@@ -108,6 +109,7 @@ impl TextIndex for Fts5Index {
              AND (?2 IS NULL OR s.person = ?2) AND (?3 IS NULL OR s.target = ?3) \
              AND (?4 IS NULL OR c.session_id = ?4) AND (?5 IS NULL OR c.at_us >= ?5) \
              AND (?6 IS NULL OR c.at_us <= ?6) AND (?7 = 0 OR c.kind IN ('shell', 'exec', 'stdin')) \
+             AND (?11 IS NULL OR c.session_id IN (SELECT session_id FROM session_tags WHERE tag = ?11)) \
              ORDER BY c.id DESC LIMIT ?8"
         };
         let pattern = if trigram {
@@ -127,6 +129,7 @@ impl TextIndex for Fts5Index {
             .bind(i64::from(q.limit))
             .bind(first_id)
             .bind(last_id)
+            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
             .fetch_all(&self.pool)
             .await
             .at(OP, &q.text)?;

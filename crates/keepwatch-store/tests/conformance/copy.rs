@@ -96,6 +96,14 @@ async fn sqlite_copies_into_postgres_row_for_row() {
     let tok = NewToken { name: "ci", role: Role::User, person: Some(&alice), sha256_hex: "ff" };
     s.add_token(&tok, audit(AuditAction::TokenCreated)).await.unwrap();
     s.audit(audit(AuditAction::SessionViewed)).await.unwrap();
+    let tags = keepwatch_core::parse_tags(&["incident-42"]).unwrap();
+    let tagging = keepwatch_store::TagChange {
+        session: id,
+        tags: &tags,
+        actor: "local:root",
+        client_addr: None,
+    };
+    s.add_session_tags(&tagging).await.unwrap();
 
     let (url, _guard) = postgres_database().await;
     let db = Database::Postgres(url);
@@ -109,7 +117,9 @@ async fn sqlite_copies_into_postgres_row_for_row() {
         Some((report.tables.iter().map(|t| t.1).sum(), report.tables.iter().map(|t| t.1).sum()))
     );
     assert!(
-        report.tables.contains(&("commands", 1)) && report.tables.contains(&("person_keys", 2))
+        report.tables.contains(&("commands", 1))
+            && report.tables.contains(&("person_keys", 2))
+            && report.tables.contains(&("session_tags", 1))
     );
 
     let (before, mut after) = (dump(&s).await, dump(&dst).await);

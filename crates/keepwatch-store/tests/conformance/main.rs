@@ -15,6 +15,7 @@ mod migrations;
 mod nodes;
 mod records;
 mod search;
+mod tags;
 mod targets;
 mod tls;
 mod web_logins;
