@@ -12,6 +12,7 @@ mod run;
 mod scheduled;
 mod search;
 mod sessions;
+mod tags;
 mod transfers;
 
 use std::path::PathBuf;
@@ -64,6 +65,10 @@ enum Command {
     Sessions(sessions::ListArgs),
     /// Show one session's metadata and channels.
     Show(sessions::ShowArgs),
+    /// Put tags on a session (`incident-42`, `ticket:ops-7`); audited.
+    Tag(tags::TagArgs),
+    /// Take tags off a session; audited.
+    Untag(tags::TagArgs),
     /// Play a session in the terminal at its original pace.
     Replay(playback::ReplayArgs),
     /// Export a session (asciicast v2 plays in asciinema).
@@ -140,6 +145,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke(a) => admin::revoke(&dir, a).await,
         Command::Sessions(a) => sessions::list(&dir, a).await,
         Command::Show(a) => sessions::show(&dir, a).await,
+        Command::Tag(a) => tags::run(&dir, a, tags::Change::Tag).await,
+        Command::Untag(a) => tags::run(&dir, a, tags::Change::Untag).await,
         Command::Replay(a) => playback::replay(&dir, a).await,
         Command::Export(a) => playback::export(&dir, a).await,
         Command::Verify(a) => sessions::verify(&dir, a).await,

@@ -33,6 +33,9 @@ pub(crate) struct ListArgs {
     /// Only sessions whose stated reason contains this text (a ticket id, a word).
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
+    /// Only sessions tagged TAG (`keepwatch tag`).
+    #[arg(long, value_name = "TAG")]
+    tag: Option<keepwatch_core::Tag>,
     #[arg(long)]
     json: bool,
 }
@@ -132,18 +135,19 @@ async fn session_json(
         store.transfers(&TransferFilter { session: Some(s.id), ..Default::default() }).await?;
     let (env, commands): (Vec<_>, Vec<_>) =
         store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
-    let mut v = session_row_json(s, channels);
+    let tags: Vec<String> = store.session_tags(s.id).await?.into_iter().map(|t| t.tag).collect();
+    let mut v = session_row_json(s, channels, &tags);
     v["transfers"] = Value::Array(transfers.iter().map(transfer_json).collect());
     v["commands"] = Value::Array(commands.iter().map(crate::search::command_json).collect());
     v["environment"] = Value::Array(env.iter().map(crate::search::command_json).collect());
     Ok(v)
 }
 
-fn session_row_json(s: &SessionRow, channels: &[ChannelRow]) -> Value {
+fn session_row_json(s: &SessionRow, channels: &[ChannelRow], tags: &[String]) -> Value {
     json!({
         "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
         "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
-        "reason": s.reason, "stated_reason": s.stated_reason,
+        "reason": s.reason, "stated_reason": s.stated_reason, "tags": tags,
         "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
         "chain_head": s.chain_head.map(|h| to_hex(&h)),
         "node": s.node.as_ref().map(|n| n.as_str()),
@@ -163,6 +167,7 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
         person: a.user,
         target: a.target,
         reason: a.reason,
+        tag: a.tag.map(|t| t.to_string()),
         ..if a.active { SessionFilter::active() } else { SessionFilter::default() }
     };
     let listed = store.session_listings(&filter).await?;
@@ -172,7 +177,7 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
         let out: Vec<Value> = listed
             .iter()
             .map(|l| {
-                let mut v = session_row_json(&l.session, &l.channels);
+                let mut v = session_row_json(&l.session, &l.channels, &l.tags);
                 v["last_command"] = l.last_command.clone().into();
                 v
             })
@@ -193,11 +198,15 @@ pub(crate) async fn list(dir: &DataDir, a: ListArgs) -> anyhow::Result<ExitCode>
                     rfc3339(s.started_at_us),
                     duration(s),
                     kinds.join(", "),
+                    l.tags.join(","),
                 ]
             })
             .collect();
         table(
-            &["ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS"],
+            &[
+                "ID", "USER", "TARGET", "CLIENT", "STATUS", "STARTED", "DURATION", "CHANNELS",
+                "TAGS",
+            ],
             &rows,
         );
     }
@@ -235,6 +244,10 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     println!("client    {}", safe(&s.client_addr));
     if let Some(r) = &s.stated_reason {
         println!("reason    {}", safe(r));
+    }
+    let tags: Vec<String> = store.session_tags(s.id).await?.into_iter().map(|t| t.tag).collect();
+    if !tags.is_empty() {
+        println!("tags      {}", tags.join(", "));
     }
     println!(
         "status    {}{}",

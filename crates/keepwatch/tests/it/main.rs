@@ -23,6 +23,7 @@ mod refusals;
 mod search;
 mod secrets;
 mod sessions;
+mod tags;
 mod tamper;
 mod transfers;
 mod trust;
