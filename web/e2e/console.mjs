@@ -285,6 +285,22 @@ await step('the audit page shows the watch, search, view, replay and kill by the
   await shot(auditor, '8-audit');
 });
 
+await step('an auditor tags the session on its page and takes a tag off (issue 13)', async () => {
+  await auditor.goto(`${gw.base}/#/sessions/${sessionId}`);
+  await auditor.waitForSelector('#tag-input', { timeout: 15000 });
+  await auditor.fill('#tag-input', 'Incident-7 scratch');
+  await auditor.click('#tag-add');
+  await auditor.waitForSelector('#session-tags .tag[data-tag="scratch"]', { timeout: 10000 });
+  await auditor.click('#session-tags [data-action="untag"][data-tag="scratch"]');
+  await auditor.waitForFunction(() => !document.querySelector('#session-tags .tag[data-tag="scratch"]'), null, { timeout: 10000 });
+  const tags = await auditor.$$eval('#session-tags .tag', (l) => l.map((t) => t.dataset.tag));
+  if (JSON.stringify(tags) !== '["incident-7"]') throw new Error(`the session shows tags ${JSON.stringify(tags)}`);
+  await auditor.fill('#tag-input', 'no/spaces allowed?');
+  await auditor.click('#tag-add');
+  await auditor.waitForFunction(() => /a tag is/.test(document.getElementById('tag-error')?.textContent || ''), null, { timeout: 10000 });
+  await shot(auditor, '7c-session-tagged');
+});
+
 await step('the session list filters by person, status and time range', async () => {
   const rows = async (q) => {
     // Empty the list first, so the wait below sees this query's answer, not the last one's.
@@ -303,6 +319,8 @@ await step('the session list filters by person, status and time range', async ()
     ['user=bob', false],
     ['status=closed', false],
     [`since=${encodeURIComponent(future)}`, false],
+    ['tag=incident-7', true],
+    ['tag=none-such', false],
   ];
   for (const [q, want] of cases) {
     const got = (await rows(q)).includes(sessionId);

@@ -2,7 +2,7 @@
 // the player with its command list. The detail request is what the server audits as
 // `session_viewed` and is where it verifies the recording.
 
-import { get } from './api.js';
+import { get, post, del } from './api.js';
 import { h, clear, fmtDuration, fmtTime, fmtOffset, table, errorBox } from './dom.js';
 import { Player } from './player.js';
 
@@ -32,6 +32,51 @@ function cell(key, v) {
   return String(v);
 }
 
+/**
+ * The session's tags as chips; an auditor or admin removes one with its ×, or adds some
+ * (space-separated) with the field beside them. The server checks the tags and audits each
+ * change; the chips show what it answers.
+ */
+function tagEditor(ctx, id, initial) {
+  const box = h('span.tags', { id: 'session-tags' });
+  const err = h('span.error-inline', { id: 'tag-error' });
+  const path = `/sessions/${encodeURIComponent(id)}/tags`;
+  const run = async (request) => {
+    err.textContent = '';
+    try {
+      const answer = await request();
+      show(answer.tags || []);
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  };
+  const show = (tags) => {
+    clear(box);
+    if (!tags.length) box.append(h('span.muted', '—'));
+    for (const t of tags) {
+      const remove = ctx.can('auditor')
+        ? h('button.tag-remove', {
+          type: 'button', title: `Remove tag ${t}`, dataset: { action: 'untag', tag: t },
+          onclick: () => run(() => del(`${path}/${encodeURIComponent(t)}`)),
+        }, '×')
+        : null;
+      box.append(h('span.tag', { dataset: { tag: t } }, t, remove));
+    }
+  };
+  show(initial);
+  if (!ctx.can('auditor')) return box;
+  const input = h('input', { id: 'tag-input', name: 'tag', placeholder: 'add tag', autocomplete: 'off' });
+  const form = h('form.tag-form', {
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const tags = input.value.split(/\s+/).filter(Boolean);
+      if (!tags.length) return;
+      run(() => post(path, { tags })).then(() => { if (!err.textContent) input.value = ''; });
+    },
+  }, input, h('button.secondary', { type: 'submit', id: 'tag-add' }, 'Add'));
+  return h('span', box, form, err);
+}
+
 export async function sessionView(main, ctx, id) {
   main.append(h('p.muted', 'Loading session and verifying its recording…'));
   const s = await get(`/sessions/${encodeURIComponent(id)}`);
@@ -56,6 +101,7 @@ export async function sessionView(main, ctx, id) {
     ['Client', s.client_addr], ['Started', fmtTime(s.started_at)], ['Ended', fmtTime(s.ended_at) || '—'],
     ['Duration', fmtDuration(s.duration_us)], ['Status', h(`span.status.status-${s.status}`, s.status)],
     s.reason ? ['Reason', s.reason] : null,
+    ['Tags', tagEditor(ctx, id, s.tags || [])],
   ].filter(Boolean).map(([k, v]) => [h('dt', k), h('dd', v)]));
 
   const actions = h('div.actions',

@@ -1,4 +1,4 @@
-// The session list (filters person/target/status/time range) and the search box over commands
+// The session list (filters person/target/status/time range/tag) and the search box over commands
 // and output (/api/v1/search); a hit opens the player at that moment. The filters live in the
 // hash (#/sessions?user=..&q=..) so Back and reload keep them.
 
@@ -32,6 +32,7 @@ export async function sessionsView(main, ctx) {
       STATUSES.map((s) => h('option', { value: s, selected: p.get('status') === s }, s))),
     since: h('input', { name: 'since', type: 'datetime-local', value: toLocalInput(p.get('since')) }),
     until: h('input', { name: 'until', type: 'datetime-local', value: toLocalInput(p.get('until')) }),
+    tag: h('input', { name: 'tag', id: 'tag-filter', value: p.get('tag') || '', placeholder: 'any', autocomplete: 'off' }),
   };
   const q = h('input', {
     name: 'q', id: 'search-q', type: 'search', value: p.get('q') || '',
@@ -47,7 +48,7 @@ export async function sessionsView(main, ctx) {
     ev.preventDefault();
     const next = query({
       user: f.user.value.trim(), target: f.target.value.trim(), status: f.status.value,
-      since: toRfc3339(f.since.value), until: toRfc3339(f.until.value),
+      since: toRfc3339(f.since.value), until: toRfc3339(f.until.value), tag: f.tag.value.trim(),
       q: q.value.trim(), commands_only: commandsOnly.checked ? 'true' : '',
     });
     const hash = `#/sessions${next}`;
@@ -59,7 +60,7 @@ export async function sessionsView(main, ctx) {
       h('button.primary', { type: 'submit', id: 'search-submit' }, 'Search')),
     h('div.filter-row',
       h('label', 'Person', f.user), h('label', 'Target', f.target), h('label', 'Status', f.status),
-      h('label', 'From', f.since), h('label', 'To', f.until),
+      h('label', 'From', f.since), h('label', 'To', f.until), h('label', 'Tag', f.tag),
       h('button.secondary', { type: 'submit' }, 'Apply'),
       h('a.button.secondary', { href: '#/sessions' }, 'Clear')));
   const results = h('section', { id: 'search-results' });
@@ -68,6 +69,7 @@ export async function sessionsView(main, ctx) {
 
   const filters = {
     user: p.get('user') || '', target: p.get('target') || '', since: p.get('since') || '', until: p.get('until') || '',
+    tag: p.get('tag') || '',
   };
   const text = p.get('q');
   const jobs = [];
@@ -108,6 +110,7 @@ export async function sessionsView(main, ctx) {
         ['Client', (s) => s.client_addr],
         ['Duration', (s) => fmtDuration(s.duration_us)],
         ['Status', (s) => h(`span.status.status-${s.status}`, s.status)],
+        ['Tags', (s) => h('span.tags', (s.tags || []).map((t) => h('span.tag', t)))],
         ['', (s) => h('div.actions',
           h('a.button', { href: `#/sessions/${encodeURIComponent(s.id)}`, dataset: { action: 'open', session: s.id } }, 'Open'),
           s.status === 'active' && ctx.can('auditor')
