@@ -52,6 +52,15 @@ pub enum AuditAction {
     /// A database statement the grant's rules refuse was answered by the gateway and never
     /// reached the target.
     StatementRefused,
+    /// A retention policy was added or removed.
+    RetentionChanged,
+    /// A legal hold was placed.
+    HoldPlaced,
+    /// A legal hold was released.
+    HoldReleased,
+    /// A session's recording and rows were deleted by retention: the tombstone `verify`
+    /// tells from a session that went missing.
+    SessionDeleted,
 }
 
 impl AuditAction {
@@ -93,10 +102,14 @@ impl AuditAction {
             SessionCancelRequested => "cancel_requested",
             PasswordChanged => "password_changed",
             StatementRefused => "statement_refused",
+            RetentionChanged => "retention_changed",
+            HoldPlaced => "hold_placed",
+            HoldReleased => "hold_released",
+            SessionDeleted => "session_deleted",
         }
     }
 
-    pub const ALL: [AuditAction; 35] = {
+    pub const ALL: [AuditAction; 39] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -134,6 +147,10 @@ impl AuditAction {
             SessionCancelRequested,
             PasswordChanged,
             StatementRefused,
+            RetentionChanged,
+            HoldPlaced,
+            HoldReleased,
+            SessionDeleted,
         ]
     };
 }
@@ -205,6 +222,10 @@ mod tests {
                 SessionCancelRequested => 32,
                 PasswordChanged => 33,
                 StatementRefused => 34,
+                RetentionChanged => 35,
+                HoldPlaced => 36,
+                HoldReleased => 37,
+                SessionDeleted => 38,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -23,6 +23,7 @@ mod anchors;
 mod indexing;
 pub(crate) mod nodes;
 pub(crate) mod records;
+mod retention;
 mod web_logins;
 
 /// Where the metadata lives: `[store] database` in keepwatch.toml.

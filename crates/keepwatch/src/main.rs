@@ -8,6 +8,7 @@ mod migrate;
 mod output;
 mod playback;
 mod remote;
+mod retention;
 mod run;
 mod scheduled;
 mod search;
@@ -89,6 +90,14 @@ enum Command {
     /// Manage API tokens for automation.
     #[command(subcommand)]
     Token(remote::TokenCommand),
+    /// How long recordings are kept: policies by target, protocol or tag, and applying them
+    /// (each deletion leaves a signed tombstone that `verify` reports).
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
+    /// Legal holds: keep sessions (one, or a person's, a target's, a tag's) whatever the
+    /// retention policies say, until released.
+    #[command(subcommand)]
+    Hold(retention::HoldCommand),
     /// List the gateway nodes sharing this database, with their heartbeats and live sessions.
     Nodes(sessions::NodesArgs),
     /// Copy this (SQLite) installation's metadata into an empty PostgreSQL database,
@@ -151,6 +160,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(a) => remote::watch(&dir, a).await,
         Command::Kill(a) => remote::kill(&dir, a).await,
         Command::Token(c) => remote::token(&dir, c).await,
+        Command::Retention(c) => retention::retention(&dir, c).await,
+        Command::Hold(c) => retention::hold(&dir, c).await,
         Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }

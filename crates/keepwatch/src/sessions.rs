@@ -296,6 +296,7 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
     let key = trusted_key(dir, &a)?;
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
+    let mut deleted = 0usize;
     if !a.anchor.is_empty() || a.stored_anchors {
         let mut sources: Vec<(String, String)> = Vec::new();
         for path in &a.anchor {
@@ -322,9 +323,10 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
         problems.extend(check_anchors(&store, &blobs, &anchors).await?);
     }
     if a.all {
-        let (n, found) = verify_all(&store, &blobs, &key).await?;
-        checked = n;
-        problems.extend(found);
+        let v = verify_all(&store, &blobs, &key).await?;
+        checked = v.checked;
+        problems.extend(v.problems);
+        deleted = v.deleted.len();
     } else {
         for id in &a.ids {
             let row = store.session(*id).await?;
@@ -344,6 +346,11 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
             detail: format!("{checked} checked, {} problem(s)", problems.len()),
         })
         .await;
+    if deleted > 0 {
+        println!(
+            "{deleted} session(s) deleted by retention (their tombstones are in the audit chain)"
+        );
+    }
     if problems.is_empty() {
         println!("{checked} recording(s) intact");
         Ok(ExitCode::SUCCESS)

@@ -150,7 +150,9 @@ pub(crate) fn severity(action: &str, detail: &str) -> Severity {
         RecordingsVerified | SessionStarted | SessionEnded | HostKeyPinned | TokenCreated
         | TokenRemoved | UserAdded | UserDisabled | UserEnabled | UserRemoved | RoleChanged
         | TargetAdded | GrantAdded | GrantRemoved | TargetSecretResealed | StoreMigrated
-        | PasswordChanged => Severity::Notice,
+        | PasswordChanged | RetentionChanged | HoldPlaced | HoldReleased | SessionDeleted => {
+            Severity::Notice
+        }
         LoginSucceeded
         | SessionViewed
         | RecordingReplayed

@@ -20,6 +20,7 @@ mod metrics;
 mod nodes;
 mod postgres;
 mod refusals;
+mod retention;
 mod search;
 mod secrets;
 mod sessions;
