@@ -61,6 +61,8 @@ pub enum AuditAction {
     /// A session's recording and rows were deleted by retention: the tombstone `verify`
     /// tells from a session that went missing.
     SessionDeleted,
+    /// `keepwatch drill` found, replayed and verified sessions (the result in `detail`).
+    DrillRun,
 }
 
 impl AuditAction {
@@ -106,10 +108,11 @@ impl AuditAction {
             HoldPlaced => "hold_placed",
             HoldReleased => "hold_released",
             SessionDeleted => "session_deleted",
+            DrillRun => "drill_run",
         }
     }
 
-    pub const ALL: [AuditAction; 39] = {
+    pub const ALL: [AuditAction; 40] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -151,6 +154,7 @@ impl AuditAction {
             HoldPlaced,
             HoldReleased,
             SessionDeleted,
+            DrillRun,
         ]
     };
 }
@@ -226,6 +230,7 @@ mod tests {
                 HoldPlaced => 36,
                 HoldReleased => 37,
                 SessionDeleted => 38,
+                DrillRun => 39,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -3,6 +3,7 @@
 
 mod admin;
 mod datadir;
+mod drill;
 mod events;
 mod migrate;
 mod output;
@@ -94,6 +95,9 @@ enum Command {
     /// (each deletion leaves a signed tombstone that `verify` reports).
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
+    /// The audit-readiness drill: N random sessions each found by a search, replayed to the
+    /// end and verified, every step timed; the result is audited.
+    Drill(drill::DrillArgs),
     /// Legal holds: keep sessions (one, or a person's, a target's, a tag's) whatever the
     /// retention policies say, until released.
     #[command(subcommand)]
@@ -162,6 +166,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(c) => remote::token(&dir, c).await,
         Command::Retention(c) => retention::retention(&dir, c).await,
         Command::Hold(c) => retention::hold(&dir, c).await,
+        Command::Drill(a) => drill::drill(&dir, a).await,
         Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }

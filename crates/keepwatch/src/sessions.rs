@@ -366,14 +366,24 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
 /// The key `verify` trusts: `--key`, or signing.pub checked against `--fingerprint`, or
 /// (with a warning) signing.pub as it stands.
 fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
-    let key = match &a.key {
+    pinned_key(dir, a.key.as_deref(), a.fingerprint.as_deref())
+}
+
+/// The key to verify against: `key` (a file), else the data directory's own, checked against
+/// `want` (a fingerprint) when given; a warning when neither pins it.
+pub(crate) fn pinned_key(
+    dir: &DataDir,
+    key: Option<&std::path::Path>,
+    want: Option<&str>,
+) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let trusted = match key {
         Some(path) => read_public_key(path)?,
         None => dir.verifying_key()?,
     };
-    let fp = fingerprint(&key);
-    match (&a.fingerprint, &a.key) {
+    let fp = fingerprint(&trusted);
+    match (want, key) {
         (Some(want), _) if want.trim() != fp => {
-            let source = match &a.key {
+            let source = match key {
                 Some(path) => path.display().to_string(),
                 None => dir.signing_pub_path().display().to_string(),
             };
@@ -388,7 +398,7 @@ fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::V
             dir.signing_pub_path().display()
         ),
     }
-    Ok(key)
+    Ok(trusted)
 }
 
 /// Every anchor signed by `key` in `files`, and notes about lines that were not.
