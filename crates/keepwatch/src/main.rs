@@ -9,6 +9,7 @@ mod migrate;
 mod output;
 mod playback;
 mod remote;
+mod report;
 mod retention;
 mod run;
 mod scheduled;
@@ -95,6 +96,10 @@ enum Command {
     /// (each deletion leaves a signed tombstone that `verify` reports).
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
+    /// What happened over a period: sessions per person, target and day, top commands and
+    /// statements, transfers, refusals and terminations, verification and retention; JSON,
+    /// or HTML with inline charts (-o report.html) that opens offline.
+    Report(report::ReportArgs),
     /// The audit-readiness drill: N random sessions each found by a search, replayed to the
     /// end and verified, every step timed; the result is audited.
     Drill(drill::DrillArgs),
@@ -167,6 +172,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retention(c) => retention::retention(&dir, c).await,
         Command::Hold(c) => retention::hold(&dir, c).await,
         Command::Drill(a) => drill::drill(&dir, a).await,
+        Command::Report(a) => report::report(&dir, a).await,
         Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }
