@@ -56,6 +56,17 @@ pub enum AuditAction {
     SessionTagged,
     /// An auditor or admin took tags off a session (the detail names them).
     SessionUntagged,
+    /// A retention policy was added or removed.
+    RetentionChanged,
+    /// A legal hold was placed.
+    HoldPlaced,
+    /// A legal hold was released.
+    HoldReleased,
+    /// A session's recording and rows were deleted by retention: the tombstone `verify`
+    /// tells from a session that went missing.
+    SessionDeleted,
+    /// `keepwatch drill` found, replayed and verified sessions (the result in `detail`).
+    DrillRun,
 }
 
 impl AuditAction {
@@ -99,10 +110,15 @@ impl AuditAction {
             StatementRefused => "statement_refused",
             SessionTagged => "session_tagged",
             SessionUntagged => "session_untagged",
+            RetentionChanged => "retention_changed",
+            HoldPlaced => "hold_placed",
+            HoldReleased => "hold_released",
+            SessionDeleted => "session_deleted",
+            DrillRun => "drill_run",
         }
     }
 
-    pub const ALL: [AuditAction; 37] = {
+    pub const ALL: [AuditAction; 42] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -142,6 +158,11 @@ impl AuditAction {
             StatementRefused,
             SessionTagged,
             SessionUntagged,
+            RetentionChanged,
+            HoldPlaced,
+            HoldReleased,
+            SessionDeleted,
+            DrillRun,
         ]
     };
 }
@@ -215,6 +236,11 @@ mod tests {
                 StatementRefused => 34,
                 SessionTagged => 35,
                 SessionUntagged => 36,
+                RetentionChanged => 37,
+                HoldPlaced => 38,
+                HoldReleased => 39,
+                SessionDeleted => 40,
+                DrillRun => 41,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -12,6 +12,7 @@ mod mask;
 pub mod metrics;
 mod policy;
 mod redact;
+pub mod retention;
 mod secret;
 mod tag;
 mod text;

@@ -297,9 +297,11 @@ pub async fn verify_all(
     store: &Store,
     blobs: &BlobStore,
     key: &VerifyingKey,
-) -> Result<(usize, Vec<Problem>), StoreError> {
+) -> Result<Verification, StoreError> {
     let mut problems = Vec::new();
     let mut checked = 0usize;
+    let tombstones: BTreeSet<SessionId> =
+        store.tombstones().await?.into_iter().filter_map(|t| t.session_id).collect();
     let mut rows: BTreeMap<SessionId, SessionRow> =
         store.sessions(&SessionFilter::default()).await?.into_iter().map(|r| (r.id, r)).collect();
     let (ledger_problems, ledgered) = check_ledger(store, key, &rows).await?;
@@ -313,6 +315,14 @@ pub async fn verify_all(
     ids.extend(blobs.sealed_recordings().await?);
     for id in ids {
         let row = rows.get(&id);
+        if row.is_none() && tombstones.contains(&id) {
+            // Deleted by retention after its rows: its bytes should have gone too.
+            problems.push(problem(
+                id,
+                "deleted by retention, but its recording is still in the archive (`keepwatch retention apply` removes it)",
+            ));
+            continue;
+        }
         if row.is_none() && ledgered.contains(&id) {
             continue; // already reported by the ledger walk
         }
@@ -344,7 +354,18 @@ pub async fn verify_all(
             problems.extend(check_session(blobs, key, *id, row).await?);
         }
     }
-    Ok((checked, problems))
+    let deleted = tombstones.into_iter().filter(|id| !rows.contains_key(id)).collect();
+    Ok(Verification { checked, deleted, problems })
+}
+
+/// What [`verify_all`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Verification {
+    /// Recordings checked.
+    pub checked: usize,
+    /// Sessions retention deleted (their tombstones are in the audit chain).
+    pub deleted: Vec<SessionId>,
+    pub problems: Vec<Problem>,
 }
 
 /// Walks the ledger: each entry chains to the one before, is signed, and names a session that
@@ -360,6 +381,10 @@ pub async fn check_ledger(
     let mut out = Vec::new();
     let mut ids = BTreeSet::new();
     let mut prev = ledger::GENESIS;
+    // Sessions retention deleted: their `session_deleted` events (in the audit chain, which
+    // `check_audit` walks) tell them from sessions that went missing.
+    let deleted: BTreeSet<SessionId> =
+        store.tombstones().await?.into_iter().filter_map(|t| t.session_id).collect();
     for (i, e) in store.ledger().await?.iter().enumerate() {
         let lp = |what: String| Problem { session: None, what: format!("ledger: {what}") };
         if e.seq != i as u64 {
@@ -381,6 +406,7 @@ pub async fn check_ledger(
         prev = e.hash;
         ids.insert(e.session_id);
         match rows.get(&e.session_id) {
+            None if deleted.contains(&e.session_id) => {}
             None => out.push(problem(
                 e.session_id,
                 format!("session deleted from the database (ledger entry {})", e.seq),

@@ -17,8 +17,8 @@ mod ship;
 
 pub use anchor::{AnchorConfig, AnchorError, CheckpointBoard, run_anchors, write_anchor};
 pub use integrity::{
-    Problem, check_anchors, check_audit, check_ledger, check_session, compare_row, verify_all,
-    verify_archived, verify_recording,
+    Problem, Verification, check_anchors, check_audit, check_ledger, check_session, compare_row,
+    verify_all, verify_archived, verify_recording,
 };
 pub use recover::{
     Recovered, SYSTEM_ACTOR, archive_sealed_spools, recover_interrupted, recover_lapsed_nodes,

@@ -267,6 +267,19 @@ impl BlobStore {
         self.spool.contains(id)
     }
 
+    /// Deletes every byte kept of session `id` (retention): its spool file and capture
+    /// spools on this node, and everything the archive holds of it.
+    ///
+    /// # Errors
+    /// A file or object could not be deleted; what was deleted stays deleted.
+    pub async fn delete_session(&self, id: SessionId) -> Result<(), StoreError> {
+        if self.spool.contains(id) {
+            self.spool.remove(id)?;
+        }
+        self.spool.discard_session_captures(id)?;
+        self.archive.delete_session(id).await
+    }
+
     /// The length of session `id`'s spool file, if it has one on this node.
     ///
     /// # Errors

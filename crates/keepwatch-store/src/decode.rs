@@ -423,3 +423,37 @@ pub(crate) fn index_row(r: &impl Cols) -> Result<IndexRow, BadValue> {
         bytes_indexed: r.opt_int("bytes_indexed")?,
     })
 }
+
+pub(crate) fn retention(r: &impl Cols) -> Result<RetentionRow, BadValue> {
+    use keepwatch_core::retention::{Policy, PolicyScope};
+    let scope = PolicyScope::from_parts(&r.text("scope")?, &r.text("value")?)
+        .map_err(|e| BadValue::new("retention_policies.scope", e))?;
+    let keep_s = u64::try_from(r.int("keep_s")?)
+        .map_err(|e| BadValue::new("retention_policies.keep_s", e))?;
+    Ok(RetentionRow {
+        policy: Policy { id: r.int("id")?, scope, keep_s },
+        created_by: r.text("created_by")?,
+        created_at_us: r.int("created_at_us")?,
+    })
+}
+
+pub(crate) fn hold(r: &impl Cols) -> Result<HoldRow, BadValue> {
+    use keepwatch_core::retention::{Hold, HoldScope};
+    let scope = HoldScope::from_parts(&r.text("scope")?, &r.text("value")?)
+        .map_err(|e| BadValue::new("legal_holds.scope", e))?;
+    let released = match (r.opt_text("released_by")?, r.opt_int("released_at_us")?) {
+        (Some(by), Some(at_us)) => Some(HoldRelease {
+            by,
+            at_us,
+            reason: r.opt_text("release_reason")?.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(HoldRow {
+        hold: Hold { id: r.int("id")?, scope },
+        reason: r.text("reason")?,
+        placed_by: r.text("placed_by")?,
+        placed_at_us: r.int("placed_at_us")?,
+        released,
+    })
+}

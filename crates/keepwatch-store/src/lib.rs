@@ -32,10 +32,11 @@ pub use error::{BoxError, StoreError};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
-    DatabaseTarget, IndexProgress, IndexScope, IndexState, IndexStatus, KeyframeRow, LedgerRow,
-    NewAudit, NewTarget, NodeRow, PersonRow, Resealed, SearchHit, SearchQuery, SessionFilter,
-    SessionListing, SessionRow, SessionTag, StoredAudit, TagChange, TargetRow, TargetSecret,
-    TlsMode, TokenRow, TransferFilter, TransferRow, WebLoginLimits, WebLoginRow,
+    DatabaseTarget, HoldRelease, HoldRow, IndexProgress, IndexScope, IndexState, IndexStatus,
+    KeyframeRow, LedgerRow, NewAudit, NewTarget, NodeRow, PersonRow, Resealed, RetentionRow,
+    SearchHit, SearchQuery, SessionFilter, SessionListing, SessionRow, SessionTag, StoredAudit,
+    TagChange, TargetRow, TargetSecret, TlsMode, TokenRow, TransferFilter, TransferRow,
+    WebLoginLimits, WebLoginRow,
 };
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};

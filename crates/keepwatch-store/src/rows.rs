@@ -538,3 +538,30 @@ impl WebLoginLimits {
         (self.idle_us / 10).min(15_000_000)
     }
 }
+
+/// A retention policy as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRow {
+    pub policy: keepwatch_core::retention::Policy,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// A legal hold as stored, released or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRow {
+    pub hold: keepwatch_core::retention::Hold,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at_us: i64,
+    /// Who released it, when and why; `None` while it holds.
+    pub released: Option<HoldRelease>,
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRelease {
+    pub by: String,
+    pub at_us: i64,
+    pub reason: String,
+}

@@ -21,6 +21,7 @@ mod copy;
 mod indexing;
 mod nodes;
 mod records;
+mod retention;
 mod search;
 mod tags;
 mod web_logins;

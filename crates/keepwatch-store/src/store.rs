@@ -23,6 +23,7 @@ mod anchors;
 mod indexing;
 pub(crate) mod nodes;
 pub(crate) mod records;
+mod retention;
 pub(crate) mod tags;
 mod web_logins;
 

@@ -204,6 +204,12 @@ interval_ms = 1000
 # failure reaches the event feed, syslog and webhooks. Seconds between rounds; 0 is off.
 interval_s = 86400
 
+[retention]
+# The retention policies and legal holds (`keepwatch retention`, `keepwatch hold`) applied by
+# one live node: what no policy keeps and no hold holds is deleted, each deletion leaving a
+# signed tombstone in the audit chain. Seconds between rounds; 0 is off (apply by hand).
+interval_s = 86400
+
 [events]
 # The event feed for a SIEM (docs/events.md): audit events and session summaries as JSON,
 # each with its audit id. Off while nothing is named. Each sink follows the audit trail
@@ -249,6 +255,7 @@ pub(crate) struct FileConfig {
     pub storage: StorageSection,
     pub index: IndexSection,
     pub verify: VerifySection,
+    pub retention: RetentionSection,
     pub node: NodeSection,
     pub events: crate::events::EventsSection,
 }
@@ -494,6 +501,20 @@ impl Default for VerifySection {
     }
 }
 
+/// Retention applied on a schedule while `run` runs (`keepwatch retention`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RetentionSection {
+    /// Seconds between rounds; 0 turns the schedule off.
+    pub interval_s: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection { interval_s: 86_400 }
+    }
+}
+
 /// The search index, kept current from the recordings while `run` runs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -537,6 +558,7 @@ impl Default for FileConfig {
             storage: StorageSection::default(),
             index: IndexSection::default(),
             verify: VerifySection::default(),
+            retention: RetentionSection::default(),
             node: NodeSection::default(),
             events: crate::events::EventsSection::default(),
         }

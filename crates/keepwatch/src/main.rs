@@ -3,11 +3,14 @@
 
 mod admin;
 mod datadir;
+mod drill;
 mod events;
 mod migrate;
 mod output;
 mod playback;
 mod remote;
+mod report;
+mod retention;
 mod run;
 mod scheduled;
 mod search;
@@ -94,6 +97,21 @@ enum Command {
     /// Manage API tokens for automation.
     #[command(subcommand)]
     Token(remote::TokenCommand),
+    /// How long recordings are kept: policies by target, protocol or tag, and applying them
+    /// (each deletion leaves a signed tombstone that `verify` reports).
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
+    /// What happened over a period: sessions per person, target and day, top commands and
+    /// statements, transfers, refusals and terminations, verification and retention; JSON,
+    /// or HTML with inline charts (-o report.html) that opens offline.
+    Report(report::ReportArgs),
+    /// The audit-readiness drill: N random sessions each found by a search, replayed to the
+    /// end and verified, every step timed; the result is audited.
+    Drill(drill::DrillArgs),
+    /// Legal holds: keep sessions (one, or a person's, a target's, a tag's) whatever the
+    /// retention policies say, until released.
+    #[command(subcommand)]
+    Hold(retention::HoldCommand),
     /// List the gateway nodes sharing this database, with their heartbeats and live sessions.
     Nodes(sessions::NodesArgs),
     /// Copy this (SQLite) installation's metadata into an empty PostgreSQL database,
@@ -158,6 +176,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(a) => remote::watch(&dir, a).await,
         Command::Kill(a) => remote::kill(&dir, a).await,
         Command::Token(c) => remote::token(&dir, c).await,
+        Command::Retention(c) => retention::retention(&dir, c).await,
+        Command::Hold(c) => retention::hold(&dir, c).await,
+        Command::Drill(a) => drill::drill(&dir, a).await,
+        Command::Report(a) => report::report(&dir, a).await,
         Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,
     }

@@ -213,16 +213,25 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         let indexer = keepwatch_index::Indexer::new(store.clone(), blobs).on_node(node.clone());
         tokio::spawn(indexer.run(every, shutdown.clone()))
     });
+    let schedule = Arc::new(crate::scheduled::Schedule {
+        store: store.clone(),
+        blobs: sessions.recorder.blobs.clone(),
+        key: sessions.recorder.signing_key.verifying_key(),
+        node: node.clone(),
+        lapse,
+    });
     let scheduled_verify = (cfg.verify.interval_s > 0).then(|| {
-        let schedule = crate::scheduled::Schedule {
-            store: store.clone(),
-            blobs: sessions.recorder.blobs.clone(),
-            key: sessions.recorder.signing_key.verifying_key(),
-            node: node.clone(),
-            every: Duration::from_secs(cfg.verify.interval_s),
-            lapse,
-        };
-        tokio::spawn(crate::scheduled::verify_on_schedule(Arc::new(schedule), shutdown.clone()))
+        let every = Duration::from_secs(cfg.verify.interval_s);
+        tokio::spawn(crate::scheduled::verify_on_schedule(
+            schedule.clone(),
+            every,
+            shutdown.clone(),
+        ))
+    });
+    let scheduled_retention = (cfg.retention.interval_s > 0).then(|| {
+        let every = Duration::from_secs(cfg.retention.interval_s);
+        let s = schedule.clone();
+        tokio::spawn(crate::scheduled::apply_retention_on_schedule(s, every, shutdown.clone()))
     });
     let fenced = CancellationToken::new();
     let beat_stop = CancellationToken::new();
@@ -264,8 +273,8 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     if let Some(indexer) = indexer {
         let _ = indexer.await;
     }
-    if let Some(verifying) = scheduled_verify {
-        let _ = verifying.await;
+    for task in [scheduled_verify, scheduled_retention].into_iter().flatten() {
+        let _ = task.await;
     }
     // Give the archive the shutdown grace to take what the spool still holds; what it does
     // not take stays in the spool for the next start.

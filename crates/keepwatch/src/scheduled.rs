@@ -25,15 +25,42 @@ pub(crate) struct Schedule {
     pub blobs: BlobStore,
     pub key: VerifyingKey,
     pub node: NodeId,
-    pub every: Duration,
     /// A node whose heartbeat is older than this is not live.
     pub lapse: Duration,
 }
 
 /// Verifies everything every `every` (the first round one interval after start) until
 /// `shutdown`.
-pub(crate) async fn verify_on_schedule(s: Arc<Schedule>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.every, s.every);
+pub(crate) async fn verify_on_schedule(
+    s: Arc<Schedule>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    every_interval(&s, every, shutdown, "scheduled verify", |s| Box::pin(s.round())).await;
+}
+
+/// Applies the retention policies and holds every `every` (`keepwatch retention apply`,
+/// audited by `scheduler:<node>`) until `shutdown`.
+pub(crate) async fn apply_retention_on_schedule(
+    s: Arc<Schedule>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    every_interval(&s, every, shutdown, "retention", |s| Box::pin(s.retention())).await;
+}
+
+type Round<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Runs `round` every `every` on the node whose turn it is, until `shutdown`.
+async fn every_interval(
+    s: &Schedule,
+    every: Duration,
+    shutdown: CancellationToken,
+    what: &str,
+    round: impl for<'a> Fn(&'a Schedule) -> Round<'a>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -44,14 +71,14 @@ pub(crate) async fn verify_on_schedule(s: Arc<Schedule>, shutdown: CancellationT
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
-                tracing::warn!("scheduled verify: cannot read the nodes: {e}");
+                tracing::warn!("{what}: cannot read the nodes: {e}");
                 continue;
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = s.round() => if let Err(e) = r {
-                tracing::error!("scheduled verify failed: {e}; the next round tries again");
+            r = round(s) => if let Err(e) = r {
+                tracing::error!("{what} failed: {e:#}; the next round tries again");
             },
         }
     }
@@ -73,9 +100,25 @@ impl Schedule {
         Ok(first.is_none_or(|n| n == self.node))
     }
 
-    async fn round(&self) -> Result<(), keepwatch_store::StoreError> {
+    async fn retention(&self) -> anyhow::Result<()> {
+        let actor = format!("scheduler:{}", self.node);
+        let report = crate::retention::apply(&self.store, &self.blobs, &actor, false).await?;
+        tracing::info!(
+            deleted = report.deleted.len(),
+            held = report.held.len(),
+            failed = report.failed.len(),
+            "retention applied"
+        );
+        for (id, why) in &report.failed {
+            tracing::error!(session_id = %id, "retention: {why}");
+        }
+        Ok(())
+    }
+
+    async fn round(&self) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        let (checked, problems) = verify_all(&self.store, &self.blobs, &self.key).await?;
+        let v = verify_all(&self.store, &self.blobs, &self.key).await?;
+        let (checked, problems) = (v.checked, v.problems);
         let failed = sessions_with_problems(&problems);
         for _ in 0..checked.saturating_sub(failed.len()) {
             METRICS.verified(true);

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_store::{
-    CommandRow, IndexScope, IndexStatus, NewAudit, SearchQuery, SessionFilter, Store,
+    CommandRow, IndexScope, IndexStatus, NewAudit, SearchQuery, SessionFilter, Store, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -161,6 +161,9 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many times `reindex` tries a session that another writer is indexing at the same time.
+const REINDEX_TRIES: u32 = 5;
+
 pub(crate) async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<ExitCode> {
     if a.ids.is_empty() != a.all {
         bail!("name sessions to reindex, or pass --all (not both)");
@@ -182,7 +185,18 @@ pub(crate) async fn reindex(dir: &DataDir, a: ReindexArgs) -> anyhow::Result<Exi
             bytes += n;
             bar.set_message(indicatif::HumanBytes(bytes).to_string());
         };
-        match keepwatch_index::reindex(&store, &blobs, *id, &mut seen).await {
+        // A running gateway's indexer may catch the session up while it is cleared and
+        // rewritten here: a conflict is two writers, not a bad recording, so try again.
+        let mut tries = 0;
+        let done = loop {
+            tries += 1;
+            match keepwatch_index::reindex(&store, &blobs, *id, &mut seen).await {
+                Err(keepwatch_index::IndexError::Store(StoreError::Conflict { .. }))
+                    if tries < REINDEX_TRIES => {}
+                other => break other,
+            }
+        };
+        match done {
             Ok(n) => commands += u64::from(n),
             Err(e) => {
                 failed += 1;

@@ -309,6 +309,7 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
     let key = trusted_key(dir, &a)?;
     let mut problems: Vec<Problem> = Vec::new();
     let mut checked = 0usize;
+    let mut deleted = 0usize;
     if !a.anchor.is_empty() || a.stored_anchors {
         let mut sources: Vec<(String, String)> = Vec::new();
         for path in &a.anchor {
@@ -335,9 +336,10 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
         problems.extend(check_anchors(&store, &blobs, &anchors).await?);
     }
     if a.all {
-        let (n, found) = verify_all(&store, &blobs, &key).await?;
-        checked = n;
-        problems.extend(found);
+        let v = verify_all(&store, &blobs, &key).await?;
+        checked = v.checked;
+        problems.extend(v.problems);
+        deleted = v.deleted.len();
     } else {
         for id in &a.ids {
             let row = store.session(*id).await?;
@@ -357,6 +359,11 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
             detail: format!("{checked} checked, {} problem(s)", problems.len()),
         })
         .await;
+    if deleted > 0 {
+        println!(
+            "{deleted} session(s) deleted by retention (their tombstones are in the audit chain)"
+        );
+    }
     if problems.is_empty() {
         println!("{checked} recording(s) intact");
         Ok(ExitCode::SUCCESS)
@@ -372,14 +379,24 @@ pub(crate) async fn verify(dir: &DataDir, a: VerifyArgs) -> anyhow::Result<ExitC
 /// The key `verify` trusts: `--key`, or signing.pub checked against `--fingerprint`, or
 /// (with a warning) signing.pub as it stands.
 fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
-    let key = match &a.key {
+    pinned_key(dir, a.key.as_deref(), a.fingerprint.as_deref())
+}
+
+/// The key to verify against: `key` (a file), else the data directory's own, checked against
+/// `want` (a fingerprint) when given; a warning when neither pins it.
+pub(crate) fn pinned_key(
+    dir: &DataDir,
+    key: Option<&std::path::Path>,
+    want: Option<&str>,
+) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let trusted = match key {
         Some(path) => read_public_key(path)?,
         None => dir.verifying_key()?,
     };
-    let fp = fingerprint(&key);
-    match (&a.fingerprint, &a.key) {
+    let fp = fingerprint(&trusted);
+    match (want, key) {
         (Some(want), _) if want.trim() != fp => {
-            let source = match &a.key {
+            let source = match key {
                 Some(path) => path.display().to_string(),
                 None => dir.signing_pub_path().display().to_string(),
             };
@@ -394,7 +411,7 @@ fn trusted_key(dir: &DataDir, a: &VerifyArgs) -> anyhow::Result<ed25519_dalek::V
             dir.signing_pub_path().display()
         ),
     }
-    Ok(key)
+    Ok(trusted)
 }
 
 /// Every anchor signed by `key` in `files`, and notes about lines that were not.

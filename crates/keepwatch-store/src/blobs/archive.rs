@@ -333,6 +333,28 @@ impl Archive {
         }
     }
 
+    /// Deletes everything the archive holds of session `id`: its whole recording, or its
+    /// manifest and segments, and the kept copies of its transfers. What is already gone is
+    /// fine.
+    ///
+    /// # Errors
+    /// The archive cannot be listed or refused a deletion.
+    pub async fn delete_session(&self, id: SessionId) -> Result<(), StoreError> {
+        let mut keys = vec![Self::whole_key(id), Self::manifest_key(id)];
+        let captures = ObjectPath::from(format!("{CAPTURES}/{id}"));
+        for prefix in [Self::segments_prefix(id), captures] {
+            let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+            keys.extend(metas.into_iter().map(|m| m.location));
+        }
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(blob_err(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Every segment of session `id` in the archive, by start offset (keys that do not
     /// parse are left out).
     ///

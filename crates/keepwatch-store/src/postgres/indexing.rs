@@ -201,6 +201,25 @@ impl Postgres {
             .at(OP, "")
     }
 
+    pub(crate) async fn top_commands(
+        &self,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        const OP: &str = "count commands";
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT command, count(*) AS n FROM commands WHERE at_us >= $1 \
+             AND kind NOT IN ('env', 'screen') AND command <> '' \
+             GROUP BY command ORDER BY n DESC, command LIMIT $2",
+        )
+        .bind(since_us)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .at(OP, "")?;
+        Ok(rows)
+    }
+
     pub(crate) async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
         const OP: &str = "list commands of session";
         let rows = sqlx::query(

@@ -86,10 +86,23 @@ impl Store {
         dispatch!(self, b => b.sessions_to_index(limit, node).await)
     }
 
-    /// A session's commands in order.
+    /// The `limit` command lines (shell, exec, SQL, file operations) run most often since
+    /// `since_us`, with how many times each ran, most first.
     ///
     /// # Errors
-    /// Database failures only.
+    /// Database failures.
+    pub async fn top_commands(
+        &self,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, b => b.top_commands(since_us, limit).await)
+    }
+
+    /// Every command row of `session`, in order.
+    ///
+    /// # Errors
+    /// Database failures.
     pub async fn commands(&self, session: SessionId) -> Result<Vec<CommandRow>, StoreError> {
         dispatch!(self, b => b.commands(session).await)
     }

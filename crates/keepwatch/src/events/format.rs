@@ -147,10 +147,13 @@ pub(crate) fn severity(action: &str, detail: &str) -> Severity {
         | SessionTerminated | StatementRefused => Severity::Warning,
         // "N checked, M problem(s)" (`keepwatch verify`): a failed verify is a warning.
         RecordingsVerified if !detail.ends_with(" 0 problem(s)") => Severity::Warning,
+        // `keepwatch drill` that did not find, replay and verify every session it picked.
+        DrillRun if !detail.starts_with("{\"passed\":true") => Severity::Warning,
         RecordingsVerified | SessionStarted | SessionEnded | HostKeyPinned | TokenCreated
         | TokenRemoved | UserAdded | UserDisabled | UserEnabled | UserRemoved | RoleChanged
         | TargetAdded | GrantAdded | GrantRemoved | TargetSecretResealed | StoreMigrated
-        | PasswordChanged | SessionTagged | SessionUntagged => Severity::Notice,
+        | PasswordChanged | SessionTagged | SessionUntagged | RetentionChanged | HoldPlaced
+        | HoldReleased | SessionDeleted | DrillRun => Severity::Notice,
         LoginSucceeded
         | SessionViewed
         | RecordingReplayed

@@ -20,6 +20,8 @@ mod metrics;
 mod nodes;
 mod postgres;
 mod refusals;
+mod report;
+mod retention;
 mod search;
 mod secrets;
 mod sessions;

@@ -142,3 +142,48 @@ fn the_scheduled_verify_finds_an_edited_row() {
     assert!(found["detail"].as_str().unwrap().starts_with("scheduled: 1 checked, 1 problem(s)"));
     round("1 checked, 1 problem(s)");
 }
+
+/// `keepwatch drill`: random sessions found by searching one of their commands, replayed to
+/// the end and verified, each step timed, the result audited; a damaged recording fails it.
+#[test]
+fn the_drill_finds_replays_and_verifies_sessions_and_fails_on_a_damaged_one() {
+    let env = TestEnv::new().target("web01").start();
+    for n in 1..=2 {
+        let out =
+            env.ssh("alice@web01").arg(format!("echo drill-run-{n}-$((6*7))")).output().unwrap();
+        assert!(out.status.success());
+    }
+    for s in env.sealed_sessions(2) {
+        env.wait_indexed(s["id"].as_str().unwrap());
+    }
+    let report = env.json(&["drill", "--sessions", "5", "--json"]);
+    assert_eq!(report["passed"], true, "{report}");
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "only two sessions exist: {report}");
+    for s in sessions {
+        assert!(s["searched_for"].as_str().unwrap().starts_with("echo drill-run-"), "{s}");
+        assert_eq!(
+            (&s["found"], &s["replayed"], &s["intact"]),
+            (&true.into(), &true.into(), &true.into())
+        );
+        assert!(s["events"].as_u64().unwrap() > 3 && s["search_ms"].as_f64().is_some(), "{s}");
+    }
+    let audit = env.json(&["audit", "--action", "drill_run", "--json"]);
+    assert!(audit[0]["detail"].as_str().unwrap().contains("2 session(s) drilled: 2 found"));
+    // Each replay is a look, audited like any other.
+    assert!(env.kw_ok(&["audit", "--action", "recording_replayed"]).contains("drill"));
+
+    // A flipped byte in one recording: the drill fails and says which.
+    let id = env.sessions()[0]["id"].as_str().unwrap().to_owned();
+    let path = recording(&env, &id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let r = chunk_ranges(&bytes)[1].clone();
+    bytes[(r.start + r.end) / 2] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = env.kw(&["drill", "--sessions", "2"]);
+    assert!(!out.status.success());
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("keepwatch: session {id}:")), "{said}");
+    assert!(said.contains("2 session(s) drilled: 1 found, replayed and verified"), "{said}");
+}
