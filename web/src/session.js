@@ -98,9 +98,10 @@ export async function sessionView(main, ctx, id) {
   const meta = h('dl.meta', [
     ['Person', s.user], ['Target', s.target],
     ['Target login', s.target_login && s.target_host ? `${s.target_login}@${s.target_host}` : ''],
+    s.stated_reason ? ['Why opened', h('span.stated-reason', s.stated_reason)] : null,
     ['Client', s.client_addr], ['Started', fmtTime(s.started_at)], ['Ended', fmtTime(s.ended_at) || '—'],
     ['Duration', fmtDuration(s.duration_us)], ['Status', h(`span.status.status-${s.status}`, s.status)],
-    s.reason ? ['Reason', s.reason] : null,
+    s.reason ? ['Why it ended', s.reason] : null,
     ['Tags', tagEditor(ctx, id, s.tags || [])],
   ].filter(Boolean).map(([k, v]) => [h('dt', k), h('dd', v)]));
 
