@@ -44,6 +44,7 @@ pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
         .route("/api/v1/nodes/watch", get(crate::watch::node_watch))
         .route("/api/v1/sessions/{id}/watch", get(crate::watch::watch))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/report", get(report))
         .route("/api/v1/index", get(crate::index_status::index_status))
         .route("/api/v1/live", get(live))
         .route("/api/v1/audit", get(audit))
@@ -559,6 +560,43 @@ struct SearchParams {
     commands_only: Option<bool>,
     tag: Option<String>,
     limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct ReportParams {
+    /// The period, as `keepwatch report --since` takes it (default 30d).
+    since: Option<String>,
+    /// `html` for the page with charts; JSON otherwise.
+    format: Option<String>,
+}
+
+/// The report (`keepwatch report`): JSON, or with `format=html` the same self-contained page
+/// the CLI writes. Auditors; it shows the commands run most, so it is audited like a search.
+async fn report(
+    State(st): St,
+    caller: Caller,
+    Query(p): Query<ReportParams>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor)?;
+    let since = p.since.as_deref().unwrap_or("30d");
+    let secs = keepwatch_core::retention::parse_keep(since).map_err(ApiError::bad_request)?;
+    let _permit = st.heavy.permit("the report").await?;
+    let detail = json!({ "report": { "since": since } }).to_string();
+    audit_as(&st, &caller, AuditAction::Searched, None, detail).await?;
+    let now = keepwatch_store::now_us();
+    let since_us = now - i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+    let data = crate::report::gather(&st.store, since_us, now).await?;
+    Ok(match p.format.as_deref() {
+        Some("html") => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+            ],
+            crate::report::html(&data),
+        )
+            .into_response(),
+        _ => Json(data).into_response(),
+    })
 }
 
 async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) -> ApiResult {

@@ -20,6 +20,7 @@ mod index_status;
 mod openapi;
 pub mod playback;
 mod replay;
+pub mod report;
 mod serve;
 mod verification;
 mod watch;
@@ -198,7 +199,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A response with a policy of its own keeps it (the report page: no script at all, its
+    // styles inline); every other gets the console's.
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

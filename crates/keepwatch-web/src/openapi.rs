@@ -74,6 +74,7 @@ pub(crate) fn document() -> Value {
             "/api/v1/sessions/{id}/tags/{tag}": { "delete": untag },
             "/api/v1/sessions/{id}/watch": { "get": with_id(op("WebSocket: the current screen, then live output", "auditor")) },
             "/api/v1/search": { "get": op("Substring search over commands and output (q, user, target, since, until, commands_only, tag, limit)", "any; user: own sessions") },
+            "/api/v1/report": { "get": op("The report of a period (since, e.g. 30d): sessions per person, target and day, top commands, transfers, refusals, verification and retention; JSON, or the offline HTML page with format=html. Audited like a search", "auditor") },
             "/api/v1/index": { "get": op("Index status: sessions not fully indexed, or those named (session=ID,ID); state complete, behind or error, bytes indexed of bytes recorded", "auditor") },
             "/api/v1/live": { "get": op("Active sessions with their last command", "auditor") },
             "/api/v1/audit": { "get": op("Audit events, newest first (actor, session, action, limit)", "auditor") },

@@ -56,6 +56,29 @@ fn the_report_counts_the_period_and_renders_offline_in_chromium() {
     assert!(dom.contains("<span class=\"n\" id=\"sessions-total\">2</span>"), "{dom}");
     assert_eq!(dom.matches("<svg").count(), 6, "every chart rendered: {dom}");
     assert!(dom.contains("aria-label=\"Sessions per person\""));
+    // The console serves the same page and data to auditors (audited like a search).
+    let token = env.kw_ok(&["token", "create", "--name", "r", "--role", "auditor"]);
+    let bearer = format!("Bearer {}", token.trim());
+    let auth = [("Authorization", bearer.as_str())];
+    let (status, head, body) =
+        http(&env, "GET", "/api/v1/report?since=1d&format=html", &auth, None);
+    assert_eq!(status, 200, "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; style-src 'unsafe-inline'")
+    );
+    assert_eq!(body.matches("<svg").count(), 6);
+    let (status, _, body) = http(&env, "GET", "/api/v1/report?since=1d", &auth, None);
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["sessions"]["total"], 2);
+    let (status, ..) = http(&env, "GET", "/api/v1/report?since=1x", &auth, None);
+    assert_eq!(status, 400);
+    let user =
+        env.kw_ok(&["token", "create", "--name", "u", "--role", "user", "--person", "alice"]);
+    let user = format!("Bearer {}", user.trim());
+    let (status, ..) = http(&env, "GET", "/api/v1/report", &[("Authorization", &user)], None);
+    assert_eq!(status, 403);
     let shot = env.dir().join("report.png");
     chrome(&[&format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).unwrap();
