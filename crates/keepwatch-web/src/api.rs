@@ -584,8 +584,8 @@ async fn report(
     let detail = json!({ "report": { "since": since } }).to_string();
     audit_as(&st, &caller, AuditAction::Searched, None, detail).await?;
     let now = keepwatch_store::now_us();
-    let since_us = now - i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
-    let data = crate::report::gather(&st.store, since_us, now).await?;
+    let data =
+        crate::report::gather(&st.store, crate::report::period_start(now, secs), now).await?;
     Ok(match p.format.as_deref() {
         Some("html") => (
             [

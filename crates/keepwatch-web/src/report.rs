@@ -40,6 +40,11 @@ fn pairs(v: &[(String, u64)]) -> Value {
     Value::Array(v.iter().map(|(k, n)| json!({"name": k, "count": n})).collect())
 }
 
+/// When a period of `secs` seconds ending at `now_us` starts (unix microseconds).
+pub fn period_start(now_us: i64, secs: u64) -> i64 {
+    now_us.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000))
+}
+
 /// The report's data, sessions that started from `since_us` to `now`: what the JSON is and
 /// the HTML shows.
 ///

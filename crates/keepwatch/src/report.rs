@@ -8,7 +8,7 @@ use clap::Args;
 use keepwatch_core::AuditAction;
 use keepwatch_core::retention::show_keep;
 use keepwatch_store::{NewAudit, now_us};
-use keepwatch_web::report::{gather, html};
+use keepwatch_web::report::{gather, html, period_start};
 
 use crate::datadir::DataDir;
 use crate::output::{NewFile, local_actor, print_json};
@@ -29,7 +29,7 @@ pub(crate) struct ReportArgs {
 pub(crate) async fn report(dir: &DataDir, a: ReportArgs) -> anyhow::Result<ExitCode> {
     let store = dir.store().await?;
     let now = now_us();
-    let since_us = now - i64::try_from(a.since).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+    let since_us = period_start(now, a.since);
     // The report shows the commands run most: recorded content, audited like a search.
     store
         .audit(NewAudit {

@@ -11,12 +11,21 @@ use crate::support::*;
 /// with `tls` (`verify-full` checks the test CA), plus extra CLI setup before the start.
 fn gateway(pg: &PgTarget, tls: &str, more: impl FnOnce(&TestEnv)) -> TestEnv {
     let mut env = TestEnv::new().build();
+    add_target(&env, pg, "pgprod", tls, &[]);
+    more(&env);
+    env.start();
+    env
+}
+
+/// `keepwatch target add NAME --protocol postgres` in front of `pg` (database `app`, reached
+/// with `tls`, plus `extra` options), granted to alice.
+fn add_target(env: &TestEnv, pg: &PgTarget, name: &str, tls: &str, extra: &[&str]) {
     let port = pg.port.to_string();
     let ca = pg.ca();
     let mut args = vec![
         "target",
         "add",
-        "pgprod",
+        name,
         "--protocol",
         "postgres",
         "--host",
@@ -34,11 +43,9 @@ fn gateway(pg: &PgTarget, tls: &str, more: impl FnOnce(&TestEnv)) -> TestEnv {
     if tls == "verify-full" {
         args.extend(["--ca", ca.to_str().unwrap()]);
     }
+    args.extend(extra);
     env.kw_stdin_ok(&args, pg.password);
-    env.kw_ok(&["grant", "alice", "pgprod"]);
-    more(&env);
-    env.start();
-    env
+    env.kw_ok(&["grant", "alice", name]);
 }
 
 /// `psql` through the gateway as `user` with `password`; extra arguments after.
@@ -653,30 +660,7 @@ fn deny_rules_and_captured_rows() {
 fn a_reason_in_pgoptions_is_kept_and_the_notice_is_shown() {
     let pg = PgTarget::start();
     let env = gateway(&pg, "require", |env| {
-        let port = pg.port.to_string();
-        env.kw_stdin_ok(
-            &[
-                "target",
-                "add",
-                "pgwhy",
-                "--protocol",
-                "postgres",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--login",
-                pg.login,
-                "--password-stdin",
-                "--database",
-                "app",
-                "--tls",
-                "require",
-                "--require-reason",
-            ],
-            pg.password,
-        );
-        env.kw_ok(&["grant", "alice", "pgwhy"]);
+        add_target(env, &pg, "pgwhy", "require", &["--require-reason"]);
     });
     let out =
         psql(&env, "alice@pgwhy", ALICE_PASSWORD, "require", &["-c", "SELECT 1"]).output().unwrap();

@@ -1,5 +1,6 @@
 //! [`TestCa`]: a throwaway CA and a certificate it signed for 127.0.0.1, made with `openssl`,
-//! for the receivers the tests start with TLS (rsyslogd, a webhook receiver).
+//! for the servers the tests start with TLS (PostgreSQL targets, rsyslogd, a webhook
+//! receiver).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

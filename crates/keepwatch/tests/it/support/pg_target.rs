@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::free_port;
+use super::{TestCa, free_port};
 
 /// The PostgreSQL server binaries (Debian's layout).
 fn bin(name: &str) -> PathBuf {
@@ -54,39 +54,7 @@ impl PgTarget {
         let (login, password) = ("kwowner", "kw-target-pw-9");
         std::fs::write(root.join("pw"), password).unwrap();
         // A CA, and a certificate for 127.0.0.1 it signed.
-        let ssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(root));
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        ssl(&[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=kw-test-ca"],
-        ]
-        .concat());
-        ssl(&[
-            &["req"][..],
-            &ec,
-            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-        ]
-        .concat());
-        std::fs::write(root.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-            .unwrap();
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
+        TestCa::new(root, "kw-test-ca");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(root.join("server.key"), std::fs::Permissions::from_mode(0o600))
