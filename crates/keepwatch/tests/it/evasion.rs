@@ -193,8 +193,15 @@ fn secrets_typed_or_pasted_on_a_command_line_never_reach_disk() {
     let env = TestEnv::new().target("web01").start();
     let mut s = env.at_prompt("alice@web01");
     let typed = "AKIAIOSFODNN7EXAMPLE";
-    for c in format!("echo typed-{typed}").chars() {
-        s.send(&c.to_string());
+    // A key at a time, each after the echo of the one before: a typist slower than the
+    // echo. Keys sent faster than the echo comes back look like a target that does not echo
+    // and arm the line (docs/secrets.md), which would record it as a redaction marker.
+    let line = format!("echo typed-{typed}");
+    for k in 1..=line.len() {
+        let shown = &line[..k];
+        let before = s.output().matches(shown).count();
+        s.send(&line[k - 1..k]);
+        s.wait_output_times(shown, before + 1);
     }
     s.send("\n");
     s.send("echo step-$((1+1))\n");
