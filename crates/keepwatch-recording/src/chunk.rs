@@ -4,6 +4,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use keepwatch_core::SessionId;
 
+use crate::crypt::{self, DataKey, SEAL_OVERHEAD};
 use crate::event::{self, TimedEvent};
 use crate::{FORMAT_VERSIONS, MAX_CHUNK_PAYLOAD, ReadError};
 
@@ -22,7 +23,10 @@ pub const FLAG_SIGNED: u8 = 1 << 0;
 pub const FLAG_ZSTD: u8 = 1 << 1;
 /// The chunk's last event is the seal.
 pub const FLAG_SEAL: u8 = 1 << 2;
-pub(crate) const KNOWN_FLAGS: u8 = FLAG_SIGNED | FLAG_ZSTD | FLAG_SEAL;
+/// The payload is sealed under the recording's data key (format 6): `nonce ‖ ciphertext ‖
+/// tag`, the ciphertext being the payload as it would otherwise be stored.
+pub const FLAG_ENCRYPTED: u8 = 1 << 3;
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_SIGNED | FLAG_ZSTD | FLAG_SEAL | FLAG_ENCRYPTED;
 
 const SEED_DOMAIN: &[u8] = b"keepwatch-recording-v1";
 const CHECKPOINT_DOMAIN: &[u8] = b"keepwatch-checkpoint-v1";
@@ -183,6 +187,11 @@ impl Chunk<'_> {
         self.flags & FLAG_SEAL != 0
     }
 
+    /// Whether the payload is sealed under the recording's data key.
+    pub fn is_encrypted(&self) -> bool {
+        self.flags & FLAG_ENCRYPTED != 0
+    }
+
     /// Whether the chunk's signature is `key`'s over this chunk (false when unsigned).
     pub fn signature_valid(&self, session_id: &SessionId, key: &VerifyingKey) -> bool {
         let Some(sig) = self.signature else {
@@ -192,44 +201,107 @@ impl Chunk<'_> {
         key.verify_strict(&msg, &Signature::from_bytes(&sig)).is_ok()
     }
 
-    /// Decompresses and decodes the payload. Checks only this chunk, not the chain.
+    /// Opens (with `key`, when sealed), decompresses and decodes the payload. Checks only
+    /// this chunk, not the chain. `session_id` is the recording's (sealed payloads are bound
+    /// to it).
     ///
     /// # Errors
-    /// The payload does not decompress to its declared length or does not decode.
-    pub fn events(&self) -> Result<Vec<TimedEvent>, ReadError> {
+    /// The payload is sealed and `key` is `None` or does not open it, or it does not
+    /// decompress to its declared length or does not decode.
+    pub fn events(
+        &self,
+        session_id: &SessionId,
+        key: Option<&DataKey>,
+    ) -> Result<Vec<TimedEvent>, ReadError> {
         let mut out = Vec::new();
-        self.decode_into(&mut PayloadBuf::default(), &mut out)?;
+        self.decode_into(&mut PayloadBuf::with_key(key.cloned()), session_id, &mut out)?;
         Ok(out)
     }
 
-    /// Decodes into `out`, reusing `buf`'s decompressor and buffer across chunks.
+    /// Decodes into `out`, reusing `buf`'s decompressor and buffers across chunks. False
+    /// (and nothing decoded) when the chunk is sealed and `buf` skips sealed chunks.
     pub(crate) fn decode_into(
         &self,
         buf: &mut PayloadBuf,
+        session_id: &SessionId,
         out: &mut Vec<TimedEvent>,
-    ) -> Result<(), ReadError> {
-        let payload =
-            if self.flags & FLAG_ZSTD != 0 { buf.decompress(self)? } else { self.payload };
-        event::decode_all(payload, out)
-            .map_err(|reason| ReadError::Decode { seq: self.seq, reason })
+    ) -> Result<bool, ReadError> {
+        let seq = self.seq;
+        let mut opened = std::mem::take(&mut buf.opened);
+        let stored = if self.is_encrypted() {
+            match &buf.keys {
+                Keys::Required => return Err(ReadError::NoDataKey { seq }),
+                Keys::Skip => return Ok(false),
+                Keys::Key(key) => {
+                    let header = self.header().to_bytes();
+                    if !crypt::open(key, session_id, &header, self.payload, &mut opened) {
+                        return Err(ReadError::Decrypt { seq });
+                    }
+                    &opened[..]
+                }
+            }
+        } else {
+            self.payload
+        };
+        let r = if self.flags & FLAG_ZSTD != 0 {
+            buf.decompress(seq, stored, self.uncompressed_len as usize)
+                .and_then(|p| event::decode_all(p, out).map_err(|reason| ReadError::Decode { seq, reason }))
+        } else if stored.len() != self.uncompressed_len as usize {
+            Err(ReadError::Decompress { seq, reason: "opened payload has the wrong length".into() })
+        } else {
+            event::decode_all(stored, out).map_err(|reason| ReadError::Decode { seq, reason })
+        };
+        opened.clear();
+        buf.opened = opened;
+        r.map(|()| true)
     }
 }
 
-/// A decompressor and output buffer reused across the chunks of one read.
+/// How a reader treats chunks sealed under a data key.
+#[derive(Default, Clone)]
+pub(crate) enum Keys {
+    /// A sealed chunk is an error: the caller wanted every event and gave no key.
+    #[default]
+    Required,
+    /// Sealed chunks are checked as stored (chain, signatures) but not opened: `verify`
+    /// without a key, and finding where a torn spool ends.
+    Skip,
+    /// Sealed chunks are opened with this key.
+    Key(DataKey),
+}
+
+/// A decompressor and output buffers reused across the chunks of one read, and the key
+/// sealed chunks open with.
 #[derive(Default)]
 pub(crate) struct PayloadBuf {
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     out: Vec<u8>,
+    opened: Vec<u8>,
+    pub(crate) keys: Keys,
 }
 
 impl PayloadBuf {
-    fn decompress(&mut self, chunk: &Chunk<'_>) -> Result<&[u8], ReadError> {
-        let seq = chunk.seq;
+    /// Opens sealed chunks with `key`; with `None`, a sealed chunk is an error.
+    pub(crate) fn with_key(key: Option<DataKey>) -> Self {
+        PayloadBuf { keys: key.map_or(Keys::Required, Keys::Key), ..Default::default() }
+    }
+
+    /// Checks sealed chunks as stored without opening them.
+    pub(crate) fn skipping() -> Self {
+        PayloadBuf { keys: Keys::Skip, ..Default::default() }
+    }
+
+    /// Gives back the buffers and the decompressor, keeping the key.
+    pub(crate) fn release(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        *self = PayloadBuf { keys, ..Default::default() };
+    }
+
+    fn decompress(&mut self, seq: u64, stored: &[u8], want: usize) -> Result<&[u8], ReadError> {
         let fail = |reason: String| ReadError::Decompress { seq, reason };
-        let want = chunk.uncompressed_len as usize;
         // Framing already bounds `want` by MAX_CHUNK_PAYLOAD; the frame must also
         // declare exactly that size, so a lie costs nothing before it is caught.
-        match zstd::zstd_safe::get_frame_content_size(chunk.payload) {
+        match zstd::zstd_safe::get_frame_content_size(stored) {
             Ok(Some(n)) if n == want as u64 => {}
             Ok(Some(n)) => {
                 return Err(fail(format!("frame declares {n} bytes, chunk header {want}")));
@@ -247,9 +319,7 @@ impl PayloadBuf {
         self.out
             .try_reserve_exact(want)
             .map_err(|_| fail(format!("cannot allocate {want} bytes")))?;
-        let n = d
-            .decompress_to_buffer(chunk.payload, &mut self.out)
-            .map_err(|e| fail(e.to_string()))?;
+        let n = d.decompress_to_buffer(stored, &mut self.out).map_err(|e| fail(e.to_string()))?;
         if n != want || self.out.len() != want {
             return Err(fail(format!("got {n} bytes, chunk header says {want}")));
         }
@@ -363,14 +433,17 @@ pub(crate) fn parse_chunk(
     if flags & !KNOWN_FLAGS != 0 {
         return Err(ReadError::UnknownFlags { seq, offset, flags });
     }
-    if uncompressed_len as usize > MAX_CHUNK_PAYLOAD || stored_len > MAX_CHUNK_PAYLOAD {
+    let overhead = if flags & FLAG_ENCRYPTED != 0 { SEAL_OVERHEAD } else { 0 };
+    if uncompressed_len as usize > MAX_CHUNK_PAYLOAD || stored_len > MAX_CHUNK_PAYLOAD + overhead {
         return Err(ReadError::PayloadTooLarge {
             seq,
             offset,
             len: u64::from(uncompressed_len).max(stored_len as u64),
         });
     }
-    if flags & FLAG_ZSTD == 0 && stored_len != uncompressed_len as usize {
+    if stored_len < overhead
+        || (flags & FLAG_ZSTD == 0 && stored_len != uncompressed_len as usize + overhead)
+    {
         return Err(ReadError::LengthMismatch {
             seq,
             offset,

@@ -12,6 +12,7 @@
 pub mod anchor;
 pub mod audit_chain;
 mod chunk;
+mod crypt;
 mod event;
 pub mod ledger;
 pub mod manifest;
@@ -25,9 +26,10 @@ mod writer;
 mod tests;
 
 pub use chunk::{
-    CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD,
-    FileHeader, chain_seed, chunks, header,
+    CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_ENCRYPTED, FLAG_SEAL, FLAG_SIGNED,
+    FLAG_ZSTD, FileHeader, chain_seed, chunks, header,
 };
+pub use crypt::{DataKey, SEAL_OVERHEAD, open_blob, seal_blob};
 pub use event::{
     DecodeError, Direction, Event, FileTransfer, MAX_COLUMNS, MAX_PARAMS, MAX_ROWS, Outcome, Pty,
     Rows, Seal, SessionStart, Statement, StatementResult, TimedEvent, TransactionStatus,
@@ -52,9 +54,9 @@ pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
 
 /// The format version the writer puts in the file header: 2 added environment events and
 /// the seal of a recovered recording, 3 the database statement events, 4 captured result
-/// rows, 5 the reason a person gave for a session. Readers take [`FORMAT_VERSIONS`] and
-/// refuse others.
-pub const FORMAT_VERSION: u16 = 5;
+/// rows, 5 the reason a person gave for a session, 6 chunks sealed under the recording's
+/// data key ([`FLAG_ENCRYPTED`]). Readers take [`FORMAT_VERSIONS`] and refuse others.
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The versions readers accept (each version is the next without its new events).
 pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u16> = 1..=FORMAT_VERSION;
@@ -108,6 +110,14 @@ pub enum ReadError {
     ContextMisplaced { seq: u64 },
     #[error("session start names session {event} but the file header names {header}")]
     SessionMismatch { header: SessionId, event: SessionId },
+    #[error("chunk {seq} is encrypted and no data key was given to read it")]
+    NoDataKey { seq: u64 },
+    #[error(
+        "chunk {seq} does not decrypt under the recording's data key (the key is wrong, or the chunk was changed)"
+    )]
+    Decrypt { seq: u64 },
+    #[error("chunk {seq} is encrypted, but the session's identity and its seal are kept in clear")]
+    SealedMetadata { seq: u64 },
     #[error("chunk {seq}: seal is not the last event")]
     SealNotLast { seq: u64 },
     #[error("chunk {seq}: seal flag does not match its events")]

@@ -9,6 +9,7 @@ use keepwatch_core::SessionId;
 
 use crate::ReadError;
 use crate::chunk::{Chunk, FLAG_SIGNED, FileHeader, PayloadBuf, chunks};
+use crate::crypt::DataKey;
 use crate::event::{Event, Seal, SessionStart, TimedEvent};
 
 /// What a walk learned about a well-formed recording (or prefix).
@@ -49,24 +50,26 @@ impl Visitor for Structure {
     type Error = ReadError;
 }
 
-/// Walks `bytes`; returns the length of the longest prefix that passed every check,
-/// and the summary or the first error.
+/// Walks `bytes`, opening sealed chunks as `buf` says; returns the length of the longest
+/// prefix that passed every check, and the summary or the first error.
 pub(crate) fn walk<V: Visitor>(
     bytes: &[u8],
+    buf: PayloadBuf,
     visitor: &mut V,
 ) -> (usize, Result<Summary, V::Error>) {
     let mut valid_len = 0;
-    let r = walk_inner(bytes, visitor, &mut valid_len);
+    let r = walk_inner(bytes, buf, visitor, &mut valid_len);
     (valid_len, r)
 }
 
 fn walk_inner<V: Visitor>(
     bytes: &[u8],
+    buf: PayloadBuf,
     visitor: &mut V,
     valid_len: &mut usize,
 ) -> Result<Summary, V::Error> {
     let mut iter = chunks(bytes);
-    let mut checker = Checker::default();
+    let mut checker = Checker::new(buf);
     while let Some(chunk) = iter.next() {
         let chunk = chunk?;
         // A header was parsed, or `next` would have returned its error.
@@ -90,7 +93,6 @@ fn walk_inner<V: Visitor>(
 /// The checks of one walk that span chunks: seq order, the chain, where the session start
 /// and the seal stand, and the summary so far. The whole-slice [`walk`] and the streaming
 /// [`crate::StreamVerifier`] both feed it chunk by chunk, so they check the same things.
-#[derive(Default)]
 pub(crate) struct Checker {
     buf: PayloadBuf,
     events: Vec<TimedEvent>,
@@ -99,6 +101,11 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
+    /// A checker that opens sealed chunks as `buf` says.
+    pub(crate) fn new(buf: PayloadBuf) -> Self {
+        Checker { buf, events: Vec::new(), summary: None, expected_seq: 0 }
+    }
+
     /// Checks `chunk` (already framed, chained onto the chunk before it) and hands it to
     /// `visitor`; true when it holds the seal.
     pub(crate) fn chunk<V: Visitor>(
@@ -116,12 +123,17 @@ impl Checker {
         if chunk.is_seal() && chunk.flags & FLAG_SIGNED == 0 {
             return Err(ReadError::SealNotSigned { seq: chunk.seq }.into());
         }
+        if chunk.is_encrypted() && (chunk.seq == 0 || chunk.is_seal()) {
+            return Err(ReadError::SealedMetadata { seq: chunk.seq }.into());
+        }
         visitor.chunk(session_id, chunk)?;
 
         let events = &mut self.events;
         events.clear();
-        chunk.decode_into(&mut self.buf, events)?;
-        let seal = check_events(session_id, chunk, events)?;
+        // A sealed chunk not opened (no key wanted) adds no events: its place in the chain
+        // and its signature are all that is checked.
+        let decoded = chunk.decode_into(&mut self.buf, session_id, events)?;
+        let seal = if decoded { check_events(session_id, chunk, events)? } else { None };
         let s = match &mut self.summary {
             Some(s) => s,
             None => {
@@ -223,11 +235,13 @@ pub(crate) fn check_events(
 /// start first and the seal last. Signatures are not checked (see [`crate::verify`]).
 /// A recording without a seal (still active, or cut short) reads fine; to read an
 /// active recording whose last chunk may be half-written, pass
-/// `&bytes[..valid_prefix_len(bytes)]`.
+/// `&bytes[..valid_prefix_len(bytes)]`. Chunks sealed under a data key (format 6) are
+/// opened with `key`.
 ///
 /// # Errors
-/// The first check that fails, with the chunk seq and byte offset where known.
-pub fn read_events(bytes: &[u8]) -> Result<Vec<TimedEvent>, ReadError> {
+/// The first check that fails, with the chunk seq and byte offset where known; a sealed
+/// chunk without `key`, or one `key` does not open.
+pub fn read_events(bytes: &[u8], key: Option<&DataKey>) -> Result<Vec<TimedEvent>, ReadError> {
     struct Collect(Vec<TimedEvent>);
     impl Visitor for Collect {
         type Error = ReadError;
@@ -236,14 +250,15 @@ pub fn read_events(bytes: &[u8]) -> Result<Vec<TimedEvent>, ReadError> {
         }
     }
     let mut c = Collect(Vec::new());
-    walk(bytes, &mut c).1?;
+    walk(bytes, PayloadBuf::with_key(key.cloned()), &mut c).1?;
     Ok(c.0)
 }
 
 /// The length of the longest prefix of `bytes` made of the file header and whole,
 /// well-formed chunks whose hash chain holds, ending at the seal if there is one.
 /// Zero when not even chunk 0 is whole. Crash recovery cuts the file to this length
-/// (dropping a torn tail write) and then resumes it. Never panics.
+/// (dropping a torn tail write) and then resumes it. Sealed chunks count as stored (the
+/// chain covers their ciphertext); they are not opened. Never panics.
 pub fn valid_prefix_len(bytes: &[u8]) -> usize {
-    walk(bytes, &mut Structure).0
+    walk(bytes, PayloadBuf::skipping(), &mut Structure).0
 }

@@ -13,7 +13,8 @@
 use ed25519_dalek::SigningKey;
 use keepwatch_core::SessionStatus;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, PayloadBuf};
+use crate::crypt::DataKey;
 use crate::event::{Seal, TimedEvent, UnsignedTail};
 use crate::read::{Visitor, walk};
 use crate::{ReadError, RecordingWriter, SealInfo};
@@ -46,7 +47,9 @@ pub enum RecoverError {
 }
 
 /// Seals the recording `bytes` (a spool left unsealed) as `status` with `reason`, signed by
-/// `key`, at wall-clock `now_us`.
+/// `key`, at wall-clock `now_us`. Sealed chunks are opened with `data_key` (so a chunk
+/// changed under a recomputed chain is cut, and the unsigned tail's events are counted);
+/// without it they are kept as stored and count no events.
 ///
 /// # Errors
 /// [`RecoverError`]: nothing whole to seal, already sealed, or a forged signature.
@@ -56,6 +59,7 @@ pub fn recover(
     status: SessionStatus,
     reason: Option<String>,
     now_us: i64,
+    data_key: Option<&DataKey>,
 ) -> Result<Recovery, RecoverError> {
     struct Scan {
         key: ed25519_dalek::VerifyingKey,
@@ -88,7 +92,8 @@ pub fn recover(
     }
     let mut scan =
         Scan { key: key.verifying_key(), last_signed: None, chunks: Vec::new(), pending_end: 0 };
-    let (keep, result) = walk(bytes, &mut scan);
+    let buf = data_key.map_or_else(PayloadBuf::skipping, |k| PayloadBuf::with_key(Some(k.clone())));
+    let (keep, result) = walk(bytes, buf, &mut scan);
     match result {
         Ok(_) => {}
         // A broken or torn chunk ends the prefix; recovery keeps what came before it.
@@ -97,7 +102,7 @@ pub fn recover(
         Err(e) => return Err(e),
     }
     let prefix = &bytes[..keep];
-    let writer = RecordingWriter::resume(prefix, key.clone())?;
+    let writer = RecordingWriter::resume(prefix, key.clone(), data_key.cloned())?;
     let signed_end = scan.last_signed.map_or(0, |(_, end)| end);
     let unsigned_tail = (keep > signed_end).then(|| UnsignedTail {
         after_seq: scan.last_signed.map(|(seq, _)| seq),

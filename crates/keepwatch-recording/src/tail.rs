@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 
 use crate::ReadError;
 use crate::chunk::{FILE_HEADER_LEN, FLAG_SIGNED, PayloadBuf, chain_seed, header, parse_chunk};
+use crate::crypt::DataKey;
 use crate::event::TimedEvent;
 use crate::read::check_events;
 use keepwatch_core::SessionId;
@@ -29,8 +30,9 @@ pub struct RecordingTail {
 }
 
 impl RecordingTail {
-    pub fn new() -> Self {
-        Self::default()
+    /// A reader opening sealed chunks with `key` (with `None`, a sealed chunk is an error).
+    pub fn new(key: Option<DataKey>) -> Self {
+        RecordingTail { buf: PayloadBuf::with_key(key), ..Self::default() }
     }
 
     /// How many bytes of the file have been pushed so far: where the next read starts.
@@ -47,7 +49,7 @@ impl RecordingTail {
     /// Gives back the decompressor and buffers while the recording is quiet (a follower of
     /// many idle sessions should not hold a chunk-sized buffer for each).
     pub fn release_buffers(&mut self) {
-        self.buf = PayloadBuf::default();
+        self.buf.release();
         self.pending.shrink_to_fit();
     }
 
@@ -131,8 +133,11 @@ impl RecordingTail {
             if chunk.is_seal() && chunk.flags & FLAG_SIGNED == 0 {
                 return Err(ReadError::SealNotSigned { seq: chunk.seq });
             }
+            if chunk.is_encrypted() && (chunk.seq == 0 || chunk.is_seal()) {
+                return Err(ReadError::SealedMetadata { seq: chunk.seq });
+            }
             events.clear();
-            chunk.decode_into(&mut self.buf, &mut events)?;
+            chunk.decode_into(&mut self.buf, &session_id, &mut events)?;
             self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
             each(offset as u64, chunk.seq, chunk.hash, &events);
             prev_hash = chunk.hash;
@@ -156,10 +161,14 @@ impl RecordingTail {
 /// events and how many bytes of whole chunks they came from.
 ///
 /// # Errors
-/// A chunk that does not frame or decode.
-pub fn events_from_chunk(bytes: &[u8]) -> Result<(Vec<TimedEvent>, usize), ReadError> {
+/// A chunk that does not frame or decode (or is sealed and `key` does not open it).
+pub fn events_from_chunk(
+    bytes: &[u8],
+    session_id: &SessionId,
+    key: Option<&DataKey>,
+) -> Result<(Vec<TimedEvent>, usize), ReadError> {
     let mut out = Vec::new();
-    let used = for_each_chunk(bytes, |_, events| {
+    let used = for_each_chunk(bytes, session_id, key, |_, events| {
         out.extend_from_slice(events);
         ControlFlow::Continue(())
     })?;
@@ -171,12 +180,14 @@ pub fn events_from_chunk(bytes: &[u8]) -> Result<(Vec<TimedEvent>, usize), ReadE
 /// were walked (including the one `each` stopped at).
 ///
 /// # Errors
-/// A chunk that does not frame or decode.
+/// A chunk that does not frame or decode (or is sealed and `key` does not open it).
 pub fn for_each_chunk(
     bytes: &[u8],
+    session_id: &SessionId,
+    key: Option<&DataKey>,
     mut each: impl FnMut(usize, &[TimedEvent]) -> ControlFlow<()>,
 ) -> Result<usize, ReadError> {
-    let mut buf = PayloadBuf::default();
+    let mut buf = PayloadBuf::with_key(key.cloned());
     let mut events = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -186,7 +197,7 @@ pub fn for_each_chunk(
             Err(e) => return Err(e),
         };
         events.clear();
-        chunk.decode_into(&mut buf, &mut events)?;
+        chunk.decode_into(&mut buf, session_id, &mut events)?;
         let at = pos;
         pos += chunk.encoded_len();
         if each(at, &events).is_break() {

@@ -2,6 +2,7 @@
 //! recording, and text renderings of events and verification results.
 
 mod codec;
+mod crypt;
 mod recovery;
 mod stream_verify;
 mod tail;
@@ -183,6 +184,9 @@ fn render_chunk(c: &Chunk<'_>) -> String {
     }
     if c.is_seal() {
         flags.push("seal");
+    }
+    if c.is_encrypted() {
+        flags.push("encrypted");
     }
     format!(
         "chunk {} at {}: {} -> {} bytes [{}]",

@@ -6,9 +6,10 @@ use keepwatch_core::SessionId;
 
 use crate::ReadError;
 use crate::chunk::{
-    CHUNK_HEADER_LEN, Chunk, FILE_HEADER_LEN, FileHeader, chain_seed, encoded_len, header,
-    parse_chunk,
+    CHUNK_HEADER_LEN, Chunk, FILE_HEADER_LEN, FileHeader, PayloadBuf, chain_seed, encoded_len,
+    header, parse_chunk,
 };
+use crate::crypt::DataKey;
 use crate::event::{Seal, SessionStart};
 use crate::read::{Checker, Visitor};
 use crate::writer::SealInfo;
@@ -49,8 +50,9 @@ pub enum VerifyError {
 
 /// Checks a whole recording against the gateway's public key: everything
 /// [`crate::read_events`] checks, plus that every signed chunk (checkpoint or seal) is
-/// signed by `key` over its seq, chain hash and time. Needs no secret. The same as feeding
-/// all of `bytes` to one [`StreamVerifier`].
+/// signed by `key` over its seq, chain hash and time. Needs no secret: chunks sealed under a
+/// data key are checked as stored (the chain and signatures cover the ciphertext), not
+/// opened. The same as feeding all of `bytes` to one [`StreamVerifier`].
 ///
 /// # Errors
 /// The first failed check, naming the chunk seq and, where it helps, the byte offset.
@@ -98,10 +100,20 @@ pub struct StreamVerifier {
 }
 
 impl StreamVerifier {
+    /// A verifier that checks sealed chunks as stored, without opening them.
     pub fn new(key: VerifyingKey) -> Self {
+        Self::with_buf(key, PayloadBuf::skipping())
+    }
+
+    /// A verifier that also opens every sealed chunk with `data_key` and checks its events.
+    pub fn with_data_key(key: VerifyingKey, data_key: DataKey) -> Self {
+        Self::with_buf(key, PayloadBuf::with_key(Some(data_key)))
+    }
+
+    fn with_buf(key: VerifyingKey, buf: PayloadBuf) -> Self {
         StreamVerifier {
             signatures: Signatures { key, last_signed: None },
-            checker: Checker::default(),
+            checker: Checker::new(buf),
             header: None,
             prev_hash: [0; 32],
             pending: Vec::new(),

@@ -11,8 +11,10 @@ use ed25519_dalek::SigningKey;
 use keepwatch_core::SessionId;
 
 use crate::chunk::{
-    self, ChunkHeader, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD, FileHeader, chain_seed, chunk_hash,
+    self, ChunkHeader, FLAG_ENCRYPTED, FLAG_SEAL, FLAG_SIGNED, FLAG_ZSTD, FileHeader, PayloadBuf,
+    chain_seed, chunk_hash,
 };
+use crate::crypt::{self, DataKey, Nonces, SEAL_OVERHEAD};
 use crate::event::{self, Event, Seal, SessionStart, TimedEvent};
 use crate::read::{Structure, walk};
 use crate::{FORMAT_VERSION, MAX_CHUNK_PAYLOAD, ReadError};
@@ -78,6 +80,15 @@ pub struct RecordingWriter {
     chain_head: [u8; 32],
     last_signature: Option<[u8; 64]>,
     last_at_us: u64,
+    /// Set when the recording is encrypted: every chunk of data is sealed under this key.
+    sealing: Option<(DataKey, Nonces)>,
+    /// Sealed payloads, reused.
+    sealed: Vec<u8>,
+    /// Everything pending is the session's identity or its seal (kept in clear).
+    pending_is_metadata: bool,
+    /// The first pending segment is the identity (chunk 0), cut from the data pushed after
+    /// it before the first flush: it stays in clear.
+    first_segment_clear: bool,
 }
 
 impl fmt::Debug for RecordingWriter {
@@ -114,7 +125,21 @@ impl RecordingWriter {
             chain_head: chain_seed(&session_id),
             last_signature: None,
             last_at_us: 0,
+            sealing: None,
+            sealed: Vec::new(),
+            pending_is_metadata: true,
+            first_segment_clear: false,
         }
+    }
+
+    /// Encrypts the recording (format 6): every chunk holding data is sealed under `key`
+    /// before it is hashed; the session's identity (chunk 0) and the seal stay in clear.
+    ///
+    /// # Errors
+    /// The random source for the nonces failed.
+    pub fn encrypted(mut self, key: DataKey) -> Result<Self, getrandom::Error> {
+        self.sealing = Some((key, Nonces::new()?));
+        Ok(self)
     }
 
     /// Continues a recording after a crash. `valid_prefix` must be exactly the file cut
@@ -124,8 +149,18 @@ impl RecordingWriter {
     /// # Errors
     /// The prefix is not a whole, well-formed, unsealed recording: empty (start a new
     /// recording instead), torn, broken, or already sealed.
-    pub fn resume(valid_prefix: &[u8], key: SigningKey) -> Result<Self, ReadError> {
-        let summary = walk(valid_prefix, &mut Structure).1?;
+    /// `data_key` opens the prefix's sealed chunks (for the time of the last event); the
+    /// seal is written in clear either way.
+    pub fn resume(
+        valid_prefix: &[u8],
+        key: SigningKey,
+        data_key: Option<DataKey>,
+    ) -> Result<Self, ReadError> {
+        let buf = match data_key {
+            Some(k) => PayloadBuf::with_key(Some(k)),
+            None => PayloadBuf::skipping(),
+        };
+        let summary = walk(valid_prefix, buf, &mut Structure).1?;
         if let Some(sealed) = summary.seal {
             return Err(ReadError::AlreadySealed {
                 session_id: summary.session_id,
@@ -155,6 +190,19 @@ impl RecordingWriter {
 
     fn append(&mut self, at_us: u64, ev: &Event) {
         self.last_at_us = at_us;
+        let metadata = matches!(ev, Event::SessionStart(_) | Event::Context { .. } | Event::Seal(_));
+        if !metadata
+            && self.pending_is_metadata
+            && self.sealing.is_some()
+            && self.next_seq == 0
+            && !self.pending.is_empty()
+        {
+            // Data pushed before chunk 0 was flushed: the identity is cut into a chunk of its
+            // own, which stays in clear.
+            self.cuts.push(self.pending.len());
+            self.first_segment_clear = true;
+        }
+        self.pending_is_metadata &= metadata;
         match event::as_data(ev) {
             Some((tag, channel, data)) => {
                 // `chunks` yields nothing for empty data, which is still an event.
@@ -189,6 +237,7 @@ impl RecordingWriter {
         if self.pending.is_empty() {
             self.pending = Vec::new();
             self.scratch = Vec::new();
+            self.sealed = Vec::new();
             self.cuts = Vec::new();
             self.compressor = None;
         }
@@ -236,9 +285,14 @@ impl RecordingWriter {
 
     /// Queues the seal as the last event and flushes everything, the last chunk signed
     /// and marked as the seal. Returns the final bytes and what they commit to.
+    /// In an encrypted recording the data still pending goes first, in a chunk of its own,
+    /// so that the seal chunk holds the seal alone, in clear.
     pub fn seal(mut self, at_us: u64, seal: Seal, now_us: i64) -> (Vec<u8>, SealInfo) {
-        self.append(at_us, &Event::Seal(seal));
         let mut out = Vec::new();
+        if self.sealing.is_some() && !self.pending.is_empty() && !self.pending_is_metadata {
+            self.flush_inner(&mut out, now_us, 0);
+        }
+        self.append(at_us, &Event::Seal(seal));
         self.flush_inner(&mut out, now_us, FLAG_SIGNED | FLAG_SEAL);
         let info = SealInfo {
             seq: self.next_seq - 1,
@@ -292,14 +346,30 @@ impl RecordingWriter {
                 }
                 None => payload,
             };
+            let clear = self.pending_is_metadata || (i == 0 && self.first_segment_clear);
+            let encrypt = match &mut self.sealing {
+                Some(s) if !clear => Some(s),
+                _ => None,
+            };
+            let stored_len = stored.len() + if encrypt.is_some() { SEAL_OVERHEAD } else { 0 };
+            if encrypt.is_some() {
+                flags |= FLAG_ENCRYPTED;
+            }
             let header = ChunkHeader {
                 seq: self.next_seq,
                 time_us: now_us,
                 flags,
                 uncompressed_len: payload.len() as u32,
-                stored_len: stored.len() as u32,
+                stored_len: stored_len as u32,
             }
             .to_bytes();
+            let stored = match encrypt {
+                Some((key, nonces)) => {
+                    crypt::seal(key, nonces, &self.session_id, &header, stored, &mut self.sealed);
+                    &self.sealed[..]
+                }
+                None => stored,
+            };
             let hash = chunk_hash(&self.chain_head, &header, stored);
             out.extend_from_slice(&header);
             out.extend_from_slice(stored);
@@ -314,7 +384,9 @@ impl RecordingWriter {
         }
         self.pending.clear();
         self.cuts.clear();
-        for buf in [&mut self.pending, &mut self.scratch] {
+        self.pending_is_metadata = true;
+        self.first_segment_clear = false;
+        for buf in [&mut self.pending, &mut self.scratch, &mut self.sealed] {
             if buf.capacity() > KEEP_CAPACITY {
                 buf.clear();
                 buf.shrink_to(KEEP_CAPACITY);

@@ -22,7 +22,7 @@ fn every_event_kind_round_trips() {
     let (tail, _) = w.seal(5_000, closed(), T0 + 99);
     bytes.extend(tail);
 
-    let events = read_events(&bytes).unwrap();
+    let events = read_events(&bytes, None).unwrap();
     let mut want = vec![ev(0, Event::SessionStart(start()))];
     want.extend(every_event());
     want.push(ev(5_000, Event::Seal(closed())));
@@ -288,7 +288,7 @@ fn format_is_pinned() {
     bytes.extend(tail);
     let dump: String = bytes.chunks(32).map(|row| hex(row) + "\n").collect();
     expect![[r#"
-        4b575245430005000193f1c20000700080000000000000014b57434800000000
+        4b575245430006000193f1c20000700080000000000000014b57434800000000
         00000000030000000000000000220000002200000001000193f1c20000700080
         00000000000001016101740168016c01630203020001780192fdd42ccd449564
         7c9ad117f5bfa4b75a9d897836d6fd3f5cc079e98e4fc04b5743480100000000
@@ -344,7 +344,7 @@ fn the_stated_reason_is_part_of_the_signed_identity() {
     bytes.extend(tail);
     let v = verify(&bytes, &key().verifying_key()).unwrap();
     assert_eq!(v.reason.as_deref(), Some("CHG-42 disk full"));
-    assert!(read_events(&bytes).unwrap().iter().any(|e| e.event == context));
+    assert!(read_events(&bytes, None).unwrap().iter().any(|e| e.event == context));
 
     let mut w = RecordingWriter::new(start(), key());
     let mut bytes = w.flush(T0, true).unwrap();
@@ -433,7 +433,7 @@ fn tunnel_and_file_events_round_trip() {
         w.push(e);
     }
     let (bytes, _) = w.seal(70, closed(), T0 + 1);
-    let read = read_events(&bytes).unwrap();
+    let read = read_events(&bytes, None).unwrap();
     assert_eq!(&read[1..read.len() - 1], &events[..]);
     assert!(verify(&bytes, &key().verifying_key()).is_ok());
 }

@@ -25,7 +25,7 @@ fn crashed(torn: usize) -> Vec<u8> {
 /// Cuts the file to its valid prefix, resumes, seals as interrupted, and verifies.
 fn check_recover(bytes: &[u8], expect: Expect) {
     let len = valid_prefix_len(bytes);
-    let got = match RecordingWriter::resume(&bytes[..len], key()) {
+    let got = match RecordingWriter::resume(&bytes[..len], key(), None) {
         Err(e) => format!("valid prefix {len} of {}\nresume: error: {e}\n", bytes.len()),
         Ok(w) => {
             let resumed_at = (w.next_seq(), w.last_at_us());
@@ -43,7 +43,7 @@ fn check_recover(bytes: &[u8], expect: Expect) {
             fixed.extend(tail);
             let verified = verify(&fixed, &key().verifying_key());
             assert_eq!(verified.as_ref().ok().and_then(|v| v.seal_info.clone()), Some(info));
-            let events = read_events(&fixed).unwrap();
+            let events = read_events(&fixed, None).unwrap();
             format!(
                 "valid prefix {len} of {}\nresumed at seq {}, last event at {}\nverify: {}\n{}",
                 bytes.len(),
@@ -131,7 +131,7 @@ fn sealed_recording_cannot_resume() {
 #[test]
 fn resume_refuses_a_torn_prefix() {
     let bytes = crashed(40);
-    let e = RecordingWriter::resume(&bytes, key()).unwrap_err();
+    let e = RecordingWriter::resume(&bytes, key(), None).unwrap_err();
     assert!(matches!(e, ReadError::TruncatedChunk { seq: 3, .. }), "{e}");
 }
 
@@ -150,7 +150,7 @@ fn render_recovery(r: &Result<crate::Recovery, crate::RecoverError>) -> String {
         Err(e) => format!("error: {e}"),
         Ok(r) => {
             let verified = verify(&r.bytes, &key().verifying_key());
-            let events = read_events(&r.bytes).unwrap();
+            let events = read_events(&r.bytes, None).unwrap();
             format!(
                 "cut {} bytes, unsigned tail {:?}\nverify: {}\n{}",
                 r.cut_bytes,
@@ -163,7 +163,7 @@ fn render_recovery(r: &Result<crate::Recovery, crate::RecoverError>) -> String {
 }
 
 fn recover_as_interrupted(bytes: &[u8]) -> Result<crate::Recovery, crate::RecoverError> {
-    crate::recover(bytes, &key(), SessionStatus::Interrupted, Some("gateway stopped".into()), T0)
+    crate::recover(bytes, &key(), SessionStatus::Interrupted, Some("gateway stopped".into()), T0, None)
 }
 
 /// Issue 9: recovery checks every signature, keeps what follows the last checkpoint but
@@ -199,7 +199,7 @@ fn recovery_of_an_extended_or_edited_spool() {
     w.push(&ev(5, out(0, "signed")));
     bytes.extend(w.flush(T0 + 1, true).unwrap());
     // A forger who resumes the chain (but has no key) appends two unsigned chunks.
-    let mut forger = RecordingWriter::resume(&bytes, other_key()).unwrap();
+    let mut forger = RecordingWriter::resume(&bytes, other_key(), None).unwrap();
     forger.push(&ev(6, out(0, "added later")));
     forger.push(&ev(7, out(0, "and more")));
     let added = forger.flush(T0 + 2, false).unwrap();
@@ -219,7 +219,7 @@ fn recovery_of_an_extended_or_edited_spool() {
     let r = r.as_ref().unwrap();
     assert!(r.cut_bytes > added.len() as u64, "cut {}", r.cut_bytes);
     assert!(
-        !read_events(&r.bytes)
+        !read_events(&r.bytes, None)
             .unwrap()
             .iter()
             .any(|e| matches!(&e.event, Event::Output { data, .. } if data == b"signed"))

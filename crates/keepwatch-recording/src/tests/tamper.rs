@@ -46,7 +46,7 @@ fn check_with_key(tamper: impl FnOnce(&mut Vec<u8>, &Layout), key: &SigningKey, 
     let layout = Layout::of(&bytes);
     tamper(&mut bytes, &layout);
     let verified = verify(&bytes, &key.verifying_key());
-    let read = match read_events(&bytes) {
+    let read = match read_events(&bytes, None) {
         Ok(events) => format!("{} events", events.len()),
         Err(e) => format!("error: {e}"),
     };
@@ -139,10 +139,10 @@ fn bad_magic_and_version() {
     "#]],
     );
     check(
-        |b, _| b[6] = 6,
+        |b, _| b[6] = 7,
         expect![[r#"
-            verify: error: unsupported recording format version 6 (this reader knows 1 to 5)
-            read: error: unsupported recording format version 6 (this reader knows 1 to 5)
+            verify: error: unsupported recording format version 7 (this reader knows 1 to 6)
+            read: error: unsupported recording format version 7 (this reader knows 1 to 6)
             valid prefix: 0 of 693 bytes (0 chunks)
         "#]],
     );
@@ -319,7 +319,7 @@ fn forged_chain_without_signatures() {
     let p = layout.payload(3) + 8;
     bytes[p] ^= 0x20;
     rechain(&mut bytes);
-    let events = read_events(&bytes).unwrap();
+    let events = read_events(&bytes, None).unwrap();
     expect![[r#"3100000 input ch0 "eXit\r""#]].assert_eq(render_events(&events[4..5]).trim());
     expect!["error: chunk 3 signature invalid"]
         .assert_eq(&render_verify(&verify(&bytes, &key().verifying_key())));

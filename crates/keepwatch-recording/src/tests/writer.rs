@@ -34,7 +34,7 @@ fn compressible_output_is_compressed_and_noise_is_not() {
         chunk 1 at 204: 4101 -> 4101 bytes []
     "#]]
     .assert_eq(&render_chunks(&bytes));
-    assert_eq!(read_events(&bytes).unwrap().len(), 3);
+    assert_eq!(read_events(&bytes, None).unwrap().len(), 3);
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn large_push_is_split_and_round_trips() {
         chunk 0 at 24: 5242981 -> 5242981 bytes [signed]
     "#]]
     .assert_eq(&render_chunks(&bytes));
-    let events = read_events(&bytes).unwrap();
+    let events = read_events(&bytes, None).unwrap();
     let mut joined = Vec::new();
     let mut sizes = Vec::new();
     for e in &events[1..] {
@@ -84,7 +84,7 @@ fn push_past_the_chunk_bound_cuts_several_chunks() {
     bytes.extend(tail);
     let v = verify(&bytes, &key().verifying_key()).unwrap();
     assert_eq!(v.chunks, 4);
-    let total: usize = read_events(&bytes)
+    let total: usize = read_events(&bytes, None)
         .unwrap()
         .iter()
         .map(|e| match &e.event {
