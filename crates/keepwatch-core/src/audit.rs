@@ -67,6 +67,8 @@ pub enum AuditAction {
     SessionDeleted,
     /// `keepwatch drill` found, replayed and verified sessions (the result in `detail`).
     DrillRun,
+    /// `keepwatch rotate-key` re-wrapped recordings' data keys (how many in `detail`).
+    KeysRotated,
 }
 
 impl AuditAction {
@@ -115,10 +117,11 @@ impl AuditAction {
             HoldReleased => "hold_released",
             SessionDeleted => "session_deleted",
             DrillRun => "drill_run",
+            KeysRotated => "keys_rotated",
         }
     }
 
-    pub const ALL: [AuditAction; 42] = {
+    pub const ALL: [AuditAction; 43] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -163,6 +166,7 @@ impl AuditAction {
             HoldReleased,
             SessionDeleted,
             DrillRun,
+            KeysRotated,
         ]
     };
 }
@@ -241,6 +245,7 @@ mod tests {
                 HoldReleased => 39,
                 SessionDeleted => 40,
                 DrillRun => 41,
+                KeysRotated => 42,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

@@ -22,7 +22,9 @@ use std::time::Duration;
 use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{NodeId, SessionId};
 use keepwatch_recording::{ReadError, RecordingTail};
-use keepwatch_store::{BlobStore, IndexProgress, SessionFilter, Store, StoreError};
+use keepwatch_store::{
+    BlobStore, DataKey, IndexProgress, KeyError, SessionFilter, Store, StoreError,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use session::SessionIndexer;
@@ -40,6 +42,8 @@ pub enum IndexError {
     Recording { id: SessionId, source: ReadError },
     #[error("indexing task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// Ticks without new bytes after which a live session's follower gives back its emulators.
@@ -53,8 +57,10 @@ struct Follow {
 }
 
 impl Follow {
-    fn new() -> Self {
-        Follow { tail: RecordingTail::new(), session: SessionIndexer::new(), quiet_ticks: 0 }
+    /// Follows the recording of session `id`, with its data key when it is encrypted.
+    async fn new(store: &Store, id: SessionId) -> Result<Self, IndexError> {
+        let key: Option<DataKey> = store.recording_key(id).await?;
+        Ok(Follow { tail: RecordingTail::new(key), session: SessionIndexer::new(), quiet_ticks: 0 })
     }
 
     /// Where reading stopped, as the store keeps it: every event of the whole chunks read so
@@ -188,7 +194,13 @@ impl Indexer {
                 None => {
                     // Whatever an earlier run indexed of it was lost with its state.
                     self.store.clear_index(id).await?;
-                    Follow::new()
+                    match Follow::new(&self.store, id).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            self.failed(id, e).await?;
+                            continue;
+                        }
+                    }
                 }
             };
             let before = follow.tail.read_offset();
@@ -287,8 +299,8 @@ pub async fn reindex(
     // Read before clearing: a recording this node cannot read (not found here, a bucket
     // that is down) must not cost the session the index it has.
     blobs.read_recording_range(id, 0, 1).await?;
+    let mut follow = Follow::new(store, id).await?;
     store.clear_index(id).await?;
-    let mut follow = Follow::new();
     if !follow.advance(store, blobs, id, progress).await? {
         // Active, or cut short by a crash not yet recovered: index what is there.
         let progress = follow.partial();

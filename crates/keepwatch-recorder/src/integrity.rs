@@ -197,7 +197,7 @@ async fn chunk_heads(
     blobs: &BlobStore,
     id: SessionId,
 ) -> Result<Option<BTreeMap<u64, [u8; 32]>>, StoreError> {
-    let mut tail = RecordingTail::new();
+    let mut tail = RecordingTail::heads_only();
     let mut heads = BTreeMap::new();
     loop {
         let piece = match blobs.read_recording_range(id, tail.read_offset(), VERIFY_PIECE).await {

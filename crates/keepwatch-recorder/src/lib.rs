@@ -78,6 +78,9 @@ pub struct RecorderContext {
     pub checkpoints: Arc<CheckpointBoard>,
     /// Uploads recordings into a segmented archive (idle with a local one).
     pub shipper: Shipper,
+    /// Recordings are encrypted at rest, each under a data key of its own from the store
+    /// (which must hold the KEK: `Store::with_kek`).
+    pub encrypt: bool,
 }
 
 impl RecorderContext {
@@ -99,7 +102,14 @@ impl RecorderContext {
             config,
             checkpoints: Default::default(),
             shipper,
+            encrypt: false,
         }
+    }
+
+    /// Encrypts new recordings, each under a data key of its own from the store.
+    pub fn encrypted(mut self, on: bool) -> Self {
+        self.encrypt = on;
+        self
     }
 }
 
@@ -168,6 +178,12 @@ impl Recorder {
         let path = ctx.blobs.spool().location(id);
         let create_err = |source| RecorderError::Create { path: path.clone(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
+        if ctx.encrypt {
+            // No data key, no session: a recording is never written in clear by mistake.
+            let refused = |reason: String| RecorderError::Refused { id, reason };
+            let key = ctx.store.new_data_key(id).await.map_err(|e| refused(e.to_string()))?;
+            writer = writer.encrypted(key).map_err(|e| refused(e.to_string()))?;
+        }
         if let Some(reason) = reason {
             writer.push(&TimedEvent { at_us: 0, event: Event::Context { reason } });
         }

@@ -180,12 +180,19 @@ async fn recover_one(ctx: &RecorderContext, id: SessionId, reason: &str) -> Reco
     };
     let reason = reason.to_owned();
     let ended = now_us();
+    // With its data key, recovery opens the sealed chunks (a changed one is cut, the unsigned
+    // tail's events are counted); without it, it seals what chains (the seal is in clear).
+    let data_key = ctx.store.recording_key(id).await.unwrap_or_else(|e| {
+        tracing::warn!(session_id = %id, error = %e, "recovering without the data key");
+        None
+    });
     let r = match recover(
         &bytes,
         &ctx.signing_key,
         SessionStatus::Interrupted,
         Some(reason.clone()),
         ended,
+        data_key.as_ref(),
     ) {
         Ok(r) => r,
         Err(RecoverError::Empty) => return never_started(ctx, id).await,

@@ -244,8 +244,9 @@ impl Chunk<'_> {
             self.payload
         };
         let r = if self.flags & FLAG_ZSTD != 0 {
-            buf.decompress(seq, stored, self.uncompressed_len as usize)
-                .and_then(|p| event::decode_all(p, out).map_err(|reason| ReadError::Decode { seq, reason }))
+            buf.decompress(seq, stored, self.uncompressed_len as usize).and_then(|p| {
+                event::decode_all(p, out).map_err(|reason| ReadError::Decode { seq, reason })
+            })
         } else if stored.len() != self.uncompressed_len as usize {
             Err(ReadError::Decompress { seq, reason: "opened payload has the wrong length".into() })
         } else {

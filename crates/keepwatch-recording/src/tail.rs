@@ -35,6 +35,12 @@ impl RecordingTail {
         RecordingTail { buf: PayloadBuf::with_key(key), ..Self::default() }
     }
 
+    /// A reader for [`Self::push_heads`] alone: sealed chunks are checked as stored, not
+    /// opened (and hand out no events).
+    pub fn heads_only() -> Self {
+        RecordingTail { buf: PayloadBuf::skipping(), ..Self::default() }
+    }
+
     /// How many bytes of the file have been pushed so far: where the next read starts.
     pub fn read_offset(&self) -> u64 {
         self.consumed + self.pending.len() as u64
@@ -137,8 +143,9 @@ impl RecordingTail {
                 return Err(ReadError::SealedMetadata { seq: chunk.seq });
             }
             events.clear();
-            chunk.decode_into(&mut self.buf, &session_id, &mut events)?;
-            self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
+            if chunk.decode_into(&mut self.buf, &session_id, &mut events)? {
+                self.sealed = check_events(&session_id, &chunk, &events)?.is_some();
+            }
             each(offset as u64, chunk.seq, chunk.hash, &events);
             prev_hash = chunk.hash;
             self.expected_seq += 1;

@@ -190,7 +190,8 @@ impl RecordingWriter {
 
     fn append(&mut self, at_us: u64, ev: &Event) {
         self.last_at_us = at_us;
-        let metadata = matches!(ev, Event::SessionStart(_) | Event::Context { .. } | Event::Seal(_));
+        let metadata =
+            matches!(ev, Event::SessionStart(_) | Event::Context { .. } | Event::Seal(_));
         if !metadata
             && self.pending_is_metadata
             && self.sealing.is_some()

@@ -153,6 +153,18 @@ pub(crate) const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "data_keys",
+        columns: &[
+            ("session_id", Text),
+            ("wrapped", Bytes),
+            ("kek", Text),
+            ("created_at_us", Int),
+            ("wrapped_at_us", Int),
+        ],
+        order_by: "session_id",
+        identity: None,
+    },
+    Table {
         name: "session_tags",
         columns: &[("session_id", Text), ("tag", Text), ("added_by", Text), ("added_at_us", Int)],
         order_by: "session_id, tag",

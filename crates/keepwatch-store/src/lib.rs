@@ -14,6 +14,7 @@ mod copy;
 mod credentials;
 mod decode;
 mod error;
+mod keys;
 mod look;
 mod postgres;
 mod rows;
@@ -29,6 +30,8 @@ pub use blobs::{
 pub use copy::{CopyProgress, CopyReport};
 pub use credentials::{CheckerBusy, PasswordChecker, hash_password, verify_password};
 pub use error::{BoxError, StoreError};
+pub use keepwatch_recording::DataKey;
+pub use keys::{Kek, KeyError, Rotation};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
@@ -36,7 +39,7 @@ pub use rows::{
     KeyframeRow, LedgerRow, NewAudit, NewTarget, NodeRow, PersonRow, Resealed, RetentionRow,
     SearchHit, SearchQuery, SessionFilter, SessionListing, SessionRow, SessionTag, StoredAudit,
     TagChange, TargetRow, TargetSecret, TlsMode, TokenRow, TransferFilter, TransferRow,
-    WebLoginLimits, WebLoginRow,
+    WebLoginLimits, WebLoginRow, WrappedKey,
 };
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};

@@ -23,6 +23,7 @@ mod anchors;
 mod audit;
 mod copy;
 mod indexing;
+mod keys;
 mod nodes;
 mod records;
 mod retention;

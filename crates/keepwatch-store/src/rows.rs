@@ -262,6 +262,20 @@ pub struct TagChange<'a> {
     pub client_addr: Option<&'a str>,
 }
 
+/// A recording's data key as the store keeps it: wrapped by the key-encryption key `kek`
+/// names (`vault` or `command`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub wrapped: Vec<u8>,
+    pub kek: String,
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WrappedKey({}, {} bytes)", self.kek, self.wrapped.len())
+    }
+}
+
 /// One tag on a session, with who put it there and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionTag {

@@ -19,6 +19,7 @@ mod anchors;
 mod audit;
 mod copy;
 mod indexing;
+mod keys;
 mod nodes;
 mod records;
 mod retention;
@@ -44,7 +45,10 @@ impl Sqlite {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted rows are overwritten, not left in free pages: a destroyed data key
+            // (crypto-shredding) must not be recoverable from the file.
+            .pragma("secure_delete", "on");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)

@@ -21,6 +21,7 @@ use crate::sqlite::Sqlite;
 mod access;
 mod anchors;
 mod indexing;
+mod keys;
 pub(crate) mod nodes;
 pub(crate) mod records;
 mod retention;
@@ -95,11 +96,13 @@ pub struct Store {
     audit_key: Option<Arc<SigningKey>>,
     /// Replays audited lately ([`Store::look`]), shared by every clone of this handle.
     pub(crate) recent_replays: Arc<crate::look::RecentReplays>,
+    /// Wraps and unwraps recordings' data keys (encryption at rest); see `keys.rs`.
+    pub(crate) keys: Option<Arc<crate::keys::KeyState>>,
 }
 
 impl Store {
     fn with_backend(backend: Backend) -> Self {
-        Store { backend, audit_key: None, recent_replays: Default::default() }
+        Store { backend, audit_key: None, recent_replays: Default::default(), keys: None }
     }
 
     /// Opens the database and brings its schema up to date (versioned migrations).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use keepwatch_core::SessionId;
 use keepwatch_recording::{ReadError, RecordingTail, for_each_chunk};
-use keepwatch_store::{ChannelRow, SessionRow};
+use keepwatch_store::{ChannelRow, DataKey, SessionRow};
 use serde_json::{Value, json};
 
 use crate::heavy::HeavyPermit;
@@ -149,9 +149,11 @@ pub(crate) async fn page(st: &WebState, s: &SessionRow, q: ReplayQuery) -> Resul
             return Err(ApiError::bad_request("the cursor is for another channel"));
         }
         let b = WindowBuilder::resume(&r, q.until_us, caps);
-        (PageRead::unchained(b, r.chunk_offset, r.skip_events as usize), r.chunk_offset)
+        let key = recording_key(st, s.id).await?;
+        (PageRead::unchained(b, r.chunk_offset, r.skip_events as usize, s.id, key), r.chunk_offset)
     } else {
         let from = q.from_us.unwrap_or(0);
+        let key = recording_key(st, s.id).await?;
         let channels = st.store.channels(s.id).await?;
         let channel = choose_channel(q.channel, &channels)?;
         let keyframe = match channel {
@@ -167,11 +169,12 @@ pub(crate) async fn page(st: &WebState, s: &SessionRow, q: ReplayQuery) -> Resul
                     q.until_us,
                     caps,
                 );
-                (PageRead::unchained(b, k.chunk_offset, k.skip_events as usize), k.chunk_offset)
+                let skip = k.skip_events as usize;
+                (PageRead::unchained(b, k.chunk_offset, skip, s.id, key), k.chunk_offset)
             }
             _ => {
                 let b = WindowBuilder::from_start(channel, from, q.until_us, caps);
-                (PageRead::chained(b), 0)
+                (PageRead::chained(b, key), 0)
             }
         }
     };
@@ -217,6 +220,8 @@ enum Source {
     Chained(RecordingTail),
     /// From a chunk in the middle (a keyframe's or a cursor's): framing and decoding only.
     Unchained {
+        session: SessionId,
+        key: Option<DataKey>,
         pending: Vec<u8>,
         /// The file offset of `pending[0]`.
         base: u64,
@@ -232,12 +237,19 @@ struct PageRead {
 }
 
 impl PageRead {
-    fn chained(builder: WindowBuilder) -> Self {
-        PageRead { source: Source::Chained(RecordingTail::new()), builder }
+    fn chained(builder: WindowBuilder, key: Option<DataKey>) -> Self {
+        PageRead { source: Source::Chained(RecordingTail::new(key)), builder }
     }
 
-    fn unchained(builder: WindowBuilder, offset: u64, skip: usize) -> Self {
-        PageRead { source: Source::Unchained { pending: Vec::new(), base: offset, skip }, builder }
+    fn unchained(
+        builder: WindowBuilder,
+        offset: u64,
+        skip: usize,
+        session: SessionId,
+        key: Option<DataKey>,
+    ) -> Self {
+        let source = Source::Unchained { session, key, pending: Vec::new(), base: offset, skip };
+        PageRead { source, builder }
     }
 
     /// Feeds the next piece; true once the page is complete.
@@ -249,10 +261,10 @@ impl PageRead {
                     let _ = b.chunk(offset, events, 0);
                 })?;
             }
-            Source::Unchained { pending, base, skip } => {
+            Source::Unchained { session, key, pending, base, skip } => {
                 pending.extend_from_slice(piece);
                 let at = *base;
-                let used = for_each_chunk(pending, |o, events| {
+                let used = for_each_chunk(pending, session, key.as_ref(), |o, events| {
                     b.chunk(at + o as u64, events, std::mem::take(skip))
                 })?;
                 pending.drain(..used);
@@ -300,6 +312,17 @@ fn damaged(id: SessionId, e: &ReadError) -> ApiError {
     ApiError::internal(format!("recording of session {id} is damaged: {e}"))
 }
 
+/// The data key of session `id`'s recording (`None`: not encrypted).
+pub(crate) async fn recording_key(
+    st: &WebState,
+    id: SessionId,
+) -> Result<Option<DataKey>, ApiError> {
+    st.store.recording_key(id).await.map_err(|e| {
+        tracing::warn!(session_id = %id, error = %e, "web: no data key");
+        ApiError::internal(format!("the recording of session {id} cannot be decrypted: {e}"))
+    })
+}
+
 /// The screen of a live session for a new watcher, from the first `len` bytes of its
 /// recording: `(channel, cols, rows, screen)`. Starts from the indexer's last keyframe of
 /// the terminal channel when there is one, so a long session is not read from its start.
@@ -308,6 +331,7 @@ pub(crate) async fn current_screen(
     s: &SessionRow,
     len: u64,
 ) -> Result<(Option<u32>, u32, u32, String), ApiError> {
+    let key = recording_key(st, s.id).await?;
     let channels = st.store.channels(s.id).await?;
     let channel = choose_channel(None, &channels)?;
     let keyframe = match channel {
@@ -318,11 +342,12 @@ pub(crate) async fn current_screen(
         (Some(ch), Some(k)) if k.chunk_offset < len => {
             let screen = (k.screen.as_str(), k.cols, k.rows);
             let b = WindowBuilder::from_keyframe(ch, screen, u64::MAX, None, PageCaps::NONE);
-            (PageRead::unchained(b, k.chunk_offset, k.skip_events as usize), k.chunk_offset)
+            let skip = k.skip_events as usize;
+            (PageRead::unchained(b, k.chunk_offset, skip, s.id, key), k.chunk_offset)
         }
         _ => {
             let b = WindowBuilder::from_start(channel, u64::MAX, None, PageCaps::NONE);
-            (PageRead::chained(b), 0)
+            (PageRead::chained(b, key), 0)
         }
     };
     let builder = read_page(st, s.id, read, offset, Some(len)).await?;
@@ -349,8 +374,17 @@ pub(crate) fn export_body(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::spawn(async move {
         let _permit = permit;
+        let key = match st.store.recording_key(s.id).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(session_id = %s.id, error = %e, "web: export has no data key");
+                let _ =
+                    tx.send(Err(std::io::Error::other("the recording cannot be decrypted"))).await;
+                return;
+            }
+        };
         let mut state =
-            Some((RecordingTail::new(), AsciicastWriter::new(channel, s.started_at_us, false)));
+            Some((RecordingTail::new(key), AsciicastWriter::new(channel, s.started_at_us, false)));
         let mut offset = 0;
         loop {
             let piece = match st.blobs.read_recording_range(s.id, offset, PIECE).await {

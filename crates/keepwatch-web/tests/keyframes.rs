@@ -49,10 +49,10 @@ fn a_keyframe_seek_matches_a_replay_from_the_start() {
         }
         bytes.extend(w.flush(second as i64, false).unwrap_or_default());
     }
-    let events = keepwatch_recording::read_events(&bytes).unwrap();
+    let events = keepwatch_recording::read_events(&bytes, None).unwrap();
 
     let mut ix = SessionIndexer::new();
-    RecordingTail::new()
+    RecordingTail::new(None)
         .push_chunks(&bytes, |offset, evs| {
             ix.chunk(offset);
             for e in evs {
@@ -66,7 +66,8 @@ fn a_keyframe_seek_matches_a_replay_from_the_start() {
     for target in [5_000_000u64, 23_456_789, 47_000_001] {
         let k = keyframes.iter().rev().find(|k| k.at_us <= target).unwrap();
         let (after, _) =
-            keepwatch_recording::events_from_chunk(&bytes[k.chunk_offset as usize..]).unwrap();
+            keepwatch_recording::events_from_chunk(&bytes[k.chunk_offset as usize..], &id, None)
+                .unwrap();
         let after = &after[k.skip_events as usize..];
         let seek = replay_from_keyframe(
             after,

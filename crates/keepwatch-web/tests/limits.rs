@@ -241,8 +241,9 @@ async fn replay_pages_cover_a_long_recording_within_the_caps() {
         n += 1;
     }
     let id = session(&f, &events, 50).await;
-    let all = keepwatch_recording::read_events(&std::fs::read(recording_path(&f.dir, id)).unwrap())
-        .unwrap();
+    let all =
+        keepwatch_recording::read_events(&std::fs::read(recording_path(&f.dir, id)).unwrap(), None)
+            .unwrap();
     let whole = keepwatch_web::playback::replay_window(&all, Some(0), 0, None).unwrap();
     assert!(whole.events.len() > 3000);
 

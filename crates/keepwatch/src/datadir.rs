@@ -11,7 +11,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use keepwatch_core::{MaskRule, NodeId, OutputMask, Role};
 use keepwatch_recorder::{RecorderConfig, RecorderContext};
 use keepwatch_ssh::GatewayConfig;
-use keepwatch_store::{Archive, BlobStore, Database, S3Options, Store, Vault, hash_password};
+use keepwatch_store::{Archive, BlobStore, Database, Kek, S3Options, Store, Vault, hash_password};
 use serde::Deserialize;
 
 const CONFIG: &str = "keepwatch.toml";
@@ -50,6 +50,12 @@ mask_defaults = true
 # [[recording.mask]]
 # name = "ticket"
 # pattern = 'TKT-(?P<secret>[0-9]+)'
+# Encryption at rest (docs/encryption.md): each new recording is sealed under a data key of
+# its own, kept wrapped by a key-encryption key derived from vault.key, or by an external
+# command (a KMS or HSM client: `COMMAND wrap|unwrap`, key on stdin) when kek_command is set.
+# `verify` needs no key; `keepwatch rotate-key` re-wraps every data key.
+encrypt = true
+# kek_command = ["/usr/local/bin/kms-wrap", "--key-id", "keepwatch"]
 
 [gateway]
 # Environment variables a client may pass to the target; a trailing * matches a prefix.
@@ -478,6 +484,10 @@ pub(crate) struct RecordingSection {
     pub mask_defaults: bool,
     /// More masking rules, tried after the built-in ones.
     pub mask: Vec<MaskSection>,
+    /// Encrypt new recordings at rest.
+    pub encrypt: bool,
+    /// The external key-encryption command (program and arguments); empty: the vault's KEK.
+    pub kek_command: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,6 +583,8 @@ impl Default for RecordingSection {
             mask_private_keys: true,
             mask_defaults: true,
             mask: Vec::new(),
+            encrypt: true,
+            kek_command: Vec::new(),
         }
     }
 }
@@ -879,8 +891,19 @@ impl DataDir {
         let db = self.database()?;
         let store =
             Store::open(&db).await.with_context(|| format!("cannot open {}", db.describe()))?;
-        Ok(match self.signing_key() {
+        let store = match self.signing_key() {
             Ok(key) => store.with_audit_key(Arc::new(key)),
+            Err(_) => store,
+        };
+        // Recordings' data keys unwrap with the vault key's KEK (or the command): readable
+        // where the vault key is (the gateway, root's CLI); elsewhere an encrypted recording
+        // says it needs it.
+        Ok(match read(&self.path(VAULT_KEY)) {
+            Ok(hex) => {
+                let command = self.config().map(|c| c.recording.kek_command).unwrap_or_default();
+                let hex = String::from_utf8_lossy(&hex).into_owned();
+                store.with_kek(Kek::from_vault_key_hex(&hex, Some(command))?)
+            }
             Err(_) => store,
         })
     }
@@ -1009,7 +1032,8 @@ impl DataDir {
             Arc::new(self.signing_key()?),
             cfg.recorder()?,
             cfg.storage.ship(),
-        ))
+        )
+        .encrypted(cfg.recording.encrypt))
     }
 }
 

@@ -123,7 +123,7 @@ pub(crate) async fn drill(dir: &DataDir, a: DrillArgs) -> anyhow::Result<ExitCod
         let started = Instant::now();
         look(&store, id, Look::Replay, "drill").await?;
         let mut events = 0;
-        let mut reader = EventReader::new(dir, id)?;
+        let mut reader = EventReader::new(dir, &store, id).await?;
         let replayed = loop {
             match reader.next().await {
                 Ok(Some(batch)) => events += batch.len(),

@@ -5,6 +5,7 @@ mod admin;
 mod datadir;
 mod drill;
 mod events;
+mod keys;
 mod migrate;
 mod output;
 mod playback;
@@ -108,6 +109,9 @@ enum Command {
     /// The audit-readiness drill: N random sessions each found by a search, replayed to the
     /// end and verified, every step timed; the result is audited.
     Drill(drill::DrillArgs),
+    /// Re-wrap every recording's data key under the current key-encryption key (the vault's,
+    /// or `[recording] kek_command` when set: also how keys move into a KMS); audited.
+    RotateKey(keys::RotateKeyArgs),
     /// Legal holds: keep sessions (one, or a person's, a target's, a tag's) whatever the
     /// retention policies say, until released.
     #[command(subcommand)]
@@ -179,6 +183,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retention(c) => retention::retention(&dir, c).await,
         Command::Hold(c) => retention::hold(&dir, c).await,
         Command::Drill(a) => drill::drill(&dir, a).await,
+        Command::RotateKey(a) => keys::rotate_key(&dir, a).await,
         Command::Report(a) => report::report(&dir, a).await,
         Command::Nodes(a) => sessions::nodes(&dir, a).await,
         Command::Migrate(a) => migrate::migrate(&dir, a).await,

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use keepwatch_core::{Look, SessionId};
 use keepwatch_recording::{Event, RecordingTail, TimedEvent};
+use keepwatch_store::Store;
 
 use crate::datadir::DataDir;
 use keepwatch_web::playback::{AsciicastWriter, pick_channel};
@@ -74,8 +75,14 @@ pub(crate) struct EventReader {
 }
 
 impl EventReader {
-    pub(crate) fn new(dir: &DataDir, id: SessionId) -> anyhow::Result<Self> {
-        Ok(EventReader { blobs: dir.blobs()?, id, tail: RecordingTail::new(), done: false })
+    /// A reader of session `id`'s recording, opening it with its data key from `store` when
+    /// it is encrypted.
+    pub(crate) async fn new(dir: &DataDir, store: &Store, id: SessionId) -> anyhow::Result<Self> {
+        let key = store
+            .recording_key(id)
+            .await
+            .with_context(|| format!("cannot decrypt the recording of session {id}"))?;
+        Ok(EventReader { blobs: dir.blobs()?, id, tail: RecordingTail::new(key), done: false })
     }
 
     /// The events of the next piece's whole chunks; `None` at the end.
@@ -111,7 +118,7 @@ async fn choose_channel(
     asked: Option<u32>,
 ) -> anyhow::Result<Option<(u32, u32, u32, Option<String>)>> {
     let mut opens = Vec::new();
-    let mut reader = EventReader::new(dir, id)?;
+    let mut reader = EventReader::new(dir, &dir.store().await?, id).await?;
     while let Some(batch) = reader.next().await? {
         for e in batch {
             if let Event::ChannelOpen { channel, pty, .. } = &e.event {
@@ -272,7 +279,7 @@ pub(crate) async fn export(dir: &DataDir, a: ExportArgs) -> anyhow::Result<ExitC
             None => stdout.write_all(text.as_bytes()).context("cannot write to standard output"),
         }
     };
-    let mut reader = EventReader::new(dir, a.id)?;
+    let mut reader = EventReader::new(dir, &dir.store().await?, a.id).await?;
     let mut text = String::new();
     while let Some(batch) = reader.next().await? {
         text.clear();
@@ -414,7 +421,7 @@ pub(crate) async fn replay(dir: &DataDir, a: ReplayArgs) -> anyhow::Result<ExitC
     };
     let mut out = std::io::stdout().lock();
     let mut last = start_us;
-    let mut reader = EventReader::new(dir, a.id)?;
+    let mut reader = EventReader::new(dir, &dir.store().await?, a.id).await?;
     while let Some(batch) = reader.next().await? {
         for e in &batch {
             // Output, or a database session's statements and outcomes as psql shows them.

@@ -289,7 +289,7 @@ pub(crate) async fn show(dir: &DataDir, a: ShowArgs) -> anyhow::Result<ExitCode>
     }
     if a.events {
         println!("events");
-        let mut reader = crate::playback::EventReader::new(dir, s.id)?;
+        let mut reader = crate::playback::EventReader::new(dir, &store, s.id).await?;
         while let Some(batch) = reader.next().await? {
             for e in batch {
                 let what = crate::playback::describe(&e.event);

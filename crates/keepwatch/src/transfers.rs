@@ -159,7 +159,7 @@ async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
     }
     let detail = format!("transfer {id} {:?} to {}", t.path, out.display());
     crate::sessions::look(&store, t.session_id, Look::CaptureDownload, &detail).await?;
-    let recorded = recorded_capture_of(dir, t.session_id, id).await?;
+    let recorded = recorded_capture_of(dir, &store, t.session_id, id).await?;
     let recorded_hex = to_hex(&recorded.sha256);
     if t.sha256.as_deref() != Some(recorded_hex.as_str()) {
         eprintln!(
@@ -200,13 +200,18 @@ async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
 /// only events of chunks a signature vouches for count.
 async fn recorded_capture_of(
     dir: &DataDir,
+    store: &keepwatch_store::Store,
     session: SessionId,
     id: i64,
 ) -> anyhow::Result<RecordedCapture> {
     let key = dir.verifying_key()?;
     let blobs = dir.blobs()?;
     let damaged = || format!("recording of session {session} is damaged");
-    let mut tail = keepwatch_recording::RecordingTail::new();
+    let data_key = store
+        .recording_key(session)
+        .await
+        .with_context(|| format!("cannot decrypt the recording of session {session}"))?;
+    let mut tail = keepwatch_recording::RecordingTail::new(data_key);
     let mut kept: Vec<(u64, TimedEvent)> = Vec::new();
     let mut marked = std::collections::HashSet::new();
     let mut seq = 0u64;

@@ -133,10 +133,15 @@ struct Recorded {
 }
 
 async fn read_recording(
+    store: &keepwatch_store::Store,
     blobs: &BlobStore,
     id: keepwatch_core::SessionId,
 ) -> (LineStats, Option<String>) {
-    let mut tail = RecordingTail::new();
+    let key = match store.recording_key(id).await {
+        Ok(k) => k,
+        Err(e) => return (LineStats::default(), Some(format!("no data key: {e}"))),
+    };
+    let mut tail = RecordingTail::new(key);
     let mut stats = LineStats::default();
     let mut events = Vec::new();
     loop {
@@ -191,6 +196,11 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
         None => BlobStore::local(&args.data_dir),
     }
     .with_context(|| format!("cannot open the recordings of {}", args.data_dir.display()))?;
+    // Encrypted recordings open with the data directory's vault key.
+    let store = match std::fs::read_to_string(args.data_dir.join("vault.key")) {
+        Ok(hex) => store.with_kek(keepwatch_store::Kek::from_vault_key_hex(&hex, None)?),
+        Err(_) => store,
+    };
     let filter = SessionFilter { node: args.node.clone(), ..Default::default() };
     let sessions = store.sessions(&filter).await.context("cannot list the sessions")?;
     let mut by_addr: HashMap<String, Recorded> = HashMap::new();
@@ -198,7 +208,7 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<()> {
     for s in &sessions {
         let status = s.status.to_string();
         *statuses.entry(status.clone()).or_default() += 1;
-        let (stats, error) = read_recording(&blobs, s.id).await;
+        let (stats, error) = read_recording(&store, &blobs, s.id).await;
         let rec = Recorded { id: s.id.to_string(), status, stats, error };
         if let Some(other) = by_addr.insert(s.client_addr.clone(), rec) {
             bail!("two sessions came from {} ({} and another)", s.client_addr, other.id);

@@ -142,7 +142,7 @@ async fn a_sealed_recording_is_archived_in_segments_and_verifies() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(w.ctx.shipper.backlog(), 0);
     // Read back a piece at a time, as the indexer and the console do.
-    let mut tail = keepwatch_recording::RecordingTail::new();
+    let mut tail = keepwatch_recording::RecordingTail::new(None);
     let mut events = Vec::new();
     loop {
         let piece =

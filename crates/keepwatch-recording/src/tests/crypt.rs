@@ -37,7 +37,10 @@ fn data_chunks_are_sealed_and_the_identity_and_seal_are_not() {
     "#]]
     .assert_eq(&render_chunks(&bytes));
     for secret in ["hello-secret-output", "whoami-secret-input", "root\r\n"] {
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret:?} in clear");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret:?} in clear"
+        );
     }
 }
 

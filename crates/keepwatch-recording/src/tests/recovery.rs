@@ -163,7 +163,14 @@ fn render_recovery(r: &Result<crate::Recovery, crate::RecoverError>) -> String {
 }
 
 fn recover_as_interrupted(bytes: &[u8]) -> Result<crate::Recovery, crate::RecoverError> {
-    crate::recover(bytes, &key(), SessionStatus::Interrupted, Some("gateway stopped".into()), T0, None)
+    crate::recover(
+        bytes,
+        &key(),
+        SessionStatus::Interrupted,
+        Some("gateway stopped".into()),
+        T0,
+        None,
+    )
 }
 
 /// Issue 9: recovery checks every signature, keeps what follows the last checkpoint but

@@ -40,7 +40,8 @@ fn a_torn_tail_waits_and_garbage_is_an_error() {
     let r = RecordingTail::new(None).push(&flipped, &mut Vec::new());
     assert!(r.is_err(), "a flipped byte is reported");
 
-    let r = RecordingTail::new(None).push(b"this is not a keepwatch recording at all", &mut Vec::new());
+    let r =
+        RecordingTail::new(None).push(b"this is not a keepwatch recording at all", &mut Vec::new());
     assert_eq!(r, Err(ReadError::BadMagic));
     let r = tail.push(b"x", &mut Vec::new());
     assert!(matches!(r, Err(ReadError::TrailingAfterSeal { .. })));
@@ -60,11 +61,18 @@ fn playback_can_start_at_any_chunk_the_tail_reported() {
         .unwrap();
     assert_eq!(starts.len(), 5, "five chunks");
     for (offset, before) in starts {
-        let (rest, used) = crate::events_from_chunk(&bytes[offset as usize..], &super::session_id(), None).unwrap();
+        let (rest, used) =
+            crate::events_from_chunk(&bytes[offset as usize..], &super::session_id(), None)
+                .unwrap();
         assert_eq!(used, bytes.len() - offset as usize);
         assert_eq!(rest, whole[before..], "from the chunk at byte {offset}");
         // A cut-off last chunk is left out, not an error.
-        let (cut, _) = crate::events_from_chunk(&bytes[offset as usize..bytes.len() - 1], &super::session_id(), None).unwrap();
+        let (cut, _) = crate::events_from_chunk(
+            &bytes[offset as usize..bytes.len() - 1],
+            &super::session_id(),
+            None,
+        )
+        .unwrap();
         assert!(cut.len() < rest.len());
     }
 }

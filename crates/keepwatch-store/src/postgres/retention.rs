@@ -13,7 +13,7 @@ use crate::search::TextIndex;
 use crate::{StoreError, now_us};
 
 /// The rows a session owns besides its own, deleted with it (the index entries first).
-const SESSION_TABLES: [&str; 9] = [
+const SESSION_TABLES: [&str; 10] = [
     "DELETE FROM commands WHERE session_id = $1",
     "DELETE FROM keyframes WHERE session_id = $1",
     "DELETE FROM index_state WHERE session_id = $1",
@@ -22,6 +22,9 @@ const SESSION_TABLES: [&str; 9] = [
     "DELETE FROM transfer_captures WHERE transfer_id IN (SELECT id FROM transfers WHERE session_id = $1)",
     "DELETE FROM transfers WHERE session_id = $1",
     "DELETE FROM session_tags WHERE session_id = $1",
+    // Crypto-shredding: without its data key the recording is unreadable, wherever its
+    // bytes are (write-once storage included).
+    "DELETE FROM data_keys WHERE session_id = $1",
     "DELETE FROM sessions WHERE id = $1",
 ];
 

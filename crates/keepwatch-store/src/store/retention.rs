@@ -117,6 +117,10 @@ impl Store {
         let a = clean_audit(audit);
         let k = self.signer();
         let r = dispatch!(self, b => b.delete_ended_session(id, &a, k).await);
+        if matches!(r, Ok(true)) {
+            // Its data key went with the rows: nothing of it stays in this process either.
+            self.forget_recording_key(id);
+        }
         log_audit(&a, r.as_ref().map(|d| *d));
         r
     }

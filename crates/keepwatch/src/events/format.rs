@@ -153,7 +153,7 @@ pub(crate) fn severity(action: &str, detail: &str) -> Severity {
         | TokenRemoved | UserAdded | UserDisabled | UserEnabled | UserRemoved | RoleChanged
         | TargetAdded | GrantAdded | GrantRemoved | TargetSecretResealed | StoreMigrated
         | PasswordChanged | SessionTagged | SessionUntagged | RetentionChanged | HoldPlaced
-        | HoldReleased | SessionDeleted | DrillRun => Severity::Notice,
+        | HoldReleased | SessionDeleted | DrillRun | KeysRotated => Severity::Notice,
         LoginSucceeded
         | SessionViewed
         | RecordingReplayed

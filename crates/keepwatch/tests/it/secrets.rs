@@ -98,7 +98,7 @@ fn input_at_password_prompts_is_recorded_as_a_marker() {
     let bytes = std::fs::read(env.data().join("recordings").join(format!("{id}.kwr"))).unwrap();
     let mut typed = Vec::new();
     let mut everything = Vec::new();
-    for e in keepwatch_recording::read_events(&bytes).unwrap() {
+    for e in keepwatch_recording::read_events(&bytes, env.data_key(&id).as_ref()).unwrap() {
         match e.event {
             Event::Input { data, .. } => {
                 typed.extend_from_slice(&data);

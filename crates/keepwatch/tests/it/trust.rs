@@ -46,7 +46,7 @@ fn verify_trusts_a_pinned_key_not_the_data_directory() {
 
     // The forgery: the same session, other output, signed by the attacker's key.
     let bytes = std::fs::read(recording(&env, &id)).unwrap();
-    let events = read_events(&bytes).unwrap();
+    let events = read_events(&bytes, env.data_key(&id).as_ref()).unwrap();
     let forger = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
     let Event::SessionStart(start) = events[0].event.clone() else { panic!() };
     let mut w = RecordingWriter::new(start, forger.clone());
@@ -132,7 +132,7 @@ fn recovery_does_not_launder_an_edited_spool() {
     let bytes = std::fs::read(&spool).unwrap();
     let keep = keepwatch_recording::valid_prefix_len(&bytes);
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let mut w = RecordingWriter::resume(&bytes[..keep], stranger.clone()).unwrap();
+    let mut w = RecordingWriter::resume(&bytes[..keep], stranger.clone(), None).unwrap();
     w.push(&keepwatch_recording::TimedEvent {
         at_us: w.last_at_us() + 1,
         event: Event::Output { channel: 0, data: b"kw-added-after-the-crash\r\n".to_vec() },
@@ -143,7 +143,8 @@ fn recovery_does_not_launder_an_edited_spool() {
     // Re-sign the second one entirely with a key that is not the gateway's.
     let other_spool = env.data().join("spool").join(format!("{other_id}.kwr"));
     let bytes = std::fs::read(&other_spool).unwrap();
-    let events = read_events(&bytes[..keepwatch_recording::valid_prefix_len(&bytes)]).unwrap();
+    let prefix = &bytes[..keepwatch_recording::valid_prefix_len(&bytes)];
+    let events = read_events(prefix, env.data_key(&other_id).as_ref()).unwrap();
     let Event::SessionStart(start) = events[0].event.clone() else { panic!() };
     let mut w = RecordingWriter::new(start, stranger);
     for e in &events[1..] {

@@ -427,11 +427,22 @@ impl TestEnv {
         })
     }
 
+    /// The data key of session `id`'s recording (`None`: not encrypted).
+    pub(crate) fn data_key(&self, id: &str) -> Option<keepwatch_store::DataKey> {
+        let v = self.store();
+        v.rt.block_on(v.store.recording_key(id.parse().unwrap())).unwrap()
+    }
+
     /// Every event of a sealed session's recording, decoded from its file.
     pub(crate) fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
         let path = self.data().join("recordings").join(format!("{id}.kwr"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        keepwatch_recording::read_events(&bytes).unwrap().into_iter().map(|e| e.event).collect()
+        let key = self.data_key(id);
+        keepwatch_recording::read_events(&bytes, key.as_ref())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
     }
 
     /// The events recorded so far, live or sealed (a chunk still being written left out).
@@ -442,7 +453,8 @@ impl TestEnv {
             return Vec::new();
         };
         let mut events = Vec::new();
-        let _ = keepwatch_recording::RecordingTail::new().push(&bytes, &mut events);
+        let _ =
+            keepwatch_recording::RecordingTail::new(self.data_key(id)).push(&bytes, &mut events);
         events.into_iter().map(|e| e.event).collect()
     }
 
@@ -470,7 +482,9 @@ impl TestEnv {
             let bytes = std::fs::read(&spool).or_else(|_| std::fs::read(&sealed)).ok()?;
             let mut events = Vec::new();
             // A chunk still being written is left out, not an error.
-            keepwatch_recording::RecordingTail::new().push(&bytes, &mut events).ok()?;
+            keepwatch_recording::RecordingTail::new(self.data_key(id))
+                .push(&bytes, &mut events)
+                .ok()?;
             let output: Vec<u8> = events
                 .into_iter()
                 .filter_map(|e| match e.event {
@@ -568,6 +582,13 @@ impl TestEnv {
         self.store.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let store = rt.block_on(Store::open(&self.database())).unwrap();
+            // Encrypted recordings open with the data directory's vault key, as the CLI's do.
+            let store = match std::fs::read_to_string(self.data().join("vault.key")) {
+                Ok(hex) => {
+                    store.with_kek(keepwatch_store::Kek::from_vault_key_hex(&hex, None).unwrap())
+                }
+                Err(_) => store,
+            };
             let blobs = match &self.garage {
                 None => BlobStore::local(&self.data()).unwrap(),
                 Some(g) => BlobStore::new(&self.data(), g.archive()).unwrap(),
