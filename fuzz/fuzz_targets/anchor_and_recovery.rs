@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Anchor::parse(text, &key.verifying_key());
     }
-    if let Ok(r) = recover(data, &key, SessionStatus::Interrupted, None, 1) {
+    if let Ok(r) = recover(data, &key, SessionStatus::Interrupted, None, 1, None) {
         let kept = valid_prefix_len(data);
         assert_eq!(r.cut_bytes as usize, data.len() - kept);
         assert_eq!(&r.bytes[..kept], &data[..kept], "recovery changed what it kept");

@@ -10,6 +10,7 @@ mod balancer;
 mod console;
 mod context;
 mod durability;
+mod encryption;
 mod evasion;
 mod events;
 mod forwarding;

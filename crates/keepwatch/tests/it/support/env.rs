@@ -433,6 +433,12 @@ impl TestEnv {
         v.rt.block_on(v.store.recording_key(id.parse().unwrap())).unwrap()
     }
 
+    /// The wrapped data key of session `id` as the store keeps it.
+    pub(crate) fn wrapped_key(&self, id: &str) -> Option<keepwatch_store::WrappedKey> {
+        let v = self.store();
+        v.rt.block_on(v.store.data_key(id.parse().unwrap())).unwrap()
+    }
+
     /// Every event of a sealed session's recording, decoded from its file.
     pub(crate) fn events(&self, id: &str) -> Vec<keepwatch_recording::Event> {
         let path = self.data().join("recordings").join(format!("{id}.kwr"));
