@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{NodeId, OutputMask, SessionId, SessionStatus};
-use keepwatch_recording::{Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent};
+use keepwatch_recording::{
+    DataKey, Event, RecordingWriter, Seal, SealInfo, SessionStart, TimedEvent,
+};
 use keepwatch_store::{BlobStore, Layout, SpoolWriter, Store, now_us};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -157,6 +159,8 @@ pub struct Recorder {
     started: Instant,
     tx: mpsc::Sender<Command>,
     failure: watch::Receiver<Option<String>>,
+    /// The recording's data key, for what is kept beside it (copies of transferred files).
+    data_key: Option<DataKey>,
 }
 
 impl Recorder {
@@ -178,11 +182,13 @@ impl Recorder {
         let path = ctx.blobs.spool().location(id);
         let create_err = |source| RecorderError::Create { path: path.clone(), source };
         let mut writer = RecordingWriter::new(start, (*ctx.signing_key).clone());
+        let mut data_key = None;
         if ctx.encrypt {
             // No data key, no session: a recording is never written in clear by mistake.
             let refused = |reason: String| RecorderError::Refused { id, reason };
             let key = ctx.store.new_data_key(id).await.map_err(|e| refused(e.to_string()))?;
-            writer = writer.encrypted(key).map_err(|e| refused(e.to_string()))?;
+            writer = writer.encrypted(key.clone()).map_err(|e| refused(e.to_string()))?;
+            data_key = Some(key);
         }
         if let Some(reason) = reason {
             writer.push(&TimedEvent { at_us: 0, event: Event::Context { reason } });
@@ -232,11 +238,17 @@ impl Recorder {
                 recover::recover_now(&watch_ctx, id, reason).await;
             }
         });
-        Ok(Recorder { id, started, tx, failure })
+        Ok(Recorder { id, started, tx, failure, data_key })
     }
 
     pub fn session_id(&self) -> SessionId {
         self.id
+    }
+
+    /// The recording's data key (`None` when it is recorded in clear): copies of files kept
+    /// beside the recording are sealed under it too.
+    pub fn data_key(&self) -> Option<DataKey> {
+        self.data_key.clone()
     }
 
     /// Microseconds since the session started, the clock of every event.

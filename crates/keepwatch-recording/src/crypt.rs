@@ -43,17 +43,6 @@ impl DataKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    /// A key of its own for one captured file of the session (so a capture never shares a
-    /// nonce space with the recording), derived from this one: destroying the recording's
-    /// key destroys its captures' too.
-    pub fn for_capture(&self, channel: u32, content: u64) -> DataKey {
-        let mut h = blake3::Hasher::new_derive_key("keepwatch capture key v1");
-        h.update(&self.0);
-        h.update(&channel.to_le_bytes());
-        h.update(&content.to_le_bytes());
-        DataKey(*h.finalize().as_bytes())
-    }
 }
 
 impl Drop for DataKey {
@@ -148,17 +137,207 @@ pub(crate) fn open(
     }
 }
 
-/// Seals a whole blob (a captured file) under `key`: `nonce ‖ ciphertext ‖ tag`, bound to
-/// `context`. For blobs held whole in memory; recordings use chunk sealing.
-pub fn seal_blob(key: &DataKey, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
-    let mut nonces = Nonces::new()?;
-    let mut out = Vec::new();
-    seal(key, &mut nonces, &SessionId::from_bytes([0; 16]), context, plain, &mut out);
-    Ok(out)
+/// Captured files (`captures/<session>/<transfer>`) are sealed as a stream: a header
+/// (`KWCAP1`, two zero bytes, a random 32-byte salt), then the content in segments of
+/// [`CAPTURE_SEGMENT`] bytes, each `ciphertext ‖ tag`, the last one (shorter, possibly empty)
+/// marked last in its nonce. Each file has a key of its own, derived from the session's data
+/// key and the salt, so destroying the session's key destroys its captures' too, and no nonce
+/// is shared with the recording; the nonce is the segment's number and the last-segment flag,
+/// so segments cannot be reordered, dropped or cut off at the end unnoticed.
+pub const CAPTURE_SEGMENT: usize = 64 * 1024;
+const CAPTURE_MAGIC: &[u8; 8] = b"KWCAP1\0\0";
+const CAPTURE_HEADER: usize = CAPTURE_MAGIC.len() + 32;
+const CAPTURE_AAD: &[u8] = b"keepwatch-capture-v1";
+
+fn capture_cipher(key: &DataKey, salt: &[u8]) -> XChaCha20Poly1305 {
+    let mut h = blake3::Hasher::new_derive_key("keepwatch capture key v1");
+    h.update(key.as_bytes());
+    h.update(salt);
+    let mut file_key = *h.finalize().as_bytes();
+    let cipher = XChaCha20Poly1305::new_from_slice(&file_key).expect("a 32-byte key");
+    zeroize::Zeroize::zeroize(&mut file_key);
+    cipher
 }
 
-/// Opens what [`seal_blob`] sealed; `None` when it does not open.
-pub fn open_blob(key: &DataKey, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    open(key, &SessionId::from_bytes([0; 16]), context, sealed, &mut out).then_some(out)
+fn capture_nonce(segment: u64, last: bool) -> XNonce {
+    let mut n = [0; NONCE_LEN];
+    n[..8].copy_from_slice(&segment.to_le_bytes());
+    n[8] = u8::from(last);
+    XNonce::from(n)
+}
+
+fn capture_aad(session: &SessionId) -> Vec<u8> {
+    [CAPTURE_AAD, session.as_bytes()].concat()
+}
+
+/// Seals one captured file as it is written; see [`CAPTURE_SEGMENT`].
+pub struct CaptureSealer {
+    cipher: XChaCha20Poly1305,
+    aad: Vec<u8>,
+    segment: u64,
+    pending: Vec<u8>,
+}
+
+impl CaptureSealer {
+    /// A sealer for a file of `session` under its data key, and the header to write first.
+    ///
+    /// # Errors
+    /// The random source failed.
+    pub fn new(key: &DataKey, session: &SessionId) -> Result<(Self, Vec<u8>), getrandom::Error> {
+        let mut salt = [0; 32];
+        getrandom::fill(&mut salt)?;
+        let header = [CAPTURE_MAGIC.as_slice(), &salt].concat();
+        let sealer = CaptureSealer {
+            cipher: capture_cipher(key, &salt),
+            aad: capture_aad(session),
+            segment: 0,
+            pending: Vec::new(),
+        };
+        Ok((sealer, header))
+    }
+
+    fn seal_segment(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) {
+        let nonce = capture_nonce(self.segment, last);
+        self.segment += 1;
+        // Segments are 64 KiB, far within the AEAD's limits.
+        let ct = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: plain, aad: &self.aad })
+            .expect("segment within the AEAD's limits");
+        out.extend_from_slice(&ct);
+    }
+
+    /// Takes `plain` and appends every whole segment it completes to `out`. A full segment is
+    /// held back until more comes, since only [`Self::finish`] knows which one is last.
+    pub fn push(&mut self, plain: &[u8], out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(plain);
+        let mut at = 0;
+        while self.pending.len() - at > CAPTURE_SEGMENT {
+            let seg = std::mem::take(&mut self.pending);
+            self.seal_segment(&seg[at..at + CAPTURE_SEGMENT], false, out);
+            self.pending = seg;
+            at += CAPTURE_SEGMENT;
+        }
+        self.pending.drain(..at);
+    }
+
+    /// Appends the last segment (what is held, possibly nothing) to `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        let rest = std::mem::take(&mut self.pending);
+        self.seal_segment(&rest, true, out);
+    }
+}
+
+/// Why a captured file does not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    #[error("it is not a sealed capture (no KWCAP1 header)")]
+    NotSealed,
+    #[error(
+        "segment {segment} does not open under the session's key (changed, moved or another session's)"
+    )]
+    Damaged { segment: u64 },
+    #[error("it ends before its last segment (cut off)")]
+    Truncated,
+}
+
+/// Opens a sealed captured file as its pieces arrive; see [`CAPTURE_SEGMENT`].
+pub struct CaptureOpener {
+    key: DataKey,
+    aad: Vec<u8>,
+    cipher: Option<XChaCha20Poly1305>,
+    segment: u64,
+    pending: Vec<u8>,
+}
+
+impl CaptureOpener {
+    pub fn new(key: DataKey, session: &SessionId) -> Self {
+        CaptureOpener {
+            key,
+            aad: capture_aad(session),
+            cipher: None,
+            segment: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    fn open_segment(
+        &mut self,
+        at: usize,
+        len: usize,
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CaptureError> {
+        let segment = self.segment;
+        let cipher = self.cipher.as_ref().expect("header read");
+        let nonce = capture_nonce(segment, last);
+        let sealed = &self.pending[at..at + len];
+        let plain = cipher
+            .decrypt(&nonce, Payload { msg: sealed, aad: &self.aad })
+            .map_err(|_| CaptureError::Damaged { segment })?;
+        out.extend_from_slice(&plain);
+        self.segment += 1;
+        Ok(())
+    }
+
+    /// Takes the next piece of the stored file and appends what it opens to `out`.
+    ///
+    /// # Errors
+    /// The header is not a capture's, or a segment does not open.
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) -> Result<(), CaptureError> {
+        self.pending.extend_from_slice(piece);
+        let mut at = 0;
+        if self.cipher.is_none() {
+            if self.pending.len() < CAPTURE_HEADER {
+                return Ok(());
+            }
+            if &self.pending[..CAPTURE_MAGIC.len()] != CAPTURE_MAGIC {
+                return Err(CaptureError::NotSealed);
+            }
+            self.cipher =
+                Some(capture_cipher(&self.key, &self.pending[CAPTURE_MAGIC.len()..CAPTURE_HEADER]));
+            at = CAPTURE_HEADER;
+        }
+        let whole = CAPTURE_SEGMENT + TAG_LEN;
+        let result = loop {
+            if self.pending.len() - at <= whole {
+                break Ok(());
+            }
+            if let Err(e) = self.open_segment(at, whole, false, out) {
+                break Err(e);
+            }
+            at += whole;
+        };
+        self.pending.drain(..at);
+        result
+    }
+
+    /// Opens the last segment and appends it to `out`.
+    ///
+    /// # Errors
+    /// The file was cut off, or its last segment does not open.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CaptureError> {
+        if self.cipher.is_none() {
+            return Err(
+                if self.pending.len() >= CAPTURE_MAGIC.len()
+                    && &self.pending[..CAPTURE_MAGIC.len()] != CAPTURE_MAGIC
+                {
+                    CaptureError::NotSealed
+                } else {
+                    CaptureError::Truncated
+                },
+            );
+        }
+        if self.pending.len() < TAG_LEN {
+            return Err(CaptureError::Truncated);
+        }
+        let len = self.pending.len();
+        // A cut at a segment boundary leaves a whole segment that was not sealed as last.
+        self.open_segment(0, len, true, out).map_err(|e| match e {
+            CaptureError::Damaged { .. } if len == CAPTURE_SEGMENT + TAG_LEN => {
+                CaptureError::Truncated
+            }
+            e => e,
+        })
+    }
 }

@@ -29,7 +29,9 @@ pub use chunk::{
     CHUNK_HEADER_LEN, Chunk, ChunkIter, FILE_HEADER_LEN, FLAG_ENCRYPTED, FLAG_SEAL, FLAG_SIGNED,
     FLAG_ZSTD, FileHeader, chain_seed, chunks, header,
 };
-pub use crypt::{DataKey, SEAL_OVERHEAD, open_blob, seal_blob};
+pub use crypt::{
+    CAPTURE_SEGMENT, CaptureError, CaptureOpener, CaptureSealer, DataKey, SEAL_OVERHEAD,
+};
 pub use event::{
     DecodeError, Direction, Event, FileTransfer, MAX_COLUMNS, MAX_PARAMS, MAX_ROWS, Outcome, Pty,
     Rows, Seal, SessionStart, Statement, StatementResult, TimedEvent, TransactionStatus,

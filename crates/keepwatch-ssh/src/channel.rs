@@ -308,6 +308,7 @@ async fn relay(
         blobs: conn.ctx.sessions.recorder.blobs.clone(),
         session: s.id,
         channel: u32::from(id),
+        key: s.recorder.data_key(),
     };
     let files = FileChannel::for_channel(&kind, &s.grant, place);
     if let Some(out) = files.as_ref().and_then(FileChannel::refuse_at_start) {

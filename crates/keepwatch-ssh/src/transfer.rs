@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use keepwatch_core::{ChannelKind, GrantPolicy, SessionId};
-use keepwatch_recording::{Event, FileTransfer};
+use keepwatch_recording::{DataKey, Event, FileTransfer};
 use keepwatch_sftp::{
     Capture, ContentId, Output, ScpTracker, SftpEvent, SftpTracker, Transfer, TransferDirection,
     TransferPolicy,
@@ -39,6 +39,9 @@ pub(crate) struct SpoolPlace {
     pub blobs: BlobStore,
     pub session: SessionId,
     pub channel: u32,
+    /// The session's data key: copies are sealed under it (`None`: the session is recorded
+    /// in clear, and so are its copies).
+    pub key: Option<DataKey>,
 }
 
 /// Copies of file content being written on one channel, by the tracker's content id.
@@ -135,9 +138,10 @@ impl FileChannel {
             return Some(ContentCapture::Skipped { reason });
         }
         let bytes = spool.bytes;
-        if let Some(mut file) = spool.file
-            && let Err(e) = tokio::task::block_in_place(|| file.sync())
-        {
+        // An empty file never opened its copy; a sealed one still gets its header and last
+        // segment, so that what is stored opens as an empty file and nothing else.
+        let file = spool.file.unwrap_or_else(|| place.writer(id));
+        if let Err(e) = tokio::task::block_in_place(|| file.finish()) {
             let reason = e.to_string();
             let _ = place.blobs.discard_capture_spool(place.session, place.channel, id.0);
             return Some(ContentCapture::Skipped { reason });
@@ -193,7 +197,7 @@ impl FileChannel {
 
 impl SpoolPlace {
     fn writer(&self, id: ContentId) -> CaptureWriter {
-        self.blobs.capture_writer(self.session, self.channel, id.0)
+        self.blobs.capture_writer(self.session, self.channel, id.0, self.key.clone())
     }
 }
 

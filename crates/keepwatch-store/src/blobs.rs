@@ -205,9 +205,16 @@ impl BlobStore {
         }))
     }
 
-    /// A writer for the copy of file `content` passing on `channel` of `session`.
-    pub fn capture_writer(&self, session: SessionId, channel: u32, content: u64) -> CaptureWriter {
-        self.spool.capture_writer(session, channel, content)
+    /// A writer for the copy of file `content` passing on `channel` of `session`, sealed
+    /// under `key` (the session's data key) when it has one.
+    pub fn capture_writer(
+        &self,
+        session: SessionId,
+        channel: u32,
+        content: u64,
+        key: Option<crate::DataKey>,
+    ) -> CaptureWriter {
+        self.spool.capture_writer(session, channel, content, key)
     }
 
     /// Stores a spooled copy of a transfer's content in the archive as `transfer` and

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
 use keepwatch_core::{Look, SessionId};
-use keepwatch_recording::{Direction, Event, TimedEvent};
+use keepwatch_recording::{CaptureError, CaptureOpener, Direction, Event, TimedEvent};
 use keepwatch_store::{ContentCapture, TransferFilter, TransferRow};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -167,14 +167,43 @@ async fn get(dir: &DataDir, id: i64, out: &Path) -> anyhow::Result<ExitCode> {
             safe(t.sha256.as_deref().unwrap_or("none"))
         );
     }
+    // A session recorded under a data key has its copies sealed under it too.
+    let data_key = store
+        .recording_key(t.session_id)
+        .await
+        .with_context(|| format!("cannot decrypt the kept content of transfer {id}"))?;
+    let mut opener = data_key.map(|k| CaptureOpener::new(k, &t.session_id));
+    let not_open = |e: CaptureError| {
+        anyhow::anyhow!(
+            "transfer {id}: the kept content does not open under session {}'s key: {e}; the stored copy was changed, so nothing was written",
+            t.session_id
+        )
+    };
     let mut pieces = dir.blobs()?.capture(t.session_id, id).await?;
     let mut file = NewFile::create(out)?;
     let mut hasher = Sha256::new();
     let mut written = 0u64;
+    let mut plain = Vec::new();
+    let mut keep = |plain: &[u8], file: &mut NewFile| -> anyhow::Result<()> {
+        hasher.update(plain);
+        file.write(plain)?;
+        written += plain.len() as u64;
+        Ok(())
+    };
     while let Some(piece) = pieces.try_next().await? {
-        hasher.update(&piece);
-        file.write(&piece)?;
-        written += piece.len() as u64;
+        match &mut opener {
+            Some(o) => {
+                plain.clear();
+                o.push(&piece, &mut plain).map_err(not_open)?;
+                keep(&plain, &mut file)?;
+            }
+            None => keep(&piece, &mut file)?,
+        }
+    }
+    if let Some(o) = opener {
+        plain.clear();
+        o.finish(&mut plain).map_err(not_open)?;
+        keep(&plain, &mut file)?;
     }
     let got = to_hex(&hasher.finalize());
     if got != recorded_hex || written != recorded.bytes {

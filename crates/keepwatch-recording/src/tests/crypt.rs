@@ -141,3 +141,69 @@ fn recovery_with_the_key_counts_the_unsigned_tail_and_seals_in_clear() {
     assert_eq!(events.last().unwrap().at_us, 500, "sealed after the last event");
     verify(&r.bytes, &key().verifying_key()).unwrap();
 }
+
+fn seal_capture(plain: &[u8], pieces: usize) -> Vec<u8> {
+    let sid = keepwatch_core::SessionId::from_bytes([3; 16]);
+    let (mut sealer, mut out) = crate::CaptureSealer::new(&data_key(), &sid).unwrap();
+    for piece in plain.chunks(pieces.max(1)) {
+        sealer.push(piece, &mut out);
+    }
+    sealer.finish(&mut out);
+    out
+}
+
+fn open_capture(sealed: &[u8], pieces: usize) -> Result<Vec<u8>, crate::CaptureError> {
+    let sid = keepwatch_core::SessionId::from_bytes([3; 16]);
+    let mut opener = crate::CaptureOpener::new(data_key(), &sid);
+    let mut out = Vec::new();
+    for piece in sealed.chunks(pieces.max(1)) {
+        opener.push(piece, &mut out)?;
+    }
+    opener.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn captures_round_trip_in_any_pieces_and_hide_their_content() {
+    use crate::CAPTURE_SEGMENT as SEG;
+    for len in [0, 1, SEG - 1, SEG, SEG + 1, 3 * SEG, 3 * SEG + 17] {
+        let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        for (write, read) in [(len.max(1), len.max(1) + 40), (7, 1000), (SEG + 3, 13)] {
+            let sealed = seal_capture(&plain, write);
+            assert_eq!(sealed.len(), 40 + len + 16 * len.div_ceil(SEG).max(1), "length {len}");
+            assert_eq!(open_capture(&sealed, read).unwrap(), plain, "length {len}");
+        }
+    }
+    let plain = b"capture-secret-marker ".repeat(10_000);
+    let sealed = seal_capture(&plain, 4096);
+    assert!(!sealed.windows(22).any(|w| w == b"capture-secret-marker "));
+    // Each file has its own salt, hence its own key: the same content seals differently.
+    assert_ne!(sealed, seal_capture(&plain, 4096));
+}
+
+#[test]
+fn a_changed_cut_or_foreign_capture_does_not_open() {
+    use crate::{CAPTURE_SEGMENT as SEG, CaptureError};
+    let plain = vec![7u8; 2 * SEG + 100];
+    let sealed = seal_capture(&plain, 1000);
+    let mut flipped = sealed.clone();
+    flipped[40 + SEG + 16 + 5] ^= 1;
+    assert_eq!(open_capture(&flipped, 4096), Err(CaptureError::Damaged { segment: 1 }));
+    // Cut at a segment boundary, and mid-segment.
+    assert_eq!(open_capture(&sealed[..40 + 2 * (SEG + 16)], 4096), Err(CaptureError::Truncated));
+    assert!(open_capture(&sealed[..sealed.len() - 1], 4096).is_err());
+    assert_eq!(open_capture(&sealed[..30], 4096), Err(CaptureError::Truncated));
+    // Segments swapped.
+    let (a, b) = (40..40 + SEG + 16, 40 + SEG + 16..40 + 2 * (SEG + 16));
+    let mut swapped = sealed[..40].to_vec();
+    swapped.extend_from_slice(&sealed[b]);
+    swapped.extend_from_slice(&sealed[a]);
+    swapped.extend_from_slice(&sealed[40 + 2 * (SEG + 16)..]);
+    assert_eq!(open_capture(&swapped, 4096), Err(CaptureError::Damaged { segment: 0 }));
+    // Another session's capture under the same key, and a file that was never sealed.
+    let other = keepwatch_core::SessionId::from_bytes([4; 16]);
+    let mut opener = crate::CaptureOpener::new(data_key(), &other);
+    let mut out = Vec::new();
+    assert!(opener.push(&sealed, &mut out).is_err());
+    assert_eq!(open_capture(&plain, 4096), Err(CaptureError::NotSealed));
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use keepwatch_core::SessionId;
+use keepwatch_recording::{CaptureSealer, DataKey};
 
 use crate::StoreError;
 
@@ -75,36 +76,84 @@ impl SpoolWriter {
     }
 }
 
-/// A copy of a transferred file being written as it passes.
-#[derive(Debug)]
+/// A copy of a transferred file being written as it passes: sealed under the session's data
+/// key as it is written when the session has one ([`keepwatch_recording::CaptureSealer`]), so
+/// no plaintext of it reaches the disk.
 pub struct CaptureWriter {
     file: Option<std::fs::File>,
     path: PathBuf,
+    session: SessionId,
+    key: Option<DataKey>,
+    sealer: Option<CaptureSealer>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaptureWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureWriter")
+            .field("path", &self.path)
+            .field("sealed", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CaptureWriter {
+    /// Creates the file (and the directory) and, when sealing, writes the header.
+    fn open(&mut self) -> Result<(), StoreError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut file = std::fs::File::create(&self.path).map_err(io_err(&self.path))?;
+        if let Some(key) = &self.key {
+            let (sealer, header) = CaptureSealer::new(key, &self.session).map_err(|e| {
+                StoreError::Invalid { what: format!("no random bytes for a capture's key: {e}") }
+            })?;
+            file.write_all(&header).map_err(io_err(&self.path))?;
+            self.sealer = Some(sealer);
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
     /// Appends `bytes` (the file is created at the first write).
     ///
     /// # Errors
     /// The directory or file cannot be created, or the write failed.
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        self.open()?;
+        let data = match &mut self.sealer {
+            Some(sealer) => {
+                self.out.clear();
+                sealer.push(bytes, &mut self.out);
+                &self.out[..]
             }
-            self.file = Some(std::fs::File::create(&self.path).map_err(io_err(&self.path))?);
-        }
+            None => bytes,
+        };
         if let Some(f) = &mut self.file {
-            f.write_all(bytes).map_err(io_err(&self.path))?;
+            f.write_all(data).map_err(io_err(&self.path))?;
         }
         Ok(())
     }
 
-    /// Makes what was written durable.
+    /// Ends the copy (a sealed one with its last segment, so an empty file is sealed too) and
+    /// makes it durable.
     ///
     /// # Errors
-    /// The sync failed.
-    pub fn sync(&mut self) -> Result<(), StoreError> {
+    /// The write or the sync failed.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        if self.key.is_some() {
+            self.open()?;
+        }
+        if let Some(sealer) = self.sealer.take() {
+            self.out.clear();
+            sealer.finish(&mut self.out);
+            if let Some(f) = &mut self.file {
+                f.write_all(&self.out).map_err(io_err(&self.path))?;
+            }
+        }
         match &self.file {
             Some(f) => f.sync_data().map_err(io_err(&self.path)),
             None => Ok(()),
@@ -308,9 +357,23 @@ impl Spool {
         self.dir.join(CAPTURES).join(session.to_string()).join(format!("{channel}-{content}"))
     }
 
-    /// A writer for the copy of file `content` passing on `channel` of `session`.
-    pub fn capture_writer(&self, session: SessionId, channel: u32, content: u64) -> CaptureWriter {
-        CaptureWriter { file: None, path: self.capture_path(session, channel, content) }
+    /// A writer for the copy of file `content` passing on `channel` of `session`, sealed
+    /// under `key` (the session's data key) when it has one.
+    pub fn capture_writer(
+        &self,
+        session: SessionId,
+        channel: u32,
+        content: u64,
+        key: Option<DataKey>,
+    ) -> CaptureWriter {
+        CaptureWriter {
+            file: None,
+            path: self.capture_path(session, channel, content),
+            session,
+            key,
+            sealer: None,
+            out: Vec::new(),
+        }
     }
 
     /// Deletes a spooled copy that is not the file; a missing one is fine.

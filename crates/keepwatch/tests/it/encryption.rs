@@ -63,7 +63,7 @@ fn recordings_are_encrypted_at_rest_and_read_as_before() {
     let key = env.wrapped_key(&id).expect("a data key per recording");
     assert_eq!(key.kek, "vault");
     // Every reader opens it: search, export, show.
-    assert_eq!(found(&env, shown), [id.clone()]);
+    assert_eq!(found(&env, shown), vec![id.clone()]);
     assert!(env.exported_output(&id).contains(shown));
     let events = env.events(&id);
     assert!(events.iter().any(
@@ -116,7 +116,7 @@ fn recordings_are_encrypted_at_rest_and_read_as_before() {
     assert_eq!(env.wrapped_key(&id).unwrap().kek, "command");
     let second = session(&env, "kw-second-$((2*3))", 2);
     assert_eq!(env.wrapped_key(&second).unwrap().kek, "command");
-    assert_eq!(found(&env, "kw-second-6"), [second.clone()]);
+    assert_eq!(found(&env, "kw-second-6"), vec![second.clone()]);
     assert!(env.exported_output(&id).contains(shown));
     let audit = env.kw_ok(&["audit", "--action", "keys_rotated"]);
     assert_eq!(audit.matches("keys_rotated").count(), 2, "{audit}");

@@ -351,3 +351,70 @@ fn captured_content_downloads_byte_identical_both_ways_and_large_files_are_skipp
     assert!(kept == std::fs::read(&small).unwrap(), "a refused copy changed the destination");
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() { todo.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+/// Issue 13: a kept copy is sealed under the session's data key as it is written, opens
+/// byte-identical (an empty file too), and a changed copy is refused with nothing written.
+#[test]
+fn kept_copies_are_sealed_at_rest_and_a_changed_copy_is_refused() {
+    let env =
+        TestEnv::new().target("web01").grant_with("alice", "web01", &["--capture-content"]).start();
+    let remote = target_dir();
+    let local = tempfile::tempdir().unwrap();
+    let marker = "kw-capture-secret-7731 ";
+    let secret = local.path().join("secret.txt");
+    std::fs::write(&secret, marker.repeat(9_000)).unwrap();
+    let empty = local.path().join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let r = remote.path().display();
+    let batch =
+        format!("put {} {r}/secret.txt\nput {} {r}/empty.txt\n", secret.display(), empty.display());
+    let out = sftp_batch(&env, "alice@web01", &batch);
+    assert!(out.status.success(), "sftp failed: {}", String::from_utf8_lossy(&out.stderr));
+    env.sealed_sessions(1);
+    let ts = transfers(&env);
+    let (kept, kept_empty) =
+        (find(&ts, "upload", "/secret.txt"), find(&ts, "upload", "/empty.txt"));
+
+    let stored: Vec<PathBuf> = files_under(&env.data());
+    for f in &stored {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{} holds the file in clear",
+            f.display()
+        );
+    }
+    let fetched = local.path().join("fetched.txt");
+    assert_eq!(get_content(&env, kept, &fetched).unwrap(), std::fs::read(&secret).unwrap());
+    assert_eq!(get_content(&env, kept_empty, &fetched).unwrap(), b"");
+
+    // The stored copy, changed in one byte: refused, and nothing is written.
+    let copy = stored
+        .iter()
+        .find(|p| {
+            p.parent().is_some_and(|d| d.parent().is_some_and(|c| c.ends_with("captures")))
+                && p.ends_with(kept["id"].as_i64().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("no stored copy of transfer {} in {stored:#?}", kept["id"]));
+    let mut bytes = std::fs::read(copy).unwrap();
+    assert_eq!(bytes.len(), std::fs::metadata(&secret).unwrap().len() as usize + 40 + 16 * 4);
+    bytes[100_000] ^= 1;
+    std::fs::write(copy, bytes).unwrap();
+    let never = local.path().join("never.txt");
+    let err = get_content(&env, kept, &never).unwrap_err();
+    assert!(err.contains("does not open under session") && err.contains("segment 1"), "{err}");
+    assert!(!never.exists(), "a changed copy was written out");
+}
