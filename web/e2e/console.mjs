@@ -468,6 +468,21 @@ await step('a database session: its statements form a timeline with outcomes, an
   await shot(auditor, '12-statements');
 });
 
+await step('a verify round that finds a damaged recording raises a banner for the auditor', async () => {
+  if (await auditor.isVisible('#verify-alert')) throw new Error('the verify banner shows before any problem');
+  const file = path.join(gw.data, 'recordings', `${sessionId}.kwr`);
+  const bytes = fs.readFileSync(file);
+  bytes[Math.floor(bytes.length / 2)] ^= 1;
+  fs.writeFileSync(file, bytes);
+  const r = spawnSync(gw.bin, ['--data-dir', gw.data, 'verify', '--all'], { encoding: 'utf8' });
+  if (r.status !== 1) throw new Error(`verify --all exited ${r.status}, not 1: ${r.stdout}${r.stderr}`);
+  await auditor.reload();
+  await auditor.waitForSelector('#verify-alert:not(.hidden)', { timeout: 10000 });
+  const text = await auditor.textContent('#verify-alert');
+  if (!/[1-9]\d* problem\(s\)/.test(text || '')) throw new Error(`the banner says ${JSON.stringify(text)}`);
+  await shot(auditor, '13-verify-alert');
+});
+
 console.log(`console: ${passed} passed, 0 failed`);
 await cleanup();
 process.exit(0);

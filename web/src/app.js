@@ -91,6 +91,8 @@ function showLogin(message) {
       try {
         const who = await post('/login', { name: name.value, password: password.value });
         signedIn(who);
+        // /me also says whether the last verify round found a problem.
+        get('/me').then(signedIn, () => {});
         if (!location.hash || location.hash === '#/' || location.hash === '#/login') {
           location.hash = defaultRoute();
         } else route();
@@ -119,6 +121,22 @@ function signedIn(who) {
   document.getElementById('who').textContent = `${who.name} · ${who.role}`;
   topbar.classList.remove('hidden');
   document.body.dataset.role = who.role;
+  showVerifyAlert(who.verify_alert);
+}
+
+// A verify round that found a problem stays in view (auditors and admins) until one finds none.
+function showVerifyAlert(alert) {
+  const el = document.getElementById('verify-alert');
+  el.classList.toggle('hidden', !alert);
+  el.replaceChildren();
+  if (!alert) return;
+  el.append(
+    `Verify found a problem (${alert.at}, ${alert.by}): ${alert.detail}. `,
+    h('a', { href: '#/audit' }, 'See the audit trail'),
+    ', and run ',
+    h('code', 'keepwatch verify --all'),
+    ' for the full report.',
+  );
 }
 
 onUnauthorized(() => {
@@ -138,6 +156,7 @@ document.getElementById('logout').addEventListener('click', async () => {
   }
   me = null;
   setCsrf(null);
+  showVerifyAlert(null);
   if (cleanup) cleanup();
   cleanup = null;
   location.hash = '#/login';

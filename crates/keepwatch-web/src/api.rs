@@ -257,7 +257,26 @@ async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
         "role": caller.viewer.role.as_str(),
         "csrf": csrf,
         "key_fingerprint": keepwatch_recording::fingerprint(&st.verifying_key),
+        "verify_alert": verify_alert(&st, &caller).await?,
     })))
+}
+
+/// What the newest verify round (the gateway's scheduled one, or `verify --all`) found when it
+/// found a problem: the console shows it as a banner to auditors and admins until a round
+/// finds none. `None` for other roles, before any round, and after a clean one.
+async fn verify_alert(st: &WebState, caller: &Caller) -> Result<Option<Value>, ApiError> {
+    if !caller.viewer.role.at_least(Role::Auditor) {
+        return Ok(None);
+    }
+    let newest = AuditFilter {
+        action: Some(AuditAction::RecordingsVerified),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let last = st.store.audit_events(&newest).await?.into_iter().next();
+    Ok(last
+        .filter(|e| !e.detail.ends_with(" 0 problem(s)"))
+        .map(|e| json!({ "at": rfc3339(e.at_us), "by": e.actor, "detail": e.detail })))
 }
 
 // ---- sessions ----

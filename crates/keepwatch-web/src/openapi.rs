@@ -64,7 +64,7 @@ pub(crate) fn document() -> Value {
         "paths": {
             "/api/v1/login": { "post": op("Log in with name and password; sets the session cookie", "anyone") },
             "/api/v1/logout": { "post": op("Log out", "any") },
-            "/api/v1/me": { "get": op("Who is logged in, and the CSRF token", "any") },
+            "/api/v1/me": { "get": op("Who is logged in, the CSRF token, and (auditors and admins) verify_alert: what the newest verify round found when it found a problem, else null", "any") },
             "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit, reason, tag), each with its tags", "any; user: own sessions; a user token without a person: none") },
             "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and its verification (the recording verified piece by piece when it changed, the row compared on every request)", "any; user: own")) },
             "/api/v1/sessions/{id}/replay": { "get": replay },

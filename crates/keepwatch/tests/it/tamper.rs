@@ -135,12 +135,26 @@ fn the_scheduled_verify_finds_an_edited_row() {
             })
         })
     };
+    // The console's banner: what /me says to an auditor (and never to a user).
+    let token = |args: &[&str]| format!("Bearer {}", env.kw_ok(args).trim());
+    let auditor = token(&["token", "create", "--name", "a", "--role", "auditor"]);
+    let user = token(&["token", "create", "--name", "u", "--role", "user", "--person", "alice"]);
+    let alert = |bearer: &str| {
+        let (status, _, body) = http(&env, "GET", "/api/v1/me", &[("Authorization", bearer)], None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["verify_alert"].clone()
+    };
     round("1 checked, 0 problem(s)");
+    assert!(alert(&auditor).is_null(), "a clean round raises no banner");
     env.sql(&format!("UPDATE sessions SET target_host = 'elsewhere:22' WHERE id = '{id}'"));
     let found = round("database row edited: target host");
     assert_eq!(found["session"], id.as_str(), "{found}");
     assert!(found["detail"].as_str().unwrap().starts_with("scheduled: 1 checked, 1 problem(s)"));
     round("1 checked, 1 problem(s)");
+    let shown = alert(&auditor);
+    assert!(shown["detail"].as_str().unwrap().contains("1 problem(s)"), "{shown}");
+    assert!(shown["by"].as_str().unwrap().starts_with("scheduler:"), "{shown}");
+    assert!(alert(&user).is_null(), "a user is not told about other people's recordings");
 }
 
 /// `keepwatch drill`: random sessions found by searching one of their commands, replayed to
