@@ -8,6 +8,8 @@
 # KW_BENCH_DEADLINE (3600 s for the whole run after the build), KW_BENCH_SKIP_BUILD=1,
 # KW_BENCH_KEEP=1 (keep the work directory), KW_BENCH_OUT=FILE (also write the report there),
 # KW_BENCH_INDEX=0 (run the gateway with the search indexer off, to measure what it costs),
+# KW_BENCH_ENCRYPT=0 (record in clear, `[recording] encrypt = false`, to measure what
+# encryption at rest costs),
 # KW_BENCH_IDLE_SETTLE (35 s: how long idle sessions sit before the memory reading; the
 # indexer's followers of quiet sessions give back their emulators after 5 s),
 # CARGO_TARGET_DIR (where the release build goes; default ./target).
@@ -19,6 +21,7 @@ SIZE=$((SIZE_MIB * 1024 * 1024))
 KEYSTROKES=${KW_BENCH_KEYSTROKES:-500}
 SESSIONS=${KW_BENCH_SESSIONS:-200}
 INDEX=${KW_BENCH_INDEX:-1}
+ENCRYPT=${KW_BENCH_ENCRYPT:-1}
 IDLE_SETTLE=${KW_BENCH_IDLE_SETTLE:-35}
 XFER_TIMEOUT=${KW_BENCH_TRANSFER_TIMEOUT:-300}
 DEADLINE=${KW_BENCH_DEADLINE:-3600}
@@ -243,6 +246,11 @@ if [[ $INDEX == 0 ]]; then
     grep -q '^enabled = false' "$KEEPWATCH_DATA_DIR/keepwatch.toml" || die "cannot turn the indexer off"
 fi
 log "search indexer: $([[ $INDEX == 0 ]] && echo off || echo on)"
+if [[ $ENCRYPT == 0 ]]; then
+    sed -i 's/^encrypt = true/encrypt = false/' "$KEEPWATCH_DATA_DIR/keepwatch.toml"
+    grep -q '^encrypt = false' "$KEEPWATCH_DATA_DIR/keepwatch.toml" || die "cannot turn encryption off"
+fi
+log "encryption at rest: $([[ $ENCRYPT == 0 ]] && echo off || echo on)"
 "$KW" user add alice --role user --ssh-key "$WORK/client_key.pub" >/dev/null
 echo "$USER_PW" | "$KW" target add web01 --host 127.0.0.1 --port "$TARGET_PORT" --login "$BENCH_USER" \
     --password-stdin --host-key "$(cut -d' ' -f1,2 "$WORK/sshd_host_key.pub")" >/dev/null
