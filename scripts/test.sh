@@ -60,12 +60,13 @@ if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/gar
   CARGO_INCREMENTAL=0 cargo install --locked garage
 fi
 (cd web && npm ci --no-audit --no-fund)
-# psycopg from PyPI, in a virtualenv of the tests' own (the driver test finds it there).
+# From PyPI, in a virtualenv of the tests' own: psycopg (the driver test) and schemathesis
+# (it::openapi runs it against the server to hold the OpenAPI document to what it answers).
 venv="${KEEPWATCH_TEST_VENV:-$HOME/.cache/keepwatch/venv}"
-if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
-  echo "scripts/test.sh: installing psycopg into $venv"
+if ! "$venv/bin/python" -c 'import psycopg, schemathesis' 2>/dev/null; then
+  echo "scripts/test.sh: installing psycopg and schemathesis into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'psycopg[binary]'
+  "$venv/bin/pip" install -q 'psycopg[binary]' 'schemathesis==4.32.5'
 fi
 export KEEPWATCH_TEST_PYTHON="$venv/bin/python"
 

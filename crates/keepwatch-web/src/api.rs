@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -18,18 +18,22 @@ use keepwatch_store::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{COOKIE, Caller, cookie_from_headers};
+use crate::extract::{Body, Params, PathParams};
+use crate::openapi::{Clash, Guarded, Heavy, JsonBody, Malformed, Missing};
+use crate::views;
 use crate::{ApiError, WebState};
 
 type St = State<Arc<WebState>>;
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub(crate) fn routes() -> axum::Router<Arc<WebState>> {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/api/v1/openapi.json", get(crate::openapi::openapi_json))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -138,16 +142,31 @@ fn person_filter(caller: &Caller, asked: Option<String>) -> Option<Option<String
 
 // ---- login ----
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LoginBody {
     name: String,
     password: String,
 }
 
-async fn login(
+/// Log in with a name and password.
+///
+/// Sets the browser session's cookie and answers the CSRF token to send with every request
+/// that changes something. Failed logins count toward the lockout the SSH gateway shares.
+#[utoipa::path(post, path = "/api/v1/login", tag = "login", security(()), request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in; the cookie is set", body = views::LoggedIn,
+            headers(("Set-Cookie" = String, description = "the browser session"))),
+        (status = 401, description = "Wrong name or password (or a disabled person: the same answer)", body = views::ErrorBody),
+        (status = 429, description = "Too many failed logins for this name or address (SSH and web together)", body = views::ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
+        (status = 500, description = "The audit trail or the store failed", body = views::ErrorBody),
+        (status = 503, description = "Too many password checks at once", body = views::ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
+        JsonBody))]
+pub(crate) async fn login(
     State(st): St,
     axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    Json(b): Json<LoginBody>,
+    Body(b): Body<LoginBody>,
 ) -> Result<Response, ApiError> {
     // Counted before the password is checked, by the limiter the SSH gateway shares: a
     // flood of guesses locks the name or the address whichever door it comes through.
@@ -210,7 +229,11 @@ async fn login(
         })
         .await?;
     let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
-    let body = json!({ "name": person.name, "role": person.role.as_str(), "csrf": csrf });
+    let body = views::LoggedIn {
+        name: person.name,
+        role: person.role.as_str().to_owned(),
+        csrf: Some(csrf),
+    };
     Ok(([(header::SET_COOKIE, set)], Json(body)).into_response())
 }
 
@@ -242,29 +265,47 @@ async fn login_refused(
     Ok(())
 }
 
-async fn logout(State(st): St, _caller: Caller, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Log out: ends the browser session and clears its cookie.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "login",
+    responses((status = 200, description = "Logged out", body = views::Empty), Guarded))]
+pub(crate) async fn logout(
+    State(st): St,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(c) = cookie_from_headers(&headers) {
         st.sessions.remove(&st, &c).await?;
     }
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    Ok(([(header::SET_COOKIE, clear)], Json(json!({}))).into_response())
+    Ok(([(header::SET_COOKIE, clear)], Json(views::Empty {})).into_response())
 }
 
-async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult {
+/// Who is logged in, the CSRF token, and what the newest verify round found.
+///
+/// `verify_alert` (auditors and admins) is what the newest verify round found when it found
+/// a problem, else null. Any role.
+#[utoipa::path(get, path = "/api/v1/me", tag = "login",
+    responses((status = 200, description = "The caller", body = views::Me), Guarded))]
+pub(crate) async fn me(State(st): St, caller: Caller, headers: HeaderMap) -> ApiResult<views::Me> {
     let csrf = crate::auth::csrf_of(&st, cookie_from_headers(&headers).as_deref()).await?;
-    Ok(Json(json!({
-        "name": caller.viewer.person.as_ref().map_or(caller.actor(), |p| p.as_str()),
-        "role": caller.viewer.role.as_str(),
-        "csrf": csrf,
-        "key_fingerprint": keepwatch_recording::fingerprint(&st.verifying_key),
-        "verify_alert": verify_alert(&st, &caller).await?,
-    })))
+    Ok(Json(views::Me {
+        who: views::LoggedIn {
+            name: caller.viewer.person.as_ref().map_or(caller.actor(), |p| p.as_str()).to_owned(),
+            role: caller.viewer.role.as_str().to_owned(),
+            csrf,
+        },
+        key_fingerprint: keepwatch_recording::fingerprint(&st.verifying_key),
+        verify_alert: verify_alert(&st, &caller).await?,
+    }))
 }
 
 /// What the newest verify round (the gateway's scheduled one, or `verify --all`) found when it
 /// found a problem: the console shows it as a banner to auditors and admins until a round
 /// finds none. `None` for other roles, before any round, and after a clean one.
-async fn verify_alert(st: &WebState, caller: &Caller) -> Result<Option<Value>, ApiError> {
+async fn verify_alert(
+    st: &WebState,
+    caller: &Caller,
+) -> Result<Option<views::VerifyAlert>, ApiError> {
     if !caller.viewer.role.at_least(Role::Auditor) {
         return Ok(None);
     }
@@ -274,62 +315,56 @@ async fn verify_alert(st: &WebState, caller: &Caller) -> Result<Option<Value>, A
         ..Default::default()
     };
     let last = st.store.audit_events(&newest).await?.into_iter().next();
-    Ok(last
-        .filter(|e| !e.detail.ends_with(" 0 problem(s)"))
-        .map(|e| json!({ "at": rfc3339(e.at_us), "by": e.actor, "detail": e.detail })))
+    Ok(last.filter(|e| !e.detail.ends_with(" 0 problem(s)")).map(|e| views::VerifyAlert {
+        at: rfc3339(e.at_us),
+        by: e.actor,
+        detail: e.detail,
+    }))
 }
 
 // ---- sessions ----
 
-fn session_json(
-    s: &SessionRow,
-    channels: &[keepwatch_store::ChannelRow],
-    tags: &[String],
-) -> Value {
-    let end = s.ended_at_us.unwrap_or_else(keepwatch_store::now_us);
-    json!({
-        "id": s.id.to_string(), "user": s.person, "target": s.target, "protocol": s.protocol.as_str(), "target_host": s.target_host,
-        "target_login": s.target_login, "client_addr": s.client_addr, "status": s.status.as_str(),
-        "reason": s.reason, "stated_reason": s.stated_reason, "tags": tags,
-        "started_at": rfc3339(s.started_at_us), "ended_at": s.ended_at_us.map(rfc3339),
-        "duration_us": (end - s.started_at_us).max(0),
-        "node": s.node.as_ref().map(|n| n.as_str()),
-        "channels": channels.iter().map(|c| json!({
-            "channel": c.channel, "kind": c.kind, "command": c.command, "subsystem": c.subsystem,
-            "pty_term": c.pty_term, "destination": c.destination, "opened_at": rfc3339(c.opened_at_us),
-            "closed_at": c.closed_at_us.map(rfc3339), "exit_status": c.exit_status,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// A command row as the API and `keepwatch show --json` give it.
 pub fn command_json(c: &CommandRow) -> Value {
-    // A database statement's outcome (`SELECT 3`, `ERROR 42P01: ...`, `refused by keepwatch:
-    // ...`) is the last line of its indexed output, after any rows the grant kept.
-    let outcome = (c.kind == "sql").then(|| c.output.lines().last().unwrap_or_default());
-    json!({
-        "seq": c.seq, "channel": c.channel, "kind": c.kind, "at": rfc3339(c.at_us),
-        "offset_us": c.start_offset_us, "end_offset_us": c.end_offset_us, "command": c.command,
-        "prompt": c.prompt, "confidence": c.confidence, "full_screen": c.full_screen,
-        "output_truncated": c.output_truncated, "typed": c.typed, "outcome": outcome,
-    })
+    serde_json::to_value(views::Command::from(c)).unwrap_or_default()
 }
 
-#[derive(Deserialize, Default)]
-struct SessionsQuery {
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SessionsQuery {
+    /// Only this person's sessions (a user sees only their own whatever this says).
     user: Option<String>,
+    /// Only sessions on this target.
     target: Option<String>,
+    /// active, closed, terminated, interrupted or refused.
     status: Option<String>,
+    /// Only sessions started at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only sessions started before this RFC 3339 time.
+    #[param(format = DateTime)]
     until: Option<String>,
-    limit: Option<usize>,
+    /// At most this many (default 200).
+    #[param(maximum = 4294967295_u64)]
+    limit: Option<u32>,
+    /// Only sessions whose stated reason holds this text.
     reason: Option<String>,
+    /// Only sessions carrying this tag.
     tag: Option<String>,
 }
 
-async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>) -> ApiResult {
+/// Sessions, newest first, each with its channels and tags.
+///
+/// Any role; a user sees their own sessions, a user token without a person none.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(SessionsQuery),
+    responses((status = 200, description = "The sessions", body = Vec<views::Session>), Malformed, Guarded))]
+pub(crate) async fn sessions(
+    State(st): St,
+    caller: Caller,
+    Params(q): Params<SessionsQuery>,
+) -> ApiResult<Vec<views::Session>> {
     let Some(person) = person_filter(&caller, q.user.clone()) else {
-        return Ok(Json(json!([])));
+        return Ok(Json(Vec::new()));
     };
     let status: Option<SessionStatus> = match q.status.as_deref() {
         None | Some("") => None,
@@ -344,16 +379,26 @@ async fn sessions(State(st): St, caller: Caller, Query(q): Query<SessionsQuery>)
         target: q.target.clone().filter(|t| !t.is_empty()),
         since_us: q.since.as_deref().map(parse_time).transpose()?,
         until_us: q.until.as_deref().map(parse_time).transpose()?,
-        limit: Some(q.limit.unwrap_or(200).min(u32::MAX as usize) as u32),
+        limit: Some(q.limit.unwrap_or(200)),
         node: None,
         reason: q.reason.clone().filter(|r| !r.is_empty()),
         tag: q.tag.as_deref().filter(|t| !t.is_empty()).map(tag_param).transpose()?,
     };
     let listed = st.store.session_listings(&filter).await?;
-    Ok(Json(listed.iter().map(|l| session_json(&l.session, &l.channels, &l.tags)).collect()))
+    Ok(Json(listed.iter().map(|l| views::Session::new(&l.session, &l.channels, &l.tags)).collect()))
 }
 
-async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiResult {
+/// One session with its channels, transfers, commands and verification.
+///
+/// The recording is verified piece by piece when it changed, and the row is compared on
+/// every request. Audited as a view. Any role; a user sees their own.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(Id),
+    responses((status = 200, description = "The session", body = views::SessionDetail), Malformed, Missing, Heavy, Guarded))]
+pub(crate) async fn session(
+    State(st): St,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<views::SessionDetail> {
     let s = look(&st, &caller, &id, Look::View, "web").await?;
     let channels = st.store.channels(s.id).await?;
     let transfers =
@@ -362,34 +407,45 @@ async fn session(State(st): St, caller: Caller, Path(id): Path<String>) -> ApiRe
         st.store.commands(s.id).await?.into_iter().partition(|c| c.kind == "env");
     let problems = crate::verification::check(&st, &s).await?;
     let tags: Vec<String> = st.store.session_tags(s.id).await?.into_iter().map(|t| t.tag).collect();
-    let mut v = session_json(&s, &channels, &tags);
-    v["transfers"] = transfers
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.id, "channel": t.channel, "at": rfc3339(t.at_us), "protocol": t.protocol,
-                "path": t.path, "direction": if t.upload { "upload" } else { "download" },
-                "bytes": t.bytes, "size": t.size, "sha256": t.sha256, "complete": t.complete,
-            })
-        })
-        .collect();
-    v["commands"] = commands.iter().map(command_json).collect();
-    v["environment"] = env.iter().map(command_json).collect();
-    v["verify"] = json!({
-        "intact": problems.is_empty(),
-        "problems": problems.iter().map(|p| p.what.clone()).collect::<Vec<_>>(),
-        // What the verdict trusts: compare it with the fingerprint written down at `init`.
-        "key_fingerprint": keepwatch_recording::fingerprint(&st.verifying_key),
-    });
-    Ok(Json(v))
+    Ok(Json(views::SessionDetail {
+        session: views::Session::new(&s, &channels, &tags),
+        transfers: transfers.iter().map(views::Transfer::from).collect(),
+        commands: commands.iter().map(views::Command::from).collect(),
+        environment: env.iter().map(views::Command::from).collect(),
+        verify: views::Verification {
+            intact: problems.is_empty(),
+            problems: problems.into_iter().map(|p| p.what).collect(),
+            key_fingerprint: keepwatch_recording::fingerprint(&st.verifying_key),
+        },
+    }))
 }
 
-async fn replay(
+/// A session id in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct Id {
+    /// The session's id (as `keepwatch sessions` lists it).
+    #[allow(dead_code)] // Describes the path; handlers take it as a string.
+    id: String,
+}
+
+/// One page of a replay window of one channel.
+///
+/// The keyframe at `from_us`, then the events to `until_us`. A page holds at most
+/// replay_max_events events and replay_max_bytes of events; when it stops early,
+/// `truncated` is true and `next` is the cursor of the following page (pass it as `cursor`,
+/// with the same `until_us`). Every window is audited (one recording_replayed per caller,
+/// address and session every 5 minutes). Any role; a user replays their own.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/replay", tag = "sessions",
+    params(Id, crate::replay::ReplayQuery),
+    responses((status = 200, description = "A page of the window: the keyframe (screen, cursor, size) and the events", body = serde_json::Value),
+        Malformed, Missing, Heavy, Guarded))]
+pub(crate) async fn replay(
     State(st): St,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<crate::replay::ReplayQuery>,
-) -> ApiResult {
+    PathParams(id): PathParams<String>,
+    Params(q): Params<crate::replay::ReplayQuery>,
+) -> ApiResult<Value> {
     // Every window is a look, whatever it asks for: `Store::look` audits the first of a
     // viewer's replays of a session and again after `REPLAY_AUDIT_WINDOW`.
     let s = look(&st, &caller, &id, Look::Replay, "web").await?;
@@ -397,10 +453,15 @@ async fn replay(
     Ok(Json(crate::replay::page(&st, &s, q).await?))
 }
 
-async fn export(
+/// The session as an asciicast v2 download, streamed as the recording is read. Auditors.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/export", tag = "sessions", params(Id),
+    responses((status = 200, description = "The asciicast v2 file", content_type = "application/x-asciicast", body = String,
+        headers(("Content-Disposition" = String, description = "attachment; filename=\"ID.cast\""))),
+        Malformed, Missing, Heavy, Guarded))]
+pub(crate) async fn export(
     State(st): St,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
     let s = look(&st, &caller, &id, Look::Export, "web asciicast").await?;
@@ -423,38 +484,62 @@ fn tag_param(t: &str) -> Result<String, ApiError> {
     Tag::parse(t).map(|t| t.to_string()).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-#[derive(Deserialize)]
-struct TagsBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct TagsBody {
+    /// Each 1 to 64 characters of a-z 0-9 . _ : / - (lowercased); at most 32 on a session.
+    #[schema(min_items = 1, max_items = 32)]
     tags: Vec<String>,
 }
 
-/// Puts tags on a session (auditors and admins), audited as `session_tagged` with the ones
-/// it did not carry yet; answers the tags added and the session's tags now.
-async fn add_tags(
+/// Put tags on a session.
+///
+/// Audited as session_tagged with the ones it did not carry yet; answers the tags added and
+/// the session's tags now. Auditors and admins.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/tags", tag = "sessions", params(Id), request_body = TagsBody,
+    responses((status = 200, description = "The tags added and the session's tags", body = views::Tags),
+        JsonBody, Missing, Clash, Guarded))]
+pub(crate) async fn add_tags(
     State(st): St,
     caller: Caller,
-    Path(id): Path<String>,
-    Json(b): Json<TagsBody>,
-) -> ApiResult {
+    PathParams(id): PathParams<String>,
+    Body(b): Body<TagsBody>,
+) -> ApiResult<views::Tags> {
     caller.require(Role::Auditor)?;
     let id = parse_id(&id)?;
     let tags = parse_tags(&b.tags).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let added = st.store.add_session_tags(&tag_change(&caller, id, &tags)).await?;
-    tags_answer(&st, id, "added", &added).await
+    tags_answer(&st, id, true, &added).await
 }
 
-/// Takes a tag off a session (auditors and admins), audited as `session_untagged` when the
-/// session carried it.
-async fn remove_tag(
+/// A session id and one of its tags in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Describes the path; the handler takes it as strings.
+pub(crate) struct IdAndTag {
+    /// The session's id.
+    id: String,
+    /// The tag to take off.
+    #[param(pattern = r"^[A-Za-z0-9._:/-]{1,64}$")]
+    tag: String,
+}
+
+/// Take one tag off a session.
+///
+/// Audited as session_untagged when the session carried it; answers the tags removed and the
+/// session's tags. Auditors and admins.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}/tags/{tag}", tag = "sessions", params(IdAndTag),
+    responses((status = 200, description = "The tag removed (if it was there) and the session's tags", body = views::Tags),
+        Malformed, Missing, Clash, Guarded))]
+pub(crate) async fn remove_tag(
     State(st): St,
     caller: Caller,
-    Path((id, tag)): Path<(String, String)>,
-) -> ApiResult {
+    PathParams((id, tag)): PathParams<(String, String)>,
+) -> ApiResult<views::Tags> {
     caller.require(Role::Auditor)?;
     let id = parse_id(&id)?;
     let tags = vec![Tag::parse(&tag).map_err(|e| ApiError::bad_request(e.to_string()))?];
     let removed = st.store.remove_session_tags(&tag_change(&caller, id, &tags)).await?;
-    tags_answer(&st, id, "removed", &removed).await
+    tags_answer(&st, id, false, &removed).await
 }
 
 fn tag_change<'a>(caller: &'a Caller, session: SessionId, tags: &'a [Tag]) -> TagChange<'a> {
@@ -466,25 +551,35 @@ fn tag_change<'a>(caller: &'a Caller, session: SessionId, tags: &'a [Tag]) -> Ta
     }
 }
 
-async fn tags_answer(st: &WebState, id: SessionId, what: &str, changed: &[Tag]) -> ApiResult {
-    let now: Vec<String> = st.store.session_tags(id).await?.into_iter().map(|t| t.tag).collect();
-    let changed: Vec<&str> = changed.iter().map(Tag::as_str).collect();
-    let mut v = json!({ "session": id.to_string(), "tags": now });
-    v[what] = json!(changed);
-    Ok(Json(v))
+async fn tags_answer(
+    st: &WebState,
+    id: SessionId,
+    added: bool,
+    changed: &[Tag],
+) -> ApiResult<views::Tags> {
+    let tags: Vec<String> = st.store.session_tags(id).await?.into_iter().map(|t| t.tag).collect();
+    let changed = Some(changed.iter().map(|t| t.as_str().to_owned()).collect());
+    let (added, removed) = if added { (changed, None) } else { (None, changed) };
+    Ok(Json(views::Tags { session: id.to_string(), tags, added, removed }))
 }
 
-#[derive(Deserialize)]
-struct TerminateBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct TerminateBody {
+    /// Shown to the person and kept in the audit trail (at most 500 characters).
     reason: Option<String>,
 }
 
-async fn terminate(
+/// End a live session with a reason, on whichever gateway node runs it. Auditors.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", tag = "sessions", params(Id), request_body = TerminateBody,
+    responses((status = 200, description = "The session was ended", body = views::Terminated),
+        (status = 409, description = "The session is not live", body = views::ErrorBody),
+        JsonBody, Missing, Guarded))]
+pub(crate) async fn terminate(
     State(st): St,
     caller: Caller,
-    Path(id): Path<String>,
-    Json(b): Json<TerminateBody>,
-) -> ApiResult {
+    PathParams(id): PathParams<String>,
+    Body(b): Body<TerminateBody>,
+) -> ApiResult<views::Terminated> {
     caller.require(Role::Auditor)?;
     let reason =
         b.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "no reason given".into());
@@ -498,7 +593,7 @@ async fn terminate(
             format!("session {} is not live on any gateway node", s.id),
         ));
     }
-    Ok(Json(json!({ "terminated": s.id.to_string() })))
+    Ok(Json(views::Terminated { terminated: s.id.to_string() }))
 }
 
 /// How far a node's request may be from this node's clock (either way) and still count.
@@ -552,7 +647,11 @@ pub(crate) fn check_node_request<T: serde::de::DeserializeOwned>(
 /// the termination for its caller; this node checks the request's signature and age (a
 /// replay inside the window can only end the same session with the same message) and ends
 /// the session if it is live here.
-async fn node_terminate(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+async fn node_terminate(
+    State(st): St,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<views::Terminated> {
     let req: NodeTerminate = check_node_request(&st, &headers, &body, |r: &NodeTerminate| r.at_us)?;
     let id: SessionId =
         req.session.parse().map_err(|_| ApiError::bad_request("not a session id"))?;
@@ -564,37 +663,60 @@ async fn node_terminate(State(st): St, headers: HeaderMap, body: axum::body::Byt
             format!("session {id} is not live on this node"),
         ));
     }
-    Ok(Json(json!({ "terminated": id.to_string() })))
+    Ok(Json(views::Terminated { terminated: id.to_string() }))
 }
 
 // ---- search, live, audit ----
 
-#[derive(Deserialize)]
-struct SearchParams {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchParams {
+    /// The text to find, a case-insensitive substring of a command or its output (not
+    /// only blanks).
+    #[param(min_length = 1)]
     q: String,
+    /// Only this person's sessions (a user searches only their own).
     user: Option<String>,
+    /// Only sessions on this target.
     target: Option<String>,
+    /// Only commands at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only commands before this RFC 3339 time.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Search the commands only, not their output.
     commands_only: Option<bool>,
+    /// Only sessions carrying this tag.
     tag: Option<String>,
+    /// At most this many hits (default 50; more than 500 count as 500).
+    #[param(maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
-struct ReportParams {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReportParams {
     /// The period, as `keepwatch report --since` takes it (default 30d).
     since: Option<String>,
     /// `html` for the page with charts; JSON otherwise.
     format: Option<String>,
 }
 
-/// The report (`keepwatch report`): JSON, or with `format=html` the same self-contained page
-/// the CLI writes. Auditors; it shows the commands run most, so it is audited like a search.
-async fn report(
+/// The report of a period, as `keepwatch report` writes it.
+///
+/// Sessions per person, target and day, top commands, transfers, refusals, verification and
+/// retention: JSON, or with `format=html` the same self-contained page with charts the CLI
+/// writes. Auditors; it shows the commands run most, so it is audited like a search.
+#[utoipa::path(get, path = "/api/v1/report", tag = "audit", params(ReportParams),
+    responses((status = 200, description = "The report", content(
+            (serde_json::Value = "application/json"),
+            (String = "text/html"))),
+        Malformed, Heavy, Guarded))]
+pub(crate) async fn report(
     State(st): St,
     caller: Caller,
-    Query(p): Query<ReportParams>,
+    Params(p): Params<ReportParams>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
     let since = p.since.as_deref().unwrap_or("30d");
@@ -618,7 +740,16 @@ async fn report(
     })
 }
 
-async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) -> ApiResult {
+/// Substring search over commands and their output.
+///
+/// Audited (searched, with the query). Any role; a user searches their own sessions.
+#[utoipa::path(get, path = "/api/v1/search", tag = "sessions", params(SearchParams),
+    responses((status = 200, description = "The hits, newest first", body = Vec<views::Hit>), Malformed, Heavy, Guarded))]
+pub(crate) async fn search(
+    State(st): St,
+    caller: Caller,
+    Params(p): Params<SearchParams>,
+) -> ApiResult<Vec<views::Hit>> {
     if p.q.trim().is_empty() {
         return Err(ApiError::bad_request("the search text (q) is empty"));
     }
@@ -626,7 +757,7 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
     audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
         .await?;
     let Some(person) = person_filter(&caller, p.user.clone()) else {
-        return Ok(Json(json!([])));
+        return Ok(Json(Vec::new()));
     };
     let q = SearchQuery {
         text: p.q.clone(),
@@ -640,18 +771,7 @@ async fn search(State(st): St, caller: Caller, Query(p): Query<SearchParams>) ->
         limit: p.limit.unwrap_or(50).clamp(1, 500),
     };
     let hits = st.store.search(&q).await?;
-    Ok(Json(
-        hits.iter()
-            .map(|h| {
-                json!({
-                    "session": h.session_id.to_string(), "user": h.person, "target": h.target,
-                    "seq": h.command.seq, "channel": h.command.channel, "kind": h.command.kind,
-                    "at": rfc3339(h.command.at_us), "offset_us": h.command.start_offset_us,
-                    "command": h.command.command, "snippet": h.snippet,
-                })
-            })
-            .collect(),
-    ))
+    Ok(Json(hits.iter().map(views::Hit::from).collect()))
 }
 
 /// This node's counters in Prometheus' text format (`docs/metrics.md`). Auditors and admins:
@@ -662,34 +782,55 @@ async fn metrics(caller: Caller) -> Result<impl IntoResponse, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
-async fn live(State(st): St, caller: Caller) -> ApiResult {
+/// The sessions running now, with their last command. Auditors.
+#[utoipa::path(get, path = "/api/v1/live", tag = "sessions",
+    responses((status = 200, description = "The live sessions", body = Vec<views::LiveSession>), Guarded))]
+pub(crate) async fn live(State(st): St, caller: Caller) -> ApiResult<Vec<views::LiveSession>> {
     caller.require(Role::Auditor)?;
     let now = keepwatch_store::now_us();
     let listed = st.store.session_listings(&SessionFilter::active()).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         listed
             .into_iter()
             .map(|l| {
                 let s = l.session;
-                json!({
-                    "id": s.id.to_string(), "user": s.person, "target": s.target, "client_addr": s.client_addr,
-                    "started_at": rfc3339(s.started_at_us), "duration_us": (now - s.started_at_us).max(0),
-                    "last_command": l.last_command, "node": s.node.as_ref().map(|n| n.as_str()),
-                })
+                views::LiveSession {
+                    id: s.id.to_string(),
+                    started_at: rfc3339(s.started_at_us),
+                    duration_us: (now - s.started_at_us).max(0),
+                    node: s.node.as_ref().map(|n| n.as_str().to_owned()),
+                    user: s.person,
+                    target: s.target,
+                    client_addr: s.client_addr,
+                    last_command: l.last_command,
+                }
             })
             .collect(),
-    )))
+    ))
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only what this actor did (a person, token:NAME, local:USER, gateway).
     actor: Option<String>,
+    /// Only events about this session.
     session: Option<String>,
+    /// Only this action (login_succeeded, recording_replayed, ...: docs/events.md).
     action: Option<String>,
+    /// At most this many (default 500; more than 5000 count as 5000).
+    #[param(maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
-async fn audit(State(st): St, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult {
+/// The audit trail, newest first. Auditors.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "The events", body = Vec<views::AuditEvent>), Malformed, Missing, Guarded))]
+pub(crate) async fn audit(
+    State(st): St,
+    caller: Caller,
+    Params(q): Params<AuditQuery>,
+) -> ApiResult<Vec<views::AuditEvent>> {
     caller.require(Role::Auditor)?;
     let session = q.session.as_deref().filter(|s| !s.is_empty()).map(parse_id).transpose()?;
     let action = match q.action.as_deref().filter(|s| !s.is_empty()) {
@@ -705,42 +846,42 @@ async fn audit(State(st): St, caller: Caller, Query(q): Query<AuditQuery>) -> Ap
         limit: Some(q.limit.unwrap_or(500).clamp(1, 5000)),
     };
     let rows = st.store.audit_events(&filter).await?;
-    Ok(Json(
-        rows.iter()
-            .map(|e| {
-                json!({
-                    "id": e.id, "at": rfc3339(e.at_us), "actor": e.actor, "action": e.action.as_str(),
-                    "session": e.session_id.map(|s| s.to_string()), "client_addr": e.client_addr,
-                    "detail": e.detail,
-                })
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.iter().map(views::AuditEvent::from).collect()))
 }
 
 // ---- administration ----
 
-async fn people(State(st): St, caller: Caller) -> ApiResult {
+/// The people who may log in. Admins.
+#[utoipa::path(get, path = "/api/v1/people", tag = "admin",
+    responses((status = 200, description = "The people", body = Vec<views::Person>), Guarded))]
+pub(crate) async fn people(State(st): St, caller: Caller) -> ApiResult<Vec<views::Person>> {
     caller.require(Role::Admin)?;
     let rows = st.store.people().await?;
-    Ok(Json(rows
-        .iter()
-        .map(|p| json!({
-            "name": p.name, "role": p.role.as_str(), "has_password": p.password_hash.is_some(),
-            "ssh_keys": p.ssh_keys.len(), "created_at": rfc3339(p.created_at_us),
-        }))
-        .collect()))
+    Ok(Json(rows.iter().map(views::Person::from).collect()))
 }
 
-#[derive(Deserialize)]
-struct NewPersonBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewPersonBody {
+    /// Letters, digits, . _ -
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: String,
+    /// user, auditor or admin.
+    #[schema(pattern = r"^(user|auditor|admin)$")]
     role: String,
+    /// For the console (and SSH password logins); none: SSH keys only.
     password: Option<String>,
+    /// An OpenSSH public key line they log in with.
     ssh_key: Option<String>,
 }
 
-async fn add_person(State(st): St, caller: Caller, Json(b): Json<NewPersonBody>) -> ApiResult {
+/// Add a person (audited as user_added). Admins.
+#[utoipa::path(post, path = "/api/v1/people", tag = "admin", request_body = NewPersonBody,
+    responses((status = 200, description = "The person added", body = views::PersonAdded), JsonBody, Clash, Guarded))]
+pub(crate) async fn add_person(
+    State(st): St,
+    caller: Caller,
+    Body(b): Body<NewPersonBody>,
+) -> ApiResult<views::PersonAdded> {
     caller.require(Role::Admin)?;
     if !keepwatch_core::valid_name(&b.name) {
         return Err(ApiError::bad_request(format!(
@@ -769,32 +910,29 @@ async fn add_person(State(st): St, caller: Caller, Json(b): Json<NewPersonBody>)
         format!("{} as {}", b.name, role.as_str()),
     )
     .await?;
-    Ok(Json(json!({ "name": b.name, "role": role.as_str() })))
+    Ok(Json(views::PersonAdded { name: b.name, role: role.as_str().to_owned() }))
 }
 
-async fn targets(State(st): St, caller: Caller) -> ApiResult {
+/// The targets (never their secrets). Admins.
+#[utoipa::path(get, path = "/api/v1/targets", tag = "admin",
+    responses((status = 200, description = "The targets", body = Vec<views::Target>), Guarded))]
+pub(crate) async fn targets(State(st): St, caller: Caller) -> ApiResult<Vec<views::Target>> {
     caller.require(Role::Admin)?;
     let rows = st.store.targets().await?;
-    Ok(Json(
-        rows.iter()
-            .map(|t| {
-                json!({
-                    "name": t.name, "host": t.host, "port": t.port, "login": t.login,
-                    "secret_kind": t.secret.kind(), "host_key": t.host_key,
-                    "trust_on_first_use": t.trust_on_first_use, "require_reason": t.require_reason,
-                    "created_at": rfc3339(t.created_at_us),
-                })
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.iter().map(views::Target::from).collect()))
 }
 
-#[derive(Deserialize)]
-struct NewTargetBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewTargetBody {
+    /// Letters, digits, . _ -
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: String,
     host: String,
+    /// Default 22.
     port: Option<u16>,
+    /// The login the gateway uses on the target.
     login: String,
+    /// The target's password, sealed in the vault (write-only: never shown again).
     password: String,
     /// The target's host key (`ssh-ed25519 AAAA...`, as `ssh-keyscan` prints it).
     host_key: Option<String>,
@@ -804,7 +942,16 @@ struct NewTargetBody {
     require_reason: Option<bool>,
 }
 
-async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>) -> ApiResult {
+/// Add an SSH target with a password and its host key (audited as target_added).
+///
+/// Give either `host_key` or `trust_on_first_use: true` (400 with neither, or both). Admins.
+#[utoipa::path(post, path = "/api/v1/targets", tag = "admin", request_body = NewTargetBody,
+    responses((status = 200, description = "The target added", body = views::TargetAdded), JsonBody, Clash, Guarded))]
+pub(crate) async fn add_target(
+    State(st): St,
+    caller: Caller,
+    Body(b): Body<NewTargetBody>,
+) -> ApiResult<views::TargetAdded> {
     caller.require(Role::Admin)?;
     if !keepwatch_core::valid_name(&b.name) {
         return Err(ApiError::bad_request(format!("{:?} is not a valid target name", b.name)));
@@ -849,27 +996,40 @@ async fn add_target(State(st): St, caller: Caller, Json(b): Json<NewTargetBody>)
     st.store.add_target(&target).await?;
     let detail = format!("target {} {} (web)", b.name, target.binding());
     audit_as(&st, &caller, AuditAction::TargetAdded, None, detail).await?;
-    Ok(Json(json!({ "name": b.name })))
+    Ok(Json(views::TargetAdded { name: b.name }))
 }
 
-async fn grants(State(st): St, caller: Caller) -> ApiResult {
+/// Who may reach which target. Admins.
+#[utoipa::path(get, path = "/api/v1/grants", tag = "admin",
+    responses((status = 200, description = "The grants", body = Vec<views::Grant>), Guarded))]
+pub(crate) async fn grants(State(st): St, caller: Caller) -> ApiResult<Vec<views::Grant>> {
     caller.require(Role::Admin)?;
     let mut out = Vec::new();
     for p in st.store.people().await? {
         for t in st.store.granted_targets(&p.name).await? {
-            out.push(json!({ "user": p.name, "target": t }));
+            out.push(views::Grant { user: p.name.clone(), target: t });
         }
     }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
-#[derive(Deserialize)]
-struct GrantBody {
+#[derive(Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GrantBody {
+    /// The person.
     user: String,
+    /// The target.
     target: String,
 }
 
-async fn add_grant(State(st): St, caller: Caller, Json(b): Json<GrantBody>) -> ApiResult {
+/// Grant a target to a person (audited as grant_added). Admins.
+#[utoipa::path(post, path = "/api/v1/grants", tag = "admin", request_body = GrantBody,
+    responses((status = 200, description = "The grant", body = views::Grant), JsonBody, Missing, Clash, Guarded))]
+pub(crate) async fn add_grant(
+    State(st): St,
+    caller: Caller,
+    Body(b): Body<GrantBody>,
+) -> ApiResult<views::Grant> {
     caller.require(Role::Admin)?;
     st.store.grant(&b.user, &b.target, &keepwatch_core::GrantPolicy::default()).await?;
     audit_as(
@@ -880,10 +1040,17 @@ async fn add_grant(State(st): St, caller: Caller, Json(b): Json<GrantBody>) -> A
         format!("{} -> {} (web)", b.user, b.target),
     )
     .await?;
-    Ok(Json(json!({ "user": b.user, "target": b.target })))
+    Ok(Json(views::Grant { user: b.user, target: b.target }))
 }
 
-async fn remove_grant(State(st): St, caller: Caller, Query(b): Query<GrantBody>) -> ApiResult {
+/// Revoke a person's grant of a target (audited as grant_removed). Admins.
+#[utoipa::path(delete, path = "/api/v1/grants", tag = "admin", params(GrantBody),
+    responses((status = 200, description = "Revoked", body = views::Empty), Malformed, Missing, Guarded))]
+pub(crate) async fn remove_grant(
+    State(st): St,
+    caller: Caller,
+    Params(b): Params<GrantBody>,
+) -> ApiResult<views::Empty> {
     caller.require(Role::Admin)?;
     if !st.store.revoke(&b.user, &b.target).await? {
         return Err(ApiError::not_found(format!("grant of {} to {}", b.target, b.user)));
@@ -896,18 +1063,29 @@ async fn remove_grant(State(st): St, caller: Caller, Query(b): Query<GrantBody>)
         format!("{} -> {} (web)", b.user, b.target),
     )
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(views::Empty {}))
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct TokenBody {
+    /// Letters, digits, . _ - (not local-cli, nor one starting local-cli., which the CLI keeps).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: String,
+    /// user, auditor or admin.
+    #[schema(pattern = r"^(user|auditor|admin)$")]
     role: String,
     /// The person the token acts for; required for the user role.
     person: Option<String>,
 }
 
-async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> ApiResult {
+/// Make an API token, shown once (audited as token_created). Admins.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = TokenBody,
+    responses((status = 200, description = "The token; only its hash is kept", body = views::TokenMade), JsonBody, Missing, Clash, Guarded))]
+pub(crate) async fn add_token(
+    State(st): St,
+    caller: Caller,
+    Body(b): Body<TokenBody>,
+) -> ApiResult<views::TokenMade> {
     caller.require(Role::Admin)?;
     let role: Role =
         b.role.parse().map_err(|_| ApiError::bad_request("role must be user, auditor or admin"))?;
@@ -942,7 +1120,10 @@ async fn add_token(State(st): St, caller: Caller, Json(b): Json<TokenBody>) -> A
         detail,
     };
     st.store.add_token(&new, audit).await?;
-    Ok(Json(json!({
-        "name": b.name, "role": role.as_str(), "person": person.map(|p| p.to_string()), "token": token,
-    })))
+    Ok(Json(views::TokenMade {
+        name: b.name,
+        role: role.as_str().to_owned(),
+        person: person.map(|p| p.to_string()),
+        token,
+    }))
 }

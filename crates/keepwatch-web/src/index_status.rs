@@ -5,41 +5,41 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use keepwatch_core::{Role, SessionId};
 use keepwatch_store::{IndexScope, IndexStatus};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::IntoParams;
 
-use crate::api::rfc3339;
 use crate::auth::Caller;
-use crate::{ApiError, WebState};
+use crate::extract::Params;
+use crate::openapi::{Guarded, Malformed, Missing};
+use crate::{ApiError, WebState, views};
 
 /// One session's index status as the API and `keepwatch index status --json` give it.
 pub fn index_status_json(s: &IndexStatus) -> Value {
-    json!({
-        "session": s.session_id.to_string(),
-        "session_status": s.session_status.as_str(),
-        "state": s.state.as_str(),
-        "bytes_indexed": s.bytes_indexed,
-        "bytes_recorded": s.bytes_recorded,
-        "commands": s.commands,
-        "updated_at": s.updated_at_us.map(rfc3339),
-        "error": s.error,
-    })
+    serde_json::to_value(views::IndexRow::from(s)).unwrap_or_default()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct IndexQuery {
     /// Comma-separated session ids; absent: every session not fully indexed.
     session: Option<String>,
 }
 
+/// How far the search index is behind the recordings.
+///
+/// The sessions not fully indexed, or those named: state complete, behind or error, and the
+/// bytes indexed of the bytes recorded. Auditors.
+#[utoipa::path(get, path = "/api/v1/index", tag = "sessions", params(IndexQuery),
+    responses((status = 200, description = "One row per session", body = Vec<views::IndexRow>), Malformed, Missing, Guarded))]
 pub(crate) async fn index_status(
     State(st): State<Arc<WebState>>,
     caller: Caller,
-    Query(q): Query<IndexQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<IndexQuery>,
+) -> Result<Json<Vec<views::IndexRow>>, ApiError> {
     caller.require(Role::Auditor)?;
     let ids: Vec<SessionId> = q
         .session
@@ -52,5 +52,5 @@ pub(crate) async fn index_status(
         .collect::<Result<_, _>>()?;
     let scope = if ids.is_empty() { IndexScope::Unfinished } else { IndexScope::Sessions(&ids) };
     let rows = st.store.index_status(&st.blobs, scope).await?;
-    Ok(Json(rows.iter().map(index_status_json).collect()))
+    Ok(Json(rows.iter().map(views::IndexRow::from).collect()))
 }

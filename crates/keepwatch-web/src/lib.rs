@@ -15,6 +15,7 @@
 mod api;
 mod assets;
 mod auth;
+mod extract;
 mod heavy;
 mod index_status;
 mod openapi;
@@ -23,6 +24,7 @@ mod replay;
 pub mod report;
 mod serve;
 mod verification;
+mod views;
 mod watch;
 
 use std::sync::Arc;

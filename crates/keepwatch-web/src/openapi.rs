@@ -1,88 +1,130 @@
-//! The OpenAPI 3.1 document of `/api/v1` (`docs/api.md` is the prose).
+//! The OpenAPI 3.1 document of `/api/v1` (`docs/api.md` is the prose), generated from the
+//! handlers' `#[utoipa::path]` attributes and the types they take and answer
+//! ([`crate::views`], the query and body structs of `api.rs`), so that every parameter,
+//! body, response and status code the server can give is in it. `it::openapi` runs
+//! schemathesis against a running gateway to hold the document to that.
+//!
+//! The error sets below only describe answers; the handlers return them as
+//! [`crate::ApiError`]s.
 
-use serde_json::{Value, json};
+#![allow(dead_code)] // The error enums are descriptions: nothing constructs them.
 
-fn op(summary: &str, role: &str) -> Value {
-    json!({
-        "summary": summary,
-        "description": format!("Role: {role}."),
-        "responses": {
-            "200": { "description": "OK", "content": { "application/json": {} } },
-            "400": { "description": "A malformed or incomplete request; the error says what to send" },
-            "401": { "description": "Not logged in" },
-            "403": { "description": "Role too low, or missing X-CSRF-Token" },
-            "404": { "description": "No such thing, or not yours to see" },
-            "409": { "description": "The session is not live (watch, terminate)" },
-            "429": { "description": "Login locked after too many failed attempts (SSH and web together); see Retry-After" },
-            "500": { "description": "The audit event could not be written, so nothing is shown" },
-            "503": { "description": "Busy: too many replays, exports, verifications or searches (or password checks) at once; see Retry-After" }
-        }
-    })
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
+
+use crate::views::ErrorBody;
+
+/// What every endpoint behind a login can answer.
+#[derive(IntoResponses)]
+pub(crate) enum Guarded {
+    /// Not logged in: no or an unknown token, no or an expired browser session.
+    #[response(status = 401)]
+    NotLoggedIn(ErrorBody),
+    /// The caller's role is too low, or a browser session's request that changes something
+    /// came without its `X-CSRF-Token`.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The audit trail could not be written (so nothing is shown or done), or the store
+    /// failed.
+    #[response(status = 500)]
+    Failed(ErrorBody),
 }
 
-fn id_param() -> Value {
-    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }])
+/// A query or path that does not parse, or a value out of its range: the error names it.
+#[derive(IntoResponses)]
+pub(crate) enum Malformed {
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
 }
 
-pub(crate) fn document() -> Value {
-    let with_id = |mut v: Value| {
-        v["parameters"] = id_param();
-        v
-    };
-    let mut replay = with_id(op(
-        "One page of a window of one channel: the keyframe at from_us, then events to until_us. A page holds at most replay_max_events events and replay_max_bytes of events; when it stops early, truncated is true and next is the cursor of the following page (pass it as cursor, with the same until_us). Every window is audited (one recording_replayed per caller, address and session every 5 minutes)",
-        "any; user: own",
-    ));
-    let query = |name: &str, ty: &str, what: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty }, "description": what });
-    if let Some(p) = replay["parameters"].as_array_mut() {
-        p.push(query("channel", "integer", "the channel (default: the first terminal channel)"));
-        p.push(query(
-            "from_us",
-            "integer",
-            "where the window starts (microseconds into the session)",
-        ));
-        p.push(query("until_us", "integer", "where it ends (default: the end)"));
-        p.push(query("cursor", "string", "the next of the page before (replaces from_us)"));
+/// What an endpoint that takes a JSON body can answer about it.
+#[derive(IntoResponses)]
+pub(crate) enum JsonBody {
+    /// The body is not JSON, is not the object this operation takes, or holds a value it
+    /// refuses: the error says which.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body is larger than the server reads (2 MiB).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// No `Content-Type: application/json`.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
+/// No such thing, or not the caller's to see (the same answer, so that nobody learns which
+/// sessions exist).
+#[derive(IntoResponses)]
+pub(crate) enum Missing {
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// The thing exists already, or a concurrent change got there first.
+#[derive(IntoResponses)]
+pub(crate) enum Clash {
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+}
+
+/// Too many heavy requests (replays, exports, verifications, searches, reports) at once.
+#[derive(IntoResponses)]
+pub(crate) enum Heavy {
+    /// Busy: try again after `Retry-After` seconds.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "seconds to wait")))]
+    Busy(ErrorBody),
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::COOKIE,
+                "The browser session POST /api/v1/login sets",
+            ))),
+        );
+        c.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (keepwatch token add, POST /api/v1/tokens)"))
+                    .build(),
+            ),
+        );
     }
-    let mut untag = with_id(op(
-        "Take one tag off a session, audited as session_untagged when it carried it; answers removed and the session's tags",
-        "auditor or admin",
-    ));
-    if let Some(p) = untag["parameters"].as_array_mut() {
-        p.push(json!({ "name": "tag", "in": "path", "required": true, "schema": { "type": "string" } }));
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "Keepwatch API", "version": "1" },
-        "components": {
-            "securitySchemes": {
-                "cookie": { "type": "apiKey", "in": "cookie", "name": "kw_session" },
-                "token": { "type": "http", "scheme": "bearer" }
-            }
-        },
-        "security": [{ "cookie": [] }, { "token": [] }],
-        "paths": {
-            "/api/v1/login": { "post": op("Log in with name and password; sets the session cookie", "anyone") },
-            "/api/v1/logout": { "post": op("Log out", "any") },
-            "/api/v1/me": { "get": op("Who is logged in, the CSRF token, and (auditors and admins) verify_alert: what the newest verify round found when it found a problem, else null", "any") },
-            "/api/v1/sessions": { "get": op("Sessions, newest first (filters: user, target, status, since, until, limit, reason, tag), each with its tags", "any; user: own sessions; a user token without a person: none") },
-            "/api/v1/sessions/{id}": { "get": with_id(op("One session with channels, transfers, commands and its verification (the recording verified piece by piece when it changed, the row compared on every request)", "any; user: own")) },
-            "/api/v1/sessions/{id}/replay": { "get": replay },
-            "/api/v1/sessions/{id}/export": { "get": with_id(op("asciicast v2 download, streamed as the recording is read", "auditor")) },
-            "/api/v1/sessions/{id}/terminate": { "post": with_id(op("End a live session with a reason", "auditor")) },
-            "/api/v1/sessions/{id}/tags": { "post": with_id(op("Put tags on a session: body {\"tags\": [...]}, each 1 to 64 characters of a-z 0-9 . _ : / - (lowercased; at most 32 a session), audited as session_tagged with the ones added; answers added and the session's tags", "auditor or admin")) },
-            "/api/v1/sessions/{id}/tags/{tag}": { "delete": untag },
-            "/api/v1/sessions/{id}/watch": { "get": with_id(op("WebSocket: the current screen, then live output", "auditor")) },
-            "/api/v1/search": { "get": op("Substring search over commands and output (q, user, target, since, until, commands_only, tag, limit)", "any; user: own sessions") },
-            "/api/v1/report": { "get": op("The report of a period (since, e.g. 30d): sessions per person, target and day, top commands, transfers, refusals, verification and retention; JSON, or the offline HTML page with format=html. Audited like a search", "auditor") },
-            "/api/v1/index": { "get": op("Index status: sessions not fully indexed, or those named (session=ID,ID); state complete, behind or error, bytes indexed of bytes recorded", "auditor") },
-            "/api/v1/live": { "get": op("Active sessions with their last command", "auditor") },
-            "/api/v1/audit": { "get": op("Audit events, newest first (actor, session, action, limit)", "auditor") },
-            "/api/v1/people": { "get": op("People", "admin"), "post": op("Add a person", "admin") },
-            "/api/v1/targets": { "get": op("Targets (never their secrets)", "admin"), "post": op("Add a target with a password (write-only) and either host_key or trust_on_first_use: true (400 with neither)", "admin") },
-            "/api/v1/grants": { "get": op("Grants", "admin"), "post": op("Grant a target to a person", "admin"), "delete": op("Revoke (user, target)", "admin") },
-            "/api/v1/tokens": { "post": op("Create an API token, shown once (name, role, person; person required for the user role)", "admin") },
-            "/api/v1/openapi.json": { "get": op("This document", "anyone") }
-        }
-    })
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Keepwatch API", version = "1", description = "The console's API: sessions, replay, search, live watching and termination, the audit trail, the report and administration. Every view, replay, export, search, watch and termination is audited before anything is shown. docs/api.md is the prose."),
+    modifiers(&Security),
+    security(("cookie" = []), ("token" = [])),
+    paths(
+        crate::api::login, crate::api::logout, crate::api::me,
+        crate::api::sessions, crate::api::session, crate::api::replay, crate::api::export,
+        crate::api::terminate, crate::api::add_tags, crate::api::remove_tag,
+        crate::watch::watch,
+        crate::api::search, crate::api::report, crate::index_status::index_status,
+        crate::api::live, crate::api::audit,
+        crate::api::people, crate::api::add_person, crate::api::targets, crate::api::add_target,
+        crate::api::grants, crate::api::add_grant, crate::api::remove_grant, crate::api::add_token,
+        openapi_json,
+    ),
+)]
+struct Doc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value)))]
+pub(crate) async fn openapi_json() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
+}
+
+pub(crate) fn document() -> serde_json::Value {
+    serde_json::to_value(Doc::openapi()).unwrap_or_default()
 }

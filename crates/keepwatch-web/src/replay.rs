@@ -122,10 +122,17 @@ impl CursorKey {
 }
 
 /// What a replay request asks for.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReplayQuery {
+    /// The channel (default: the first terminal channel).
+    #[param(maximum = 4294967295_u64)]
     pub channel: Option<u32>,
+    /// Where the window starts, microseconds into the session.
+    #[param(maximum = 18446744073709551615_u64)]
     pub from_us: Option<u64>,
+    /// Where it ends (default: the end).
+    #[param(maximum = 18446744073709551615_u64)]
     pub until_us: Option<u64>,
     /// Where the page before stopped (its `next`); replaces `from_us`.
     pub cursor: Option<String>,

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
@@ -23,13 +23,24 @@ use crate::api::{NODE_REQUEST_WINDOW_US, check_node_request, look};
 use crate::playback::Utf8Stream;
 use crate::{ApiError, NODE_REQUEST_HEADER, WebState};
 
+/// Watch a live session over a WebSocket: the current screen, then live output.
+///
+/// Audited as a watch. Auditors.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/watch", tag = "sessions", params(crate::api::Id),
+    responses((status = 101, description = "Switching to the WebSocket (docs/api.md gives its messages)"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = crate::views::ErrorBody),
+        (status = 409, description = "The session is not live", body = crate::views::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = crate::views::ErrorBody),
+        crate::openapi::Missing, crate::openapi::Heavy, crate::openapi::Guarded))]
 pub(crate) async fn watch(
     State(st): State<Arc<WebState>>,
     caller: crate::auth::Caller,
-    Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    crate::extract::PathParams(id): crate::extract::PathParams<String>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Auditor)?;
+    // Not an upgrade: refused before the look, so nothing is audited for it.
+    let ws = ws.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let s = look(&st, &caller, &id, Look::Watch, "web").await?;
     if let Some(start) = st.live.watch(s.id).await {
         return watch_here(st, s, start, ws).await;

@@ -23,6 +23,10 @@ impl Store {
         rows: &[CommandRow],
         progress: IndexProgress,
     ) -> Result<(), StoreError> {
+        if rows.iter().any(holds_nul) {
+            let rows: Vec<CommandRow> = rows.iter().map(without_nul).collect();
+            return dispatch!(self, b => b.add_commands(session, &rows, progress).await);
+        }
         dispatch!(self, b => b.add_commands(session, rows, progress).await)
     }
 
@@ -112,6 +116,10 @@ impl Store {
     /// # Errors
     /// Database failures, or a row that does not parse.
     pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        if q.text.contains('\0') {
+            let q = SearchQuery { text: q.text.replace('\0', NUL_AS), ..q.clone() };
+            return dispatch!(self, b => b.search(&q).await);
+        }
         dispatch!(self, b => b.search(q).await)
     }
 
@@ -155,5 +163,27 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// What a NUL in indexed text is kept as, on both backends: U+FFFD, as the indexer already
+/// shows bytes that are not text. PostgreSQL's text cannot hold a NUL at all (an exec's
+/// binary output failed its indexing), and SQLite's full-text query stops at one; a query
+/// is mapped the same way, so `a\0b` still finds what printed it.
+const NUL_AS: &str = "\u{fffd}";
+
+fn holds_nul(c: &CommandRow) -> bool {
+    [&c.command, &c.prompt, &c.output].iter().any(|t| t.contains('\0'))
+        || c.typed.as_ref().is_some_and(|t| t.contains('\0'))
+}
+
+fn without_nul(c: &CommandRow) -> CommandRow {
+    let clean = |t: &str| t.replace('\0', NUL_AS);
+    CommandRow {
+        command: clean(&c.command),
+        prompt: clean(&c.prompt),
+        output: clean(&c.output),
+        typed: c.typed.as_deref().map(clean),
+        ..c.clone()
     }
 }

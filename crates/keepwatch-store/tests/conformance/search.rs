@@ -173,6 +173,27 @@ async fn exact_substrings_any_case(db: TestDb) {
     db.close().await;
 }
 
+/// Any text is a query, whatever bytes it holds (the API takes it from a URL): a NUL, control
+/// characters, astral planes and lone combining marks find what holds them or nothing, and
+/// never fail the store.
+async fn any_text_is_a_query(db: TestDb) {
+    let s = &db.store;
+    session(s, "alice", "web", T0, &["echo ab\u{1}c \u{10362f}", "printf x"]).await;
+    for q in ["\0", "a\0b", "\u{1}", "\u{301}", "%\0_", "\u{10362f}\0", "\u{fffd}", "\\\0"] {
+        let hits = s.search(&text(q)).await;
+        assert!(hits.is_ok(), "{q:?}: {hits:?}");
+    }
+    check(s, text("\u{10362f}"), &["alice web echo ab\u{1}c \u{10362f}"]).await;
+    check(s, text("b\u{1}c"), &["alice web echo ab\u{1}c \u{10362f}"]).await;
+    check(s, text("b\0c"), &[]).await;
+    // A NUL in what ran (binary output of an exec) is kept, as U+FFFD, and found by a query
+    // holding it; PostgreSQL's text cannot hold the NUL itself.
+    session(s, "bob", "db", T0 + HOUR_US, &["cat blob => x\0y\0z"]).await;
+    check(s, text("x\0y"), &["bob db cat blob"]).await;
+    check(s, text("y\u{fffd}z"), &["bob db cat blob"]).await;
+    db.close().await;
+}
+
 /// The newest hits, at most `limit`, for a common word.
 async fn newest_first_within_the_limit(db: TestDb) {
     let s = &db.store;
@@ -303,5 +324,6 @@ conformance!(
     newest_first_within_the_limit,
     time_bounds_cover_a_session_indexed_late,
     cleared_sessions_are_not_found,
-    hits_across_id_windows
+    hits_across_id_windows,
+    any_text_is_a_query
 );

@@ -19,6 +19,7 @@ mod load;
 mod looks;
 mod metrics;
 mod nodes;
+mod openapi;
 mod postgres;
 mod refusals;
 mod report;
