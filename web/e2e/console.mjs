@@ -468,6 +468,24 @@ await step('a database session: its statements form a timeline with outcomes, an
   await shot(auditor, '12-statements');
 });
 
+await step("the Report link opens the report of the period picked beside it, with its charts", async () => {
+  await auditor.goto(`${gw.base}/#/sessions`);
+  await auditor.waitForSelector('#report-period:not(.hidden)', { timeout: 10000 });
+  await auditor.selectOption('#report-period', '7d');
+  const href = await auditor.getAttribute('#report-link', 'href');
+  if (href !== '/api/v1/report?format=html&since=7d') throw new Error(`the Report link is ${href}`);
+  const report = await auditor.context().newPage();
+  await report.goto(`${gw.base}${href}`);
+  await report.waitForSelector('svg', { timeout: 10000 });
+  const text = (await report.textContent('body')) || '';
+  const from = text.match(/started from (\d{4}-\d{2}-\d{2})T/);
+  const days = from ? (Date.now() - Date.parse(`${from[1]}T00:00:00Z`)) / 86400e3 : NaN;
+  if (!(days >= 7 && days < 8)) throw new Error(`the report covers ${from && from[1]}, not the last 7 days: ${text.slice(0, 200)}`);
+  await shot(report, '12-report-7d');
+  await report.close();
+  if (await bobPage.isVisible('#report-period')) throw new Error('a user sees the report period picker');
+});
+
 await step('a verify round that finds a damaged recording raises a banner for the auditor', async () => {
   if (await auditor.isVisible('#verify-alert')) throw new Error('the verify banner shows before any problem');
   const file = path.join(gw.data, 'recordings', `${sessionId}.kwr`);

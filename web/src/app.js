@@ -43,7 +43,7 @@ async function route() {
   if (!me) return showLogin();
   const { parts, params } = parseHash();
   const [top, id, sub] = parts;
-  for (const a of document.querySelectorAll('#nav a')) {
+  for (const a of document.querySelectorAll('#nav [data-role], #nav a')) {
     a.classList.toggle('hidden', Boolean(a.dataset.role) && !can(a.dataset.role));
     a.classList.toggle('active', a.dataset.route === top);
   }
@@ -123,6 +123,13 @@ function signedIn(who) {
   document.body.dataset.role = who.role;
   showVerifyAlert(who.verify_alert);
 }
+
+// The Report link opens the report of the period chosen beside it.
+const reportPeriod = document.getElementById('report-period');
+reportPeriod.addEventListener('change', () => {
+  const since = encodeURIComponent(reportPeriod.value);
+  document.getElementById('report-link').href = `/api/v1/report?format=html&since=${since}`;
+});
 
 // A verify round that found a problem stays in view (auditors and admins) until one finds none.
 function showVerifyAlert(alert) {

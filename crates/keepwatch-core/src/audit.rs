@@ -69,6 +69,9 @@ pub enum AuditAction {
     DrillRun,
     /// `keepwatch rotate-key` re-wrapped recordings' data keys (how many in `detail`).
     KeysRotated,
+    /// The report was read (`keepwatch report`, `GET /api/v1/report`, the console's report
+    /// page): it shows the commands run most, so reading it is a look at recorded content.
+    ReportViewed,
 }
 
 impl AuditAction {
@@ -118,10 +121,11 @@ impl AuditAction {
             SessionDeleted => "session_deleted",
             DrillRun => "drill_run",
             KeysRotated => "keys_rotated",
+            ReportViewed => "report_viewed",
         }
     }
 
-    pub const ALL: [AuditAction; 43] = {
+    pub const ALL: [AuditAction; 44] = {
         use AuditAction::*;
         [
             LoginSucceeded,
@@ -167,6 +171,7 @@ impl AuditAction {
             SessionDeleted,
             DrillRun,
             KeysRotated,
+            ReportViewed,
         ]
     };
 }
@@ -246,6 +251,7 @@ mod tests {
                 SessionDeleted => 40,
                 DrillRun => 41,
                 KeysRotated => 42,
+                ReportViewed => 43,
             }
         }
         let mut seen: Vec<usize> = AuditAction::ALL.iter().map(|a| number(*a)).collect();

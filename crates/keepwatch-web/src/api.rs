@@ -707,7 +707,7 @@ pub(crate) struct ReportParams {
 ///
 /// Sessions per person, target and day, top commands, transfers, refusals, verification and
 /// retention: JSON, or with `format=html` the same self-contained page with charts the CLI
-/// writes. Auditors; it shows the commands run most, so it is audited like a search.
+/// writes. Auditors; it shows the commands run most, so it is audited (report_viewed).
 #[utoipa::path(get, path = "/api/v1/report", tag = "audit", params(ReportParams),
     responses((status = 200, description = "The report", content(
             (serde_json::Value = "application/json"),
@@ -723,7 +723,7 @@ pub(crate) async fn report(
     let secs = keepwatch_core::retention::parse_keep(since).map_err(ApiError::bad_request)?;
     let _permit = st.heavy.permit("the report").await?;
     let detail = json!({ "report": { "since": since } }).to_string();
-    audit_as(&st, &caller, AuditAction::Searched, None, detail).await?;
+    audit_as(&st, &caller, AuditAction::ReportViewed, None, detail).await?;
     let now = keepwatch_store::now_us();
     let data =
         crate::report::gather(&st.store, crate::report::period_start(now, secs), now).await?;

@@ -180,9 +180,11 @@ fn columns(title: &str, days: &[(String, u64)]) -> String {
         );
     }
     if let (Some((first, _)), Some((last, _))) = (days.first(), days.last()) {
+        // The last day's label ends under the last bar (a short period leaves the right empty).
+        let end = (days.len() * w + 20).clamp(200, 620);
         let _ = write!(
             svg,
-            "<text x=\"20\" y=\"170\">{}</text><text x=\"620\" y=\"170\" text-anchor=\"end\">{}</text><text x=\"0\" y=\"14\">{max}</text>",
+            "<text x=\"20\" y=\"170\">{}</text><text x=\"{end}\" y=\"170\" text-anchor=\"end\">{}</text><text x=\"0\" y=\"14\">{max}</text>",
             esc(first),
             esc(last)
         );

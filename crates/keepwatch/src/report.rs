@@ -30,11 +30,11 @@ pub(crate) async fn report(dir: &DataDir, a: ReportArgs) -> anyhow::Result<ExitC
     let store = dir.store().await?;
     let now = now_us();
     let since_us = period_start(now, a.since);
-    // The report shows the commands run most: recorded content, audited like a search.
+    // The report shows the commands run most: recorded content, so reading it is audited.
     store
         .audit(NewAudit {
             actor: local_actor(),
-            action: AuditAction::Searched,
+            action: AuditAction::ReportViewed,
             session_id: None,
             client_addr: None,
             detail: serde_json::json!({ "report": { "since": show_keep(a.since) } }).to_string(),

@@ -160,6 +160,7 @@ pub(crate) fn severity(action: &str, detail: &str) -> Severity {
         | RecordingExported
         | CaptureDownloaded
         | Searched
+        | ReportViewed
         | Reindexed
         | SessionWatched
         | SessionCancelRequested => Severity::Info,

@@ -56,7 +56,7 @@ fn the_report_counts_the_period_and_renders_offline_in_chromium() {
     assert!(dom.contains("<span class=\"n\" id=\"sessions-total\">2</span>"), "{dom}");
     assert_eq!(dom.matches("<svg").count(), 6, "every chart rendered: {dom}");
     assert!(dom.contains("aria-label=\"Sessions per person\""));
-    // The console serves the same page and data to auditors (audited like a search).
+    // The console serves the same page and data to auditors (audited as report_viewed).
     let token = env.kw_ok(&["token", "create", "--name", "r", "--role", "auditor"]);
     let bearer = format!("Bearer {}", token.trim());
     let auth = [("Authorization", bearer.as_str())];
@@ -74,6 +74,13 @@ fn the_report_counts_the_period_and_renders_offline_in_chromium() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["sessions"]["total"], 2);
     let (status, ..) = http(&env, "GET", "/api/v1/report?since=1x", &auth, None);
     assert_eq!(status, 400);
+    // Each read is a look at recorded content: two from the CLI (JSON, HTML), two through the
+    // API, each naming its period; the refused one is not.
+    let viewed = env.json(&["audit", "--action", "report_viewed", "--json"]);
+    let viewed = viewed.as_array().unwrap();
+    assert_eq!(viewed.len(), 4, "{viewed:?}");
+    assert!(viewed.iter().all(|e| e["detail"].as_str().unwrap().contains("\"since\":\"1d\"")));
+    assert_eq!(viewed.iter().filter(|e| e["actor"] == "token:r").count(), 2, "{viewed:?}");
     let user =
         env.kw_ok(&["token", "create", "--name", "u", "--role", "user", "--person", "alice"]);
     let user = format!("Bearer {}", user.trim());
