@@ -18,6 +18,18 @@ use crate::StoreError;
 use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
 
+/// What a NUL in text from a recording (an exec's command line or binary output, a
+/// subsystem's name) is kept as, on both backends: U+FFFD, as bytes that are not text already
+/// are. PostgreSQL's text cannot hold a NUL at all (the write failed, so an exec's binary
+/// output failed its indexing and a channel row went missing), and SQLite's full-text query
+/// stops at one; a search's text is mapped the same way, so `a\0b` still finds what printed it.
+pub(crate) const NUL_AS: &str = "\u{fffd}";
+
+/// `text` as the store keeps it ([`NUL_AS`]).
+pub(crate) fn storable(text: &str) -> String {
+    text.replace('\0', NUL_AS)
+}
+
 mod access;
 mod anchors;
 mod indexing;

@@ -7,7 +7,7 @@
 
 use keepwatch_core::{NodeId, SessionId};
 
-use super::{Store, dispatch};
+use super::{Store, dispatch, storable};
 use crate::rows::*;
 use crate::{BlobStore, StoreError};
 
@@ -117,7 +117,7 @@ impl Store {
     /// Database failures, or a row that does not parse.
     pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         if q.text.contains('\0') {
-            let q = SearchQuery { text: q.text.replace('\0', NUL_AS), ..q.clone() };
+            let q = SearchQuery { text: storable(&q.text), ..q.clone() };
             return dispatch!(self, b => b.search(&q).await);
         }
         dispatch!(self, b => b.search(q).await)
@@ -166,24 +166,17 @@ impl Store {
     }
 }
 
-/// What a NUL in indexed text is kept as, on both backends: U+FFFD, as the indexer already
-/// shows bytes that are not text. PostgreSQL's text cannot hold a NUL at all (an exec's
-/// binary output failed its indexing), and SQLite's full-text query stops at one; a query
-/// is mapped the same way, so `a\0b` still finds what printed it.
-const NUL_AS: &str = "\u{fffd}";
-
 fn holds_nul(c: &CommandRow) -> bool {
     [&c.command, &c.prompt, &c.output].iter().any(|t| t.contains('\0'))
         || c.typed.as_ref().is_some_and(|t| t.contains('\0'))
 }
 
 fn without_nul(c: &CommandRow) -> CommandRow {
-    let clean = |t: &str| t.replace('\0', NUL_AS);
     CommandRow {
-        command: clean(&c.command),
-        prompt: clean(&c.prompt),
-        output: clean(&c.output),
-        typed: c.typed.as_deref().map(clean),
+        command: storable(&c.command),
+        prompt: storable(&c.prompt),
+        output: storable(&c.output),
+        typed: c.typed.as_deref().map(storable),
         ..c.clone()
     }
 }

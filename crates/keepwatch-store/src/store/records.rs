@@ -100,7 +100,15 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn add_channel(&self, session: SessionId, c: &ChannelRow) -> Result<(), StoreError> {
-        dispatch!(self, b => b.add_channel(session, c).await)
+        let clean = |t: &Option<String>| t.as_deref().map(super::storable);
+        let c = ChannelRow {
+            command: clean(&c.command),
+            subsystem: clean(&c.subsystem),
+            pty_term: clean(&c.pty_term),
+            destination: clean(&c.destination),
+            ..c.clone()
+        };
+        dispatch!(self, b => b.add_channel(session, &c).await)
     }
 
     /// # Errors
@@ -127,6 +135,11 @@ impl Store {
     /// # Errors
     /// Database failures only.
     pub async fn add_transfer(&self, t: &TransferRow) -> Result<i64, StoreError> {
+        // An SFTP path is any bytes the client sends, a NUL too.
+        if t.path.contains('\0') {
+            let t = TransferRow { path: super::storable(&t.path), ..t.clone() };
+            return dispatch!(self, b => b.add_transfer(&t).await);
+        }
         dispatch!(self, b => b.add_transfer(t).await)
     }
 

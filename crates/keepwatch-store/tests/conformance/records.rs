@@ -117,6 +117,11 @@ async fn listings_carry_channels_and_the_last_command(db: TestDb) {
         l.channels.iter().map(|c| (c.channel, c.kind.as_str(), c.exit_status)).collect();
     assert_eq!(chans, [(0, "shell", None), (1, "exec", Some(0))]);
     assert_eq!(l.channels, s.channels(a).await.unwrap());
+    // A client's exec line may hold any bytes, a NUL too (which PostgreSQL's text cannot):
+    // the row is kept on both backends, the NUL as U+FFFD.
+    s.add_channel(b, &channel(2, "exec", Some("printf 'a\0b'"))).await.unwrap();
+    let kept = s.channels(b).await.unwrap();
+    assert_eq!(kept[0].command.as_deref(), Some("printf 'a\u{fffd}b'"));
     db.close().await;
 }
 
@@ -174,6 +179,9 @@ async fn transfer_filters(db: TestDb) {
     assert_eq!(one.capture, Some(ContentCapture::Captured { bytes: 10 }));
     assert_eq!(one.ranges, [(0, 10)]);
     assert!(s.transfer(t4 + 100).await.unwrap().is_none());
+    // An SFTP path is any bytes the client sent: one with a NUL is kept (as U+FFFD) on both.
+    let t5 = s.add_transfer(&transfer(b, T0 + 5, "/tmp/a\0b", None)).await.unwrap();
+    assert_eq!(s.transfer(t5).await.unwrap().unwrap().path, "/tmp/a\u{fffd}b");
     db.close().await;
 }
 
