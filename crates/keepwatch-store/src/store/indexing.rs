@@ -5,6 +5,8 @@
 //! the recording is read from the blob store when asked, because a live recording grows
 //! between two indexer ticks and the difference is exactly what a reader wants to know.
 
+use std::borrow::Cow;
+
 use keepwatch_core::{NodeId, SessionId};
 
 use super::{Store, dispatch, storable};
@@ -23,11 +25,12 @@ impl Store {
         rows: &[CommandRow],
         progress: IndexProgress,
     ) -> Result<(), StoreError> {
-        if rows.iter().any(holds_nul) {
-            let rows: Vec<CommandRow> = rows.iter().map(without_nul).collect();
-            return dispatch!(self, b => b.add_commands(session, &rows, progress).await);
-        }
-        dispatch!(self, b => b.add_commands(session, rows, progress).await)
+        let rows: Cow<[CommandRow]> = if rows.iter().any(holds_nul) {
+            Cow::Owned(rows.iter().map(without_nul).collect())
+        } else {
+            Cow::Borrowed(rows)
+        };
+        dispatch!(self, b => b.add_commands(session, &rows, progress).await)
     }
 
     /// Adds terminal keyframes of a session (a keyframe written twice is kept once).
@@ -116,11 +119,12 @@ impl Store {
     /// # Errors
     /// Database failures, or a row that does not parse.
     pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        if q.text.contains('\0') {
-            let q = SearchQuery { text: storable(&q.text), ..q.clone() };
-            return dispatch!(self, b => b.search(&q).await);
-        }
-        dispatch!(self, b => b.search(q).await)
+        let q = if q.text.contains('\0') {
+            Cow::Owned(SearchQuery { text: storable(&q.text), ..q.clone() })
+        } else {
+            Cow::Borrowed(q)
+        };
+        dispatch!(self, b => b.search(&q).await)
     }
 
     /// The index status of the sessions in `scope`: complete (the recording ended and every

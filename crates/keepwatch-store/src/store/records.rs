@@ -136,11 +136,12 @@ impl Store {
     /// Database failures only.
     pub async fn add_transfer(&self, t: &TransferRow) -> Result<i64, StoreError> {
         // An SFTP path is any bytes the client sends, a NUL too.
-        if t.path.contains('\0') {
-            let t = TransferRow { path: super::storable(&t.path), ..t.clone() };
-            return dispatch!(self, b => b.add_transfer(&t).await);
-        }
-        dispatch!(self, b => b.add_transfer(t).await)
+        let t = if t.path.contains('\0') {
+            std::borrow::Cow::Owned(TransferRow { path: super::storable(&t.path), ..t.clone() })
+        } else {
+            std::borrow::Cow::Borrowed(t)
+        };
+        dispatch!(self, b => b.add_transfer(&t).await)
     }
 
     /// Records whether a transfer's content was kept.
