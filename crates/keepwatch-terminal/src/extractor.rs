@@ -90,6 +90,7 @@ impl CommandExtractor {
     /// Bytes the target sent (what the person's terminal rendered).
     pub fn output(&mut self, at_us: u64, data: &[u8]) {
         self.last_output_at = at_us;
+        self.screen.begin_output(at_us);
         if let Some(p) = &mut self.prompt {
             p.output_since |= !data.is_empty();
         }
@@ -163,7 +164,17 @@ impl CommandExtractor {
         self.ahead.clear();
         self.complete(None);
         self.prompt = None;
+        self.screen.flush_transcript(usize::MAX, self.last_output_at);
         self.drain()
+    }
+
+    /// Every line the screen showed since the last call, each with a moment (time offset) it
+    /// was on the screen, in order: lines as they scrolled off or were cleared, a command's
+    /// output when its next prompt appears, the whole screen at [`CommandExtractor::finish`].
+    /// Blank lines are left out; a line longer than the screen is one line. Not capped:
+    /// drain it after every call.
+    pub fn drain_transcript(&mut self) -> Vec<(u64, String)> {
+        self.screen.take_transcript()
     }
 
     /// The current screen (alternate screen when active) as text, for snapshots.
@@ -520,6 +531,7 @@ impl CommandExtractor {
             return;
         };
         let (output, output_truncated) = self.screen.finish_capture(end);
+        self.screen.flush_transcript(end.0, self.last_output_at);
         self.emit(Command {
             text: c.text,
             typed: None,

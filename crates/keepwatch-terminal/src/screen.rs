@@ -30,6 +30,7 @@ pub(crate) struct Screen {
 #[derive(Debug, Default)]
 pub(crate) struct Hooks {
     pub(crate) capture: Capture,
+    pub(crate) transcript: Transcript,
     /// The alternate screen was active at some point since last cleared.
     pub(crate) saw_alt: bool,
     /// The whole primary screen was erased while application cursor keys
@@ -156,10 +157,113 @@ impl Capture {
     }
 }
 
+/// Every line of the primary screen, taken once, for the search index: as it scrolls off
+/// the top, as a clear is about to erase it, or when the extractor flushes the rows above a
+/// prompt (a command's output). Each piece of text carries a moment it was on the screen.
+#[derive(Debug, Default)]
+pub(crate) struct Transcript {
+    pieces: Vec<(u64, String)>,
+    /// The top rows of the screen already taken by a flush: skipped when they scroll off.
+    done_rows: usize,
+    /// The time of the output call before the current one, and of the current one.
+    before_us: u64,
+    now_us: u64,
+    /// Lines evicted in the current call: the first screenful of them was on the screen
+    /// before it (`before_us`), the rest were drawn and scrolled off within it (`now_us`).
+    evicted: usize,
+    rows: usize,
+    /// The screen was erased whole, its lines evicted: no row is taken any more.
+    cleared: bool,
+}
+
+impl Transcript {
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.cleared) {
+            self.done_rows = 0;
+        }
+    }
+
+    fn begin(&mut self, at_us: u64, rows: usize) {
+        self.settle();
+        self.before_us = self.now_us;
+        self.now_us = at_us;
+        self.evicted = 0;
+        self.rows = rows;
+    }
+
+    fn text_at(&mut self, at_us: u64) -> &mut String {
+        if self.pieces.last().is_none_or(|(at, _)| *at != at_us) {
+            self.pieces.push((at_us, String::new()));
+        }
+        let last = self.pieces.len() - 1;
+        &mut self.pieces[last].1
+    }
+
+    fn push_char(&mut self, c: char) {
+        let now = self.now_us;
+        self.text_at(now).push(c);
+    }
+
+    /// One row: a wrapped row continues on the next; blank rows are left out.
+    fn push_line(&mut self, at_us: u64, line: &Line) {
+        let text = line.text();
+        if line.is_wrapped() {
+            self.text_at(at_us).push_str(&text);
+            return;
+        }
+        let text = text.trim_end();
+        let out = self.text_at(at_us);
+        if text.is_empty() && (out.is_empty() || out.ends_with('\n')) {
+            return;
+        }
+        out.push_str(text);
+        out.push('\n');
+    }
+
+    fn evicted(&mut self, line: &Line) {
+        let at = if self.evicted < self.rows { self.before_us } else { self.now_us };
+        self.evicted += 1;
+        if self.done_rows > 0 {
+            self.done_rows -= 1;
+            return;
+        }
+        self.push_line(at, line);
+    }
+
+    /// Takes the rows from the first not taken yet up to `end` (exclusive), as at `at_us`.
+    fn flush(&mut self, term: &Terminal, end: usize, at_us: u64) {
+        self.settle();
+        if term.active_screen_kind() != ScreenKind::Primary {
+            return;
+        }
+        for line in term.screen().visible_lines().take(end).skip(self.done_rows) {
+            self.push_line(at_us, line);
+        }
+        self.done_rows = self.done_rows.max(end.min(term.size().1));
+    }
+}
+
 impl Observer for Hooks {
     type Output = ();
 
     fn before(&mut self, context: &mut Observation<'_>, operation: &Operation) {
+        self.transcript.settle();
+        if let Operation::Function(f) = operation {
+            let term = context.terminal();
+            // (Erasing the whole primary screen scrolls it out first: its lines come as
+            // evictions.)
+            let clears = match f {
+                Function::Ris => true,
+                Function::Ed(EdScope::Below) => cursor(term) == (0, 0),
+                _ => false,
+            };
+            if clears && term.active_screen_kind() == ScreenKind::Primary {
+                // What the screen showed is about to be erased: take it first.
+                let at = self.transcript.before_us;
+                self.transcript.flush(term, usize::MAX, at);
+                self.transcript.done_rows = 0;
+            }
+        }
         if self.watch.is_some() {
             let leaves = match operation {
                 Operation::Function(f) => leaves_row(f),
@@ -184,6 +288,11 @@ impl Observer for Hooks {
             }
             Function::Ed(EdScope::All) => {
                 self.saw_app_clear |= context.terminal().cursor_key_app_mode();
+                if context.terminal().active_screen_kind() == ScreenKind::Primary {
+                    // Its lines are evicted right after this: then nothing on the screen is
+                    // taken any more.
+                    self.transcript.cleared = true;
+                }
             }
             Function::Decstbm(top, bottom) => {
                 let rows = context.terminal().size().1;
@@ -200,6 +309,7 @@ impl Observer for Hooks {
     }
 
     fn evicted(&mut self, _: &mut Observation<'_>, line: &Line) {
+        self.transcript.evicted(line);
         let capture = &mut self.capture;
         if capture.skip_evictions > 0 {
             capture.skip_evictions -= 1;
@@ -244,7 +354,30 @@ impl Screen {
     }
 
     pub(crate) fn resize(&mut self, cols: usize, rows: usize) {
+        // Rows are rewrapped: take the ones above the cursor as they stood.
+        let t = &mut self.hooks.transcript;
+        let at = t.now_us;
+        t.flush(&self.term, cursor(&self.term).0, at);
+        t.done_rows = usize::MAX;
         self.term.resize_with(cols.max(1), rows.max(1), &mut self.hooks);
+        self.hooks.transcript.done_rows = cursor(&self.term).0;
+    }
+
+    /// Output at `at_us` is fed next.
+    pub(crate) fn begin_output(&mut self, at_us: u64) {
+        let rows = self.term.size().1;
+        self.hooks.transcript.begin(at_us, rows);
+    }
+
+    /// Takes the screen's rows above row `end` that the transcript has not taken yet (all
+    /// of them for `usize::MAX`), as seen at `at_us`.
+    pub(crate) fn flush_transcript(&mut self, end: usize, at_us: u64) {
+        self.hooks.transcript.flush(&self.term, end, at_us);
+    }
+
+    /// The transcript's text since the last call, with the moments it was on the screen.
+    pub(crate) fn take_transcript(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.hooks.transcript.pieces)
     }
 
     /// Feeds bytes, fast-forwarding through bulk output that scrolls off
@@ -280,15 +413,20 @@ impl Screen {
         synthetic.extend_from_slice(b"\x1b7\x1b[0m\x1b[H\x1b[J\x1b8\r");
         synthetic.extend(bulk::sgr_sequences(&data[skip.sgr_from..skip.end]));
         self.feed(&synthetic);
-        let capture = &mut self.hooks.capture;
-        if capture.active {
+        let Hooks { capture, transcript, .. } = &mut self.hooks;
+        let capturing = capture.active;
+        if capturing {
             capture.out_row = capture.out_row.min(0);
-            bulk::render(&data[skip.start..skip.end], |c| {
-                capture.push_char(c);
-                !capture.truncated
-            });
             capture.skip_evictions = rows.saturating_sub(1);
         }
+        // Every line goes to the transcript; the command's output keeps what fits.
+        bulk::render(&data[skip.start..skip.end], |c| {
+            transcript.push_char(c);
+            if capturing && !capture.truncated {
+                capture.push_char(c);
+            }
+            true
+        });
         self.feed(&data[skip.end..]);
     }
 
