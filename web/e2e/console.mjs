@@ -172,6 +172,10 @@ await step('search finds a command; the hit opens the replay at that moment', as
     await auditor.click('#search-submit');
     return false;
   }, 20000, 300);
+  // The session is live, so its index is behind: the results say so, naming it.
+  if (!(await auditor.$(`#search-unindexed a[data-session="${sessionId}"]`))) {
+    throw new Error('the search results do not name the live session as not fully indexed');
+  }
   await shot(auditor, '3-search');
   await auditor.click(`#search-results tr.search-hit[data-session="${sessionId}"] [data-action="open-hit"]`);
   await auditor.waitForSelector('.player-term[data-ready]', { timeout: 15000 });
@@ -341,17 +345,19 @@ await step("a user (bob) cannot reach alice's session: API 404/403, nothing show
     }
     const list = await (await fetch('/api/v1/sessions')).json();
     out.list = list.map((s) => s.id);
-    const hits = await (await fetch('/api/v1/search?q=kw-e2e-haystack')).json();
-    out.hits = hits.length;
+    const answer = await (await fetch('/api/v1/search?q=kw-e2e-haystack')).json();
+    out.hits = answer.hits.length;
+    out.unindexed = JSON.stringify(answer.not_fully_indexed);
     return out;
   }, sessionId);
   for (const [p, r] of Object.entries(api)) {
-    if (p === 'list' || p === 'hits') continue;
+    if (p === 'list' || p === 'hits' || p === 'unindexed') continue;
     if (![403, 404].includes(r.status)) throw new Error(`bob got HTTP ${r.status} for ${p}: ${r.body.slice(0, 200)}`);
     if (r.body.includes('kw-e2e-haystack') || r.body.includes('alice')) throw new Error(`bob's ${r.status} for ${p} leaks data: ${r.body.slice(0, 200)}`);
   }
   if (api.list.includes(sessionId)) throw new Error("alice's session is in bob's session list");
   if (api.hits !== 0) throw new Error(`bob's search found ${api.hits} hits in alice's session`);
+  if (api.unindexed.includes(sessionId)) throw new Error(`bob's search names alice's live session: ${api.unindexed}`);
   // Nav hides what the role cannot do.
   const navLive = await page.isVisible('#nav a[data-route="live"]');
   const navAudit = await page.isVisible('#nav a[data-route="audit"]');

@@ -75,16 +75,22 @@ export async function sessionsView(main, ctx) {
   const jobs = [];
   if (text) {
     results.append(h('p.muted', 'Searching…'));
-    jobs.push(get(`/search${query({ q: text, ...filters, commands_only: p.get('commands_only') || '', limit: 200 })}`).then((hits) => {
+    jobs.push(get(`/search${query({ q: text, ...filters, commands_only: p.get('commands_only') || '', limit: 200 })}`).then((answer) => {
       if (!ctx.isCurrent()) return;
+      const hits = answer.hits;
       clear(results).append(
         h('h2', `${hits.length} hit${hits.length === 1 ? '' : 's'} for “${text}”`),
+        unindexedBanner(answer.not_fully_indexed),
+        answer.stopped_early
+          ? h('div.banner.dropped', { id: 'search-stopped' },
+            'The search read as much output as one search may and stopped: older output was not searched. Narrow it by person, target or time.')
+          : null,
         table(hits, [
           ['When', (x) => fmtTime(x.at)],
           ['Person', (x) => x.user],
           ['Target', (x) => x.target],
           ['At', (x) => fmtOffset(x.offset_us)],
-          ['Kind', (x) => x.kind],
+          ['Kind', (x) => (x.in_output ? `${x.kind} output` : x.kind)],
           ['Match', (x) => h('div.hit',
             x.command ? h('code.cmd', x.command) : null,
             x.snippet ? h('div.snippet', snippet(x.snippet)) : null)],
@@ -120,4 +126,22 @@ export async function sessionsView(main, ctx) {
   }).catch((e) => { if (ctx.isCurrent()) clear(list).append(errorBox(e)); }));
   await Promise.all(jobs);
   return null;
+}
+
+// Sessions a search could match whose index is not complete: named, never silently left out.
+function unindexedBanner(gaps) {
+  if (!gaps || gaps.length === 0) return null;
+  const progress = (g) => {
+    if (g.state === 'error') return `not indexed: ${g.error || 'error'}`;
+    if (g.bytes_recorded) return `${Math.floor((100 * g.bytes_indexed) / Math.max(1, g.bytes_recorded))}% indexed`;
+    return 'indexing';
+  };
+  return h('div.banner.dropped', { id: 'search-unindexed' },
+    `${gaps.length} session${gaps.length === 1 ? ' is' : 's are'} not fully indexed yet; matches there may be missing: `,
+    ...gaps.slice(0, 20).flatMap((g, i) => [
+      i ? ', ' : '',
+      h('a', { href: `#/sessions/${encodeURIComponent(g.session)}`, dataset: { session: g.session } },
+        `${g.user}@${g.target} (${g.session_status}, ${progress(g)})`),
+    ]),
+    gaps.length > 20 ? ` and ${gaps.length - 20} more` : '');
 }

@@ -5,6 +5,7 @@
 //! interleaved so every class sees the same machine conditions.
 
 mod corpus;
+mod terminal;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,10 @@ pub(crate) struct SearchArgs {
     /// left in DIR (or in the `--database`), instead of building it again.
     #[arg(long)]
     reuse: bool,
+    /// Before the search build: this many MB of synthetic terminal output indexed through
+    /// the indexer into a database of its own (rates and index size); 0 skips it.
+    #[arg(long, env = "KW_SEARCH_TERMINAL_MB", default_value_t = 256)]
+    terminal_mb: u64,
     /// Write every timed query as `class<TAB>ms<TAB>hits<TAB>query` to this file.
     #[arg(long, value_name = "FILE")]
     raw: Option<PathBuf>,
@@ -133,6 +138,16 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
         bail!("need at least one session and at least one command per session");
     }
     let target = Target::from_args(&args)?;
+    if args.terminal_mb > 0 && !args.reuse {
+        let dir = match &args.dir {
+            Some(d) => d.join("terminal"),
+            None => std::env::temp_dir().join(format!("keepwatch-terminal-{}", std::process::id())),
+        };
+        let report = terminal::run(&dir, args.terminal_mb, args.seed).await?;
+        report.print();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!();
+    }
     let size = Size {
         sessions: args.sessions,
         commands: args.commands,
@@ -186,16 +201,20 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
             let hits = store
                 .search(&case.query)
                 .await
-                .with_context(|| format!("search {:?} ({})", case.query.text, class.name()))?;
+                .with_context(|| format!("search {:?} ({})", case.query.text, class.name()))?
+                .hits;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             if let Some(w) = raw.as_mut() {
                 writeln!(w, "{}\t{ms:.3}\t{}\t{}", class.name(), hits.len(), case.query.text)?;
             }
-            if case.expected.is_some_and(|e| e != hits.len() as u64) {
+            // Commands found: a command line hit and hits in its output are one command.
+            let commands: std::collections::HashSet<_> =
+                hits.iter().map(|h| (h.session_id, h.command.seq)).collect();
+            if case.expected.is_some_and(|e| e != commands.len() as u64) {
                 eprintln!(
                     "search-bench: {:?} found {} commands, expected {}",
                     case.query.text,
-                    hits.len(),
+                    commands.len(),
                     case.expected.unwrap_or_default()
                 );
                 results[ci].2 += 1;
@@ -293,8 +312,18 @@ async fn build(db: &Database, plan: &Plan) -> anyhow::Result<Build> {
                 while let Some((session, rows)) = rx.recv().await {
                     let t = Instant::now();
                     store.insert_session(&session).await.context("insert_session")?;
+                    // Output goes into blocks, as the indexer cuts it.
+                    let mut blocks = keepwatch_index::Blocks::default();
+                    for r in &rows {
+                        let mut text = r.output.clone();
+                        if !text.is_empty() && !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                        blocks.push(session.started_at_us, r.channel, r.start_offset_us, &text);
+                    }
+                    let blocks = blocks.drain(session.started_at_us);
                     store
-                        .add_commands(session.id, &rows, IndexProgress::Complete)
+                        .add_commands(session.id, &rows, &blocks, IndexProgress::Complete)
                         .await
                         .context("add_commands")?;
                     b.store += t.elapsed();
@@ -481,9 +510,13 @@ fn cases(plan: &Plan, n: usize, limit: u32, seed: u64) -> Vec<Vec<Case>> {
                     let (query, expected) = match class {
                         Class::Word => (q(&words[i % words.len()]), None),
                         Class::Rare => {
+                            // A marker planted in a command line is also in its output
+                            // (two hits, one command): ask for room for both.
                             let m = i % plan.markers.len();
                             let expected = plan.marker_hits(m).min(u64::from(limit));
-                            (q(&plan.markers[m].word), Some(expected))
+                            let query =
+                                SearchQuery { limit: limit * 2, ..q(&plan.markers[m].word) };
+                            (query, Some(expected))
                         }
                         _ => (SearchQuery::default(), None),
                     };

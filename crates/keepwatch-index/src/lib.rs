@@ -12,6 +12,7 @@
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
 
+mod blocks;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use keepwatch_store::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use blocks::Blocks;
 pub use session::SessionIndexer;
 
 /// Bytes of a recording read and processed at once.
@@ -78,7 +80,8 @@ impl Follow {
         progress: IndexProgress,
     ) -> Result<(), IndexError> {
         self.session.finish(self.session.last_at_us());
-        store.add_commands(id, &self.session.drain_rows(), progress).await?;
+        let blocks = self.session.drain_blocks();
+        store.add_commands(id, &self.session.drain_rows(), &blocks, progress).await?;
         Ok(())
     }
 
@@ -133,8 +136,9 @@ impl Follow {
             let sealed = self.tail.is_sealed();
             store.add_keyframes(id, &self.session.drain_keyframes()).await?;
             let rows = self.session.drain_rows();
+            let blocks = self.session.drain_blocks();
             let progress = if sealed { IndexProgress::Complete } else { self.partial() };
-            store.add_commands(id, &rows, progress).await?;
+            store.add_commands(id, &rows, &blocks, progress).await?;
             if sealed {
                 return Ok(true);
             }
@@ -172,8 +176,16 @@ impl Indexer {
                 _ = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!("indexer: {e}");
+            // A tick can take long (a big recording caught up): shutting down does not wait
+            // for it. What it wrote is whole (each write is one transaction); the rest is
+            // indexed again from the recordings after the restart.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.tick() => {
+                    if let Err(e) = r {
+                        tracing::warn!("indexer: {e}");
+                    }
+                }
             }
         }
     }
@@ -209,8 +221,9 @@ impl Indexer {
                     follow.quiet_tick(follow.tail.read_offset() != before);
                     // Hibernating can finish a running command: store it.
                     let rows = follow.session.drain_rows();
-                    if !rows.is_empty() {
-                        self.store.add_commands(id, &rows, follow.partial()).await?;
+                    let blocks = follow.session.drain_blocks();
+                    if !rows.is_empty() || !blocks.is_empty() {
+                        self.store.add_commands(id, &rows, &blocks, follow.partial()).await?;
                     }
                     self.live.insert(id, follow);
                 }

@@ -1,11 +1,14 @@
 //! What one recording says people ran (sans-IO): events in, command rows out.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use keepwatch_core::{ChannelKind, strip_escapes};
 use keepwatch_recording::{Event, TimedEvent};
-use keepwatch_store::{CommandRow, KeyframeRow};
+use keepwatch_store::{CommandRow, KeyframeRow, OutputBlock};
 use keepwatch_terminal::{Command, CommandExtractor, ExtractorConfig};
+
+use crate::blocks::Blocks;
 
 /// Cap on the text kept for an exec command's output or a stdin script (bytes).
 const MAX_TEXT: usize = 64 * 1024;
@@ -16,7 +19,9 @@ const KEYFRAME_EVERY_BYTES: usize = 256 * 1024;
 /// ...or this long after the last one, if there was output since.
 const KEYFRAME_EVERY_US: u64 = 30_000_000;
 
-/// Turns the events of one recording, in order, into [`CommandRow`]s:
+/// Turns the events of one recording, in order, into [`CommandRow`]s and [`OutputBlock`]s.
+///
+/// Rows:
 /// - a terminal shell channel: the commands typed at its prompts ([`CommandExtractor`]),
 ///   and snapshots of full-screen programs' screens (kind `screen`);
 /// - an exec channel: its command line and its output (kind `exec`), and what was piped
@@ -26,6 +31,11 @@ const KEYFRAME_EVERY_US: u64 = 30_000_000;
 ///   out (kind `stdin`);
 /// - SFTP/SCP operations: `OP PATH` with the target's answer as output (kind `file`);
 /// - environment variables the person passed: `NAME=value` (kind `env`).
+///
+/// Output blocks hold all the output, uncapped (a row keeps a preview of its command's):
+/// every line a terminal showed, including what scrolled past (the extractor's transcript),
+/// full-screen programs' screens when they change, what exec channels and raw streams
+/// printed, file operations' answers and the rows and outcomes of database statements.
 #[derive(Default)]
 pub struct SessionIndexer {
     started_at_us: i64,
@@ -42,6 +52,7 @@ pub struct SessionIndexer {
     statements: HashMap<u64, (u32, u64, String)>,
     /// Rows captured for statements not answered yet, as text, by their seq.
     rows: HashMap<u64, String>,
+    blocks: Blocks,
 }
 
 /// Statements waiting for their outcome, at most; past this the oldest is indexed without.
@@ -55,9 +66,24 @@ struct KeyframeClock {
 }
 
 enum Channel {
-    Terminal { extractor: Term, last_snapshot_us: Option<u64>, keyframe: KeyframeClock },
-    Exec { command: String, opened_at_us: u64, input: Text, output: Text },
-    Stdin { opened_at_us: u64, input: Text, output: Text },
+    Terminal {
+        extractor: Term,
+        last_snapshot_us: Option<u64>,
+        /// The last snapshot's text, hashed: a screen redrawn unchanged is not kept again.
+        last_snapshot: Option<u64>,
+        keyframe: KeyframeClock,
+    },
+    Exec {
+        command: String,
+        opened_at_us: u64,
+        input: Text,
+        output: Text,
+    },
+    Stdin {
+        opened_at_us: u64,
+        input: Text,
+        output: Text,
+    },
 }
 
 /// A terminal channel's extractor, or, while the session is idle, just its screen: an
@@ -74,6 +100,8 @@ impl Term {
             let cfg = ExtractorConfig { cols: *cols, rows: *rows, ..ExtractorConfig::default() };
             let mut e = CommandExtractor::new(cfg);
             e.output(at, screen.as_bytes());
+            // The screen it slept with was not cleared or scrolled: nothing new was seen.
+            drop(e.drain_transcript());
             *self = Term::Awake(Box::new(e));
         }
         match self {
@@ -83,23 +111,45 @@ impl Term {
     }
 }
 
-/// Raw bytes kept up to [`MAX_TEXT`], rendered once at the end.
+/// Raw bytes kept up to [`MAX_TEXT`], rendered once at the end; and all of them rendered a
+/// line at a time for the output blocks.
 #[derive(Default)]
 struct Text {
     bytes: Vec<u8>,
     truncated: bool,
+    /// The last line, not ended yet.
+    partial: Vec<u8>,
 }
 
 impl Text {
-    fn push(&mut self, data: &[u8]) {
+    /// Keeps `data` and returns the text of the lines it ends.
+    fn push(&mut self, data: &[u8]) -> Option<String> {
         let room = MAX_TEXT.saturating_sub(self.bytes.len());
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
         self.truncated |= data.len() > room;
+        self.partial.extend_from_slice(data);
+        let end = match self.partial.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            // A line with no end in sight is taken as it is.
+            None if self.partial.len() >= MAX_TEXT => self.partial.len(),
+            None => return None,
+        };
+        let lines: Vec<u8> = self.partial.drain(..end).collect();
+        Some(render(&lines))
+    }
+
+    /// The text of the last line, if it did not end.
+    fn rest(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| render(&std::mem::take(&mut self.partial)))
     }
 
     fn render(&self) -> String {
-        strip_escapes(&self.bytes).replace("\r\n", "\n")
+        render(&self.bytes)
     }
+}
+
+fn render(bytes: &[u8]) -> String {
+    strip_escapes(bytes).replace("\r\n", "\n")
 }
 
 /// `text` cut to [`MAX_TEXT`] bytes at a char boundary; true when something was cut. A
@@ -164,6 +214,7 @@ impl SessionIndexer {
                         Channel::Terminal {
                             extractor: Term::Awake(Box::new(CommandExtractor::new(cfg))),
                             last_snapshot_us: None,
+                            last_snapshot: None,
                             keyframe: KeyframeClock { bytes_since: 0, last_us: at },
                         }
                     }
@@ -197,7 +248,8 @@ impl SessionIndexer {
                     self.drain(*channel);
                 }
                 Some(Channel::Stdin { input, .. } | Channel::Exec { input, .. }) => {
-                    input.push(data)
+                    // What was piped in is the row's command (a script), kept up to its cap.
+                    let _ = input.push(data);
                 }
                 _ => {}
             },
@@ -220,6 +272,7 @@ impl SessionIndexer {
                 })
                 .0;
                 let output = result.clone();
+                self.blocks.push(self.started_at_us, *channel, at, &format!("{output}\n"));
                 self.push(CommandRow {
                     command,
                     output,
@@ -277,6 +330,7 @@ impl SessionIndexer {
                         text.push_str(&values.join(" | "));
                         text.push('\n');
                     }
+                    self.blocks.push(self.started_at_us, r.channel, at, &text);
                     // A simple query's statements share a seq: their rows add up, within
                     // what a command's output keeps.
                     let kept = self.rows.entry(r.seq).or_default();
@@ -298,6 +352,7 @@ impl SessionIndexer {
     /// Indexes statement `seq` with its outcome.
     fn statement_done(&mut self, seq: u64, at: u64, mut output: String) {
         let Some((channel, start, command)) = self.statements.remove(&seq) else { return };
+        self.blocks.push(self.started_at_us, channel, at, &format!("{output}\n"));
         if let Some(rows) = self.rows.remove(&seq) {
             output = format!("{rows}{output}");
         }
@@ -336,6 +391,9 @@ impl SessionIndexer {
                     continue;
                 }
                 let mut finished = e.finish();
+                // The screen it sleeps with keeps those lines: taken when they scroll off
+                // or the channel ends, as if it had stayed awake.
+                drop(e.drain_transcript());
                 let (screen, cols, rows) = e.screen_dump();
                 *term = Term::Asleep { screen, cols, rows };
                 done.extend(finished.drain(..).map(|c| (channel, c)));
@@ -353,7 +411,7 @@ impl SessionIndexer {
 
     fn output(&mut self, channel: u32, at: u64, data: &[u8]) {
         match self.channels.get_mut(&channel) {
-            Some(Channel::Terminal { extractor, last_snapshot_us, keyframe }) => {
+            Some(Channel::Terminal { extractor, last_snapshot_us, last_snapshot, keyframe }) => {
                 let extractor = extractor.get(at);
                 extractor.output(at, data);
                 keyframe.bytes_since += data.len();
@@ -376,41 +434,80 @@ impl SessionIndexer {
                 let due = last_snapshot_us.is_none_or(|t| at >= t + SNAPSHOT_EVERY_US);
                 if extractor.full_screen_active() && due {
                     *last_snapshot_us = Some(at);
-                    let (screen, truncated) = capped(extractor.screen_text());
+                    let screen = extractor.screen_text();
+                    let mut hash = DefaultHasher::new();
+                    screen.hash(&mut hash);
+                    let hash = Some(hash.finish());
+                    // A blank screen (just cleared) says nothing.
+                    let changed = hash != *last_snapshot && !screen.trim().is_empty();
+                    *last_snapshot = hash;
                     self.drain(channel);
-                    self.push(CommandRow {
-                        output: screen,
-                        output_truncated: truncated,
-                        ..self.row(channel, "screen", at, Some(at))
-                    });
+                    if changed {
+                        self.blocks.push(self.started_at_us, channel, at, &screen);
+                        self.blocks.push(self.started_at_us, channel, at, "\n");
+                        let (screen, truncated) = capped(screen);
+                        self.push(CommandRow {
+                            output: screen,
+                            output_truncated: truncated,
+                            ..self.row(channel, "screen", at, Some(at))
+                        });
+                    }
                 } else {
                     self.drain(channel);
                 }
             }
-            Some(Channel::Exec { output, .. } | Channel::Stdin { output, .. }) => output.push(data),
+            Some(Channel::Exec { output, .. } | Channel::Stdin { output, .. }) => {
+                if let Some(lines) = output.push(data) {
+                    self.blocks.push(self.started_at_us, channel, at, &lines);
+                }
+            }
             _ => {}
         }
     }
 
+    /// Hands on what a terminal channel's extractor completed: commands, and the lines its
+    /// screen showed.
     fn drain(&mut self, channel: u32) {
         if let Some(Channel::Terminal { extractor: Term::Awake(extractor), .. }) =
             self.channels.get_mut(&channel)
         {
+            for (at, text) in extractor.drain_transcript() {
+                self.blocks.push(self.started_at_us, channel, at, &text);
+            }
             for c in extractor.drain() {
                 self.push_command(channel, c);
             }
         }
     }
 
+    /// Output blocks since the last call, including each channel's text not yet in a full
+    /// block (what was read so far is then all in the index).
+    pub fn drain_blocks(&mut self) -> Vec<OutputBlock> {
+        self.blocks.drain(self.started_at_us)
+    }
+
+    /// Bytes of text handed to output blocks so far.
+    pub fn output_bytes(&self) -> u64 {
+        self.blocks.bytes
+    }
+
     fn finish_channel(&mut self, channel: u32, state: Channel, at: u64) {
         match state {
-            Channel::Terminal { extractor: Term::Asleep { .. }, .. } => {}
-            Channel::Terminal { extractor: Term::Awake(mut extractor), .. } => {
-                for c in extractor.finish() {
+            Channel::Terminal { mut extractor, .. } => {
+                // A sleeping one wakes to hand over the screen it slept with.
+                let extractor = extractor.get(at);
+                let done = extractor.finish();
+                for (at, text) in extractor.drain_transcript() {
+                    self.blocks.push(self.started_at_us, channel, at, &text);
+                }
+                for c in done {
                     self.push_command(channel, c);
                 }
             }
-            Channel::Exec { command, opened_at_us, input, output } => {
+            Channel::Exec { command, opened_at_us, input, mut output } => {
+                if let Some(rest) = output.rest() {
+                    self.blocks.push(self.started_at_us, channel, at, &rest);
+                }
                 self.push(CommandRow {
                     command,
                     output: output.render(),
@@ -426,7 +523,10 @@ impl SessionIndexer {
                     });
                 }
             }
-            Channel::Stdin { opened_at_us, input, output } => {
+            Channel::Stdin { opened_at_us, input, mut output } => {
+                if let Some(rest) = output.rest() {
+                    self.blocks.push(self.started_at_us, channel, at, &rest);
+                }
                 let script = input.render();
                 if !script.trim().is_empty() || !output.bytes.is_empty() {
                     self.push(CommandRow {
@@ -598,6 +698,39 @@ mod tests {
         let rows = ix.drain_rows();
         let cmds: Vec<&str> = rows.iter().map(|r| r.command.as_str()).collect();
         assert_eq!(cmds, ["ls", "ls", "for i in 1; do\necho $i\ndone"]);
+    }
+
+    /// Issue 14: a full-screen program redrawing the same screen ten times a second for ten
+    /// minutes adds one snapshot, not six thousand; what scrolled by before it is all there.
+    #[test]
+    fn a_screen_redrawn_unchanged_adds_almost_nothing() {
+        let mut ix = SessionIndexer::new();
+        let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+        ix.event(&ev(1, Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty }));
+        let listing: String = (1..=100).map(|i| format!("file-{i}\r\n")).collect();
+        for e in [out(2, "$ "), typed(3, "ls\r"), out(4, &format!("ls\r\n{listing}$ "))] {
+            ix.event(&e);
+        }
+        ix.event(&typed(5, "top\r"));
+        ix.event(&out(6, "top\r\n\x1b[?1049h\x1b[H\x1b[2J"));
+        let frame: String = (0..23)
+            .map(|r| format!("\x1b[{};1H{:>5} root  20  0 kworker/{r}", r + 1, 100 + r))
+            .collect();
+        for i in 0..6000u64 {
+            ix.event(&out(10 + i * 100_000, &frame));
+        }
+        ix.event(&typed(600_100_000, "q"));
+        ix.event(&out(600_100_001, "\x1b[?1049l$ "));
+        ix.finish(600_100_002);
+        let rows = ix.drain_rows();
+        let blocks = ix.drain_blocks();
+        assert_eq!(rows.iter().filter(|r| r.kind == "screen").count(), 1);
+        let text: String = blocks.iter().map(|b| b.text.as_str()).collect();
+        for i in 1..=100 {
+            assert!(text.contains(&format!("file-{i}\n")), "file-{i} in {text}");
+        }
+        assert_eq!(text.matches("kworker/7").count(), 1, "{text}");
+        assert!(text.len() < 4096, "{} bytes: {text}", text.len());
     }
 
     /// From the session_indexer fuzz target: a full-screen program on a 1000x252 terminal

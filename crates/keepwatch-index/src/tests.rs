@@ -3,7 +3,9 @@
 
 use keepwatch_core::{ChannelKind, SessionId, SessionStatus};
 use keepwatch_recording::{Event, Pty, RecordingWriter, Seal, SessionStart, TimedEvent};
-use keepwatch_store::{BlobStore, IndexScope, IndexState, IndexStatus, SessionRow, Store};
+use keepwatch_store::{
+    BlobStore, IndexScope, IndexState, IndexStatus, SearchQuery, SessionRow, Store,
+};
 
 use crate::Indexer;
 
@@ -25,47 +27,84 @@ fn append(spool: &mut keepwatch_store::SpoolWriter, bytes: &[u8]) {
     spool.append(bytes, false).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed() {
-    let dir = std::env::temp_dir().join(format!("keepwatch-index-status-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open_sqlite(&dir.join("kw.db")).await.unwrap();
-    let blobs = BlobStore::local(&dir).unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let id = SessionId::new();
-    let start = SessionStart {
-        session_id: id,
-        user: "alice".into(),
-        target: "web01".into(),
-        target_host: "127.0.0.1:22".into(),
-        target_login: "root".into(),
-        client_addr: "127.0.0.1:5000".into(),
-        started_at_us: T0,
-    };
-    store
-        .insert_session(&SessionRow {
-            stated_reason: None,
-            protocol: keepwatch_core::Protocol::Ssh,
-            id,
-            person: "alice".into(),
+/// A store and blob store in a directory of their own, and a live session of alice's there.
+struct Fixture {
+    dir: std::path::PathBuf,
+    store: Store,
+    blobs: BlobStore,
+    key: ed25519_dalek::SigningKey,
+    id: SessionId,
+    start: SessionStart,
+}
+
+impl Fixture {
+    async fn new(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("keepwatch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open_sqlite(&dir.join("kw.db")).await.unwrap();
+        let blobs = BlobStore::local(&dir).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let id = SessionId::new();
+        let start = SessionStart {
+            session_id: id,
+            user: "alice".into(),
             target: "web01".into(),
             target_host: "127.0.0.1:22".into(),
             target_login: "root".into(),
             client_addr: "127.0.0.1:5000".into(),
-            status: SessionStatus::Active,
-            reason: None,
             started_at_us: T0,
-            ended_at_us: None,
-            chain_head: None,
-            seal_seq: None,
-            seal_signature: None,
-            node: None,
-        })
-        .await
-        .unwrap();
+        };
+        store
+            .insert_session(&SessionRow {
+                stated_reason: None,
+                protocol: keepwatch_core::Protocol::Ssh,
+                id,
+                person: "alice".into(),
+                target: "web01".into(),
+                target_host: "127.0.0.1:22".into(),
+                target_login: "root".into(),
+                client_addr: "127.0.0.1:5000".into(),
+                status: SessionStatus::Active,
+                reason: None,
+                started_at_us: T0,
+                ended_at_us: None,
+                chain_head: None,
+                seal_seq: None,
+                seal_signature: None,
+                node: None,
+            })
+            .await
+            .unwrap();
+        Fixture { dir, store, blobs, key, id, start }
+    }
+
+    /// Seals the recording `w` wrote into `spool` and moves it into the store.
+    async fn seal(&self, w: RecordingWriter, spool: &mut keepwatch_store::SpoolWriter, at: u64) {
+        let ended_at_us = T0 + at as i64;
+        let seal =
+            Seal { status: SessionStatus::Closed, reason: None, ended_at_us, unsigned_tail: None };
+        let (tail, info) = w.seal(at, seal, ended_at_us);
+        append(spool, &tail);
+        self.store
+            .finish_session(self.id, SessionStatus::Closed, None, &info, ended_at_us, &self.key)
+            .await
+            .unwrap();
+        self.blobs.commit_whole(self.id).await.unwrap();
+    }
+
+    async fn close(self) {
+        self.store.close().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed() {
+    let f = Fixture::new("index-status").await;
+    let (store, blobs, id) = (&f.store, &f.blobs, f.id);
     let mut spool = blobs.spool().create(id, &[]).unwrap();
-    let mut w = RecordingWriter::new(start, key.clone());
+    let mut w = RecordingWriter::new(f.start.clone(), f.key.clone());
     let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
     let open = Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty };
     w.push(&TimedEvent { at_us: 1, event: open });
@@ -82,13 +121,13 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     append(&mut spool, torn);
 
     let mut indexer = Indexer::new(store.clone(), blobs.clone());
-    let s = status(&store, &blobs, id).await;
+    let s = status(store, blobs, id).await;
     assert_eq!((s.state, s.bytes_indexed, s.updated_at_us), (IndexState::Behind, 0, None));
     assert_eq!(s.bytes_recorded, Some((first.len() + torn.len()) as u64));
 
     // The torn chunk is read but not counted: only whole chunks are indexed.
     indexer.tick().await.unwrap();
-    let s = status(&store, &blobs, id).await;
+    let s = status(store, blobs, id).await;
     assert_eq!(s.state, IndexState::Behind);
     assert_eq!(s.bytes_indexed, first.len() as u64);
     assert_eq!(s.bytes_recorded, Some((first.len() + torn.len()) as u64));
@@ -97,48 +136,131 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
 
     append(&mut spool, rest);
     indexer.tick().await.unwrap();
-    let s = status(&store, &blobs, id).await;
+    let s = status(store, blobs, id).await;
     let whole = (first.len() + second.len()) as u64;
     assert_eq!(
         (s.state, s.bytes_indexed, s.bytes_recorded),
         (IndexState::Behind, whole, Some(whole))
     );
     assert_eq!(s.commands, 2);
-    let unfinished = store.index_status(&blobs, IndexScope::Unfinished).await.unwrap();
+    let unfinished = store.index_status(blobs, IndexScope::Unfinished).await.unwrap();
     assert_eq!(unfinished, [s], "a live session is never complete");
 
     // Sealed and moved into the store: complete, and no longer listed as unfinished.
-    let seal = Seal {
-        status: SessionStatus::Closed,
-        reason: None,
-        ended_at_us: T0 + 10,
-        unsigned_tail: None,
-    };
-    let (tail, info) = w.seal(9, seal, T0 + 10);
-    append(&mut spool, &tail);
-    store.finish_session(id, SessionStatus::Closed, None, &info, T0 + 10, &key).await.unwrap();
-    blobs.commit_whole(id).await.unwrap();
+    f.seal(w, &mut spool, 9).await;
     indexer.tick().await.unwrap();
-    let s = status(&store, &blobs, id).await;
-    let all = whole + tail.len() as u64;
+    let s = status(store, blobs, id).await;
+    let all = blobs.recording_len(id).await.unwrap().unwrap();
     assert_eq!(s.session_status, SessionStatus::Closed);
     assert_eq!(
         (s.state, s.bytes_indexed, s.bytes_recorded),
         (IndexState::Complete, all, Some(all))
     );
-    assert!(store.index_status(&blobs, IndexScope::Unfinished).await.unwrap().is_empty());
+    assert!(store.index_status(blobs, IndexScope::Unfinished).await.unwrap().is_empty());
     let commands: Vec<String> =
         store.commands(id).await.unwrap().into_iter().map(|c| c.command).collect();
     assert_eq!(commands, ["echo one", "echo two"]);
 
     // Reindexed where the recording cannot be read (another node's disk): an error, and the
     // index it had is kept.
-    let elsewhere = dir.join("elsewhere");
+    let elsewhere = f.dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let unreadable = BlobStore::local(&elsewhere).unwrap();
-    assert!(crate::reindex(&store, &unreadable, id, &mut |_| {}).await.is_err());
+    assert!(crate::reindex(store, &unreadable, id, &mut |_| {}).await.is_err());
     assert_eq!(store.commands(id).await.unwrap().len(), 2, "the index survives");
-    assert_eq!(status(&store, &blobs, id).await.state, IndexState::Complete);
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status(store, blobs, id).await.state, IndexState::Complete);
+    f.close().await;
+}
+
+/// Issue 14: a session prints 50 MB of numbered lines at a prompt. Followed live, a search
+/// meanwhile names it as not fully indexed; once sealed, every 10,000th line and the final
+/// marker are found, each at a moment its line was on the screen (from the output event
+/// before the one that printed it to the one after), as output of the command; `reindex`
+/// gives the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabytes_of_lines_are_all_found_at_their_moment() {
+    /// Lines per output event, and events per recording flush.
+    const PER_EVENT: u64 = 2048;
+    const PER_FLUSH: u64 = 64;
+    let f = Fixture::new("index-50mb").await;
+    let (store, blobs, id) = (&f.store, &f.blobs, f.id);
+    let mut spool = blobs.spool().create(id, &[]).unwrap();
+    let mut w = RecordingWriter::new(f.start.clone(), f.key.clone());
+    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+    let open = Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty };
+    w.push(&TimedEvent { at_us: 1, event: open });
+    let command = "seq 1 2900000 | sed 's/^/KWLINE-/;s/$/:/'";
+    for e in [out(2, "$ "), typed(3, &format!("{command}\r")), out(4, &format!("{command}\r\n"))] {
+        w.push(&e);
+    }
+    // Lines 1..=LINES, 2048 per event, event k at 10 + 1000 k µs.
+    const LINES: u64 = 2_900_000;
+    let at = |event: u64| 10 + 1000 * event;
+    let mut indexer = Indexer::new(store.clone(), blobs.clone());
+    let (mut printed, mut event) = (0u64, 0u64);
+    while printed < LINES {
+        let last = (printed + PER_EVENT).min(LINES);
+        let text: String = (printed + 1..=last).map(|n| format!("KWLINE-{n}:\r\n")).collect();
+        w.push(&out(at(event), &text));
+        (printed, event) = (last, event + 1);
+        if event % PER_FLUSH == 0 {
+            append(&mut spool, &w.flush(T0 + at(event) as i64, false).unwrap());
+        }
+        if event == PER_FLUSH * 4 {
+            // Part of it is indexed: a search meanwhile says the session is behind.
+            indexer.tick().await.unwrap();
+            let q = SearchQuery { text: "KWLINE-".into(), limit: 5, ..SearchQuery::default() };
+            let gaps = store.search_gaps(blobs, &q).await.unwrap();
+            assert_eq!(gaps.len(), 1, "{gaps:?}");
+            let g = &gaps[0];
+            assert_eq!((g.session_id, g.state), (id, IndexState::Behind));
+            assert!(g.bytes_indexed > 0 && Some(g.bytes_indexed) <= g.bytes_recorded, "{g:?}");
+            assert!(!store.search(&q).await.unwrap().hits.is_empty(), "found while live");
+        }
+    }
+    let done_at = at(event);
+    w.push(&out(done_at, "KW-DONE-2\r\n$ "));
+    w.push(&typed(done_at + 1, "exit\r"));
+    w.push(&out(done_at + 2, "exit\r\n"));
+    if let Some(bytes) = w.flush(T0 + done_at as i64, false) {
+        append(&mut spool, &bytes);
+    }
+    f.seal(w, &mut spool, done_at + 3).await;
+    indexer.tick().await.unwrap();
+    assert_eq!(status(store, blobs, id).await.state, IndexState::Complete);
+    assert!(store.search_gaps(blobs, &SearchQuery::default()).await.unwrap().is_empty());
+
+    let answers = |store: Store| async move {
+        let mut out = Vec::new();
+        for n in (10_000..=LINES).step_by(10_000).chain([LINES]) {
+            let q =
+                SearchQuery { text: format!("KWLINE-{n}:"), limit: 5, ..SearchQuery::default() };
+            let answer = store.search(&q).await.unwrap();
+            assert!(!answer.stopped_early);
+            assert_eq!(answer.hits.len(), 1, "line {n}: {:?}", answer.hits);
+            let h = &answer.hits[0];
+            assert!(h.in_output, "line {n}");
+            assert_eq!(h.snippet, format!("«KWLINE-{n}:»"));
+            // Printed by event k = (n - 1) / 2048: the moment is one when the line was on
+            // the screen, from the event before (a screenful scrolls off at the next) to
+            // the next (the last screenful, read when the prompt came back).
+            let k = (n - 1) / PER_EVENT;
+            let from = if k == 0 { 4 } else { at(k - 1) };
+            assert!((from..=at(k + 1)).contains(&h.offset_us), "line {n} at {}", h.offset_us);
+            assert_eq!(h.command.command, command, "line {n}");
+            out.push((n, h.offset_us, h.at_us, h.command.seq));
+        }
+        let q = SearchQuery { text: "kw-done-2".into(), limit: 5, ..SearchQuery::default() };
+        let done = store.search(&q).await.unwrap().hits;
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!((at(event - 1)..=done_at).contains(&done[0].offset_us), "{:?}", done[0]);
+        out.push((0, done[0].offset_us, done[0].at_us, done[0].command.seq));
+        out
+    };
+    let live = answers(store.clone()).await;
+    let rows = store.commands(id).await.unwrap();
+    crate::reindex(store, blobs, id, &mut |_| {}).await.unwrap();
+    assert_eq!(answers(store.clone()).await, live, "reindex answers as live indexing did");
+    assert_eq!(store.commands(id).await.unwrap(), rows);
+    f.close().await;
 }

@@ -4,7 +4,9 @@
 //! The tables and their columns are listed once here, in an order where every row's foreign
 //! keys are copied before it; each backend reads (`sqlite/copy.rs`) or writes
 //! (`postgres/copy.rs`) them. What is derived from the copied rows is not copied but rebuilt
-//! by the target: SQLite's FTS5 index and `command_blocks`, PostgreSQL's trigram indexes.
+//! by the target: SQLite's FTS5 indexes and `command_blocks`, PostgreSQL's trigram indexes.
+//! Output blocks' text is unpacked on the way (SQLite keeps it compressed, PostgreSQL as
+//! text under its trigram index).
 
 use keepwatch_core::AuditAction;
 
@@ -19,6 +21,9 @@ pub(crate) enum Kind {
     Text,
     Bytes,
     Flag,
+    /// Text that SQLite keeps zstd-compressed in a BLOB (an output block's `body`) and
+    /// PostgreSQL as text (`text`, under its trigram index).
+    PackedText,
 }
 
 /// One column's value, NULL or not.
@@ -263,6 +268,22 @@ pub(crate) const TABLES: &[Table] = &[
             ("confidence", Text),
             ("output_truncated", Flag),
             ("full_screen", Flag),
+        ],
+        order_by: "id",
+        identity: Some("id"),
+    },
+    Table {
+        name: "output_blocks",
+        columns: &[
+            ("id", Int),
+            ("session_id", Text),
+            ("channel", Int),
+            ("at_us", Int),
+            ("start_offset_us", Int),
+            ("end_offset_us", Int),
+            ("text_len", Int),
+            ("text", PackedText),
+            ("marks", Bytes),
         ],
         order_by: "id",
         identity: Some("id"),

@@ -369,14 +369,68 @@ pub(crate) fn command(r: &impl Cols) -> Result<CommandRow, BadValue> {
 
 pub(crate) fn search_hit(r: &impl Cols, q: &SearchQuery) -> Result<SearchHit, BadValue> {
     let command = command(r)?;
-    let snippet = crate::search::snippet(&command, &q.text, q.commands_only);
+    let snippet = crate::search::snippet(&command, &q.text, true);
     Ok(SearchHit {
         session_id: session_id(r, "session_id")?,
         person: r.text("person")?,
         target: r.text("target")?,
+        in_output: false,
+        offset_us: command.start_offset_us,
+        at_us: command.at_us,
         command,
         snippet,
     })
+}
+
+/// An output block a search read, or `None` when it did not pass the query's filters (its
+/// `body` is NULL then). `packed`: the body is zstd-compressed bytes (SQLite), not text.
+pub(crate) fn output_candidate(
+    r: &impl Cols,
+    packed: bool,
+) -> Result<Option<crate::search::Candidate>, BadValue> {
+    let text = if packed {
+        match r.opt_bytes("body")? {
+            None => return Ok(None),
+            Some(body) => unpack_text(&body)?,
+        }
+    } else {
+        match r.opt_text("body")? {
+            None => return Ok(None),
+            Some(text) => text,
+        }
+    };
+    let marks = crate::search::decode_marks(&r.bytes("marks")?)
+        .ok_or_else(|| BadValue::new("output_blocks.marks", "not a list of marks"))?;
+    Ok(Some(crate::search::Candidate {
+        session_id: session_id(r, "session_id")?,
+        person: r.text("person")?,
+        target: r.text("target")?,
+        block: OutputBlock {
+            channel: narrow("output_blocks.channel", r.int("channel")?)?,
+            at_us: r.int("at_us")?,
+            start_offset_us: unsigned("output_blocks.start_offset_us", r.int("start_offset_us")?)?,
+            end_offset_us: unsigned("output_blocks.end_offset_us", r.int("end_offset_us")?)?,
+            text,
+            marks,
+        },
+    }))
+}
+
+/// The id of an output block row.
+pub(crate) fn output_candidate_id(r: &impl Cols) -> Result<i64, BadValue> {
+    r.int("id")
+}
+
+/// Text as SQLite keeps an output block's: zstd.
+pub(crate) fn pack_text(text: &str) -> Vec<u8> {
+    zstd::bulk::compress(text.as_bytes(), 3).unwrap_or_else(|_| unreachable!("in-memory zstd"))
+}
+
+pub(crate) fn unpack_text(body: &[u8]) -> Result<String, BadValue> {
+    // A block is at most a few hundred KiB of text: more is not a block the store wrote.
+    let bytes = zstd::bulk::decompress(body, 4 << 20)
+        .map_err(|e| BadValue::new("output_blocks.body", e))?;
+    String::from_utf8(bytes).map_err(|e| BadValue::new("output_blocks.body", e))
 }
 
 pub(crate) fn keyframe(r: &impl Cols) -> Result<KeyframeRow, BadValue> {

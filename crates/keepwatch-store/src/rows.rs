@@ -383,8 +383,75 @@ pub struct SearchHit {
     pub session_id: SessionId,
     pub person: String,
     pub target: String,
+    /// The command the match is in: its line, or (`in_output`) the output it printed. An
+    /// output line seen before any command of its channel has a row of kind `output` with
+    /// no command line and seq 0.
     pub command: CommandRow,
+    /// The match is in output (what the terminal showed, what an exec printed, a file
+    /// operation's answer, a statement's rows), not in the command line.
+    pub in_output: bool,
+    /// Where to open the replay (microseconds since the session started): the command's
+    /// start, or for output the moment its line was on the screen (or about to be printed).
+    pub offset_us: u64,
+    /// Wall clock of that moment, unix microseconds.
+    pub at_us: i64,
     pub snippet: String,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchAnswer {
+    /// Newest first.
+    pub hits: Vec<SearchHit>,
+    /// The search read as many output blocks as one query may (64 MiB of text) before it
+    /// found `limit` hits: older output was not searched. Narrow it (a person, a target, a
+    /// time range) or use a longer text.
+    pub stopped_early: bool,
+}
+
+/// A run of output text of one channel as the indexer extracted it (every line the person
+/// saw, in order), stored and indexed as one unit of up to about [`OutputBlock::TARGET`]
+/// bytes. A search hit in it is confirmed against the text and dated by `marks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputBlock {
+    pub channel: u32,
+    /// Wall clock of its first line, unix microseconds.
+    pub at_us: i64,
+    /// Offsets in the recording (microseconds since the session started) of its first and
+    /// last lines.
+    pub start_offset_us: u64,
+    pub end_offset_us: u64,
+    pub text: String,
+    /// `(byte offset in text, offset_us)`, ascending: the text from that byte on was seen at
+    /// that moment of the recording (until the next mark). The first mark is at byte 0.
+    pub marks: Vec<(u32, u64)>,
+}
+
+impl OutputBlock {
+    /// The size the indexer cuts blocks at (at a line's end).
+    pub const TARGET: usize = 16 * 1024;
+
+    /// The recording offset of the text at byte `at`.
+    pub fn offset_at(&self, at: usize) -> u64 {
+        let i = self.marks.partition_point(|&(b, _)| b as usize <= at);
+        self.marks.get(i.wrapping_sub(1)).map_or(self.start_offset_us, |&(_, t)| t)
+    }
+}
+
+/// Sessions whose index cannot yet answer for everything they recorded: a search's hits
+/// may be missing matches there ([`crate::Store::search_gaps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexGap {
+    pub session_id: SessionId,
+    pub person: String,
+    pub target: String,
+    /// `Behind` (live, or not caught up yet) or `Error` (the recording could not be read).
+    pub state: IndexState,
+    pub session_status: SessionStatus,
+    /// Recording bytes indexed, of the bytes recorded so far (when the recording is here).
+    pub bytes_indexed: u64,
+    pub bytes_recorded: Option<u64>,
+    pub error: Option<String>,
 }
 
 /// How far the indexer has read a session's recording, stored in the same transaction as

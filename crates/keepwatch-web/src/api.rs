@@ -329,6 +329,15 @@ pub fn command_json(c: &CommandRow) -> Value {
     serde_json::to_value(views::Command::from(c)).unwrap_or_default()
 }
 
+/// A search's answer as `GET /api/v1/search` and `keepwatch search --json` give it: the hits
+/// and the sessions not fully indexed.
+pub fn search_json(
+    answer: &keepwatch_store::SearchAnswer,
+    gaps: &[keepwatch_store::IndexGap],
+) -> Value {
+    serde_json::to_value(views::SearchResult::new(answer, gaps)).unwrap_or_default()
+}
+
 #[derive(Deserialize, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SessionsQuery {
@@ -740,16 +749,17 @@ pub(crate) async fn report(
     })
 }
 
-/// Substring search over commands and their output.
+/// Substring search over command lines and every line of output.
 ///
-/// Audited (searched, with the query). Any role; a user searches their own sessions.
+/// Audited (searched, with the query). Any role; a user searches their own sessions. The
+/// answer names the sessions it could match whose index is not complete yet.
 #[utoipa::path(get, path = "/api/v1/search", tag = "sessions", params(SearchParams),
-    responses((status = 200, description = "The hits, newest first", body = Vec<views::Hit>), Malformed, Heavy, Guarded))]
+    responses((status = 200, description = "The hits, newest first, and the sessions not fully indexed", body = views::SearchResult), Malformed, Heavy, Guarded))]
 pub(crate) async fn search(
     State(st): St,
     caller: Caller,
     Params(p): Params<SearchParams>,
-) -> ApiResult<Vec<views::Hit>> {
+) -> ApiResult<views::SearchResult> {
     if p.q.trim().is_empty() {
         return Err(ApiError::bad_request("the search text (q) is empty"));
     }
@@ -757,7 +767,7 @@ pub(crate) async fn search(
     audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
         .await?;
     let Some(person) = person_filter(&caller, p.user.clone()) else {
-        return Ok(Json(Vec::new()));
+        return Ok(Json(views::SearchResult::new(&Default::default(), &[])));
     };
     let q = SearchQuery {
         text: p.q.clone(),
@@ -770,8 +780,9 @@ pub(crate) async fn search(
         tag: p.tag.as_deref().map(tag_param).transpose()?,
         limit: p.limit.unwrap_or(50).clamp(1, 500),
     };
-    let hits = st.store.search(&q).await?;
-    Ok(Json(hits.iter().map(views::Hit::from).collect()))
+    let answer = st.store.search(&q).await?;
+    let gaps = st.store.search_gaps(&st.blobs, &q).await?;
+    Ok(Json(views::SearchResult::new(&answer, &gaps)))
 }
 
 /// This node's counters in Prometheus' text format (`docs/metrics.md`). Auditors and admins:

@@ -39,7 +39,9 @@ use keepwatch_core::{LoginLimiter, SessionId};
 use keepwatch_recorder::WatchStart;
 use keepwatch_store::{BlobStore, PasswordChecker, Store, StoreError, Vault};
 
-pub use api::{NODE_MAC_HEADER, NODE_REQUEST_HEADER, NodeTerminate, command_json, rfc3339};
+pub use api::{
+    NODE_MAC_HEADER, NODE_REQUEST_HEADER, NodeTerminate, command_json, rfc3339, search_json,
+};
 pub use assets::{Asset, asset};
 pub use auth::{CLI_TOKEN_NAME, cli_token_name, is_cli_token, random_token, sha256_hex};
 pub use heavy::HeavyLimits;

@@ -3,8 +3,8 @@
 //! RFC 3339 in UTC with microseconds ([`rfc3339`]); offsets and durations are microseconds.
 
 use keepwatch_store::{
-    AuditRow, ChannelRow, CommandRow, IndexStatus, PersonRow, SearchHit, SessionRow, TargetRow,
-    TransferRow,
+    AuditRow, ChannelRow, CommandRow, IndexGap, IndexStatus, PersonRow, SearchAnswer, SearchHit,
+    SessionRow, TargetRow, TransferRow,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -262,12 +262,18 @@ pub(crate) struct Hit {
     pub session: String,
     pub user: String,
     pub target: String,
+    /// The command the match is in (its line, or the output it printed); 0 for output seen
+    /// before any command of its channel.
     pub seq: u32,
     pub channel: u32,
     pub kind: String,
+    /// When the matching line was on the screen (or the command started).
     pub at: String,
-    /// Where the command starts: open the replay there.
+    /// Where to open the replay (microseconds into the recording): the matching output
+    /// line's moment, or the command's start.
     pub offset_us: u64,
+    /// The match is in output, not in the command line.
+    pub in_output: bool,
     pub command: String,
     /// The matching text with some context.
     pub snippet: String,
@@ -282,10 +288,65 @@ impl From<&SearchHit> for Hit {
             seq: h.command.seq,
             channel: h.command.channel,
             kind: h.command.kind.clone(),
-            at: rfc3339(h.command.at_us),
-            offset_us: h.command.start_offset_us,
+            at: rfc3339(h.at_us),
+            offset_us: h.offset_us,
+            in_output: h.in_output,
             command: h.command.command.clone(),
             snippet: h.snippet.clone(),
+        }
+    }
+}
+
+/// What a search found, and where it could not look (`GET /api/v1/search`,
+/// `keepwatch search --json`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SearchResult {
+    /// Newest first.
+    pub hits: Vec<Hit>,
+    /// Sessions the search could match whose index is not complete yet (live, catching up,
+    /// or failed): matches there may be missing from `hits`.
+    pub not_fully_indexed: Vec<Unindexed>,
+    /// The search read as much output as one search may before it found `limit` hits:
+    /// older output was not searched. Narrow it by person, target or time.
+    pub stopped_early: bool,
+}
+
+/// A session whose index is behind or failed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Unindexed {
+    pub session: String,
+    pub user: String,
+    pub target: String,
+    /// behind or error.
+    pub state: String,
+    pub session_status: String,
+    pub bytes_indexed: u64,
+    /// Null when the recording's length cannot be read.
+    pub bytes_recorded: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl From<&IndexGap> for Unindexed {
+    fn from(g: &IndexGap) -> Self {
+        Unindexed {
+            session: g.session_id.to_string(),
+            user: g.person.clone(),
+            target: g.target.clone(),
+            state: g.state.as_str().to_owned(),
+            session_status: g.session_status.as_str().to_owned(),
+            bytes_indexed: g.bytes_indexed,
+            bytes_recorded: g.bytes_recorded,
+            error: g.error.clone(),
+        }
+    }
+}
+
+impl SearchResult {
+    pub(crate) fn new(answer: &SearchAnswer, gaps: &[IndexGap]) -> Self {
+        SearchResult {
+            hits: answer.hits.iter().map(Hit::from).collect(),
+            not_fully_indexed: gaps.iter().map(Unindexed::from).collect(),
+            stopped_early: answer.stopped_early,
         }
     }
 }

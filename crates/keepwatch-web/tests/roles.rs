@@ -17,8 +17,8 @@ use keepwatch_core::{
 use keepwatch_recorder::WatchStart;
 use keepwatch_recording::{Event, Pty, RecordingWriter, SessionStart, TimedEvent};
 use keepwatch_store::{
-    AuditFilter, BlobStore, CommandRow, IndexProgress, NewAudit, NewToken, PasswordChecker,
-    SessionRow, Store, Vault, hash_password,
+    AuditFilter, BlobStore, CommandRow, IndexProgress, NewAudit, NewToken, OutputBlock,
+    PasswordChecker, SessionRow, Store, Vault, hash_password,
 };
 use keepwatch_web::{LiveControl, WebConfig, WebParts, WebState, router};
 use serde_json::{Value, json};
@@ -165,7 +165,15 @@ async fn fixture() -> Fixture {
         full_screen: false,
         typed: None,
     };
-    store.add_commands(id, &[command], IndexProgress::Complete).await.unwrap();
+    let block = OutputBlock {
+        channel: 0,
+        at_us: 1_700_000_000_000_030,
+        start_offset_us: 30,
+        end_offset_us: 30,
+        text: "secret-output-of-alice\n".into(),
+        marks: vec![(0, 30)],
+    };
+    store.add_commands(id, &[command], &[block], IndexProgress::Complete).await.unwrap();
     let token = |t: &str| keepwatch_web::sha256_hex(t);
     let created = audit_by("test", AuditAction::TokenCreated, "fixture");
     store.set_token("nobody", Role::User, &token(NOBODY_TOKEN), created.clone()).await.unwrap();

@@ -117,7 +117,7 @@ pub(crate) async fn drill(dir: &DataDir, a: DrillArgs) -> anyhow::Result<ExitCod
             tag: None,
             limit: 1000,
         };
-        let found = store.search(&q).await?.iter().any(|h| h.session_id == id);
+        let found = store.search(&q).await?.hits.iter().any(|h| h.session_id == id);
         let search_ms = ms(started);
 
         let started = Instant::now();

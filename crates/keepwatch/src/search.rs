@@ -11,7 +11,7 @@ use keepwatch_store::{
 };
 use serde_json::{Value, json};
 
-pub(crate) use keepwatch_web::{command_json, index_status_json};
+pub(crate) use keepwatch_web::{command_json, index_status_json, search_json};
 
 use crate::datadir::DataDir;
 use crate::output::{local_actor, parse_time, print_json, rfc3339, table};
@@ -123,41 +123,61 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
         })
         .await
         .context("cannot write the audit event; refusing to search unaudited")?;
-    let hits = store.search(&q).await?;
+    let answer = store.search(&q).await?;
+    let blobs = dir.blobs()?;
+    let gaps = store.search_gaps(&blobs, &q).await?;
     if a.json {
-        print_json(&Value::Array(
-            hits.iter()
-                .map(|h| {
-                    let mut v = command_json(&h.command);
-                    v["session"] = json!(h.session_id.to_string());
-                    v["user"] = json!(h.person);
-                    v["target"] = json!(h.target);
-                    v["snippet"] = json!(h.snippet);
-                    v
-                })
-                .collect(),
-        ));
+        print_json(&search_json(&answer, &gaps));
         return Ok(ExitCode::SUCCESS);
     }
-    if hits.is_empty() {
+    if answer.hits.is_empty() {
         eprintln!("keepwatch: no match for {:?}", a.query);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        let rows: Vec<Vec<String>> = answer
+            .hits
+            .iter()
+            .map(|h| {
+                let at = match (h.in_output, h.command.seq) {
+                    (false, seq) => format!("{} #{seq}", offset(h.offset_us)),
+                    (true, 0) => format!("{} output", offset(h.offset_us)),
+                    (true, seq) => format!("{} output of #{seq}", offset(h.offset_us)),
+                };
+                vec![
+                    h.session_id.to_string(),
+                    h.person.clone(),
+                    h.target.clone(),
+                    rfc3339(h.at_us),
+                    at,
+                    h.snippet.clone(),
+                ]
+            })
+            .collect();
+        table(&["SESSION", "USER", "TARGET", "AT", "OFFSET", "MATCH"], &rows);
+        eprintln!("replay a hit: keepwatch replay SESSION --at OFFSET (or --at-command N)");
     }
-    let rows: Vec<Vec<String>> = hits
-        .iter()
-        .map(|h| {
-            vec![
-                h.session_id.to_string(),
-                h.person.clone(),
-                h.target.clone(),
-                rfc3339(h.command.at_us),
-                format!("{} #{}", offset(h.command.start_offset_us), h.command.seq),
-                h.snippet.clone(),
-            ]
-        })
-        .collect();
-    table(&["SESSION", "USER", "TARGET", "AT", "OFFSET", "MATCH"], &rows);
-    eprintln!("replay a hit: keepwatch replay SESSION --at-command N");
+    if answer.stopped_early {
+        eprintln!(
+            "keepwatch: the search stopped after reading as much output as one search may; older \
+             output was not searched: narrow it (--user, --target, --since, --until)"
+        );
+    }
+    if !gaps.is_empty() {
+        let named: Vec<String> = gaps
+            .iter()
+            .map(|g| match (&g.error, g.bytes_recorded) {
+                (Some(e), _) => format!("{} (not indexed: {e})", g.session_id),
+                (None, Some(of)) => {
+                    format!("{} ({} of {of} bytes indexed)", g.session_id, g.bytes_indexed)
+                }
+                (None, None) => format!("{} ({} bytes indexed)", g.session_id, g.bytes_indexed),
+            })
+            .collect();
+        eprintln!(
+            "keepwatch: {} session(s) not fully indexed yet, matches there may be missing: {}",
+            gaps.len(),
+            named.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,7 @@ use super::Postgres;
 use crate::decode::{self, IndexRow};
 use crate::error::At;
 use crate::rows::*;
-use crate::search::TextIndex;
+use crate::search::{TextIndex, encode_marks};
 use crate::{StoreError, now_us};
 
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
@@ -24,6 +24,7 @@ impl Postgres {
         &self,
         session: SessionId,
         rows: &[CommandRow],
+        blocks: &[OutputBlock],
         progress: IndexProgress,
     ) -> Result<(), StoreError> {
         const OP: &str = "add commands of session";
@@ -62,7 +63,24 @@ impl Postgres {
             }
             added.push((rowid, c));
         }
-        self.index.add(&mut *tx, &added).await.at(OP, session)?;
+        for b in blocks {
+            sqlx::query(
+                "INSERT INTO output_blocks (session_id, channel, at_us, start_offset_us, \
+                 end_offset_us, text_len, text, marks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&id)
+            .bind(i64::from(b.channel))
+            .bind(b.at_us)
+            .bind(b.start_offset_us as i64)
+            .bind(b.end_offset_us as i64)
+            .bind(b.text.len() as i64)
+            .bind(&b.text)
+            .bind(encode_marks(&b.marks))
+            .execute(&mut *tx)
+            .await
+            .at(OP, session)?;
+        }
+        self.index.add(&mut *tx, &added, &[]).await.at(OP, session)?;
         sqlx::query(
             "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
              VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (session_id) DO UPDATE SET \
@@ -148,6 +166,7 @@ impl Postgres {
         self.index.forget(&mut *tx, &id).await.at(OP, session)?;
         for sql in [
             "DELETE FROM commands WHERE session_id = $1",
+            "DELETE FROM output_blocks WHERE session_id = $1",
             "DELETE FROM keyframes WHERE session_id = $1",
             "DELETE FROM index_state WHERE session_id = $1",
             "DELETE FROM index_progress WHERE session_id = $1",
@@ -233,7 +252,7 @@ impl Postgres {
         rows.iter().map(decode::command).collect::<Result<_, _>>().at(OP, session)
     }
 
-    pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+    pub(crate) async fn search(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
         self.index.query(q).await
     }
 

@@ -1,5 +1,5 @@
-//! Search on PostgreSQL: `pg_trgm` GIN indexes on `commands.command` and `commands.output`
-//! answer `ILIKE '%text%'` with the text's `%`, `_` and `\` escaped. The index narrows the
+//! Search on PostgreSQL: `pg_trgm` GIN indexes on `commands.command` and
+//! `output_blocks.text` answer `ILIKE '%text%'` with the text's `%`, `_` and `\` escaped. The index narrows the
 //! candidates by trigrams; PostgreSQL then rechecks each candidate row against the pattern
 //! itself (the confirm step), so every hit is an exact case-insensitive substring, as on
 //! SQLite. Texts shorter than three characters have no trigram and scan, as on SQLite.
@@ -18,16 +18,21 @@
 //! snapshot (a repeatable-read transaction), so the hits are exactly what one statement over
 //! everything would return.
 //!
+//! Output blocks are walked newest first in windows of ids that grow as they miss (the
+//! primary key bounds each bitmap scan of the trigram index to its window), and every match
+//! is confirmed line by line in the text, as on SQLite.
+//!
 //! The index lives on the command rows themselves, so writing or deleting a row is indexing
 //! or forgetting it: [`TextIndex::add`] and [`TextIndex::forget`] have nothing to do.
 
+use keepwatch_core::SessionId;
 use sqlx::{PgConnection, PgPool};
 
 use crate::StoreError;
 use crate::decode;
 use crate::error::At;
 use crate::rows::*;
-use crate::search::{TextIndex, like_substring};
+use crate::search::{OutputSearch, TextIndex, like_substring};
 
 /// Ids walked in order before falling back to the trigram indexes.
 const FIRST_WINDOW: i64 = 8192;
@@ -64,6 +69,7 @@ impl TextIndex for TrigramIndex {
         &self,
         _conn: &mut PgConnection,
         _rows: &[(i64, &CommandRow)],
+        _blocks: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
@@ -72,15 +78,22 @@ impl TextIndex for TrigramIndex {
         Ok(())
     }
 
-    async fn query(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
+        let mut hits = self.query_commands(q).await?;
+        let mut stopped_early = false;
+        if !q.commands_only && q.limit > 0 {
+            let out = self.query_output(q).await?;
+            stopped_early = out.stopped_early;
+            hits.extend(out.hits);
+        }
+        Ok(SearchAnswer::merged(hits, q.limit, stopped_early))
+    }
+}
+
+impl TrigramIndex {
+    async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         const OP: &str = "search";
-        // Two statements rather than `$7 OR ...` inside the match: a generic plan could not
-        // tell which trigram indexes to use.
-        let sql = if q.commands_only {
-            search_select!("c.command ILIKE $1 ESCAPE '\\'")
-        } else {
-            search_select!("(c.command ILIKE $1 ESCAPE '\\' OR c.output ILIKE $1 ESCAPE '\\')")
-        };
+        let sql = search_select!("c.command ILIKE $1 ESCAPE '\\'");
         if q.limit == 0 {
             return Ok(Vec::new());
         }
@@ -131,9 +144,93 @@ impl TextIndex for TrigramIndex {
         tx.commit().await.at(OP, &q.text)?;
         Ok(hits)
     }
-}
 
-impl TrigramIndex {
+    /// Output blocks holding the text, newest first, in growing windows of ids; each
+    /// confirmed in its text.
+    async fn query_output(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
+        const OP: &str = "search output";
+        let pattern = like_substring(&q.text);
+        let mut found = OutputSearch::new(q);
+        let mut tx = self.pool.begin().await.at(OP, &q.text)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM output_blocks")
+            .fetch_one(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+        let mut high = last.unwrap_or(0);
+        let mut round = 0;
+        // `next_batch` only says whether to go on: the windows double from `FIRST_WINDOW`.
+        while high > 0 && found.next_batch().is_some() {
+            let low = high.saturating_sub(FIRST_WINDOW << round.min(32));
+            round += 1;
+            let rows = sqlx::query(
+                "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, \
+                 b.end_offset_us, b.marks, s.person, s.target, b.text AS body \
+                 FROM output_blocks b JOIN sessions s ON s.id = b.session_id \
+                 WHERE b.id > $2 AND b.id <= $3 AND b.text ILIKE $1 ESCAPE '\\' \
+                 AND ($4::text IS NULL OR s.person = $4) AND ($5::text IS NULL OR s.target = $5) \
+                 AND ($6::text IS NULL OR b.session_id = $6) \
+                 AND ($7::bigint IS NULL OR b.at_us + b.end_offset_us - b.start_offset_us >= $7) \
+                 AND ($8::bigint IS NULL OR b.at_us <= $8) \
+                 AND ($9::text IS NULL OR b.session_id IN (SELECT session_id FROM session_tags WHERE tag = $9)) \
+                 ORDER BY b.id DESC",
+            )
+            .bind(&pattern)
+            .bind(low)
+            .bind(high)
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
+            .fetch_all(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+            for r in &rows {
+                if let Some(c) = decode::output_candidate(r, false).at(OP, &q.text)? {
+                    found.confirm(&c);
+                }
+            }
+            high = low;
+        }
+        tx.commit().await.at(OP, &q.text)?;
+        let mut answer = found.finish();
+        for hit in &mut answer.hits {
+            if let Some(owner) =
+                self.owner(hit.session_id, hit.command.channel, hit.offset_us).await?
+            {
+                hit.command = owner;
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The command of `channel` that was running (or last started) at `offset_us`: not a
+    /// screen snapshot or an environment variable, which print nothing of their own.
+    async fn owner(
+        &self,
+        session: SessionId,
+        channel: u32,
+        offset_us: u64,
+    ) -> Result<Option<CommandRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM commands WHERE session_id = $1 AND channel = $2 \
+             AND start_offset_us <= $3 AND kind NOT IN ('screen', 'env') \
+             ORDER BY start_offset_us DESC, seq DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(i64::from(channel))
+        .bind(offset_us as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .at("search output", session)?;
+        row.as_ref().map(decode::command).transpose().at("search output", session)
+    }
+
     /// Appends the hits with `low < id <= high`, newest first, up to `q.limit` in all.
     async fn window(
         &self,

@@ -35,6 +35,7 @@ impl Sqlite {
             .map(|(c, _)| match (t.name, *c) {
                 // SQLite's rowid is the order the keys were added in.
                 ("person_keys", "id") => "rowid AS id".to_owned(),
+                ("output_blocks", "text") => "body AS text".to_owned(),
                 _ => (*c).to_owned(),
             })
             .collect();
@@ -58,6 +59,11 @@ fn values(r: &SqliteRow, t: &Table) -> Result<Vec<Value>, StoreError> {
                 Kind::Text => r.try_get(i).map(Value::Text),
                 Kind::Bytes => r.try_get(i).map(Value::Bytes),
                 Kind::Flag => r.try_get(i).map(Value::Flag),
+                Kind::PackedText => {
+                    let body: Vec<u8> = r.try_get(i).at("read rows of", t.name)?;
+                    let text = crate::decode::unpack_text(&body).at("read rows of", t.name)?;
+                    Ok(Value::Text(Some(text)))
+                }
             };
             v.at("read rows of", format!("{}.{c}", t.name))
         })

@@ -7,7 +7,7 @@ use super::Sqlite;
 use crate::decode::{self, IndexRow};
 use crate::error::At;
 use crate::rows::*;
-use crate::search::TextIndex;
+use crate::search::{TextIndex, encode_marks};
 use crate::{StoreError, now_us};
 
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
@@ -24,6 +24,7 @@ impl Sqlite {
         &self,
         session: SessionId,
         rows: &[CommandRow],
+        blocks: &[OutputBlock],
         progress: IndexProgress,
     ) -> Result<(), StoreError> {
         const OP: &str = "add commands of session";
@@ -62,7 +63,26 @@ impl Sqlite {
             }
             added.push((rowid, c));
         }
-        self.index.add(&mut *tx, &added).await.at(OP, session)?;
+        let mut stored = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            let rowid: i64 = sqlx::query_scalar(
+                "INSERT INTO output_blocks (session_id, channel, at_us, start_offset_us, \
+                 end_offset_us, text_len, body, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&id)
+            .bind(i64::from(b.channel))
+            .bind(b.at_us)
+            .bind(b.start_offset_us as i64)
+            .bind(b.end_offset_us as i64)
+            .bind(b.text.len() as i64)
+            .bind(decode::pack_text(&b.text))
+            .bind(encode_marks(&b.marks))
+            .fetch_one(&mut *tx)
+            .await
+            .at(OP, session)?;
+            stored.push((rowid, b));
+        }
+        self.index.add(&mut *tx, &added, &stored).await.at(OP, session)?;
         sqlx::query(
             "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
              VALUES (?, ?, ?, NULL, ?) ON CONFLICT (session_id) DO UPDATE SET \
@@ -145,6 +165,7 @@ impl Sqlite {
         self.index.forget(&mut *tx, &id).await.at(OP, session)?;
         for sql in [
             "DELETE FROM commands WHERE session_id = ?",
+            "DELETE FROM output_blocks WHERE session_id = ?",
             "DELETE FROM keyframes WHERE session_id = ?",
             "DELETE FROM index_state WHERE session_id = ?",
             "DELETE FROM index_progress WHERE session_id = ?",
@@ -230,7 +251,7 @@ impl Sqlite {
         rows.iter().map(decode::command).collect::<Result<_, _>>().at(OP, session)
     }
 
-    pub(crate) async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+    pub(crate) async fn search(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
         self.index.query(q).await
     }
 

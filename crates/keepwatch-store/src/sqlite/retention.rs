@@ -13,8 +13,9 @@ use crate::search::TextIndex;
 use crate::{StoreError, now_us};
 
 /// The rows a session owns besides its own, deleted with it (the index entries first).
-const SESSION_TABLES: [&str; 10] = [
+const SESSION_TABLES: [&str; 11] = [
     "DELETE FROM commands WHERE session_id = ?",
+    "DELETE FROM output_blocks WHERE session_id = ?",
     "DELETE FROM keyframes WHERE session_id = ?",
     "DELETE FROM index_state WHERE session_id = ?",
     "DELETE FROM index_progress WHERE session_id = ?",

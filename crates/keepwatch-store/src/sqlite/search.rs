@@ -1,6 +1,9 @@
-//! Search on SQLite: an FTS5 index with the trigram tokenizer (`commands_fts`, external
-//! content over `commands`), so `/etc/sudoers` and `-rf` match inside words, case-
-//! insensitively. Queries shorter than three characters cannot use trigrams and scan.
+//! Search on SQLite: an FTS5 index with the trigram tokenizer over command lines
+//! (`commands_fts`, external content over `commands`), so `/etc/sudoers` and `-rf` match
+//! inside words, case-insensitively; and one over output blocks (`output_fts`: contentless,
+//! no positions, so about a third of the text's size), asked for the blocks holding every
+//! trigram of the text, each confirmed in the block's (zstd) text. Queries shorter than
+//! three characters cannot use trigrams and scan (output: the newest blocks, bounded).
 //!
 //! Newest first means walking the index from the newest id down; `command_blocks` keeps the
 //! span of start times of each block of 1024 ids, so a search bounded in time walks only the
@@ -8,13 +11,15 @@
 
 use std::collections::BTreeMap;
 
+use keepwatch_core::SessionId;
+
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::StoreError;
 use crate::decode;
 use crate::error::At;
 use crate::rows::*;
-use crate::search::TextIndex;
+use crate::search::{OutputSearch, TextIndex};
 
 /// `command_blocks` keeps the time span of each `1 << BLOCK_BITS` command ids.
 const BLOCK_BITS: u32 = 10;
@@ -31,13 +36,20 @@ impl TextIndex for Fts5Index {
         &self,
         conn: &mut SqliteConnection,
         rows: &[(i64, &CommandRow)],
+        output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
+        for (rowid, b) in output {
+            sqlx::query("INSERT INTO output_fts (rowid, text) VALUES (?, ?)")
+                .bind(rowid)
+                .bind(&b.text)
+                .execute(&mut *conn)
+                .await?;
+        }
         let mut blocks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         for (rowid, c) in rows {
-            sqlx::query("INSERT INTO commands_fts (rowid, command, output) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO commands_fts (rowid, command) VALUES (?, ?)")
                 .bind(rowid)
                 .bind(&c.command)
-                .bind(&c.output)
                 .execute(&mut *conn)
                 .await?;
             let span = blocks.entry(rowid >> BLOCK_BITS).or_insert((c.at_us, c.at_us));
@@ -60,8 +72,15 @@ impl TextIndex for Fts5Index {
 
     async fn forget(&self, conn: &mut SqliteConnection, session: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO commands_fts (commands_fts, rowid, command, output) \
-             SELECT 'delete', id, command, output FROM commands WHERE session_id = ?",
+            "INSERT INTO commands_fts (commands_fts, rowid, command) \
+             SELECT 'delete', id, command FROM commands WHERE session_id = ?",
+        )
+        .bind(session)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM output_fts WHERE rowid IN \
+             (SELECT id FROM output_blocks WHERE session_id = ?)",
         )
         .bind(session)
         .execute(&mut *conn)
@@ -69,7 +88,20 @@ impl TextIndex for Fts5Index {
         Ok(())
     }
 
-    async fn query(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
+        let mut hits = self.query_commands(q).await?;
+        let mut stopped_early = false;
+        if !q.commands_only {
+            let out = self.query_output(q).await?;
+            stopped_early = out.stopped_early;
+            hits.extend(out.hits);
+        }
+        Ok(SearchAnswer::merged(hits, q.limit, stopped_early))
+    }
+}
+
+impl Fts5Index {
+    async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         const OP: &str = "search";
         // A time bound turns into an id range first, so an old window does not walk every
         // newer match.
@@ -103,21 +135,15 @@ impl TextIndex for Fts5Index {
              ORDER BY c.id DESC"
         } else {
             "SELECT c.*, s.person, s.target FROM commands c JOIN sessions s ON s.id = c.session_id \
-             WHERE (instr(lower(c.command), lower(?1)) > 0 \
-             OR (?7 = 0 AND instr(lower(c.output), lower(?1)) > 0)) \
-             AND c.id >= ?9 AND c.id <= ?10 \
+             WHERE instr(lower(c.command), lower(?1)) > 0 AND c.id >= ?9 AND c.id <= ?10 \
              AND (?2 IS NULL OR s.person = ?2) AND (?3 IS NULL OR s.target = ?3) \
              AND (?4 IS NULL OR c.session_id = ?4) AND (?5 IS NULL OR c.at_us >= ?5) \
              AND (?6 IS NULL OR c.at_us <= ?6) AND (?7 = 0 OR c.kind IN ('shell', 'exec', 'stdin')) \
              AND (?11 IS NULL OR c.session_id IN (SELECT session_id FROM session_tags WHERE tag = ?11)) \
              ORDER BY c.id DESC LIMIT ?8"
         };
-        let pattern = if trigram {
-            let phrase = format!("\"{}\"", q.text.replace('"', "\"\""));
-            if q.commands_only { format!("command : {phrase}") } else { phrase }
-        } else {
-            q.text.clone()
-        };
+        let pattern =
+            if trigram { format!("\"{}\"", q.text.replace('"', "\"\"")) } else { q.text.clone() };
         let rows = sqlx::query(sql)
             .bind(pattern)
             .bind(&q.person)
@@ -135,9 +161,96 @@ impl TextIndex for Fts5Index {
             .at(OP, &q.text)?;
         rows.iter().map(|r| decode::search_hit(r, q)).collect::<Result<_, _>>().at(OP, &q.text)
     }
-}
 
-impl Fts5Index {
+    /// Output blocks holding the text, newest first, each confirmed in its text.
+    async fn query_output(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
+        const OP: &str = "search output";
+        let mut found = OutputSearch::new(q);
+        let pattern = found
+            .trigrams()
+            .iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        // One round's candidates: the index's (or, for a text under three characters, every
+        // block), newest first, each with its body only when it passes the filters.
+        let candidates = if pattern.is_empty() {
+            "SELECT id FROM output_blocks WHERE id < ?1 AND ?2 = ?2 ORDER BY id DESC LIMIT ?9"
+        } else {
+            "SELECT rowid AS id FROM output_fts WHERE output_fts MATCH ?2 AND rowid < ?1 \
+             ORDER BY rowid DESC LIMIT ?9"
+        };
+        let sql = format!(
+            "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, b.end_offset_us, \
+             b.marks, s.person, s.target, CASE WHEN (?3 IS NULL OR s.person = ?3) \
+             AND (?4 IS NULL OR s.target = ?4) AND (?5 IS NULL OR b.session_id = ?5) \
+             AND (?6 IS NULL OR b.at_us + b.end_offset_us - b.start_offset_us >= ?6) \
+             AND (?7 IS NULL OR b.at_us <= ?7) \
+             AND (?8 IS NULL OR b.session_id IN (SELECT session_id FROM session_tags WHERE tag = ?8)) \
+             THEN b.body END AS body \
+             FROM ({candidates}) hit JOIN output_blocks b ON b.id = hit.id \
+             JOIN sessions s ON s.id = b.session_id ORDER BY b.id DESC"
+        );
+        let mut before = i64::MAX;
+        while let Some(batch) = found.next_batch() {
+            // `candidates` is one of the two constant queries above, not input.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(before)
+                .bind(&pattern)
+                .bind(&q.person)
+                .bind(&q.target)
+                .bind(q.session.map(|s| s.to_string()))
+                .bind(q.since_us)
+                .bind(q.until_us)
+                .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
+                .bind(batch as i64)
+                .fetch_all(&self.pool)
+                .await
+                .at(OP, &q.text)?;
+            for r in &rows {
+                if let Some(c) = decode::output_candidate(r, true).at(OP, &q.text)? {
+                    found.confirm(&c);
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == batch => {
+                    before = decode::output_candidate_id(last).at(OP, &q.text)?;
+                }
+                _ => break,
+            }
+        }
+        let mut answer = found.finish();
+        for hit in &mut answer.hits {
+            if let Some(owner) =
+                self.owner(hit.session_id, hit.command.channel, hit.offset_us).await?
+            {
+                hit.command = owner;
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The command of `channel` that was running (or last started) at `offset_us`: not a
+    /// screen snapshot or an environment variable, which print nothing of their own.
+    async fn owner(
+        &self,
+        session: SessionId,
+        channel: u32,
+        offset_us: u64,
+    ) -> Result<Option<CommandRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM commands WHERE session_id = ? AND channel = ? AND start_offset_us <= ? \
+             AND kind NOT IN ('screen', 'env') ORDER BY start_offset_us DESC, seq DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(i64::from(channel))
+        .bind(offset_us as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .at("search output", session)?;
+        row.as_ref().map(decode::command).transpose().at("search output", session)
+    }
+
     /// The command ids that can hold commands started within the bounds (a superset, from
     /// `command_blocks`), or `None` when no command can.
     async fn id_range(

@@ -14,8 +14,9 @@ use crate::rows::*;
 use crate::{BlobStore, StoreError};
 
 impl Store {
-    /// Adds command rows of a session (with their search entries) and records how far the
-    /// indexer got, in one transaction: whoever reads the progress also sees the rows.
+    /// Adds command rows and output blocks of a session (with their search entries) and
+    /// records how far the indexer got, in one transaction: whoever reads the progress also
+    /// sees the rows.
     ///
     /// # Errors
     /// Database failures, including a `seq` written twice.
@@ -23,6 +24,7 @@ impl Store {
         &self,
         session: SessionId,
         rows: &[CommandRow],
+        blocks: &[OutputBlock],
         progress: IndexProgress,
     ) -> Result<(), StoreError> {
         let rows: Cow<[CommandRow]> = if rows.iter().any(holds_nul) {
@@ -30,7 +32,13 @@ impl Store {
         } else {
             Cow::Borrowed(rows)
         };
-        dispatch!(self, b => b.add_commands(session, &rows, progress).await)
+        let blocks: Cow<[OutputBlock]> = if blocks.iter().any(|b| b.text.contains('\0')) {
+            // U+FFFD is three bytes where NUL was one: the marks' offsets move with it.
+            Cow::Owned(blocks.iter().map(block_without_nul).collect())
+        } else {
+            Cow::Borrowed(blocks)
+        };
+        dispatch!(self, b => b.add_commands(session, &rows, &blocks, progress).await)
     }
 
     /// Adds terminal keyframes of a session (a keyframe written twice is kept once).
@@ -114,17 +122,66 @@ impl Store {
         dispatch!(self, b => b.commands(session).await)
     }
 
-    /// Commands (and their output) containing `q.text` case-insensitively, newest first.
+    /// Command lines and lines of output containing `q.text` case-insensitively, newest
+    /// first. What the index does not hold yet is not in the answer: ask
+    /// [`Store::search_gaps`] which sessions that is.
     ///
     /// # Errors
     /// Database failures, or a row that does not parse.
-    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+    pub async fn search(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
         let q = if q.text.contains('\0') {
             Cow::Owned(SearchQuery { text: storable(&q.text), ..q.clone() })
         } else {
             Cow::Borrowed(q)
         };
         dispatch!(self, b => b.search(&q).await)
+    }
+
+    /// The sessions a search `q` could match whose index is not complete (live, not caught
+    /// up yet, or failed), so an answer can say where it may be missing matches. Filtered by
+    /// the query's person, target, session and tag (never someone else's sessions for a
+    /// person's own search); oldest first.
+    ///
+    /// # Errors
+    /// Database or blob store failures.
+    pub async fn search_gaps(
+        &self,
+        blobs: &BlobStore,
+        q: &SearchQuery,
+    ) -> Result<Vec<IndexGap>, StoreError> {
+        let mut gaps = Vec::new();
+        for status in self.index_status(blobs, IndexScope::Unfinished).await? {
+            if status.state == IndexState::Complete
+                || q.session.is_some_and(|s| s != status.session_id)
+            {
+                continue;
+            }
+            let Some(session) = self.session(status.session_id).await? else { continue };
+            if q.person.as_ref().is_some_and(|p| *p != session.person)
+                || q.target.as_ref().is_some_and(|t| *t != session.target)
+                || q.until_us.is_some_and(|u| session.started_at_us > u)
+                || q.since_us.is_some_and(|s| session.ended_at_us.is_some_and(|e| e < s))
+            {
+                continue;
+            }
+            if let Some(tag) = &q.tag {
+                let tags = self.session_tags(status.session_id).await?;
+                if !tags.iter().any(|t| t.tag.eq_ignore_ascii_case(tag)) {
+                    continue;
+                }
+            }
+            gaps.push(IndexGap {
+                session_id: status.session_id,
+                person: session.person,
+                target: session.target,
+                state: status.state,
+                session_status: status.session_status,
+                bytes_indexed: status.bytes_indexed,
+                bytes_recorded: status.bytes_recorded,
+                error: status.error,
+            });
+        }
+        Ok(gaps)
     }
 
     /// The index status of the sessions in `scope`: complete (the recording ended and every
@@ -173,6 +230,24 @@ impl Store {
 fn holds_nul(c: &CommandRow) -> bool {
     [&c.command, &c.prompt, &c.output].iter().any(|t| t.contains('\0'))
         || c.typed.as_ref().is_some_and(|t| t.contains('\0'))
+}
+
+fn block_without_nul(b: &OutputBlock) -> OutputBlock {
+    let mut text = String::with_capacity(b.text.len());
+    let mut marks = Vec::with_capacity(b.marks.len());
+    let mut next = b.marks.iter().peekable();
+    for (i, c) in b.text.char_indices() {
+        while let Some(&&(at, t)) = next.peek() {
+            if at as usize > i {
+                break;
+            }
+            marks.push((text.len() as u32, t));
+            next.next();
+        }
+        text.push(if c == '\0' { '\u{fffd}' } else { c });
+    }
+    marks.extend(next.map(|&(_, t)| (text.len() as u32, t)));
+    OutputBlock { text, marks, ..b.clone() }
 }
 
 fn without_nul(c: &CommandRow) -> CommandRow {

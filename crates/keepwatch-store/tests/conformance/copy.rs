@@ -134,8 +134,11 @@ async fn sqlite_copies_into_postgres_row_for_row() {
     // Ids go on after the copied ones; search finds copied commands.
     let next = dst.add_transfer(&dst.transfer(t).await.unwrap().unwrap()).await.unwrap();
     assert!(next > t);
-    check(&dst, text("ROOT:X"), &["alice web cat /etc/passwd"]).await;
-    assert_eq!(dst.search(&SearchQuery { limit: 5, ..text("passwd") }).await.unwrap().len(), 1);
+    check(&dst, text("ROOT:X"), &["alice web cat /etc/passwd > root:x:0:0"]).await;
+    assert_eq!(
+        dst.search(&SearchQuery { limit: 5, ..text("passwd") }).await.unwrap().hits.len(),
+        1
+    );
 
     assert!(!Store::is_empty_database(&db).await.unwrap());
     let again = s.copy_into(&dst, "local:root", &mut |_| {}).await;

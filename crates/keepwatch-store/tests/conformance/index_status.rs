@@ -2,7 +2,9 @@
 //! one table of sessions.
 
 use keepwatch_core::{SessionId, SessionStatus};
-use keepwatch_store::{BlobStore, IndexProgress, IndexScope, SessionRow, Store, StoreError};
+use keepwatch_store::{
+    BlobStore, IndexProgress, IndexScope, SearchQuery, SessionRow, Store, StoreError,
+};
 
 use crate::support::{TestDb, conformance};
 
@@ -88,10 +90,10 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
     let names =
         [(never, "never"), (live, "live"), (done, "done"), (failed, "failed"), (lost, "lost")];
 
-    s.add_commands(live, &[], IndexProgress::Partial { bytes: 100 }).await.unwrap();
-    s.add_commands(done, &[], IndexProgress::Partial { bytes: 120 }).await.unwrap();
-    s.add_commands(done, &[], IndexProgress::Complete).await.unwrap();
-    s.add_commands(failed, &[], IndexProgress::Partial { bytes: 20 }).await.unwrap();
+    s.add_commands(live, &[], &[], IndexProgress::Partial { bytes: 100 }).await.unwrap();
+    s.add_commands(done, &[], &[], IndexProgress::Partial { bytes: 120 }).await.unwrap();
+    s.add_commands(done, &[], &[], IndexProgress::Complete).await.unwrap();
+    s.add_commands(failed, &[], &[], IndexProgress::Partial { bytes: 20 }).await.unwrap();
     s.set_index_error(failed, "recording of session x cannot be read: bad magic").await.unwrap();
 
     env.check(
@@ -106,6 +108,19 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
         ],
     )
     .await;
+    // A search names the sessions whose index is not complete, within its own filters.
+    let blobs = &env.blobs;
+    let gaps = |q: SearchQuery| async move {
+        let gaps = s.search_gaps(blobs, &q).await.unwrap();
+        gaps.iter()
+            .map(|g| names.iter().find(|(id, _)| *id == g.session_id).unwrap().1)
+            .collect::<Vec<_>>()
+    };
+    let all = SearchQuery { text: "x".into(), ..SearchQuery::default() };
+    assert_eq!(gaps(all.clone()).await, ["never", "live", "failed", "lost"]);
+    assert_eq!(gaps(SearchQuery { session: Some(live), ..all.clone() }).await, ["live"]);
+    assert!(gaps(SearchQuery { person: Some("nobody".into()), ..all.clone() }).await.is_empty());
+    assert!(gaps(SearchQuery { tag: Some("incident".into()), ..all.clone() }).await.is_empty());
     // Named sessions come in the order asked, complete ones included.
     env.check(
         &names,
@@ -127,7 +142,7 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
     )
     .await;
     // A later piece replaces the progress; starting over forgets it.
-    s.add_commands(live, &[], IndexProgress::Partial { bytes: 900 }).await.unwrap();
+    s.add_commands(live, &[], &[], IndexProgress::Partial { bytes: 900 }).await.unwrap();
     env.check(
         &names,
         IndexScope::Sessions(&[live]),
@@ -142,7 +157,7 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
     )
     .await;
     // An indexed session that succeeds again loses its error.
-    s.add_commands(failed, &[], IndexProgress::Complete).await.unwrap();
+    s.add_commands(failed, &[], &[], IndexProgress::Complete).await.unwrap();
     env.check(
         &names,
         IndexScope::Sessions(&[failed]),

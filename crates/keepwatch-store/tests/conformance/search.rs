@@ -3,7 +3,7 @@
 //! indexed after newer ones, as `reindex` does).
 
 use keepwatch_core::{SessionId, SessionStatus};
-use keepwatch_store::{CommandRow, IndexProgress, SearchQuery, SessionRow, Store};
+use keepwatch_store::{CommandRow, IndexProgress, OutputBlock, SearchQuery, SessionRow, Store};
 
 use crate::support::{TestDb, conformance};
 
@@ -12,7 +12,8 @@ pub(crate) const HOUR_US: i64 = 3_600_000_000;
 pub(crate) const T0: i64 = 1_735_689_600_000_000;
 
 /// A session of `person` on `target` whose commands start at `at_us`, one second apart;
-/// `"cmd => output"` gives a command its output, an empty command is a screen snapshot.
+/// `"cmd => output"` gives a command its output (in an output block, as the indexer writes
+/// it, half a second after the command), an empty command is a screen snapshot.
 pub(crate) async fn session(
     store: &Store,
     person: &str,
@@ -64,7 +65,22 @@ pub(crate) async fn session(
             }
         })
         .collect();
-    store.add_commands(id, &rows, IndexProgress::Complete).await.unwrap();
+    let blocks: Vec<OutputBlock> = rows
+        .iter()
+        .filter(|r| !r.output.is_empty())
+        .map(|r| {
+            let at = r.start_offset_us + 500_000;
+            OutputBlock {
+                channel: 0,
+                at_us: at_us + at as i64,
+                start_offset_us: at,
+                end_offset_us: at,
+                text: format!("{}\n", r.output),
+                marks: vec![(0, at)],
+            }
+        })
+        .collect();
+    store.add_commands(id, &rows, &blocks, IndexProgress::Complete).await.unwrap();
     id
 }
 
@@ -95,14 +111,23 @@ pub(crate) async fn session_commands(
             typed: None,
         })
         .collect();
-    store.add_commands(id, &rows, IndexProgress::Complete).await.unwrap();
+    store.add_commands(id, &rows, &[], IndexProgress::Complete).await.unwrap();
 }
 
-/// The commands `q` finds, newest first, as `person target command`.
+/// The commands `q` finds, newest first, as `person target command`, followed by ` >
+/// output line` for a hit in the output the command printed.
 pub(crate) async fn check(store: &Store, q: SearchQuery, expected: &[&str]) {
-    let hits = store.search(&SearchQuery { limit: 20, ..q.clone() }).await.unwrap();
-    let got: Vec<String> =
-        hits.iter().map(|h| format!("{} {} {}", h.person, h.target, h.command.command)).collect();
+    let hits = store.search(&SearchQuery { limit: 20, ..q.clone() }).await.unwrap().hits;
+    let got: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            let mut s = format!("{} {} {}", h.person, h.target, h.command.command);
+            if h.in_output {
+                s = format!("{s} > {}", h.snippet.replace(['«', '»'], ""));
+            }
+            s
+        })
+        .collect();
     assert_eq!(got, expected, "{q:?}");
 }
 
@@ -114,15 +139,30 @@ async fn filters(db: TestDb) {
     let s = &db.store;
     session(s, "alice", "web", T0, &["cat /etc/sudoers", " => top: sudoers open"]).await;
     session(s, "bob", "db", T0 + HOUR_US, &["sudo rm -rf /tmp/x", "ls => sudoers.d"]).await;
-    check(s, text("sudoers"), &["bob db ls", "alice web ", "alice web cat /etc/sudoers"]).await;
+    check(
+        s,
+        text("sudoers"),
+        &[
+            "bob db ls > sudoers.d",
+            // A screen's text, found as output of the command running then.
+            "alice web cat /etc/sudoers > top: sudoers open",
+            "alice web cat /etc/sudoers",
+        ],
+    )
+    .await;
     check(s, text("-rf"), &["bob db sudo rm -rf /tmp/x"]).await;
     check(
         s,
         SearchQuery { person: Some("alice".into()), ..text("sudoers") },
-        &["alice web ", "alice web cat /etc/sudoers"],
+        &["alice web cat /etc/sudoers > top: sudoers open", "alice web cat /etc/sudoers"],
     )
     .await;
-    check(s, SearchQuery { target: Some("db".into()), ..text("sudoers") }, &["bob db ls"]).await;
+    check(
+        s,
+        SearchQuery { target: Some("db".into()), ..text("sudoers") },
+        &["bob db ls > sudoers.d"],
+    )
+    .await;
     check(
         s,
         SearchQuery { commands_only: true, ..text("sudoers") },
@@ -162,13 +202,18 @@ async fn exact_substrings_any_case(db: TestDb) {
     check(s, text("100%"), &["alice web grep 100% /var/log/x"]).await;
     check(s, text("a_b"), &["alice web ls a_b"]).await;
     check(s, text("c:\\temp"), &["alice web echo C:\\Temp"]).await;
-    check(s, text("\"quoted\""), &["alice web echo \"quoted\""]).await;
+    check(
+        s,
+        text("\"quoted\""),
+        &["alice web echo \"quoted\" > said \"QUOTED\"", "alice web echo \"quoted\""],
+    )
+    .await;
     check(s, text("systemctl restart"), &["alice web SYSTEMCTL Restart nginx"]).await;
     check(s, text("RESTART NGINX"), &["alice web SYSTEMCTL Restart nginx"]).await;
     // In the output only.
     check(s, SearchQuery { commands_only: true, ..text("said") }, &[]).await;
-    check(s, text("SAID"), &["alice web echo \"quoted\""]).await;
-    let hits = s.search(&SearchQuery { limit: 5, ..text("restart") }).await.unwrap();
+    check(s, text("SAID"), &["alice web echo \"quoted\" > said \"QUOTED\""]).await;
+    let hits = s.search(&SearchQuery { limit: 5, ..text("restart") }).await.unwrap().hits;
     assert_eq!(hits[0].snippet, "SYSTEMCTL «Restart» nginx");
     db.close().await;
 }
@@ -189,8 +234,8 @@ async fn any_text_is_a_query(db: TestDb) {
     // A NUL in what ran (binary output of an exec) is kept, as U+FFFD, and found by a query
     // holding it; PostgreSQL's text cannot hold the NUL itself.
     session(s, "bob", "db", T0 + HOUR_US, &["cat blob => x\0y\0z"]).await;
-    check(s, text("x\0y"), &["bob db cat blob"]).await;
-    check(s, text("y\u{fffd}z"), &["bob db cat blob"]).await;
+    check(s, text("x\0y"), &["bob db cat blob > x\u{fffd}y\u{fffd}z"]).await;
+    check(s, text("y\u{fffd}z"), &["bob db cat blob > x\u{fffd}y\u{fffd}z"]).await;
     db.close().await;
 }
 
@@ -200,14 +245,15 @@ async fn newest_first_within_the_limit(db: TestDb) {
     let many: Vec<String> = (0..50).map(|i| format!("echo common-{i:02}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let id = session(s, "alice", "web", T0, &many).await;
-    let hits = s.search(&SearchQuery { limit: 3, ..text("common") }).await.unwrap();
+    let hits = s.search(&SearchQuery { limit: 3, ..text("common") }).await.unwrap().hits;
     let got: Vec<&str> = hits.iter().map(|h| h.command.command.as_str()).collect();
     assert_eq!(got, ["echo common-49", "echo common-48", "echo common-47"]);
     assert!(hits.iter().all(|h| h.session_id == id));
     let hits = s
         .search(&SearchQuery { limit: 2, session: Some(SessionId::new()), ..text("common") })
         .await
-        .unwrap();
+        .unwrap()
+        .hits;
     assert!(hits.is_empty());
     db.close().await;
 }
@@ -292,8 +338,10 @@ async fn hits_across_id_windows(db: TestDb) {
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
 
     let limited = |limit: u32| SearchQuery { limit, ..text("needle-") };
-    let found = |hits: Vec<keepwatch_store::SearchHit>| -> Vec<String> {
-        hits.into_iter()
+    let found = |answer: keepwatch_store::SearchAnswer| -> Vec<String> {
+        answer
+            .hits
+            .into_iter()
             .map(|h| format!("{} {} {}", h.person, h.target, h.command.command))
             .collect()
     };
@@ -318,7 +366,58 @@ async fn hits_across_id_windows(db: TestDb) {
     db.close().await;
 }
 
+/// Output lines are found wherever they are in a long output, one hit per line, newest
+/// first, each at the moment its block's marks give it and as output of the command running
+/// then; a time bound applies to the line, not the block.
+async fn every_output_line_at_its_moment(db: TestDb) {
+    let s = &db.store;
+    let id = session(s, "alice", "web", T0, &["seq 1 3000", "echo done"]).await;
+    // Lines 1..=3000 printed 1 ms apart from 0.1 s on, in blocks of 1000 lines; the
+    // second command started at 1 s (so lines from 900 on are dated after it).
+    let blocks: Vec<OutputBlock> = (0..3)
+        .map(|b| {
+            let mut text = String::new();
+            let mut marks = Vec::new();
+            for line in b * 1000 + 1..=(b + 1) * 1000 {
+                marks.push((text.len() as u32, 100_000 + line as u64 * 1000));
+                text.push_str(&format!("kwline-{line}\n"));
+            }
+            OutputBlock {
+                channel: 0,
+                at_us: T0 + marks[0].1 as i64,
+                start_offset_us: marks[0].1,
+                end_offset_us: marks.last().unwrap().1,
+                text,
+                marks,
+            }
+        })
+        .collect();
+    s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
+    let hits = s.search(&SearchQuery { limit: 20, ..text("kwline-2999") }).await.unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    let h = &hits[0];
+    assert!(h.in_output);
+    assert_eq!((h.offset_us, h.at_us), (100_000 + 2_999_000, T0 + 3_099_000));
+    assert_eq!((h.command.seq, h.command.command.as_str()), (2, "echo done"));
+    assert_eq!(h.snippet, "«kwline-2999»");
+    check(s, text("kwline-800"), &["alice web seq 1 3000 > kwline-800"]).await;
+    // Newest first, one per line, across blocks.
+    let newest = s.search(&SearchQuery { limit: 3, ..text("kwline-") }).await.unwrap().hits;
+    let snippets: Vec<&str> = newest.iter().map(|h| h.snippet.as_str()).collect();
+    assert_eq!(snippets, ["«kwline-»3000", "«kwline-»2999", "«kwline-»2998"]);
+    // The line's own time decides, within a block.
+    let window = SearchQuery {
+        since_us: Some(T0 + 100_000 + 1_500_000),
+        until_us: Some(T0 + 100_000 + 1_502_000),
+        ..text("kwline-1")
+    };
+    let lines = ["1502", "1501", "1500"].map(|n| format!("alice web echo done > kwline-{n}"));
+    check(s, window, &lines.each_ref().map(String::as_str)).await;
+    db.close().await;
+}
+
 conformance!(
+    every_output_line_at_its_moment,
     filters,
     exact_substrings_any_case,
     newest_first_within_the_limit,

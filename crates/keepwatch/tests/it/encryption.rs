@@ -28,7 +28,12 @@ fn session(env: &TestEnv, marker: &str, n: usize) -> String {
 
 fn found(env: &TestEnv, text: &str) -> Vec<String> {
     let hits: Value = env.json(&["search", "--json", text]);
-    hits.as_array().unwrap().iter().map(|h| h["session"].as_str().unwrap().to_owned()).collect()
+    hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["session"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A stand-in for a KMS client: wraps with AES-256 under a passphrase only it holds.

@@ -60,7 +60,12 @@ impl Recorded {
 /// The ids of the sessions `search` finds `text` in.
 fn found_in(env: &TestEnv, text: &str) -> Vec<String> {
     let hits: Value = env.json(&["search", "--json", text]);
-    hits.as_array().unwrap().iter().map(|h| h["session"].as_str().unwrap().to_owned()).collect()
+    hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["session"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The newest session's id, once it is sealed (`n` sessions in all).

@@ -9,7 +9,7 @@ use crate::support::*;
 fn search(env: &TestEnv, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["search", "--json"];
     all.extend_from_slice(args);
-    env.json(&all).as_array().unwrap().clone()
+    env.json(&all)["hits"].as_array().unwrap().clone()
 }
 
 /// The `show --json` command rows of a session.
@@ -97,7 +97,17 @@ fn commands_are_found_live_listed_and_replayed_from_on(builder: TestEnvBuilder) 
     assert!(search(&env, &["/etc/ssh/ssh_con", "--user", "bob"]).is_empty());
     assert!(search(&env, &["/etc/ssh/ssh_con", "--target", "db01"]).is_empty());
     assert!(search(&env, &["/etc/ssh/ssh_con", "--until", "2000-01-01"]).is_empty());
-    assert_eq!(search(&env, &["/etc/ssh/ssh_con", "--since", "1h"]).len(), 1);
+    // The command line, and two lines of output: the prompt line it was typed on, as the
+    // screen showed it, and what ls printed.
+    let recent = search(&env, &["/etc/ssh/ssh_con", "--since", "1h"]);
+    let found: Vec<(bool, &str)> = recent
+        .iter()
+        .map(|h| (h["in_output"].as_bool().unwrap(), h["snippet"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found.iter().filter(|(output, _)| *output).count(), 2, "{found:?}");
+    assert!(found.iter().any(|(_, s)| s.starts_with("-rw")), "ls's line: {found:?}");
+    assert!(recent.iter().all(|h| h["command"] == "ls -la /etc/ssh/ssh_config"), "{recent:?}");
     assert!(search(&env, &["marker-3", "--commands-only"]).is_empty(), "output, not a command");
     assert!(!search(&env, &["marker-3"]).is_empty());
 

@@ -6,9 +6,11 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// The session ids in a JSON list of sessions or search hits (`id` or `session`).
+/// The session ids in a JSON list of sessions or a search's hits (`id` or `session`).
 fn ids(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = v
+        .get("hits")
+        .unwrap_or(v)
         .as_array()
         .unwrap()
         .iter()
