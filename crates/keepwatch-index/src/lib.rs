@@ -3,11 +3,13 @@
 //! It reads recordings, never the data path: live sessions are followed by reading their
 //! spool files as the recorder appends them ([`RecordingTail`]), so a slow index never
 //! slows a session. [`Indexer::tick`] (every second under `run`) brings every live session
-//! up to date, finishes the sessions that were sealed since, and catches up on ended
-//! sessions that were never fully indexed (after a crash or a restart), which is also what
-//! `keepwatch reindex` does on demand ([`reindex`]). Every write of rows also says how far
-//! into the recording they reach ([`IndexProgress`]), so the store can tell how complete the
-//! index of each session is (`Store::index_status`).
+//! up to date, in rounds of one 4 MiB piece each, the smallest backlog first, within a time
+//! budget (one session printing a flood never holds up the others); it finishes the
+//! sessions that were sealed since, and catches up on ended sessions that were never fully
+//! indexed (after a crash or a restart), which is also what `keepwatch reindex` does on
+//! demand ([`reindex`]). Every write of rows also says how far into the recording they
+//! reach ([`IndexProgress`]), so the store can tell how complete the index of each session
+//! is (`Store::index_status`).
 //!
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
@@ -98,19 +100,25 @@ impl Follow {
         }
     }
 
-    /// Reads what is new in the recording (to its current end) into the index; returns
-    /// whether the seal was reached.
+    /// Reads what is new in the recording (to its current end, or `pieces` pieces of it)
+    /// into the index; says whether the seal was reached or more is there to read.
     async fn advance(
         &mut self,
         store: &Store,
         blobs: &BlobStore,
         id: SessionId,
+        pieces: Option<usize>,
         progress: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<bool, IndexError> {
+    ) -> Result<Advanced, IndexError> {
+        let mut read = 0;
         loop {
+            if pieces.is_some_and(|n| read >= n) {
+                return Ok(Advanced::More);
+            }
+            read += 1;
             let piece = blobs.read_recording_range(id, self.tail.read_offset(), PIECE).await?;
             if piece.is_empty() {
-                return Ok(self.tail.is_sealed());
+                return Ok(if self.tail.is_sealed() { Advanced::Sealed } else { Advanced::AtEnd });
             }
             progress(piece.len() as u64);
             let mut tail = std::mem::take(&mut self.tail);
@@ -140,11 +148,26 @@ impl Follow {
             let progress = if sealed { IndexProgress::Complete } else { self.partial() };
             store.add_commands(id, &rows, &blocks, progress).await?;
             if sealed {
-                return Ok(true);
+                return Ok(Advanced::Sealed);
             }
         }
     }
 }
+
+/// How far [`Follow::advance`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Advanced {
+    /// The seal was read: the recording is whole.
+    Sealed,
+    /// Everything there is now was read.
+    AtEnd,
+    /// It stopped after the pieces it was given: more is there.
+    More,
+}
+
+/// Live sessions take turns within a tick, a piece each, for at most this long: a session
+/// printing faster than the indexer reads falls behind alone, and the others stay current.
+const TICK_BUDGET: Duration = Duration::from_secs(2);
 
 /// Keeps the search index current with the recordings; see the crate docs.
 pub struct Indexer {
@@ -200,43 +223,64 @@ impl Indexer {
         let filter = SessionFilter { node: self.node.clone(), ..SessionFilter::active() };
         let active: Vec<SessionId> =
             self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
+        let mut round = Vec::with_capacity(active.len());
         for &id in &active {
-            let mut follow = match self.live.remove(&id) {
-                Some(f) => f,
-                None => {
-                    // Whatever an earlier run indexed of it was lost with its state.
-                    self.store.clear_index(id).await?;
-                    match Follow::new(&self.store, id).await {
-                        Ok(f) => f,
-                        Err(e) => {
-                            self.failed(id, e).await?;
-                            continue;
+            if !self.live.contains_key(&id) {
+                // Whatever an earlier run indexed of it was lost with its state.
+                self.store.clear_index(id).await?;
+                match Follow::new(&self.store, id).await {
+                    Ok(f) => {
+                        self.live.insert(id, f);
+                    }
+                    Err(e) => {
+                        self.failed(id, e).await?;
+                        continue;
+                    }
+                }
+            }
+            let at = self.live.get(&id).map_or(0, |f| f.tail.read_offset());
+            round.push((id, at));
+        }
+        let read_from: HashMap<SessionId, u64> = round.iter().copied().collect();
+        // Rounds of one piece each, the smallest backlog first, until all are current or the
+        // budget is spent.
+        let started = std::time::Instant::now();
+        while !round.is_empty() && started.elapsed() < TICK_BUDGET {
+            let mut order: Vec<(u64, SessionId)> =
+                round.iter().map(|&(id, at)| (self.backlog(id, at), id)).collect();
+            order.sort_unstable();
+            round.clear();
+            for (_, id) in order {
+                let Some(mut follow) = self.live.remove(&id) else { continue };
+                match follow.advance(&self.store, &self.blobs, id, Some(1), &mut |_| {}).await {
+                    Ok(advanced) => {
+                        if advanced == Advanced::More {
+                            round.push((id, follow.tail.read_offset()));
                         }
+                        self.live.insert(id, follow);
                     }
+                    Err(e) => self.failed(id, e).await?,
                 }
-            };
-            let before = follow.tail.read_offset();
-            match follow.advance(&self.store, &self.blobs, id, &mut |_| {}).await {
-                Ok(_) => {
-                    follow.quiet_tick(follow.tail.read_offset() != before);
-                    // Hibernating can finish a running command: store it.
-                    let rows = follow.session.drain_rows();
-                    let blocks = follow.session.drain_blocks();
-                    if !rows.is_empty() || !blocks.is_empty() {
-                        self.store.add_commands(id, &rows, &blocks, follow.partial()).await?;
-                    }
-                    self.live.insert(id, follow);
-                }
-                Err(e) => self.failed(id, e).await?,
+            }
+        }
+        for (id, from) in read_from {
+            let Some(follow) = self.live.get_mut(&id) else { continue };
+            follow.quiet_tick(follow.tail.read_offset() != from);
+            // Hibernating can finish a running command: store it.
+            let rows = follow.session.drain_rows();
+            let blocks = follow.session.drain_blocks();
+            if !rows.is_empty() || !blocks.is_empty() {
+                let progress = follow.partial();
+                self.store.add_commands(id, &rows, &blocks, progress).await?;
             }
         }
         let ended: Vec<SessionId> =
             self.live.keys().filter(|id| !active.contains(id)).copied().collect();
         for id in ended {
             let Some(mut follow) = self.live.remove(&id) else { continue };
-            match follow.advance(&self.store, &self.blobs, id, &mut |_| {}).await {
-                Ok(true) => {}
-                Ok(false) => self.finish_unsealed(id, follow).await?,
+            match follow.advance(&self.store, &self.blobs, id, None, &mut |_| {}).await {
+                Ok(Advanced::Sealed) => {}
+                Ok(_) => self.finish_unsealed(id, follow).await?,
                 Err(e) => self.failed(id, e).await?,
             }
         }
@@ -250,6 +294,11 @@ impl Indexer {
         }
         self.report_lag();
         Ok(())
+    }
+
+    /// Bytes of session `id`'s live recording not read yet from `at`.
+    fn backlog(&self, id: SessionId, at: u64) -> u64 {
+        self.blobs.spool_len(id).ok().flatten().map_or(0, |len| len.saturating_sub(at))
     }
 
     /// How far behind the live recordings the index is, for the metrics.
@@ -314,7 +363,7 @@ pub async fn reindex(
     blobs.read_recording_range(id, 0, 1).await?;
     let mut follow = Follow::new(store, id).await?;
     store.clear_index(id).await?;
-    if !follow.advance(store, blobs, id, progress).await? {
+    if follow.advance(store, blobs, id, None, progress).await? != Advanced::Sealed {
         // Active, or cut short by a crash not yet recovered: index what is there.
         let progress = follow.partial();
         follow.finish(store, id, progress).await?;

@@ -27,6 +27,41 @@ fn append(spool: &mut keepwatch_store::SpoolWriter, bytes: &[u8]) {
     spool.append(bytes, false).unwrap();
 }
 
+/// A new live session of alice's in `store`.
+async fn session(store: &Store) -> SessionStart {
+    let id = SessionId::new();
+    store
+        .insert_session(&SessionRow {
+            stated_reason: None,
+            protocol: keepwatch_core::Protocol::Ssh,
+            id,
+            person: "alice".into(),
+            target: "web01".into(),
+            target_host: "127.0.0.1:22".into(),
+            target_login: "root".into(),
+            client_addr: "127.0.0.1:5000".into(),
+            status: SessionStatus::Active,
+            reason: None,
+            started_at_us: T0,
+            ended_at_us: None,
+            chain_head: None,
+            seal_seq: None,
+            seal_signature: None,
+            node: None,
+        })
+        .await
+        .unwrap();
+    SessionStart {
+        session_id: id,
+        user: "alice".into(),
+        target: "web01".into(),
+        target_host: "127.0.0.1:22".into(),
+        target_login: "root".into(),
+        client_addr: "127.0.0.1:5000".into(),
+        started_at_us: T0,
+    }
+}
+
 /// A store and blob store in a directory of their own, and a live session of alice's there.
 struct Fixture {
     dir: std::path::PathBuf,
@@ -45,38 +80,8 @@ impl Fixture {
         let store = Store::open_sqlite(&dir.join("kw.db")).await.unwrap();
         let blobs = BlobStore::local(&dir).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let id = SessionId::new();
-        let start = SessionStart {
-            session_id: id,
-            user: "alice".into(),
-            target: "web01".into(),
-            target_host: "127.0.0.1:22".into(),
-            target_login: "root".into(),
-            client_addr: "127.0.0.1:5000".into(),
-            started_at_us: T0,
-        };
-        store
-            .insert_session(&SessionRow {
-                stated_reason: None,
-                protocol: keepwatch_core::Protocol::Ssh,
-                id,
-                person: "alice".into(),
-                target: "web01".into(),
-                target_host: "127.0.0.1:22".into(),
-                target_login: "root".into(),
-                client_addr: "127.0.0.1:5000".into(),
-                status: SessionStatus::Active,
-                reason: None,
-                started_at_us: T0,
-                ended_at_us: None,
-                chain_head: None,
-                seal_seq: None,
-                seal_signature: None,
-                node: None,
-            })
-            .await
-            .unwrap();
-        Fixture { dir, store, blobs, key, id, start }
+        let start = session(&store).await;
+        Fixture { dir, store, blobs, key, id: start.session_id, start }
     }
 
     /// Seals the recording `w` wrote into `spool` and moves it into the store.
@@ -262,5 +267,69 @@ async fn fifty_megabytes_of_lines_are_all_found_at_their_moment() {
     crate::reindex(store, blobs, id, &mut |_| {}).await.unwrap();
     assert_eq!(answers(store.clone()).await, live, "reindex answers as live indexing did");
     assert_eq!(store.commands(id).await.unwrap(), rows);
+    f.close().await;
+}
+
+/// Issue 14: one live session with a 40 MB backlog does not delay another's few commands:
+/// the first tick indexes the small one whole and leaves the big one behind (40 MB take the
+/// indexer longer than a tick's budget), though the big one is newer (listed first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_in_one_session_does_not_hold_up_another() {
+    let f = Fixture::new("index-fair").await;
+    let (store, blobs) = (&f.store, &f.blobs);
+    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+    let open = || TimedEvent {
+        at_us: 1,
+        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty: pty.clone() },
+    };
+    let small = f.id;
+    let mut light = RecordingWriter::new(f.start.clone(), f.key.clone());
+    let mut light_spool = blobs.spool().create(small, &[]).unwrap();
+    light.push(&open());
+    for e in [out(2, "$ "), typed(3, "echo hi\r"), out(4, "echo hi\r\nhi\r\n$ ")] {
+        light.push(&e);
+    }
+    append(&mut light_spool, &light.flush(T0 + 5, false).unwrap());
+    let heavy_start = session(store).await;
+    let big = heavy_start.session_id;
+    let mut heavy = RecordingWriter::new(heavy_start, f.key.clone());
+    let mut heavy_spool = blobs.spool().create(big, &[]).unwrap();
+    heavy.push(&open());
+    for e in [out(2, "$ "), typed(3, "cat big\r"), out(4, "cat big\r\n")] {
+        heavy.push(&e);
+    }
+    // Lines that do not compress away (the spool holds several pieces of them).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for k in 0..2_500u64 {
+        let text: String = (0..200)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                format!("{x:016x} {:016x} {:016x}\r\n", x.rotate_left(17), x.rotate_left(41))
+            })
+            .collect();
+        heavy.push(&out(10 + k, &text));
+        if k % 100 == 99 {
+            append(&mut heavy_spool, &heavy.flush(T0 + 10 + k as i64, false).unwrap());
+        }
+    }
+
+    let mut indexer = Indexer::new(store.clone(), blobs.clone());
+    indexer.tick().await.unwrap();
+    let s = status(store, blobs, small).await;
+    assert_eq!((s.commands, Some(s.bytes_indexed)), (1, s.bytes_recorded), "{s:?}");
+    let h = status(store, blobs, big).await;
+    assert!(Some(h.bytes_indexed) < h.bytes_recorded, "the big one waits its turn: {h:?}");
+    // It gets there in later ticks.
+    for _ in 0..100 {
+        indexer.tick().await.unwrap();
+        let h = status(store, blobs, big).await;
+        if Some(h.bytes_indexed) == h.bytes_recorded {
+            break;
+        }
+    }
+    let h = status(store, blobs, big).await;
+    assert_eq!(Some(h.bytes_indexed), h.bytes_recorded, "{h:?}");
     f.close().await;
 }
