@@ -2,6 +2,10 @@
 # Search benchmark: builds a fresh store of synthetic sessions and commands through the
 # store's indexer API, then times `keepwatch search`-style queries. See bench/README.md.
 #
+# Before that, KW_SEARCH_TERMINAL_MB (256) MB of synthetic terminal output go through the
+# indexer's SessionIndexer into a database of their own: extraction MB/s, with the writes,
+# and the index's size against the text.
+#
 # Knobs (environment): KW_SEARCH_SESSIONS (10000), KW_SEARCH_COMMANDS (1000000),
 # KW_SEARCH_OUTPUT_MB (1000), KW_SEARCH_QUERIES (200 per class), KW_SEARCH_SEED (1),
 # KW_SEARCH_KEEP=1 (keep the work directory and its database), KW_SEARCH_OUT=FILE (also write
@@ -38,6 +42,7 @@ export KW_SEARCH_COMMANDS=${KW_SEARCH_COMMANDS:-1000000}
 export KW_SEARCH_OUTPUT_MB=${KW_SEARCH_OUTPUT_MB:-1000}
 export KW_SEARCH_QUERIES=${KW_SEARCH_QUERIES:-200}
 export KW_SEARCH_SEED=${KW_SEARCH_SEED:-1}
+export KW_SEARCH_TERMINAL_MB=${KW_SEARCH_TERMINAL_MB:-256}
 
 BACKEND=${KW_SEARCH_BACKEND:-sqlite}
 [[ -n ${KW_SEARCH_DATABASE:-} ]] && BACKEND=postgres

@@ -101,7 +101,9 @@ impl Class {
     fn describe(self) -> &'static str {
         match self {
             Class::Word => "common word (`error`, `nginx`, `publickey`, ...)",
-            Class::Rare => "rare word (planted in 1–13 commands)",
+            Class::Rare => {
+                "rare word (planted in 1–13 commands: one line each, two in a command line)"
+            }
             Class::Substring => "substring (`sudoers`, `-rf`, `/etc/ssh`, ...)",
             Class::ByUser => "substring `--user U`",
             Class::ByTarget => "substring `--target T`",
@@ -207,14 +209,11 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
             if let Some(w) = raw.as_mut() {
                 writeln!(w, "{}\t{ms:.3}\t{}\t{}", class.name(), hits.len(), case.query.text)?;
             }
-            // Commands found: a command line hit and hits in its output are one command.
-            let commands: std::collections::HashSet<_> =
-                hits.iter().map(|h| (h.session_id, h.command.seq)).collect();
-            if case.expected.is_some_and(|e| e != commands.len() as u64) {
+            if case.expected.is_some_and(|e| e != hits.len() as u64) {
                 eprintln!(
-                    "search-bench: {:?} found {} commands, expected {}",
+                    "search-bench: {:?} found {} lines, expected {}",
                     case.query.text,
-                    commands.len(),
+                    hits.len(),
                     case.expected.unwrap_or_default()
                 );
                 results[ci].2 += 1;
@@ -276,7 +275,7 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
     }
     let wrong: u32 = results.iter().map(|r| r.2).sum();
     if wrong > 0 {
-        bail!("{wrong} rare-word queries found a different number of commands than were planted");
+        bail!("{wrong} rare-word queries found a different number of lines than were planted");
     }
     Ok(())
 }
@@ -510,13 +509,9 @@ fn cases(plan: &Plan, n: usize, limit: u32, seed: u64) -> Vec<Vec<Case>> {
                     let (query, expected) = match class {
                         Class::Word => (q(&words[i % words.len()]), None),
                         Class::Rare => {
-                            // A marker planted in a command line is also in its output
-                            // (two hits, one command): ask for room for both.
                             let m = i % plan.markers.len();
                             let expected = plan.marker_hits(m).min(u64::from(limit));
-                            let query =
-                                SearchQuery { limit: limit * 2, ..q(&plan.markers[m].word) };
-                            (query, Some(expected))
+                            (q(&plan.markers[m].word), Some(expected))
                         }
                         _ => (SearchQuery::default(), None),
                     };

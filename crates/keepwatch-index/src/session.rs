@@ -35,7 +35,8 @@ const KEYFRAME_EVERY_US: u64 = 30_000_000;
 /// Output blocks hold all the output, uncapped (a row keeps a preview of its command's):
 /// every line a terminal showed, including what scrolled past (the extractor's transcript),
 /// full-screen programs' screens when they change, what exec channels and raw streams
-/// printed, file operations' answers and the rows and outcomes of database statements.
+/// printed and were fed, file operations' answers, the rows and outcomes of database
+/// statements, and whole any command line or statement longer than a row keeps.
 #[derive(Default)]
 pub struct SessionIndexer {
     started_at_us: i64,
@@ -224,7 +225,11 @@ impl SessionIndexer {
                         output: Text::default(),
                     },
                     (ChannelKind::Exec { command }, _) => Channel::Exec {
-                        command: capped(String::from_utf8_lossy(command).into_owned()).0,
+                        command: self.capped_or_blocks(
+                            *channel,
+                            at,
+                            &String::from_utf8_lossy(command),
+                        ),
                         opened_at_us: at,
                         input: Text::default(),
                         output: Text::default(),
@@ -248,8 +253,11 @@ impl SessionIndexer {
                     self.drain(*channel);
                 }
                 Some(Channel::Stdin { input, .. } | Channel::Exec { input, .. }) => {
-                    // What was piped in is the row's command (a script), kept up to its cap.
-                    let _ = input.push(data);
+                    // What was piped in is the row's command (a script), up to its cap, and
+                    // all of it in the channel's blocks: none of it goes unsearchable.
+                    if let Some(lines) = input.push(data) {
+                        self.blocks.push(self.started_at_us, *channel, at, &lines);
+                    }
                 }
                 _ => {}
             },
@@ -307,7 +315,8 @@ impl SessionIndexer {
                 {
                     self.statement_done(oldest, at, "(no result seen)".into());
                 }
-                self.statements.insert(st.seq, (st.channel, at, capped(text).0));
+                let text = self.capped_or_blocks(st.channel, at, &text);
+                self.statements.insert(st.seq, (st.channel, at, text));
             }
             Event::StatementResult(r) => {
                 let outcome = r.outcome.to_string();
@@ -347,6 +356,17 @@ impl SessionIndexer {
             | Event::Transaction { .. }
             | Event::Context { .. } => {}
         }
+    }
+
+    /// `text` for a row's command line: capped there, and when it is longer than the cap,
+    /// all of it in the channel's output blocks too.
+    fn capped_or_blocks(&mut self, channel: u32, at: u64, text: &str) -> String {
+        let (kept, cut) = capped(text.to_owned());
+        if cut {
+            self.blocks.push(self.started_at_us, channel, at, text);
+            self.blocks.push(self.started_at_us, channel, at, "\n");
+        }
+        kept
     }
 
     /// Indexes statement `seq` with its outcome.
@@ -504,8 +524,8 @@ impl SessionIndexer {
                     self.push_command(channel, c);
                 }
             }
-            Channel::Exec { command, opened_at_us, input, mut output } => {
-                if let Some(rest) = output.rest() {
+            Channel::Exec { command, opened_at_us, mut input, mut output } => {
+                for rest in [input.rest(), output.rest()].into_iter().flatten() {
                     self.blocks.push(self.started_at_us, channel, at, &rest);
                 }
                 self.push(CommandRow {
@@ -523,8 +543,8 @@ impl SessionIndexer {
                     });
                 }
             }
-            Channel::Stdin { opened_at_us, input, mut output } => {
-                if let Some(rest) = output.rest() {
+            Channel::Stdin { opened_at_us, mut input, mut output } => {
+                for rest in [input.rest(), output.rest()].into_iter().flatten() {
                     self.blocks.push(self.started_at_us, channel, at, &rest);
                 }
                 let script = input.render();
@@ -698,6 +718,30 @@ mod tests {
         let rows = ix.drain_rows();
         let cmds: Vec<&str> = rows.iter().map(|r| r.command.as_str()).collect();
         assert_eq!(cmds, ["ls", "ls", "for i in 1; do\necho $i\ndone"]);
+    }
+
+    /// Issue 14: what a row cannot keep is still in the blocks: a script piped into an exec
+    /// past the cap, its output past the cap, and a statement longer than a row keeps.
+    #[test]
+    fn nothing_past_a_rows_cap_is_left_unindexed() {
+        use keepwatch_recording::Statement;
+        let mut ix = SessionIndexer::new();
+        let exec = ChannelKind::Exec { command: b"sh".to_vec() };
+        ix.event(&ev(1, Event::ChannelOpen { channel: 1, kind: exec, pty: None }));
+        let script: String = (0..20_000).map(|i| format!("echo step-{i}\n")).collect();
+        ix.event(&ev(2, Event::Input { channel: 1, data: script.clone().into_bytes() }));
+        let printed: String = (0..20_000).map(|i| format!("done-{i}\r\n")).collect();
+        ix.event(&ev(3, Event::Output { channel: 1, data: printed.into_bytes() }));
+        let long = format!("INSERT INTO t VALUES ('{}', 'tail-marker')", "v".repeat(100_000));
+        let st = Statement { channel: 2, seq: 0, text: long, params: vec![], extended: false };
+        ix.event(&ev(4, Event::Statement(st)));
+        ix.finish(5);
+        let rows = ix.drain_rows();
+        assert!(rows.iter().all(|r| r.command.len() <= MAX_TEXT && r.output.len() <= MAX_TEXT));
+        let text: String = ix.drain_blocks().iter().map(|b| b.text.as_str()).collect();
+        for needle in ["echo step-19999\n", "done-19999\n", "'tail-marker')"] {
+            assert!(text.contains(needle), "{needle}");
+        }
     }
 
     /// Issue 14: a full-screen program redrawing the same screen ten times a second for ten

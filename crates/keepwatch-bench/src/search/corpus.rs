@@ -143,9 +143,15 @@ impl Plan {
         Plan { size, people, targets, sessions, markers, plants, text_seed }
     }
 
-    /// How many commands a marker query finds (at most `limit`).
+    /// How many lines a marker query finds: one per command it is planted in, and one more
+    /// for each command line it is planted in (the line and its output's `id:` line).
     pub(super) fn marker_hits(&self, m: usize) -> u64 {
-        u64::from(self.markers[m].commands).min(self.size.commands)
+        self.plants
+            .values()
+            .flatten()
+            .filter(|(planted, _)| *planted == m)
+            .map(|(_, in_command)| if *in_command { 2 } else { 1 })
+            .sum()
     }
 
     /// The text generator; `sessions()` yields each session with its commands, in order.
