@@ -423,7 +423,22 @@ pub(crate) fn output_candidate_id(r: &impl Cols) -> Result<i64, BadValue> {
 
 /// Text as SQLite keeps an output block's: zstd.
 pub(crate) fn pack_text(text: &str) -> Vec<u8> {
-    zstd::bulk::compress(text.as_bytes(), 3).unwrap_or_else(|_| unreachable!("in-memory zstd"))
+    thread_local! {
+        // One compression context per thread, not one per block.
+        static PACKER: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    PACKER
+        .with_borrow_mut(|packer| {
+            if packer.is_none() {
+                *packer = zstd::bulk::Compressor::new(3).ok();
+            }
+            match packer {
+                Some(p) => p.compress(text.as_bytes()),
+                None => zstd::bulk::compress(text.as_bytes(), 3),
+            }
+        })
+        .unwrap_or_else(|_| unreachable!("in-memory zstd"))
 }
 
 pub(crate) fn unpack_text(body: &[u8]) -> Result<String, BadValue> {

@@ -429,7 +429,7 @@ pub struct OutputBlock {
 
 impl OutputBlock {
     /// The size the indexer cuts blocks at (at a line's end).
-    pub const TARGET: usize = 16 * 1024;
+    pub const TARGET: usize = 4 * 1024;
 
     /// The recording offset of the text at byte `at`.
     pub fn offset_at(&self, at: usize) -> u64 {

@@ -43,7 +43,7 @@ pub(crate) trait TextIndex {
 /// Output blocks read and confirmed per query at most (64 MiB of text); past it the answer
 /// says the search stopped early. A text under three characters has no trigram and reads
 /// the newest blocks until then.
-pub(crate) const MAX_BLOCKS_READ: usize = 4096;
+pub(crate) const MAX_BLOCKS_READ: usize = (64 << 20) / OutputBlock::TARGET;
 /// Candidates the index may give per query at most (those a filter drops included).
 const MAX_CANDIDATES: usize = 4 * MAX_BLOCKS_READ;
 
@@ -236,14 +236,26 @@ pub(crate) fn find_in_block(text: &str, needle: &str, limit: usize) -> Vec<(usiz
     if needle.is_empty() || limit == 0 {
         return Vec::new();
     }
-    let (folded, origin) = fold(text);
+    // Most output is ASCII: folded byte for byte, so offsets need no map.
+    let (folded, origin) = if text.is_ascii() {
+        if !needle.is_ascii() {
+            return Vec::new();
+        }
+        (text.to_ascii_lowercase(), None)
+    } else {
+        let (folded, origin) = fold(text);
+        (folded, Some(origin))
+    };
+    let to_text = |i: usize| match &origin {
+        None => i,
+        Some(o) => o.get(i).map_or(text.len(), |&b| b as usize),
+    };
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(i) = folded[from..].find(needle) {
         let at = from + i;
         let end = at + needle.len();
-        let start_byte = origin[at] as usize;
-        let end_byte = origin.get(end).map_or(text.len(), |&o| o as usize);
+        let (start_byte, end_byte) = (to_text(at), to_text(end));
         out.push((start_byte, end_byte.max(start_byte)));
         if out.len() == limit {
             break;

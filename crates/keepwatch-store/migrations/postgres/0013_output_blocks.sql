@@ -1,5 +1,5 @@
 -- Every line of output is indexed (issue 14), apart from command lines: output goes into
--- `output_blocks` (up to about 16 KiB of text of one channel each, TOAST-compressed, with
+-- `output_blocks` (about 4 KiB of text of one channel each, TOAST-compressed, with
 -- the recording offset of each run of lines in `marks`) under a pg_trgm GIN index;
 -- `commands.output` stays as the command's output preview (its first 64 KiB), no longer
 -- indexed.

@@ -1,5 +1,5 @@
 -- Every line of output is indexed (issue 14), apart from command lines: output goes into
--- `output_blocks` (up to about 16 KiB of text of one channel each, zstd-compressed, with the
+-- `output_blocks` (about 4 KiB of text of one channel each, zstd-compressed, with the
 -- recording offset of each run of lines in `marks`) and `output_fts`, a contentless FTS5
 -- index of their trigrams without positions (detail=none): it narrows a search to the blocks
 -- that hold every trigram of the text, and the store confirms each match in the text itself.
@@ -23,6 +23,13 @@ CREATE TABLE output_blocks (
     marks BLOB NOT NULL
 );
 CREATE INDEX output_blocks_session ON output_blocks (session_id, id);
+-- The time span of each 1024 block ids, so a search bounded in time walks only the ids that
+-- can hold such output (as `command_blocks` does for commands).
+CREATE TABLE output_spans (
+    span INTEGER PRIMARY KEY,
+    min_at_us INTEGER NOT NULL,
+    max_at_us INTEGER NOT NULL
+);
 CREATE VIRTUAL TABLE output_fts USING fts5 (
     text, content = '', contentless_delete = 1, detail = 'none', tokenize = 'trigram'
 );

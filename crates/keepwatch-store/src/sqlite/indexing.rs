@@ -10,6 +10,9 @@ use crate::rows::*;
 use crate::search::{TextIndex, encode_marks};
 use crate::{StoreError, now_us};
 
+/// Output blocks written per statement (9 values each, well under SQLite's 32,766).
+pub(super) const BLOCKS_PER_STATEMENT: usize = 256;
+
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
 macro_rules! status_select {
     () => {
@@ -63,24 +66,31 @@ impl Sqlite {
             }
             added.push((rowid, c));
         }
-        let mut stored = Vec::with_capacity(blocks.len());
-        for b in blocks {
-            let rowid: i64 = sqlx::query_scalar(
-                "INSERT INTO output_blocks (session_id, channel, at_us, start_offset_us, \
-                 end_offset_us, text_len, body, marks) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&id)
-            .bind(i64::from(b.channel))
-            .bind(b.at_us)
-            .bind(b.start_offset_us as i64)
-            .bind(b.end_offset_us as i64)
-            .bind(b.text.len() as i64)
-            .bind(decode::pack_text(&b.text))
-            .bind(encode_marks(&b.marks))
+        // Many rows per statement: each statement is a round trip to SQLite's thread. The
+        // ids are given here (the transaction holds the only write lock).
+        let next: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM output_blocks")
             .fetch_one(&mut *tx)
             .await
             .at(OP, session)?;
-            stored.push((rowid, b));
+        let stored: Vec<(i64, &OutputBlock)> =
+            blocks.iter().enumerate().map(|(i, b)| (next + i as i64, b)).collect();
+        for chunk in stored.chunks(BLOCKS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO output_blocks (id, session_id, channel, at_us, start_offset_us, \
+                 end_offset_us, text_len, body, marks) ",
+            );
+            insert.push_values(chunk, |mut row, (rowid, b)| {
+                row.push_bind(*rowid)
+                    .push_bind(&id)
+                    .push_bind(i64::from(b.channel))
+                    .push_bind(b.at_us)
+                    .push_bind(b.start_offset_us as i64)
+                    .push_bind(b.end_offset_us as i64)
+                    .push_bind(b.text.len() as i64)
+                    .push_bind(decode::pack_text(&b.text))
+                    .push_bind(encode_marks(&b.marks));
+            });
+            insert.build().execute(&mut *tx).await.at(OP, session)?;
         }
         self.index.add(&mut *tx, &added, &stored).await.at(OP, session)?;
         sqlx::query(

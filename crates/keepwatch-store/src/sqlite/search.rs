@@ -5,9 +5,9 @@
 //! trigram of the text, each confirmed in the block's (zstd) text. Queries shorter than
 //! three characters cannot use trigrams and scan (output: the newest blocks, bounded).
 //!
-//! Newest first means walking the index from the newest id down; `command_blocks` keeps the
-//! span of start times of each block of 1024 ids, so a search bounded in time walks only the
-//! ids that can hold such commands.
+//! Newest first means walking the index from the newest id down; `command_blocks` and
+//! `output_spans` keep the span of times of each 1024 ids (of commands, of output blocks),
+//! so a search bounded in time walks only the ids that can hold such lines.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +24,13 @@ use crate::search::{OutputSearch, TextIndex};
 /// `command_blocks` keeps the time span of each `1 << BLOCK_BITS` command ids.
 const BLOCK_BITS: u32 = 10;
 
+/// Which ids' time spans to read.
+#[derive(Debug, Clone, Copy)]
+enum Spans {
+    Commands,
+    Output,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Fts5Index {
     pub(crate) pool: SqlitePool,
@@ -38,12 +45,31 @@ impl TextIndex for Fts5Index {
         rows: &[(i64, &CommandRow)],
         output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
+        let mut spans: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, text) ");
+            insert.push_values(chunk, |mut row, (rowid, b)| {
+                row.push_bind(*rowid).push_bind(&b.text);
+            });
+            insert.build().execute(&mut *conn).await?;
+        }
         for (rowid, b) in output {
-            sqlx::query("INSERT INTO output_fts (rowid, text) VALUES (?, ?)")
-                .bind(rowid)
-                .bind(&b.text)
-                .execute(&mut *conn)
-                .await?;
+            let last =
+                b.at_us.saturating_add(b.end_offset_us.saturating_sub(b.start_offset_us) as i64);
+            let span = spans.entry(rowid >> BLOCK_BITS).or_insert((b.at_us, last));
+            *span = (span.0.min(b.at_us), span.1.max(last));
+        }
+        for (span, (min, max)) in spans {
+            sqlx::query(
+                "INSERT INTO output_spans (span, min_at_us, max_at_us) VALUES (?, ?, ?) \
+                 ON CONFLICT (span) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
+                 max_at_us = max(max_at_us, excluded.max_at_us)",
+            )
+            .bind(span)
+            .bind(min)
+            .bind(max)
+            .execute(&mut *conn)
+            .await?;
         }
         let mut blocks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         for (rowid, c) in rows {
@@ -175,10 +201,20 @@ impl Fts5Index {
         // One round's candidates: the index's (or, for a text under three characters, every
         // block), newest first, each with its body only when it passes the filters.
         let candidates = if pattern.is_empty() {
-            "SELECT id FROM output_blocks WHERE id < ?1 AND ?2 = ?2 ORDER BY id DESC LIMIT ?9"
+            "SELECT id FROM output_blocks WHERE id < ?1 AND id >= ?10 AND ?2 = ?2 \
+             ORDER BY id DESC LIMIT ?9"
         } else {
             "SELECT rowid AS id FROM output_fts WHERE output_fts MATCH ?2 AND rowid < ?1 \
-             ORDER BY rowid DESC LIMIT ?9"
+             AND rowid >= ?10 ORDER BY rowid DESC LIMIT ?9"
+        };
+        // A time bound turns into a range of block ids first.
+        let (first_id, last_id) = if q.since_us.is_some() || q.until_us.is_some() {
+            match self.span_range(Spans::Output, q.since_us, q.until_us).await? {
+                Some(range) => range,
+                None => return Ok(found.finish()),
+            }
+        } else {
+            (i64::MIN, i64::MAX - 1)
         };
         let sql = format!(
             "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, b.end_offset_us, \
@@ -191,7 +227,7 @@ impl Fts5Index {
              FROM ({candidates}) hit JOIN output_blocks b ON b.id = hit.id \
              JOIN sessions s ON s.id = b.session_id ORDER BY b.id DESC"
         );
-        let mut before = i64::MAX;
+        let mut before = last_id + 1;
         while let Some(batch) = found.next_batch() {
             // `candidates` is one of the two constant queries above, not input.
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
@@ -204,6 +240,7 @@ impl Fts5Index {
                 .bind(q.until_us)
                 .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
                 .bind(batch as i64)
+                .bind(first_id)
                 .fetch_all(&self.pool)
                 .await
                 .at(OP, &q.text)?;
@@ -258,15 +295,33 @@ impl Fts5Index {
         since_us: Option<i64>,
         until_us: Option<i64>,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT min(block), max(block) FROM command_blocks \
-             WHERE (?1 IS NULL OR max_at_us >= ?1) AND (?2 IS NULL OR min_at_us <= ?2)",
-        )
-        .bind(since_us)
-        .bind(until_us)
-        .fetch_one(&self.pool)
-        .await
-        .at("search", "time bounds")?;
+        self.span_range(Spans::Commands, since_us, until_us).await
+    }
+
+    /// The ids (of commands, or of output blocks) whose time spans (`command_blocks`,
+    /// `output_spans`: the span of each 1024 ids) meet the bounds, as one range.
+    async fn span_range(
+        &self,
+        spans: Spans,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let sql = match spans {
+            Spans::Commands => {
+                "SELECT min(block), max(block) FROM command_blocks \
+                 WHERE (?1 IS NULL OR max_at_us >= ?1) AND (?2 IS NULL OR min_at_us <= ?2)"
+            }
+            Spans::Output => {
+                "SELECT min(span), max(span) FROM output_spans \
+                 WHERE (?1 IS NULL OR max_at_us >= ?1) AND (?2 IS NULL OR min_at_us <= ?2)"
+            }
+        };
+        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(sql)
+            .bind(since_us)
+            .bind(until_us)
+            .fetch_one(&self.pool)
+            .await
+            .at("search", "time bounds")?;
         Ok(first.zip(last).map(|(first, last)| {
             (first << BLOCK_BITS, ((last + 1) << BLOCK_BITS).saturating_sub(1))
         }))

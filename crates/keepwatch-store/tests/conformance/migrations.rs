@@ -101,7 +101,8 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
          ALTER TABLE grant_options DROP COLUMN capture_rows; \
          ALTER TABLE targets DROP COLUMN require_reason; ALTER TABLE sessions DROP COLUMN stated_reason; \
          DROP TABLE session_tags; DROP TABLE retention_policies; DROP TABLE legal_holds; DROP TABLE data_keys; \
-         DROP TABLE output_blocks; DROP TABLE output_fts; DROP INDEX commands_channel_start;",
+         DROP TABLE output_blocks; DROP TABLE output_fts; DROP TABLE output_spans; \
+         DROP INDEX commands_channel_start;",
     )
     .await;
     let store = db.reopen().await;
