@@ -58,6 +58,9 @@ pub(crate) struct SearchArgs {
     /// the indexer into a database of its own (rates and index size); 0 skips it.
     #[arg(long, env = "KW_SEARCH_TERMINAL_MB", default_value_t = 256)]
     terminal_mb: u64,
+    /// The terminal phase writes into this empty PostgreSQL database instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    terminal_postgres: Option<String>,
     /// Write every timed query as `class<TAB>ms<TAB>hits<TAB>query` to this file.
     #[arg(long, value_name = "FILE")]
     raw: Option<PathBuf>,
@@ -145,7 +148,9 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
             Some(d) => d.join("terminal"),
             None => std::env::temp_dir().join(format!("keepwatch-terminal-{}", std::process::id())),
         };
-        let report = terminal::run(&dir, args.terminal_mb, args.seed).await?;
+        let report =
+            terminal::run(&dir, args.terminal_postgres.as_deref(), args.terminal_mb, args.seed)
+                .await?;
         report.print();
         let _ = std::fs::remove_dir_all(&dir);
         println!();

@@ -120,33 +120,65 @@ struct Text {
     truncated: bool,
     /// The last line, not ended yet.
     partial: Vec<u8>,
+    /// Bytes of binary data in a row, not turned into text.
+    binary: u64,
 }
 
 impl Text {
-    /// Keeps `data` and returns the text of the lines it ends.
+    /// Keeps `data` and returns the text of the lines it ends. Binary data (a `cat` of an
+    /// archive) is not text to search: a line says how many bytes of it there were.
     fn push(&mut self, data: &[u8]) -> Option<String> {
         let room = MAX_TEXT.saturating_sub(self.bytes.len());
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
         self.truncated |= data.len() > room;
+        if looks_binary(data) {
+            self.binary += data.len() as u64;
+            return None;
+        }
+        let mut out = self.binary_line();
         self.partial.extend_from_slice(data);
         let end = match self.partial.iter().rposition(|&b| b == b'\n') {
             Some(i) => i + 1,
             // A line with no end in sight is taken as it is.
             None if self.partial.len() >= MAX_TEXT => self.partial.len(),
-            None => return None,
+            None => return (!out.is_empty()).then_some(out),
         };
         let lines: Vec<u8> = self.partial.drain(..end).collect();
-        Some(render(&lines))
+        out.push_str(&render(&lines));
+        Some(out)
     }
 
-    /// The text of the last line, if it did not end.
+    /// The text of the last line, if it did not end (and of binary data just before).
     fn rest(&mut self) -> Option<String> {
-        (!self.partial.is_empty()).then(|| render(&std::mem::take(&mut self.partial)))
+        let mut out = self.binary_line();
+        out.push_str(&render(&std::mem::take(&mut self.partial)));
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn binary_line(&mut self) -> String {
+        match std::mem::take(&mut self.binary) {
+            0 => String::new(),
+            n => format!("[keepwatch: {n} bytes of binary data, recorded, not indexed as text]\n"),
+        }
     }
 
     fn render(&self) -> String {
         render(&self.bytes)
     }
+}
+
+/// A piece of a stream that is binary data, not text: NULs or other control characters
+/// (not tab, newline, carriage return, escape, backspace or bell) in more than 1% of a piece
+/// of at least 256 bytes. Text, coloured or not, has next to none; random bytes have 11%.
+fn looks_binary(data: &[u8]) -> bool {
+    if data.len() < 256 {
+        return false;
+    }
+    let control = data
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x07))
+        .count();
+    control * 100 > data.len()
 }
 
 fn render(bytes: &[u8]) -> String {
@@ -742,6 +774,35 @@ mod tests {
         for needle in ["echo step-19999\n", "done-19999\n", "'tail-marker')"] {
             assert!(text.contains(needle), "{needle}");
         }
+    }
+
+    /// Binary data printed by an exec (`cat archive.tar.gz`) is a line saying how much of it
+    /// there was, not megabytes of noise in the index; the text around it is indexed.
+    #[test]
+    fn binary_output_is_counted_not_indexed() {
+        let mut ix = SessionIndexer::new();
+        let exec = ChannelKind::Exec { command: b"cat x.bin".to_vec() };
+        ix.event(&ev(1, Event::ChannelOpen { channel: 1, kind: exec, pty: None }));
+        ix.event(&ev(2, Event::Output { channel: 1, data: b"header-line\n".to_vec() }));
+        let mut x = 7u32;
+        for i in 0..100 {
+            let noise: Vec<u8> = (0..4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            ix.event(&ev(3 + i, Event::Output { channel: 1, data: noise }));
+        }
+        ix.event(&ev(200, Event::Output { channel: 1, data: b"trailer-line\n".to_vec() }));
+        ix.finish(201);
+        let text: String = ix.drain_blocks().iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(
+            text,
+            "header-line\n[keepwatch: 409600 bytes of binary data, recorded, not indexed as text]\ntrailer-line\n"
+        );
     }
 
     /// Issue 14: a full-screen program redrawing the same screen ten times a second for ten
