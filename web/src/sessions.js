@@ -78,7 +78,7 @@ export async function sessionsView(main, ctx) {
     jobs.push(get(`/search${query({ q: text, ...filters, commands_only: p.get('commands_only') || '', limit: 200 })}`).then((answer) => {
       if (!ctx.isCurrent()) return;
       const hits = answer.hits;
-      clear(results).append(
+      clear(results).append(...[
         h('h2', `${hits.length} hit${hits.length === 1 ? '' : 's'} for “${text}”`),
         unindexedBanner(answer.not_fully_indexed),
         answer.stopped_early
@@ -99,7 +99,7 @@ export async function sessionsView(main, ctx) {
             dataset: { action: 'open-hit', session: x.session },
           }, 'Replay here')],
         ], { empty: 'No matches.', rowProps: (x) => ({ class: 'search-hit', dataset: { session: x.session } }) }),
-      );
+      ].filter(Boolean));
     }).catch((e) => { if (ctx.isCurrent()) clear(results).append(errorBox(e)); }));
   }
   list.append(h('p.muted', 'Loading sessions…'));
