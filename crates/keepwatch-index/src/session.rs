@@ -169,16 +169,19 @@ impl Text {
 
 /// A piece of a stream that is binary data, not text: NULs or other control characters
 /// (not tab, newline, carriage return, escape, backspace or bell) in more than 1% of a piece
-/// of at least 256 bytes. Text, coloured or not, has next to none; random bytes have 11%.
+/// of at least 256 bytes, judged by its first 4 KiB (a piece is one SSH message: a stream
+/// rarely turns from text to binary inside one). Text, coloured or not, has next to none;
+/// random bytes have 10%.
 fn looks_binary(data: &[u8]) -> bool {
     if data.len() < 256 {
         return false;
     }
-    let control = data
+    let sample = &data[..data.len().min(4096)];
+    let control: usize = sample
         .iter()
-        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x07))
-        .count();
-    control * 100 > data.len()
+        .map(|&b| usize::from(b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x07)))
+        .sum();
+    control * 100 > sample.len()
 }
 
 fn render(bytes: &[u8]) -> String {
