@@ -131,7 +131,7 @@ impl Text {
         let room = MAX_TEXT.saturating_sub(self.bytes.len());
         self.bytes.extend_from_slice(&data[..data.len().min(room)]);
         self.truncated |= data.len() > room;
-        if looks_binary(data) {
+        if looks_binary(data, self.binary > 0) {
             self.binary += data.len() as u64;
             return None;
         }
@@ -168,20 +168,23 @@ impl Text {
 }
 
 /// A piece of a stream that is binary data, not text: NULs or other control characters
-/// (not tab, newline, carriage return, escape, backspace or bell) in more than 1% of a piece
-/// of at least 256 bytes, judged by its first 4 KiB (a piece is one SSH message: a stream
-/// rarely turns from text to binary inside one). Text, coloured or not, has next to none;
-/// random bytes have 10%.
-fn looks_binary(data: &[u8]) -> bool {
-    if data.len() < 256 {
-        return false;
-    }
+/// (not tab, newline, carriage return, escape, backspace or bell) in more than 1% of it,
+/// judged by its first 4 KiB (a piece is one SSH message: a stream rarely turns from text to
+/// binary inside one). Text, coloured or not, has next to none; random bytes have 10%. A
+/// piece under 16 bytes is too short for a ratio: outside a binary run (`in_binary`) it is
+/// text; inside one it stays binary unless it is clean UTF-8 (`done` after a download).
+/// Within a run, a piece under 256 bytes must be UTF-8 to count as text again.
+fn looks_binary(data: &[u8], in_binary: bool) -> bool {
     let sample = &data[..data.len().min(4096)];
     let control: usize = sample
         .iter()
         .map(|&b| usize::from(b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x07)))
         .sum();
-    control * 100 > sample.len()
+    let invalid = || std::str::from_utf8(data).is_err();
+    if data.len() < 16 {
+        return in_binary && (control > 0 || invalid());
+    }
+    control * 100 > sample.len() || (in_binary && data.len() < 256 && invalid())
 }
 
 fn render(bytes: &[u8]) -> String {
@@ -789,7 +792,9 @@ mod tests {
         ix.event(&ev(2, Event::Output { channel: 1, data: b"header-line\n".to_vec() }));
         let mut x = 7u32;
         for i in 0..100 {
-            let noise: Vec<u8> = (0..4096)
+            // Pieces of every size, small ones too (an SSH message can be a few bytes).
+            let len = if i % 2 == 0 { 4096 } else { 5 + i as usize * 3 };
+            let noise: Vec<u8> = (0..len)
                 .map(|_| {
                     x ^= x << 13;
                     x ^= x >> 17;
@@ -804,7 +809,7 @@ mod tests {
         let text: String = ix.drain_blocks().iter().map(|b| b.text.as_str()).collect();
         assert_eq!(
             text,
-            "header-line\n[keepwatch: 409600 bytes of binary data, recorded, not indexed as text]\ntrailer-line\n"
+            "header-line\n[keepwatch: 212550 bytes of binary data, recorded, not indexed as text]\ntrailer-line\n"
         );
     }
 
