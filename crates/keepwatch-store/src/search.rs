@@ -35,9 +35,43 @@ pub(crate) trait TextIndex {
     /// same transaction.
     async fn forget(&self, conn: &mut Self::Conn, session: &str) -> Result<(), sqlx::Error>;
 
+    /// Command lines containing `q.text`, newest first, at most `q.limit`.
+    async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError>;
+
+    /// Output lines containing `q.text`, newest first, at most `q.limit`; their `command` is
+    /// only a placeholder with the channel ([`TextIndex::owner`] fills it in).
+    async fn query_output(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError>;
+
+    /// The command of `channel` that was running (or last started) at `offset_us`: not a
+    /// screen snapshot or an environment variable, which print nothing of their own.
+    async fn owner(
+        &self,
+        session: SessionId,
+        channel: u32,
+        offset_us: u64,
+    ) -> Result<Option<CommandRow>, StoreError>;
+
     /// Command lines and output lines containing `q.text`, newest first, at most
-    /// `q.limit`.
-    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError>;
+    /// `q.limit`; an output line names the command running then.
+    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
+        let mut hits = self.query_commands(q).await?;
+        let mut stopped_early = false;
+        if !q.commands_only && q.limit > 0 {
+            let out = self.query_output(q).await?;
+            stopped_early = out.stopped_early;
+            hits.extend(out.hits);
+        }
+        let mut answer = SearchAnswer::merged(hits, q.limit, stopped_early);
+        // Only the hits kept need their command, so it is looked up after the merge.
+        for hit in answer.hits.iter_mut().filter(|h| h.in_output) {
+            if let Some(owner) =
+                self.owner(hit.session_id, hit.command.channel, hit.offset_us).await?
+            {
+                hit.command = owner;
+            }
+        }
+        Ok(answer)
+    }
 }
 
 /// Output blocks read and confirmed per query at most (64 MiB of text); past it the answer

@@ -78,19 +78,6 @@ impl TextIndex for TrigramIndex {
         Ok(())
     }
 
-    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
-        let mut hits = self.query_commands(q).await?;
-        let mut stopped_early = false;
-        if !q.commands_only && q.limit > 0 {
-            let out = self.query_output(q).await?;
-            stopped_early = out.stopped_early;
-            hits.extend(out.hits);
-        }
-        Ok(SearchAnswer::merged(hits, q.limit, stopped_early))
-    }
-}
-
-impl TrigramIndex {
     async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         const OP: &str = "search";
         let sql = search_select!("c.command ILIKE $1 ESCAPE '\\'");
@@ -198,19 +185,9 @@ impl TrigramIndex {
             high = low;
         }
         tx.commit().await.at(OP, &q.text)?;
-        let mut answer = found.finish();
-        for hit in &mut answer.hits {
-            if let Some(owner) =
-                self.owner(hit.session_id, hit.command.channel, hit.offset_us).await?
-            {
-                hit.command = owner;
-            }
-        }
-        Ok(answer)
+        Ok(found.finish())
     }
 
-    /// The command of `channel` that was running (or last started) at `offset_us`: not a
-    /// screen snapshot or an environment variable, which print nothing of their own.
     async fn owner(
         &self,
         session: SessionId,
@@ -230,7 +207,9 @@ impl TrigramIndex {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
 
+impl TrigramIndex {
     /// Appends the hits with `low < id <= high`, newest first, up to `q.limit` in all.
     async fn window(
         &self,

@@ -45,7 +45,6 @@ impl TextIndex for Fts5Index {
         rows: &[(i64, &CommandRow)],
         output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
-        let mut spans: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, text) ");
             insert.push_values(chunk, |mut row, (rowid, b)| {
@@ -53,46 +52,21 @@ impl TextIndex for Fts5Index {
             });
             insert.build().execute(&mut *conn).await?;
         }
-        for (rowid, b) in output {
+        let output_times = output.iter().map(|(rowid, b)| {
             let last =
                 b.at_us.saturating_add(b.end_offset_us.saturating_sub(b.start_offset_us) as i64);
-            let span = spans.entry(rowid >> BLOCK_BITS).or_insert((b.at_us, last));
-            *span = (span.0.min(b.at_us), span.1.max(last));
-        }
-        for (span, (min, max)) in spans {
-            sqlx::query(
-                "INSERT INTO output_spans (span, min_at_us, max_at_us) VALUES (?, ?, ?) \
-                 ON CONFLICT (span) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
-                 max_at_us = max(max_at_us, excluded.max_at_us)",
-            )
-            .bind(span)
-            .bind(min)
-            .bind(max)
-            .execute(&mut *conn)
-            .await?;
-        }
-        let mut blocks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            (*rowid, b.at_us, last)
+        });
+        add_spans(conn, Spans::Output, output_times).await?;
         for (rowid, c) in rows {
             sqlx::query("INSERT INTO commands_fts (rowid, command) VALUES (?, ?)")
                 .bind(rowid)
                 .bind(&c.command)
                 .execute(&mut *conn)
                 .await?;
-            let span = blocks.entry(rowid >> BLOCK_BITS).or_insert((c.at_us, c.at_us));
-            *span = (span.0.min(c.at_us), span.1.max(c.at_us));
         }
-        for (block, (min, max)) in blocks {
-            sqlx::query(
-                "INSERT INTO command_blocks (block, min_at_us, max_at_us) VALUES (?, ?, ?) \
-                 ON CONFLICT (block) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
-                 max_at_us = max(max_at_us, excluded.max_at_us)",
-            )
-            .bind(block)
-            .bind(min)
-            .bind(max)
-            .execute(&mut *conn)
+        add_spans(conn, Spans::Commands, rows.iter().map(|(rowid, c)| (*rowid, c.at_us, c.at_us)))
             .await?;
-        }
         Ok(())
     }
 
@@ -114,19 +88,6 @@ impl TextIndex for Fts5Index {
         Ok(())
     }
 
-    async fn query(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
-        let mut hits = self.query_commands(q).await?;
-        let mut stopped_early = false;
-        if !q.commands_only {
-            let out = self.query_output(q).await?;
-            stopped_early = out.stopped_early;
-            hits.extend(out.hits);
-        }
-        Ok(SearchAnswer::merged(hits, q.limit, stopped_early))
-    }
-}
-
-impl Fts5Index {
     async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         const OP: &str = "search";
         // A time bound turns into an id range first, so an old window does not walk every
@@ -256,19 +217,9 @@ impl Fts5Index {
                 _ => break,
             }
         }
-        let mut answer = found.finish();
-        for hit in &mut answer.hits {
-            if let Some(owner) =
-                self.owner(hit.session_id, hit.command.channel, hit.offset_us).await?
-            {
-                hit.command = owner;
-            }
-        }
-        Ok(answer)
+        Ok(found.finish())
     }
 
-    /// The command of `channel` that was running (or last started) at `offset_us`: not a
-    /// screen snapshot or an environment variable, which print nothing of their own.
     async fn owner(
         &self,
         session: SessionId,
@@ -287,7 +238,9 @@ impl Fts5Index {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
 
+impl Fts5Index {
     /// The command ids that can hold commands started within the bounds (a superset, from
     /// `command_blocks`), or `None` when no command can.
     async fn id_range(
@@ -326,4 +279,34 @@ impl Fts5Index {
             (first << BLOCK_BITS, ((last + 1) << BLOCK_BITS).saturating_sub(1))
         }))
     }
+}
+
+/// Widens the time spans (`command_blocks` or `output_spans`) of the ids `(id, first, last)`
+/// cover to take their times in.
+async fn add_spans(
+    conn: &mut SqliteConnection,
+    spans: Spans,
+    times: impl Iterator<Item = (i64, i64, i64)>,
+) -> Result<(), sqlx::Error> {
+    let mut widened: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (id, first, last) in times {
+        let span = widened.entry(id >> BLOCK_BITS).or_insert((first, last));
+        *span = (span.0.min(first), span.1.max(last));
+    }
+    let sql = match spans {
+        Spans::Commands => {
+            "INSERT INTO command_blocks (block, min_at_us, max_at_us) VALUES (?, ?, ?) \
+             ON CONFLICT (block) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
+             max_at_us = max(max_at_us, excluded.max_at_us)"
+        }
+        Spans::Output => {
+            "INSERT INTO output_spans (span, min_at_us, max_at_us) VALUES (?, ?, ?) \
+             ON CONFLICT (span) DO UPDATE SET min_at_us = min(min_at_us, excluded.min_at_us), \
+             max_at_us = max(max_at_us, excluded.max_at_us)"
+        }
+    };
+    for (span, (min, max)) in widened {
+        sqlx::query(sql).bind(span).bind(min).bind(max).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
