@@ -473,6 +473,8 @@ pub(crate) fn token(r: &impl Cols) -> Result<TokenRow, BadValue> {
 /// What the indexer wrote for one session, before the recording's length is added.
 pub(crate) struct IndexRow {
     pub(crate) session_id: SessionId,
+    pub(crate) person: String,
+    pub(crate) target: String,
     pub(crate) status: keepwatch_core::SessionStatus,
     pub(crate) complete: bool,
     pub(crate) commands: i64,
@@ -484,6 +486,8 @@ pub(crate) struct IndexRow {
 pub(crate) fn index_row(r: &impl Cols) -> Result<IndexRow, BadValue> {
     Ok(IndexRow {
         session_id: session_id(r, "id")?,
+        person: r.text("person")?,
+        target: r.text("target")?,
         status: parse("sessions.status", &r.text("status")?)?,
         complete: r.opt_flag("complete")?.unwrap_or(false),
         commands: r.opt_int("commands")?.unwrap_or(0),

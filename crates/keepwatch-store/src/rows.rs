@@ -515,6 +515,9 @@ pub struct IndexStatus {
 pub enum IndexScope<'a> {
     /// Every session whose index is not complete (behind or failed), oldest first.
     Unfinished,
+    /// Those of them a search could match: within its person, target, session, tag and
+    /// time filters (its text is not looked at).
+    UnfinishedFor(&'a SearchQuery),
     /// These sessions, in this order, whatever their state.
     Sessions(&'a [SessionId]),
 }

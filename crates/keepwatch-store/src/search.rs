@@ -78,7 +78,8 @@ pub(crate) trait TextIndex {
 /// says the search stopped early. A text under three characters has no trigram and reads
 /// the newest blocks until then.
 pub(crate) const MAX_BLOCKS_READ: usize = (64 << 20) / OutputBlock::TARGET;
-/// Candidates the index may give per query at most (those a filter drops included).
+/// Candidates the index may give per query at most (those a filter drops after reading
+/// them included; a backend may drop other sessions' blocks before they count).
 const MAX_CANDIDATES: usize = 4 * MAX_BLOCKS_READ;
 
 /// An output block the index gave, with what a hit in it needs.

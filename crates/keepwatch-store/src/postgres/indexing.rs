@@ -13,7 +13,7 @@ use crate::{StoreError, now_us};
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
 macro_rules! status_select {
     () => {
-        "SELECT s.id, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
+        "SELECT s.id, s.person, s.target, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
          p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
          LEFT JOIN index_progress p ON p.session_id = s.id"
     };
@@ -261,15 +261,32 @@ impl Postgres {
         scope: IndexScope<'_>,
     ) -> Result<Vec<IndexRow>, StoreError> {
         const OP: &str = "read index status";
+        let everyone = SearchQuery::default();
         let rows = match scope {
-            IndexScope::Unfinished => sqlx::query(concat!(
+            IndexScope::Unfinished | IndexScope::UnfinishedFor(_) => {
+                let q = match scope {
+                    IndexScope::UnfinishedFor(q) => q,
+                    _ => &everyone,
+                };
+                sqlx::query(concat!(
                 status_select!(),
-                " WHERE i.session_id IS NULL OR NOT i.complete OR i.error IS NOT NULL \
+                " WHERE (i.session_id IS NULL OR NOT i.complete OR i.error IS NOT NULL) \
+                 AND ($1::text IS NULL OR s.person = $1) AND ($2::text IS NULL OR s.target = $2) \
+                 AND ($3::text IS NULL OR s.id = $3) AND ($4::bigint IS NULL OR s.started_at_us <= $4) \
+                 AND ($5::bigint IS NULL OR s.ended_at_us IS NULL OR s.ended_at_us >= $5) \
+                 AND ($6::text IS NULL OR s.id IN (SELECT session_id FROM session_tags WHERE tag = $6)) \
                  ORDER BY s.started_at_us, s.id"
             ))
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.until_us)
+            .bind(q.since_us)
+            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
             .fetch_all(&self.pool)
             .await
-            .at(OP, "")?,
+            .at(OP, "")?
+            }
             IndexScope::Sessions(ids) => {
                 let mut rows = Vec::with_capacity(ids.len());
                 for id in ids {

@@ -16,7 +16,7 @@ pub(super) const BLOCKS_PER_STATEMENT: usize = 256;
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
 macro_rules! status_select {
     () => {
-        "SELECT s.id, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
+        "SELECT s.id, s.person, s.target, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
          p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
          LEFT JOIN index_progress p ON p.session_id = s.id"
     };
@@ -270,15 +270,32 @@ impl Sqlite {
         scope: IndexScope<'_>,
     ) -> Result<Vec<IndexRow>, StoreError> {
         const OP: &str = "read index status";
+        let everyone = SearchQuery::default();
         let rows = match scope {
-            IndexScope::Unfinished => sqlx::query(concat!(
-                status_select!(),
-                " WHERE i.session_id IS NULL OR i.complete = 0 OR i.error IS NOT NULL \
+            IndexScope::Unfinished | IndexScope::UnfinishedFor(_) => {
+                let q = match scope {
+                    IndexScope::UnfinishedFor(q) => q,
+                    _ => &everyone,
+                };
+                sqlx::query(concat!(
+                    status_select!(),
+                    " WHERE (i.session_id IS NULL OR i.complete = 0 OR i.error IS NOT NULL) \
+                 AND (?1 IS NULL OR s.person = ?1) AND (?2 IS NULL OR s.target = ?2) \
+                 AND (?3 IS NULL OR s.id = ?3) AND (?4 IS NULL OR s.started_at_us <= ?4) \
+                 AND (?5 IS NULL OR s.ended_at_us IS NULL OR s.ended_at_us >= ?5) \
+                 AND (?6 IS NULL OR s.id IN (SELECT session_id FROM session_tags WHERE tag = ?6)) \
                  ORDER BY s.started_at_us, s.id"
-            ))
-            .fetch_all(&self.pool)
-            .await
-            .at(OP, "")?,
+                ))
+                .bind(&q.person)
+                .bind(&q.target)
+                .bind(q.session.map(|s| s.to_string()))
+                .bind(q.until_us)
+                .bind(q.since_us)
+                .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
+                .fetch_all(&self.pool)
+                .await
+                .at(OP, "")?
+            }
             IndexScope::Sessions(ids) => {
                 let mut rows = Vec::with_capacity(ids.len());
                 for id in ids {

@@ -160,13 +160,31 @@ impl TextIndex for Fts5Index {
             .collect::<Vec<_>>()
             .join(" AND ");
         // One round's candidates: the index's (or, for a text under three characters, every
-        // block), newest first, each with its body only when it passes the filters.
+        // block), newest first, each with its body only when it passes the filters. A person,
+        // target, session or tag filter is applied to the candidates' ids first, against the
+        // set of those sessions' block ids (built once per statement from the narrow session
+        // index), so a block of another session costs no read of its row; `+` keeps SQLite
+        // from turning that set into one index lookup per id.
+        let sessions = session_filter(q);
+        let allowed = |id: &str| match &sessions {
+            Some(sessions) => format!(
+                " AND +{id} IN (SELECT id FROM output_blocks INDEXED BY output_blocks_session \
+                 WHERE session_id IN ({sessions}))"
+            ),
+            None => String::new(),
+        };
         let candidates = if pattern.is_empty() {
-            "SELECT id FROM output_blocks WHERE id < ?1 AND id >= ?10 AND ?2 = ?2 \
-             ORDER BY id DESC LIMIT ?9"
+            format!(
+                "SELECT id FROM output_blocks WHERE id < ?1 AND id >= ?10 AND ?2 = ?2{} \
+                 ORDER BY id DESC LIMIT ?9",
+                allowed("id")
+            )
         } else {
-            "SELECT rowid AS id FROM output_fts WHERE output_fts MATCH ?2 AND rowid < ?1 \
-             AND rowid >= ?10 ORDER BY rowid DESC LIMIT ?9"
+            format!(
+                "SELECT rowid AS id FROM output_fts WHERE output_fts MATCH ?2 AND rowid < ?1 \
+                 AND rowid >= ?10{} ORDER BY rowid DESC LIMIT ?9",
+                allowed("rowid")
+            )
         };
         // A time bound turns into a range of block ids first.
         let (first_id, last_id) = if q.since_us.is_some() || q.until_us.is_some() {
@@ -190,7 +208,7 @@ impl TextIndex for Fts5Index {
         );
         let mut before = last_id + 1;
         while let Some(batch) = found.next_batch() {
-            // `candidates` is one of the two constant queries above, not input.
+            // `candidates` is put together from constant pieces above, not from input.
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(before)
                 .bind(&pattern)
@@ -238,6 +256,22 @@ impl TextIndex for Fts5Index {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
+
+/// The sessions a query's person (`?3`), target (`?4`), session (`?5`) and tag (`?8`)
+/// filters allow, as a subquery of constant text; `None` without such a filter.
+fn session_filter(q: &SearchQuery) -> Option<String> {
+    let conditions: Vec<&str> = [
+        (q.person.is_some(), "person = ?3"),
+        (q.target.is_some(), "target = ?4"),
+        (q.session.is_some(), "id = ?5"),
+        (q.tag.is_some(), "id IN (SELECT session_id FROM session_tags WHERE tag = ?8)"),
+    ]
+    .into_iter()
+    .filter_map(|(set, condition)| set.then_some(condition))
+    .collect();
+    (!conditions.is_empty())
+        .then(|| format!("SELECT id FROM sessions WHERE {}", conditions.join(" AND ")))
 }
 
 impl Fts5Index {

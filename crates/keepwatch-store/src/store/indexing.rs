@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use keepwatch_core::{NodeId, SessionId};
 
 use super::{Store, dispatch, storable};
+use crate::decode::IndexRow;
 use crate::rows::*;
 use crate::{BlobStore, StoreError};
 
@@ -149,31 +150,18 @@ impl Store {
         blobs: &BlobStore,
         q: &SearchQuery,
     ) -> Result<Vec<IndexGap>, StoreError> {
-        let mut gaps = Vec::new();
-        for status in self.index_status(blobs, IndexScope::Unfinished).await? {
-            if status.state == IndexState::Complete
-                || q.session.is_some_and(|s| s != status.session_id)
-            {
+        let rows = dispatch!(self, b => b.index_rows(IndexScope::UnfinishedFor(q)).await)?;
+        let mut gaps = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (person, target) = (row.person.clone(), row.target.clone());
+            let status = status_of(blobs, row).await?;
+            if status.state == IndexState::Complete {
                 continue;
-            }
-            let Some(session) = self.session(status.session_id).await? else { continue };
-            if q.person.as_ref().is_some_and(|p| *p != session.person)
-                || q.target.as_ref().is_some_and(|t| *t != session.target)
-                || q.until_us.is_some_and(|u| session.started_at_us > u)
-                || q.since_us.is_some_and(|s| session.ended_at_us.is_some_and(|e| e < s))
-            {
-                continue;
-            }
-            if let Some(tag) = &q.tag {
-                let tags = self.session_tags(status.session_id).await?;
-                if !tags.iter().any(|t| t.tag.eq_ignore_ascii_case(tag)) {
-                    continue;
-                }
             }
             gaps.push(IndexGap {
                 session_id: status.session_id,
-                person: session.person,
-                target: session.target,
+                person,
+                target,
                 state: status.state,
                 session_status: status.session_status,
                 bytes_indexed: status.bytes_indexed,
@@ -199,32 +187,36 @@ impl Store {
         let rows = dispatch!(self, b => b.index_rows(scope).await)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            // The row first, then the length: a recording only grows, so what was indexed
-            // is never reported past what was recorded.
-            let bytes_recorded = blobs.recording_len(r.session_id).await?;
-            let state = match (&r.error, r.complete) {
-                (Some(_), _) => IndexState::Error,
-                (None, true) => IndexState::Complete,
-                (None, false) => IndexState::Behind,
-            };
-            let progress = r.bytes_indexed.map(|b| b.max(0) as u64);
-            let bytes_indexed = match state {
-                IndexState::Complete => bytes_recorded.or(progress).unwrap_or(0),
-                IndexState::Behind | IndexState::Error => progress.unwrap_or(0),
-            };
-            out.push(IndexStatus {
-                session_id: r.session_id,
-                session_status: r.status,
-                state,
-                bytes_indexed,
-                bytes_recorded,
-                commands: r.commands.clamp(0, i64::from(u32::MAX)) as u32,
-                updated_at_us: r.updated_at_us,
-                error: r.error,
-            });
+            out.push(status_of(blobs, r).await?);
         }
         Ok(out)
     }
+}
+
+/// A session's index status: its row, and its recording's length read after it (a
+/// recording only grows, so what was indexed is never reported past what was recorded).
+async fn status_of(blobs: &BlobStore, r: IndexRow) -> Result<IndexStatus, StoreError> {
+    let bytes_recorded = blobs.recording_len(r.session_id).await?;
+    let state = match (&r.error, r.complete) {
+        (Some(_), _) => IndexState::Error,
+        (None, true) => IndexState::Complete,
+        (None, false) => IndexState::Behind,
+    };
+    let progress = r.bytes_indexed.map(|b| b.max(0) as u64);
+    let bytes_indexed = match state {
+        IndexState::Complete => bytes_recorded.or(progress).unwrap_or(0),
+        IndexState::Behind | IndexState::Error => progress.unwrap_or(0),
+    };
+    Ok(IndexStatus {
+        session_id: r.session_id,
+        session_status: r.status,
+        state,
+        bytes_indexed,
+        bytes_recorded,
+        commands: r.commands.clamp(0, i64::from(u32::MAX)) as u32,
+        updated_at_us: r.updated_at_us,
+        error: r.error,
+    })
 }
 
 fn holds_nul(c: &CommandRow) -> bool {

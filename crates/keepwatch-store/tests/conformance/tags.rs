@@ -153,8 +153,45 @@ async fn listings_and_search_filter_by_tag(db: TestDb) {
     db.close().await;
 }
 
+/// Output lines are filtered by the session they are in (person, target, session, tag, and
+/// any two together) through the index and through the scan of a text under three
+/// characters alike.
+async fn output_is_filtered_by_its_session(db: TestDb) {
+    let s = &db.store;
+    let a = session(s, "alice", "web", T0, &["uptime => kw up 3 days"]).await;
+    let b = session(s, "bob", "web", T0 + HOUR_US, &["uptime => kw up 9 days"]).await;
+    let c = session(s, "alice", "db", T0 + 2 * HOUR_US, &["uptime => kw up 1 day"]).await;
+    add(s, b, &["incident-7"]).await;
+    add(s, c, &["incident-7"]).await;
+    let (a_line, b_line, c_line) = (
+        "alice web uptime > kw up 3 days",
+        "bob web uptime > kw up 9 days",
+        "alice db uptime > kw up 1 day",
+    );
+    for needle in ["kw up", "kw"] {
+        let q = text(needle);
+        check(s, q.clone(), &[c_line, b_line, a_line]).await;
+        check(s, SearchQuery { person: Some("alice".into()), ..q.clone() }, &[c_line, a_line])
+            .await;
+        check(s, SearchQuery { target: Some("web".into()), ..q.clone() }, &[b_line, a_line]).await;
+        check(s, SearchQuery { session: Some(b), ..q.clone() }, &[b_line]).await;
+        check(s, SearchQuery { tag: Some("incident-7".into()), ..q.clone() }, &[c_line, b_line])
+            .await;
+        let both = SearchQuery {
+            person: Some("alice".into()),
+            tag: Some("incident-7".into()),
+            ..q.clone()
+        };
+        check(s, both, &[c_line]).await;
+        let none = SearchQuery { session: Some(a), target: Some("db".into()), ..q.clone() };
+        check(s, none, &[]).await;
+    }
+    db.close().await;
+}
+
 conformance!(
     tags_are_added_removed_and_audited,
     unknown_sessions_and_too_many_tags_are_refused,
-    listings_and_search_filter_by_tag
+    listings_and_search_filter_by_tag,
+    output_is_filtered_by_its_session
 );
