@@ -6,10 +6,11 @@
 //! up to date, in rounds of one 4 MiB piece each, the smallest backlog first, within a time
 //! budget (one session printing a flood never holds up the others); it finishes the
 //! sessions that were sealed since, and catches up on ended sessions that were never fully
-//! indexed (after a crash or a restart), which is also what `keepwatch reindex` does on
-//! demand ([`reindex`]). Every write of rows also says how far into the recording they
-//! reach ([`IndexProgress`]), so the store can tell how complete the index of each session
-//! is (`Store::index_status`).
+//! indexed (after a crash, a restart or an upgrade), a few at a time, in the same rounds:
+//! a big recording being caught up takes its turn like a flooding live session and holds up
+//! nobody. [`reindex`] is what `keepwatch reindex` does on demand, one session whole. Every
+//! write of rows also says how far into the recording they reach ([`IndexProgress`]), so
+//! the store can tell how complete the index of each session is (`Store::index_status`).
 //!
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
@@ -19,7 +20,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use keepwatch_core::metrics::METRICS;
@@ -35,8 +36,8 @@ pub use session::SessionIndexer;
 
 /// Bytes of a recording read and processed at once.
 const PIECE: u64 = 4 << 20;
-/// Ended sessions caught up per tick, so live sessions stay current.
-const CATCH_UP_PER_TICK: u32 = 8;
+/// Ended sessions caught up at once (each holds a terminal model while it is).
+const CATCH_UP_AT_ONCE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -58,13 +59,36 @@ struct Follow {
     tail: RecordingTail,
     session: SessionIndexer,
     quiet_ticks: u32,
+    /// An ended session being caught up: its recording's whole length (it no longer grows).
+    catch_up: Option<u64>,
 }
 
 impl Follow {
     /// Follows the recording of session `id`, with its data key when it is encrypted.
     async fn new(store: &Store, id: SessionId) -> Result<Self, IndexError> {
         let key: Option<DataKey> = store.recording_key(id).await?;
-        Ok(Follow { tail: RecordingTail::new(key), session: SessionIndexer::new(), quiet_ticks: 0 })
+        Ok(Follow {
+            tail: RecordingTail::new(key),
+            session: SessionIndexer::new(),
+            quiet_ticks: 0,
+            catch_up: None,
+        })
+    }
+
+    /// Starts indexing ended session `id` again from the start of its recording, replacing
+    /// what was indexed before.
+    async fn from_start(
+        store: &Store,
+        blobs: &BlobStore,
+        id: SessionId,
+    ) -> Result<Self, IndexError> {
+        // Read before clearing: a recording this node cannot read (not found here, a bucket
+        // that is down) must not cost the session the index it has.
+        blobs.read_recording_range(id, 0, 1).await?;
+        let mut follow = Follow::new(store, id).await?;
+        follow.catch_up = Some(blobs.recording_len(id).await?.unwrap_or(0));
+        store.clear_index(id).await?;
+        Ok(follow)
     }
 
     /// Where reading stopped, as the store keeps it: every event of the whole chunks read so
@@ -173,14 +197,15 @@ const TICK_BUDGET: Duration = Duration::from_secs(2);
 pub struct Indexer {
     store: Store,
     blobs: BlobStore,
-    live: HashMap<SessionId, Follow>,
+    /// Live sessions, sessions that ended and are being finished, and sessions caught up.
+    followed: HashMap<SessionId, Follow>,
     /// Live sessions are followed only on their own node (their spool is there).
     node: Option<NodeId>,
 }
 
 impl Indexer {
     pub fn new(store: Store, blobs: BlobStore) -> Self {
-        Indexer { store, blobs, live: HashMap::new(), node: None }
+        Indexer { store, blobs, followed: HashMap::new(), node: None }
     }
 
     /// Follows only `node`'s live sessions (another node's spool is not on this disk).
@@ -221,91 +246,123 @@ impl Indexer {
     /// session instead.
     pub async fn tick(&mut self) -> Result<(), IndexError> {
         let filter = SessionFilter { node: self.node.clone(), ..SessionFilter::active() };
-        let active: Vec<SessionId> =
+        let active: HashSet<SessionId> =
             self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
-        let mut round = Vec::with_capacity(active.len());
         for &id in &active {
-            if !self.live.contains_key(&id) {
+            if !self.followed.contains_key(&id) {
                 // Whatever an earlier run indexed of it was lost with its state.
                 self.store.clear_index(id).await?;
                 match Follow::new(&self.store, id).await {
                     Ok(f) => {
-                        self.live.insert(id, f);
+                        self.followed.insert(id, f);
                     }
-                    Err(e) => {
-                        self.failed(id, e).await?;
-                        continue;
-                    }
+                    Err(e) => self.failed(id, e).await?,
                 }
             }
-            let at = self.live.get(&id).map_or(0, |f| f.tail.read_offset());
-            round.push((id, at));
         }
-        let read_from: HashMap<SessionId, u64> = round.iter().copied().collect();
+        self.start_catch_ups().await?;
+        let read_from: HashMap<SessionId, u64> =
+            self.followed.iter().map(|(&id, f)| (id, f.tail.read_offset())).collect();
         // Rounds of one piece each, the smallest backlog first, until all are current or the
-        // budget is spent.
+        // budget is spent: live sessions, sessions that just ended, and sessions caught up.
+        let mut round: Vec<SessionId> = read_from.keys().copied().collect();
+        let mut stopped: HashMap<SessionId, Advanced> = HashMap::new();
         let started = std::time::Instant::now();
         while !round.is_empty() && started.elapsed() < TICK_BUDGET {
             let mut order: Vec<(u64, SessionId)> =
-                round.iter().map(|&(id, at)| (self.backlog(id, at), id)).collect();
+                round.iter().map(|&id| (self.backlog(id), id)).collect();
             order.sort_unstable();
             round.clear();
             for (_, id) in order {
-                let Some(mut follow) = self.live.remove(&id) else { continue };
+                let Some(mut follow) = self.followed.remove(&id) else { continue };
                 match follow.advance(&self.store, &self.blobs, id, Some(1), &mut |_| {}).await {
                     Ok(advanced) => {
                         if advanced == Advanced::More {
-                            round.push((id, follow.tail.read_offset()));
+                            round.push(id);
                         }
-                        self.live.insert(id, follow);
+                        stopped.insert(id, advanced);
+                        self.followed.insert(id, follow);
                     }
                     Err(e) => self.failed(id, e).await?,
                 }
             }
         }
         for (id, from) in read_from {
-            let Some(follow) = self.live.get_mut(&id) else { continue };
-            follow.quiet_tick(follow.tail.read_offset() != from);
-            // Hibernating can finish a running command: store it.
-            let rows = follow.session.drain_rows();
-            let blocks = follow.session.drain_blocks();
-            if !rows.is_empty() || !blocks.is_empty() {
-                let progress = follow.partial();
-                self.store.add_commands(id, &rows, &blocks, progress).await?;
-            }
-        }
-        let ended: Vec<SessionId> =
-            self.live.keys().filter(|id| !active.contains(id)).copied().collect();
-        for id in ended {
-            let Some(mut follow) = self.live.remove(&id) else { continue };
-            match follow.advance(&self.store, &self.blobs, id, None, &mut |_| {}).await {
-                Ok(Advanced::Sealed) => {}
-                Ok(_) => self.finish_unsealed(id, follow).await?,
-                Err(e) => self.failed(id, e).await?,
-            }
-        }
-        for id in self.store.sessions_to_index(CATCH_UP_PER_TICK, self.node.as_ref()).await? {
-            if self.live.contains_key(&id) {
-                continue; // still being sealed: followed above
-            }
-            if let Err(e) = reindex(&self.store, &self.blobs, id, &mut |_| {}).await {
-                self.failed(id, e).await?;
+            let Some(mut follow) = self.followed.remove(&id) else { continue };
+            match stopped.get(&id) {
+                // Whole: its last rows went with the seal.
+                Some(Advanced::Sealed) if !active.contains(&id) => {}
+                // Ended, and everything there is was read.
+                Some(Advanced::AtEnd) if follow.catch_up.is_some() => {
+                    // Cut short by a crash not yet recovered: index what is there.
+                    let progress = follow.partial();
+                    follow.finish(&self.store, id, progress).await?;
+                }
+                Some(Advanced::AtEnd) if !active.contains(&id) => {
+                    self.finish_unsealed(id, follow).await?;
+                }
+                _ => {
+                    if active.contains(&id) {
+                        follow.quiet_tick(follow.tail.read_offset() != from);
+                        // Hibernating can finish a running command: store it.
+                        let rows = follow.session.drain_rows();
+                        let blocks = follow.session.drain_blocks();
+                        if !rows.is_empty() || !blocks.is_empty() {
+                            let progress = follow.partial();
+                            self.store.add_commands(id, &rows, &blocks, progress).await?;
+                        }
+                    }
+                    self.followed.insert(id, follow);
+                }
             }
         }
         self.report_lag();
         Ok(())
     }
 
-    /// Bytes of session `id`'s live recording not read yet from `at`.
-    fn backlog(&self, id: SessionId, at: u64) -> u64 {
-        self.blobs.spool_len(id).ok().flatten().map_or(0, |len| len.saturating_sub(at))
+    /// Ended sessions that were never fully indexed join the rounds, oldest first, up to
+    /// [`CATCH_UP_AT_ONCE`] at a time.
+    async fn start_catch_ups(&mut self) -> Result<(), IndexError> {
+        let mut room =
+            CATCH_UP_AT_ONCE - self.followed.values().filter(|f| f.catch_up.is_some()).count();
+        if room == 0 {
+            return Ok(());
+        }
+        // Those already followed (being caught up, or just ended) are among them.
+        let ask = (CATCH_UP_AT_ONCE + self.followed.len()).min(u32::MAX as usize) as u32;
+        for id in self.store.sessions_to_index(ask, self.node.as_ref()).await? {
+            if room == 0 {
+                break;
+            }
+            if self.followed.contains_key(&id) {
+                continue;
+            }
+            match Follow::from_start(&self.store, &self.blobs, id).await {
+                Ok(f) => {
+                    self.followed.insert(id, f);
+                    room -= 1;
+                }
+                Err(e) => self.failed(id, e).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of session `id`'s recording not read yet.
+    fn backlog(&self, id: SessionId) -> u64 {
+        let Some(follow) = self.followed.get(&id) else { return 0 };
+        let len = match follow.catch_up {
+            Some(len) => Some(len),
+            None => self.blobs.spool_len(id).ok().flatten(),
+        };
+        len.map_or(0, |len| len.saturating_sub(follow.tail.read_offset()))
     }
 
     /// How far behind the live recordings the index is, for the metrics.
     fn report_lag(&self) {
-        let lag: u64 = self
-            .live
-            .iter()
+        let live = self.followed.iter().filter(|(_, f)| f.catch_up.is_none());
+        let lag: u64 = live
+            .clone()
             .filter_map(|(&id, f)| {
                 let len = self.blobs.spool_len(id).ok().flatten()?;
                 Some(len.saturating_sub(f.tail.consumed_offset()))
@@ -314,7 +371,7 @@ impl Indexer {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        METRICS.index_ticked(now, self.live.len(), lag);
+        METRICS.index_ticked(now, live.count(), lag);
     }
 
     /// A session ended without a readable seal yet (it is being sealed right now, or its
@@ -328,7 +385,7 @@ impl Indexer {
         if ended && !self.blobs.has_spool(id) {
             follow.finish(&self.store, id, IndexProgress::Complete).await?;
         } else {
-            self.live.insert(id, follow);
+            self.followed.insert(id, follow);
         }
         Ok(())
     }
@@ -358,11 +415,7 @@ pub async fn reindex(
     id: SessionId,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u32, IndexError> {
-    // Read before clearing: a recording this node cannot read (not found here, a bucket
-    // that is down) must not cost the session the index it has.
-    blobs.read_recording_range(id, 0, 1).await?;
-    let mut follow = Follow::new(store, id).await?;
-    store.clear_index(id).await?;
+    let mut follow = Follow::from_start(store, blobs, id).await?;
     if follow.advance(store, blobs, id, None, progress).await? != Advanced::Sealed {
         // Active, or cut short by a crash not yet recovered: index what is there.
         let progress = follow.partial();

@@ -27,6 +27,34 @@ fn append(spool: &mut keepwatch_store::SpoolWriter, bytes: &[u8]) {
     spool.append(bytes, false).unwrap();
 }
 
+/// `cat big` at a prompt on channel 0, then `events` output events of 200 lines of hex each
+/// (about 10 KB, that do not compress away), flushed into `spool` every 100 events.
+fn cat_noise(w: &mut RecordingWriter, spool: &mut keepwatch_store::SpoolWriter, events: u64) {
+    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+    w.push(&TimedEvent {
+        at_us: 1,
+        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty },
+    });
+    for e in [out(2, "$ "), typed(3, "cat big\r"), out(4, "cat big\r\n")] {
+        w.push(&e);
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for k in 0..events {
+        let text: String = (0..200)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                format!("{x:016x} {:016x} {:016x}\r\n", x.rotate_left(17), x.rotate_left(41))
+            })
+            .collect();
+        w.push(&out(10 + k, &text));
+        if k % 100 == 99 {
+            append(spool, &w.flush(T0 + 10 + k as i64, false).unwrap());
+        }
+    }
+}
+
 /// A new live session of alice's in `store`.
 async fn session(store: &Store) -> SessionStart {
     let id = SessionId::new();
@@ -86,16 +114,39 @@ impl Fixture {
 
     /// Seals the recording `w` wrote into `spool` and moves it into the store.
     async fn seal(&self, w: RecordingWriter, spool: &mut keepwatch_store::SpoolWriter, at: u64) {
+        self.seal_session(self.id, w, spool, at).await;
+    }
+
+    /// The same for session `id`.
+    async fn seal_session(
+        &self,
+        id: SessionId,
+        w: RecordingWriter,
+        spool: &mut keepwatch_store::SpoolWriter,
+        at: u64,
+    ) {
         let ended_at_us = T0 + at as i64;
         let seal =
             Seal { status: SessionStatus::Closed, reason: None, ended_at_us, unsigned_tail: None };
         let (tail, info) = w.seal(at, seal, ended_at_us);
         append(spool, &tail);
         self.store
-            .finish_session(self.id, SessionStatus::Closed, None, &info, ended_at_us, &self.key)
+            .finish_session(id, SessionStatus::Closed, None, &info, ended_at_us, &self.key)
             .await
             .unwrap();
-        self.blobs.commit_whole(self.id).await.unwrap();
+        self.blobs.commit_whole(id).await.unwrap();
+    }
+
+    /// Ticks until session `id` is fully indexed (at most 100 ticks).
+    async fn tick_until_complete(&self, indexer: &mut Indexer, id: SessionId) -> IndexStatus {
+        for _ in 0..100 {
+            indexer.tick().await.unwrap();
+            let s = status(&self.store, &self.blobs, id).await;
+            if s.state == IndexState::Complete {
+                return s;
+            }
+        }
+        panic!("not indexed in 100 ticks: {:?}", status(&self.store, &self.blobs, id).await);
     }
 
     async fn close(self) {
@@ -231,8 +282,7 @@ async fn fifty_megabytes_of_lines_are_all_found_at_their_moment() {
         append(&mut spool, &bytes);
     }
     f.seal(w, &mut spool, done_at + 3).await;
-    indexer.tick().await.unwrap();
-    assert_eq!(status(store, blobs, id).await.state, IndexState::Complete);
+    f.tick_until_complete(&mut indexer, id).await;
     assert!(store.search_gaps(blobs, &SearchQuery::default()).await.unwrap().is_empty());
 
     let answers = |store: Store| async move {
@@ -294,26 +344,7 @@ async fn a_flood_in_one_session_does_not_hold_up_another() {
     let big = heavy_start.session_id;
     let mut heavy = RecordingWriter::new(heavy_start, f.key.clone());
     let mut heavy_spool = blobs.spool().create(big, &[]).unwrap();
-    heavy.push(&open());
-    for e in [out(2, "$ "), typed(3, "cat big\r"), out(4, "cat big\r\n")] {
-        heavy.push(&e);
-    }
-    // Lines that do not compress away (the spool holds several pieces of them).
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for k in 0..2_500u64 {
-        let text: String = (0..200)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                format!("{x:016x} {:016x} {:016x}\r\n", x.rotate_left(17), x.rotate_left(41))
-            })
-            .collect();
-        heavy.push(&out(10 + k, &text));
-        if k % 100 == 99 {
-            append(&mut heavy_spool, &heavy.flush(T0 + 10 + k as i64, false).unwrap());
-        }
-    }
+    cat_noise(&mut heavy, &mut heavy_spool, 2_500);
 
     let mut indexer = Indexer::new(store.clone(), blobs.clone());
     indexer.tick().await.unwrap();
@@ -331,5 +362,59 @@ async fn a_flood_in_one_session_does_not_hold_up_another() {
     }
     let h = status(store, blobs, big).await;
     assert_eq!(Some(h.bytes_indexed), h.bytes_recorded, "{h:?}");
+    f.close().await;
+}
+
+/// Issue 14: an ended session caught up from its recording (after a restart or an upgrade)
+/// takes turns with the live ones like any other: with a 26 MB recording to read again, the
+/// first tick indexes a live session's command and leaves the big one behind, and the next
+/// tick indexes the live session's next command while the big one is still being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_a_big_session_does_not_hold_up_a_live_one() {
+    let f = Fixture::new("index-catch-up").await;
+    let (store, blobs) = (&f.store, &f.blobs);
+    let big_start = session(store).await;
+    let big = big_start.session_id;
+    let mut heavy = RecordingWriter::new(big_start, f.key.clone());
+    let mut heavy_spool = blobs.spool().create(big, &[]).unwrap();
+    cat_noise(&mut heavy, &mut heavy_spool, 2_500);
+    heavy.push(&out(3_000, "KW-BIG-DONE\r\n$ "));
+    f.seal_session(big, heavy, &mut heavy_spool, 3_001).await;
+
+    let small = f.id;
+    let mut light = RecordingWriter::new(f.start.clone(), f.key.clone());
+    let mut light_spool = blobs.spool().create(small, &[]).unwrap();
+    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+    light.push(&TimedEvent {
+        at_us: 1,
+        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty },
+    });
+    for e in [out(2, "$ "), typed(3, "echo one\r"), out(4, "echo one\r\none\r\n$ ")] {
+        light.push(&e);
+    }
+    append(&mut light_spool, &light.flush(T0 + 5, false).unwrap());
+
+    let mut indexer = Indexer::new(store.clone(), blobs.clone());
+    indexer.tick().await.unwrap();
+    let s = status(store, blobs, small).await;
+    assert_eq!((s.commands, Some(s.bytes_indexed)), (1, s.bytes_recorded), "{s:?}");
+    let h = status(store, blobs, big).await;
+    assert_eq!(h.state, IndexState::Behind, "{h:?}");
+    assert!(h.bytes_indexed > 0 && Some(h.bytes_indexed) < h.bytes_recorded, "{h:?}");
+
+    for e in [typed(6, "echo two\r"), out(7, "echo two\r\ntwo\r\n$ ")] {
+        light.push(&e);
+    }
+    append(&mut light_spool, &light.flush(T0 + 8, false).unwrap());
+    indexer.tick().await.unwrap();
+    let s = status(store, blobs, small).await;
+    assert_eq!((s.commands, Some(s.bytes_indexed)), (2, s.bytes_recorded), "{s:?}");
+    let h2 = status(store, blobs, big).await;
+    assert!(h2.bytes_indexed > h.bytes_indexed, "the big one moves on: {h2:?}");
+    assert_eq!(h2.state, IndexState::Behind, "{h2:?}");
+
+    f.tick_until_complete(&mut indexer, big).await;
+    let q = SearchQuery { text: "kw-big-done".into(), limit: 5, ..SearchQuery::default() };
+    assert_eq!(store.search(&q).await.unwrap().hits.len(), 1);
     f.close().await;
 }
