@@ -80,7 +80,7 @@ export async function sessionsView(main, ctx) {
       const hits = answer.hits;
       clear(results).append(...[
         h('h2', `${hits.length} hit${hits.length === 1 ? '' : 's'} for “${text}”`),
-        unindexedBanner(answer.not_fully_indexed),
+        unindexedBanner(answer.not_fully_indexed, answer.not_fully_indexed_total),
         answer.stopped_early
           ? h('div.banner.dropped', { id: 'search-stopped' },
             'The search read as much output as one search may and stopped: older output was not searched. Narrow it by person, target or time.')
@@ -129,19 +129,20 @@ export async function sessionsView(main, ctx) {
 }
 
 // Sessions a search could match whose index is not complete: named, never silently left out.
-function unindexedBanner(gaps) {
+function unindexedBanner(gaps, total) {
   if (!gaps || gaps.length === 0) return null;
+  const count = Math.max(total || 0, gaps.length);
   const progress = (g) => {
     if (g.state === 'error') return `not indexed: ${g.error || 'error'}`;
     if (g.bytes_recorded) return `${Math.floor((100 * g.bytes_indexed) / Math.max(1, g.bytes_recorded))}% indexed`;
     return 'indexing';
   };
   return h('div.banner.dropped', { id: 'search-unindexed' },
-    `${gaps.length} session${gaps.length === 1 ? ' is' : 's are'} not fully indexed yet; matches there may be missing: `,
+    `${count} session${count === 1 ? ' is' : 's are'} not fully indexed yet; matches there may be missing: `,
     ...gaps.slice(0, 20).flatMap((g, i) => [
       i ? ', ' : '',
       h('a', { href: `#/sessions/${encodeURIComponent(g.session)}`, dataset: { session: g.session } },
         `${g.user}@${g.target} (${g.session_status}, ${progress(g)})`),
     ]),
-    gaps.length > 20 ? ` and ${gaps.length - 20} more` : '');
+    count > 20 ? ` and ${count - 20} more` : '');
 }

@@ -35,11 +35,11 @@ pub use keys::{Kek, KeyError, Rotation};
 pub use look::{LookError, REPLAY_AUDIT_WINDOW};
 pub use rows::{
     Algorithms, AuditFilter, AuditLink, AuditRow, ChannelRow, CommandRow, ContentCapture,
-    DatabaseTarget, HoldRelease, HoldRow, IndexGap, IndexProgress, IndexScope, IndexState,
-    IndexStatus, KeyframeRow, LedgerRow, NewAudit, NewTarget, NodeRow, OutputBlock, PersonRow,
-    Resealed, RetentionRow, SearchAnswer, SearchHit, SearchQuery, SessionFilter, SessionListing,
-    SessionRow, SessionTag, StoredAudit, TagChange, TargetRow, TargetSecret, TlsMode, TokenRow,
-    TransferFilter, TransferRow, WebLoginLimits, WebLoginRow, WrappedKey,
+    DatabaseTarget, HoldRelease, HoldRow, IndexGap, IndexGaps, IndexProgress, IndexScope,
+    IndexState, IndexStatus, KeyframeRow, LedgerRow, NewAudit, NewTarget, NodeRow, OutputBlock,
+    PersonRow, Resealed, RetentionRow, SearchAnswer, SearchHit, SearchQuery, SessionFilter,
+    SessionListing, SessionRow, SessionTag, StoredAudit, TagChange, TargetRow, TargetSecret,
+    TlsMode, TokenRow, TransferFilter, TransferRow, WebLoginLimits, WebLoginRow, WrappedKey,
 };
 pub use store::records::NewToken;
 pub use store::{Database, Store, now_us};

@@ -454,6 +454,25 @@ pub struct IndexGap {
     pub error: Option<String>,
 }
 
+/// The sessions a search could match whose index is not complete
+/// ([`crate::Store::search_gaps`]): the oldest [`IndexGaps::LISTED`], with how many there are
+/// in all (after an upgrade that reindexes every session, that is all of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexGaps {
+    pub listed: Vec<IndexGap>,
+    pub total: u64,
+}
+
+impl IndexGaps {
+    /// Sessions listed at most; each costs a look at its recording's length (on S3, a
+    /// request).
+    pub const LISTED: usize = 100;
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
 /// How far the indexer has read a session's recording, stored in the same transaction as
 /// the rows it produced ([`crate::Store::add_commands`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

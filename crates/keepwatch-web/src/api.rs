@@ -333,7 +333,7 @@ pub fn command_json(c: &CommandRow) -> Value {
 /// and the sessions not fully indexed.
 pub fn search_json(
     answer: &keepwatch_store::SearchAnswer,
-    gaps: &[keepwatch_store::IndexGap],
+    gaps: &keepwatch_store::IndexGaps,
 ) -> Value {
     serde_json::to_value(views::SearchResult::new(answer, gaps)).unwrap_or_default()
 }
@@ -767,7 +767,7 @@ pub(crate) async fn search(
     audit_as(&st, &caller, AuditAction::Searched, None, json!({ "query": p.q }).to_string())
         .await?;
     let Some(person) = person_filter(&caller, p.user.clone()) else {
-        return Ok(Json(views::SearchResult::new(&Default::default(), &[])));
+        return Ok(Json(views::SearchResult::new(&Default::default(), &Default::default())));
     };
     let q = SearchQuery {
         text: p.q.clone(),

@@ -3,8 +3,8 @@
 //! RFC 3339 in UTC with microseconds ([`rfc3339`]); offsets and durations are microseconds.
 
 use keepwatch_store::{
-    AuditRow, ChannelRow, CommandRow, IndexGap, IndexStatus, PersonRow, SearchAnswer, SearchHit,
-    SessionRow, TargetRow, TransferRow,
+    AuditRow, ChannelRow, CommandRow, IndexGap, IndexGaps, IndexStatus, PersonRow, SearchAnswer,
+    SearchHit, SessionRow, TargetRow, TransferRow,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -304,8 +304,11 @@ pub(crate) struct SearchResult {
     /// Newest first.
     pub hits: Vec<Hit>,
     /// Sessions the search could match whose index is not complete yet (live, catching up,
-    /// or failed): matches there may be missing from `hits`.
+    /// or failed): matches there may be missing from `hits`. The oldest 100 of them.
     pub not_fully_indexed: Vec<Unindexed>,
+    /// How many such sessions there are in all (more than are listed after an upgrade that
+    /// indexes every session again).
+    pub not_fully_indexed_total: u64,
     /// The search read as much output as one search may before it found `limit` hits:
     /// older output was not searched. Narrow it by person, target or time.
     pub stopped_early: bool,
@@ -342,10 +345,11 @@ impl From<&IndexGap> for Unindexed {
 }
 
 impl SearchResult {
-    pub(crate) fn new(answer: &SearchAnswer, gaps: &[IndexGap]) -> Self {
+    pub(crate) fn new(answer: &SearchAnswer, gaps: &IndexGaps) -> Self {
         SearchResult {
             hits: answer.hits.iter().map(Hit::from).collect(),
-            not_fully_indexed: gaps.iter().map(Unindexed::from).collect(),
+            not_fully_indexed: gaps.listed.iter().map(Unindexed::from).collect(),
+            not_fully_indexed_total: gaps.total,
             stopped_early: answer.stopped_early,
         }
     }

@@ -163,6 +163,7 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
     }
     if !gaps.is_empty() {
         let named: Vec<String> = gaps
+            .listed
             .iter()
             .map(|g| match (&g.error, g.bytes_recorded) {
                 (Some(e), _) => format!("{} (not indexed: {e})", g.session_id),
@@ -172,9 +173,11 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
                 (None, None) => format!("{} ({} bytes indexed)", g.session_id, g.bytes_indexed),
             })
             .collect();
+        let more = gaps.total.saturating_sub(gaps.listed.len() as u64);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         eprintln!(
-            "keepwatch: {} session(s) not fully indexed yet, matches there may be missing: {}",
-            gaps.len(),
+            "keepwatch: {} session(s) not fully indexed yet, matches there may be missing: {}{more}",
+            gaps.total,
             named.join(", ")
         );
     }

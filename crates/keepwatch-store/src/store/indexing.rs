@@ -140,8 +140,8 @@ impl Store {
 
     /// The sessions a search `q` could match whose index is not complete (live, not caught
     /// up yet, or failed), so an answer can say where it may be missing matches. Filtered by
-    /// the query's person, target, session and tag (never someone else's sessions for a
-    /// person's own search); oldest first.
+    /// the query's person, target, session, tag and time bounds (never someone else's
+    /// sessions for a person's own search); the oldest [`IndexGaps::LISTED`], and how many.
     ///
     /// # Errors
     /// Database or blob store failures.
@@ -149,15 +149,14 @@ impl Store {
         &self,
         blobs: &BlobStore,
         q: &SearchQuery,
-    ) -> Result<Vec<IndexGap>, StoreError> {
+    ) -> Result<IndexGaps, StoreError> {
         let rows = dispatch!(self, b => b.index_rows(IndexScope::UnfinishedFor(q)).await)?;
-        let mut gaps = Vec::with_capacity(rows.len());
-        for row in rows {
+        let total = rows.len() as u64;
+        let mut gaps = Vec::with_capacity(rows.len().min(IndexGaps::LISTED));
+        for row in rows.into_iter().take(IndexGaps::LISTED) {
             let (person, target) = (row.person.clone(), row.target.clone());
+            // Never complete: the query leaves those out.
             let status = status_of(blobs, row).await?;
-            if status.state == IndexState::Complete {
-                continue;
-            }
             gaps.push(IndexGap {
                 session_id: status.session_id,
                 person,
@@ -169,7 +168,7 @@ impl Store {
                 error: status.error,
             });
         }
-        Ok(gaps)
+        Ok(IndexGaps { listed: gaps, total })
     }
 
     /// The index status of the sessions in `scope`: complete (the recording ended and every

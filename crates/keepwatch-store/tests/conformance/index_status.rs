@@ -3,7 +3,7 @@
 
 use keepwatch_core::{SessionId, SessionStatus};
 use keepwatch_store::{
-    BlobStore, IndexProgress, IndexScope, SearchQuery, SessionRow, Store, StoreError,
+    BlobStore, IndexGaps, IndexProgress, IndexScope, SearchQuery, SessionRow, Store, StoreError,
 };
 
 use crate::support::{TestDb, conformance};
@@ -112,7 +112,9 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
     let blobs = &env.blobs;
     let gaps = |q: SearchQuery| async move {
         let gaps = s.search_gaps(blobs, &q).await.unwrap();
-        gaps.iter()
+        assert_eq!(gaps.total, gaps.listed.len() as u64);
+        gaps.listed
+            .iter()
             .map(|g| names.iter().find(|(id, _)| *id == g.session_id).unwrap().1)
             .collect::<Vec<_>>()
     };
@@ -172,4 +174,27 @@ async fn each_state_with_the_bytes_it_covers(db: TestDb) {
     db.close().await;
 }
 
-conformance!(each_state_with_the_bytes_it_covers);
+/// After an upgrade every session is indexed again: a search lists the oldest
+/// `IndexGaps::LISTED` of them (each costs a look at its recording) and counts the rest.
+async fn a_search_lists_a_bounded_number_of_gaps(db: TestDb) {
+    let env = Env::new(&db);
+    let s = &env.store;
+    let n = IndexGaps::LISTED + 5;
+    let mut ids = Vec::with_capacity(n);
+    for at in 0..n {
+        ids.push(env.session(at as i64 + 1, SessionStatus::Closed, None).await);
+    }
+    let q = SearchQuery { text: "x".into(), ..SearchQuery::default() };
+    let gaps = s.search_gaps(&env.blobs, &q).await.unwrap();
+    assert_eq!(gaps.total, n as u64);
+    let listed: Vec<SessionId> = gaps.listed.iter().map(|g| g.session_id).collect();
+    assert_eq!(listed, ids[..IndexGaps::LISTED], "the oldest, oldest first");
+    // One indexed whole drops out of both.
+    s.add_commands(ids[0], &[], &[], IndexProgress::Complete).await.unwrap();
+    let gaps = s.search_gaps(&env.blobs, &q).await.unwrap();
+    assert_eq!((gaps.total, gaps.listed[0].session_id), (n as u64 - 1, ids[1]));
+    drop(env);
+    db.close().await;
+}
+
+conformance!(each_state_with_the_bytes_it_covers, a_search_lists_a_bounded_number_of_gaps);
