@@ -416,7 +416,46 @@ async fn every_output_line_at_its_moment(db: TestDb) {
     db.close().await;
 }
 
+/// Output blocks on both sides of PostgreSQL's first window (the newest 256 blocks, read in
+/// id order before the trigram index takes over): a rare text is found in every block that
+/// holds it, newest first, and a common one stops at the limit in the newest blocks.
+async fn output_hits_across_windows(db: TestDb) {
+    let s = &db.store;
+    let id = session(s, "alice", "web", T0, &["cat big"]).await;
+    let needles = [0usize, 299, 599];
+    let blocks: Vec<OutputBlock> = (0..600)
+        .map(|b| {
+            let at = 1_000_000 + b as u64 * 1000;
+            let line = if needles.contains(&b) { "kwneedle" } else { "filler" };
+            OutputBlock {
+                channel: 0,
+                at_us: T0 + at as i64,
+                start_offset_us: at,
+                end_offset_us: at,
+                text: format!("{line} {b} common\n"),
+                marks: vec![(0, at)],
+            }
+        })
+        .collect();
+    s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
+    check(
+        s,
+        text("kwneedle"),
+        &[
+            "alice web cat big > kwneedle 599 common",
+            "alice web cat big > kwneedle 299 common",
+            "alice web cat big > kwneedle 0 common",
+        ],
+    )
+    .await;
+    let newest = s.search(&SearchQuery { limit: 3, ..text("common") }).await.unwrap();
+    let snippets: Vec<&str> = newest.hits.iter().map(|h| h.snippet.as_str()).collect();
+    assert_eq!(snippets, ["kwneedle 599 «common»", "filler 598 «common»", "filler 597 «common»"]);
+    db.close().await;
+}
+
 conformance!(
+    output_hits_across_windows,
     every_output_line_at_its_moment,
     filters,
     exact_substrings_any_case,
