@@ -30,11 +30,7 @@ fn append(spool: &mut keepwatch_store::SpoolWriter, bytes: &[u8]) {
 /// `cat big` at a prompt on channel 0, then `events` output events of 200 lines of hex each
 /// (about 10 KB, that do not compress away), flushed into `spool` every 100 events.
 fn cat_noise(w: &mut RecordingWriter, spool: &mut keepwatch_store::SpoolWriter, events: u64) {
-    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
-    w.push(&TimedEvent {
-        at_us: 1,
-        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty },
-    });
+    open_shell(w);
     for e in [out(2, "$ "), typed(3, "cat big\r"), out(4, "cat big\r\n")] {
         w.push(&e);
     }
@@ -53,6 +49,15 @@ fn cat_noise(w: &mut RecordingWriter, spool: &mut keepwatch_store::SpoolWriter, 
             append(spool, &w.flush(T0 + 10 + k as i64, false).unwrap());
         }
     }
+}
+
+/// Channel 0 opened as an 80x24 shell at 1 µs.
+fn open_shell(w: &mut RecordingWriter) {
+    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
+    w.push(&TimedEvent {
+        at_us: 1,
+        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty },
+    });
 }
 
 /// A new live session of alice's in `store`.
@@ -327,15 +332,10 @@ async fn fifty_megabytes_of_lines_are_all_found_at_their_moment() {
 async fn a_flood_in_one_session_does_not_hold_up_another() {
     let f = Fixture::new("index-fair").await;
     let (store, blobs) = (&f.store, &f.blobs);
-    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
-    let open = || TimedEvent {
-        at_us: 1,
-        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty: pty.clone() },
-    };
     let small = f.id;
     let mut light = RecordingWriter::new(f.start.clone(), f.key.clone());
     let mut light_spool = blobs.spool().create(small, &[]).unwrap();
-    light.push(&open());
+    open_shell(&mut light);
     for e in [out(2, "$ "), typed(3, "echo hi\r"), out(4, "echo hi\r\nhi\r\n$ ")] {
         light.push(&e);
     }
@@ -366,9 +366,10 @@ async fn a_flood_in_one_session_does_not_hold_up_another() {
 }
 
 /// Issue 14: an ended session caught up from its recording (after a restart or an upgrade)
-/// takes turns with the live ones like any other: with a 26 MB recording to read again, the
-/// first tick indexes a live session's command and leaves the big one behind, and the next
-/// tick indexes the live session's next command while the big one is still being read.
+/// takes turns with the live ones like any other: with a 26 MB recording to read again (more
+/// than a tick's budget, as in the test above), the first tick indexes a live session's
+/// command and leaves the big one behind, and the next tick indexes the live session's next
+/// command first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catching_up_a_big_session_does_not_hold_up_a_live_one() {
     let f = Fixture::new("index-catch-up").await;
@@ -384,11 +385,7 @@ async fn catching_up_a_big_session_does_not_hold_up_a_live_one() {
     let small = f.id;
     let mut light = RecordingWriter::new(f.start.clone(), f.key.clone());
     let mut light_spool = blobs.spool().create(small, &[]).unwrap();
-    let pty = Some(Pty { term: "xterm".into(), cols: 80, rows: 24 });
-    light.push(&TimedEvent {
-        at_us: 1,
-        event: Event::ChannelOpen { channel: 0, kind: ChannelKind::Shell, pty },
-    });
+    open_shell(&mut light);
     for e in [out(2, "$ "), typed(3, "echo one\r"), out(4, "echo one\r\none\r\n$ ")] {
         light.push(&e);
     }
@@ -409,9 +406,9 @@ async fn catching_up_a_big_session_does_not_hold_up_a_live_one() {
     indexer.tick().await.unwrap();
     let s = status(store, blobs, small).await;
     assert_eq!((s.commands, Some(s.bytes_indexed)), (2, s.bytes_recorded), "{s:?}");
+    // (Whether it is done by now depends on the machine's speed.)
     let h2 = status(store, blobs, big).await;
     assert!(h2.bytes_indexed > h.bytes_indexed, "the big one moves on: {h2:?}");
-    assert_eq!(h2.state, IndexState::Behind, "{h2:?}");
 
     f.tick_until_complete(&mut indexer, big).await;
     let q = SearchQuery { text: "kw-big-done".into(), limit: 5, ..SearchQuery::default() };

@@ -377,6 +377,18 @@ pub struct SearchQuery {
     pub limit: u32,
 }
 
+impl SearchQuery {
+    /// Whether a person, target, session, tag or time bound narrows the search.
+    pub fn is_filtered(&self) -> bool {
+        self.person.is_some()
+            || self.target.is_some()
+            || self.tag.is_some()
+            || self.session.is_some()
+            || self.since_us.is_some()
+            || self.until_us.is_some()
+    }
+}
+
 /// One search result: where it is, and a snippet around the match (marked `«...»`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchHit {

@@ -94,12 +94,7 @@ impl TextIndex for TrigramIndex {
             .at(OP, &q.text)?;
         let mut hits = Vec::new();
         let mut high = i64::MAX;
-        let filtered = q.person.is_some()
-            || q.target.is_some()
-            || q.tag.is_some()
-            || q.session.is_some()
-            || q.since_us.is_some()
-            || q.until_us.is_some();
+        let filtered = q.is_filtered();
         if !filtered {
             let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM commands")
                 .fetch_one(&mut *tx)
@@ -153,12 +148,7 @@ impl TextIndex for TrigramIndex {
         // Without a trigram the trigram index cannot help: every window is read in id order.
         // With a filter the planner's choice per window is kept: forcing either path made
         // filtered searches slower (measured, README "Search").
-        let filtered = q.person.is_some()
-            || q.target.is_some()
-            || q.tag.is_some()
-            || q.session.is_some()
-            || q.since_us.is_some()
-            || q.until_us.is_some();
+        let filtered = q.is_filtered();
         let steer = !found.trigrams().is_empty() && !filtered;
         let mut round = 0;
         // `next_batch` only says whether to go on. Unfiltered, the first window is the newest
