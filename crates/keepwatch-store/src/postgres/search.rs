@@ -18,9 +18,11 @@
 //! snapshot (a repeatable-read transaction), so the hits are exactly what one statement over
 //! everything would return.
 //!
-//! Output blocks are walked newest first in windows of ids that grow as they miss (the
-//! primary key bounds each bitmap scan of the trigram index to its window), and every match
-//! is confirmed line by line in the text, as on SQLite.
+//! Output blocks are walked newest first in windows of ids that grow as they miss, and every
+//! match is confirmed line by line in the text, as on SQLite. Unfiltered, the newest 256
+//! blocks are read in id order and older windows through the trigram index only; a person,
+//! target, session or tag filter names its sessions first and each window reads only their
+//! blocks (the session index); a time bound leaves the plan to the planner.
 //!
 //! The index lives on the command rows themselves, so writing or deleting a row is indexing
 //! or forgetting it: [`TextIndex::add`] and [`TextIndex::forget`] have nothing to do.
@@ -60,6 +62,27 @@ macro_rules! search_select {
              AND (NOT $7 OR c.kind IN ('shell', 'exec', 'stdin')) \
              AND ($11::text IS NULL OR c.session_id IN (SELECT session_id FROM session_tags WHERE tag = $11)) \
              ORDER BY c.id DESC LIMIT $8"
+        )
+    };
+}
+
+/// One window of output blocks holding the text, newest first; `$1` is the pattern, `$2` <
+/// id <= `$3` the window, `$4`..`$9` the filters; `$sessions` may add a condition on `$10`,
+/// the filtered sessions' ids.
+macro_rules! output_window {
+    ($sessions:literal) => {
+        concat!(
+            "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, \
+             b.end_offset_us, b.marks, s.person, s.target, b.text AS body \
+             FROM output_blocks b JOIN sessions s ON s.id = b.session_id \
+             WHERE b.id > $2 AND b.id <= $3 AND b.text ILIKE $1 ESCAPE '\\'",
+            $sessions,
+            " AND ($4::text IS NULL OR s.person = $4) AND ($5::text IS NULL OR s.target = $5) \
+             AND ($6::text IS NULL OR b.session_id = $6) \
+             AND ($7::bigint IS NULL OR b.at_us + b.end_offset_us - b.start_offset_us >= $7) \
+             AND ($8::bigint IS NULL OR b.at_us <= $8) \
+             AND ($9::text IS NULL OR b.session_id IN (SELECT session_id FROM session_tags WHERE tag = $9)) \
+             ORDER BY b.id DESC"
         )
     };
 }
@@ -144,12 +167,48 @@ impl TextIndex for TrigramIndex {
             .fetch_one(&mut *tx)
             .await
             .at(OP, &q.text)?;
+        // The statements below are prepared once and run with every filter combination: a
+        // plan made for the values at hand, not a generic one for any.
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
         let mut high = last.unwrap_or(0);
+        // A person, target, session or tag filter names its sessions first: each window then
+        // reads only their blocks, through the session index (bitmap scans off, so the trigram
+        // index's bitmap of every block holding the text is not built and rechecked).
+        let sessions = if q.person.is_some()
+            || q.target.is_some()
+            || q.session.is_some()
+            || q.tag.is_some()
+        {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE ($1::text IS NULL OR person = $1) \
+                 AND ($2::text IS NULL OR target = $2) AND ($3::text IS NULL OR id = $3) \
+                 AND ($4::text IS NULL OR id IN (SELECT session_id FROM session_tags WHERE tag = $4))",
+            )
+            .bind(&q.person)
+            .bind(&q.target)
+            .bind(q.session.map(|s| s.to_string()))
+            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
+            .fetch_all(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+            if ids.is_empty() {
+                return Ok(found.finish());
+            }
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .at(OP, &q.text)?;
+            Some(ids)
+        } else {
+            None
+        };
         // Without a trigram the trigram index cannot help: every window is read in id order.
-        // With a filter the planner's choice per window is kept: forcing either path made
-        // filtered searches slower (measured, README "Search").
-        let filtered = q.is_filtered();
-        let steer = !found.trigrams().is_empty() && !filtered;
+        // With a time bound the planner's choice per window is kept: forcing either path made
+        // those searches slower (measured, README "Search").
+        let steer = !found.trigrams().is_empty() && !q.is_filtered();
         let mut round = 0;
         // `next_batch` only says whether to go on. Unfiltered, the first window is the newest
         // `FIRST_BLOCKS` ids, read in id order (the trigram index off): a common text is found
@@ -172,30 +231,25 @@ impl TextIndex for TrigramIndex {
                 }
             }
             round += 1;
-            let rows = sqlx::query(
-                "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, \
-                 b.end_offset_us, b.marks, s.person, s.target, b.text AS body \
-                 FROM output_blocks b JOIN sessions s ON s.id = b.session_id \
-                 WHERE b.id > $2 AND b.id <= $3 AND b.text ILIKE $1 ESCAPE '\\' \
-                 AND ($4::text IS NULL OR s.person = $4) AND ($5::text IS NULL OR s.target = $5) \
-                 AND ($6::text IS NULL OR b.session_id = $6) \
-                 AND ($7::bigint IS NULL OR b.at_us + b.end_offset_us - b.start_offset_us >= $7) \
-                 AND ($8::bigint IS NULL OR b.at_us <= $8) \
-                 AND ($9::text IS NULL OR b.session_id IN (SELECT session_id FROM session_tags WHERE tag = $9)) \
-                 ORDER BY b.id DESC",
-            )
-            .bind(&pattern)
-            .bind(low)
-            .bind(high)
-            .bind(&q.person)
-            .bind(&q.target)
-            .bind(q.session.map(|s| s.to_string()))
-            .bind(q.since_us)
-            .bind(q.until_us)
-            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
-            .fetch_all(&mut *tx)
-            .await
-            .at(OP, &q.text)?;
+            let sql = if sessions.is_some() {
+                output_window!(" AND b.session_id = ANY($10)")
+            } else {
+                output_window!("")
+            };
+            let mut query = sqlx::query(sql)
+                .bind(&pattern)
+                .bind(low)
+                .bind(high)
+                .bind(&q.person)
+                .bind(&q.target)
+                .bind(q.session.map(|s| s.to_string()))
+                .bind(q.since_us)
+                .bind(q.until_us)
+                .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()));
+            if let Some(ids) = &sessions {
+                query = query.bind(ids);
+            }
+            let rows = query.fetch_all(&mut *tx).await.at(OP, &q.text)?;
             for r in &rows {
                 if let Some(c) = decode::output_candidate(r, false).at(OP, &q.text)? {
                     found.confirm(&c);
