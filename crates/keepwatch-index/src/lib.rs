@@ -85,8 +85,7 @@ impl Follow {
         // Read before clearing: a recording this node cannot read (not found here, a bucket
         // that is down) must not cost the session the index it has.
         blobs.read_recording_range(id, 0, 1).await?;
-        let mut follow = Follow::new(store, id).await?;
-        follow.catch_up = Some(blobs.recording_len(id).await?.unwrap_or(0));
+        let follow = Follow::new(store, id).await?;
         store.clear_index(id).await?;
         Ok(follow)
     }
@@ -337,7 +336,7 @@ impl Indexer {
             if self.followed.contains_key(&id) {
                 continue;
             }
-            match Follow::from_start(&self.store, &self.blobs, id).await {
+            match self.catch_up(id).await {
                 Ok(f) => {
                     self.followed.insert(id, f);
                     room -= 1;
@@ -346,6 +345,14 @@ impl Indexer {
             }
         }
         Ok(())
+    }
+
+    /// A follower of ended session `id` from the start of its recording, with the length it
+    /// has to read (the backlog it is ordered by).
+    async fn catch_up(&self, id: SessionId) -> Result<Follow, IndexError> {
+        let mut follow = Follow::from_start(&self.store, &self.blobs, id).await?;
+        follow.catch_up = Some(self.blobs.recording_len(id).await?.unwrap_or(0));
+        Ok(follow)
     }
 
     /// Bytes of session `id`'s recording not read yet.

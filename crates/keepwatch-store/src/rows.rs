@@ -378,14 +378,17 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// Whether a person, target, session, tag or time bound narrows the search.
-    pub fn is_filtered(&self) -> bool {
+    /// Whether a person, target, session or tag narrows the search to some sessions.
+    pub fn names_sessions(&self) -> bool {
         self.person.is_some()
             || self.target.is_some()
             || self.tag.is_some()
             || self.session.is_some()
-            || self.since_us.is_some()
-            || self.until_us.is_some()
+    }
+
+    /// Whether those or a time bound narrow the search.
+    pub fn is_filtered(&self) -> bool {
+        self.names_sessions() || self.since_us.is_some() || self.until_us.is_some()
     }
 }
 

@@ -177,11 +177,7 @@ impl TextIndex for TrigramIndex {
         // A person, target, session or tag filter names its sessions first: each window then
         // reads only their blocks, through the session index (bitmap scans off, so the trigram
         // index's bitmap of every block holding the text is not built and rechecked).
-        let sessions = if q.person.is_some()
-            || q.target.is_some()
-            || q.session.is_some()
-            || q.tag.is_some()
-        {
+        let sessions = if q.names_sessions() {
             let ids: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM sessions WHERE ($1::text IS NULL OR person = $1) \
                  AND ($2::text IS NULL OR target = $2) AND ($3::text IS NULL OR id = $3) \
