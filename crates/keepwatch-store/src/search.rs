@@ -196,6 +196,29 @@ impl SearchAnswer {
     }
 }
 
+/// Time spans are kept per `1 << SPAN_BITS` ids (SQLite's `command_blocks`, both backends'
+/// `output_spans`).
+pub(crate) const SPAN_BITS: u32 = 10;
+
+/// The time span each `1 << SPAN_BITS` ids of `(id, first, last)` cover, span by span in
+/// ascending order (the order every writer takes their rows in, so two cannot deadlock).
+pub(crate) fn widen_spans(
+    times: impl Iterator<Item = (i64, i64, i64)>,
+) -> std::collections::BTreeMap<i64, (i64, i64)> {
+    let mut widened = std::collections::BTreeMap::new();
+    for (id, first, last) in times {
+        let span = widened.entry(id >> SPAN_BITS).or_insert((first, last));
+        *span = (std::cmp::min(span.0, first), std::cmp::max(span.1, last));
+    }
+    widened
+}
+
+/// The times an output block's lines span: its first line's and its last's.
+pub(crate) fn block_times(id: i64, b: &OutputBlock) -> (i64, i64, i64) {
+    let last = b.at_us.saturating_add(b.end_offset_us.saturating_sub(b.start_offset_us) as i64);
+    (id, b.at_us, last)
+}
+
 /// `marks` as bytes: varint pairs of (byte offset, offset_us), each a delta from the one
 /// before.
 pub(crate) fn encode_marks(marks: &[(u32, u64)]) -> Vec<u8> {

@@ -10,6 +10,9 @@ use crate::rows::*;
 use crate::search::{TextIndex, encode_marks};
 use crate::{StoreError, now_us};
 
+/// Output blocks written per statement (9 values each, well under PostgreSQL's 65,535).
+const BLOCKS_PER_STATEMENT: usize = 256;
+
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
 macro_rules! status_select {
     () => {
@@ -63,24 +66,40 @@ impl Postgres {
             }
             added.push((rowid, c));
         }
-        for b in blocks {
-            sqlx::query(
-                "INSERT INTO output_blocks (session_id, channel, at_us, start_offset_us, \
-                 end_offset_us, text_len, text, marks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        // Ids drawn from the sequence first, so the index sees each block with its id; then
+        // many rows per statement (each statement is a round trip).
+        let ids: Vec<i64> = if blocks.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT nextval(pg_get_serial_sequence('output_blocks', 'id')) \
+                 FROM generate_series(1, $1)",
             )
-            .bind(&id)
-            .bind(i64::from(b.channel))
-            .bind(b.at_us)
-            .bind(b.start_offset_us as i64)
-            .bind(b.end_offset_us as i64)
-            .bind(b.text.len() as i64)
-            .bind(&b.text)
-            .bind(encode_marks(&b.marks))
-            .execute(&mut *tx)
+            .bind(blocks.len() as i64)
+            .fetch_all(&mut *tx)
             .await
-            .at(OP, session)?;
+            .at(OP, session)?
+        };
+        let stored: Vec<(i64, &OutputBlock)> = ids.into_iter().zip(blocks).collect();
+        for chunk in stored.chunks(BLOCKS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO output_blocks (id, session_id, channel, at_us, start_offset_us, \
+                 end_offset_us, text_len, text, marks) ",
+            );
+            insert.push_values(chunk, |mut row, (rowid, b)| {
+                row.push_bind(*rowid)
+                    .push_bind(&id)
+                    .push_bind(i64::from(b.channel))
+                    .push_bind(b.at_us)
+                    .push_bind(b.start_offset_us as i64)
+                    .push_bind(b.end_offset_us as i64)
+                    .push_bind(b.text.len() as i64)
+                    .push_bind(&b.text)
+                    .push_bind(encode_marks(&b.marks));
+            });
+            insert.build().execute(&mut *tx).await.at(OP, session)?;
         }
-        self.index.add(&mut *tx, &added, &[]).await.at(OP, session)?;
+        self.index.add(&mut *tx, &added, &stored).await.at(OP, session)?;
         sqlx::query(
             "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
              VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (session_id) DO UPDATE SET \

@@ -22,10 +22,14 @@
 //! match is confirmed line by line in the text, as on SQLite. Unfiltered, the newest 256
 //! blocks are read in id order and older windows through the trigram index only; a person,
 //! target, session or tag filter names its sessions first and each window reads only their
-//! blocks (the session index); a time bound leaves the plan to the planner.
+//! blocks (the session index). A time bound first becomes the range of block ids whose time
+//! spans meet it (`output_spans`, the span of each 1024 ids, as on SQLite), and only that
+//! range is walked; the plan of each window is left to the planner.
 //!
-//! The index lives on the command rows themselves, so writing or deleting a row is indexing
-//! or forgetting it: [`TextIndex::add`] and [`TextIndex::forget`] have nothing to do.
+//! The trigram indexes live on the rows themselves, so writing or deleting a row is indexing
+//! or forgetting it: [`TextIndex::add`] only widens the output blocks' time spans, and
+//! [`TextIndex::forget`] has nothing to do (a span that outlives its blocks is only wider than
+//! it need be).
 
 use keepwatch_core::SessionId;
 use sqlx::{PgConnection, PgPool};
@@ -34,7 +38,7 @@ use crate::StoreError;
 use crate::decode;
 use crate::error::At;
 use crate::rows::*;
-use crate::search::{OutputSearch, TextIndex, like_substring};
+use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, like_substring, widen_spans};
 
 /// Ids walked in order before falling back to the trigram indexes.
 const FIRST_WINDOW: i64 = 8192;
@@ -90,12 +94,27 @@ macro_rules! output_window {
 impl TextIndex for TrigramIndex {
     type Conn = PgConnection;
 
+    /// The trigram indexes take the rows in themselves; output blocks widen their ids' time
+    /// spans (`output_spans`).
     async fn add(
         &self,
-        _conn: &mut PgConnection,
+        conn: &mut PgConnection,
         _rows: &[(i64, &CommandRow)],
-        _blocks: &[(i64, &OutputBlock)],
+        blocks: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
+        for (span, (min, max)) in widen_spans(blocks.iter().map(|(id, b)| block_times(*id, b))) {
+            sqlx::query(
+                "INSERT INTO output_spans (span, min_at_us, max_at_us) VALUES ($1, $2, $3) \
+                 ON CONFLICT (span) DO UPDATE SET \
+                 min_at_us = least(output_spans.min_at_us, excluded.min_at_us), \
+                 max_at_us = greatest(output_spans.max_at_us, excluded.max_at_us)",
+            )
+            .bind(span)
+            .bind(min)
+            .bind(max)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 
@@ -174,6 +193,24 @@ impl TextIndex for TrigramIndex {
             .await
             .at(OP, &q.text)?;
         let mut high = last.unwrap_or(0);
+        // A time bound becomes the range of block ids whose spans meet it: the windows walk
+        // that range only, not every newer block.
+        let mut floor = 0;
+        if q.since_us.is_some() || q.until_us.is_some() {
+            let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT min(span), max(span) FROM output_spans \
+                 WHERE ($1::bigint IS NULL OR max_at_us >= $1) \
+                 AND ($2::bigint IS NULL OR min_at_us <= $2)",
+            )
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .fetch_one(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+            let Some((first, last)) = first.zip(last) else { return Ok(found.finish()) };
+            floor = ((first << SPAN_BITS) - 1).max(0);
+            high = high.min(((last + 1) << SPAN_BITS).saturating_sub(1));
+        }
         // A person, target, session or tag filter names its sessions first: each window then
         // reads only their blocks, through the session index (bitmap scans off, so the trigram
         // index's bitmap of every block holding the text is not built and rechecked).
@@ -212,10 +249,10 @@ impl TextIndex for TrigramIndex {
         // block holding those trigrams. After it, windows from `FIRST_WINDOW` up, doubling,
         // through the trigram index only (a plain index scan over the window off: it would
         // read every block of the window, 8,192 of them for a text that is in none).
-        while high > 0 && found.next_batch().is_some() {
+        while high > floor && found.next_batch().is_some() {
             let window =
                 if round == 0 { FIRST_BLOCKS } else { FIRST_WINDOW << (round - 1).min(32) };
-            let low = high.saturating_sub(window);
+            let low = high.saturating_sub(window).max(floor);
             if steer && round <= 1 {
                 let settings: [&'static str; 2] = if round == 0 {
                     ["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on"]

@@ -9,8 +9,6 @@
 //! `output_spans` keep the span of times of each 1024 ids (of commands, of output blocks),
 //! so a search bounded in time walks only the ids that can hold such lines.
 
-use std::collections::BTreeMap;
-
 use keepwatch_core::SessionId;
 
 use sqlx::{SqliteConnection, SqlitePool};
@@ -19,10 +17,7 @@ use crate::StoreError;
 use crate::decode;
 use crate::error::At;
 use crate::rows::*;
-use crate::search::{OutputSearch, TextIndex};
-
-/// `command_blocks` keeps the time span of each `1 << BLOCK_BITS` command ids.
-const BLOCK_BITS: u32 = 10;
+use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, widen_spans};
 
 /// Which ids' time spans to read.
 #[derive(Debug, Clone, Copy)]
@@ -52,12 +47,8 @@ impl TextIndex for Fts5Index {
             });
             insert.build().execute(&mut *conn).await?;
         }
-        let output_times = output.iter().map(|(rowid, b)| {
-            let last =
-                b.at_us.saturating_add(b.end_offset_us.saturating_sub(b.start_offset_us) as i64);
-            (*rowid, b.at_us, last)
-        });
-        add_spans(conn, Spans::Output, output_times).await?;
+        add_spans(conn, Spans::Output, output.iter().map(|(rowid, b)| block_times(*rowid, b)))
+            .await?;
         for (rowid, c) in rows {
             sqlx::query("INSERT INTO commands_fts (rowid, command) VALUES (?, ?)")
                 .bind(rowid)
@@ -309,9 +300,9 @@ impl Fts5Index {
             .fetch_one(&self.pool)
             .await
             .at("search", "time bounds")?;
-        Ok(first.zip(last).map(|(first, last)| {
-            (first << BLOCK_BITS, ((last + 1) << BLOCK_BITS).saturating_sub(1))
-        }))
+        Ok(first
+            .zip(last)
+            .map(|(first, last)| (first << SPAN_BITS, ((last + 1) << SPAN_BITS).saturating_sub(1))))
     }
 }
 
@@ -322,11 +313,7 @@ async fn add_spans(
     spans: Spans,
     times: impl Iterator<Item = (i64, i64, i64)>,
 ) -> Result<(), sqlx::Error> {
-    let mut widened: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for (id, first, last) in times {
-        let span = widened.entry(id >> BLOCK_BITS).or_insert((first, last));
-        *span = (span.0.min(first), span.1.max(last));
-    }
+    let widened = widen_spans(times);
     let sql = match spans {
         Spans::Commands => {
             "INSERT INTO command_blocks (block, min_at_us, max_at_us) VALUES (?, ?, ?) \

@@ -135,6 +135,10 @@ async fn sqlite_copies_into_postgres_row_for_row() {
     let next = dst.add_transfer(&dst.transfer(t).await.unwrap().unwrap()).await.unwrap();
     assert!(next > t);
     check(&dst, text("ROOT:X"), &["alice web cat /etc/passwd > root:x:0:0"]).await;
+    // The copy's output time spans are rebuilt: a time-bounded search finds the output.
+    let hour =
+        SearchQuery { since_us: Some(T0), until_us: Some(T0 + 3_600_000_000), ..text("root:x") };
+    check(&dst, hour, &["alice web cat /etc/passwd > root:x:0:0"]).await;
     assert_eq!(
         dst.search(&SearchQuery { limit: 5, ..text("passwd") }).await.unwrap().hits.len(),
         1

@@ -454,7 +454,82 @@ async fn output_hits_across_windows(db: TestDb) {
     db.close().await;
 }
 
+/// Output time bounds stay right when block ids are not in time order (an old session's
+/// output indexed after newer output, over more than one span of 1024 ids) and when a block's
+/// lines span hours (its last line, not its first, decides for a late bound).
+async fn output_time_bounds_cover_output_indexed_late(db: TestDb) {
+    let s = &db.store;
+    let recent_at = T0 + 48 * HOUR_US;
+    let recent = session(s, "alice", "web", recent_at, &["cat log"]).await;
+    // 2,047 blocks: ids 1 to 2,047 (two spans), so the old block starts a span of its own.
+    let blocks: Vec<OutputBlock> = (0..2047u64)
+        .map(|b| {
+            let at = 1_000_000 + b * 1000;
+            OutputBlock {
+                channel: 0,
+                at_us: recent_at + at as i64,
+                start_offset_us: at,
+                end_offset_us: at,
+                text: format!("recent-{b} tick\n"),
+                marks: vec![(0, at)],
+            }
+        })
+        .collect();
+    s.add_commands(recent, &[], &blocks, IndexProgress::Complete).await.unwrap();
+    let old = session(s, "bob", "db", T0, &["tail -f app.log"]).await;
+    let first = "old-first tick\n";
+    let long = OutputBlock {
+        channel: 0,
+        at_us: T0 + 1_000_000,
+        start_offset_us: 1_000_000,
+        end_offset_us: 1_000_000 + 10 * HOUR_US as u64,
+        text: format!("{first}old-last tick\n"),
+        marks: vec![(0, 1_000_000), (first.len() as u32, 1_000_000 + 10 * HOUR_US as u64)],
+    };
+    s.add_commands(old, &[], &[long], IndexProgress::Complete).await.unwrap();
+
+    let window = |since: i64, until: i64| SearchQuery {
+        since_us: Some(since),
+        until_us: Some(until),
+        ..text("tick")
+    };
+    let minute = 60_000_000;
+    let ten_hours = T0 + 1_000_000 + 10 * HOUR_US;
+    check(
+        s,
+        window(ten_hours - minute, ten_hours + minute),
+        &["bob db tail -f app.log > old-last tick"],
+    )
+    .await;
+    check(
+        s,
+        SearchQuery { until_us: Some(T0 + HOUR_US), ..text("tick") },
+        &["bob db tail -f app.log > old-first tick"],
+    )
+    .await;
+    let middle = recent_at + 1_000_000 + 1_000_000;
+    check(
+        s,
+        window(middle, middle + 2000),
+        &[
+            "alice web cat log > recent-1002 tick",
+            "alice web cat log > recent-1001 tick",
+            "alice web cat log > recent-1000 tick",
+        ],
+    )
+    .await;
+    check(
+        s,
+        SearchQuery { since_us: Some(recent_at + 1_000_000 + 2_046_000), ..text("tick") },
+        &["alice web cat log > recent-2046 tick"],
+    )
+    .await;
+    check(s, window(T0 + 20 * HOUR_US, T0 + 30 * HOUR_US), &[]).await;
+    db.close().await;
+}
+
 conformance!(
+    output_time_bounds_cover_output_indexed_late,
     output_hits_across_windows,
     every_output_line_at_its_moment,
     filters,
