@@ -210,6 +210,25 @@ impl TextIndex for TrigramIndex {
             let Some((first, last)) = first.zip(last) else { return Ok(found.finish()) };
             floor = ((first << SPAN_BITS) - 1).max(0);
             high = high.min(((last + 1) << SPAN_BITS).saturating_sub(1));
+            // Spans are 1024 ids wide: the newest block that starts by the end of the bound
+            // and the oldest that ends after its start narrow the range to the ids that can
+            // match (each a walk of the primary key, reading no text).
+            let (low_id, high_id): (Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT (SELECT min(id) FROM output_blocks WHERE id > $1 AND id <= $2 \
+                 AND ($3::bigint IS NULL OR at_us + end_offset_us - start_offset_us >= $3)), \
+                 (SELECT max(id) FROM output_blocks WHERE id > $1 AND id <= $2 \
+                 AND ($4::bigint IS NULL OR at_us <= $4))",
+            )
+            .bind(floor)
+            .bind(high)
+            .bind(q.since_us)
+            .bind(q.until_us)
+            .fetch_one(&mut *tx)
+            .await
+            .at(OP, &q.text)?;
+            let Some((low_id, high_id)) = low_id.zip(high_id) else { return Ok(found.finish()) };
+            floor = low_id - 1;
+            high = high_id;
         }
         // A person, target, session or tag filter names its sessions first: each window then
         // reads only their blocks, through the session index (bitmap scans off, so the trigram
@@ -239,9 +258,8 @@ impl TextIndex for TrigramIndex {
             None
         };
         // Without a trigram the trigram index cannot help: every window is read in id order.
-        // With a time bound the planner's choice per window is kept: forcing either path made
-        // those searches slower (measured, README "Search").
-        let steer = !found.trigrams().is_empty() && !q.is_filtered();
+        // A time bound is steered as an unfiltered search is, within its range of ids.
+        let steer = !found.trigrams().is_empty() && !q.names_sessions();
         let mut round = 0;
         // `next_batch` only says whether to go on. Unfiltered, the first window is the newest
         // `FIRST_BLOCKS` ids, read in id order (the trigram index off): a common text is found
