@@ -11,6 +11,9 @@
 //! nobody. [`reindex`] is what `keepwatch reindex` does on demand, one session whole. Every
 //! write of rows also says how far into the recording they reach ([`IndexProgress`]), so
 //! the store can tell how complete the index of each session is (`Store::index_status`).
+//! A write the database refuses (busy, down) is kept and sent again before the recording is
+//! read further: the follower is never dropped for it, since a new one would clear the
+//! session's index and read its recording again, and its hits would vanish meanwhile.
 //!
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
@@ -27,7 +30,8 @@ use keepwatch_core::metrics::METRICS;
 use keepwatch_core::{NodeId, SessionId};
 use keepwatch_recording::{ReadError, RecordingTail};
 use keepwatch_store::{
-    BlobStore, DataKey, IndexProgress, KeyError, SessionFilter, Store, StoreError,
+    BlobStore, CommandRow, DataKey, IndexProgress, KeyError, KeyframeRow, OutputBlock,
+    SessionFilter, Store, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +55,16 @@ pub enum IndexError {
     Key(#[from] KeyError),
 }
 
+impl IndexError {
+    /// The database, not the recording, failed: the same write may succeed at a later tick.
+    fn is_store_down(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Store(StoreError::Unavailable { .. } | StoreError::Conflict { .. })
+        )
+    }
+}
+
 /// Ticks without new bytes after which a live session's follower gives back its emulators.
 const QUIET_TICKS: u32 = 5;
 
@@ -61,6 +75,22 @@ struct Follow {
     quiet_ticks: u32,
     /// An ended session being caught up: its recording's whole length (it no longer grows).
     catch_up: Option<u64>,
+    /// Extracted and not yet written (the last write failed): at most one piece's worth, as
+    /// nothing more is read until it is written.
+    unsaved: Unsaved,
+}
+
+#[derive(Default)]
+struct Unsaved {
+    keyframes: Vec<KeyframeRow>,
+    rows: Vec<CommandRow>,
+    blocks: Vec<OutputBlock>,
+}
+
+impl Unsaved {
+    fn is_empty(&self) -> bool {
+        self.keyframes.is_empty() && self.rows.is_empty() && self.blocks.is_empty()
+    }
 }
 
 impl Follow {
@@ -72,6 +102,7 @@ impl Follow {
             session: SessionIndexer::new(),
             quiet_ticks: 0,
             catch_up: None,
+            unsaved: Unsaved::default(),
         })
     }
 
@@ -96,6 +127,37 @@ impl Follow {
         IndexProgress::Partial { bytes: self.tail.consumed_offset() }
     }
 
+    /// Where reading stopped, or the end once the seal was read.
+    fn progress(&self) -> IndexProgress {
+        if self.tail.is_sealed() { IndexProgress::Complete } else { self.partial() }
+    }
+
+    /// Moves what the extractor has ready into `unsaved`; says whether anything is there.
+    fn collect(&mut self) -> bool {
+        self.unsaved.keyframes.extend(self.session.drain_keyframes());
+        self.unsaved.rows.extend(self.session.drain_rows());
+        self.unsaved.blocks.extend(self.session.drain_blocks());
+        !self.unsaved.is_empty()
+    }
+
+    /// Writes what was extracted and not yet written, with `progress`. On failure it is kept
+    /// for the next write; keyframes already written are not sent again.
+    async fn save(
+        &mut self,
+        store: &Store,
+        id: SessionId,
+        progress: IndexProgress,
+    ) -> Result<(), IndexError> {
+        self.collect();
+        if !self.unsaved.keyframes.is_empty() {
+            store.add_keyframes(id, &self.unsaved.keyframes).await?;
+            self.unsaved.keyframes.clear();
+        }
+        store.add_commands(id, &self.unsaved.rows, &self.unsaved.blocks, progress).await?;
+        self.unsaved = Unsaved::default();
+        Ok(())
+    }
+
     /// The recording ends where reading stopped: every channel's last command is done.
     /// `progress` says whether that is the end of the recording for good.
     async fn finish(
@@ -105,9 +167,7 @@ impl Follow {
         progress: IndexProgress,
     ) -> Result<(), IndexError> {
         self.session.finish(self.session.last_at_us());
-        let blocks = self.session.drain_blocks();
-        store.add_commands(id, &self.session.drain_rows(), &blocks, progress).await?;
-        Ok(())
+        self.save(store, id, progress).await
     }
 
     /// Counts a tick that read nothing; after [`QUIET_TICKS`] the follower sleeps (once).
@@ -133,6 +193,11 @@ impl Follow {
         pieces: Option<usize>,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<Advanced, IndexError> {
+        if !self.unsaved.is_empty() {
+            // The last write failed: nothing more is read until it is made.
+            let progress = self.progress();
+            self.save(store, id, progress).await?;
+        }
         let mut read = 0;
         loop {
             if pieces.is_some_and(|n| read >= n) {
@@ -164,13 +229,9 @@ impl Follow {
             // session must not hold them between ticks.
             self.tail.release_buffers();
             result.map_err(|source| IndexError::Recording { id, source })?;
-            let sealed = self.tail.is_sealed();
-            store.add_keyframes(id, &self.session.drain_keyframes()).await?;
-            let rows = self.session.drain_rows();
-            let blocks = self.session.drain_blocks();
-            let progress = if sealed { IndexProgress::Complete } else { self.partial() };
-            store.add_commands(id, &rows, &blocks, progress).await?;
-            if sealed {
+            let progress = self.progress();
+            self.save(store, id, progress).await?;
+            if self.tail.is_sealed() {
                 return Ok(Advanced::Sealed);
             }
         }
@@ -282,36 +343,50 @@ impl Indexer {
                         stopped.insert(id, advanced);
                         self.followed.insert(id, follow);
                     }
+                    Err(e) if e.is_store_down() => {
+                        // What it could not write waits in the follower for the next tick.
+                        self.followed.insert(id, follow);
+                        return Err(e);
+                    }
                     Err(e) => self.failed(id, e).await?,
                 }
             }
         }
         for (id, from) in read_from {
             let Some(mut follow) = self.followed.remove(&id) else { continue };
-            match stopped.get(&id) {
+            let done = match stopped.get(&id) {
                 // Whole: its last rows went with the seal.
-                Some(Advanced::Sealed) if !active.contains(&id) => {}
+                Some(Advanced::Sealed) if !active.contains(&id) => Ok(true),
                 // Ended, and everything there is was read.
                 Some(Advanced::AtEnd) if follow.catch_up.is_some() => {
                     // Cut short by a crash not yet recovered: index what is there.
                     let progress = follow.partial();
-                    follow.finish(&self.store, id, progress).await?;
+                    follow.finish(&self.store, id, progress).await.map(|()| true)
                 }
                 Some(Advanced::AtEnd) if !active.contains(&id) => {
-                    self.finish_unsealed(id, follow).await?;
+                    self.finish_unsealed(id, &mut follow).await
                 }
-                _ => {
-                    if active.contains(&id) {
-                        follow.quiet_tick(follow.tail.read_offset() != from);
-                        // Hibernating can finish a running command: store it.
-                        let rows = follow.session.drain_rows();
-                        let blocks = follow.session.drain_blocks();
-                        if !rows.is_empty() || !blocks.is_empty() {
-                            let progress = follow.partial();
-                            self.store.add_commands(id, &rows, &blocks, progress).await?;
-                        }
+                _ if active.contains(&id) => {
+                    follow.quiet_tick(follow.tail.read_offset() != from);
+                    // Hibernating can finish a running command: store it.
+                    if follow.collect() {
+                        let progress = follow.partial();
+                        follow.save(&self.store, id, progress).await.map(|()| false)
+                    } else {
+                        Ok(false)
                     }
+                }
+                _ => Ok(false),
+            };
+            match done {
+                Ok(true) => {}
+                Ok(false) => {
                     self.followed.insert(id, follow);
+                }
+                Err(e) => {
+                    // Kept, with what it could not write, for the next tick.
+                    self.followed.insert(id, follow);
+                    return Err(e);
                 }
             }
         }
@@ -383,25 +458,25 @@ impl Indexer {
 
     /// A session ended without a readable seal yet (it is being sealed right now, or its
     /// recording was cut short): come back next tick unless the store says it is over.
+    /// Says whether it is done with.
     async fn finish_unsealed(
         &mut self,
         id: SessionId,
-        mut follow: Follow,
-    ) -> Result<(), IndexError> {
+        follow: &mut Follow,
+    ) -> Result<bool, IndexError> {
         let ended = self.store.session(id).await?.is_none_or(|s| s.chain_head.is_some());
         if ended && !self.blobs.has_spool(id) {
             follow.finish(&self.store, id, IndexProgress::Complete).await?;
-        } else {
-            self.followed.insert(id, follow);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn failed(&self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
         match e {
             // The database, not the recording: try again at a later tick.
-            IndexError::Store(StoreError::Unavailable { .. } | StoreError::Conflict { .. })
-            | IndexError::Task(_) => Err(e),
+            e if e.is_store_down() => Err(e),
+            e @ IndexError::Task(_) => Err(e),
             other => {
                 tracing::warn!("not indexing session {id}: {other}");
                 self.store.set_index_error(id, &other.to_string()).await?;

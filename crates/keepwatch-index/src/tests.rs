@@ -233,6 +233,67 @@ async fn a_live_recording_is_indexed_up_to_its_last_whole_chunk_then_completed()
     f.close().await;
 }
 
+/// A database that refuses the indexer's writes (busy, down) for a while costs a live session
+/// nothing: what is indexed stays searchable, and once writes succeed again the rows that
+/// could not be written are there. The follower used to be dropped and started over, which
+/// cleared the session's index first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_keeps_the_index_and_is_made_later() {
+    let f = Fixture::new("index-refused").await;
+    let (store, blobs, id) = (&f.store, &f.blobs, f.id);
+    let mut spool = blobs.spool().create(id, &[]).unwrap();
+    let mut w = RecordingWriter::new(f.start.clone(), f.key.clone());
+    open_shell(&mut w);
+    for e in [out(2, "$ "), typed(3, "echo one\r"), out(4, "echo one\r\none\r\n$ ")] {
+        w.push(&e);
+    }
+    let first = w.flush(T0 + 5, false).unwrap();
+    append(&mut spool, &first);
+    let mut indexer = Indexer::new(store.clone(), blobs.clone());
+    indexer.tick().await.unwrap();
+    let commands = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let rows = store.commands(id).await.unwrap();
+            rows.into_iter().map(|c| c.command).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(commands(store).await, ["echo one"]);
+
+    // The database refuses every new command row.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", f.dir.join("kw.db").display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON commands BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    for e in [typed(6, "echo two\r"), out(7, "echo two\r\ntwo\r\n$ ")] {
+        w.push(&e);
+    }
+    let second = w.flush(T0 + 8, false).unwrap();
+    append(&mut spool, &second);
+    for _ in 0..2 {
+        let e = indexer.tick().await.expect_err("the write is refused");
+        assert!(matches!(e, crate::IndexError::Store(_)), "{e:?}");
+        assert_eq!(commands(store).await, ["echo one"], "what was indexed stays");
+        let s = status(store, blobs, id).await;
+        assert_eq!((s.state, s.bytes_indexed), (IndexState::Behind, first.len() as u64));
+    }
+
+    sqlx::query("DROP TRIGGER refuse").execute(&db).await.unwrap();
+    db.close().await;
+    indexer.tick().await.unwrap();
+    assert_eq!(commands(store).await, ["echo one", "echo two"]);
+    let s = status(store, blobs, id).await;
+    assert_eq!(s.bytes_indexed, (first.len() + second.len()) as u64);
+    f.seal(w, &mut spool, 9).await;
+    assert_eq!(f.tick_until_complete(&mut indexer, id).await.commands, 2);
+    f.close().await;
+}
+
 /// Issue 14: a session prints 50 MB of numbered lines at a prompt. Followed live, a search
 /// meanwhile names it as not fully indexed; once sealed, every 10,000th line and the final
 /// marker are found, each at a moment its line was on the screen (from the output event

@@ -1,5 +1,9 @@
 //! What the indexer writes, in SQLite: command rows (with their search entries), terminal
 //! keyframes and how far each session is indexed.
+//!
+//! Each write takes SQLite's write lock at its start (`BEGIN IMMEDIATE`): a transaction that
+//! reads first (the next block id) and writes after fails at once with `SQLITE_BUSY` when the
+//! gateway committed in between, without waiting out the busy timeout.
 
 use keepwatch_core::{NodeId, SessionId};
 
@@ -32,7 +36,7 @@ impl Sqlite {
     ) -> Result<(), StoreError> {
         const OP: &str = "add commands of session";
         let id = session.to_string();
-        let mut tx = self.pool.begin().await.at(OP, session)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, session)?;
         let mut added = Vec::with_capacity(rows.len());
         for c in rows {
             let rowid: i64 = sqlx::query_scalar(
@@ -127,7 +131,7 @@ impl Sqlite {
     ) -> Result<(), StoreError> {
         const OP: &str = "add keyframes of session";
         let id = session.to_string();
-        let mut tx = self.pool.begin().await.at(OP, session)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, session)?;
         for k in rows {
             sqlx::query(
                 "INSERT OR REPLACE INTO keyframes (session_id, channel, at_us, chunk_offset, skip_events, \
@@ -171,7 +175,7 @@ impl Sqlite {
     pub(crate) async fn clear_index(&self, session: SessionId) -> Result<(), StoreError> {
         const OP: &str = "clear index of session";
         let id = session.to_string();
-        let mut tx = self.pool.begin().await.at(OP, session)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, session)?;
         self.index.forget(&mut *tx, &id).await.at(OP, session)?;
         for sql in [
             "DELETE FROM commands WHERE session_id = ?",

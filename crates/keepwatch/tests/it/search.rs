@@ -46,6 +46,7 @@ fn commands_are_found_live_listed_and_replayed_from_on(builder: TestEnvBuilder) 
     let indexed = env.wait_indexed_live(&id);
     assert_eq!(indexed.state, IndexState::Behind, "a live session is never complete");
     let live = search(&env, &["/etc/ssh/ssh_con", "--commands-only"]);
+    assert!(!live.is_empty(), "not found; the session's rows: {:#?}", commands(&env, &id));
     assert_eq!(live[0]["command"], "ls -la /etc/ssh/ssh_config");
     assert_eq!(live[0]["kind"], "shell");
     assert_eq!(live[0]["user"], "alice");
