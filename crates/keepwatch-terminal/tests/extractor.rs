@@ -285,3 +285,27 @@ fn issue_9_prompt_drawn_mid_line_after_a_long_line() {
             "echo next" exact 6..7 prompt="$ " output="next""#]],
     );
 }
+
+#[test]
+fn a_line_typed_before_the_prompt_and_not_echoed_is_read_by_the_prompt_drawn_there() {
+    // The keys come after the last command's output but before the next prompt, when
+    // readline already holds the terminal (no tty echo): the prompt and the line are drawn
+    // on the row the cursor was at when they were typed. Both lines ran, each with its own
+    // output.
+    check(
+        r"
+        o $ 
+        i echo one\r
+        o echo one\r\none\r\n
+        i ls /etc\r
+        o $ ls /etc\r\nssh\r\n
+        i echo two\r
+        o $ 
+        o echo two\r\ntwo\r\n$ 
+        ",
+        expect![[r#"
+            "echo one" exact 2..7 prompt="$ " output="one"
+            "ls /etc" exact 4..7 prompt="$ " output="ssh"
+            "echo two" exact 6..8 prompt="$ " output="two""#]],
+    );
+}

@@ -162,11 +162,14 @@ impl Typeahead {
         }
         for (i, &(row, prompt)) in rows.iter().enumerate() {
             let Some(line) = self.lines.front() else { break };
-            // A prompt reads a line only after the line's echo began: a row at
-            // or above it (the command line the keys were typed under, before
-            // its own newline came) was drawn earlier.
+            // A prompt reads a line only after the line's echo began: a row
+            // above it, or its own row when text stood left of the cursor (the
+            // command line the keys were typed under, before its own newline
+            // came), was drawn earlier. Keys typed at the start of an empty row
+            // that the tty did not echo (readline had it already, its prompt
+            // not drawn yet) are read by the prompt drawn on that very row.
             let echoed = line.anchor.as_ref().and_then(|a| screen::resolve(term, a));
-            if echoed.is_some_and(|(r, _)| row <= r) {
+            if echoed.is_some_and(|(r, c)| row < r || (row == r && c > 0)) {
                 continue;
             }
             let Some(line) = self.lines.pop_front() else { break };
