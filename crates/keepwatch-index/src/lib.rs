@@ -14,6 +14,9 @@
 //! A write the database refuses (busy, down) is kept and sent again before the recording is
 //! read further: the follower is never dropped for it, since a new one would clear the
 //! session's index and read its recording again, and its hits would vanish meanwhile.
+//! A recording that cannot be indexed (it does not parse, or extracting it panicked) is
+//! noted on its session and left alone until `reindex`: it never stops the indexing of the
+//! others, and a live one is not followed again from the start every tick.
 //!
 //! **Invariant:** the index only ever holds what the recording holds: input typed at
 //! password prompts is already a redaction marker there, and masked output a mask.
@@ -64,6 +67,11 @@ impl IndexError {
         )
     }
 }
+
+/// Sessions whose extraction panics, as a bug in the terminal model that a hostile byte
+/// stream hit would (planted by tests).
+#[cfg(test)]
+static PANIC_IN: std::sync::Mutex<Vec<SessionId>> = std::sync::Mutex::new(Vec::new());
 
 /// Ticks without new bytes after which a live session's follower gives back its emulators.
 const QUIET_TICKS: u32 = 5;
@@ -211,8 +219,12 @@ impl Follow {
             progress(piece.len() as u64);
             let mut tail = std::mem::take(&mut self.tail);
             let mut session = std::mem::take(&mut self.session);
+            #[cfg(test)]
+            let planted = PANIC_IN.lock().unwrap().contains(&id);
             // Terminal emulation is CPU work: keep it off the async workers.
             let (tail, session, result) = tokio::task::spawn_blocking(move || {
+                #[cfg(test)]
+                assert!(!planted, "a panic planted by a test");
                 let r = tail.push_chunks(&piece, |offset, events| {
                     session.chunk(offset);
                     for ev in events {
@@ -261,11 +273,14 @@ pub struct Indexer {
     followed: HashMap<SessionId, Follow>,
     /// Live sessions are followed only on their own node (their spool is there).
     node: Option<NodeId>,
+    /// Live sessions whose recording could not be indexed (the error is on the session):
+    /// not followed again while they stay live.
+    given_up: HashSet<SessionId>,
 }
 
 impl Indexer {
     pub fn new(store: Store, blobs: BlobStore) -> Self {
-        Indexer { store, blobs, followed: HashMap::new(), node: None }
+        Indexer { store, blobs, followed: HashMap::new(), node: None, given_up: HashSet::new() }
     }
 
     /// Follows only `node`'s live sessions (another node's spool is not on this disk).
@@ -308,8 +323,9 @@ impl Indexer {
         let filter = SessionFilter { node: self.node.clone(), ..SessionFilter::active() };
         let active: HashSet<SessionId> =
             self.store.sessions(&filter).await?.iter().map(|s| s.id).collect();
+        self.given_up.retain(|id| active.contains(id));
         for &id in &active {
-            if !self.followed.contains_key(&id) {
+            if !self.followed.contains_key(&id) && !self.given_up.contains(&id) {
                 // Whatever an earlier run indexed of it was lost with its state.
                 self.store.clear_index(id).await?;
                 match Follow::new(&self.store, id).await {
@@ -472,17 +488,17 @@ impl Indexer {
         Ok(false)
     }
 
-    async fn failed(&self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
-        match e {
-            // The database, not the recording: try again at a later tick.
-            e if e.is_store_down() => Err(e),
-            e @ IndexError::Task(_) => Err(e),
-            other => {
-                tracing::warn!("not indexing session {id}: {other}");
-                self.store.set_index_error(id, &other.to_string()).await?;
-                Ok(())
-            }
+    /// Session `id` cannot be indexed: the error is noted on it and it is followed no more
+    /// (a panic in extracting it too: it says nothing about the other sessions). A database
+    /// that failed is the exception: the same write may succeed at a later tick.
+    async fn failed(&mut self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
+        if e.is_store_down() {
+            return Err(e);
         }
+        tracing::warn!("not indexing session {id}: {e}");
+        self.given_up.insert(id);
+        self.store.set_index_error(id, &e.to_string()).await?;
+        Ok(())
     }
 }
 

@@ -294,6 +294,52 @@ async fn a_refused_write_keeps_the_index_and_is_made_later() {
     f.close().await;
 }
 
+/// A recording whose extraction panics (a bug in the terminal model that a hostile byte
+/// stream could hit, planted here) is one session's failure: the tick goes on, the others
+/// are indexed, the error is noted on the session, and the session is not followed again
+/// from the start every tick (which would clear what was indexed of it and panic again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_extracting_one_recording_is_noted_on_it_and_stops_no_other() {
+    let f = Fixture::new("index-panic").await;
+    let (store, blobs) = (&f.store, &f.blobs);
+    let one_command = |start: SessionStart, command: &str| {
+        let id = start.session_id;
+        let mut w = RecordingWriter::new(start, f.key.clone());
+        let mut spool = blobs.spool().create(id, &[]).unwrap();
+        open_shell(&mut w);
+        let shown = format!("{command}\r\n$ ");
+        for e in [out(2, "$ "), typed(3, &format!("{command}\r")), out(4, &shown)] {
+            w.push(&e);
+        }
+        append(&mut spool, &w.flush(T0 + 5, false).unwrap());
+        (w, spool)
+    };
+    let poisoned = session(store).await;
+    let bad = poisoned.session_id;
+    let _bad = one_command(poisoned, "echo bad");
+    crate::PANIC_IN.lock().unwrap().push(bad);
+    let good = f.id;
+    let (mut w, mut spool) = one_command(f.start.clone(), "echo good");
+
+    let mut indexer = Indexer::new(store.clone(), blobs.clone());
+    indexer.tick().await.expect("one session's panic is not the tick's failure");
+    let b = status(store, blobs, bad).await;
+    assert_eq!(b.state, IndexState::Error, "{b:?}");
+    assert!(b.error.as_deref().is_some_and(|e| e.contains("panic")), "{b:?}");
+    assert_eq!(status(store, blobs, good).await.commands, 1);
+
+    for e in [typed(6, "echo again\r"), out(7, "echo again\r\n$ ")] {
+        w.push(&e);
+    }
+    append(&mut spool, &w.flush(T0 + 8, false).unwrap());
+    indexer.tick().await.unwrap();
+    assert_eq!(status(store, blobs, good).await.commands, 2);
+    // Not followed again (that would clear its index and note the panic anew).
+    let b2 = status(store, blobs, bad).await;
+    assert_eq!((b2.state, b2.updated_at_us), (IndexState::Error, b.updated_at_us), "{b2:?}");
+    f.close().await;
+}
+
 /// Issue 14: a session prints 50 MB of numbered lines at a prompt. Followed live, a search
 /// meanwhile names it as not fully indexed; once sealed, every 10,000th line and the final
 /// marker are found, each at a moment its line was on the screen (from the output event
