@@ -3,7 +3,7 @@
 //! All of SQLite's SQL is here and in `sqlite/`: people, targets and grants (`access.rs`),
 //! sessions, channels, transfers and the ledger (`records.rs`), the audit trail and API
 //! tokens (`audit.rs`), command rows, keyframes and index progress (`indexing.rs`), the
-//! FTS5 search index (`search.rs`) and the rows `keepwatch migrate` copies (`copy.rs`). The
+//! FTS5 search index (`search.rs`, with what it is given of output in `trigrams.rs`) and the rows `keepwatch migrate` copies (`copy.rs`). The
 //! schema is `migrations/sqlite/`, applied by `sqlx::migrate!` at open.
 
 use std::time::Duration;
@@ -25,6 +25,7 @@ mod records;
 mod retention;
 mod search;
 mod tags;
+mod trigrams;
 mod web_logins;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

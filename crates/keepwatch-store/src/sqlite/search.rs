@@ -1,8 +1,9 @@
 //! Search on SQLite: an FTS5 index with the trigram tokenizer over command lines
 //! (`commands_fts`, external content over `commands`), so `/etc/sudoers` and `-rf` match
 //! inside words, case-insensitively; and one over output blocks (`output_fts`: contentless,
-//! no positions, so about a third of the text's size), asked for the blocks holding every
-//! trigram of the text, each confirmed in the block's (zstd) text. Queries shorter than
+//! no positions, so about a third of the text's size, given each block's distinct trigrams
+//! as tokens: `trigrams.rs`), asked for the blocks holding every trigram of the text, each
+//! confirmed in the block's (zstd) text. Queries shorter than
 //! three characters cannot use trigrams and scan (output: the newest blocks, bounded).
 //!
 //! Newest first means walking the index from the newest id down; `command_blocks` and
@@ -18,6 +19,8 @@ use crate::decode;
 use crate::error::At;
 use crate::rows::*;
 use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, widen_spans};
+
+use super::trigrams::{block_tokens, needle_tokens};
 
 /// Which ids' time spans to read.
 #[derive(Debug, Clone, Copy)]
@@ -41,9 +44,9 @@ impl TextIndex for Fts5Index {
         output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
         for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, text) ");
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, trigrams) ");
             insert.push_values(chunk, |mut row, (rowid, b)| {
-                row.push_bind(*rowid).push_bind(&b.text);
+                row.push_bind(*rowid).push_bind(block_tokens(&b.text));
             });
             insert.build().execute(&mut *conn).await?;
         }
@@ -144,12 +147,8 @@ impl TextIndex for Fts5Index {
     async fn query_output(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
         const OP: &str = "search output";
         let mut found = OutputSearch::new(q);
-        let pattern = found
-            .trigrams()
-            .iter()
-            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        // Tokens are digits and letters only: nothing in them needs quoting.
+        let pattern = needle_tokens(&q.text, 12).join(" AND ");
         // One round's candidates: the index's (or, for a text under three characters, every
         // block), newest first, each with its body only when it passes the filters. A person,
         // target, session or tag filter is applied to the candidates' ids first, against the
