@@ -135,6 +135,10 @@ impl Plan {
                 while chosen.len() < (marker.commands as u64).min(size.commands) as usize {
                     chosen.insert(rng.below(size.commands));
                 }
+                // In order: a set's own order differs from run to run, and the draws below
+                // would go to other commands (and the corpus differ) with the same seed.
+                let mut chosen: Vec<u64> = chosen.into_iter().collect();
+                chosen.sort_unstable();
                 for g in chosen {
                     plants.entry(g).or_default().push((m, rng.chance(0.5)));
                 }
