@@ -27,6 +27,10 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Watched from the start: a SIGTERM during startup (a service manager stopping it right
+    // after it started) is kept for the shutdown below, which seals what is live, instead of
+    // killing the process with the session tasks already accepting.
+    let mut signals = Signals::watch()?;
     if !dir.is_initialised() {
         dir.init(None, None).await?;
     }
@@ -248,7 +252,7 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
         beat_stop.clone(),
     ));
     tokio::select! {
-        r = wait_for_signal() => r?,
+        () = signals.recv() => {}
         _ = fenced.cancelled() => {}
     }
     beat_stop.cancel();
@@ -394,15 +398,28 @@ async fn beat(
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, watched (no longer fatal) from [`Signals::watch`] on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// Waits for either (one that came before this call counts).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// The running gateway as the web side sees it.

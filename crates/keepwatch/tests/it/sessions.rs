@@ -207,6 +207,42 @@ fn binary_data_passes_through_unchanged_both_ways() {
     assert!(env.kw(&["verify", "--all"]).status.success());
 }
 
+/// A SIGTERM while the gateway is still starting (a service manager stopping it right after
+/// starting it) is a clean stop: it is watched from the start of `run`, so startup finishes
+/// and the shutdown that seals live sessions runs. Before, it was watched only once every
+/// listener was serving, and a SIGTERM before that killed the process outright.
+#[test]
+fn a_sigterm_during_startup_is_a_clean_stop() {
+    use std::io::BufRead;
+    let mut env = TestEnv::new().start();
+    env.stop();
+    let mut child = env.run_command().spawn().unwrap();
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    // The first line of `run`'s own (after the store is open); recovery, the listeners and
+    // the rest of startup come after it.
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("keepwatch: node ") {
+            break;
+        }
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for line in log {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {seen}");
+    assert!(seen.contains("keepwatch: stopped"), "{seen}");
+}
+
 #[test]
 fn the_web_listener_answers_its_health_check() {
     use std::io::{Read, Write};

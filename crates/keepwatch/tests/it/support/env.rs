@@ -313,18 +313,7 @@ impl TestEnv {
     /// Starts `keepwatch run` on free ports (again after [`Self::stop`] or [`Self::kill9`]).
     pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "gateway already running");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(["run", "--ssh-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"])
-            .args(["--pg-listen", "127.0.0.1:0"])
-            .envs(self.env.iter().cloned())
-            .env("KEEPWATCH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.run_command().spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = self.log.clone();
         log.lock().unwrap().clear();
@@ -346,6 +335,25 @@ impl TestEnv {
         self.ssh_port = port_of("SSH gateway listening on");
         self.web_port = port_of("web listening on");
         self.pg_port = port_of("PostgreSQL gateway listening on");
+        // The last line of startup: what tests read of it (the key's fingerprint) is in.
+        wait_for("the gateway's signing key line", GATEWAY_TIMEOUT, || {
+            self.log.lock().unwrap().contains("keepwatch: signing key").then_some(())
+        });
+    }
+
+    /// `keepwatch run` on this data directory and free ports, its log to a pipe.
+    pub(crate) fn run_command(&self) -> Command {
+        let mut run = Command::new(env!("CARGO_BIN_EXE_keepwatch"));
+        run.arg("--data-dir")
+            .arg(self.data())
+            .args(["run", "--ssh-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"])
+            .args(["--pg-listen", "127.0.0.1:0"])
+            .envs(self.env.iter().cloned())
+            .env("KEEPWATCH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        run
     }
 
     fn pid(&self) -> u32 {
