@@ -65,6 +65,7 @@ impl Sqlite {
             })?;
         }
         let index = search::Fts5Index { pool: pool.clone() };
+        index.finish_rebuild().await?;
         Ok(Sqlite { pool, index })
     }
 

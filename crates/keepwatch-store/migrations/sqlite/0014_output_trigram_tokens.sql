@@ -8,9 +8,9 @@ CREATE VIRTUAL TABLE output_fts USING fts5 (
     trigrams, content = '', contentless_delete = 1, detail = 'none', tokenize = 'ascii'
 );
 
--- The blocks written before are not in the new index: every ended session is indexed again
--- from its recording by the indexer's catch-up, and reported as behind until then. Their
--- old blocks go now, so nothing is left that the index does not cover.
-DELETE FROM output_blocks;
-DELETE FROM output_spans;
-UPDATE index_state SET complete = 0 WHERE error IS NULL;
+-- The blocks written before are given to the new index from their own text when the store
+-- is next opened (`Fts5Index::finish_rebuild`), a batch a transaction, from `next_id` up to
+-- `last_id`; the table goes when that is done. No recording is read again, so a session
+-- whose recording is gone or unreadable keeps what was indexed of it.
+CREATE TABLE output_fts_rebuild (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
+INSERT INTO output_fts_rebuild (next_id, last_id) SELECT 0, coalesce(max(id), -1) FROM output_blocks;

@@ -265,6 +265,92 @@ fn session_filter(q: &SearchQuery) -> Option<String> {
 }
 
 impl Fts5Index {
+    /// Gives `output_fts` the blocks written before migration 0014 changed what it holds
+    /// (`output_fts_rebuild` says which are left), from their stored text, a batch a
+    /// transaction: a process opening the store meanwhile goes on from where this one is.
+    /// A block whose text cannot be read is left out, and its session marked as not fully
+    /// indexed, so the indexer indexes it again from its recording.
+    pub(crate) async fn finish_rebuild(&self) -> Result<(), StoreError> {
+        const OP: &str = "rebuild output search index";
+        let pending = "SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'";
+        let left: i64 = sqlx::query_scalar(pending).fetch_one(&self.pool).await.at(OP, "")?;
+        if left == 0 {
+            return Ok(());
+        }
+        let mut announced = false;
+        loop {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, "")?;
+            let left: i64 = sqlx::query_scalar(pending).fetch_one(&mut *tx).await.at(OP, "")?;
+            if left == 0 {
+                return Ok(());
+            }
+            let (next, last): (i64, i64) =
+                sqlx::query_as("SELECT next_id, last_id FROM output_fts_rebuild")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .at(OP, "")?;
+            if !announced {
+                tracing::info!(
+                    from = next,
+                    to = last,
+                    "giving output blocks to the new search index"
+                );
+                announced = true;
+            }
+            let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT id, body FROM output_blocks WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+            )
+            .bind(next)
+            .bind(last)
+            .bind(super::indexing::BLOCKS_PER_STATEMENT as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .at(OP, "")?;
+            let Some(&(end, _)) = blocks.last() else {
+                sqlx::query("DROP TABLE output_fts_rebuild").execute(&mut *tx).await.at(OP, "")?;
+                tx.commit().await.at(OP, "")?;
+                tracing::info!("output search index rebuilt");
+                return Ok(());
+            };
+            let mut tokens = Vec::with_capacity(blocks.len());
+            for (id, body) in &blocks {
+                match crate::decode::unpack_text(body) {
+                    Ok(text) => tokens.push((*id, block_tokens(&text))),
+                    Err(e) => {
+                        tracing::warn!(
+                            block = id,
+                            "output block left out of the search index: {}: {}",
+                            e.what,
+                            e.detail
+                        );
+                        sqlx::query(
+                            "UPDATE index_state SET complete = 0 WHERE session_id = \
+                             (SELECT session_id FROM output_blocks WHERE id = ?)",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .at(OP, id)?;
+                    }
+                }
+            }
+            if !tokens.is_empty() {
+                let mut insert =
+                    sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, trigrams) ");
+                insert.push_values(&tokens, |mut row, (id, t)| {
+                    row.push_bind(*id).push_bind(t);
+                });
+                insert.build().execute(&mut *tx).await.at(OP, "")?;
+            }
+            sqlx::query("UPDATE output_fts_rebuild SET next_id = ?")
+                .bind(end + 1)
+                .execute(&mut *tx)
+                .await
+                .at(OP, "")?;
+            tx.commit().await.at(OP, "")?;
+        }
+    }
+
     /// The command ids that can hold commands started within the bounds (a superset, from
     /// `command_blocks`), or `None` when no command can.
     async fn id_range(

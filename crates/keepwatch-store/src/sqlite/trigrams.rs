@@ -50,22 +50,46 @@ pub(super) fn needle_tokens(needle: &str, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// The bits of [`SEEN`] one block set, cleared when it is done (however it ends, so a later
+/// block on the thread never finds a trigram of this one already seen).
+struct Seen<'a> {
+    bits: &'a mut [u64],
+    set: Vec<u32>,
+}
+
+impl Seen<'_> {
+    /// Whether ASCII trigram `key` is new to this block.
+    fn first(&mut self, key: u32) -> bool {
+        let (word, bit) = ((key >> 6) as usize, 1u64 << (key & 63));
+        let new = self.bits[word] & bit == 0;
+        if new {
+            self.bits[word] |= bit;
+            self.set.push(key);
+        }
+        new
+    }
+}
+
+impl Drop for Seen<'_> {
+    fn drop(&mut self) {
+        for &key in &self.set {
+            self.bits[(key >> 6) as usize] = 0;
+        }
+    }
+}
+
 /// Every trigram of `chars` once, as tokens, in the order they first occur.
 fn distinct(chars: impl Iterator<Item = u32>) -> String {
-    SEEN.with_borrow_mut(|seen| {
+    SEEN.with_borrow_mut(|bits| {
+        let mut seen = Seen { bits, set: Vec::new() };
         let mut out = String::new();
-        let mut set: Vec<u32> = Vec::new();
         let mut wide: HashSet<u64> = HashSet::new();
         let (mut a, mut b) = (u32::MAX, u32::MAX);
         for c in chars {
             if a != u32::MAX {
                 let t = [a, b, c];
                 if (a | b | c) < 0x80 {
-                    let key = (a << 14) | (b << 7) | c;
-                    let (word, bit) = ((key >> 6) as usize, 1u64 << (key & 63));
-                    if seen[word] & bit == 0 {
-                        seen[word] |= bit;
-                        set.push(key);
+                    if seen.first((a << 14) | (b << 7) | c) {
                         push_token(&mut out, t);
                     }
                 } else if wide.insert(wide_key(t)) {
@@ -73,9 +97,6 @@ fn distinct(chars: impl Iterator<Item = u32>) -> String {
                 }
             }
             (a, b) = (b, c);
-        }
-        for key in set {
-            seen[(key >> 6) as usize] = 0;
         }
         out
     })

@@ -115,3 +115,51 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
     check(&store, window(T0 + 47 * HOUR_US, T0 + 49 * HOUR_US), &["alice web echo new-1"]).await;
     store.close().await;
 }
+
+/// Migration 0014 changed what SQLite's output index holds (each block's distinct trigrams):
+/// the blocks written before it are given to the new index from their own stored text when
+/// the store opens, so their output is found at once, without reading a recording again. A
+/// block whose text cannot be read is left out and its session marked as not fully indexed
+/// (the indexer then indexes it again from its recording); the store still opens.
+#[tokio::test]
+async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    session(&db.store, "alice", "web", T0, &["cat notes => KW-before-0014 line"]).await;
+    let bad = session(&db.store, "bob", "db", T0, &["cat more => KW-unreadable line"]).await;
+    db.store.close().await;
+    sqlite_raw(
+        &db.sqlite_path(),
+        &format!(
+            "DROP TABLE output_fts; CREATE VIRTUAL TABLE output_fts USING fts5 (text, \
+             content = '', contentless_delete = 1, detail = 'none', tokenize = 'trigram'); \
+             DELETE FROM _sqlx_migrations WHERE version = 14; \
+             UPDATE output_blocks SET body = x'00' WHERE session_id = '{bad}';"
+        ),
+    )
+    .await;
+    for _ in 0..2 {
+        let store = db.reopen().await;
+        check(&store, text("kw-before-0014"), &["alice web cat notes > KW-before-0014 line"]).await;
+        store.close().await;
+    }
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db.sqlite_path())
+        .connect()
+        .await
+        .unwrap();
+    let complete: Vec<(String, bool)> =
+        sqlx::query_as("SELECT session_id, complete FROM index_state ORDER BY complete")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(complete.first(), Some(&(bad.to_string(), false)), "{complete:?}");
+    assert_eq!(complete.iter().filter(|(_, c)| *c).count(), 1, "{complete:?}");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0, "the rebuild is done with");
+    conn.close().await.unwrap();
+}
