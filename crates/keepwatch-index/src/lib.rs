@@ -52,8 +52,11 @@ pub enum IndexError {
     Store(#[from] StoreError),
     #[error("recording of session {id} cannot be read: {source}")]
     Recording { id: SessionId, source: ReadError },
-    #[error("indexing task failed: {0}")]
+    #[error("extracting the recording panicked: {0}")]
     Task(String),
+    /// The runtime is shutting down: nothing is wrong with the recording.
+    #[error("indexing task cancelled")]
+    Cancelled,
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -234,7 +237,9 @@ impl Follow {
                 (tail, session, r)
             })
             .await
-            .map_err(|e| IndexError::Task(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_panic() { IndexError::Task(e.to_string()) } else { IndexError::Cancelled }
+            })?;
             self.tail = tail;
             self.session = session;
             // The decompressor and chunk buffer are per read, not per follower: an idle
@@ -490,14 +495,15 @@ impl Indexer {
 
     /// Session `id` cannot be indexed: the error is noted on it and it is followed no more
     /// (a panic in extracting it too: it says nothing about the other sessions). A database
-    /// that failed is the exception: the same write may succeed at a later tick.
+    /// that failed, or a runtime shutting down, is the exception: a later tick tries again.
     async fn failed(&mut self, id: SessionId, e: IndexError) -> Result<(), IndexError> {
-        if e.is_store_down() {
+        if e.is_store_down() || matches!(e, IndexError::Cancelled) {
             return Err(e);
         }
         tracing::warn!("not indexing session {id}: {e}");
-        self.given_up.insert(id);
+        // Given up only once that is noted: until then a new follower tries again.
         self.store.set_index_error(id, &e.to_string()).await?;
+        self.given_up.insert(id);
         Ok(())
     }
 }

@@ -27,10 +27,6 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode> {
-    // Watched from the start: a SIGTERM during startup (a service manager stopping it right
-    // after it started) is kept for the shutdown below, which seals what is live, instead of
-    // killing the process with the session tasks already accepting.
-    let mut signals = Signals::watch()?;
     if !dir.is_initialised() {
         dir.init(None, None).await?;
     }
@@ -105,6 +101,11 @@ pub(crate) async fn run(dir: &DataDir, args: RunArgs) -> anyhow::Result<ExitCode
     ));
     let ssh_addr = args.ssh_listen.unwrap_or(cfg.ssh_listen.clone());
     let web_addr = args.web_listen.unwrap_or(cfg.web_listen.clone());
+    // Watched from before any session can be accepted: a SIGTERM from here on (a service
+    // manager stopping it just after starting it) waits for the shutdown below, which seals
+    // what is live. Before, it ends the process as always: nothing is live yet, and a long
+    // migration or recovery can still be interrupted.
+    let mut signals = Signals::watch()?;
     let ssh = TcpListener::bind(&ssh_addr)
         .await
         .with_context(|| format!("cannot listen for SSH on {ssh_addr}"))?;

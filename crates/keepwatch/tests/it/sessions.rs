@@ -208,9 +208,10 @@ fn binary_data_passes_through_unchanged_both_ways() {
 }
 
 /// A SIGTERM while the gateway is still starting (a service manager stopping it right after
-/// starting it) is a clean stop: it is watched from the start of `run`, so startup finishes
-/// and the shutdown that seals live sessions runs. Before, it was watched only once every
-/// listener was serving, and a SIGTERM before that killed the process outright.
+/// starting it) but already listening is a clean stop: it is watched from before the first
+/// listener, so startup finishes and the shutdown that seals live sessions runs. Before, it
+/// was watched only once the node was published, and a SIGTERM before that killed the
+/// process outright.
 #[test]
 fn a_sigterm_during_startup_is_a_clean_stop() {
     use std::io::BufRead;
@@ -219,13 +220,13 @@ fn a_sigterm_during_startup_is_a_clean_stop() {
     let mut child = env.run_command().spawn().unwrap();
     let mut log = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = String::new();
-    // The first line of `run`'s own (after the store is open); recovery, the listeners and
-    // the rest of startup come after it.
+    // The first listener's line: the others, publishing the node and the rest of startup
+    // come after it.
     for line in log.by_ref() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.starts_with("keepwatch: node ") {
+        if line.starts_with("keepwatch: SSH gateway listening on") {
             break;
         }
     }
