@@ -289,7 +289,7 @@ impl Fts5Index {
                     .fetch_one(&mut *tx)
                     .await
                     .at(OP, "")?;
-            if !announced {
+            if !announced && next <= last {
                 tracing::info!(
                     from = next,
                     to = last,
@@ -309,7 +309,9 @@ impl Fts5Index {
             let Some(&(end, _)) = blocks.last() else {
                 sqlx::query("DROP TABLE output_fts_rebuild").execute(&mut *tx).await.at(OP, "")?;
                 tx.commit().await.at(OP, "")?;
-                tracing::info!("output search index rebuilt");
+                if announced {
+                    tracing::info!("output search index rebuilt");
+                }
                 return Ok(());
             };
             let mut tokens = Vec::with_capacity(blocks.len());
