@@ -22,11 +22,12 @@ pub(crate) trait TextIndex {
     /// The connection the command rows are written on, inside their transaction.
     type Conn;
 
-    /// Indexes freshly inserted command rows (`(id, row)`, their command lines) and output
-    /// blocks (`(id, block)`), in their transaction.
+    /// Indexes `session`'s freshly inserted command rows (`(id, row)`, their command lines)
+    /// and output blocks (`(id, block)`), in their transaction.
     async fn add(
         &self,
         conn: &mut Self::Conn,
+        session: SessionId,
         rows: &[(i64, &CommandRow)],
         blocks: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error>;

@@ -99,7 +99,7 @@ impl Postgres {
             });
             insert.build().execute(&mut *tx).await.at(OP, session)?;
         }
-        self.index.add(&mut *tx, &added, &stored).await.at(OP, session)?;
+        self.index.add(&mut *tx, session, &added, &stored).await.at(OP, session)?;
         sqlx::query(
             "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
              VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (session_id) DO UPDATE SET \

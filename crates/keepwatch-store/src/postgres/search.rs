@@ -99,6 +99,7 @@ impl TextIndex for TrigramIndex {
     async fn add(
         &self,
         conn: &mut PgConnection,
+        _session: SessionId,
         _rows: &[(i64, &CommandRow)],
         blocks: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {

@@ -96,7 +96,7 @@ impl Sqlite {
             });
             insert.build().execute(&mut *tx).await.at(OP, session)?;
         }
-        self.index.add(&mut *tx, &added, &stored).await.at(OP, session)?;
+        self.index.add(&mut *tx, session, &added, &stored).await.at(OP, session)?;
         sqlx::query(
             "INSERT INTO index_state (session_id, complete, commands, error, updated_at_us) \
              VALUES (?, ?, ?, NULL, ?) ON CONFLICT (session_id) DO UPDATE SET \

@@ -2,8 +2,10 @@
 //! (`commands_fts`, external content over `commands`), so `/etc/sudoers` and `-rf` match
 //! inside words, case-insensitively; and one over output blocks (`output_fts`: contentless,
 //! no positions, so about a third of the text's size, given each block's distinct trigrams
-//! as tokens: `trigrams.rs`), asked for the blocks holding every trigram of the text, each
-//! confirmed in the block's (zstd) text. Queries shorter than
+//! as tokens, and a token of its session's person and one of its target: `trigrams.rs`),
+//! asked for the blocks holding every trigram of the text (and the person's or target's
+//! token, when the search names one), each confirmed in the block's (zstd) text. Queries
+//! shorter than
 //! three characters cannot use trigrams and scan (output: the newest blocks, bounded).
 //!
 //! Newest first means walking the index from the newest id down; `command_blocks` and
@@ -20,7 +22,7 @@ use crate::error::At;
 use crate::rows::*;
 use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, widen_spans};
 
-use super::trigrams::{block_tokens, needle_tokens};
+use super::trigrams::{block_tokens, needle_tokens, owner_tokens, person_token, target_token};
 
 /// Which ids' time spans to read.
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +42,24 @@ impl TextIndex for Fts5Index {
     async fn add(
         &self,
         conn: &mut SqliteConnection,
+        session: SessionId,
         rows: &[(i64, &CommandRow)],
         output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
+        let owner = if output.is_empty() {
+            String::new()
+        } else {
+            let (person, target): (String, String) =
+                sqlx::query_as("SELECT person, target FROM sessions WHERE id = ?")
+                    .bind(session.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?;
+            owner_tokens(&person, &target)
+        };
         for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, trigrams) ");
             insert.push_values(chunk, |mut row, (rowid, b)| {
-                row.push_bind(*rowid).push_bind(block_tokens(&b.text));
+                row.push_bind(*rowid).push_bind(format!("{} {owner}", block_tokens(&b.text)));
             });
             insert.build().execute(&mut *conn).await?;
         }
@@ -147,15 +160,24 @@ impl TextIndex for Fts5Index {
     async fn query_output(&self, q: &SearchQuery) -> Result<SearchAnswer, StoreError> {
         const OP: &str = "search output";
         let mut found = OutputSearch::new(q);
-        // Tokens are digits and letters only: nothing in them needs quoting.
-        let pattern = needle_tokens(&q.text, 12).join(" AND ");
+        // Tokens are digits and letters only: nothing in them needs quoting. A person or
+        // target filter is a token of the index too (`owner_tokens`), so the index offers
+        // only their blocks.
+        let mut tokens = needle_tokens(&q.text, 12);
+        let owners_in_index = !tokens.is_empty();
+        if owners_in_index {
+            tokens.extend(q.person.as_deref().map(person_token));
+            tokens.extend(q.target.as_deref().map(target_token));
+        }
+        let pattern = tokens.join(" AND ");
         // One round's candidates: the index's (or, for a text under three characters, every
-        // block), newest first, each with its body only when it passes the filters. A person,
-        // target, session or tag filter is applied to the candidates' ids first, against the
-        // set of those sessions' block ids (built once per statement from the narrow session
-        // index), so a block of another session costs no read of its row; `+` keeps SQLite
-        // from turning that set into one index lookup per id.
-        let sessions = session_filter(q);
+        // block), newest first, each with its body only when it passes the filters. A
+        // session or tag filter (and a person or target filter the index did not take) is
+        // applied to the candidates' ids first, against the set of those sessions' block ids
+        // (built once per statement from the narrow session index), so a block of another
+        // session costs no read of its row; `+` keeps SQLite from turning that set into one
+        // index lookup per id.
+        let sessions = session_filter(q, !owners_in_index);
         let allowed = |id: &str| match &sessions {
             Some(sessions) => format!(
                 " AND +{id} IN (SELECT id FROM output_blocks INDEXED BY output_blocks_session \
@@ -248,12 +270,13 @@ impl TextIndex for Fts5Index {
     }
 }
 
-/// The sessions a query's person (`?3`), target (`?4`), session (`?5`) and tag (`?8`)
-/// filters allow, as a subquery of constant text; `None` without such a filter.
-fn session_filter(q: &SearchQuery) -> Option<String> {
+/// The sessions a query's session (`?5`) and tag (`?8`) filters, and with `owners` its
+/// person (`?3`) and target (`?4`) filters, allow, as a subquery of constant text; `None`
+/// without such a filter.
+fn session_filter(q: &SearchQuery, owners: bool) -> Option<String> {
     let conditions: Vec<&str> = [
-        (q.person.is_some(), "person = ?3"),
-        (q.target.is_some(), "target = ?4"),
+        (owners && q.person.is_some(), "person = ?3"),
+        (owners && q.target.is_some(), "target = ?4"),
         (q.session.is_some(), "id = ?5"),
         (q.tag.is_some(), "id IN (SELECT session_id FROM session_tags WHERE tag = ?8)"),
     ]
@@ -264,9 +287,12 @@ fn session_filter(q: &SearchQuery) -> Option<String> {
         .then(|| format!("SELECT id FROM sessions WHERE {}", conditions.join(" AND ")))
 }
 
+/// A stored block as the rebuild reads it: id, body, and its session's person and target.
+type StoredBlock = (i64, Vec<u8>, Option<String>, Option<String>);
+
 impl Fts5Index {
-    /// Gives `output_fts` the blocks written before migration 0014 changed what it holds
-    /// (`output_fts_rebuild` says which are left), from their stored text, a batch a
+    /// Gives `output_fts` the blocks written before migrations 0014 and 0015 changed what it
+    /// holds (`output_fts_rebuild` says which are left), from their stored text, a batch a
     /// transaction: a process opening the store meanwhile goes on from where this one is.
     /// A block whose text cannot be read is left out, and its session marked as not fully
     /// indexed, so the indexer indexes it again from its recording.
@@ -297,8 +323,10 @@ impl Fts5Index {
                 );
                 announced = true;
             }
-            let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                "SELECT id, body FROM output_blocks WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+            let blocks: Vec<StoredBlock> = sqlx::query_as(
+                "SELECT b.id, b.body, s.person, s.target FROM output_blocks b \
+                 LEFT JOIN sessions s ON s.id = b.session_id \
+                 WHERE b.id >= ? AND b.id <= ? ORDER BY b.id LIMIT ?",
             )
             .bind(next)
             .bind(last)
@@ -306,7 +334,7 @@ impl Fts5Index {
             .fetch_all(&mut *tx)
             .await
             .at(OP, "")?;
-            let Some(&(end, _)) = blocks.last() else {
+            let Some(&(end, ..)) = blocks.last() else {
                 sqlx::query("DROP TABLE output_fts_rebuild").execute(&mut *tx).await.at(OP, "")?;
                 tx.commit().await.at(OP, "")?;
                 if announced {
@@ -315,9 +343,15 @@ impl Fts5Index {
                 return Ok(());
             };
             let mut tokens = Vec::with_capacity(blocks.len());
-            for (id, body) in &blocks {
+            for (id, body, person, target) in &blocks {
                 match crate::decode::unpack_text(body) {
-                    Ok(text) => tokens.push((*id, block_tokens(&text))),
+                    Ok(text) => {
+                        let owner = match (person, target) {
+                            (Some(person), Some(target)) => owner_tokens(person, target),
+                            _ => String::new(),
+                        };
+                        tokens.push((*id, format!("{} {owner}", block_tokens(&text))));
+                    }
                     Err(e) => {
                         tracing::warn!(
                             block = id,

@@ -50,6 +50,35 @@ pub(super) fn needle_tokens(needle: &str, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// The tokens every block of a session of `person` on `target` carries besides its
+/// trigrams (`x` and `y` and 13 digits of a hash of the name: never a trigram's token), so
+/// a search of one person's or one target's output asks the index for their blocks only,
+/// rather than walking every block holding the text and dropping the others'. A hash that
+/// two names share only offers more candidates: each is still checked against its session.
+pub(super) fn owner_tokens(person: &str, target: &str) -> String {
+    format!("{} {}", person_token(person), target_token(target))
+}
+
+/// The token of the blocks of `person`'s sessions.
+pub(super) fn person_token(person: &str) -> String {
+    name_token('x', person)
+}
+
+/// The token of the blocks of sessions on `target`.
+pub(super) fn target_token(target: &str) -> String {
+    name_token('y', target)
+}
+
+fn name_token(kind: char, name: &str) -> String {
+    let hash = blake3::hash(name.as_bytes());
+    let key = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+    let mut out = String::from(kind);
+    for i in (0..13).rev() {
+        out.push(DIGITS[((key >> (5 * i)) & 31) as usize] as char);
+    }
+    out
+}
+
 /// The bits of [`SEEN`] one block set, cleared when it is done (however it ends, so a later
 /// block on the thread never finds a trigram of this one already seen).
 struct Seen<'a> {
@@ -201,6 +230,12 @@ mod tests {
             assert!(t.bytes().all(|b| b.is_ascii_alphanumeric()), "{t}");
             assert!(t.len() == 5 || (t.len() == 14 && t.starts_with('w')), "{t}");
         }
+        for t in [person_token("alice"), target_token("web-01.fra")] {
+            assert!(t.bytes().all(|b| b.is_ascii_alphanumeric()), "{t}");
+            assert!(t.len() == 14 && (t.starts_with('x') || t.starts_with('y')), "{t}");
+        }
+        assert_ne!(person_token("alice"), target_token("alice"));
+        assert_ne!(person_token("alice"), person_token("Alice"));
         let mut all = HashSet::new();
         for t in [[0, 0, 0], [0x7f, 0x7f, 0x7f], [0x80, 0, 0], [0x10FFFF, 0x10FFFF, 0x10FFFF]] {
             let mut s = String::new();

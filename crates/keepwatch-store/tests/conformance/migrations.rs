@@ -140,6 +140,14 @@ async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade(
     for _ in 0..2 {
         let store = db.reopen().await;
         check(&store, text("kw-before-0014"), &["alice web cat notes > KW-before-0014 line"]).await;
+        // The rebuilt entries carry their session's person and target (migration 0015).
+        let alice_web = SearchQuery {
+            person: Some("alice".into()),
+            target: Some("web".into()),
+            ..text("kw-before-0014")
+        };
+        check(&store, alice_web.clone(), &["alice web cat notes > KW-before-0014 line"]).await;
+        check(&store, SearchQuery { target: Some("db".into()), ..alice_web }, &[]).await;
         store.close().await;
     }
     use sqlx::{ConnectOptions, Connection};

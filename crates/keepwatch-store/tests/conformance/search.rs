@@ -170,6 +170,11 @@ async fn filters(db: TestDb) {
     )
     .await;
     check(s, SearchQuery { person: Some("carol".into()), ..text("sudoers") }, &[]).await;
+    // Person and target together (on SQLite both are tokens of the output index).
+    let bob_db =
+        SearchQuery { person: Some("bob".into()), target: Some("db".into()), ..text("sudoers") };
+    check(s, bob_db.clone(), &["bob db ls > sudoers.d"]).await;
+    check(s, SearchQuery { person: Some("alice".into()), ..bob_db }, &[]).await;
     // Two characters: no trigram, a scan.
     check(s, text("rm"), &["bob db sudo rm -rf /tmp/x"]).await;
     db.close().await;
