@@ -64,6 +64,11 @@ pub(crate) struct SearchArgs {
     /// Write every timed query as `class<TAB>ms<TAB>hits<TAB>query` to this file.
     #[arg(long, value_name = "FILE")]
     raw: Option<PathBuf>,
+    /// Time only this class of query (repeat for more): word, rare, substring,
+    /// substring+user, substring+target, substring+time, commands-only. The queries are the
+    /// same as in a run of every class.
+    #[arg(long = "class", value_name = "CLASS", value_parser = Class::parse)]
+    classes: Vec<Class>,
 }
 
 /// A kind of query, timed separately.
@@ -99,6 +104,13 @@ impl Class {
             Class::ByTime => "substring+time",
             Class::CommandsOnly => "commands-only",
         }
+    }
+
+    fn parse(name: &str) -> Result<Class, String> {
+        Class::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+            format!("no class {name:?}; the classes are {}", names.join(", "))
+        })
     }
 
     fn describe(self) -> &'static str {
@@ -204,6 +216,9 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
         for (ci, queue) in queues.iter_mut().enumerate() {
             let Some(case) = queue.next() else { continue };
             let class = case.class;
+            if !args.classes.is_empty() && !args.classes.contains(&class) {
+                continue;
+            }
             let started = Instant::now();
             let hits = store
                 .search(&case.query)
@@ -232,7 +247,7 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<()> {
     store.close().await;
 
     let mut rows = Vec::new();
-    for (class, timed, wrong) in &results {
+    for (class, timed, wrong) in results.iter().filter(|(_, timed, _)| !timed.is_empty()) {
         let mut ms: Vec<f64> = timed.iter().map(|t| t.ms).collect();
         ms.sort_by(f64::total_cmp);
         let (p50, p99, max) = (percentile(&ms, 0.50), percentile(&ms, 0.99), ms[ms.len() - 1]);
