@@ -441,9 +441,31 @@ pub(crate) fn pack_text(text: &str) -> Vec<u8> {
         .unwrap_or_else(|_| unreachable!("in-memory zstd"))
 }
 
+/// The text of an output block [`pack_text`] made. A search reads thousands of blocks, so
+/// each thread keeps one decompression context, and the text gets the room its frame says
+/// it needs (a frame that says more than the bound, or nothing, gets the bound; one that
+/// says less than it holds fails, as a block the store did not write).
 pub(crate) fn unpack_text(body: &[u8]) -> Result<String, BadValue> {
     // A block is at most a few hundred KiB of text: more is not a block the store wrote.
-    let bytes = zstd::bulk::decompress(body, 4 << 20)
+    const MOST: usize = 4 << 20;
+    thread_local! {
+        static UNPACKER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let room = match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(Some(size)) => usize::try_from(size).unwrap_or(MOST).min(MOST),
+        _ => MOST,
+    };
+    let bytes = UNPACKER
+        .with_borrow_mut(|unpacker| {
+            if unpacker.is_none() {
+                *unpacker = zstd::bulk::Decompressor::new().ok();
+            }
+            match unpacker {
+                Some(u) => u.decompress(body, room),
+                None => zstd::bulk::decompress(body, room),
+            }
+        })
         .map_err(|e| BadValue::new("output_blocks.body", e))?;
     String::from_utf8(bytes).map_err(|e| BadValue::new("output_blocks.body", e))
 }
@@ -529,4 +551,26 @@ pub(crate) fn hold(r: &impl Cols) -> Result<HoldRow, BadValue> {
         placed_at_us: r.int("placed_at_us")?,
         released,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pack_text, unpack_text};
+
+    #[test]
+    fn packed_text_unpacks_whatever_came_before_on_the_thread() {
+        let big = "0123456789abcdef\n".repeat(64 * 1024);
+        let texts = ["", "one line\n", "Σίσυφος ─┼─ 日本語\n", big.as_str()];
+        for text in texts {
+            let body = pack_text(text);
+            assert_eq!(unpack_text(&body).unwrap(), text);
+            // A bad body fails on its own and leaves the thread's context fit for the next.
+            assert!(unpack_text(&body[..body.len() / 2]).is_err());
+            assert!(unpack_text(b"not zstd at all").is_err());
+            assert_eq!(unpack_text(&body).unwrap(), text);
+        }
+        // More than a block can be is refused, however it is packed.
+        let huge = "x".repeat((4 << 20) + 1);
+        assert!(unpack_text(&pack_text(&huge)).is_err());
+    }
 }
