@@ -304,6 +304,8 @@ impl Fts5Index {
             return Ok(());
         }
         let mut announced = false;
+        // A store of many GB takes minutes: say how far it is every so often.
+        let mut said_at = std::time::Instant::now();
         loop {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, "")?;
             let left: i64 = sqlx::query_scalar(pending).fetch_one(&mut *tx).await.at(OP, "")?;
@@ -322,6 +324,13 @@ impl Fts5Index {
                     "giving output blocks to the new search index"
                 );
                 announced = true;
+            } else if said_at.elapsed() >= std::time::Duration::from_secs(10) {
+                tracing::info!(
+                    at = next,
+                    to = last,
+                    "still giving output blocks to the search index"
+                );
+                said_at = std::time::Instant::now();
             }
             let blocks: Vec<StoredBlock> = sqlx::query_as(
                 "SELECT b.id, b.body, s.person, s.target FROM output_blocks b \
