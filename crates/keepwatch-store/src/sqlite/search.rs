@@ -46,16 +46,18 @@ impl TextIndex for Fts5Index {
         rows: &[(i64, &CommandRow)],
         output: &[(i64, &OutputBlock)],
     ) -> Result<(), sqlx::Error> {
-        let owner = if output.is_empty() {
-            String::new()
+        // A session removed meanwhile (retention) has no owner: its blocks, like its rows,
+        // are found by no search, as before the tokens.
+        let owner: Option<(String, String)> = if output.is_empty() {
+            None
         } else {
-            let (person, target): (String, String) =
-                sqlx::query_as("SELECT person, target FROM sessions WHERE id = ?")
-                    .bind(session.to_string())
-                    .fetch_one(&mut *conn)
-                    .await?;
-            owner_tokens(&person, &target)
+            sqlx::query_as("SELECT person, target FROM sessions WHERE id = ?")
+                .bind(session.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
         };
+        let owner =
+            owner.map_or_else(String::new, |(person, target)| owner_tokens(&person, &target));
         for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, trigrams) ");
             insert.push_values(chunk, |mut row, (rowid, b)| {
