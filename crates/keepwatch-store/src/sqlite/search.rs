@@ -22,7 +22,7 @@ use crate::error::At;
 use crate::rows::*;
 use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, widen_spans};
 
-use super::trigrams::{block_tokens, needle_tokens, owner_tokens, person_token, target_token};
+use super::trigrams::{block_entry, needle_tokens, person_token, target_token};
 
 /// Which ids' time spans to read.
 #[derive(Debug, Clone, Copy)]
@@ -56,12 +56,11 @@ impl TextIndex for Fts5Index {
                 .fetch_optional(&mut *conn)
                 .await?
         };
-        let owner =
-            owner.map_or_else(String::new, |(person, target)| owner_tokens(&person, &target));
+        let owner = owner.as_ref().map(|(person, target)| (person.as_str(), target.as_str()));
         for chunk in output.chunks(super::indexing::BLOCKS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new("INSERT INTO output_fts (rowid, trigrams) ");
             insert.push_values(chunk, |mut row, (rowid, b)| {
-                row.push_bind(*rowid).push_bind(format!("{} {owner}", block_tokens(&b.text)));
+                row.push_bind(*rowid).push_bind(block_entry(&b.text, owner));
             });
             insert.build().execute(&mut *conn).await?;
         }
@@ -357,11 +356,8 @@ impl Fts5Index {
             for (id, body, person, target) in &blocks {
                 match crate::decode::unpack_text(body) {
                     Ok(text) => {
-                        let owner = match (person, target) {
-                            (Some(person), Some(target)) => owner_tokens(person, target),
-                            _ => String::new(),
-                        };
-                        tokens.push((*id, format!("{} {owner}", block_tokens(&text))));
+                        let owner = person.as_deref().zip(target.as_deref());
+                        tokens.push((*id, block_entry(&text, owner)));
                     }
                     Err(e) => {
                         tracing::warn!(

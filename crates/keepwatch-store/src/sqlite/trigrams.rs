@@ -28,7 +28,7 @@ thread_local! {
 }
 
 /// The distinct trigrams of `text` (folded), as tokens separated by spaces.
-pub(super) fn block_tokens(text: &str) -> String {
+fn block_tokens(text: &str) -> String {
     if text.is_ascii() {
         distinct(text.bytes().map(|b| u32::from(b.to_ascii_lowercase())))
     } else {
@@ -50,13 +50,26 @@ pub(super) fn needle_tokens(needle: &str, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// What `output_fts` is given for a block of `text`: its distinct trigrams and, when its
+/// session is known (`owner`: person and target), [`owner_tokens`].
+pub(super) fn block_entry(text: &str, owner: Option<(&str, &str)>) -> String {
+    let mut entry = block_tokens(text);
+    if let Some((person, target)) = owner {
+        for token in owner_tokens(person, target) {
+            entry.push(' ');
+            entry.push_str(&token);
+        }
+    }
+    entry
+}
+
 /// The tokens every block of a session of `person` on `target` carries besides its
 /// trigrams (`x` and `y` and 13 digits of a hash of the name: never a trigram's token), so
 /// a search of one person's or one target's output asks the index for their blocks only,
 /// rather than walking every block holding the text and dropping the others'. A hash that
 /// two names share only offers more candidates: each is still checked against its session.
-pub(super) fn owner_tokens(person: &str, target: &str) -> String {
-    format!("{} {}", person_token(person), target_token(target))
+fn owner_tokens(person: &str, target: &str) -> [String; 2] {
+    [person_token(person), target_token(target)]
 }
 
 /// The token of the blocks of `person`'s sessions.
@@ -73,9 +86,7 @@ fn name_token(kind: char, name: &str) -> String {
     let hash = blake3::hash(name.as_bytes());
     let key = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
     let mut out = String::from(kind);
-    for i in (0..13).rev() {
-        out.push(DIGITS[((key >> (5 * i)) & 31) as usize] as char);
-    }
+    push_digits(&mut out, key, 13);
     out
 }
 
@@ -148,6 +159,11 @@ fn push_token(out: &mut String, t: [u32; 3]) {
         out.push('w');
         (wide_key(t), 13)
     };
+    push_digits(out, key, digits);
+}
+
+/// Appends the low `digits` base-32 digits of `key`, most significant first.
+fn push_digits(out: &mut String, key: u64, digits: u32) {
     for i in (0..digits).rev() {
         out.push(DIGITS[((key >> (5 * i)) & 31) as usize] as char);
     }
