@@ -316,7 +316,8 @@ async fn cleared_sessions_are_not_found(db: TestDb) {
 /// Hits on both sides of PostgreSQL's first window (the newest 8,192 ids, walked in order
 /// before one statement searches the older ids, `postgres/search.rs`) come out in order, a
 /// limit reached exactly at the boundary stops there, and the rest continue below it; a
-/// person filter finds its one command below the window. On SQLite there is no window and the
+/// person filter finds its one command below the window, and another person's hits on both
+/// sides of it, newest first. On SQLite there is no window and the
 /// answers must be the same.
 async fn hits_across_id_windows(db: TestDb) {
     const FIRST_WINDOW: usize = 8192;
@@ -368,6 +369,12 @@ async fn hits_across_id_windows(db: TestDb) {
     .await;
     // A rare text in the oldest window only.
     check(s, text("needle-8291"), &["alice web echo needle-8291"]).await;
+    // Filtered (PostgreSQL walks windows of ids over the person's commands): the limit met
+    // by the first window, then across the boundary, then everything.
+    let alice = |limit: u32| SearchQuery { limit, person: Some("alice".into()), ..text("needle-") };
+    assert_eq!(found(s.search(&alice(3)).await.unwrap()), all[..3]);
+    assert_eq!(found(s.search(&alice(4)).await.unwrap()), all[..4]);
+    assert_eq!(found(s.search(&alice(20)).await.unwrap()), all);
     db.close().await;
 }
 
