@@ -466,6 +466,36 @@ async fn output_hits_across_windows(db: TestDb) {
     db.close().await;
 }
 
+/// More hits below PostgreSQL's first window than one page of blocks (256; a search through
+/// the trigram index alone reads the rest a page at a time): every one found, newest first,
+/// up to the limit.
+async fn output_hits_over_more_than_a_page(db: TestDb) {
+    let s = &db.store;
+    let id = session(s, "alice", "web", T0, &["cat big"]).await;
+    // The newest 300 blocks hold filler only; the 400 below them the text.
+    let blocks: Vec<OutputBlock> = (0..700)
+        .map(|b| {
+            let at = 1_000_000 + b as u64 * 1000;
+            let line = if b < 400 { format!("kw-page-marker {b}") } else { format!("filler {b}") };
+            OutputBlock {
+                channel: 0,
+                at_us: T0 + at as i64,
+                start_offset_us: at,
+                end_offset_us: at,
+                text: format!("{line}\n"),
+                marks: vec![(0, at)],
+            }
+        })
+        .collect();
+    s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
+    let q = SearchQuery { limit: 300, ..text("kw-page-marker") };
+    let hits = s.search(&q).await.unwrap().hits;
+    let got: Vec<&str> = hits.iter().map(|h| h.snippet.as_str()).collect();
+    let expected: Vec<String> = (100..400).rev().map(|b| format!("«kw-page-marker» {b}")).collect();
+    assert_eq!(got, expected);
+    db.close().await;
+}
+
 /// Output time bounds stay right when block ids are not in time order (an old session's
 /// output indexed after newer output, over more than one span of 1024 ids) and when a block's
 /// lines span hours (its last line, not its first, decides for a late bound).
@@ -543,6 +573,7 @@ async fn output_time_bounds_cover_output_indexed_late(db: TestDb) {
 conformance!(
     output_time_bounds_cover_output_indexed_late,
     output_hits_across_windows,
+    output_hits_over_more_than_a_page,
     every_output_line_at_its_moment,
     filters,
     exact_substrings_any_case,
