@@ -49,8 +49,11 @@ use crate::search::{OutputSearch, SPAN_BITS, TextIndex, block_times, like_substr
 
 /// Ids walked in order before falling back to the trigram indexes.
 const FIRST_WINDOW: i64 = 8192;
-/// Output blocks read newest first in id order before the trigram index takes over.
+/// Output blocks read newest first in id order before the trigram index takes over; and the
+/// blocks of a page, when the trigram index is read a page at a time.
 const FIRST_BLOCKS: i64 = 256;
+/// The most output blocks one statement returns (4 MiB of text, at 4 KiB a block).
+const WINDOW_ROWS: i64 = 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct TrigramIndex {
@@ -79,11 +82,8 @@ macro_rules! search_select {
 
 /// One window of output blocks holding the text, newest first; `$1` is the pattern, `$2` <
 /// id <= `$3` the window, `$4`..`$9` the filters; `$matches` tests the text, and may test
-/// `$10`, the filtered sessions' ids; `$limit` may bound the rows by `$10`.
+/// `$10`, the filtered sessions' ids; `$limit` bounds the rows by the parameter after those.
 macro_rules! output_window {
-    ($matches:literal) => {
-        output_window!($matches, "")
-    };
     ($matches:literal, $limit:literal) => {
         concat!(
             "SELECT b.id, b.session_id, b.channel, b.at_us, b.start_offset_us, \
@@ -314,9 +314,13 @@ impl TextIndex for TrigramIndex {
                 }
             }
             if steer && round == 1 {
-                let explain = concat!("EXPLAIN ", output_window!("b.text ILIKE $1 ESCAPE '\\'"));
+                let explain = concat!(
+                    "EXPLAIN ",
+                    output_window!("b.text ILIKE $1 ESCAPE '\\'", " LIMIT $10")
+                );
                 let plan: Vec<String> =
                     bind_window!(sqlx::query_scalar(explain), pattern, low, high, q)
+                        .bind(WINDOW_ROWS)
                         .fetch_all(&mut *tx)
                         .await
                         .at(OP, &q.text)?;
@@ -335,20 +339,20 @@ impl TextIndex for TrigramIndex {
             let sql = if sessions.is_some() {
                 output_window!(
                     "b.session_id = ANY($10) AND CASE WHEN b.session_id = ANY($10) \
-                     THEN b.text ILIKE $1 ESCAPE '\\' END"
+                     THEN b.text ILIKE $1 ESCAPE '\\' END",
+                    " LIMIT $11"
                 )
-            } else if paged {
-                output_window!("b.text ILIKE $1 ESCAPE '\\'", " LIMIT $10")
             } else {
-                output_window!("b.text ILIKE $1 ESCAPE '\\'")
+                output_window!("b.text ILIKE $1 ESCAPE '\\'", " LIMIT $10")
             };
+            // A statement holds at most a page of blocks in memory, however many of a wide
+            // window hold the text.
+            let page = if paged { FIRST_BLOCKS } else { WINDOW_ROWS };
             let mut query = bind_window!(sqlx::query(sql), pattern, low, high, q);
             if let Some(ids) = &sessions {
                 query = query.bind(ids);
-            } else if paged {
-                query = query.bind(FIRST_BLOCKS);
             }
-            let rows = query.fetch_all(&mut *tx).await.at(OP, &q.text)?;
+            let rows = query.bind(page).fetch_all(&mut *tx).await.at(OP, &q.text)?;
             for r in &rows {
                 if let Some(c) = decode::output_candidate(r, false).at(OP, &q.text)? {
                     found.confirm(&c);
@@ -356,7 +360,7 @@ impl TextIndex for TrigramIndex {
             }
             high = match rows.last() {
                 // A full page: the rest lies below its oldest block.
-                Some(oldest) if paged && rows.len() as i64 == FIRST_BLOCKS => {
+                Some(oldest) if rows.len() as i64 == page => {
                     oldest.try_get::<i64, _>("id").at(OP, &q.text)? - 1
                 }
                 _ => low,

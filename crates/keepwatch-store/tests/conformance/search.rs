@@ -466,17 +466,17 @@ async fn output_hits_across_windows(db: TestDb) {
     db.close().await;
 }
 
-/// More hits below PostgreSQL's first window than one page of blocks (256; a search through
-/// the trigram index alone reads the rest a page at a time): every one found, newest first,
-/// up to the limit.
+/// More hits below PostgreSQL's first window than one statement returns (a page of 256
+/// blocks through the trigram index alone, at most 1,024 otherwise): every one found, newest
+/// first, up to the limit, filtered or not.
 async fn output_hits_over_more_than_a_page(db: TestDb) {
     let s = &db.store;
     let id = session(s, "alice", "web", T0, &["cat big"]).await;
-    // The newest 300 blocks hold filler only; the 400 below them the text.
-    let blocks: Vec<OutputBlock> = (0..700)
+    // The newest 300 blocks hold filler only; the 1,100 below them the text.
+    let blocks: Vec<OutputBlock> = (0..1400)
         .map(|b| {
             let at = 1_000_000 + b as u64 * 1000;
-            let line = if b < 400 { format!("kw-page-marker {b}") } else { format!("filler {b}") };
+            let line = if b < 1100 { format!("kw-page-marker {b}") } else { format!("filler {b}") };
             OutputBlock {
                 channel: 0,
                 at_us: T0 + at as i64,
@@ -488,11 +488,13 @@ async fn output_hits_over_more_than_a_page(db: TestDb) {
         })
         .collect();
     s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
-    let q = SearchQuery { limit: 300, ..text("kw-page-marker") };
-    let hits = s.search(&q).await.unwrap().hits;
-    let got: Vec<&str> = hits.iter().map(|h| h.snippet.as_str()).collect();
-    let expected: Vec<String> = (100..400).rev().map(|b| format!("«kw-page-marker» {b}")).collect();
-    assert_eq!(got, expected);
+    let expected: Vec<String> = (0..1100).rev().map(|b| format!("«kw-page-marker» {b}")).collect();
+    for person in [None, Some("alice".to_owned())] {
+        let q = SearchQuery { limit: 1100, person: person.clone(), ..text("kw-page-marker") };
+        let hits = s.search(&q).await.unwrap().hits;
+        let got: Vec<&str> = hits.iter().map(|h| h.snippet.as_str()).collect();
+        assert_eq!(got, expected, "{person:?}");
+    }
     db.close().await;
 }
 
