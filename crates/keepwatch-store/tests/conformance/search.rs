@@ -428,6 +428,24 @@ async fn every_output_line_at_its_moment(db: TestDb) {
     db.close().await;
 }
 
+/// `n` output blocks of one line each, `line(b)` for block `b`, a millisecond apart from 1 s
+/// into the session (block ids follow `b`).
+fn one_line_blocks(n: usize, line: impl Fn(usize) -> String) -> Vec<OutputBlock> {
+    (0..n)
+        .map(|b| {
+            let at = 1_000_000 + b as u64 * 1000;
+            OutputBlock {
+                channel: 0,
+                at_us: T0 + at as i64,
+                start_offset_us: at,
+                end_offset_us: at,
+                text: format!("{}\n", line(b)),
+                marks: vec![(0, at)],
+            }
+        })
+        .collect()
+}
+
 /// Output blocks on both sides of PostgreSQL's first window (the newest 256 blocks, read in
 /// id order before the trigram index takes over): a rare text is found in every block that
 /// holds it, newest first, and a common one stops at the limit in the newest blocks.
@@ -435,20 +453,10 @@ async fn output_hits_across_windows(db: TestDb) {
     let s = &db.store;
     let id = session(s, "alice", "web", T0, &["cat big"]).await;
     let needles = [0usize, 299, 599];
-    let blocks: Vec<OutputBlock> = (0..600)
-        .map(|b| {
-            let at = 1_000_000 + b as u64 * 1000;
-            let line = if needles.contains(&b) { "kwneedle" } else { "filler" };
-            OutputBlock {
-                channel: 0,
-                at_us: T0 + at as i64,
-                start_offset_us: at,
-                end_offset_us: at,
-                text: format!("{line} {b} common\n"),
-                marks: vec![(0, at)],
-            }
-        })
-        .collect();
+    let blocks = one_line_blocks(600, |b| {
+        let line = if needles.contains(&b) { "kwneedle" } else { "filler" };
+        format!("{line} {b} common")
+    });
     s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
     check(
         s,
@@ -473,20 +481,9 @@ async fn output_hits_over_more_than_a_page(db: TestDb) {
     let s = &db.store;
     let id = session(s, "alice", "web", T0, &["cat big"]).await;
     // The newest 300 blocks hold filler only; the 1,100 below them the text.
-    let blocks: Vec<OutputBlock> = (0..1400)
-        .map(|b| {
-            let at = 1_000_000 + b as u64 * 1000;
-            let line = if b < 1100 { format!("kw-page-marker {b}") } else { format!("filler {b}") };
-            OutputBlock {
-                channel: 0,
-                at_us: T0 + at as i64,
-                start_offset_us: at,
-                end_offset_us: at,
-                text: format!("{line}\n"),
-                marks: vec![(0, at)],
-            }
-        })
-        .collect();
+    let blocks = one_line_blocks(1400, |b| {
+        if b < 1100 { format!("kw-page-marker {b}") } else { format!("filler {b}") }
+    });
     s.add_commands(id, &[], &blocks, IndexProgress::Complete).await.unwrap();
     let expected: Vec<String> = (0..1100).rev().map(|b| format!("«kw-page-marker» {b}")).collect();
     for person in [None, Some("alice".to_owned())] {
