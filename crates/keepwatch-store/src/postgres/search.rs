@@ -60,25 +60,15 @@ pub(crate) struct TrigramIndex {
     pub(crate) pool: PgPool,
 }
 
-/// The hits and their sessions; `$1` is the pattern, `$2`..`$7` the filters, `$8` the limit,
-/// `$9` < id <= `$10` the window, `$11` the tag.
-macro_rules! search_select {
-    ($matches:literal) => {
-        concat!(
-            "SELECT c.*, s.person, s.target FROM commands c JOIN sessions s ON s.id = c.session_id \
-             WHERE ",
-            $matches,
-            " AND c.id > $9 AND c.id <= $10 \
-             AND ($2::text IS NULL OR c.session_id IN (SELECT id FROM sessions WHERE person = $2)) \
-             AND ($3::text IS NULL OR c.session_id IN (SELECT id FROM sessions WHERE target = $3)) \
-             AND ($4::text IS NULL OR c.session_id = $4) AND ($5::bigint IS NULL OR c.at_us >= $5) \
-             AND ($6::bigint IS NULL OR c.at_us <= $6) \
-             AND (NOT $7 OR c.kind IN ('shell', 'exec', 'stdin')) \
-             AND ($11::text IS NULL OR c.session_id IN (SELECT session_id FROM session_tags WHERE tag = $11)) \
-             ORDER BY c.id DESC LIMIT $8"
-        )
-    };
-}
+/// The hits of an unfiltered or time-bounded search among commands `$6` < id <= `$7`, newest
+/// first; `$1` is the pattern, `$2`/`$3` the time bounds, `$4` commands only, `$5` the limit.
+/// (A person, target, session or tag filter takes [`TrigramIndex::sessions_windows`].)
+const COMMANDS_WINDOW: &str = "SELECT c.*, s.person, s.target FROM commands c \
+     JOIN sessions s ON s.id = c.session_id \
+     WHERE c.command ILIKE $1 ESCAPE '\\' AND c.id > $6 AND c.id <= $7 \
+     AND ($2::bigint IS NULL OR c.at_us >= $2) AND ($3::bigint IS NULL OR c.at_us <= $3) \
+     AND (NOT $4 OR c.kind IN ('shell', 'exec', 'stdin')) \
+     ORDER BY c.id DESC LIMIT $5";
 
 /// One window of output blocks holding the text, newest first; `$1` is the pattern, `$2` <
 /// id <= `$3` the window, `$4`..`$9` the filters; `$matches` tests the text, and may test
@@ -152,7 +142,6 @@ impl TextIndex for TrigramIndex {
 
     async fn query_commands(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         const OP: &str = "search";
-        let sql = search_select!("c.command ILIKE $1 ESCAPE '\\'");
         if q.limit == 0 {
             return Ok(Vec::new());
         }
@@ -163,13 +152,16 @@ impl TextIndex for TrigramIndex {
             .await
             .at(OP, &q.text)?;
         let mut hits = Vec::new();
-        if q.names_sessions() {
-            // Planned for the sessions at hand, not once for any (a generic plan cannot know
-            // how many ids `ANY` holds).
+        if q.is_filtered() {
+            // Planned for the values at hand, not once for any: a generic plan cannot know how
+            // many ids `ANY` holds, nor use `commands_at` for `$2::bigint IS NULL OR c.at_us >=
+            // $2` (6.4 s for one time-bounded search where the custom plan took 1 s).
             sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
                 .execute(&mut *tx)
                 .await
                 .at(OP, &q.text)?;
+        }
+        if q.names_sessions() {
             let ids = named_sessions(&mut tx, q).await.at(OP, &q.text)?;
             if !ids.is_empty() {
                 self.sessions_windows(&mut tx, q, &pattern, &ids, &mut hits).await?;
@@ -178,14 +170,7 @@ impl TextIndex for TrigramIndex {
             return Ok(hits);
         }
         let mut high = i64::MAX;
-        if q.is_filtered() {
-            // A time bound: planned for its values (a generic plan cannot use `commands_at`
-            // for `$5::bigint IS NULL OR c.at_us >= $5`; 6.4 s where the custom one took 1 s).
-            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-                .execute(&mut *tx)
-                .await
-                .at(OP, &q.text)?;
-        } else {
+        if !q.is_filtered() {
             let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM commands")
                 .fetch_one(&mut *tx)
                 .await
@@ -196,14 +181,14 @@ impl TextIndex for TrigramIndex {
                 .execute(&mut *tx)
                 .await
                 .at(OP, &q.text)?;
-            self.window(&mut tx, sql, q, &pattern, (high, last), &mut hits).await?;
+            self.window(&mut tx, q, &pattern, (high, last), &mut hits).await?;
             sqlx::query("SET LOCAL enable_bitmapscan = on")
                 .execute(&mut *tx)
                 .await
                 .at(OP, &q.text)?;
         }
         if hits.len() < q.limit as usize {
-            self.window(&mut tx, sql, q, &pattern, (i64::MIN, high), &mut hits).await?;
+            self.window(&mut tx, q, &pattern, (i64::MIN, high), &mut hits).await?;
         }
         tx.commit().await.at(OP, &q.text)?;
         Ok(hits)
@@ -478,25 +463,20 @@ impl TrigramIndex {
     async fn window(
         &self,
         tx: &mut PgConnection,
-        sql: &'static str,
         q: &SearchQuery,
         pattern: &str,
         (low, high): (i64, i64),
         hits: &mut Vec<SearchHit>,
     ) -> Result<(), StoreError> {
         const OP: &str = "search";
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(COMMANDS_WINDOW)
             .bind(pattern)
-            .bind(&q.person)
-            .bind(&q.target)
-            .bind(q.session.map(|s| s.to_string()))
             .bind(q.since_us)
             .bind(q.until_us)
             .bind(q.commands_only)
             .bind(i64::from(q.limit) - hits.len() as i64)
             .bind(low)
             .bind(high)
-            .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
             .fetch_all(tx)
             .await
             .at(OP, &q.text)?;
