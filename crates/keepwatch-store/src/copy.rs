@@ -4,8 +4,8 @@
 //! The tables and their columns are listed once here, in an order where every row's foreign
 //! keys are copied before it; each backend reads (`sqlite/copy.rs`) or writes
 //! (`postgres/copy.rs`) them. What is derived from the copied rows is not copied but rebuilt
-//! by the target: SQLite's FTS5 indexes and `command_blocks`, PostgreSQL's trigram indexes and
-//! `output_spans`.
+//! by the target: SQLite's FTS5 indexes and `command_blocks`, PostgreSQL's trigram indexes,
+//! `command_spans` and `output_spans`.
 //! Output blocks' text is unpacked on the way (SQLite keeps it compressed, PostgreSQL as
 //! text under its trigram index).
 

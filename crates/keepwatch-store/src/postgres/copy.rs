@@ -16,8 +16,8 @@ use crate::sqlite::Sqlite;
 /// Bind parameters in one statement stay well under PostgreSQL's 65535.
 const MAX_PARAMS: usize = 30_000;
 
-/// The one table derived from the copied rows and not copied: rebuilt after the copy.
-const DERIVED: &str = "output_spans";
+/// The tables derived from the copied rows and not copied: rebuilt after the copy.
+const DERIVED: [&str; 2] = ["command_spans", "output_spans"];
 
 /// Whether the database at `url` holds no table but keepwatch's, and none of those a row.
 pub(crate) async fn is_empty(url: &str) -> Result<bool, StoreError> {
@@ -34,7 +34,10 @@ pub(crate) async fn is_empty(url: &str) -> Result<bool, StoreError> {
     .at(OP, &what)?;
     let mut empty = true;
     for name in &tables {
-        if name == "_sqlx_migrations" || NOT_COPIED.contains(&name.as_str()) || name == DERIVED {
+        if name == "_sqlx_migrations"
+            || NOT_COPIED.contains(&name.as_str())
+            || DERIVED.contains(&name.as_str())
+        {
             continue;
         }
         if !TABLES.iter().any(|t| t.name == name) {
@@ -113,7 +116,14 @@ impl Postgres {
             }
             report.tables.push((t.name, copied));
         }
-        // Derived, so rebuilt rather than copied: the output blocks' time spans.
+        // Derived, so rebuilt rather than copied: the commands' and output blocks' time spans.
+        sqlx::query(
+            "INSERT INTO command_spans (span, min_at_us, max_at_us) \
+             SELECT id >> 10, min(at_us), max(at_us) FROM commands GROUP BY id >> 10",
+        )
+        .execute(&mut *tx)
+        .await
+        .at(OP, "command_spans")?;
         sqlx::query(
             "INSERT INTO output_spans (span, min_at_us, max_at_us) \
              SELECT id >> 10, min(at_us), max(at_us + end_offset_us - start_offset_us) \

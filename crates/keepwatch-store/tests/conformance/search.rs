@@ -375,6 +375,25 @@ async fn hits_across_id_windows(db: TestDb) {
     assert_eq!(found(s.search(&alice(3)).await.unwrap()), all[..3]);
     assert_eq!(found(s.search(&alice(4)).await.unwrap()), all[..4]);
     assert_eq!(found(s.search(&alice(20)).await.unwrap()), all);
+    // Time-bounded (PostgreSQL walks the range of ids the bound's spans give, newest first,
+    // the newest FIRST_WINDOW of them apart): every alice command but the newest is within,
+    // more than a window's worth, and bob's is before it. The limit met in the first window,
+    // across the boundary, and past everything.
+    let newest_within = T0 + (n as i64 - 2) * 1_000_000;
+    let within = |limit: u32| SearchQuery {
+        limit,
+        since_us: Some(T0),
+        until_us: Some(newest_within),
+        ..text("needle-")
+    };
+    assert_eq!(found(s.search(&within(2)).await.unwrap()), all[1..3]);
+    assert_eq!(found(s.search(&within(4)).await.unwrap()), all[1..5]);
+    assert_eq!(found(s.search(&within(20)).await.unwrap()), all[1..]);
+    // A bound that holds only the oldest of alice's commands, and one only bob's.
+    let at =
+        |at_us: i64| SearchQuery { since_us: Some(at_us), until_us: Some(at_us), ..text("needle") };
+    check(s, at(T0), &["alice web echo needle-8291"]).await;
+    check(s, at(T0 - HOUR_US), &["bob db echo needle-bob"]).await;
     db.close().await;
 }
 
