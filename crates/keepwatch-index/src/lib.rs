@@ -283,6 +283,29 @@ pub struct Indexer {
     given_up: HashSet<SessionId>,
 }
 
+/// Drives [`Store::finish_index_rebuild`] to the end or until `shutdown` (each batch is its
+/// own transaction: the next start goes on from there), trying again a while after an error.
+async fn finish_rebuild(store: Store, shutdown: CancellationToken) {
+    const RETRY: Duration = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = store.finish_index_rebuild() => match r {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    "indexer: giving stored output back to the search index (tried again in \
+                     {}s): {e}",
+                    RETRY.as_secs()
+                ),
+            },
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
 impl Indexer {
     pub fn new(store: Store, blobs: BlobStore) -> Self {
         Indexer { store, blobs, followed: HashMap::new(), node: None, given_up: HashSet::new() }
@@ -296,19 +319,22 @@ impl Indexer {
     }
 
     /// Ticks every `every` until `shutdown`; errors are logged and the next tick retries.
+    /// Beside the ticks, gives the search index back what a schema upgrade took out of it
+    /// ([`Store::finish_index_rebuild`]), so neither waits for the other.
     pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
+        let rebuild = tokio::spawn(finish_rebuild(self.store.clone(), shutdown.clone()));
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
             // A tick can take long (a big recording caught up): shutting down does not wait
             // for it. What it wrote is whole (each write is one transaction); the rest is
             // indexed again from the recordings after the restart.
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 r = self.tick() => {
                     if let Err(e) = r {
                         tracing::warn!("indexer: {e}");
@@ -316,6 +342,7 @@ impl Indexer {
                 }
             }
         }
+        let _ = rebuild.await;
     }
 
     /// One round: live sessions brought up to date, sealed ones finished, missed ones

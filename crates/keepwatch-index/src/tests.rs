@@ -522,3 +522,68 @@ async fn catching_up_a_big_session_does_not_hold_up_a_live_one() {
     assert_eq!(store.search(&q).await.unwrap().hits.len(), 1);
     f.close().await;
 }
+
+/// After an upgrade that emptied SQLite's output index (migration 0015), the store opens at
+/// once and says which sessions' output is not searchable yet; `Indexer::run` gives it back
+/// from the stored blocks beside its ticks, after which it is found and nothing is behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_gives_stored_output_back_to_the_index_after_an_upgrade() {
+    let f = Fixture::new("index-rebuild").await;
+    let (blobs, id) = (&f.blobs, f.id);
+    let mut spool = blobs.spool().create(id, &[]).unwrap();
+    let mut w = RecordingWriter::new(f.start.clone(), f.key.clone());
+    open_shell(&mut w);
+    for e in [out(2, "$ "), typed(3, "cat notes\r"), out(4, "cat notes\r\nKW-GIVEN-BACK\r\n$ ")] {
+        w.push(&e);
+    }
+    append(&mut spool, &w.flush(T0 + 5, false).unwrap());
+    f.seal(w, &mut spool, 6).await;
+    f.tick_until_complete(&mut Indexer::new(f.store.clone(), blobs.clone()), id).await;
+    let q = SearchQuery { text: "kw-given-back".into(), limit: 5, ..SearchQuery::default() };
+    assert_eq!(f.store.search(&q).await.unwrap().hits.len(), 1);
+    f.store.close().await;
+
+    // The store as migration 0015 leaves it: an empty output index, every block to give.
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(f.dir.join("kw.db"))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TABLE output_fts; CREATE VIRTUAL TABLE output_fts USING fts5 (trigrams, \
+             content = '', contentless_delete = 1, detail = 'none', tokenize = 'ascii'); \
+             CREATE TABLE output_fts_rebuild (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL); \
+             INSERT INTO output_fts_rebuild SELECT 0, max(id) FROM output_blocks;",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let store = Store::open_sqlite(&f.dir.join("kw.db")).await.unwrap();
+    assert!(store.search(&q).await.unwrap().hits.is_empty());
+    assert_eq!(status(&store, blobs, id).await.state, IndexState::Behind);
+    let gaps = store.search_gaps(blobs, &q).await.unwrap();
+    assert_eq!(gaps.listed.iter().map(|g| g.session_id).collect::<Vec<_>>(), [id]);
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let every = std::time::Duration::from_secs(3600);
+    let run = tokio::spawn(Indexer::new(store.clone(), blobs.clone()).run(every, shutdown.clone()));
+    // The index says when it is done: the session is complete again.
+    let given = async {
+        while status(&store, blobs, id).await.state != IndexState::Complete {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), given)
+        .await
+        .expect("the stored output given back within a minute");
+    assert_eq!(store.search(&q).await.unwrap().hits.len(), 1);
+    assert!(store.search_gaps(blobs, &q).await.unwrap().is_empty());
+    shutdown.cancel();
+    run.await.unwrap();
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&f.dir);
+}

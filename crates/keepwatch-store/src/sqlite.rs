@@ -33,7 +33,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 #[derive(Debug, Clone)]
 pub(crate) struct Sqlite {
     pool: SqlitePool,
-    index: search::Fts5Index,
+    pub(crate) index: search::Fts5Index,
 }
 
 impl Sqlite {
@@ -64,8 +64,13 @@ impl Sqlite {
                 source: Box::new(e),
             })?;
         }
+        // What an upgrade took out of the output index is given back by
+        // `Store::finish_index_rebuild`, not here: at 10 GB of output that takes half an hour.
+        // A rebuild with nothing to give (a new store's) is done with at once.
         let index = search::Fts5Index { pool: pool.clone() };
-        index.finish_rebuild().await?;
+        if index.rebuild_left().await?.is_none() {
+            index.finish_rebuild().await?;
+        }
         Ok(Sqlite { pool, index })
     }
 

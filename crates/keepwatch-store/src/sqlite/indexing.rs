@@ -19,10 +19,35 @@ pub(super) const BLOCKS_PER_STATEMENT: usize = 256;
 
 /// Every session with what the indexer wrote for it (a macro, so the queries stay literal).
 macro_rules! status_select {
-    () => {
-        "SELECT s.id, s.person, s.target, s.status, i.complete, i.commands, i.error, i.updated_at_us, \
-         p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
-         LEFT JOIN index_progress p ON p.session_id = s.id"
+    ($pending:expr) => {
+        concat!(
+            "SELECT s.id, s.person, s.target, s.status, \
+             CASE WHEN ",
+            $pending,
+            " THEN 0 ELSE i.complete END AS complete, i.commands, i.error, i.updated_at_us, \
+             p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
+             LEFT JOIN index_progress p ON p.session_id = s.id"
+        )
+    };
+}
+
+/// Whether session `s` has output blocks with ids from `$from` to `$to` (the blocks the output
+/// index has not been given yet, while `Fts5Index::finish_rebuild` runs; an empty range
+/// otherwise): its output is not all searchable, so its index is not complete.
+macro_rules! rebuild_pending {
+    ($from:literal, $to:literal) => {
+        concat!(
+            "(",
+            $from,
+            " <= ",
+            $to,
+            " AND EXISTS (SELECT 1 FROM output_blocks b \
+             WHERE b.session_id = s.id AND b.id >= ",
+            $from,
+            " AND b.id <= ",
+            $to,
+            "))"
+        )
     };
 }
 
@@ -275,6 +300,7 @@ impl Sqlite {
     ) -> Result<Vec<IndexRow>, StoreError> {
         const OP: &str = "read index status";
         let everyone = SearchQuery::default();
+        let pending = self.index.rebuild_left().await?.unwrap_or((1, 0));
         let rows = match scope {
             IndexScope::Unfinished | IndexScope::UnfinishedFor(_) => {
                 let q = match scope {
@@ -282,8 +308,10 @@ impl Sqlite {
                     _ => &everyone,
                 };
                 sqlx::query(concat!(
-                    status_select!(),
-                    " WHERE (i.session_id IS NULL OR i.complete = 0 OR i.error IS NOT NULL) \
+                    status_select!(rebuild_pending!("?7", "?8")),
+                    " WHERE (i.session_id IS NULL OR i.complete = 0 OR i.error IS NOT NULL OR ",
+                    rebuild_pending!("?7", "?8"),
+                    ") \
                  AND (?1 IS NULL OR s.person = ?1) AND (?2 IS NULL OR s.target = ?2) \
                  AND (?3 IS NULL OR s.id = ?3) AND (?4 IS NULL OR s.started_at_us <= ?4) \
                  AND (?5 IS NULL OR s.ended_at_us IS NULL OR s.ended_at_us >= ?5) \
@@ -296,6 +324,8 @@ impl Sqlite {
                 .bind(q.until_us)
                 .bind(q.since_us)
                 .bind(q.tag.as_ref().map(|t| t.to_ascii_lowercase()))
+                .bind(pending.0)
+                .bind(pending.1)
                 .fetch_all(&self.pool)
                 .await
                 .at(OP, "")?
@@ -303,16 +333,21 @@ impl Sqlite {
             IndexScope::Sessions(ids) => {
                 let mut rows = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let row = sqlx::query(concat!(status_select!(), " WHERE s.id = ?"))
-                        .bind(id.to_string())
-                        .fetch_optional(&self.pool)
-                        .await
-                        .at(OP, id)?
-                        .ok_or_else(|| StoreError::NotFound {
-                            op: OP,
-                            kind: "session",
-                            id: id.to_string(),
-                        })?;
+                    let row = sqlx::query(concat!(
+                        status_select!(rebuild_pending!("?2", "?3")),
+                        " WHERE s.id = ?1"
+                    ))
+                    .bind(id.to_string())
+                    .bind(pending.0)
+                    .bind(pending.1)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .at(OP, id)?
+                    .ok_or_else(|| StoreError::NotFound {
+                        op: OP,
+                        kind: "session",
+                        id: id.to_string(),
+                    })?;
                     rows.push(row);
                 }
                 rows

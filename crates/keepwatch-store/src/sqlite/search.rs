@@ -292,9 +292,27 @@ fn session_filter(q: &SearchQuery, owners: bool) -> Option<String> {
 type StoredBlock = (i64, Vec<u8>, Option<String>, Option<String>);
 
 impl Fts5Index {
+    /// The ids of the output blocks `finish_rebuild` has yet to give the output index, while
+    /// there are any.
+    pub(crate) async fn rebuild_left(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        const OP: &str = "read index status";
+        let pending = "SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'";
+        let mut tx = self.pool.begin().await.at(OP, "")?;
+        let left: i64 = sqlx::query_scalar(pending).fetch_one(&mut *tx).await.at(OP, "")?;
+        if left == 0 {
+            return Ok(None);
+        }
+        let range = sqlx::query_as("SELECT next_id, last_id FROM output_fts_rebuild")
+            .fetch_optional(&mut *tx)
+            .await
+            .at(OP, "")?;
+        Ok(range.filter(|(next, last)| next <= last))
+    }
+
     /// Gives `output_fts` the blocks written before migrations 0014 and 0015 changed what it
     /// holds (`output_fts_rebuild` says which are left), from their stored text, a batch a
-    /// transaction: a process opening the store meanwhile goes on from where this one is.
+    /// transaction: another process driving it meanwhile goes on from where this one is
+    /// ([`crate::Store::finish_index_rebuild`]).
     /// A block whose text cannot be read is left out, and its session marked as not fully
     /// indexed, so the indexer indexes it again from its recording.
     pub(crate) async fn finish_rebuild(&self) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use keepwatch_core::{NodeId, SessionId};
 
-use super::{Store, dispatch, storable};
+use super::{Backend, Store, dispatch, storable};
 use crate::decode::IndexRow;
 use crate::rows::*;
 use crate::{BlobStore, StoreError};
@@ -136,6 +136,23 @@ impl Store {
             Cow::Borrowed(q)
         };
         dispatch!(self, b => b.search(&q).await)
+    }
+
+    /// Finishes giving the search index what a schema upgrade took out of it (SQLite's
+    /// output index after migrations 0014 and 0015: every output block written before, from
+    /// its stored text), a batch per transaction; returns at once when there is nothing to
+    /// do, and on PostgreSQL. Opening a store does not wait for it: `keepwatch run` drives it
+    /// in the background, any process may (each goes on from where the last stopped), and
+    /// meanwhile the sessions whose output is not in the index yet are not complete in
+    /// [`Store::index_status`] and [`Store::search_gaps`].
+    ///
+    /// # Errors
+    /// Database failures; what was given before stays given.
+    pub async fn finish_index_rebuild(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.index.finish_rebuild().await,
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
     /// The sessions a search `q` could match whose index is not complete (live, not caught

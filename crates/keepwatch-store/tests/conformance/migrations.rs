@@ -3,7 +3,7 @@
 //! it had migrations opens unchanged, its rows and search index intact.
 
 use keepwatch_core::Role;
-use keepwatch_store::{SearchQuery, Store};
+use keepwatch_store::{BlobStore, IndexState, SearchQuery, Store};
 
 use crate::search::{HOUR_US, T0, check, session, text};
 use crate::support::{Backend, TestDb, conformance};
@@ -117,14 +117,16 @@ async fn sqlite_time_bounds_in_a_database_indexed_before_command_blocks() {
 }
 
 /// Migration 0014 changed what SQLite's output index holds (each block's distinct trigrams):
-/// the blocks written before it are given to the new index from their own stored text when
-/// the store opens, so their output is found at once, without reading a recording again. A
-/// block whose text cannot be read is left out and its session marked as not fully indexed
-/// (the indexer then indexes it again from its recording); the store still opens.
+/// the blocks written before it are given to the new index from their own stored text
+/// (`finish_index_rebuild`, which the store's opening does not wait for), so their output is
+/// found without reading a recording again. Until then their sessions are not complete in
+/// the index status and a search names them. A block whose text cannot be read is left out
+/// and its session marked as not fully indexed (the indexer then indexes it again from its
+/// recording).
 #[tokio::test]
 async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade() {
     let db = TestDb::new(Backend::Sqlite).await;
-    session(&db.store, "alice", "web", T0, &["cat notes => KW-before-0014 line"]).await;
+    let old = session(&db.store, "alice", "web", T0, &["cat notes => KW-before-0014 line"]).await;
     let bad = session(&db.store, "bob", "db", T0, &["cat more => KW-unreadable line"]).await;
     db.store.close().await;
     sqlite_raw(
@@ -137,8 +139,30 @@ async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade(
         ),
     )
     .await;
+    // Opened, and not given yet: the old output is not found, and the search says where.
+    let store = db.reopen().await;
+    check(&store, text("kw-before-0014"), &[]).await;
+    // Output written meanwhile goes to the index as it is: found at once.
+    session(&store, "carol", "web", T0, &["cat new => KW-after line"]).await;
+    check(&store, text("kw-after"), &["carol web cat new > KW-after line"]).await;
+    let blobs = BlobStore::local(db.dir()).unwrap();
+    let gaps = store.search_gaps(&blobs, &text("kw-before-0014")).await.unwrap();
+    let mut named: Vec<_> = gaps.listed.iter().map(|g| (g.session_id, g.state)).collect();
+    named.sort_by_key(|(id, _)| *id);
+    let mut expected = vec![(old, IndexState::Behind), (bad, IndexState::Behind)];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!((named, gaps.total), (expected, 2));
+    let carol = SearchQuery { person: Some("carol".into()), ..text("kw") };
+    assert!(store.search_gaps(&blobs, &carol).await.unwrap().is_empty());
+    store.finish_index_rebuild().await.unwrap();
+    store.close().await;
     for _ in 0..2 {
         let store = db.reopen().await;
+        // Given: nothing left to do, and only the unreadable block's session is behind.
+        store.finish_index_rebuild().await.unwrap();
+        let gaps = store.search_gaps(&blobs, &text("kw")).await.unwrap();
+        let named: Vec<_> = gaps.listed.iter().map(|g| g.session_id).collect();
+        assert_eq!(named, [bad]);
         check(&store, text("kw-before-0014"), &["alice web cat notes > KW-before-0014 line"]).await;
         // The rebuilt entries carry their session's person and target (migration 0015).
         let alice_web = SearchQuery {
@@ -162,7 +186,7 @@ async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade(
             .await
             .unwrap();
     assert_eq!(complete.first(), Some(&(bad.to_string(), false)), "{complete:?}");
-    assert_eq!(complete.iter().filter(|(_, c)| *c).count(), 1, "{complete:?}");
+    assert_eq!(complete.iter().filter(|(_, c)| *c).count(), 2, "{complete:?}");
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'")
             .fetch_one(&mut conn)
