@@ -16,6 +16,8 @@
 //! (`command_spans`, the span of each 1024 ids, as SQLite's `command_blocks`), and the same
 //! two steps walk only that range: ordered by id alone, the planner walked back from the
 //! newest command until it met the bound (596,158 commands, 1 s, for a rare text at 1M).
+//! Within a time bound, a statement through the trigram index alone gets `TRIGRAM_BUDGET`
+//! and, out of time, gives way to a walk of the bound's rows in id order.
 //! A person, target, session or tag filter names its sessions first, then walks windows of
 //! ids from the newest, reading only those sessions' commands (`commands_session_id`) and
 //! testing the text in those only, instead of fetching every trigram match. All statements
@@ -56,6 +58,15 @@ const FIRST_WINDOW: i64 = 8192;
 /// Output blocks read newest first in id order before the trigram index takes over; and the
 /// blocks of a page, when the trigram index is read a page at a time.
 const FIRST_BLOCKS: i64 = 256;
+/// How long a time-bounded search may read through the trigram index alone: the older
+/// commands of its range (after the newest `FIRST_WINDOW`), and the first page of output
+/// blocks when the planner reads them so. That rechecks every row of the table holding the
+/// trigrams, not only the bound's: cheap for rare trigrams (`otat`, 42 ms), seconds for
+/// common ones (over a week at 1 GB, `/etc/gr`: output 2–4 s, where walking the bound's
+/// blocks in id order found a page in 130–180 ms; commands 0.6–0.9 s). Out of time, the
+/// statement is given up (its savepoint rolled back) and the bound's range walked in id order
+/// instead: at worst one read of each of its rows.
+const TRIGRAM_BUDGET: &str = "SET LOCAL statement_timeout = 100";
 /// The most output blocks one statement returns (4 MiB of text, at 4 KiB a block).
 const WINDOW_ROWS: i64 = 1024;
 
@@ -176,7 +187,27 @@ impl TextIndex for TrigramIndex {
                 .await
                 .at(OP, &q.text)?;
             if hits.len() < q.limit as usize && split > floor {
-                self.window(&mut tx, q, &pattern, (floor, split), &mut hits).await?;
+                let bounded = floor > i64::MIN;
+                if bounded {
+                    for setting in ["SAVEPOINT rest", TRIGRAM_BUDGET] {
+                        sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                    }
+                }
+                match self.window(&mut tx, q, &pattern, (floor, split), &mut hits).await {
+                    Err(e) if bounded && cancelled(&e) => {
+                        // Out of time through the trigram index (see `TRIGRAM_BUDGET`): the
+                        // bound's range is walked in id order instead.
+                        for setting in [
+                            "ROLLBACK TO SAVEPOINT rest",
+                            "SET LOCAL statement_timeout = 0",
+                            "SET LOCAL enable_bitmapscan = off",
+                        ] {
+                            sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                        }
+                        self.window(&mut tx, q, &pattern, (floor, split), &mut hits).await?;
+                    }
+                    r => r?,
+                }
             }
         }
         tx.commit().await.at(OP, &q.text)?;
@@ -266,6 +297,9 @@ impl TextIndex for TrigramIndex {
         // reads the whole range left, newest first, a page of `FIRST_BLOCKS` matching blocks
         // at a time.
         let mut paged = false;
+        // Bounded in time and paged, the first page may take `PAGE_BUDGET` only: see there.
+        let bounded = q.since_us.is_some() || q.until_us.is_some();
+        let (mut race, mut walked) = (false, false);
         while high > floor && found.next_batch().is_some() {
             let window =
                 if round == 0 { FIRST_BLOCKS } else { FIRST_WINDOW << (round - 1).min(32) };
@@ -292,6 +326,7 @@ impl TextIndex for TrigramIndex {
                         .await
                         .at(OP, &q.text)?;
                 paged = rechecks_whole_index(&plan);
+                race = paged && bounded;
             }
             if paged {
                 low = floor;
@@ -313,13 +348,44 @@ impl TextIndex for TrigramIndex {
                 output_window!("b.text ILIKE $1 ESCAPE '\\'", " LIMIT $10")
             };
             // A statement holds at most a page of blocks in memory, however many of a wide
-            // window hold the text.
-            let page = if paged { FIRST_BLOCKS } else { WINDOW_ROWS };
+            // window hold the text. Walking in id order, a page is about the blocks the limit
+            // asks for: every block more is one more read.
+            let page = match (paged, walked) {
+                (true, _) => FIRST_BLOCKS,
+                (false, true) => i64::from(q.limit).clamp(16, WINDOW_ROWS),
+                (false, false) => WINDOW_ROWS,
+            };
             let mut query = bind_window!(sqlx::query(sql), pattern, low, high, q);
             if let Some(ids) = &sessions {
                 query = query.bind(ids);
             }
-            let rows = query.bind(page).fetch_all(&mut *tx).await.at(OP, &q.text)?;
+            let raced = std::mem::take(&mut race);
+            if raced {
+                for setting in ["SAVEPOINT page", TRIGRAM_BUDGET] {
+                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                }
+            }
+            let rows = match query.bind(page).fetch_all(&mut *tx).await.at(OP, &q.text) {
+                Err(e) if raced && cancelled(&e) => {
+                    // Out of time: the range is walked newest first in id order instead.
+                    for setting in [
+                        "ROLLBACK TO SAVEPOINT page",
+                        "SET LOCAL statement_timeout = 0",
+                        "SET LOCAL enable_bitmapscan = off",
+                        "SET LOCAL enable_indexscan = on",
+                    ] {
+                        sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                    }
+                    (paged, walked) = (false, true);
+                    continue;
+                }
+                rows => rows?,
+            };
+            if raced {
+                for setting in ["RELEASE SAVEPOINT page", "SET LOCAL statement_timeout = 0"] {
+                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                }
+            }
             for r in &rows {
                 if let Some(c) = decode::output_candidate(r, false).at(OP, &q.text)? {
                     found.confirm(&c);
@@ -356,6 +422,19 @@ impl TextIndex for TrigramIndex {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
+
+/// Whether a statement failed for running out of its `statement_timeout`.
+fn cancelled(e: &StoreError) -> bool {
+    use std::error::Error;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
+            return db.code().as_deref() == Some("57014");
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether a plan (`EXPLAIN`'s lines) reads output blocks through the trigram index alone,
@@ -561,7 +640,39 @@ impl TrigramIndex {
 
 #[cfg(test)]
 mod tests {
-    use super::rechecks_whole_index;
+    use super::{cancelled, rechecks_whole_index};
+    use crate::error::At;
+
+    /// A statement out of its `statement_timeout` is told from any other failure, as the
+    /// store reports it (the budgets above fall back on it), against a real server.
+    #[tokio::test]
+    async fn a_statement_out_of_time_is_told_apart() {
+        use sqlx::Connection;
+        let url = std::env::var("KEEPWATCH_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({e}): start it (`pg_ctlcluster 15 main \
+                 start`) or set KEEPWATCH_TEST_POSTGRES"
+            )
+        });
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SAVEPOINT s").execute(&mut *tx).await.unwrap();
+        sqlx::query(super::TRIGRAM_BUDGET).execute(&mut *tx).await.unwrap();
+        let slow = sqlx::query("SELECT pg_sleep(1)").execute(&mut *tx).await.at("search", "x");
+        assert!(cancelled(&slow.unwrap_err()));
+        // Rolled back to its savepoint, the transaction goes on, without the budget.
+        for setting in ["ROLLBACK TO SAVEPOINT s", "SET LOCAL statement_timeout = 0"] {
+            sqlx::query(setting).execute(&mut *tx).await.unwrap();
+        }
+        let wrong = sqlx::query("SELECT 1/0").execute(&mut *tx).await.at("search", "x");
+        assert!(!cancelled(&wrong.unwrap_err()));
+        sqlx::query("ROLLBACK TO SAVEPOINT s").execute(&mut *tx).await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(one, 1);
+    }
 
     fn lines(plan: &str) -> Vec<String> {
         plan.lines().map(str::to_owned).collect()
