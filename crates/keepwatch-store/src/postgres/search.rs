@@ -187,26 +187,24 @@ impl TextIndex for TrigramIndex {
                 .await
                 .at(OP, &q.text)?;
             if hits.len() < q.limit as usize && split > floor {
+                let rest = (floor, split);
                 let bounded = floor > i64::MIN;
-                if bounded {
-                    for setting in ["SAVEPOINT rest", TRIGRAM_BUDGET] {
-                        sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                    }
-                }
-                match self.window(&mut tx, q, &pattern, (floor, split), &mut hits).await {
-                    Err(e) if bounded && cancelled(&e) => {
-                        // Out of time through the trigram index (see `TRIGRAM_BUDGET`): the
-                        // bound's range is walked in id order instead.
-                        for setting in [
-                            "ROLLBACK TO SAVEPOINT rest",
-                            "SET LOCAL statement_timeout = 0",
-                            "SET LOCAL enable_bitmapscan = off",
-                        ] {
-                            sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                        }
-                        self.window(&mut tx, q, &pattern, (floor, split), &mut hits).await?;
-                    }
-                    r => r?,
+                let within = if bounded {
+                    within_budget(&mut tx, async |conn| {
+                        self.window(conn, q, &pattern, rest, &mut hits).await
+                    })
+                    .await?
+                } else {
+                    Some(self.window(&mut tx, q, &pattern, rest, &mut hits).await?)
+                };
+                if within.is_none() {
+                    // Out of time through the trigram index: the bound's range is walked in
+                    // id order instead.
+                    sqlx::query("SET LOCAL enable_bitmapscan = off")
+                        .execute(&mut *tx)
+                        .await
+                        .at(OP, &q.text)?;
+                    self.window(&mut tx, q, &pattern, rest, &mut hits).await?;
                 }
             }
         }
@@ -359,33 +357,26 @@ impl TextIndex for TrigramIndex {
             if let Some(ids) = &sessions {
                 query = query.bind(ids);
             }
-            let raced = std::mem::take(&mut race);
-            if raced {
-                for setting in ["SAVEPOINT page", TRIGRAM_BUDGET] {
-                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                }
-            }
-            let rows = match query.bind(page).fetch_all(&mut *tx).await.at(OP, &q.text) {
-                Err(e) if raced && cancelled(&e) => {
-                    // Out of time: the range is walked newest first in id order instead.
-                    for setting in [
-                        "ROLLBACK TO SAVEPOINT page",
-                        "SET LOCAL statement_timeout = 0",
-                        "SET LOCAL enable_bitmapscan = off",
-                        "SET LOCAL enable_indexscan = on",
-                    ] {
-                        sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+            let rows = if std::mem::take(&mut race) {
+                let statement = async |conn: &mut PgConnection| {
+                    query.bind(page).fetch_all(conn).await.at(OP, &q.text)
+                };
+                match within_budget(&mut tx, statement).await? {
+                    Some(rows) => rows,
+                    None => {
+                        // Out of time: the range is walked newest first in id order instead.
+                        for setting in
+                            ["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on"]
+                        {
+                            sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                        }
+                        (paged, walked) = (false, true);
+                        continue;
                     }
-                    (paged, walked) = (false, true);
-                    continue;
                 }
-                rows => rows?,
+            } else {
+                query.bind(page).fetch_all(&mut *tx).await.at(OP, &q.text)?
             };
-            if raced {
-                for setting in ["RELEASE SAVEPOINT page", "SET LOCAL statement_timeout = 0"] {
-                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                }
-            }
             for r in &rows {
                 if let Some(c) = decode::output_candidate(r, false).at(OP, &q.text)? {
                     found.confirm(&c);
@@ -422,6 +413,27 @@ impl TextIndex for TrigramIndex {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
+
+/// Runs `statement` within [`TRIGRAM_BUDGET`], under a savepoint: `None` when it ran out of
+/// time, rolled back to the savepoint (the transaction goes on). The budget ends with it.
+async fn within_budget<T>(
+    tx: &mut PgConnection,
+    statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    const OP: &str = "search";
+    for setting in ["SAVEPOINT budget", TRIGRAM_BUDGET] {
+        sqlx::query(setting).execute(&mut *tx).await.at(OP, "budget")?;
+    }
+    let (end, done) = match statement(&mut *tx).await {
+        Ok(done) => ("RELEASE SAVEPOINT budget", Some(done)),
+        Err(e) if cancelled(&e) => ("ROLLBACK TO SAVEPOINT budget", None),
+        Err(e) => return Err(e),
+    };
+    for setting in [end, "SET LOCAL statement_timeout = 0"] {
+        sqlx::query(setting).execute(&mut *tx).await.at(OP, "budget")?;
+    }
+    Ok(done)
 }
 
 /// Whether a statement failed for running out of its `statement_timeout`.
