@@ -134,6 +134,7 @@ function unindexedBanner(gaps, total) {
   const count = Math.max(total || 0, gaps.length);
   const progress = (g) => {
     if (g.state === 'error') return `not indexed: ${g.error || 'error'}`;
+    if (g.state === 'rebuilding') return 'output stored before the upgrade not searchable yet';
     if (g.bytes_recorded) return `${Math.floor((100 * g.bytes_indexed) / Math.max(1, g.bytes_recorded))}% indexed`;
     return 'indexing';
   };

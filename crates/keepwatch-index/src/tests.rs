@@ -564,7 +564,7 @@ async fn run_gives_stored_output_back_to_the_index_after_an_upgrade() {
     }
     let store = Store::open_sqlite(&f.dir.join("kw.db")).await.unwrap();
     assert!(store.search(&q).await.unwrap().hits.is_empty());
-    assert_eq!(status(&store, blobs, id).await.state, IndexState::Behind);
+    assert_eq!(status(&store, blobs, id).await.state, IndexState::Rebuilding);
     let gaps = store.search_gaps(blobs, &q).await.unwrap();
     assert_eq!(gaps.listed.iter().map(|g| g.session_id).collect::<Vec<_>>(), [id]);
 

@@ -503,6 +503,8 @@ pub(crate) struct IndexRow {
     pub(crate) error: Option<String>,
     pub(crate) updated_at_us: Option<i64>,
     pub(crate) bytes_indexed: Option<i64>,
+    /// Some of its output blocks are not in the output index yet (an upgrade's rebuild).
+    pub(crate) output_pending: bool,
 }
 
 pub(crate) fn index_row(r: &impl Cols) -> Result<IndexRow, BadValue> {
@@ -516,6 +518,7 @@ pub(crate) fn index_row(r: &impl Cols) -> Result<IndexRow, BadValue> {
         error: r.opt_text("error")?,
         updated_at_us: r.opt_int("updated_at_us")?,
         bytes_indexed: r.opt_int("bytes_indexed")?,
+        output_pending: r.has("output_pending") && r.opt_flag("output_pending")?.unwrap_or(false),
     })
 }
 

@@ -460,7 +460,8 @@ pub struct IndexGap {
     pub session_id: SessionId,
     pub person: String,
     pub target: String,
-    /// `Behind` (live, or not caught up yet) or `Error` (the recording could not be read).
+    /// `Behind` (live, or not caught up yet), `Rebuilding` (output stored before an upgrade
+    /// not in the index yet) or `Error` (the recording could not be read).
     pub state: IndexState,
     pub session_status: SessionStatus,
     /// Recording bytes indexed, of the bytes recorded so far (when the recording is here).
@@ -509,6 +510,10 @@ pub enum IndexState {
     /// Not every event is indexed yet: the session is live (its recording still grows), or
     /// the indexer has not caught up with it.
     Behind,
+    /// Every event of the recording is indexed, but output blocks stored before an upgrade
+    /// are still being given to the search index (SQLite after migration 0015, see
+    /// [`crate::Store::finish_index_rebuild`]): that output is not found yet.
+    Rebuilding,
     /// The recording could not be indexed; not retried until `reindex` asks for it.
     Error,
 }
@@ -518,6 +523,7 @@ impl IndexState {
         match self {
             IndexState::Complete => "complete",
             IndexState::Behind => "behind",
+            IndexState::Rebuilding => "rebuilding",
             IndexState::Error => "error",
         }
     }

@@ -31,7 +31,7 @@ pub(crate) struct IndexQuery {
 
 /// How far the search index is behind the recordings.
 ///
-/// The sessions not fully indexed, or those named: state complete, behind or error, and the
+/// The sessions not fully indexed, or those named: state complete, behind, rebuilding or error, and the
 /// bytes indexed of the bytes recorded. Auditors.
 #[utoipa::path(get, path = "/api/v1/index", tag = "sessions", params(IndexQuery),
     responses((status = 200, description = "One row per session", body = Vec<views::IndexRow>), Malformed, Missing, Guarded))]

@@ -320,7 +320,7 @@ pub(crate) struct Unindexed {
     pub session: String,
     pub user: String,
     pub target: String,
-    /// behind or error.
+    /// behind, rebuilding (output stored before an upgrade not searchable yet) or error.
     pub state: String,
     pub session_status: String,
     pub bytes_indexed: u64,
@@ -485,7 +485,8 @@ pub(crate) struct TokenMade {
 pub(crate) struct IndexRow {
     pub session: String,
     pub session_status: String,
-    /// complete, behind or error.
+    /// complete, behind, rebuilding (output stored before an upgrade not searchable yet) or
+    /// error.
     pub state: String,
     pub bytes_indexed: u64,
     /// Null when the recording's length cannot be read.

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keepwatch_core::{AuditAction, SessionId};
 use keepwatch_store::{
-    CommandRow, IndexScope, IndexStatus, NewAudit, SearchQuery, SessionFilter, Store, StoreError,
+    CommandRow, IndexScope, IndexState, IndexStatus, NewAudit, SearchQuery, SessionFilter, Store,
+    StoreError,
 };
 use serde_json::{Value, json};
 
@@ -167,6 +168,10 @@ pub(crate) async fn search(dir: &DataDir, a: SearchArgs) -> anyhow::Result<ExitC
             .iter()
             .map(|g| match (&g.error, g.bytes_recorded) {
                 (Some(e), _) => format!("{} (not indexed: {e})", g.session_id),
+                (None, _) if g.state == IndexState::Rebuilding => format!(
+                    "{} (output stored before the upgrade not searchable yet)",
+                    g.session_id
+                ),
                 (None, Some(of)) => {
                     format!("{} ({} of {of} bytes indexed)", g.session_id, g.bytes_indexed)
                 }

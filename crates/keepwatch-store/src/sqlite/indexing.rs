@@ -21,10 +21,9 @@ pub(super) const BLOCKS_PER_STATEMENT: usize = 256;
 macro_rules! status_select {
     ($pending:expr) => {
         concat!(
-            "SELECT s.id, s.person, s.target, s.status, \
-             CASE WHEN ",
+            "SELECT s.id, s.person, s.target, s.status, i.complete, ",
             $pending,
-            " THEN 0 ELSE i.complete END AS complete, i.commands, i.error, i.updated_at_us, \
+            " AS output_pending, i.commands, i.error, i.updated_at_us, \
              p.bytes_indexed FROM sessions s LEFT JOIN index_state i ON i.session_id = s.id \
              LEFT JOIN index_progress p ON p.session_id = s.id"
         )
@@ -33,7 +32,7 @@ macro_rules! status_select {
 
 /// Whether session `s` has output blocks with ids from `$from` to `$to` (the blocks the output
 /// index has not been given yet, while `Fts5Index::finish_rebuild` runs; an empty range
-/// otherwise): its output is not all searchable, so its index is not complete.
+/// otherwise): its output is not all searchable yet (`IndexState::Rebuilding`).
 macro_rules! rebuild_pending {
     ($from:literal, $to:literal) => {
         concat!(

@@ -213,14 +213,15 @@ impl Store {
 /// recording only grows, so what was indexed is never reported past what was recorded).
 async fn status_of(blobs: &BlobStore, r: IndexRow) -> Result<IndexStatus, StoreError> {
     let bytes_recorded = blobs.recording_len(r.session_id).await?;
-    let state = match (&r.error, r.complete) {
-        (Some(_), _) => IndexState::Error,
-        (None, true) => IndexState::Complete,
-        (None, false) => IndexState::Behind,
+    let state = match (&r.error, r.complete, r.output_pending) {
+        (Some(_), _, _) => IndexState::Error,
+        (None, false, _) => IndexState::Behind,
+        (None, true, true) => IndexState::Rebuilding,
+        (None, true, false) => IndexState::Complete,
     };
     let progress = r.bytes_indexed.map(|b| b.max(0) as u64);
     let bytes_indexed = match state {
-        IndexState::Complete => bytes_recorded.or(progress).unwrap_or(0),
+        IndexState::Complete | IndexState::Rebuilding => bytes_recorded.or(progress).unwrap_or(0),
         IndexState::Behind | IndexState::Error => progress.unwrap_or(0),
     };
     Ok(IndexStatus {

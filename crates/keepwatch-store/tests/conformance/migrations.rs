@@ -149,7 +149,7 @@ async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade(
     let gaps = store.search_gaps(&blobs, &text("kw-before-0014")).await.unwrap();
     let mut named: Vec<_> = gaps.listed.iter().map(|g| (g.session_id, g.state)).collect();
     named.sort_by_key(|(id, _)| *id);
-    let mut expected = vec![(old, IndexState::Behind), (bad, IndexState::Behind)];
+    let mut expected = vec![(old, IndexState::Rebuilding), (bad, IndexState::Rebuilding)];
     expected.sort_by_key(|(id, _)| *id);
     assert_eq!((named, gaps.total), (expected, 2));
     let carol = SearchQuery { person: Some("carol".into()), ..text("kw") };
