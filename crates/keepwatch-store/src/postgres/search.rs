@@ -17,7 +17,7 @@
 //! two steps walk only that range: ordered by id alone, the planner walked back from the
 //! newest command until it met the bound (596,158 commands, 1 s, for a rare text at 1M).
 //! Within a time bound, a statement through the trigram index alone gets `TRIGRAM_BUDGET`
-//! and, out of time, gives way to a walk of the bound's rows in id order.
+//! and, out of time, gives way to a walk of the bound's rows in id order for `WALK_BUDGET`.
 //! A person, target, session or tag filter names its sessions first, then walks windows of
 //! ids from the newest, reading only those sessions' commands (`commands_session_id`) and
 //! testing the text in those only, instead of fetching every trigram match. All statements
@@ -65,8 +65,14 @@ const FIRST_BLOCKS: i64 = 256;
 /// common ones (over a week at 1 GB, `/etc/gr`: output 2–4 s, where walking the bound's
 /// blocks in id order found a page in 130–180 ms; commands 0.6–0.9 s). Out of time, the
 /// statement is given up (its savepoint rolled back) and the bound's range walked in id order
-/// instead: at worst one read of each of its rows.
-const TRIGRAM_BUDGET: &str = "SET LOCAL statement_timeout = 100";
+/// instead, for at most `WALK_BUDGET`.
+const TRIGRAM_BUDGET: u32 = 100;
+/// How long (ms) a time-bounded search may walk its range in id order after the trigram index
+/// ran out of time. A walk reads every row of the range that does not hold the text (50 µs an
+/// output block): a wide bound and a rare text could take longer than the index did. Out of
+/// time, the rest of the range is read through the trigram index after all, unbounded, as
+/// before there was a budget: the worst case is that plus the two budgets.
+const WALK_BUDGET: u32 = 500;
 /// The most output blocks one statement returns (4 MiB of text, at 4 KiB a block).
 const WINDOW_ROWS: i64 = 1024;
 
@@ -189,18 +195,26 @@ impl TextIndex for TrigramIndex {
             if hits.len() < q.limit as usize && split > floor {
                 let rest = (floor, split);
                 let bounded = floor > i64::MIN;
-                let within = if bounded {
-                    within_budget(&mut tx, async |conn| {
+                // Bounded in time: the trigram index within its budget, then a walk of the
+                // range in id order within its own, then the trigram index without one.
+                let mut done = false;
+                let budgets = [(TRIGRAM_BUDGET, "on"), (WALK_BUDGET, "off")];
+                for (budget, bitmap) in budgets.into_iter().filter(|_| bounded) {
+                    let setting = format!("SET LOCAL enable_bitmapscan = {bitmap}");
+                    sqlx::query(sqlx::AssertSqlSafe(setting))
+                        .execute(&mut *tx)
+                        .await
+                        .at(OP, &q.text)?;
+                    let statement = async |conn: &mut PgConnection| {
                         self.window(conn, q, &pattern, rest, &mut hits).await
-                    })
-                    .await?
-                } else {
-                    Some(self.window(&mut tx, q, &pattern, rest, &mut hits).await?)
-                };
-                if within.is_none() {
-                    // Out of time through the trigram index: the bound's range is walked in
-                    // id order instead.
-                    sqlx::query("SET LOCAL enable_bitmapscan = off")
+                    };
+                    done = within_budget(&mut tx, budget, statement).await?.is_some();
+                    if done {
+                        break;
+                    }
+                }
+                if !done {
+                    sqlx::query("SET LOCAL enable_bitmapscan = on")
                         .execute(&mut *tx)
                         .await
                         .at(OP, &q.text)?;
@@ -297,10 +311,23 @@ impl TextIndex for TrigramIndex {
         let mut paged = false;
         // Bounded in time and paged, the first page may take `PAGE_BUDGET` only: see there.
         let bounded = q.since_us.is_some() || q.until_us.is_some();
-        let (mut race, mut walked) = (false, false);
+        let (mut race, mut walked) = (false, None::<std::time::Instant>);
         while high > floor && found.next_batch().is_some() {
-            let window =
-                if round == 0 { FIRST_BLOCKS } else { FIRST_WINDOW << (round - 1).min(32) };
+            // A walk out of its budget goes back to paging through the trigram index.
+            if walked.is_some_and(|at| at.elapsed().as_millis() >= u128::from(WALK_BUDGET)) {
+                for setting in
+                    ["SET LOCAL enable_bitmapscan = on", "SET LOCAL enable_indexscan = off"]
+                {
+                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
+                }
+                (paged, walked) = (true, None);
+            }
+            // Windows of a walk stay small, so its budget is looked at every few hundred ms.
+            let window = match (round, walked) {
+                (0, _) => FIRST_BLOCKS,
+                (_, Some(_)) => FIRST_WINDOW,
+                _ => FIRST_WINDOW << (round - 1).min(32),
+            };
             let mut low = high.saturating_sub(window).max(floor);
             if steer && round <= 1 {
                 let settings: [&'static str; 2] = if round == 0 {
@@ -350,8 +377,8 @@ impl TextIndex for TrigramIndex {
             // asks for: every block more is one more read.
             let page = match (paged, walked) {
                 (true, _) => FIRST_BLOCKS,
-                (false, true) => i64::from(q.limit).clamp(16, WINDOW_ROWS),
-                (false, false) => WINDOW_ROWS,
+                (false, Some(_)) => i64::from(q.limit).clamp(16, WINDOW_ROWS),
+                (false, None) => WINDOW_ROWS,
             };
             let mut query = bind_window!(sqlx::query(sql), pattern, low, high, q);
             if let Some(ids) = &sessions {
@@ -361,7 +388,7 @@ impl TextIndex for TrigramIndex {
                 let statement = async |conn: &mut PgConnection| {
                     query.bind(page).fetch_all(conn).await.at(OP, &q.text)
                 };
-                match within_budget(&mut tx, statement).await? {
+                match within_budget(&mut tx, TRIGRAM_BUDGET, statement).await? {
                     Some(rows) => rows,
                     None => {
                         // Out of time: the range is walked newest first in id order instead.
@@ -370,7 +397,7 @@ impl TextIndex for TrigramIndex {
                         {
                             sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
                         }
-                        (paged, walked) = (false, true);
+                        (paged, walked) = (false, Some(std::time::Instant::now()));
                         continue;
                     }
                 }
@@ -415,16 +442,17 @@ impl TextIndex for TrigramIndex {
     }
 }
 
-/// Runs `statement` within [`TRIGRAM_BUDGET`], under a savepoint: `None` when it ran out of
-/// time, rolled back to the savepoint (the transaction goes on). The budget ends with it.
+/// Runs `statement` within `budget` ms, under a savepoint: `None` when it ran out of time,
+/// rolled back to the savepoint (the transaction goes on). The budget ends with it.
 async fn within_budget<T>(
     tx: &mut PgConnection,
+    budget: u32,
     statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
     const OP: &str = "search";
-    for setting in ["SAVEPOINT budget", TRIGRAM_BUDGET] {
-        sqlx::query(setting).execute(&mut *tx).await.at(OP, "budget")?;
-    }
+    sqlx::query("SAVEPOINT budget").execute(&mut *tx).await.at(OP, "budget")?;
+    let setting = format!("SET LOCAL statement_timeout = {budget}");
+    sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *tx).await.at(OP, "budget")?;
     let (end, done) = match statement(&mut *tx).await {
         Ok(done) => ("RELEASE SAVEPOINT budget", Some(done)),
         Err(e) if cancelled(&e) => ("ROLLBACK TO SAVEPOINT budget", None),
@@ -672,7 +700,7 @@ mod tests {
         });
         let mut tx = conn.begin().await.unwrap();
         sqlx::query("SAVEPOINT s").execute(&mut *tx).await.unwrap();
-        sqlx::query(super::TRIGRAM_BUDGET).execute(&mut *tx).await.unwrap();
+        sqlx::query("SET LOCAL statement_timeout = 100").execute(&mut *tx).await.unwrap();
         let slow = sqlx::query("SELECT pg_sleep(1)").execute(&mut *tx).await.at("search", "x");
         assert!(cancelled(&slow.unwrap_err()));
         // Rolled back to its savepoint, the transaction goes on, without the budget.
