@@ -195,3 +195,64 @@ async fn sqlite_output_indexed_before_trigram_tokens_is_found_after_the_upgrade(
     assert_eq!(pending, 0, "the rebuild is done with");
     conn.close().await.unwrap();
 }
+
+/// The rebuild runs beside the indexer now: a session indexed again meanwhile (its rows and
+/// blocks cleared, among them blocks the rebuild had not given the index yet, then written
+/// again) is found by its new output only, the others' old output is found once given, and
+/// the output index stays whole.
+#[tokio::test]
+async fn sqlite_a_session_indexed_again_during_the_rebuild() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dave = session(&db.store, "dave", "web", T0, &["cat a => KW-dave-old line"]).await;
+    session(&db.store, "erin", "db", T0, &["cat b => KW-erin-old line"]).await;
+    db.store.close().await;
+    // The store as migration 0015 leaves it: an empty output index, every block to give.
+    sqlite_raw(
+        &db.sqlite_path(),
+        "DROP TABLE output_fts; CREATE VIRTUAL TABLE output_fts USING fts5 (trigrams, \
+         content = '', contentless_delete = 1, detail = 'none', tokenize = 'ascii'); \
+         CREATE TABLE output_fts_rebuild (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL); \
+         INSERT INTO output_fts_rebuild SELECT 0, max(id) FROM output_blocks;",
+    )
+    .await;
+    let store = db.reopen().await;
+    store.clear_index(dave).await.unwrap();
+    let rows = vec![keepwatch_store::CommandRow {
+        seq: 1,
+        channel: 0,
+        kind: "shell".into(),
+        at_us: T0,
+        start_offset_us: 0,
+        end_offset_us: None,
+        command: "cat a".into(),
+        prompt: "$ ".into(),
+        output: "KW-dave-new line".into(),
+        confidence: "exact".into(),
+        output_truncated: false,
+        full_screen: false,
+        typed: None,
+    }];
+    let block = keepwatch_store::OutputBlock {
+        channel: 0,
+        at_us: T0 + 500_000,
+        start_offset_us: 500_000,
+        end_offset_us: 500_000,
+        text: "KW-dave-new line\n".into(),
+        marks: vec![(0, 500_000)],
+    };
+    let complete = keepwatch_store::IndexProgress::Complete;
+    store.add_commands(dave, &rows, &[block], complete).await.unwrap();
+    check(&store, text("kw-dave-new"), &["dave web cat a > KW-dave-new line"]).await;
+    store.finish_index_rebuild().await.unwrap();
+    check(&store, text("kw-dave-old"), &[]).await;
+    check(&store, text("kw-dave-new"), &["dave web cat a > KW-dave-new line"]).await;
+    check(&store, text("kw-erin-old"), &["erin db cat b > KW-erin-old line"]).await;
+    let blobs = BlobStore::local(db.dir()).unwrap();
+    assert!(store.search_gaps(&blobs, &text("kw")).await.unwrap().is_empty());
+    store.close().await;
+    sqlite_raw(
+        &db.sqlite_path(),
+        "INSERT INTO output_fts (output_fts, rank) VALUES ('integrity-check', 0)",
+    )
+    .await;
+}
