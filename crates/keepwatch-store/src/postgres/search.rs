@@ -58,7 +58,7 @@ const FIRST_WINDOW: i64 = 8192;
 /// Output blocks read newest first in id order before the trigram index takes over; and the
 /// blocks of a page, when the trigram index is read a page at a time.
 const FIRST_BLOCKS: i64 = 256;
-/// How long a time-bounded search may read through the trigram index alone: the older
+/// How long (ms) a time-bounded search may read through the trigram index alone: the older
 /// commands of its range (after the newest `FIRST_WINDOW`), and the first page of output
 /// blocks when the planner reads them so. That rechecks every row of the table holding the
 /// trigrams, not only the bound's: cheap for rare trigrams (`otat`, 42 ms), seconds for
@@ -71,7 +71,8 @@ const TRIGRAM_BUDGET: u32 = 100;
 /// ran out of time. A walk reads every row of the range that does not hold the text (50 µs an
 /// output block): a wide bound and a rare text could take longer than the index did. Out of
 /// time, the rest of the range is read through the trigram index after all, unbounded, as
-/// before there was a budget: the worst case is that plus the two budgets.
+/// before there was a budget: the worst case is that plus the two budgets and one window of
+/// the walk (8,192 output blocks, about 0.4 s).
 const WALK_BUDGET: u32 = 500;
 /// The most output blocks one statement returns (4 MiB of text, at 4 KiB a block).
 const WINDOW_ROWS: i64 = 1024;
