@@ -293,6 +293,22 @@ fn session_filter(q: &SearchQuery, owners: bool) -> Option<String> {
 /// a second, against 3,214 without a pause (100 ms: 132 ms at most, 1,509 blocks a second).
 const REBUILD_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Where the rebuild of the output index stands (`output_fts_rebuild`'s next and last block
+/// ids), while it has not finished.
+async fn rebuild_state(conn: &mut SqliteConnection) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let there: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'")
+            .fetch_one(&mut *conn)
+            .await?;
+    if there == 0 {
+        return Ok(None);
+    }
+    sqlx::query_as("SELECT next_id, last_id FROM output_fts_rebuild")
+        .fetch_one(conn)
+        .await
+        .map(Some)
+}
+
 /// A stored block as the rebuild reads it: id, body, and its session's person and target.
 type StoredBlock = (i64, Vec<u8>, Option<String>, Option<String>);
 
@@ -301,17 +317,9 @@ impl Fts5Index {
     /// there are any.
     pub(crate) async fn rebuild_left(&self) -> Result<Option<(i64, i64)>, StoreError> {
         const OP: &str = "read index status";
-        let pending = "SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'";
         let mut tx = self.pool.begin().await.at(OP, "")?;
-        let left: i64 = sqlx::query_scalar(pending).fetch_one(&mut *tx).await.at(OP, "")?;
-        if left == 0 {
-            return Ok(None);
-        }
-        let range = sqlx::query_as("SELECT next_id, last_id FROM output_fts_rebuild")
-            .fetch_optional(&mut *tx)
-            .await
-            .at(OP, "")?;
-        Ok(range.filter(|(next, last)| next <= last))
+        let state = rebuild_state(&mut tx).await.at(OP, "")?;
+        Ok(state.filter(|(next, last)| next <= last))
     }
 
     /// Gives `output_fts` the blocks written before migrations 0014 and 0015 changed what it
@@ -322,25 +330,19 @@ impl Fts5Index {
     /// indexed, so the indexer indexes it again from its recording.
     pub(crate) async fn finish_rebuild(&self) -> Result<(), StoreError> {
         const OP: &str = "rebuild output search index";
-        let pending = "SELECT count(*) FROM sqlite_master WHERE name = 'output_fts_rebuild'";
-        let left: i64 = sqlx::query_scalar(pending).fetch_one(&self.pool).await.at(OP, "")?;
-        if left == 0 {
+        let mut conn = self.pool.acquire().await.at(OP, "")?;
+        if rebuild_state(&mut conn).await.at(OP, "")?.is_none() {
             return Ok(());
         }
+        drop(conn);
         let mut announced = false;
         // A store of many GB takes minutes: say how far it is every so often.
         let mut said_at = std::time::Instant::now();
         loop {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(OP, "")?;
-            let left: i64 = sqlx::query_scalar(pending).fetch_one(&mut *tx).await.at(OP, "")?;
-            if left == 0 {
+            let Some((next, last)) = rebuild_state(&mut tx).await.at(OP, "")? else {
                 return Ok(());
-            }
-            let (next, last): (i64, i64) =
-                sqlx::query_as("SELECT next_id, last_id FROM output_fts_rebuild")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .at(OP, "")?;
+            };
             if !announced && next <= last {
                 tracing::info!(
                     from = next,
