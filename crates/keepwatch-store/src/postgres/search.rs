@@ -199,13 +199,16 @@ impl TextIndex for TrigramIndex {
                 // Bounded in time: the trigram index within its budget, then a walk of the
                 // range in id order within its own, then the trigram index without one.
                 let mut done = false;
-                let budgets = [(TRIGRAM_BUDGET, "on"), (WALK_BUDGET, "off")];
-                for (budget, bitmap) in budgets.into_iter().filter(|_| bounded) {
-                    let setting = format!("SET LOCAL enable_bitmapscan = {bitmap}");
-                    sqlx::query(sqlx::AssertSqlSafe(setting))
-                        .execute(&mut *tx)
-                        .await
-                        .at(OP, &q.text)?;
+                let budgets: &[(u32, &str)] = if bounded {
+                    &[
+                        (TRIGRAM_BUDGET, "SET LOCAL enable_bitmapscan = on"),
+                        (WALK_BUDGET, "SET LOCAL enable_bitmapscan = off"),
+                    ]
+                } else {
+                    &[]
+                };
+                for &(budget, setting) in budgets {
+                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
                     let statement = async |conn: &mut PgConnection| {
                         self.window(conn, q, &pattern, rest, &mut hits).await
                     };
@@ -310,17 +313,13 @@ impl TextIndex for TrigramIndex {
         // reads the whole range left, newest first, a page of `FIRST_BLOCKS` matching blocks
         // at a time.
         let mut paged = false;
-        // Bounded in time and paged, the first page may take `PAGE_BUDGET` only: see there.
+        // Bounded in time and paged, the first page may take `TRIGRAM_BUDGET` only: see there.
         let bounded = q.since_us.is_some() || q.until_us.is_some();
         let (mut race, mut walked) = (false, None::<std::time::Instant>);
         while high > floor && found.next_batch().is_some() {
             // A walk out of its budget goes back to paging through the trigram index.
             if walked.is_some_and(|at| at.elapsed().as_millis() >= u128::from(WALK_BUDGET)) {
-                for setting in
-                    ["SET LOCAL enable_bitmapscan = on", "SET LOCAL enable_indexscan = off"]
-                {
-                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                }
+                set_all(&mut tx, THROUGH_TRIGRAMS).await.at(OP, &q.text)?;
                 (paged, walked) = (true, None);
             }
             // Windows of a walk stay small, so its budget is looked at every few hundred ms.
@@ -331,14 +330,8 @@ impl TextIndex for TrigramIndex {
             };
             let mut low = high.saturating_sub(window).max(floor);
             if steer && round <= 1 {
-                let settings: [&'static str; 2] = if round == 0 {
-                    ["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on"]
-                } else {
-                    ["SET LOCAL enable_bitmapscan = on", "SET LOCAL enable_indexscan = off"]
-                };
-                for setting in settings {
-                    sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                }
+                let settings = if round == 0 { IN_ID_ORDER } else { THROUGH_TRIGRAMS };
+                set_all(&mut tx, settings).await.at(OP, &q.text)?;
             }
             if steer && round == 1 {
                 let explain = concat!(
@@ -393,11 +386,7 @@ impl TextIndex for TrigramIndex {
                     Some(rows) => rows,
                     None => {
                         // Out of time: the range is walked newest first in id order instead.
-                        for setting in
-                            ["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on"]
-                        {
-                            sqlx::query(setting).execute(&mut *tx).await.at(OP, &q.text)?;
-                        }
+                        set_all(&mut tx, IN_ID_ORDER).await.at(OP, &q.text)?;
                         (paged, walked) = (false, Some(std::time::Instant::now()));
                         continue;
                     }
@@ -441,6 +430,21 @@ impl TextIndex for TrigramIndex {
         .at("search output", session)?;
         row.as_ref().map(decode::command).transpose().at("search output", session)
     }
+}
+
+/// Output blocks read in id order: the primary key walked, the trigram index off.
+const IN_ID_ORDER: [&str; 2] =
+    ["SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on"];
+/// Output blocks read through the trigram index (a bitmap), not by walking the primary key.
+const THROUGH_TRIGRAMS: [&str; 2] =
+    ["SET LOCAL enable_bitmapscan = on", "SET LOCAL enable_indexscan = off"];
+
+/// Runs each of `settings` (`SET LOCAL` statements) in order.
+async fn set_all(tx: &mut PgConnection, settings: [&'static str; 2]) -> Result<(), sqlx::Error> {
+    for setting in settings {
+        sqlx::query(setting).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Runs `statement` within `budget` ms, under a savepoint: `None` when it ran out of time,
